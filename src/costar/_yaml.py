@@ -1,0 +1,86 @@
+"""YAML loading that remembers the line of every key, so errors can point at the file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Loc = tuple[str | int, ...]
+
+
+class YamlDocument:
+    def __init__(self, data: Any, lines: dict[Loc, int], start_line: int) -> None:
+        self.data = data
+        self.lines = lines
+        self.start_line = start_line
+
+    def line_of(self, loc: Loc) -> int:
+        """The line of the deepest known prefix of ``loc`` (1-based)."""
+        for n in range(len(loc), 0, -1):
+            line = self.lines.get(tuple(loc[:n]))
+            if line is not None:
+                return line
+        return self.start_line
+
+
+class YamlSyntaxError(Exception):
+    def __init__(self, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def load_yaml_documents(text: str) -> list[YamlDocument]:
+    loader = yaml.SafeLoader(text)
+    docs: list[YamlDocument] = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:
+                continue
+            lines: dict[Loc, int] = {}
+            data = _construct(loader, node, (), lines)
+            docs.append(YamlDocument(data, lines, node.start_mark.line + 1))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = exc.problem or str(exc)
+        raise YamlSyntaxError(f"invalid YAML: {problem}", line) from None
+    except yaml.YAMLError as exc:
+        raise YamlSyntaxError(f"invalid YAML: {exc}", None) from None
+    finally:
+        loader.dispose()
+    return docs
+
+
+def load_yaml_file(path: Path) -> list[YamlDocument]:
+    return load_yaml_documents(path.read_text(encoding="utf-8"))
+
+
+def _construct(loader: yaml.SafeLoader, node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if isinstance(key, list | dict):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "mapping keys must be plain values", key_node.start_mark
+                )
+            if key in out:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}'", key_node.start_mark
+                )
+            sub = (*loc, key)
+            lines[sub] = key_node.start_mark.line + 1
+            out[key] = _construct(loader, value_node, sub, lines)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for i, item in enumerate(node.value):
+            sub = (*loc, i)
+            lines[sub] = item.start_mark.line + 1
+            items.append(_construct(loader, item, sub, lines))
+        return items
+    return loader.construct_object(node, deep=True)

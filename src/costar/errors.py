@@ -1,0 +1,36 @@
+"""User-facing errors. Each message is one line that says what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class CostarError(Exception):
+    """Base class for errors shown to the user as a single line (exit code 2 from the CLI)."""
+
+    exit_code = 2
+
+
+class ConfigError(CostarError):
+    """A scenario, judge, agent or project configuration is invalid."""
+
+
+class ScenarioError(ConfigError):
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 field: str | None = None) -> None:
+        self.file = file
+        self.line = line
+        self.field = field
+        where = file or "<scenario>"
+        if line is not None:
+            where = f"{where}:{line}"
+        prefix = f"{where}: "
+        if field:
+            prefix += f"field '{field}': "
+        super().__init__(prefix + message)
+
+
+class StoreError(CostarError):
+    """The store cannot be opened, read or written."""
+
+
+class AgentConfigError(ConfigError):
+    """The agent under test is not configured in a way coSTAR can run."""

@@ -1,0 +1,94 @@
+"""The judge protocol: anything that turns a stored trace into a Verdict."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from costar.verdict import Verdict, VerdictCost, VerdictSource
+
+if TYPE_CHECKING:
+    from costar.scenario import Scenario
+    from costar.store.base import Store
+    from costar.trace.model import Trace
+
+
+@dataclass
+class JudgeContext:
+    """What a judge sees: the trace, the scenario it came from, and read access to artifacts."""
+
+    trace: Trace
+    scenario: Scenario | None = None
+    store: Store | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def read_artifact(self, path: str) -> bytes | None:
+        art = self.trace.artifact(path)
+        if art is None or self.store is None:
+            return None
+        return self.store.get_blob(art.sha256)
+
+    def artifact_text(self, path: str) -> str | None:
+        data = self.read_artifact(path)
+        return None if data is None else data.decode("utf-8", errors="replace")
+
+
+def fingerprint_of(config: dict[str, Any]) -> str:
+    blob = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class Judge(ABC):
+    """Subclasses implement ``evaluate`` (sync) or override ``aevaluate`` (async).
+
+    ``config()`` must include everything that changes a verdict (instructions, model,
+    thresholds, version): its hash is the fingerprint verdicts are cached under.
+    """
+
+    name: str
+    gating: bool = True
+    source: VerdictSource = VerdictSource.CODE
+    version: str = "1"
+
+    @abstractmethod
+    def config(self) -> dict[str, Any]: ...
+
+    def fingerprint(self) -> str:
+        # Judges are configured once and then applied to many traces: hash once.
+        cached = self.__dict__.get("_fingerprint")
+        if cached is None:
+            cached = fingerprint_of({"judge": type(self).__qualname__, "version": self.version,
+                                     "name": self.name, "gating": self.gating, **self.config()})
+            self.__dict__["_fingerprint"] = cached
+        return cached
+
+    def evaluate(self, ctx: JudgeContext) -> Verdict:
+        raise NotImplementedError(f"{type(self).__name__} implements neither evaluate nor aevaluate")
+
+    async def aevaluate(self, ctx: JudgeContext) -> Verdict:
+        return self.evaluate(ctx)
+
+    async def judge(self, ctx: JudgeContext) -> Verdict:
+        """Run the judge; any exception becomes an error verdict, never a pass."""
+        started = time.perf_counter()
+        try:
+            verdict = await self.aevaluate(ctx)
+        except Exception as exc:  # a broken judge must not stop the run
+            verdict = Verdict.failure(self.name, f"{type(exc).__name__}: {exc}", source=self.source)
+        elapsed = time.perf_counter() - started
+        updates: dict[str, Any] = {
+            "trace_id": ctx.trace.trace_id,
+            "fingerprint": self.fingerprint(),
+            "gating": self.gating,
+            "source_id": verdict.source_id or self.name,
+        }
+        if verdict.cost.seconds == 0.0:
+            updates["cost"] = VerdictCost(
+                input_tokens=verdict.cost.input_tokens, output_tokens=verdict.cost.output_tokens,
+                cost_usd=verdict.cost.cost_usd, seconds=elapsed,
+            )
+        return verdict.model_copy(update=updates)

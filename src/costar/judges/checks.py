@@ -1,0 +1,703 @@
+"""Deterministic checks: one flat registry, a ``not`` wrapper, explicit gating.
+
+A check is written in a scenario as a mapping with exactly one check key::
+
+    - output_contains: "total"                 # shorthand for the check's main field
+    - csv: {file: out.csv, columns: [a, b], min_rows: 1}
+    - not: {output_contains: "Traceback"}      # negation of any check
+    - not_output_contains: "Traceback"         # the same, prefix form
+      gate: false                              # a diagnostic: reported, never gates
+      name: no-traceback                       # the verdict's name (default: derived)
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import importlib
+import io
+import json
+import re
+from collections.abc import Callable, Iterable
+from datetime import date
+from typing import Any, ClassVar
+
+import jsonschema
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from costar.errors import ConfigError
+from costar.judges.base import Judge, JudgeContext
+from costar.trace.model import Span, SpanKind, StatusCode, TraceStatus
+from costar.verdict import Verdict, VerdictSource
+
+
+class CheckResult(BaseModel):
+    passed: bool
+    rationale: str
+    value: bool | int | float | str | None = None
+    evidence: list[str] = Field(default_factory=list)
+
+
+class Check(BaseModel):
+    """Base class: subclasses declare their parameters as fields and implement ``run``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: ClassVar[str] = ""
+    primary: ClassVar[str | None] = None
+    version: ClassVar[int] = 1
+
+    def run(self, ctx: JudgeContext) -> CheckResult:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        params = self.model_dump(exclude_defaults=True)
+        if not params:
+            return self.kind
+        if self.primary and set(params) == {self.primary}:
+            return f"{self.kind}({json.dumps(params.get(self.primary), default=str)[:60]})"
+        return f"{self.kind}({', '.join(f'{k}={json.dumps(v, default=str)[:40]}' for k, v in params.items())})"
+
+
+CHECKS: dict[str, type[Check]] = {}
+COMMON_KEYS = {"name", "gate", "description"}
+
+
+def register_check(cls: type[Check]) -> type[Check]:
+    if not cls.kind:
+        raise ValueError(f"{cls.__name__} has no kind")
+    CHECKS[cls.kind] = cls
+    return cls
+
+
+# --------------------------------------------------------------------------- output checks
+
+
+def _output(ctx: JudgeContext) -> str:
+    return ctx.trace.output or ""
+
+
+def _short(text: str, n: int = 120) -> str:
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+@register_check
+class OutputContains(Check):
+    kind: ClassVar[str] = "output_contains"
+    primary: ClassVar[str | None] = "value"
+
+    value: str | list[str]
+    ignore_case: bool = False
+    mode: str = Field("all", pattern="^(all|any)$")
+
+    def run(self, ctx: JudgeContext) -> CheckResult:
+        out = _output(ctx)
+        needles = [self.value] if isinstance(self.value, str) else list(self.value)
+        hay = out.lower() if self.ignore_case else out
+        found = [n for n in needles if (n.lower() if self.ignore_case else n) in hay]
+        missing = [n for n in needles if n not in found]
+        passed = bool(found) if self.mode == "any" else not missing
+        if passed:
+            return CheckResult(passed=True, rationale=f"output contains {', '.join(map(repr, found))}")
+        return CheckResult(passed=False, rationale=f"output lacks {', '.join(map(repr, missing))}; "
+                           f"output starts {_short(out)!r}")
+
+
+@register_check
+class OutputEquals(Check):
+    kind: ClassVar[str] = "output_equals"
+    primary: ClassVar[str | None] = "value"
+
+    value: str
+    strip: bool = True
+    ignore_case: bool = False
+
+    def run(self, ctx: JudgeContext) -> CheckResult:
+        out, want = _output(ctx), self.value
+        if self.strip:
+            out, want = out.strip(), want.strip()
+        if self.ignore_case:
+            out, want = out.lower(), want.lower()
+        if out == want:
+            return CheckResult(passed=True, rationale="output equals the expected value")
+        return CheckResult(passed=False, rationale=f"expected {_short(want)!r}, got {_short(out)!r}")
+
+
+@register_check
+class OutputMatches(Check):
+    kind: ClassVar[str] = "output_matches"
+    primary: ClassVar[str | None] = "pattern"
+
+    pattern: str
+    ignore_case: bool = False
+    multiline: bool = True
+
+    @model_validator(mode="after")
+    def _compiles(self) -> OutputMatches:
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {self.pattern!r}: {exc}") from None
+        return self
+
+    def run(self, ctx: JudgeContext) -> CheckResult:
+        flags = (re.IGNORECASE if self.ignore_case else 0) | (re.MULTILINE if self.multiline else 0)
+        m = re.search(self.pattern, _output(ctx), flags)
+        if m:
+            return CheckResult(passed=True, rationale=f"output matches /{self.pattern}/ at {m.group(0)!r:.80}")
+        return CheckResult(passed=False, rationale=f"output does not match /{self.pattern}/")
+
+
+# --------------------------------------------------------------------------- file and structure checks
+
+
+def _read_source(ctx: JudgeContext, file: str | None) -> tuple[str | None, str]:
+    """The text of the output (file None) or of a workspace file, with a label for rationales."""
+    if file is None:
+        return ctx.trace.output, "output"
+    text = ctx.artifact_text(file)
+    return text, f"file {file!r}"
+
+
+_FENCE = re.compile(r"```(?:json|yaml|yml)?\s*\n(.*?)```", re.DOTALL)
+
+
+class _StructuredCheck(Check):
+    file: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _schema_valid(self) -> _StructuredCheck:
+        if self.schema_ is not None:
+            try:
+                jsonschema.validators.validator_for(self.schema_).check_schema(self.schema_)
+            except jsonschema.SchemaError as exc:
+                raise ValueError(f"invalid JSON Schema: {exc.message}") from None
+        return self
+
+    def parse(self, text: str) -> Any:
+        raise NotImplementedError
+
+    def run(self, ctx: JudgeContext) -> CheckResult:
+        text, label = _read_source(ctx, self.file)
+        if text is None:
+            return CheckResult(passed=False, rationale=f"{label} does not exist")
+        try:
+            data = self.parse(text)
+        except ValueError as first:
+            # Agents often wrap structured output in a fenced block; accept the first one.
+            m = _FENCE.search(text) if self.file is None else None
+            if m is None:
+                return CheckResult(passed=False, rationale=f"{label} is not valid {self.kind.upper()}: {first}")
+            try:
+                data = self.parse(m.group(1))
+            except ValueError as exc:
+                return CheckResult(passed=False, rationale=f"{label} is not valid {self.kind.upper()}: {exc}")
+        if self.schema_ is not None:
+            validator = jsonschema.validators.validator_for(self.schema_)(self.schema_)
+            errors = sorted(validator.iter_errors(data), key=lambda e: list(e.path))
+            if errors:
+                e = errors[0]
+                where = "/".join(map(str, e.path)) or "(root)"
+                more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+                return CheckResult(passed=False, rationale=f"{label} violates the schema at {where}: "
+                                   f"{e.message}{more}")
+            return CheckResult(passed=True, rationale=f"{label} is valid {self.kind.upper()} matching the schema")
+        return CheckResult(passed=True, rationale=f"{label} is valid {self.kind.upper()}")
+
+
+@register_check
+class JsonCheck(_StructuredCheck):
+    kind: ClassVar[str] = "json"
+    primary: ClassVar[str | None] = "file"
+
+    def parse(self, text: str) -> Any:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(str(exc)) from None
+
+
+@register_check
+class YamlCheck(_StructuredCheck):
+    kind: ClassVar[str] = "yaml"
+    primary: ClassVar[str | None] = "file"
+
+    def parse(self, text: str) -> Any:
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(str(exc).replace("\n", " ")) from None
+
+
+@register_check
+class FileExists(Check):
+    kind: ClassVar[str] = "file_exists"
+    primary: ClassVar[str | None] = "path"
+
+    path: str
+    min_size: int = 0
+    created_by_agent: bool = False
+
+    def run(self, ctx: JudgeContext) -> CheckResult:
+        matches = [a for a in ctx.trace.artifacts if fnmatch.fnmatchcase(a.path, self.path.lstrip("./"))]
+        if self.created_by_agent:
+            matches = [a for a in matches if a.origin == "agent"]
+        matches = [a for a in matches if a.size >= self.min_size]
+        if matches:
+            return CheckResult(passed=True, rationale=f"found {', '.join(a.path for a in matches[:5])}")
+        present = ", ".join(a.path for a in ctx.trace.artifacts[:10]) or "none"
+        return CheckResult(passed=False, rationale=f"no workspace file matches {self.path!r} "
+                           f"(files: {present})")
+
+
+@register_check
+class FileContains(Check):
+    kind: ClassVar[str] = "file_contains"
+
+    path: str
+    value: str
+    ignore_case: bool = False
+
+    def run(self, ctx: JudgeContext) -> CheckResult:
+        text = ctx.artifact_text(self.path)
+        if text is None:
+            return CheckResult(passed=False, rationale=f"file {self.path!r} does not exist")
+        hay, needle = (text.lower(), self.value.lower()) if self.ignore_case else (text, self.value)
+        if needle in hay:
+            return CheckResult(passed=True, rationale=f"file {self.path!r} contains {self.value!r}")
+        return CheckResult(passed=False, rationale=f"file {self.path!r} lacks {self.value!r}")
+
+
+_CSV_TYPES: dict[str, Callable[[str], Any]] = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": lambda v: {"true": True, "false": False, "1": True, "0": False}[v.strip().lower()],
+    "date": date.fromisoformat,
+}
+
+
+@register_check
+class CsvCheck(Check):
+    kind: ClassVar[str] = "csv"
+    primary: ClassVar[str | None] = "file"
+
+    file: str
+    columns: list[str] | None = None
+    exact_columns: bool = False
+    types: dict[str, str] = Field(default_factory=dict)
+    min_rows: int | None = None
+    max_rows: int | None = None
+    no_missing: list[str] = Field(default_factory=list)
+    delimiter: str = ","
+
+    @model_validator(mode="after")
+    def _known_types(self) -> CsvCheck:
+        bad = sorted(set(self.types.values()) - set(_CSV_TYPES))
+        if bad:
+            raise ValueError(f"unknown column type(s) {bad}; use one of {sorted(_CSV_TYPES)}")
+        return self
+
+    def run(self, ctx: JudgeContext) -> CheckResult:
+        text = ctx.artifact_text(self.file)
+        if text is None:
+            return CheckResult(passed=False, rationale=f"file {self.file!r} does not exist")
+        reader = csv.reader(io.StringIO(text), delimiter=self.delimiter)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return CheckResult(passed=False, rationale=f"{self.file!r} is empty (no header row)")
+        except csv.Error as exc:
+            return CheckResult(passed=False, rationale=f"{self.file!r} is not valid CSV: {exc}")
+        header = [h.strip() for h in header]
+        problems: list[str] = []
+        if self.columns is not None:
+            missing = [c for c in self.columns if c not in header]
+            if missing:
+                problems.append(f"missing columns {missing} (has {header})")
+            if self.exact_columns and set(header) != set(self.columns):
+                problems.append(f"columns are {header}, expected exactly {self.columns}")
+        index = {h: i for i, h in enumerate(header)}
+        rows = 0
+        bad_types: dict[str, str] = {}
+        missing_values: dict[str, int] = {}
+        try:
+            for row in reader:
+                if not row:
+                    continue
+                rows += 1
+                for col, tname in self.types.items():
+                    i = index.get(col)
+                    if i is None or i >= len(row) or not row[i].strip() or col in bad_types:
+                        continue
+                    try:
+                        _CSV_TYPES[tname](row[i].strip())
+                    except (ValueError, KeyError):
+                        bad_types[col] = f"row {rows}: {row[i]!r} is not {tname}"
+                for col in self.no_missing:
+                    i = index.get(col)
+                    if i is not None and (i >= len(row) or not row[i].strip()):
+                        missing_values[col] = missing_values.get(col, 0) + 1
+        except csv.Error as exc:
+            return CheckResult(passed=False, rationale=f"{self.file!r} is not valid CSV at row {rows}: {exc}")
+        absent_typed = [c for c in self.types if c not in index]
+        if absent_typed:
+            problems.append(f"typed columns absent: {absent_typed}")
+        problems.extend(f"column {c!r} {msg}" for c, msg in bad_types.items())
+        problems.extend(f"column {c!r} has {n} missing values" for c, n in missing_values.items())
+        if self.min_rows is not None and rows < self.min_rows:
+            problems.append(f"{rows} rows < min_rows {self.min_rows}")
+        if self.max_rows is not None and rows > self.max_rows:
+            problems.append(f"{rows} rows > max_rows {self.max_rows}")
+        if problems:
+            return CheckResult(passed=False, rationale=f"{self.file!r}: " + "; ".join(problems), value=rows)
+        return CheckResult(passed=True, rationale=f"{self.file!r}: {len(header)} columns, {rows} rows, "
+                           "all constraints hold", value=rows)
+
+
+# --------------------------------------------------------------------------- trace checks
+
+
+def tool_calls(spans: Iterable[Span]) -> list[Span]:
+    """TOOL spans in start order: the agent's tool-call timeline."""
+    return sorted((s for s in spans if s.kind == SpanKind.TOOL), key=lambda s: s.start_ns)
+
+
+def tool_name(span: Span) -> str:
+    return str(span.attributes.get("gen_ai.tool.name") or span.name)
+
+
+def tool_arguments(span: Span) -> Any:
+    args = span.attributes.get("gen_ai.tool.call.arguments")
+    if isinstance(args, str):
+        try:
+            return json.loads(args)
+        except json.JSONDecodeError:
+            return args
+    return args
+
+
+def _subset(want: Any, have: Any) -> bool:
+    if isinstance(want, dict):
+        return isinstance(have, dict) and all(k in have and _subset(v, have[k]) for k, v in want.items())
+    if isinstance(want, str) and isinstance(have, str):
+        return want == have or fnmatch.fnmatchcase(have, want)
+    return want == have
+
+
+@register_check
+class ToolCalled(Check):
+    kind: ClassVar[str] = "tool_called"
+    primary: ClassVar[str | None] = "name"
+
+    name: str
+    args: dict[str, Any] | None = None
+    min: int = 1
+    max: int | None = None
+
+    def run(self, ctx: JudgeContext) -> CheckResult:
+        calls = [s for s in tool_calls(ctx.trace.spans) if fnmatch.fnmatchcase(tool_name(s), self.name)]
+        if self.args is not None:
+            calls = [s for s in calls if _subset(self.args, tool_arguments(s))]
+        n = len(calls)
+        what = f"tool {self.name!r}" + (f" with args ⊇ {json.dumps(self.args)[:80]}" if self.args else "")
+        bound = f"[{self.min}, {'∞' if self.max is None else self.max}]"
+        ok = n >= self.min and (self.max is None or n <= self.max)
+        return CheckResult(passed=ok, value=n, evidence=[s.span_id for s in calls[:20]],
+                           rationale=f"{what} called {n} time(s); expected {bound}")
+
+
+@register_check
+class ToolOrder(Check):
+    kind: ClassVar[str] = "tool_order"
+    primary: ClassVar[str | None] = "sequence"
+
+    sequence: list[str] = Field(min_length=1)
+
+    def run(self, ctx: JudgeContext) -> CheckResult:
+        timeline = tool_calls(ctx.trace.spans)
+        i = 0
+        for s in timeline:
+            if i < len(self.sequence) and fnmatch.fnmatchcase(tool_name(s), self.sequence[i]):
+                i += 1
+        names = [tool_name(s) for s in timeline]
+        if i == len(self.sequence):
+            return CheckResult(passed=True, rationale=f"tools called in order {self.sequence}")
+        return CheckResult(passed=False, rationale=f"expected {self.sequence} in order; matched "
+                           f"{self.sequence[:i]}; timeline {names[:20]}")
+
+
+SKILL_TOOLS = ("load_skill", "skill", "Skill", "read_skill", "use_skill")
+
+
+def skill_spans(spans: Iterable[Span], skill: str) -> list[Span]:
+    """Spans that show the skill was invoked: an explicit ``costar.skill.name``, a skill tool,
+    or a tool call that read the skill's own folder."""
+    out = []
+    for s in spans:
+        if s.attributes.get("costar.skill.name") == skill:
+            out.append(s)
+            continue
+        if s.kind != SpanKind.TOOL:
+            continue
+        args = tool_arguments(s)
+        flat = json.dumps(args, default=str) if not isinstance(args, str) else args
+        if tool_name(s) in SKILL_TOOLS and (skill == flat or f'"{skill}"' in flat):
+            out.append(s)
+        elif re.search(rf"skills?/{re.escape(skill)}(/|\.md|\")", flat):
+            out.append(s)
+    return out
+
+
+@register_check
+class SkillInvoked(Check):
+    kind: ClassVar[str] = "skill_invoked"
+    primary: ClassVar[str | None] = "name"
+
+    name: str
+
+    def run(self, ctx: JudgeContext) -> CheckResult:
+        found = skill_spans(ctx.trace.spans, self.name)
+        if found:
+            return CheckResult(passed=True, evidence=[s.span_id for s in found],
+                               rationale=f"skill {self.name!r} invoked in span {found[0].name!r}")
+        return CheckResult(passed=False, rationale=f"skill {self.name!r} was never invoked")
+
+
+@register_check
+class NoErrorSpans(Check):
+    kind: ClassVar[str] = "no_error_spans"
+    primary: ClassVar[str | None] = "enabled"
+
+    enabled: bool = True
+    kinds: list[SpanKind] | None = None
+
+    def run(self, ctx: JudgeContext) -> CheckResult:
+        errs = [s for s in ctx.trace.spans if s.status.code == StatusCode.ERROR
+                and (self.kinds is None or s.kind in self.kinds)]
+        if not self.enabled or not errs:
+            return CheckResult(passed=True, rationale="no span ended in error", value=0)
+        first = errs[0]
+        return CheckResult(passed=False, value=len(errs), evidence=[s.span_id for s in errs[:20]],
+                           rationale=f"{len(errs)} error span(s); first {first.name!r}: "
+                           f"{_short(first.status.message or '', 160)}")
+
+
+class _UpperBound(Check):
+    attribute: ClassVar[str] = ""
+    unit: ClassVar[str] = ""
+    primary: ClassVar[str | None] = "limit"
+
+    limit: float = Field(ge=0)
+
+    def run(self, ctx: JudgeContext) -> CheckResult:
+        actual = getattr(ctx.trace.totals, self.attribute)
+        ok = actual <= self.limit
+        return CheckResult(passed=ok, value=actual,
+                           rationale=f"{self.attribute} {actual:g}{self.unit} {'≤' if ok else '>'} "
+                           f"limit {self.limit:g}{self.unit}")
+
+
+@register_check
+class MaxTokens(_UpperBound):
+    kind: ClassVar[str] = "max_tokens"
+    attribute: ClassVar[str] = "total_tokens"
+
+
+@register_check
+class MaxCost(_UpperBound):
+    kind: ClassVar[str] = "max_cost"
+    attribute: ClassVar[str] = "cost_usd"
+    unit: ClassVar[str] = " USD"
+
+
+@register_check
+class MaxLatency(_UpperBound):
+    kind: ClassVar[str] = "max_latency"
+    attribute: ClassVar[str] = "latency_s"
+    unit: ClassVar[str] = " s"
+
+
+@register_check
+class MaxToolCalls(_UpperBound):
+    kind: ClassVar[str] = "max_tool_calls"
+    attribute: ClassVar[str] = "tool_calls"
+
+
+@register_check
+class MaxLlmCalls(_UpperBound):
+    kind: ClassVar[str] = "max_llm_calls"
+    attribute: ClassVar[str] = "llm_calls"
+
+
+@register_check
+class AgentCompleted(Check):
+    """The trial ended normally: no crash, no timeout."""
+
+    kind: ClassVar[str] = "agent_completed"
+    primary: ClassVar[str | None] = "enabled"
+
+    enabled: bool = True
+
+    def run(self, ctx: JudgeContext) -> CheckResult:
+        t = ctx.trace
+        if not self.enabled or t.status == TraceStatus.OK:
+            return CheckResult(passed=True, rationale="the agent finished normally")
+        return CheckResult(passed=False, rationale=f"the agent did not finish ({t.status.value}): "
+                           f"{_short(t.error or '', 200)}")
+
+
+def import_object(target: str) -> Any:
+    """Resolve ``package.module:attribute`` (attribute may be dotted)."""
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(f"{target!r} is not of the form 'module:attribute' (e.g. 'checks:has_total')")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import module {module_name!r} for {target!r}: {exc}; "
+                          "is it on PYTHONPATH or in the project folder?") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError(f"module {module_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+@register_check
+class PythonCheck(Check):
+    """A user function ``f(ctx, **args)`` returning bool, (bool, rationale), dict or CheckResult."""
+
+    kind: ClassVar[str] = "python"
+    primary: ClassVar[str | None] = "function"
+
+    function: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    def run(self, ctx: JudgeContext) -> CheckResult:
+        fn = import_object(self.function)
+        result = fn(ctx, **self.args)
+        if isinstance(result, CheckResult):
+            return result
+        if isinstance(result, bool):
+            return CheckResult(passed=result, rationale=f"{self.function} returned {result}")
+        if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], bool):
+            return CheckResult(passed=result[0], rationale=str(result[1]))
+        if isinstance(result, dict) and isinstance(result.get("passed"), bool):
+            return CheckResult(**result)
+        raise TypeError(f"{self.function} returned {type(result).__name__}; expected bool, "
+                        "(bool, rationale), a dict with 'passed', or CheckResult")
+
+
+# --------------------------------------------------------------------------- parsing and judges
+
+
+class CheckJudge(Judge):
+    """A check applied as a judge: gating unless ``gate: false``; ``negate`` inverts it."""
+
+    source = VerdictSource.CODE
+
+    def __init__(self, check: Check, *, name: str | None = None, gate: bool = True,
+                 negate: bool = False, description: str | None = None) -> None:
+        self.check = check
+        self.negate = negate
+        self.gating = gate
+        self.description = description
+        self.name = name or (("not " if negate else "") + check.describe())
+        self.version = str(check.version)
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.check.kind, "params": self.check.model_dump(mode="json", by_alias=True),
+                "negate": self.negate}
+
+    def spec(self) -> dict[str, Any]:
+        """The check as written in a scenario file (round-trips through ``parse_check``)."""
+        params = self.check.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        key = ("not_" if self.negate else "") + self.check.kind
+        out: dict[str, Any] = {key: params}
+        if self.check.primary and set(params) == {self.check.primary}:
+            out[key] = params[self.check.primary]
+        if not self.gating:
+            out["gate"] = False
+        if self.description:
+            out["description"] = self.description
+        return out
+
+    def evaluate(self, ctx: JudgeContext) -> Verdict:
+        r = self.check.run(ctx)
+        passed = r.passed != self.negate
+        rationale = r.rationale if not self.negate else f"negated: {r.rationale}"
+        value: Any = r.value if r.value is not None else r.passed
+        return Verdict(name=self.name, value=value, passed=passed, rationale=rationale,
+                       source=VerdictSource.CODE, evidence=r.evidence)
+
+
+def parse_check(spec: Any) -> CheckJudge:
+    """Turn one entry of ``expectations.checks`` into a judge; ValueError names what is wrong."""
+    if isinstance(spec, CheckJudge):
+        return spec
+    if isinstance(spec, str):
+        spec = {spec: True} if spec in CHECKS and CHECKS[spec].primary == "enabled" else spec
+    if not isinstance(spec, dict):
+        raise ValueError(f"a check must be a mapping like {{output_contains: 'text'}}, got {spec!r}")
+    keys = [k for k in spec if k not in COMMON_KEYS]
+    if len(keys) != 1:
+        raise ValueError(f"a check needs exactly one check key besides {sorted(COMMON_KEYS)}, got {keys}")
+    key = keys[0]
+    common = {k: spec[k] for k in spec if k in COMMON_KEYS}
+    extra = {"name": common.get("name"), "gate": common.get("gate", True),
+             "description": common.get("description")}
+    if not isinstance(extra["gate"], bool):
+        raise ValueError(f"'gate' must be true or false, got {extra['gate']!r}")
+    if key == "not":
+        inner = parse_check(spec[key])
+        return CheckJudge(inner.check, negate=not inner.negate, **extra)
+    negate = False
+    kind = key
+    if key not in CHECKS and key.startswith("not_") and key[4:] in CHECKS:
+        negate, kind = True, key[4:]
+    cls = CHECKS.get(kind)
+    if cls is None:
+        close = [k for k in CHECKS if k.split("_")[0] in kind or kind in k]
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown check {key!r}{hint} (known: {', '.join(sorted(CHECKS))})")
+    params = spec[key]
+    if not isinstance(params, dict):
+        if cls.primary is None:
+            raise ValueError(f"check {kind!r} takes a mapping of parameters, got {params!r}")
+        params = {cls.primary: params}
+    try:
+        check = cls.model_validate(params)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ValueError(f"check {kind!r}: {where + ': ' if where else ''}{err['msg']}") from None
+    return CheckJudge(check, negate=negate, **extra)
+
+
+def check_json_schema() -> dict[str, Any]:
+    """JSON Schema for one entry of ``expectations.checks`` (for editors)."""
+    variants: list[dict[str, Any]] = []
+    defs: dict[str, Any] = {}
+    common = {"name": {"type": "string"}, "gate": {"type": "boolean"}, "description": {"type": "string"}}
+    for kind, cls in sorted(CHECKS.items()):
+        params = cls.model_json_schema(by_alias=True)
+        params.pop("title", None)
+        # Hoisted so "#/$defs/..." references resolve from the document root.
+        defs.update(params.pop("$defs", {}))
+        value_schema: dict[str, Any] = params
+        if cls.primary:
+            prim = params.get("properties", {}).get(cls.primary, {})
+            value_schema = {"anyOf": [params, prim]}
+        for key in (kind, f"not_{kind}"):
+            variants.append({"type": "object", "properties": {key: value_schema, **common},
+                             "required": [key], "additionalProperties": False})
+    variants.append({"type": "object", "properties": {"not": {"type": "object"}, **common},
+                     "required": ["not"], "additionalProperties": False})
+    return {"oneOf": variants, "$defs": defs}

@@ -1,0 +1,433 @@
+"""The embedded store: SQLite (WAL) for records, a content-addressed folder for artifact bytes."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from costar.errors import StoreError
+from costar.store.base import Run, SpanQuery
+from costar.trace.model import Span, SpanEvent, SpanKind, SpanStatus, StatusCode, Trace
+from costar.trace.sanitize import DEFAULT_SANITIZER, Sanitizer
+from costar.verdict import Verdict
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+  run_id TEXT PRIMARY KEY, created_at REAL NOT NULL, status TEXT NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS scenarios (
+  run_id TEXT NOT NULL, scenario_id TEXT NOT NULL, source TEXT, data TEXT NOT NULL,
+  PRIMARY KEY (run_id, scenario_id));
+CREATE TABLE IF NOT EXISTS traces (
+  trace_id TEXT PRIMARY KEY, run_id TEXT, scenario_id TEXT, trial INTEGER NOT NULL,
+  status TEXT NOT NULL, start_ns INTEGER NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS traces_run ON traces (run_id, scenario_id, trial);
+CREATE TABLE IF NOT EXISTS spans (
+  trace_id TEXT NOT NULL, seq INTEGER NOT NULL, span_id TEXT NOT NULL, parent_id TEXT,
+  name TEXT NOT NULL, kind TEXT NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER,
+  status_code TEXT NOT NULL, status_message TEXT, attributes TEXT NOT NULL, events TEXT,
+  PRIMARY KEY (trace_id, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS spans_id ON spans (trace_id, span_id);
+CREATE TABLE IF NOT EXISTS verdicts (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, trace_id TEXT NOT NULL, run_id TEXT, name TEXT NOT NULL,
+  fingerprint TEXT, outcome TEXT NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS verdicts_trace ON verdicts (trace_id, name, id);
+CREATE INDEX IF NOT EXISTS verdicts_run ON verdicts (run_id);
+CREATE INDEX IF NOT EXISTS verdicts_fp ON verdicts (trace_id, fingerprint);
+"""
+
+_dumps = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False).encode
+_loads = json.loads
+
+
+def _translate(exc: sqlite3.Error, path: Path) -> StoreError:
+    msg = str(exc).lower()
+    if "locked" in msg or "busy" in msg:
+        return StoreError(f"the store {path} is locked by another process; wait for it to finish "
+                          "or point --store at another folder")
+    if "full" in msg:
+        return StoreError(f"the disk holding {path} is full; free some space, then re-run with "
+                          "--resume to finish the run (nothing already stored is lost)")
+    if "readonly" in msg or "read-only" in msg:
+        return StoreError(f"the store {path} is read-only; fix its permissions or use --store")
+    if "not a database" in msg or "malformed" in msg:
+        return StoreError(f"{path} is not a coSTAR store (or is damaged); move it aside and re-run")
+    return StoreError(f"store error at {path}: {exc}")
+
+
+class SQLiteStore:
+    """Thread-safe: one connection per thread, writes serialised by a lock (SQLite has one writer)."""
+
+    def __init__(self, root: str | Path = ".costar", *, sanitizer: Sanitizer | None = None,
+                 busy_timeout_s: float = 10.0) -> None:
+        self.root = Path(root)
+        self.db_path = self.root / "costar.db"
+        self.blob_dir = self.root / "blobs"
+        self.sanitizer = sanitizer or DEFAULT_SANITIZER
+        self._busy_ms = int(busy_timeout_s * 1000)
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        self._connections: list[sqlite3.Connection] = []
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.blob_dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the store folder {self.root}: {exc.strerror}") from None
+        with self._guard():
+            conn = self._conn()
+            conn.executescript(_SCHEMA)
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise StoreError(f"the store {self.root} was written by a newer coSTAR "
+                                 f"(schema {row[0]}); upgrade coSTAR")
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.db_path, timeout=self._busy_ms / 1000, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+            self._local.conn = conn
+            self._connections.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.root) from None
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._write_lock, self._guard():
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        for conn in self._connections:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        self._connections.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ runs
+
+    def create_run(self, run: Run) -> None:
+        with self._write() as c:
+            c.execute("INSERT INTO runs VALUES (?,?,?,?)",
+                      (run.run_id, run.created_at, run.status, run.model_dump_json()))
+
+    def update_run(self, run: Run) -> None:
+        with self._write() as c:
+            c.execute("UPDATE runs SET status=?, data=? WHERE run_id=?",
+                      (run.status, run.model_dump_json(), run.run_id))
+
+    def resolve_run_id(self, ref: str) -> str:
+        with self._guard():
+            c = self._conn()
+            if ref in ("latest", "last", "@latest"):
+                row = c.execute("SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1").fetchone()
+                if row is None:
+                    raise StoreError(f"the store {self.root} has no runs yet; run 'costar run' first")
+                return str(row[0])
+            rows = c.execute("SELECT run_id FROM runs WHERE run_id = ? OR run_id LIKE ? LIMIT 3",
+                             (ref, ref.replace("%", "") + "%")).fetchall()
+        exact = [r[0] for r in rows if r[0] == ref]
+        if exact:
+            return exact[0]
+        if len(rows) == 1:
+            return str(rows[0][0])
+        if not rows:
+            raise StoreError(f"no run {ref!r} in {self.root}; 'costar runs' lists the runs")
+        raise StoreError(f"run id {ref!r} is ambiguous ({', '.join(r[0] for r in rows)}); give more of it")
+
+    def get_run(self, run_id: str) -> Run:
+        run_id = self.resolve_run_id(run_id)
+        with self._guard():
+            row = self._conn().execute("SELECT data FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        return Run.model_validate_json(row[0])
+
+    def list_runs(self, limit: int = 50) -> list[Run]:
+        with self._guard():
+            rows = self._conn().execute("SELECT data FROM runs ORDER BY created_at DESC LIMIT ?",
+                                        (limit,)).fetchall()
+        return [Run.model_validate_json(r[0]) for r in rows]
+
+    def save_scenarios(self, run_id: str, scenarios: Sequence[Any]) -> None:
+        with self._write() as c:
+            c.executemany("INSERT OR REPLACE INTO scenarios VALUES (?,?,?,?)", [
+                (run_id, sc.id, str(sc.source) if sc.source else None, sc.model_dump_json())
+                for sc in scenarios])
+
+    def load_scenarios(self, run_id: str) -> list[Any]:
+        from costar.scenario import Scenario
+
+        with self._guard():
+            rows = self._conn().execute("SELECT source, data FROM scenarios WHERE run_id=? ORDER BY rowid",
+                                        (run_id,)).fetchall()
+        return [Scenario.model_validate_json(data).with_source(Path(src) if src else None)
+                for src, data in rows]
+
+    # ------------------------------------------------------------------ traces
+
+    def write_trace(self, trace: Trace) -> None:
+        self.write_traces([trace])
+
+    def write_traces(self, traces: Sequence[Trace]) -> None:
+        rows_t = []
+        rows_s = []
+        for t in traces:
+            t = self.sanitizer.trace(t)
+            head = t.model_dump(mode="json", exclude={"spans"})
+            rows_t.append((t.trace_id, t.run_id, t.scenario_id, t.trial, t.status.value, t.start_ns,
+                           _dumps(head)))
+            for seq, s in enumerate(t.spans):
+                rows_s.append((t.trace_id, seq, s.span_id, s.parent_id, s.name, s.kind.value, s.start_ns,
+                               s.end_ns, s.status.code.value, s.status.message, _dumps(s.attributes),
+                               _dumps([e.model_dump() for e in s.events]) if s.events else None))
+        with self._write() as c:
+            ids = [(t.trace_id,) for t in traces]
+            # A re-written trace (re-import, resume) replaces its spans rather than duplicating them.
+            c.executemany("DELETE FROM spans WHERE trace_id=?", ids)
+            c.executemany("INSERT OR REPLACE INTO traces VALUES (?,?,?,?,?,?,?)", rows_t)
+            c.executemany("INSERT INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows_s)
+
+    @staticmethod
+    def _span(row: Sequence[Any]) -> Span:
+        (trace_id, span_id, parent_id, name, kind, start_ns, end_ns, code, message, attrs, events) = row
+        evs = [SpanEvent.model_construct(**e) for e in _loads(events)] if events else []
+        return Span.model_construct(
+            trace_id=trace_id, span_id=span_id, parent_id=parent_id, name=name, kind=SpanKind(kind),
+            start_ns=start_ns, end_ns=end_ns,
+            status=SpanStatus.model_construct(code=StatusCode(code), message=message),
+            attributes=_loads(attrs), events=evs)
+
+    _SPAN_COLS = ("trace_id, span_id, parent_id, name, kind, start_ns, end_ns, status_code, "
+                  "status_message, attributes, events")
+
+    def _trace_from(self, data: str, spans: list[Span] | None) -> Trace:
+        t = Trace.model_validate_json(data)
+        if spans is not None:
+            t.spans = spans
+        return t
+
+    def get_trace(self, trace_id: str, *, spans: bool = True) -> Trace:
+        with self._guard():
+            c = self._conn()
+            row = c.execute("SELECT data FROM traces WHERE trace_id=?", (trace_id,)).fetchone()
+            if row is None:
+                row = c.execute("SELECT data FROM traces WHERE trace_id LIKE ? LIMIT 2",
+                                (trace_id + "%",)).fetchall()
+                if len(row) != 1:
+                    raise StoreError(f"no trace {trace_id!r} in {self.root}")
+                row = row[0]
+            t = self._trace_from(row[0], None)
+            if spans:
+                rows = c.execute(f"SELECT {self._SPAN_COLS} FROM spans WHERE trace_id=? ORDER BY seq",
+                                 (t.trace_id,)).fetchall()
+                t.spans = [self._span(r) for r in rows]
+        return t
+
+    def iter_traces(self, run_id: str | None = None, *, spans: bool = True,
+                    batch: int = 256) -> Iterator[Trace]:
+        """Stream traces (ordered by scenario and trial) in batches, so memory stays bounded."""
+        with self._guard():
+            c = self._conn()
+            if run_id is None:
+                ids = [r[0] for r in c.execute("SELECT trace_id FROM traces ORDER BY start_ns")]
+            else:
+                ids = [r[0] for r in c.execute(
+                    "SELECT trace_id FROM traces WHERE run_id=? ORDER BY scenario_id, trial", (run_id,))]
+        for i in range(0, len(ids), batch):
+            chunk = ids[i:i + batch]
+            marks = ",".join("?" * len(chunk))
+            with self._guard():
+                c = self._conn()
+                heads = dict(c.execute(f"SELECT trace_id, data FROM traces WHERE trace_id IN ({marks})", chunk))
+                by_trace: dict[str, list[Span]] = {tid: [] for tid in chunk}
+                if spans:
+                    for r in c.execute(f"SELECT {self._SPAN_COLS} FROM spans WHERE trace_id IN ({marks}) "
+                                       "ORDER BY trace_id, seq", chunk):
+                        by_trace[r[0]].append(self._span(r))
+            for tid in chunk:
+                if tid in heads:
+                    yield self._trace_from(heads[tid], by_trace[tid] if spans else None)
+
+    def trace_ids(self, run_id: str | None = None) -> list[str]:
+        with self._guard():
+            c = self._conn()
+            if run_id is None:
+                return [r[0] for r in c.execute("SELECT trace_id FROM traces ORDER BY start_ns")]
+            return [r[0] for r in c.execute(
+                "SELECT trace_id FROM traces WHERE run_id=? ORDER BY scenario_id, trial", (run_id,))]
+
+    def finished_trials(self, run_id: str) -> set[tuple[str, int]]:
+        with self._guard():
+            rows = self._conn().execute("SELECT scenario_id, trial FROM traces WHERE run_id=?",
+                                        (run_id,)).fetchall()
+        return {(r[0], r[1]) for r in rows}
+
+    def _span_where(self, trace_id: str, q: SpanQuery) -> tuple[str, list[Any]]:
+        where, args = ["trace_id=?"], [trace_id]
+        if q.kind is not None:
+            where.append("kind=?")
+            args.append(SpanKind(q.kind).value)
+        if q.status is not None:
+            where.append("status_code=?")
+            args.append(StatusCode(q.status).value)
+        if q.parent_id is not None:
+            where.append("parent_id=?")
+            args.append(q.parent_id)
+        if q.name:
+            where.append("name GLOB ?")
+            args.append(q.name)
+        return " AND ".join(where), args
+
+    def count_spans(self, trace_id: str, query: SpanQuery | None = None) -> int:
+        where, args = self._span_where(trace_id, query or SpanQuery())
+        with self._guard():
+            return int(self._conn().execute(f"SELECT count(*) FROM spans WHERE {where}", args).fetchone()[0])
+
+    def query_spans(self, trace_id: str, query: SpanQuery) -> list[Span]:
+        where, args = self._span_where(trace_id, query)
+        with self._guard():
+            rows = self._conn().execute(
+                f"SELECT {self._SPAN_COLS} FROM spans WHERE {where} ORDER BY seq LIMIT ? OFFSET ?",
+                [*args, query.limit, query.offset]).fetchall()
+        return [self._span(r) for r in rows]
+
+    def get_span(self, trace_id: str, span_id: str) -> Span | None:
+        with self._guard():
+            row = self._conn().execute(f"SELECT {self._SPAN_COLS} FROM spans WHERE trace_id=? AND span_id=?",
+                                       (trace_id, span_id)).fetchone()
+        return self._span(row) if row else None
+
+    # ------------------------------------------------------------------ blobs
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.blob_dir / sha256[:2] / sha256[2:]
+
+    def _store_blob(self, sha: str, write: Any) -> None:
+        dest = self.blob_path(sha)
+        if dest.exists():
+            return
+        try:
+            dest.parent.mkdir(exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    write(f)
+                os.replace(tmp, dest)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                raise StoreError(f"the disk holding {self.root} is full; free some space, then re-run "
+                                 "with --resume to finish the run (nothing already stored is lost)") from None
+            raise StoreError(f"cannot write to the store {self.root}: {exc.strerror}") from None
+
+    def put_blob(self, data: bytes) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        self._store_blob(sha, lambda f: f.write(data))
+        return sha
+
+    def put_file(self, path: Path) -> tuple[str, int]:
+        h = hashlib.sha256()
+        size = 0
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+                size += len(chunk)
+        sha = h.hexdigest()
+
+        def copy(out: Any) -> None:
+            with open(path, "rb") as src:
+                for chunk in iter(lambda: src.read(1 << 20), b""):
+                    out.write(chunk)
+
+        self._store_blob(sha, copy)
+        return sha, size
+
+    def get_blob(self, sha256: str) -> bytes | None:
+        try:
+            return self.blob_path(sha256).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    # ------------------------------------------------------------------ verdicts
+
+    def write_verdicts(self, verdicts: Sequence[Verdict], run_id: str | None = None) -> None:
+        if not verdicts:
+            return
+        rows = [(v.trace_id, run_id, v.name, v.fingerprint, v.outcome, v.model_dump_json()) for v in verdicts]
+        with self._write() as c:
+            c.executemany("INSERT INTO verdicts (trace_id, run_id, name, fingerprint, outcome, data) "
+                          "VALUES (?,?,?,?,?,?)", rows)
+
+    def verdicts(self, *, run_id: str | None = None, trace_ids: Sequence[str] | None = None,
+                 latest: bool = True) -> list[Verdict]:
+        """Verdicts for a run's traces (or given traces); ``latest`` keeps the newest per (trace, name)."""
+        with self._guard():
+            c = self._conn()
+            if trace_ids is not None:
+                rows: list[Any] = []
+                ids = list(trace_ids)
+                for i in range(0, len(ids), 900):
+                    chunk = ids[i:i + 900]
+                    rows += c.execute(f"SELECT id, trace_id, name, data FROM verdicts WHERE trace_id IN "
+                                      f"({','.join('?' * len(chunk))}) ORDER BY id", chunk).fetchall()
+            elif run_id is not None:
+                rows = c.execute("SELECT v.id, v.trace_id, v.name, v.data FROM verdicts v JOIN traces t "
+                                 "ON v.trace_id = t.trace_id WHERE t.run_id=? ORDER BY v.id",
+                                 (run_id,)).fetchall()
+            else:
+                rows = c.execute("SELECT id, trace_id, name, data FROM verdicts ORDER BY id").fetchall()
+        if latest:
+            newest: dict[tuple[str, str], Any] = {}
+            for r in rows:
+                newest[(r[1], r[2])] = r
+            rows = sorted(newest.values(), key=lambda r: r[0])
+        return [Verdict.model_validate_json(r[3]) for r in rows]
+
+    def verdict_fingerprints(self, trace_ids: Sequence[str]) -> set[tuple[str, str]]:
+        out: set[tuple[str, str]] = set()
+        ids = list(trace_ids)
+        with self._guard():
+            c = self._conn()
+            for i in range(0, len(ids), 900):
+                chunk = ids[i:i + 900]
+                out.update(c.execute(f"SELECT trace_id, fingerprint FROM verdicts WHERE trace_id IN "
+                                     f"({','.join('?' * len(chunk))}) AND fingerprint IS NOT NULL", chunk))
+        return out

@@ -1,0 +1,189 @@
+"""The trace contract: OpenTelemetry-shaped spans plus the trial facts coSTAR needs.
+
+Span attributes speak the OpenTelemetry GenAI conventions (``gen_ai.*``); coSTAR's own
+facts live under ``costar.*``. Messages are kept structured (the OTel GenAI "parts" shape)
+rather than as JSON strings, and are serialised to strings only when exported over OTLP.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SpanKind(StrEnum):
+    AGENT = "AGENT"
+    LLM = "LLM"
+    TOOL = "TOOL"
+    RETRIEVER = "RETRIEVER"
+    CHAIN = "CHAIN"
+    EMBEDDING = "EMBEDDING"
+    RERANKER = "RERANKER"
+    GUARDRAIL = "GUARDRAIL"
+    EVALUATOR = "EVALUATOR"
+    UNKNOWN = "UNKNOWN"
+
+
+class StatusCode(StrEnum):
+    UNSET = "UNSET"
+    OK = "OK"
+    ERROR = "ERROR"
+
+
+class TraceStatus(StrEnum):
+    OK = "ok"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+
+
+class SpanStatus(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: StatusCode = StatusCode.UNSET
+    message: str | None = None
+
+
+class SpanEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    time_ns: int
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class Span(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    trace_id: str
+    span_id: str
+    parent_id: str | None = None
+    name: str
+    kind: SpanKind = SpanKind.UNKNOWN
+    start_ns: int
+    end_ns: int | None = None
+    status: SpanStatus = Field(default_factory=SpanStatus)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    events: list[SpanEvent] = Field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        if self.end_ns is None:
+            return 0.0
+        return max(0, self.end_ns - self.start_ns) / 1e9
+
+    @property
+    def is_error(self) -> bool:
+        return self.status.code == StatusCode.ERROR
+
+
+class AgentInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "agent"
+    version: str | None = None
+    git_sha: str | None = None
+
+
+class Totals(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    llm_calls: int = 0
+    tool_calls: int = 0
+    error_spans: int = 0
+    retries: int = 0
+
+
+class Artifact(BaseModel):
+    """A file the agent left in its workspace; the bytes live in the blob store under ``sha256``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    sha256: str
+    size: int
+    media_type: str | None = None
+    # "setup" marks a file that is byte-identical to what the scenario put there.
+    origin: Literal["agent", "setup"] = "agent"
+
+
+class Trace(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    trace_id: str
+    run_id: str | None = None
+    scenario_id: str | None = None
+    trial: int = 0
+    agent: AgentInfo = Field(default_factory=AgentInfo)
+    status: TraceStatus = TraceStatus.OK
+    error: str | None = None
+    input: Any = None
+    output: str | None = None
+    start_ns: int = 0
+    end_ns: int = 0
+    totals: Totals = Field(default_factory=Totals)
+    artifacts: list[Artifact] = Field(default_factory=list)
+    spans: list[Span] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def root_spans(self) -> list[Span]:
+        ids = {s.span_id for s in self.spans}
+        return [s for s in self.spans if s.parent_id is None or s.parent_id not in ids]
+
+    def children(self, span_id: str) -> list[Span]:
+        return [s for s in self.spans if s.parent_id == span_id]
+
+    def spans_of_kind(self, kind: SpanKind) -> list[Span]:
+        return [s for s in self.spans if s.kind == kind]
+
+    def artifact(self, path: str) -> Artifact | None:
+        norm = path.lstrip("./")
+        return next((a for a in self.artifacts if a.path == norm), None)
+
+
+def new_trace_id() -> str:
+    return os.urandom(16).hex()
+
+
+def new_span_id() -> str:
+    return os.urandom(8).hex()
+
+
+def compute_totals(spans: list[Span], latency_s: float) -> Totals:
+    """Totals are derived from the spans so every capture path (recorder, OTLP, import) agrees."""
+    t = Totals(latency_s=latency_s)
+    for s in spans:
+        a = s.attributes
+        if s.kind == SpanKind.LLM:
+            t.llm_calls += 1
+            t.input_tokens += _int(a.get("gen_ai.usage.input_tokens"))
+            t.output_tokens += _int(a.get("gen_ai.usage.output_tokens"))
+            t.cost_usd += _float(a.get("costar.usage.cost_usd"))
+            t.retries += _int(a.get("costar.retries"))
+        elif s.kind == SpanKind.TOOL:
+            t.tool_calls += 1
+        if s.status.code == StatusCode.ERROR:
+            t.error_spans += 1
+    t.total_tokens = t.input_tokens + t.output_tokens
+    return t
+
+
+def _int(v: Any) -> int:
+    try:
+        return int(v or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _float(v: Any) -> float:
+    try:
+        return float(v or 0.0)
+    except (TypeError, ValueError):
+        return 0.0

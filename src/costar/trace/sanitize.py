@@ -1,0 +1,116 @@
+"""Trace contents are untrusted: secrets are redacted and sizes bounded before anything is stored."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from costar.trace.model import Span, SpanEvent, Trace
+
+REDACTED = "[REDACTED]"
+
+# Well-known credential shapes. Kept specific so ordinary text (hashes, ids) is left alone.
+_SECRET_PATTERNS = [
+    r"sk-(?:proj-|ant-(?:api\d\d-)?)?[A-Za-z0-9_\-]{20,}",  # OpenAI / Anthropic keys
+    r"(?:ghp|gho|ghu|ghs|ghr|github_pat)_[A-Za-z0-9_]{20,}",  # GitHub tokens
+    r"xox[abpors]-[A-Za-z0-9\-]{10,}",  # Slack tokens
+    r"AKIA[0-9A-Z]{16}",  # AWS access key ids
+    r"AIza[0-9A-Za-z_\-]{35}",  # Google API keys
+    r"dapi[0-9a-f]{32}",  # Databricks personal access tokens
+    r"hf_[A-Za-z0-9]{30,}",  # Hugging Face tokens
+    r"eyJ[A-Za-z0-9_\-]{10,}\.eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}",  # JWTs
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
+]
+# "Authorization: Bearer x", "api_key=x", '"password": "x"': keep the name, hide the value.
+_ASSIGNMENT = re.compile(
+    r"(?i)(\b(?:bearer|authorization|api[_-]?key|x-api-key|access[_-]?token|secret|password|passwd|token)"
+    r"\b[\"']?\s*[:=]?\s*(?:bearer\s+)?[\"']?)([A-Za-z0-9_\-./+=]{12,})"
+)
+_SECRETS = re.compile("|".join(f"(?:{p})" for p in _SECRET_PATTERNS))
+# Cheap pre-filter: most strings contain none of these, and skip both regexes.
+_HINT = re.compile(r"(?i)sk-|gh[pousr]_|github_pat|xox|AKIA|AIza|dapi|hf_|eyJ|PRIVATE KEY|bearer|"
+                   r"authorization|api.?key|token|secret|passw")
+
+
+@dataclass
+class Limits:
+    max_string: int = 256 * 1024  # characters per attribute or output value
+    max_attributes: int = 256  # per span
+    max_events: int = 512  # per span
+    max_spans: int = 200_000  # per trace
+
+
+@dataclass
+class Sanitizer:
+    """Redacts known credential shapes and any literal secret values it is given (e.g. env vars)."""
+
+    secrets: Iterable[str] = ()
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        literals = sorted({s for s in self.secrets if s and len(s) >= 8}, key=len, reverse=True)
+        self._literal = re.compile("|".join(map(re.escape, literals))) if literals else None
+
+    def text(self, s: str) -> str:
+        if self._literal is not None:
+            s = self._literal.sub(REDACTED, s)
+        if _HINT.search(s):
+            s = _SECRETS.sub(REDACTED, s)
+            s = _ASSIGNMENT.sub(lambda m: m.group(1) + REDACTED, s)
+        if len(s) > self.limits.max_string:
+            cut = len(s) - self.limits.max_string
+            s = s[: self.limits.max_string] + f"…[truncated {cut} characters]"
+        return s
+
+    def value(self, v: Any) -> Any:
+        if isinstance(v, str):
+            return self.text(v)
+        if isinstance(v, dict):
+            return {k: self.value(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [self.value(x) for x in v]
+        return v
+
+    def attributes(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if len(attrs) > self.limits.max_attributes:
+            kept = dict(list(attrs.items())[: self.limits.max_attributes])
+            kept["costar.dropped_attributes"] = len(attrs) - self.limits.max_attributes
+            attrs = kept
+        return {k: self.value(v) for k, v in attrs.items()}
+
+    def span(self, s: Span) -> Span:
+        events = s.events
+        if len(events) > self.limits.max_events:
+            events = events[: self.limits.max_events]
+        new_events = [SpanEvent.model_construct(name=e.name, time_ns=e.time_ns,
+                                                attributes=self.attributes(e.attributes)) for e in events]
+        status = s.status
+        if status.message:
+            status = status.model_copy(update={"message": self.text(status.message)})
+        return s.model_copy(update={"attributes": self.attributes(s.attributes), "events": new_events,
+                                    "status": status, "name": self.text(s.name)[:1024]})
+
+    def trace(self, t: Trace) -> Trace:
+        spans = t.spans[: self.limits.max_spans]
+        metadata = self.value(t.metadata)
+        if len(t.spans) > self.limits.max_spans:
+            metadata["costar.dropped_spans"] = len(t.spans) - self.limits.max_spans
+        return t.model_copy(update={
+            "spans": [self.span(s) for s in spans],
+            "input": self.value(t.input),
+            "output": None if t.output is None else self.text(t.output),
+            "error": None if t.error is None else self.text(t.error),
+            "metadata": metadata,
+        })
+
+
+DEFAULT_SANITIZER = Sanitizer()
+
+SECRET_ENV_NAME = re.compile(r"(?i)(key|token|secret|password|passwd|credential|auth)")
+
+
+def secret_env_values(env: dict[str, str]) -> list[str]:
+    """Values of environment variables whose names suggest credentials."""
+    return [v for k, v in env.items() if SECRET_ENV_NAME.search(k) and v]
