@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import time
@@ -65,6 +66,15 @@ class Judge(ABC):
                                      "name": self.name, "gating": self.gating, **self.config()})
             self.__dict__["_fingerprint"] = cached
         return cached
+
+    def with_gating(self, gate: bool) -> Judge:
+        """A copy that gates (or is a diagnostic) as a scenario asks, leaving this judge unchanged."""
+        if gate == self.gating:
+            return self
+        clone = copy.copy(self)
+        clone.__dict__.pop("_fingerprint", None)
+        clone.gating = gate
+        return clone
 
     def evaluate(self, ctx: JudgeContext) -> Verdict:
         raise NotImplementedError(f"{type(self).__name__} implements neither evaluate nor aevaluate")

@@ -57,7 +57,8 @@ class Check(BaseModel):
             return self.kind
         if self.primary and set(params) == {self.primary}:
             return f"{self.kind}({json.dumps(params.get(self.primary), default=str)[:60]})"
-        return f"{self.kind}({', '.join(f'{k}={json.dumps(v, default=str)[:40]}' for k, v in params.items())})"
+        args = ", ".join(f"{k}={json.dumps(v, default=str)[:40]}" for k, v in params.items())
+        return f"{self.kind}({args})"
 
 
 CHECKS: dict[str, type[Check]] = {}
@@ -447,9 +448,8 @@ def skill_spans(spans: Iterable[Span], skill: str) -> list[Span]:
             continue
         args = tool_arguments(s)
         flat = json.dumps(args, default=str) if not isinstance(args, str) else args
-        if tool_name(s) in SKILL_TOOLS and (skill == flat or f'"{skill}"' in flat):
-            out.append(s)
-        elif re.search(rf"skills?/{re.escape(skill)}(/|\.md|\")", flat):
+        named = tool_name(s) in SKILL_TOOLS and (skill == flat or f'"{skill}"' in flat)
+        if named or re.search(rf"skills?/{re.escape(skill)}(/|\.md|\")", flat):
             out.append(s)
     return out
 

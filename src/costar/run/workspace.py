@@ -89,7 +89,8 @@ def _walk(root: Path) -> list[Path]:
     return out
 
 
-def collect_artifacts(ws: Workspace, store: Store, limits: ArtifactLimits | None = None) -> tuple[list[Artifact], list[str]]:
+def collect_artifacts(ws: Workspace, store: Store,
+                      limits: ArtifactLimits | None = None) -> tuple[list[Artifact], list[str]]:
     """Store every workspace file content-addressed; returns artifacts and notes on what was skipped."""
     limits = limits or ArtifactLimits()
     artifacts: list[Artifact] = []

@@ -261,15 +261,16 @@ class SQLiteStore:
     def iter_traces(self, run_id: str | None = None, *, spans: bool = True,
                     batch: int = 256) -> Iterator[Trace]:
         """Stream traces (ordered by scenario and trial) in batches, so memory stays bounded."""
-        with self._guard():
-            c = self._conn()
-            if run_id is None:
-                ids = [r[0] for r in c.execute("SELECT trace_id FROM traces ORDER BY start_ns")]
-            else:
-                ids = [r[0] for r in c.execute(
-                    "SELECT trace_id FROM traces WHERE run_id=? ORDER BY scenario_id, trial", (run_id,))]
+        ids = self.trace_ids(run_id)
         for i in range(0, len(ids), batch):
-            chunk = ids[i:i + batch]
+            yield from self.get_traces(ids[i:i + batch], spans=spans)
+
+    def get_traces(self, trace_ids: Sequence[str], *, spans: bool = True) -> list[Trace]:
+        """Several traces in two queries (unknown ids are skipped), in the order given."""
+        out: list[Trace] = []
+        ids = list(trace_ids)
+        for i in range(0, len(ids), 900):
+            chunk = ids[i:i + 900]
             marks = ",".join("?" * len(chunk))
             with self._guard():
                 c = self._conn()
@@ -279,9 +280,9 @@ class SQLiteStore:
                     for r in c.execute(f"SELECT {self._SPAN_COLS} FROM spans WHERE trace_id IN ({marks}) "
                                        "ORDER BY trace_id, seq", chunk):
                         by_trace[r[0]].append(self._span(r))
-            for tid in chunk:
-                if tid in heads:
-                    yield self._trace_from(heads[tid], by_trace[tid] if spans else None)
+            out.extend(self._trace_from(heads[tid], by_trace[tid] if spans else None)
+                       for tid in chunk if tid in heads)
+        return out
 
     def trace_ids(self, run_id: str | None = None) -> list[str]:
         with self._guard():
@@ -420,6 +421,38 @@ class SQLiteStore:
                 newest[(r[1], r[2])] = r
             rows = sorted(newest.values(), key=lambda r: r[0])
         return [Verdict.model_validate_json(r[3]) for r in rows]
+
+    def trace_keys(self, run_id: str | None = None) -> list[tuple[str, str | None, int]]:
+        """(trace_id, scenario_id, trial) for a run's traces, without loading them."""
+        with self._guard():
+            c = self._conn()
+            if run_id is None:
+                rows = c.execute("SELECT trace_id, scenario_id, trial FROM traces ORDER BY start_ns")
+            else:
+                rows = c.execute("SELECT trace_id, scenario_id, trial FROM traces WHERE run_id=? "
+                                 "ORDER BY scenario_id, trial", (run_id,))
+            return [(r[0], r[1], r[2]) for r in rows]
+
+    def latest_fingerprints(self, trace_ids: Sequence[str]) -> dict[tuple[str, str], str | None]:
+        """The fingerprint of the newest verdict per (trace, verdict name)."""
+        out: dict[tuple[str, str], str | None] = {}
+        ids = list(trace_ids)
+        with self._guard():
+            c = self._conn()
+            for i in range(0, len(ids), 900):
+                chunk = ids[i:i + 900]
+                for tid, name, fp in c.execute(
+                        f"SELECT trace_id, name, fingerprint FROM verdicts WHERE trace_id IN "
+                        f"({','.join('?' * len(chunk))}) ORDER BY id", chunk):
+                    out[(tid, name)] = fp
+        return out
+
+    def find_verdict(self, trace_id: str, fingerprint: str, name: str) -> Verdict | None:
+        with self._guard():
+            row = self._conn().execute(
+                "SELECT data FROM verdicts WHERE trace_id=? AND fingerprint=? AND name=? ORDER BY id DESC LIMIT 1",
+                (trace_id, fingerprint, name)).fetchone()
+        return Verdict.model_validate_json(row[0]) if row else None
 
     def verdict_fingerprints(self, trace_ids: Sequence[str]) -> set[tuple[str, str]]:
         out: set[tuple[str, str]] = set()

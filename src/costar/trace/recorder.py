@@ -221,12 +221,24 @@ def span(name: str, kind: SpanKind | str = SpanKind.CHAIN,
     return parent.recording.start_span(name, kind, attributes, parent=parent)
 
 
-def _jsonable(v: Any, limit: int = 8192) -> Any:
+def _jsonable(v: Any, limit: int = 8192) -> str:
+    if isinstance(v, str):
+        text = v
+    else:
+        try:
+            text = json.dumps(v, default=repr)
+        except (TypeError, ValueError):
+            text = repr(v)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _structured(v: Any, limit: int = 65536) -> Any:
+    """Tool arguments and results stay structured (dicts, lists) when they are JSON and small."""
     try:
         text = json.dumps(v, default=repr)
     except (TypeError, ValueError):
-        text = repr(v)
-    return text if len(text) <= limit else text[:limit] + "…"
+        return _jsonable(v, limit)
+    return json.loads(text) if len(text) <= limit else text[:limit] + "…"
 
 
 def traced(fn: F | None = None, *, name: str | None = None, kind: SpanKind | str = SpanKind.CHAIN,
@@ -248,7 +260,7 @@ def traced(fn: F | None = None, *, name: str | None = None, kind: SpanKind | str
                     arguments = {"args": list(args), "kwargs": kwargs}
                 if span_kind == SpanKind.TOOL:
                     attrs = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": span_name,
-                             "gen_ai.tool.call.arguments": _jsonable(arguments)}
+                             "gen_ai.tool.call.arguments": _structured(arguments)}
                 else:
                     attrs = {"input.value": _jsonable(arguments)}
             elif span_kind == SpanKind.TOOL:
@@ -257,8 +269,10 @@ def traced(fn: F | None = None, *, name: str | None = None, kind: SpanKind | str
 
         def finish(s: LiveSpan | _NoopSpan, result: Any) -> None:
             if capture:
-                key = "gen_ai.tool.call.result" if span_kind == SpanKind.TOOL else "output.value"
-                s.set_attribute(key, _jsonable(result))
+                if span_kind == SpanKind.TOOL:
+                    s.set_attribute("gen_ai.tool.call.result", _structured(result))
+                else:
+                    s.set_attribute("output.value", _jsonable(result))
 
         if inspect.iscoroutinefunction(f):
             @functools.wraps(f)

@@ -1,0 +1,173 @@
+"""The library API: everything the CLI does is one call here.
+
+    import costar
+    outcome = costar.run_suite("scenarios/", {"type": "command", "command": "python agent.py"})
+    print(outcome.summary.all_gates_passed)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from costar.assess import AssessStats, Assessor, current_scenarios
+from costar.errors import ConfigError
+from costar.judges.base import Judge
+from costar.judges.registry import JudgeRegistry
+from costar.report.summary import RunSummary, summarize
+from costar.run.agents import Agent, make_agent
+from costar.run.harness import Harness, HarnessOptions, HarnessResult
+from costar.scenario import Scenario, load_suite, select
+from costar.store.base import Run, Store
+from costar.store.sqlite import SQLiteStore
+from costar.trace.model import Trace
+from costar.verdict import Verdict
+
+
+def open_store(store: Store | str | Path | None = None) -> Store:
+    if store is None:
+        return SQLiteStore(".costar")
+    if isinstance(store, str | Path):
+        return SQLiteStore(store)
+    return store
+
+
+@dataclass
+class Selection:
+    ids: Sequence[str] = ()
+    tags: Sequence[str] = ()
+    exclude_tags: Sequence[str] = ()
+    split: str | None = None
+
+    def apply(self, scenarios: list[Scenario]) -> list[Scenario]:
+        return select(scenarios, ids=self.ids, tags=self.tags, exclude_tags=self.exclude_tags, split=self.split)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ids": list(self.ids), "tags": list(self.tags), "exclude_tags": list(self.exclude_tags),
+                "split": self.split}
+
+
+@dataclass
+class RunEvents:
+    """Callbacks for progress displays; all optional."""
+
+    on_start: Callable[[int, int], None] | None = None  # (trials to run, trials skipped on resume)
+    on_trial: Callable[[Trace, list[Verdict]], None] | None = None
+
+
+@dataclass
+class RunOutcome:
+    run: Run
+    summary: RunSummary
+    harness: HarnessResult | None = None
+    assess: AssessStats | None = None
+    store: Store | None = field(default=None, repr=False)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.summary.all_gates_passed else 1
+
+
+def summarize_run(store: Store, run_id: str, scenarios: dict[str, Scenario] | None = None) -> RunSummary:
+    run = store.get_run(run_id)
+    traces = list(store.iter_traces(run.run_id, spans=False))
+    verdicts = store.verdicts(run_id=run.run_id)
+    return summarize(run, traces, verdicts, scenarios=scenarios)
+
+
+def _scenarios_from(suite: Sequence[Scenario] | str | Path | Sequence[str | Path]) -> tuple[list[Scenario], list[str]]:
+    if isinstance(suite, str | Path):
+        return load_suite(suite), [str(suite)]
+    items = list(suite)
+    if items and all(isinstance(s, Scenario) for s in items):
+        return items, [str(s.source) for s in items if isinstance(s, Scenario) and s.source]  # type: ignore[misc]
+    return load_suite(items), [str(p) for p in items]  # type: ignore[arg-type]
+
+
+def run_suite(suite: Sequence[Scenario] | str | Path | Sequence[str | Path] | None, agent: Agent | dict[str, Any] | str | None,
+              *, store: Store | str | Path | None = None, selection: Selection | None = None,
+              options: HarnessOptions | None = None, resume: str | None = None,
+              registry: JudgeRegistry | None = None, extra_judges: Sequence[Judge] = (),
+              events: RunEvents | None = None, description: str = "") -> RunOutcome:
+    """Run scenarios × trials against the agent, store the traces, score them, summarise."""
+    return asyncio.run(arun_suite(suite, agent, store=store, selection=selection, options=options, resume=resume,
+                                  registry=registry, extra_judges=extra_judges, events=events,
+                                  description=description))
+
+
+async def arun_suite(suite: Sequence[Scenario] | str | Path | Sequence[str | Path] | None,
+                     agent: Agent | dict[str, Any] | str | None, *, store: Store | str | Path | None = None,
+                     selection: Selection | None = None, options: HarnessOptions | None = None,
+                     resume: str | None = None, registry: JudgeRegistry | None = None,
+                     extra_judges: Sequence[Judge] = (), events: RunEvents | None = None,
+                     description: str = "") -> RunOutcome:
+    st = open_store(store)
+    options = options or HarnessOptions()
+    events = events or RunEvents()
+    selection = selection or Selection()
+    if resume:
+        run = st.get_run(resume)
+        scenarios = st.load_scenarios(run.run_id)
+        agent_obj = agent if isinstance(agent, Agent) else make_agent(agent or run.agent_spec)
+        stored = run.options
+        options = HarnessOptions(concurrency=options.concurrency, trials=stored.get("trials"),
+                                 timeout=stored.get("timeout"), keep_workspaces=options.keep_workspaces,
+                                 workspace_root=options.workspace_root)
+        run.status = "running"
+        st.update_run(run)
+    else:
+        if suite is None:
+            raise ConfigError("no scenarios given: pass a suite path or set 'suite' in costar.yaml")
+        if agent is None:
+            raise ConfigError("no agent given: pass --agent or set 'agent' in costar.yaml")
+        all_scenarios, suite_paths = _scenarios_from(suite)
+        scenarios = selection.apply(all_scenarios)
+        if not scenarios:
+            raise ConfigError(f"no scenarios selected (of {len(all_scenarios)}); check --id/--tag/--split")
+        agent_obj = agent if isinstance(agent, Agent) else make_agent(agent)
+        run = Run(agent=agent_obj.info, agent_spec=agent_obj.spec(), suite=suite_paths,
+                  selection=selection.as_dict(), options={"trials": options.trials, "timeout": options.timeout,
+                                                          "concurrency": options.concurrency},
+                  project_dir=str(Path.cwd()), description=description)
+        st.create_run(run)
+        st.save_scenarios(run.run_id, scenarios)
+    # Validate every judge before the first trial, so a typo fails fast rather than after the run.
+    assessor = Assessor(st, registry, extra_judges=extra_judges)
+    for sc in scenarios:
+        assessor.judges_for(sc)
+
+    async def on_trace(trace: Trace, scenario: Scenario) -> None:
+        verdicts = await assessor.assess_new_trace(trace, scenario)
+        if events.on_trial is not None:
+            events.on_trial(trace, verdicts)
+
+    harness = Harness(agent_obj, st, options)
+    try:
+        hres = await harness.run(scenarios, run, on_trace=on_trace, on_start=events.on_start)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        run.status = "interrupted"
+        st.update_run(run)
+        raise
+    # Traces written by an earlier, killed attempt may lack verdicts: score whatever is missing.
+    stats = await assessor.assess_run(run.run_id, scenarios={sc.id: sc for sc in scenarios})
+    run.status = "finished"
+    run.finished_at = time.time()
+    st.update_run(run)
+    summary = summarize_run(st, run.run_id, {sc.id: sc for sc in scenarios})
+    return RunOutcome(run=run, summary=summary, harness=hres, assess=stats, store=st)
+
+
+def assess_run(run_id: str, *, store: Store | str | Path | None = None, force: bool = False,
+               registry: JudgeRegistry | None = None, extra_judges: Sequence[Judge] = (),
+               on_progress: Callable[[int, int], None] | None = None) -> RunOutcome:
+    """Re-score a stored run without running the agent: only new or changed judges run."""
+    st = open_store(store)
+    run = st.get_run(run_id)
+    scenarios = current_scenarios(st, run.run_id)
+    assessor = Assessor(st, registry, extra_judges=extra_judges)
+    stats = asyncio.run(assessor.assess_run(run.run_id, force=force, scenarios=scenarios, on_progress=on_progress))
+    return RunOutcome(run=run, summary=summarize_run(st, run.run_id, scenarios), assess=stats, store=st)

@@ -1,0 +1,305 @@
+"""The ``costar`` command: a thin face over ``costar.api``. Parses, calls the library, prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from costar import api
+from costar.config import ProjectConfig, load_config
+from costar.errors import CostarError
+from costar.run.harness import HarnessOptions
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="coSTAR: test LLM agents the way engineers test software.")
+traces_app = typer.Typer(no_args_is_help=True, help="List, show, import and export recorded traces.")
+app.add_typer(traces_app, name="traces")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Project file (default: nearest costar.yaml).")]
+StoreOpt = Annotated[Path | None, typer.Option("--store", help="Store folder (default: from costar.yaml or .costar).")]
+
+
+def _config(config: Path | None) -> ProjectConfig:
+    return load_config(config)
+
+
+def _store(cfg: ProjectConfig, store: Path | None) -> Any:
+    return api.open_store(store or cfg.store_path)
+
+
+def _write_reports(outcome: api.RunOutcome, html: Path | None, junit: Path | None) -> None:
+    from costar.report.html import write_html
+    from costar.report.junit import write_junit
+
+    if junit is not None:
+        write_junit(junit, outcome.summary)
+        console.print(f"JUnit XML: {junit}")
+    if html is not None:
+        st = outcome.store
+        assert st is not None
+        traces = list(st.iter_traces(outcome.run.run_id))
+        write_html(html, outcome.summary, traces, st.verdicts(run_id=outcome.run.run_id),
+                   title=f"coSTAR run {outcome.run.run_id}")
+        console.print(f"HTML report: {html}")
+
+
+def _render(outcome: api.RunOutcome) -> None:
+    from costar.report.terminal import render_summary
+
+    render_summary(outcome.summary, console)
+
+
+@app.command()
+def run(
+    suite: Annotated[list[Path] | None, typer.Argument(help="Scenario files or folders (default: 'suite' in costar.yaml).")] = None,
+    agent: Annotated[str | None, typer.Option("--agent", "-a", help="'cmd:python agent.py', 'py:module:fn' or an http URL.")] = None,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-j", min=1, help="Trials run at once.")] = None,
+    trials: Annotated[int | None, typer.Option("--trials", "-n", min=1, help="Override every scenario's trial count.")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=0.001, help="Override per-trial timeout (s).")] = None,
+    ids: Annotated[list[str] | None, typer.Option("--id", help="Scenario id glob (repeatable).")] = None,
+    tags: Annotated[list[str] | None, typer.Option("--tag", help="Only scenarios with this tag (repeatable).")] = None,
+    exclude_tags: Annotated[list[str] | None, typer.Option("--exclude-tag", help="Skip scenarios with this tag.")] = None,
+    split: Annotated[str | None, typer.Option("--split", help="train or holdout.")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="Finish an interrupted run (its id or 'latest').")] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
+    keep_workspaces: Annotated[bool, typer.Option("--keep-workspaces", help="Keep each trial's workspace.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+) -> None:
+    """Run the suite against the agent, record traces, apply the judges, report."""
+    if split is not None and split not in ("train", "holdout"):
+        raise typer.BadParameter("--split must be 'train' or 'holdout'")
+    cfg = _config(config)
+    paths: list[str | Path] | None = [str(p) for p in suite] if suite else [cfg.path(s) for s in cfg.suite] or None
+    agent_spec = agent if agent is not None else cfg.agent_spec()
+    options = HarnessOptions(concurrency=concurrency or cfg.concurrency, trials=trials or cfg.trials,
+                             timeout=timeout or cfg.timeout, keep_workspaces=keep_workspaces)
+    selection = api.Selection(ids=ids or (), tags=tags or (), exclude_tags=exclude_tags or (), split=split)
+    show = progress and console.is_terminal
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
+                   disable=not show, transient=True)
+    counts = {"pass": 0, "fail": 0}
+    task_id = bar.add_task("trials", total=None, status="")
+
+    def on_start(total: int, skipped: int) -> None:
+        bar.update(task_id, total=total)
+        if skipped:
+            console.print(f"resuming: {skipped} trial(s) already finished, {total} to run")
+
+    def on_trial(trace: Any, verdicts: list[Any]) -> None:
+        ok = all(v.outcome == "pass" for v in verdicts if v.gating)
+        counts["pass" if ok else "fail"] += 1
+        bar.update(task_id, advance=1, status=f"[green]{counts['pass']} passed[/] [red]{counts['fail']} failed[/]")
+
+    events = api.RunEvents(on_start=on_start, on_trial=on_trial)
+    with bar:
+        try:
+            outcome = api.run_suite(paths, agent_spec, store=store or cfg.store_path, selection=selection,
+                                    options=options, resume=resume, events=events)
+        except KeyboardInterrupt:
+            err_console.print("interrupted: finished trials are stored; resume with 'costar run --resume latest'")
+            raise typer.Exit(130) from None
+    _render(outcome)
+    _write_reports(outcome, html, junit)
+    console.print(f"run id: {outcome.run.run_id}")
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+def assess(
+    run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix, or 'latest').")] = "latest",
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Re-run every judge, ignoring cached verdicts.")] = False,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
+) -> None:
+    """Re-score stored traces with the current judges, without running the agent."""
+    cfg = _config(config)
+    outcome = api.assess_run(run_id, store=store or cfg.store_path, force=force)
+    s = outcome.assess
+    assert s is not None
+    console.print(f"assessed {s.traces} traces: {s.judged} verdicts computed, {s.cached} cached, "
+                  f"{s.restored} restored, {s.errors} judge errors")
+    if s.missing_scenarios:
+        err_console.print(f"warning: no definition for scenarios {sorted(s.missing_scenarios)}; their traces "
+                          "were not re-scored")
+    _render(outcome)
+    _write_reports(outcome, html, junit)
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+def report(
+    run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix, or 'latest').")] = "latest",
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
+) -> None:
+    """Show a stored run's results (and write HTML / JUnit reports)."""
+    cfg = _config(config)
+    st = _store(cfg, store)
+    run_obj = st.get_run(run_id)
+    outcome = api.RunOutcome(run=run_obj, summary=api.summarize_run(st, run_obj.run_id), store=st)
+    _render(outcome)
+    _write_reports(outcome, html, junit)
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+def runs(config: ConfigOpt = None, store: StoreOpt = None,
+         limit: Annotated[int, typer.Option("--limit", min=1)] = 20) -> None:
+    """List recorded runs, newest first."""
+    from rich.table import Table
+
+    cfg = _config(config)
+    st = _store(cfg, store)
+    table = Table("run id", "status", "agent", "suite", "created")
+    import datetime as dt
+
+    for r in st.list_runs(limit):
+        created = dt.datetime.fromtimestamp(r.created_at).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(r.run_id, r.status, r.agent.name, ", ".join(r.suite)[:50], created)
+    console.print(table)
+
+
+@app.command()
+def schema(output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None) -> None:
+    """Print the JSON Schema of scenario files (point your editor's YAML plugin at it)."""
+    from costar.scenario import scenario_json_schema
+
+    text = json.dumps(scenario_json_schema(), indent=2)
+    if output:
+        output.write_text(text + "\n", encoding="utf-8")
+    else:
+        sys.stdout.write(text + "\n")
+
+
+@app.command()
+def scenarios(
+    suite: Annotated[list[Path] | None, typer.Argument(help="Scenario files or folders.")] = None,
+    config: ConfigOpt = None,
+    ids: Annotated[list[str] | None, typer.Option("--id")] = None,
+    tags: Annotated[list[str] | None, typer.Option("--tag")] = None,
+    split: Annotated[str | None, typer.Option("--split")] = None,
+) -> None:
+    """Validate and list scenarios (nothing runs)."""
+    from rich.table import Table
+
+    from costar.scenario import load_suite
+
+    cfg = _config(config)
+    paths = [str(p) for p in suite] if suite else [str(cfg.path(s)) for s in cfg.suite]
+    if not paths:
+        raise CostarError("no scenarios given: pass a path or set 'suite' in costar.yaml")
+    found = api.Selection(ids=ids or (), tags=tags or (), split=split).apply(load_suite(paths))
+    table = Table("id", "split", "tags", "trials", "checks", "criteria", "judges")
+    for sc in found:
+        table.add_row(sc.id, sc.split, ",".join(sc.tags), str(sc.trials), str(len(sc.expectations.checks)),
+                      str(len(sc.expectations.criteria)), ",".join(j.name for j in sc.judges))
+    console.print(table)
+    console.print(f"{len(found)} scenario(s) valid")
+
+
+# --------------------------------------------------------------------------- traces
+
+
+@traces_app.command("list")
+def traces_list(run_id: Annotated[str, typer.Argument()] = "latest", config: ConfigOpt = None,
+                store: StoreOpt = None) -> None:
+    """List a run's traces."""
+    from rich.table import Table
+
+    cfg = _config(config)
+    st = _store(cfg, store)
+    rid = st.resolve_run_id(run_id)
+    table = Table("trace id", "scenario", "trial", "status", "spans", "tokens", "latency s")
+    for t in st.iter_traces(rid, spans=False):
+        table.add_row(t.trace_id, t.scenario_id or "", str(t.trial), t.status.value, str(st.count_spans(t.trace_id)),
+                      str(t.totals.total_tokens), f"{t.totals.latency_s:.2f}")
+    console.print(table)
+
+
+@traces_app.command("show")
+def traces_show(trace_id: str, config: ConfigOpt = None, store: StoreOpt = None,
+                max_spans: Annotated[int, typer.Option("--max-spans", min=1)] = 500) -> None:
+    """Print a trace's span tree."""
+    from rich.markup import escape
+    from rich.tree import Tree
+
+    cfg = _config(config)
+    st = _store(cfg, store)
+    t = st.get_trace(trace_id)
+    root = Tree(f"[bold]{escape(t.trace_id)}[/] {escape(t.scenario_id or '')}[{t.trial}] {t.status.value}")
+    nodes: dict[str | None, Any] = {}
+    ids = {s.span_id for s in t.spans}
+    for s in t.spans[:max_spans]:
+        parent = nodes.get(s.parent_id) if s.parent_id in ids else root
+        label = f"[cyan]{s.kind.value}[/] {escape(s.name)} ({s.duration_s * 1000:.1f} ms)"
+        if s.is_error:
+            label += f" [red]ERROR {escape(s.status.message or '')}[/]"
+        nodes[s.span_id] = (parent or root).add(label)
+    console.print(root)
+    if len(t.spans) > max_spans:
+        console.print(f"… {len(t.spans) - max_spans} more spans (use --max-spans)")
+    console.print(f"output: {escape((t.output or '')[:2000])}")
+
+
+@traces_app.command("export")
+def traces_export(
+    run_id: Annotated[str, typer.Argument(help="Run id, or 'latest'.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="otlp-json or jsonl.")] = "jsonl",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default: stdout).")] = None,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Export a run's traces (with verdicts and artifacts) without loss."""
+    from costar.transfer import export_run
+
+    cfg = _config(config)
+    st = _store(cfg, store)
+    n = export_run(st, run_id, fmt, output)
+    err_console.print(f"exported {n} traces" + (f" to {output}" if output else ""))
+
+
+@traces_app.command("import")
+def traces_import(
+    file: Annotated[Path, typer.Argument(help="OTLP JSON, coSTAR JSONL, tau-bench JSON, SWE-agent .traj, "
+                                              "or OpenInference span attributes.")],
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Import into this new run id.")] = None,
+) -> None:
+    """Import traces recorded elsewhere into a new run, ready for 'costar assess'."""
+    from costar.transfer import import_into_store
+
+    cfg = _config(config)
+    st = _store(cfg, store)
+    res = import_into_store(st, file, run_id=run_id)
+    console.print(f"imported {res.traces} traces ({res.format}) into run {res.run_id}"
+                  + (f" with {res.verdicts} verdicts" if res.verdicts else ""))
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=True)
+    except CostarError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""The project file (``costar.yaml``): where the suite, the agent and the store are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from costar._yaml import YamlSyntaxError, load_yaml_file
+from costar.errors import ConfigError
+
+CONFIG_NAMES = ("costar.yaml", "costar.yml")
+
+
+class ProjectConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    suite: list[str] = Field(default_factory=list)
+    agent: dict[str, Any] | str | None = None
+    store: str = ".costar"
+    concurrency: int = Field(4, ge=1, le=1024)
+    trials: int | None = Field(None, ge=1)
+    timeout: float | None = Field(None, gt=0)
+    judges_dir: str = "judges"
+    models: dict[str, Any] = Field(default_factory=dict)
+
+    # Where the file was found; relative paths in it are relative to this folder.
+    root: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @field_validator("suite", mode="before")
+    @classmethod
+    def _suite_list(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    def path(self, p: str | Path) -> Path:
+        p = Path(p)
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def store_path(self) -> Path:
+        return self.path(self.store)
+
+    def agent_spec(self) -> dict[str, Any] | str | None:
+        """The agent mapping with ``cwd`` defaulting to the project folder."""
+        if isinstance(self.agent, dict):
+            spec = dict(self.agent)
+            spec["cwd"] = str(self.path(spec.get("cwd", ".")))
+            return spec
+        return self.agent
+
+
+def find_config(start: Path | None = None) -> Path | None:
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        for name in CONFIG_NAMES:
+            if (folder / name).is_file():
+                return folder / name
+        if (folder / ".git").exists():
+            break
+    return None
+
+
+def load_config(path: str | Path | None = None) -> ProjectConfig:
+    """Load ``path`` (or the nearest costar.yaml); no file means defaults rooted at the cwd."""
+    file = Path(path) if path else find_config()
+    if file is None:
+        return ProjectConfig()
+    if not file.is_file():
+        raise ConfigError(f"{file}: no such project file")
+    try:
+        docs = load_yaml_file(file)
+    except YamlSyntaxError as exc:
+        raise ConfigError(f"{file}:{exc.line or '?'}: {exc}") from None
+    doc = docs[0] if docs else None
+    data = doc.data if doc is not None else {}
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: the project file must be a mapping of settings")
+    try:
+        cfg = ProjectConfig.model_validate({**data, "root": file.parent.resolve()})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        line = doc.line_of(loc) if doc is not None else "?"
+        msg = "unknown setting; check its spelling" if err["type"] == "extra_forbidden" else err["msg"]
+        raise ConfigError(f"{file}:{line}: {'.'.join(map(str, loc))}: {msg}") from None
+    return cfg

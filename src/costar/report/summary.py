@@ -1,0 +1,521 @@
+"""A run's verdicts folded into rates: per trial, per scenario, per judge and for the whole run.
+
+The rules that decide a trial (every report uses them, so they live here only):
+
+* only *gating* verdicts that reached a decision or failed to (outcome pass, fail or error) decide
+  a trial; metrics (``passed`` None) and diagnostics (``gating`` False) never do;
+* ``fail`` when any deciding verdict failed;
+* ``error`` when none failed but a deciding verdict is a judge error: the judge could not say, so
+  the trial is neither a pass nor a fail and is left out of pass rates;
+* ``pass`` when every deciding verdict passed;
+* ``unscored`` when there is no deciding verdict at all (the trace was never judged): it is not a
+  pass, and it is left out of pass rates.
+
+Rates (pass rate, pass@k, pass^k) are computed over *decided* trials (pass + fail). A scenario
+passes only when every trial it was meant to run was recorded and passed.
+
+A :class:`RunSummary` is self-contained (it round-trips through JSON), so the JUnit writer and a
+later comparison of two runs need nothing but summaries.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from costar.scenario import Scenario
+from costar.stats import mean_pass_at_k, mean_pass_hat_k, pass_at_k, pass_hat_k, wilson_interval
+from costar.store.base import Run
+from costar.trace.model import AgentInfo, Trace, TraceStatus
+from costar.verdict import Outcome, Verdict
+
+TrialStatus = Literal["pass", "fail", "error", "unscored"]
+ScenarioStatus = Literal["pass", "fail", "error", "incomplete"]
+
+NO_SCENARIO = "(no scenario)"
+# Summaries are meant to be printed, written to JUnit and compared; a judge's essay is not needed
+# in full there (the HTML report shows the verdicts themselves).
+MAX_SUMMARY_TEXT = 4000
+
+
+def clip(text: str, limit: int) -> str:
+    """Shorten ``text`` to about ``limit`` characters, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [{len(text) - limit:,} more characters]"
+
+
+class Rate(BaseModel):
+    """``successes`` out of ``n`` with a Wilson interval; ``value`` is None when n is 0."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    successes: int
+    n: int
+    value: float | None
+    low: float
+    high: float
+    confidence: float = 0.95
+
+    @classmethod
+    def of(cls, successes: int, n: int, confidence: float = 0.95) -> Rate:
+        low, high = wilson_interval(successes, n, confidence)
+        return cls(successes=successes, n=n, value=successes / n if n else None, low=low, high=high,
+                   confidence=confidence)
+
+
+class CurvePoint(BaseModel):
+    """A suite-level estimate at one k, averaged over the ``scenarios`` that ran at least k trials."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: int
+    value: float
+    scenarios: int
+
+
+class VerdictBrief(BaseModel):
+    """The part of a verdict a summary needs (rationale clipped to ``MAX_SUMMARY_TEXT``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    outcome: Outcome
+    gating: bool
+    rationale: str = ""
+    error: str | None = None
+    confidence: float | None = None
+    fingerprint: str | None = None
+
+    @classmethod
+    def of(cls, v: Verdict) -> VerdictBrief:
+        return cls(name=v.name, outcome=v.outcome, gating=v.gating,
+                   rationale=clip(v.rationale, MAX_SUMMARY_TEXT),
+                   error=None if v.error is None else clip(v.error, MAX_SUMMARY_TEXT),
+                   confidence=v.confidence, fingerprint=v.fingerprint)
+
+
+class Usage(BaseModel):
+    """Tokens, money and wall time over a set of traces."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    traces: int = 0
+    total_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+
+    @property
+    def mean_tokens(self) -> float | None:
+        return self.total_tokens / self.traces if self.traces else None
+
+    @property
+    def mean_cost_usd(self) -> float | None:
+        return self.cost_usd / self.traces if self.traces else None
+
+    @property
+    def mean_latency_s(self) -> float | None:
+        return self.latency_s / self.traces if self.traces else None
+
+    def add(self, other: Usage) -> None:
+        self.traces += other.traces
+        self.total_tokens += other.total_tokens
+        self.cost_usd += other.cost_usd
+        self.latency_s += other.latency_s
+
+
+class TrialSummary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scenario_id: str
+    trial: int
+    trace_id: str
+    status: TrialStatus
+    agent_status: TraceStatus
+    agent_error: str | None = None
+    # Gating verdicts that failed; judge errors (gating or not); non-gating verdicts that failed.
+    failures: list[VerdictBrief] = Field(default_factory=list)
+    judge_errors: list[VerdictBrief] = Field(default_factory=list)
+    diagnostics: list[VerdictBrief] = Field(default_factory=list)
+    verdicts: int = 0
+    usage: Usage = Field(default_factory=Usage)
+
+    @property
+    def label(self) -> str:
+        return f"{self.scenario_id}[{self.trial}]"
+
+
+class ScenarioSummary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scenario_id: str
+    description: str = ""
+    tags: list[str] = Field(default_factory=list)
+    split: str | None = None
+    status: ScenarioStatus
+    expected_trials: int | None = None
+    missing_trials: list[int] = Field(default_factory=list)
+    trials: int
+    passed: int
+    failed: int
+    errored: int
+    unscored: int
+    rate: Rate
+    # Index k-1 holds the estimate for k = 1..decided trials; empty when nothing was decided.
+    pass_at_k: list[float] = Field(default_factory=list)
+    pass_hat_k: list[float] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    trial_results: list[TrialSummary] = Field(default_factory=list)
+
+    @property
+    def decided(self) -> int:
+        return self.passed + self.failed
+
+    @property
+    def pass_at_n(self) -> float | None:
+        return self.pass_at_k[-1] if self.pass_at_k else None
+
+    @property
+    def pass_hat_n(self) -> float | None:
+        return self.pass_hat_k[-1] if self.pass_hat_k else None
+
+
+class JudgeSummary(BaseModel):
+    """One verdict name across the run; ``gating`` is True if any of its verdicts gated."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    gating: bool
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    metrics: int = 0
+    rate: Rate
+    mean_value: float | None = None
+    fingerprints: list[str] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list)
+    cost_usd: float = 0.0
+    seconds: float = 0.0
+
+
+class RunTotals(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scenarios: int = 0
+    scenarios_passed: int = 0
+    trials: int = 0
+    passed: int = 0
+    failed: int = 0
+    errored: int = 0
+    unscored: int = 0
+    missing: int = 0
+    judge_errors: int = 0
+    diagnostics_failed: int = 0
+    agent_errors: int = 0
+    usage: Usage = Field(default_factory=Usage)
+    judge_cost_usd: float = 0.0
+
+
+class RunSummary(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str | None = None
+    description: str = ""
+    created_at: float | None = None
+    finished_at: float | None = None
+    run_status: str | None = None
+    agent: AgentInfo = Field(default_factory=AgentInfo)
+    scenarios: list[ScenarioSummary] = Field(default_factory=list)
+    judges: list[JudgeSummary] = Field(default_factory=list)
+    totals: RunTotals = Field(default_factory=RunTotals)
+    trial_rate: Rate
+    pass_at_k: list[CurvePoint] = Field(default_factory=list)
+    pass_hat_k: list[CurvePoint] = Field(default_factory=list)
+    all_gates_passed: bool
+
+    def scenario(self, scenario_id: str) -> ScenarioSummary | None:
+        return next((s for s in self.scenarios if s.scenario_id == scenario_id), None)
+
+    def trials(self) -> list[TrialSummary]:
+        return [t for s in self.scenarios for t in s.trial_results]
+
+
+# --------------------------------------------------------------------------- folding
+
+
+def latest_per_name(verdicts: Iterable[Verdict]) -> dict[str, list[Verdict]]:
+    """Verdicts grouped by trace id, keeping the last one given per (trace, name).
+
+    That matches the store's ``latest`` reading, so passing a full verdict history is harmless.
+    """
+    by_trace: dict[str, dict[str, Verdict]] = defaultdict(dict)
+    for v in verdicts:
+        if v.trace_id is not None:
+            by_trace[v.trace_id][v.name] = v
+    return {tid: list(named.values()) for tid, named in by_trace.items()}
+
+
+def decides(v: Verdict) -> bool:
+    """True when the verdict takes part in deciding its trial (see the module docstring)."""
+    return v.gating and v.outcome != "metric"
+
+
+def trial_status(verdicts: Sequence[Verdict]) -> TrialStatus:
+    outcomes = {v.outcome for v in verdicts if decides(v)}
+    if not outcomes:
+        return "unscored"
+    if "fail" in outcomes:
+        return "fail"
+    if "error" in outcomes:
+        return "error"
+    return "pass"
+
+
+def _usage_of(trace: Trace) -> Usage:
+    t = trace.totals
+    return Usage(traces=1, total_tokens=t.total_tokens, cost_usd=t.cost_usd, latency_s=t.latency_s)
+
+
+def summarize_trial(trace: Trace, verdicts: Sequence[Verdict]) -> TrialSummary:
+    return TrialSummary(
+        scenario_id=trace.scenario_id or NO_SCENARIO,
+        trial=trace.trial,
+        trace_id=trace.trace_id,
+        status=trial_status(verdicts),
+        agent_status=trace.status,
+        agent_error=None if trace.error is None else clip(trace.error, MAX_SUMMARY_TEXT),
+        failures=[VerdictBrief.of(v) for v in verdicts if decides(v) and v.outcome == "fail"],
+        judge_errors=[VerdictBrief.of(v) for v in verdicts if v.outcome == "error"],
+        diagnostics=[VerdictBrief.of(v) for v in verdicts if not v.gating and v.outcome == "fail"],
+        verdicts=len(verdicts),
+        usage=_usage_of(trace),
+    )
+
+
+def _scenario_status(trials: Sequence[TrialSummary], missing: int) -> ScenarioStatus:
+    statuses = {t.status for t in trials}
+    if "fail" in statuses:
+        return "fail"
+    if "error" in statuses:
+        return "error"
+    if "unscored" in statuses or missing or not trials:
+        return "incomplete"
+    return "pass"
+
+
+def summarize_scenario(scenario_id: str, trials: Sequence[TrialSummary], scenario: Scenario | None = None,
+                       expected_trials: int | None = None) -> ScenarioSummary:
+    trials = sorted(trials, key=lambda t: t.trial)
+    counts = {s: sum(1 for t in trials if t.status == s) for s in ("pass", "fail", "error", "unscored")}
+    passed, failed = counts["pass"], counts["fail"]
+    decided = passed + failed
+    recorded = {t.trial for t in trials}
+    missing = [i for i in range(expected_trials or 0) if i not in recorded]
+    usage = Usage()
+    for t in trials:
+        usage.add(t.usage)
+    return ScenarioSummary(
+        scenario_id=scenario_id,
+        description=scenario.description if scenario else "",
+        tags=list(scenario.tags) if scenario else [],
+        split=scenario.split if scenario else None,
+        status=_scenario_status(trials, len(missing)),
+        expected_trials=expected_trials,
+        missing_trials=missing,
+        trials=len(trials),
+        passed=passed,
+        failed=failed,
+        errored=counts["error"],
+        unscored=counts["unscored"],
+        rate=Rate.of(passed, decided),
+        pass_at_k=[pass_at_k(decided, passed, k) for k in range(1, decided + 1)],
+        pass_hat_k=[pass_hat_k(decided, passed, k) for k in range(1, decided + 1)],
+        usage=usage,
+        trial_results=list(trials),
+    )
+
+
+class _JudgeTally:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.gating = False
+        self.counts = {"pass": 0, "fail": 0, "error": 0, "metric": 0}
+        self.values: list[float] = []
+        self.fingerprints: set[str] = set()
+        self.sources: set[str] = set()
+        self.cost_usd = 0.0
+        self.seconds = 0.0
+
+    def add(self, v: Verdict) -> None:
+        self.gating = self.gating or v.gating
+        self.counts[v.outcome] += 1
+        # bool is an int subclass; a pass/fail value is not a measurement to average.
+        if isinstance(v.value, int | float) and not isinstance(v.value, bool) and v.error is None:
+            self.values.append(float(v.value))
+        if v.fingerprint:
+            self.fingerprints.add(v.fingerprint)
+        self.sources.add(v.source.value)
+        self.cost_usd += v.cost.cost_usd
+        self.seconds += v.cost.seconds
+
+    def summary(self) -> JudgeSummary:
+        c = self.counts
+        return JudgeSummary(
+            name=self.name, gating=self.gating, passed=c["pass"], failed=c["fail"], errors=c["error"],
+            metrics=c["metric"], rate=Rate.of(c["pass"], c["pass"] + c["fail"]),
+            mean_value=sum(self.values) / len(self.values) if self.values else None,
+            fingerprints=sorted(self.fingerprints), sources=sorted(self.sources),
+            cost_usd=self.cost_usd, seconds=self.seconds)
+
+
+def _expected_trials(run: Run | None, scenario: Scenario | None) -> int | None:
+    # A run may override every scenario's trial count (``--trials``); that is what was meant to run.
+    override = run.options.get("trials") if run is not None else None
+    if isinstance(override, int) and not isinstance(override, bool) and override > 0:
+        return override
+    return scenario.trials if scenario is not None else None
+
+
+def _suite_curve(scenarios: Sequence[ScenarioSummary], hat: bool) -> list[CurvePoint]:
+    counts = [(s.decided, s.passed) for s in scenarios]
+    top = max((n for n, _ in counts), default=0)
+    points = []
+    for k in range(1, top + 1):
+        value = mean_pass_hat_k(counts, k) if hat else mean_pass_at_k(counts, k)
+        if value is not None:
+            points.append(CurvePoint(k=k, value=value, scenarios=sum(1 for n, _ in counts if n >= k)))
+    return points
+
+
+def _run_totals(scenarios: Sequence[ScenarioSummary], judges: Sequence[JudgeSummary]) -> RunTotals:
+    totals = RunTotals(scenarios=len(scenarios))
+    for s in scenarios:
+        totals.scenarios_passed += s.status == "pass"
+        totals.trials += s.trials
+        totals.passed += s.passed
+        totals.failed += s.failed
+        totals.errored += s.errored
+        totals.unscored += s.unscored
+        totals.missing += len(s.missing_trials)
+        totals.usage.add(s.usage)
+        for t in s.trial_results:
+            totals.judge_errors += len(t.judge_errors)
+            totals.diagnostics_failed += len(t.diagnostics)
+            totals.agent_errors += t.agent_status != TraceStatus.OK
+    totals.judge_cost_usd = sum(j.cost_usd for j in judges)
+    return totals
+
+
+def summarize(run: Run | None, traces: Iterable[Trace], verdicts: Iterable[Verdict],
+              scenarios: Sequence[Scenario] | None = None) -> RunSummary:
+    """Fold a run's traces and verdicts into a :class:`RunSummary`.
+
+    ``traces`` may be a stream (e.g. ``store.iter_traces(run_id, spans=False)``): only each trace's
+    head is kept. Verdicts are matched to traces by ``trace_id``; the last verdict per (trace,
+    name) wins. With ``scenarios``, they set the order, the trial counts that were meant to run
+    (missing trials make a scenario ``incomplete``) and include scenarios with no trace at all.
+    """
+    by_trace = latest_per_name(verdicts)
+    by_scenario: dict[str, list[TrialSummary]] = defaultdict(list)
+    judges: dict[str, _JudgeTally] = {}
+    for trace in traces:
+        trace_verdicts = by_trace.get(trace.trace_id, [])
+        trial = summarize_trial(trace, trace_verdicts)
+        by_scenario[trial.scenario_id].append(trial)
+        for v in trace_verdicts:
+            judges.setdefault(v.name, _JudgeTally(v.name)).add(v)
+
+    known = {sc.id: sc for sc in scenarios or []}
+    order = list(known) + sorted(sid for sid in by_scenario if sid not in known)
+    summaries = [summarize_scenario(sid, by_scenario.get(sid, []), known.get(sid),
+                                    _expected_trials(run, known.get(sid)))
+                 for sid in order]
+    judge_summaries = [judges[name].summary() for name in sorted(judges)]
+    totals = _run_totals(summaries, judge_summaries)
+    return RunSummary(
+        run_id=run.run_id if run else None,
+        description=run.description if run else "",
+        created_at=run.created_at if run else None,
+        finished_at=run.finished_at if run else None,
+        run_status=run.status if run else None,
+        agent=run.agent if run else AgentInfo(),
+        scenarios=summaries,
+        judges=judge_summaries,
+        totals=totals,
+        trial_rate=Rate.of(totals.passed, totals.passed + totals.failed),
+        pass_at_k=_suite_curve(summaries, hat=False),
+        pass_hat_k=_suite_curve(summaries, hat=True),
+        all_gates_passed=bool(summaries) and all(s.status == "pass" for s in summaries),
+    )
+
+
+# --------------------------------------------------------------------------- display helpers
+
+_CONTROL = dict.fromkeys([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F], None)
+
+
+def one_line(text: str, limit: int) -> str:
+    """Untrusted text as one clipped line with control characters (terminal escapes) removed."""
+    flat = " ".join(text.translate(_CONTROL).split())
+    return flat if len(flat) <= limit else flat[: max(0, limit - 1)] + "…"
+
+
+def fmt_pct(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.0f}%"
+
+
+def fmt_rate(rate: Rate) -> str:
+    if rate.value is None:
+        return "—"
+    return f"{fmt_pct(rate.value)} [{rate.low * 100:.0f}–{rate.high * 100:.0f}%]"
+
+
+def fmt_tokens(tokens: float | None) -> str:
+    if tokens is None:
+        return "—"
+    if tokens >= 1_000_000:
+        return f"{tokens / 1_000_000:.1f}M"
+    if tokens >= 1_000:
+        return f"{tokens / 1_000:.1f}k"
+    return f"{tokens:.0f}"
+
+
+def fmt_cost(usd: float | None) -> str:
+    if usd is None:
+        return "—"
+    return f"${usd:.4f}" if usd < 1 else f"${usd:,.2f}"
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    return f"{seconds / 60:.1f}min"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def headline(summary: RunSummary) -> str:
+    """The one-line verdict on a run, e.g. ``3/5 scenarios passed · 12/20 trials · 1 judge error``."""
+    t = summary.totals
+    parts = [f"{t.scenarios_passed}/{t.scenarios} scenarios passed", f"{t.passed}/{t.trials} trials passed"]
+    if t.judge_errors:
+        parts.append(plural(t.judge_errors, "judge error"))
+    if t.agent_errors:
+        parts.append(plural(t.agent_errors, "agent error"))
+    if t.unscored:
+        parts.append(f"{t.unscored} unscored")
+    if t.missing:
+        parts.append(f"{t.missing} missing")
+    if t.diagnostics_failed:
+        parts.append(plural(t.diagnostics_failed, "diagnostic warning"))
+    return " · ".join(parts)

@@ -1,0 +1,432 @@
+"""Agent adapters: how the harness runs the agent under test.
+
+Built-ins (``python``, ``command``, ``http``) are registered the same way plugins are, through
+the ``costar.agents`` entry-point group: a factory taking the agent's config mapping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import json
+import os
+import shlex
+import subprocess
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from costar.errors import AgentConfigError
+from costar.judges.checks import import_object
+from costar.run.process import run_command
+from costar.scenario import Scenario
+from costar.trace.model import AgentInfo, SpanKind, StatusCode, TraceStatus
+from costar.trace.recorder import Recording
+
+
+@dataclass
+class AgentTask:
+    """What an agent receives for one trial."""
+
+    scenario: Scenario
+    trial: int
+    run_id: str
+    workspace: Path
+    env: dict[str, str]
+    timeout: float
+
+    @property
+    def prompt(self) -> str:
+        return self.scenario.turns[0]
+
+    @property
+    def turns(self) -> list[str]:
+        return self.scenario.turns
+
+
+@dataclass
+class AgentResult:
+    output: str | None = None
+    status: TraceStatus = TraceStatus.OK
+    error: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class RunContext:
+    """Resources shared by all trials of a run (thread pool, OTLP receiver)."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="costar-agent")
+        self.receiver: Any = None
+
+    def ensure_receiver(self) -> Any:
+        if self.receiver is None:
+            from costar.trace.receiver import OtlpReceiver
+
+            self.receiver = OtlpReceiver().start()
+        return self.receiver
+
+    def close(self) -> None:
+        if self.receiver is not None:
+            self.receiver.stop()
+            self.receiver = None
+        # Worker threads running a timed-out in-process agent cannot be killed; do not wait on them.
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class Agent(ABC):
+    info: AgentInfo
+    kind: str = ""
+
+    @abstractmethod
+    def spec(self) -> dict[str, Any]:
+        """The configuration mapping that recreates this agent (stored with the run for --resume)."""
+
+    @abstractmethod
+    async def run(self, task: AgentTask, recording: Recording, ctx: RunContext) -> AgentResult: ...
+
+
+def _git_sha(path: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    sha = out.stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path,
+                           capture_output=True, text=True, timeout=5)
+    return sha + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str
+    name: str | None = None
+    version: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None  # where the agent's code lives (for git identity and imports)
+
+
+# --------------------------------------------------------------------------- python callable
+
+
+class PythonAgentConfig(_Base):
+    type: Literal["python"] = "python"
+    target: str  # module:function
+
+
+class PythonAgent(Agent):
+    """Calls ``module:function`` in-process. The function receives an ``AgentTask`` (or the
+    prompt string if its first parameter is named ``prompt``) and returns the output text, an
+    ``AgentResult`` or a dict with ``output``. Sync functions run in a worker thread."""
+
+    kind = "python"
+
+    def __init__(self, cfg: PythonAgentConfig) -> None:
+        self.cfg = cfg
+        base = Path(cfg.cwd).resolve() if cfg.cwd else Path.cwd()
+        if str(base) not in sys.path:
+            sys.path.insert(0, str(base))
+        self.fn: Callable[..., Any] = import_object(cfg.target)
+        if not callable(self.fn):
+            raise AgentConfigError(f"{cfg.target!r} is not callable")
+        params = list(inspect.signature(self.fn).parameters)
+        self._wants_prompt = bool(params) and params[0] == "prompt"
+        self.info = AgentInfo(name=cfg.name or cfg.target.split(":")[-1], version=cfg.version,
+                              git_sha=_git_sha(base))
+
+    def spec(self) -> dict[str, Any]:
+        return self.cfg.model_dump(exclude_none=True)
+
+    async def run(self, task: AgentTask, recording: Recording, ctx: RunContext) -> AgentResult:
+        arg: Any = task.prompt if self._wants_prompt else task
+        if inspect.iscoroutinefunction(self.fn):
+            result = await self.fn(arg)
+        else:
+            # The recording's root span is current in this task's context; carry it to the thread.
+            call = contextvars.copy_context().run
+            result = await asyncio.get_running_loop().run_in_executor(ctx.executor, call, self.fn, arg)
+        return _coerce_result(result)
+
+
+def _coerce_result(result: Any) -> AgentResult:
+    if isinstance(result, AgentResult):
+        return result
+    if result is None or isinstance(result, str):
+        return AgentResult(output=result)
+    if isinstance(result, dict) and "output" in result:
+        return AgentResult(output=None if result["output"] is None else str(result["output"]),
+                           metadata={k: v for k, v in result.items() if k != "output"})
+    return AgentResult(output=json.dumps(result, default=str))
+
+
+# --------------------------------------------------------------------------- command
+
+
+class CommandAgentConfig(_Base):
+    type: Literal["command"] = "command"
+    command: str | list[str]
+    prompt_via: Literal["stdin", "arg", "env"] = "stdin"
+    prompt_env: str = "COSTAR_PROMPT"
+    output: str = "stdout"  # or "file:<path in workspace>"
+    shell: bool = False
+    capture_otlp: bool = True
+    max_output_bytes: int = Field(1 << 20, gt=0)
+
+
+class CommandAgent(Agent):
+    """Runs a shell command in the trial's workspace, once per user turn."""
+
+    kind = "command"
+
+    def __init__(self, cfg: CommandAgentConfig) -> None:
+        self.cfg = cfg
+        if not cfg.output == "stdout" and not cfg.output.startswith("file:"):
+            raise AgentConfigError(f"agent output must be 'stdout' or 'file:<path>', got {cfg.output!r}")
+        argv = cfg.command if isinstance(cfg.command, list) else shlex.split(cfg.command)
+        if not argv:
+            raise AgentConfigError("the agent command is empty; set agent.command")
+        self.cwd = Path(cfg.cwd).resolve() if cfg.cwd else Path.cwd()
+        self.info = AgentInfo(name=cfg.name or Path(argv[0]).name, version=cfg.version, git_sha=_git_sha(self.cwd))
+
+    def spec(self) -> dict[str, Any]:
+        return self.cfg.model_dump(exclude_none=True)
+
+    def _argv(self, prompt: str) -> list[str] | str:
+        cmd = self.cfg.command
+        if self.cfg.shell:
+            text = cmd if isinstance(cmd, str) else shlex.join(cmd)
+            if self.cfg.prompt_via == "arg":
+                text = text.replace("{prompt}", shlex.quote(prompt)) if "{prompt}" in text \
+                    else f"{text} {shlex.quote(prompt)}"
+            return text
+        argv = list(cmd) if isinstance(cmd, list) else shlex.split(cmd)
+        argv = [str((self.cwd / a).resolve()) if a.startswith("./") else a for a in argv]
+        if self.cfg.prompt_via == "arg":
+            argv = [a.replace("{prompt}", prompt) for a in argv] if any("{prompt}" in a for a in argv) \
+                else [*argv, prompt]
+        return argv
+
+    async def run(self, task: AgentTask, recording: Recording, ctx: RunContext) -> AgentResult:
+        receiver = ctx.ensure_receiver() if self.cfg.capture_otlp else None
+        key = f"{recording.trace_id}"
+        env = {**task.env, **self.cfg.env}
+        if receiver is not None:
+            env.update(receiver.child_env(key))
+        output: str | None = None
+        meta: dict[str, Any] = {}
+        for i, turn in enumerate(task.turns):
+            env_turn = {**env, "COSTAR_TURN": str(i), self.cfg.prompt_env: turn}
+            argv = self._argv(turn)
+            with recording.start_span(f"turn {i + 1}" if len(task.turns) > 1 else "command", SpanKind.CHAIN,
+                                      {"input.value": turn,
+                                       "process.command_args": argv if isinstance(argv, list) else [argv]}) as sp:
+                try:
+                    res = await run_command(argv, cwd=task.workspace, env=env_turn,
+                                            stdin=turn.encode() if self.cfg.prompt_via == "stdin" else None,
+                                            timeout=task.timeout, max_output=self.cfg.max_output_bytes)
+                except FileNotFoundError as exc:
+                    sp.set_status(StatusCode.ERROR, str(exc))
+                    return AgentResult(status=TraceStatus.ERROR,
+                                       error=f"agent command not found: {exc.filename}; check agent.command")
+                finally:
+                    if receiver is not None:
+                        _attach_otlp(recording, receiver, key, parent=sp.span_id)
+                output = (res.stdout if self.cfg.output == "stdout"
+                          else _read_output_file(task.workspace, self.cfg.output))
+                sp.set_attributes({"output.value": output or "", "process.exit_code": res.returncode,
+                                   "costar.stderr": res.stderr[-8192:]})
+                if res.stdout_dropped:
+                    sp.set_attribute("costar.stdout_dropped_bytes", res.stdout_dropped)
+                    meta["stdout_dropped_bytes"] = meta.get("stdout_dropped_bytes", 0) + res.stdout_dropped
+                if res.timed_out:
+                    sp.set_status(StatusCode.ERROR, "timed out")
+                    return AgentResult(output=output, status=TraceStatus.TIMEOUT, metadata=meta,
+                                       error=f"timed out after {task.timeout:g}s; the process group was killed")
+                if res.returncode != 0:
+                    tail = " | ".join(res.stderr.strip().splitlines()[-3:])[:500]
+                    sp.set_status(StatusCode.ERROR, f"exit code {res.returncode}")
+                    return AgentResult(output=output, status=TraceStatus.ERROR, metadata=meta,
+                                       error=f"agent exited with code {res.returncode}: {tail}")
+        return AgentResult(output=output, metadata=meta)
+
+
+def _read_output_file(workspace: Path, spec: str) -> str | None:
+    path = workspace / spec.removeprefix("file:")
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def _attach_otlp(recording: Recording, receiver: Any, key: str, parent: str) -> None:
+    """Re-home spans the child exported: our trace id; its root spans under the turn span."""
+    received = receiver.take(key)
+    if not received:
+        return
+    ids = {rs.span.span_id for rs in received}
+    spans = []
+    for rs in received:
+        s = rs.span
+        s.trace_id = recording.trace_id
+        if s.parent_id is None or s.parent_id not in ids:
+            s.parent_id = parent
+        spans.append(s)
+    recording.add_spans(spans)
+
+
+# --------------------------------------------------------------------------- http chat endpoint
+
+
+class HttpAgentConfig(_Base):
+    type: Literal["http"] = "http"
+    url: str  # an OpenAI-compatible /v1/chat/completions URL (or its base)
+    model: str = "agent"
+    headers: dict[str, str] = Field(default_factory=dict)
+    api_key_env: str | None = None
+    system: str | None = None
+    request_timeout: float = Field(600.0, gt=0)
+
+
+class HttpAgent(Agent):
+    """Talks to an agent served behind an OpenAI-compatible chat endpoint, one request per turn."""
+
+    kind = "http"
+
+    def __init__(self, cfg: HttpAgentConfig) -> None:
+        self.cfg = cfg
+        url = cfg.url.rstrip("/")
+        self.url = url if url.endswith("/chat/completions") else f"{url}/chat/completions"
+        self.info = AgentInfo(name=cfg.name or cfg.model, version=cfg.version)
+
+    def spec(self) -> dict[str, Any]:
+        return self.cfg.model_dump(exclude_none=True)
+
+    async def run(self, task: AgentTask, recording: Recording, ctx: RunContext) -> AgentResult:
+        headers = dict(self.cfg.headers)
+        if self.cfg.api_key_env:
+            key = os.environ.get(self.cfg.api_key_env)
+            if not key:
+                return AgentResult(status=TraceStatus.ERROR,
+                                   error=f"environment variable {self.cfg.api_key_env} is not set; export it")
+            headers["Authorization"] = f"Bearer {key}"
+        headers["X-Costar-Scenario"] = task.scenario.id
+        headers["X-Costar-Trial"] = str(task.trial)
+        messages: list[dict[str, Any]] = [{"role": "system", "content": self.cfg.system}] if self.cfg.system else []
+        output: str | None = None
+        async with httpx.AsyncClient(timeout=self.cfg.request_timeout) as client:
+            for turn in task.turns:
+                messages.append({"role": "user", "content": turn})
+                attrs = {"gen_ai.operation.name": "chat", "gen_ai.request.model": self.cfg.model,
+                         "gen_ai.provider.name": "openai-compatible", "server.address": self.url,
+                         "gen_ai.input.messages": [_to_parts(m) for m in messages]}
+                with recording.start_span(f"chat {self.cfg.model}", SpanKind.LLM, attrs) as sp:
+                    try:
+                        resp = await client.post(self.url, json={"model": self.cfg.model, "messages": messages},
+                                                 headers=headers)
+                    except httpx.HTTPError as exc:
+                        sp.set_status(StatusCode.ERROR, str(exc))
+                        return AgentResult(status=TraceStatus.ERROR,
+                                           error=f"cannot reach the agent at {self.url}: {exc}; is it running?")
+                    if resp.status_code >= 400:
+                        sp.set_status(StatusCode.ERROR, f"HTTP {resp.status_code}")
+                        return AgentResult(status=TraceStatus.ERROR,
+                                           error=f"the agent at {self.url} answered HTTP {resp.status_code}: "
+                                                 f"{resp.text[:300]}")
+                    try:
+                        body = resp.json()
+                        msg = body["choices"][0]["message"]
+                    except (ValueError, KeyError, IndexError, TypeError):
+                        sp.set_status(StatusCode.ERROR, "malformed response")
+                        return AgentResult(status=TraceStatus.ERROR,
+                                           error=f"the agent at {self.url} returned a body that is not a chat "
+                                                 f"completion: {resp.text[:200]!r}")
+                    output = msg.get("content") or ""
+                    messages.append({"role": "assistant", "content": output})
+                    usage = body.get("usage") or {}
+                    sp.set_attributes({
+                        "gen_ai.output.messages": [{**_to_parts(msg), "finish_reason":
+                                                    body["choices"][0].get("finish_reason") or "stop"}],
+                        "gen_ai.usage.input_tokens": int(usage.get("prompt_tokens") or 0),
+                        "gen_ai.usage.output_tokens": int(usage.get("completion_tokens") or 0),
+                        "gen_ai.response.model": body.get("model") or self.cfg.model,
+                    })
+        return AgentResult(output=output)
+
+
+def _to_parts(msg: dict[str, Any]) -> dict[str, Any]:
+    return {"role": msg.get("role", "assistant"), "parts": [{"type": "text", "content": msg.get("content") or ""}]}
+
+
+# --------------------------------------------------------------------------- registry
+
+AgentFactory = Callable[[dict[str, Any]], Agent]
+
+
+def _builtin(config_cls: type[_Base], agent_cls: Callable[[Any], Agent]) -> AgentFactory:
+    def make(cfg: dict[str, Any]) -> Agent:
+        try:
+            parsed = config_cls.model_validate(cfg)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            msg = "unknown field; check its spelling" if err["type"] == "extra_forbidden" else err["msg"]
+            raise AgentConfigError(f"agent.{where}: {msg}") from None
+        return agent_cls(parsed)
+    return make
+
+
+AGENT_TYPES: dict[str, AgentFactory] = {
+    "python": _builtin(PythonAgentConfig, PythonAgent),
+    "command": _builtin(CommandAgentConfig, CommandAgent),
+    "http": _builtin(HttpAgentConfig, HttpAgent),
+}
+
+
+def _plugin_types() -> dict[str, AgentFactory]:
+    found: dict[str, AgentFactory] = {}
+    for ep in entry_points(group="costar.agents"):
+        found[ep.name] = ep.load()
+    return found
+
+
+def parse_agent_shorthand(text: str) -> dict[str, Any]:
+    """``py:module:fn`` / ``python:module:fn``, ``cmd:<command line>``, ``http(s)://...``."""
+    for prefix in ("python:", "py:"):
+        if text.startswith(prefix):
+            return {"type": "python", "target": text[len(prefix):]}
+    if text.startswith(("cmd:", "command:")):
+        return {"type": "command", "command": text.split(":", 1)[1]}
+    if text.startswith(("http://", "https://")):
+        return {"type": "http", "url": text}
+    if ":" in text and " " not in text and "/" not in text.split(":")[0]:
+        return {"type": "python", "target": text}
+    return {"type": "command", "command": text}
+
+
+def make_agent(spec: dict[str, Any] | str) -> Agent:
+    if isinstance(spec, str):
+        spec = parse_agent_shorthand(spec)
+    if not isinstance(spec, dict):
+        raise AgentConfigError("agent must be a mapping with a 'type' (python, command, http) or a shorthand "
+                               "string like 'cmd:python agent.py'")
+    kind = spec.get("type")
+    factories = {**AGENT_TYPES}
+    if kind not in factories:
+        factories.update(_plugin_types())
+    factory = factories.get(str(kind))
+    if factory is None:
+        raise AgentConfigError(f"unknown agent type {kind!r}; use one of {', '.join(sorted(factories))} "
+                               "(or install a plugin that provides it)")
+    return factory(spec)
