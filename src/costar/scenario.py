@@ -6,9 +6,9 @@ import fnmatch
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from costar._yaml import YamlDocument, YamlSyntaxError, load_yaml_file
 from costar.errors import ScenarioError
@@ -64,25 +64,19 @@ class Setup(BaseModel):
         return v
 
 
+# Each entry is validated (and normalised) by the check registry, so errors carry the entry's index.
+CheckSpec = Annotated[dict[str, Any], BeforeValidator(lambda v: parse_check(v).spec())]
+
+
 class Expectations(BaseModel):
     """``checks`` are deterministic; ``criteria`` are natural-language, kept for model judges."""
 
     model_config = ConfigDict(extra="forbid")
 
-    checks: list[dict[str, Any]] = Field(default_factory=list)
+    checks: list[CheckSpec] = Field(default_factory=list)
     criteria: list[str] = Field(default_factory=list)
     # The implicit "agent_completed" gate; switch off for scenarios that expect a crash.
     require_completion: bool = True
-
-    @field_validator("checks", mode="before")
-    @classmethod
-    def _parse_checks(cls, v: Any) -> Any:
-        if not isinstance(v, list):
-            return v
-        out = []
-        for item in v:
-            out.append(parse_check(item).spec())
-        return out
 
     @field_validator("criteria", mode="before")
     @classmethod
