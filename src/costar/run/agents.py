@@ -212,7 +212,9 @@ class CommandAgent(Agent):
                     else f"{text} {shlex.quote(prompt)}"
             return text
         argv = list(cmd) if isinstance(cmd, list) else shlex.split(cmd)
-        argv = [str((self.cwd / a).resolve()) if a.startswith("./") else a for a in argv]
+        # The agent runs in the workspace, so a path that names a file of the project is made absolute.
+        argv = [str((self.cwd / a).resolve()) if not a.startswith("-") and "{prompt}" not in a
+                and (self.cwd / a).exists() else a for a in argv]
         if self.cfg.prompt_via == "arg":
             argv = [a.replace("{prompt}", prompt) for a in argv] if any("{prompt}" in a for a in argv) \
                 else [*argv, prompt]
@@ -379,7 +381,8 @@ def _builtin(config_cls: type[_Base], agent_cls: Callable[[Any], Agent]) -> Agen
         try:
             parsed = config_cls.model_validate(cfg)
         except ValidationError as exc:
-            err = exc.errors()[0]
+            # A misspelt field also shows up as a missing one; name the misspelling first.
+            err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
             where = ".".join(str(p) for p in err["loc"])
             msg = "unknown field; check its spelling" if err["type"] == "extra_forbidden" else err["msg"]
             raise AgentConfigError(f"agent.{where}: {msg}") from None

@@ -104,7 +104,7 @@ class OtlpReceiver:
             self.stats.requests += 1
             self.stats.spans += len(spans)
             for rs in spans:
-                k = key or str(rs.resource.get("costar.trial.key") or UNROUTED)
+                k = key or str(rs.resource_attributes.get("costar.trial.key") or UNROUTED)
                 self._spans[k].append(rs)
 
     def _reject(self, key: str | None, message: str) -> None:

@@ -60,8 +60,9 @@ class Sanitizer:
             s = _SECRETS.sub(REDACTED, s)
             s = _ASSIGNMENT.sub(lambda m: m.group(1) + REDACTED, s)
         if len(s) > self.limits.max_string:
-            cut = len(s) - self.limits.max_string
-            s = s[: self.limits.max_string] + f"…[truncated {cut} characters]"
+            # Keep both ends: an agent's final answer is usually at the end of what it printed.
+            half = self.limits.max_string // 2
+            s = f"{s[:half]}…[truncated {len(s) - 2 * half} characters]…{s[-half:]}"
         return s
 
     def value(self, v: Any) -> Any:
