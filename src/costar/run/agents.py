@@ -213,8 +213,9 @@ class CommandAgent(Agent):
             return text
         argv = list(cmd) if isinstance(cmd, list) else shlex.split(cmd)
         # The agent runs in the workspace, so a path that names a file of the project is made absolute.
-        argv = [str((self.cwd / a).resolve()) if not a.startswith("-") and "{prompt}" not in a
-                and (self.cwd / a).exists() else a for a in argv]
+        # (abspath, not resolve: a venv's python is a symlink whose target is outside the venv)
+        argv = [os.path.abspath(self.cwd / a) if not os.path.isabs(a) and not a.startswith("-")
+                and "{prompt}" not in a and (self.cwd / a).exists() else a for a in argv]
         if self.cfg.prompt_via == "arg":
             argv = [a.replace("{prompt}", prompt) for a in argv] if any("{prompt}" in a for a in argv) \
                 else [*argv, prompt]
@@ -244,7 +245,9 @@ class CommandAgent(Agent):
                                        error=f"agent command not found: {exc.filename}; check agent.command")
                 finally:
                     if receiver is not None:
-                        _attach_otlp(recording, receiver, key, parent=sp.span_id)
+                        rejected = _attach_otlp(recording, receiver, key, parent=sp.span_id)
+                        if rejected:
+                            meta.setdefault("otlp_rejected", []).extend(rejected)
                 output = (res.stdout if self.cfg.output == "stdout"
                           else _read_output_file(task.workspace, self.cfg.output))
                 sp.set_attributes({"output.value": output or "", "process.exit_code": res.returncode,
@@ -272,11 +275,13 @@ def _read_output_file(workspace: Path, spec: str) -> str | None:
         return None
 
 
-def _attach_otlp(recording: Recording, receiver: Any, key: str, parent: str) -> None:
-    """Re-home spans the child exported: our trace id; its root spans under the turn span."""
+def _attach_otlp(recording: Recording, receiver: Any, key: str, parent: str) -> list[str]:
+    """Re-home spans the child exported: our trace id; its root spans under the turn span.
+    Returns why any of the child's payloads were rejected."""
     received = receiver.take(key)
+    rejected: list[str] = receiver.errors(key)
     if not received:
-        return
+        return rejected
     ids = {rs.span.span_id for rs in received}
     spans = []
     for rs in received:
@@ -286,6 +291,7 @@ def _attach_otlp(recording: Recording, receiver: Any, key: str, parent: str) -> 
             s.parent_id = parent
         spans.append(s)
     recording.add_spans(spans)
+    return rejected
 
 
 # --------------------------------------------------------------------------- http chat endpoint

@@ -44,8 +44,8 @@ def _error(status: int, message: str, json_body: bool) -> Response:
 
 
 class OtlpReceiver:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_body: int = DEFAULT_MAX_BODY) -> None:
-        self.max_body = max_body
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_body: int | None = None) -> None:
+        self.max_body = max_body or DEFAULT_MAX_BODY
         self._lock = threading.Lock()
         self._spans: dict[str, list[ReceivedSpan]] = defaultdict(list)
         self.stats = ReceiverStats()
