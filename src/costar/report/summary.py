@@ -21,16 +21,19 @@ later comparison of two runs need nothing but summaries.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from typing import Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from costar.scenario import Scenario
 from costar.stats import mean_pass_at_k, mean_pass_hat_k, pass_at_k, pass_hat_k, wilson_interval
-from costar.store.base import Run
 from costar.trace.model import AgentInfo, Trace, TraceStatus
 from costar.verdict import Outcome, Verdict
+
+if TYPE_CHECKING:
+    # Only read, never constructed here: keeps the YAML/judge machinery out of report imports.
+    from costar.scenario import Scenario
+    from costar.store.base import Run
 
 TrialStatus = Literal["pass", "fail", "error", "unscored"]
 ScenarioStatus = Literal["pass", "fail", "error", "incomplete"]
@@ -184,7 +187,8 @@ class ScenarioSummary(BaseModel):
 
 
 class JudgeSummary(BaseModel):
-    """One verdict name across the run; ``gating`` is True if any of its verdicts gated."""
+    """One verdict name across the run; ``gating`` is True if any of its verdicts took part in
+    deciding a trial (a gating pass, fail or judge error)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -200,6 +204,12 @@ class JudgeSummary(BaseModel):
     sources: list[str] = Field(default_factory=list)
     cost_usd: float = 0.0
     seconds: float = 0.0
+
+    @property
+    def role(self) -> Literal["gate", "diagnostic", "metric"]:
+        if self.gating:
+            return "gate"
+        return "metric" if self.metrics and not (self.passed or self.failed or self.errors) else "diagnostic"
 
 
 class RunTotals(BaseModel):
@@ -351,7 +361,7 @@ class _JudgeTally:
         self.seconds = 0.0
 
     def add(self, v: Verdict) -> None:
-        self.gating = self.gating or v.gating
+        self.gating = self.gating or decides(v)
         self.counts[v.outcome] += 1
         # bool is an int subclass; a pass/fail value is not a measurement to average.
         if isinstance(v.value, int | float) and not isinstance(v.value, bool) and v.error is None:
@@ -411,13 +421,14 @@ def _run_totals(scenarios: Sequence[ScenarioSummary], judges: Sequence[JudgeSumm
 
 
 def summarize(run: Run | None, traces: Iterable[Trace], verdicts: Iterable[Verdict],
-              scenarios: Sequence[Scenario] | None = None) -> RunSummary:
+              scenarios: Sequence[Scenario] | Mapping[str, Scenario] | None = None) -> RunSummary:
     """Fold a run's traces and verdicts into a :class:`RunSummary`.
 
     ``traces`` may be a stream (e.g. ``store.iter_traces(run_id, spans=False)``): only each trace's
     head is kept. Verdicts are matched to traces by ``trace_id``; the last verdict per (trace,
-    name) wins. With ``scenarios``, they set the order, the trial counts that were meant to run
-    (missing trials make a scenario ``incomplete``) and include scenarios with no trace at all.
+    name) wins. With ``scenarios`` (a list, or a mapping of id to scenario), they set the order,
+    the trial counts that were meant to run (missing trials make a scenario ``incomplete``; the
+    run's ``options["trials"]`` overrides every count) and include scenarios with no trace at all.
     """
     by_trace = latest_per_name(verdicts)
     by_scenario: dict[str, list[TrialSummary]] = defaultdict(list)
@@ -429,7 +440,8 @@ def summarize(run: Run | None, traces: Iterable[Trace], verdicts: Iterable[Verdi
         for v in trace_verdicts:
             judges.setdefault(v.name, _JudgeTally(v.name)).add(v)
 
-    known = {sc.id: sc for sc in scenarios or []}
+    listed = scenarios.values() if isinstance(scenarios, Mapping) else scenarios or []
+    known = {sc.id: sc for sc in listed}
     order = list(known) + sorted(sid for sid in by_scenario if sid not in known)
     summaries = [summarize_scenario(sid, by_scenario.get(sid, []), known.get(sid),
                                     _expected_trials(run, known.get(sid)))

@@ -25,6 +25,7 @@ from costar.report.summary import (
     fmt_tokens,
     headline,
     one_line,
+    plural,
 )
 
 STATUS_STYLE = {
@@ -82,10 +83,7 @@ def judge_table(judges: list[JudgeSummary]) -> Table:
     table.add_column("error", justify="right")
     table.add_column("pass rate [95% CI]", justify="right")
     for j in judges:
-        role = "gate" if j.gating else "diagnostic"
-        if j.metrics and not (j.passed or j.failed):
-            role = "metric"
-        table.add_row(Text(one_line(j.name, 60)), role, str(j.passed), str(j.failed),
+        table.add_row(Text(one_line(j.name, 60)), j.role, str(j.passed), str(j.failed),
                       Text(str(j.errors), style="magenta" if j.errors else ""), fmt_rate(j.rate))
     return table
 
@@ -104,11 +102,16 @@ def _failure_lines(summary: RunSummary) -> Iterator[Text]:
         if trial.status != "fail":
             continue
         if trial.agent_status != "ok":
+            # The gates that fail after a crash or timeout mostly restate it: name them, no more.
             line = Text("✗ ", style="red")
             line.append(one_line(trial.label, 80), style="bold")
             line.append(f"  agent {trial.agent_status}", style="red")
             line.append(": " + one_line(trial.agent_error or "(no message)", RATIONALE_CHARS))
+            if trial.failures:
+                names = ", ".join(v.name for v in trial.failures)
+                line.append(" " + one_line(f"(failed: {names})", RATIONALE_CHARS), style="dim")
             yield line
+            continue
         for v in trial.failures:
             yield _verdict_line("✗", "red", trial, v, v.rationale or "(no rationale)")
 
@@ -159,8 +162,11 @@ def _totals_line(summary: RunSummary) -> Text:
     t = summary.totals
     line = Text(f"trial pass rate {fmt_rate(summary.trial_rate)}", style="dim")
     if summary.pass_hat_k:
-        last = summary.pass_hat_k[-1]
-        line.append(f" · pass^{last.k} {fmt_pct(last.value)} over {last.scenarios} scenarios", style="dim")
+        first, last = summary.pass_hat_k[0], summary.pass_hat_k[-1]
+        line.append(f" · pass^1 {fmt_pct(first.value)}", style="dim")
+        if last.k > 1:
+            line.append(f" · pass^{last.k} {fmt_pct(last.value)} ({plural(last.scenarios, 'scenario')})",
+                        style="dim")
     line.append(f" · {fmt_tokens(t.usage.total_tokens)} tokens · agent {fmt_cost(t.usage.cost_usd)}"
                 f" · judges {fmt_cost(t.judge_cost_usd)}", style="dim")
     return line

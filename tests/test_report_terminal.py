@@ -1,0 +1,78 @@
+"""Terminal rendering: content, plain-text degradation, and untrusted text that cannot drive the terminal."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from rich.console import Console
+
+from costar.report.summary import RunSummary, summarize
+from costar.report.terminal import render_summary
+from test_report_support import make_run, make_trace, sample_run, verdict
+
+
+def _render(summary: RunSummary, **kw: Any) -> str:
+    console = Console(record=True, width=120)
+    render_summary(summary, console, **kw)
+    return console.export_text()
+
+
+def test_table_failures_errors_warnings_and_final_line() -> None:
+    run, traces, verdicts = sample_run()
+    out = _render(summarize(run, traces, verdicts))
+    for expected in ("weather", "booking", "slow", "PASS", "FAIL", "100% [44–100%]", "50% [9–91%]",
+                     "1/2 +1 err", "1.00 (k=3)", "$0.0030", "1.5s"):
+        assert expected in out, expected
+    assert "✗ booking[1]  booked: no reservation was created" in out
+    # A crash or timeout is one line; the gates it made fail are named, not repeated.
+    assert "✗ slow[0]  agent timeout: timed out after 30s (failed: agent_completed)" in out
+    assert "✗ slow[0]  agent_completed" not in out
+    assert "Judge errors (neither pass nor fail)" in out
+    assert "‼ booking[2]  booked: judge error: judge model returned 503" in out
+    assert "Warnings (diagnostics, do not gate)" in out
+    assert "⚠ weather[1]  polite: the answer was curt" in out
+    last = out.rstrip().splitlines()[-1]
+    assert last.startswith("1/3 scenarios passed · 4/7 trials passed · 1 judge error")
+
+
+def test_clean_run_has_no_failure_sections() -> None:
+    traces = [make_trace("a", i) for i in range(3)]
+    out = _render(summarize(make_run(), traces, [verdict(t, "ok", True) for t in traces]))
+    assert "Failures" not in out and "Judge errors" not in out and "Warnings" not in out
+    assert out.rstrip().endswith("1/1 scenarios passed · 3/3 trials passed")
+
+
+def test_plain_text_when_not_a_terminal() -> None:
+    run, traces, verdicts = sample_run()
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=120)  # a StringIO is not a TTY: no colour codes
+    render_summary(summarize(run, traces, verdicts), console)
+    text = buffer.getvalue()
+    assert "\x1b[" not in text
+    assert "1/3 scenarios passed" in text
+
+
+def test_model_text_cannot_inject_markup_or_escape_sequences() -> None:
+    t = make_trace("a", 0)
+    nasty = "[bold red]fake[/] [/nope] \x1b[2J\x1b]0;pwned\x07 done\nsecond line"
+    s = summarize(make_run(), [t], [verdict(t, "ok", False, rationale=nasty)])
+    raw = io.StringIO()
+    console = Console(file=raw, record=True, width=200, force_terminal=True, color_system="truecolor")
+    render_summary(s, console)
+    out = console.export_text(styles=False)
+    assert "[bold red]fake[/] [/nope]" in out  # shown literally, not interpreted
+    assert "\x1b" not in out and "\x07" not in out
+    # Rich's own colour codes are there, the model's screen-clear and title-set are not.
+    assert "\x1b[" in raw.getvalue()
+    assert "\x1b[2J" not in raw.getvalue() and "\x1b]0;" not in raw.getvalue()
+    assert "done second line" in out  # one line per finding
+
+
+def test_long_lists_are_bounded() -> None:
+    traces = [make_trace("a", i) for i in range(40)]
+    s = summarize(make_run(), traces, [verdict(t, "ok", False, rationale="r" * 1000) for t in traces])
+    out = _render(s, max_lines=5)
+    assert out.count("✗ a[") == 5
+    assert "… and 35 more" in out
+    assert max(len(line) for line in out.splitlines()) <= 120
