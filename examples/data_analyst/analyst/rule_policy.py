@@ -25,10 +25,10 @@ def _task(prompt: str) -> str:
         return "impute"
     if "convert" in p or "number" in p and "price" in p:
         return "types"
-    if "count" in p and (" per " in p or " by " in p):
-        return "count"
     if "profile" in p or "summar" in p:
         return "profile"
+    if "count" in p and (" per " in p or " by " in p):
+        return "count"
     return "unsupported"
 
 
@@ -37,7 +37,7 @@ SKILL_FOR = {"dedupe": "data-cleaning", "types": "data-cleaning", "impute": "mis
 
 PROFILE_CODE = """
 import csv, json, statistics
-MISSING = {"", "na", "n/a", "null", "none"}
+MISSING = {{"", "na", "n/a", "null", "none"}}
 with open({src!r}, newline="") as f:
     rows = list(csv.reader(f))
 if not rows:
@@ -139,9 +139,9 @@ class RulePolicy:
     def __init__(self) -> None:
         self._n = 0
 
-    def _call(self, name: str, **arguments: Any) -> Step:
+    def _call(self, tool: str, **arguments: Any) -> Step:
         self._n += 1
-        return Step(tool_calls=[ToolCall(id=f"call_{self._n}", name=name, arguments=arguments)])
+        return Step(tool_calls=[ToolCall(id=f"call_{self._n}", name=tool, arguments=arguments)])
 
     def next_step(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Step:
         with span("rule policy", SpanKind.CHAIN) as s:

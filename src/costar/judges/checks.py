@@ -52,7 +52,7 @@ class Check(BaseModel):
         raise NotImplementedError
 
     def describe(self) -> str:
-        params = self.model_dump(exclude_defaults=True)
+        params = self.model_dump(exclude_defaults=True, by_alias=True)
         if not params:
             return self.kind
         if self.primary and set(params) == {self.primary}:
