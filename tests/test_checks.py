@@ -156,6 +156,7 @@ def test_python_check_and_broken_python_check_is_an_error(ctx: JudgeContext, pro
 def test_gate_and_name_options(ctx: JudgeContext) -> None:
     j = parse_check({"max_tokens": 10, "gate": False, "name": "token budget"})
     assert isinstance(j, CheckJudge) and not j.gating and j.name == "token budget"
+    assert parse_check(j.spec()).name == "token budget"
     v = asyncio.run(j.judge(ctx))
     assert v.passed is False and v.gating is False and v.name == "token budget"
 
@@ -169,6 +170,7 @@ def test_fingerprint_changes_with_parameters_only() -> None:
 @pytest.mark.parametrize(("spec", "fragment"), [
     ({"output_contain": "x"}, "unknown check 'output_contain'"),
     ({"output_contains": "x", "tool_called": "y"}, "exactly one check key"),
+    ({"output_contains": "x", "gte": False}, "unknown option 'gte' next to check 'output_contains'"),
     ({"csv": {"file": "a.csv", "rows": 3}}, "rows: Extra inputs are not permitted"),
     ({"csv": {"file": "a.csv", "types": {"a": "decimal"}}}, "unknown column type"),
     ({"max_tokens": -1}, "greater than or equal to 0"),

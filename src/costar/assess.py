@@ -87,7 +87,9 @@ class Assessor:
         # Plan first, from fingerprints only: traces whose verdicts are all current are never loaded.
         plan: list[tuple[str, Scenario | None, list[Judge]]] = []
         restore: list[Verdict] = []
+        by_scenario: dict[str | None, list[str]] = {}
         for trace_id, scenario_id, _trial in keys:
+            by_scenario.setdefault(scenario_id, []).append(trace_id)
             sc = scenarios.get(scenario_id or "")
             if sc is None and scenario_id and not self.extra_judges:
                 stats.missing_scenarios.add(scenario_id)
@@ -107,6 +109,11 @@ class Assessor:
                 plan.append((trace_id, sc, pending))
         if restore:
             self.store.write_verdicts(restore, run_id)
+        # Verdicts of judges no longer configured (removed, or renamed by a parameter change) retire.
+        for scenario_id, trace_ids in by_scenario.items():
+            sc = scenarios.get(scenario_id or "")
+            if sc is not None or self.extra_judges:
+                self.store.activate_verdicts(trace_ids, [j.name for j in self.judges_for(sc)])
         done = 0
         sem = asyncio.Semaphore(self.concurrency)
 

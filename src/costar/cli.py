@@ -297,7 +297,7 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except CostarError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False)
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
 
 

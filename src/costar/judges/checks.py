@@ -609,6 +609,7 @@ class CheckJudge(Judge):
         self.negate = negate
         self.gating = gate
         self.description = description
+        self.explicit_name = name
         self.name = name or (("not " if negate else "") + check.describe())
         self.version = str(check.version)
 
@@ -625,6 +626,8 @@ class CheckJudge(Judge):
             out[key] = params[self.check.primary]
         if not self.gating:
             out["gate"] = False
+        if self.explicit_name:
+            out["name"] = self.explicit_name
         if self.description:
             out["description"] = self.description
         return out
@@ -638,6 +641,10 @@ class CheckJudge(Judge):
                        source=VerdictSource.CODE, evidence=r.evidence)
 
 
+def _is_check_key(key: str) -> bool:
+    return key == "not" or key in CHECKS or (key.startswith("not_") and key[4:] in CHECKS)
+
+
 def parse_check(spec: Any) -> CheckJudge:
     """Turn one entry of ``expectations.checks`` into a judge; ValueError names what is wrong."""
     if isinstance(spec, CheckJudge):
@@ -648,7 +655,13 @@ def parse_check(spec: Any) -> CheckJudge:
         raise ValueError(f"a check must be a mapping like {{output_contains: 'text'}}, got {spec!r}")
     keys = [k for k in spec if k not in COMMON_KEYS]
     if len(keys) != 1:
-        raise ValueError(f"a check needs exactly one check key besides {sorted(COMMON_KEYS)}, got {keys}")
+        known = [k for k in keys if _is_check_key(k)]
+        if len(known) == 1:
+            others = ", ".join(repr(k) for k in keys if k != known[0])
+            raise ValueError(f"unknown option {others} next to check {known[0]!r} "
+                             f"(options: {', '.join(sorted(COMMON_KEYS))})")
+        raise ValueError(f"a check needs exactly one check key (plus optional {', '.join(sorted(COMMON_KEYS))}), "
+                         f"got {keys}")
     key = keys[0]
     common = {k: spec[k] for k in spec if k in COMMON_KEYS}
     extra = {"name": common.get("name"), "gate": common.get("gate", True),

@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS spans (
 CREATE INDEX IF NOT EXISTS spans_id ON spans (trace_id, span_id);
 CREATE TABLE IF NOT EXISTS verdicts (
   id INTEGER PRIMARY KEY AUTOINCREMENT, trace_id TEXT NOT NULL, run_id TEXT, name TEXT NOT NULL,
-  fingerprint TEXT, outcome TEXT NOT NULL, data TEXT NOT NULL);
+  fingerprint TEXT, outcome TEXT NOT NULL, data TEXT NOT NULL, retired INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS verdicts_trace ON verdicts (trace_id, name, id);
 CREATE INDEX IF NOT EXISTS verdicts_run ON verdicts (run_id);
 CREATE INDEX IF NOT EXISTS verdicts_fp ON verdicts (trace_id, fingerprint);
@@ -402,7 +402,8 @@ class SQLiteStore:
 
     def verdicts(self, *, run_id: str | None = None, trace_ids: Sequence[str] | None = None,
                  latest: bool = True) -> list[Verdict]:
-        """Verdicts for a run's traces (or given traces); ``latest`` keeps the newest per (trace, name)."""
+        """Verdicts for a run's traces (or given traces). ``latest``: the newest per (trace, name)
+        among judges still configured (verdicts of removed or renamed judges are retired)."""
         with self._guard():
             c = self._conn()
             if trace_ids is not None:
@@ -410,20 +411,31 @@ class SQLiteStore:
                 ids = list(trace_ids)
                 for i in range(0, len(ids), 900):
                     chunk = ids[i:i + 900]
-                    rows += c.execute(f"SELECT id, trace_id, name, data FROM verdicts WHERE trace_id IN "
+                    rows += c.execute(f"SELECT id, trace_id, name, retired, data FROM verdicts WHERE trace_id IN "
                                       f"({','.join('?' * len(chunk))}) ORDER BY id", chunk).fetchall()
             elif run_id is not None:
-                rows = c.execute("SELECT v.id, v.trace_id, v.name, v.data FROM verdicts v JOIN traces t "
+                rows = c.execute("SELECT v.id, v.trace_id, v.name, v.retired, v.data FROM verdicts v JOIN traces t "
                                  "ON v.trace_id = t.trace_id WHERE t.run_id=? ORDER BY v.id",
                                  (run_id,)).fetchall()
             else:
-                rows = c.execute("SELECT id, trace_id, name, data FROM verdicts ORDER BY id").fetchall()
+                rows = c.execute("SELECT id, trace_id, name, retired, data FROM verdicts ORDER BY id").fetchall()
         if latest:
             newest: dict[tuple[str, str], Any] = {}
             for r in rows:
                 newest[(r[1], r[2])] = r
-            rows = sorted(newest.values(), key=lambda r: r[0])
-        return [Verdict.model_validate_json(r[3]) for r in rows]
+            rows = sorted((r for r in newest.values() if not r[3]), key=lambda r: r[0])
+        return [Verdict.model_validate_json(r[4]) for r in rows]
+
+    def activate_verdicts(self, trace_ids: Sequence[str], names: Sequence[str]) -> None:
+        """Mark the verdicts named ``names`` current on these traces, and retire every other one."""
+        ids = list(trace_ids)
+        names = list(names)
+        with self._write() as c:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                c.execute(f"UPDATE verdicts SET retired = CASE WHEN name IN ({','.join('?' * len(names))}) "
+                          f"THEN 0 ELSE 1 END WHERE trace_id IN ({','.join('?' * len(chunk))})",
+                          [*names, *chunk])
 
     def trace_keys(self, run_id: str | None = None) -> list[tuple[str, str | None, int]]:
         """(trace_id, scenario_id, trial) for a run's traces, without loading them."""
