@@ -121,11 +121,10 @@ def test_propagate_carries_the_current_span_into_a_thread() -> None:
             results.append("done")
 
     # Two active recordings: the single-recording fallback does not apply, propagate must.
-    with Recording() as other, Recording() as rec:
-        with span("parent") as parent:
-            t = threading.Thread(target=propagate(work))
-            t.start()
-            t.join()
+    with Recording() as other, Recording() as rec, span("parent") as parent:
+        t = threading.Thread(target=propagate(work))
+        t.start()
+        t.join()
     spans = by_name(rec)
     assert spans["threaded"].parent_id == spans["parent"].span_id == parent.span_id
     assert "threaded" not in by_name(other)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from analyst.loop import default_skills_dir, run_agent  # noqa: E402
-from analyst.tools import Toolbox  # noqa: E402
+from analyst.loop import default_skills_dir, run_agent
+from analyst.tools import Toolbox
 
-from costar.trace.export import harness_recording  # noqa: E402
+from costar.trace.export import harness_recording
 
 
 def make_policy(model: str):

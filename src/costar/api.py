@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from costar.assess import AssessStats, Assessor, current_scenarios
+from costar.assess import Assessor, AssessStats, current_scenarios
 from costar.errors import ConfigError
 from costar.judges.base import Judge
 from costar.judges.registry import JudgeRegistry
@@ -88,8 +88,12 @@ def _scenarios_from(suite: Sequence[Scenario] | str | Path | Sequence[str | Path
     return load_suite(items), [str(p) for p in items]  # type: ignore[arg-type]
 
 
-def run_suite(suite: Sequence[Scenario] | str | Path | Sequence[str | Path] | None, agent: Agent | dict[str, Any] | str | None,
-              *, store: Store | str | Path | None = None, selection: Selection | None = None,
+SuiteArg = Sequence[Scenario] | str | Path | Sequence[str | Path] | None
+AgentArg = Agent | dict[str, Any] | str | None
+
+
+def run_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | Path | None = None,
+              selection: Selection | None = None,
               options: HarnessOptions | None = None, resume: str | None = None,
               registry: JudgeRegistry | None = None, extra_judges: Sequence[Judge] = (),
               events: RunEvents | None = None, description: str = "") -> RunOutcome:
@@ -99,8 +103,7 @@ def run_suite(suite: Sequence[Scenario] | str | Path | Sequence[str | Path] | No
                                   description=description))
 
 
-async def arun_suite(suite: Sequence[Scenario] | str | Path | Sequence[str | Path] | None,
-                     agent: Agent | dict[str, Any] | str | None, *, store: Store | str | Path | None = None,
+async def arun_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | Path | None = None,
                      selection: Selection | None = None, options: HarnessOptions | None = None,
                      resume: str | None = None, registry: JudgeRegistry | None = None,
                      extra_judges: Sequence[Judge] = (), events: RunEvents | None = None,

@@ -23,7 +23,7 @@ def _task(prompt: str) -> str:
         return "dedupe"
     if "missing" in p and ("fill" in p or "impute" in p):
         return "impute"
-    if "convert" in p or "number" in p and "price" in p:
+    if "convert" in p or ("number" in p and "price" in p):
         return "types"
     if "profile" in p or "summar" in p:
         return "profile"
