@@ -143,14 +143,14 @@ async def arun_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | P
     for sc in scenarios:
         assessor.judges_for(sc)
 
-    async def on_trace(trace: Trace, scenario: Scenario) -> None:
-        verdicts = await assessor.assess_new_trace(trace, scenario)
-        if events.on_trial is not None:
-            events.on_trial(trace, verdicts)
+    async def on_stored(batch: list[tuple[Trace, Scenario]]) -> None:
+        for trace, verdicts in await assessor.assess_new_traces(batch):
+            if events.on_trial is not None:
+                events.on_trial(trace, verdicts)
 
     harness = Harness(agent_obj, st, options)
     try:
-        hres = await harness.run(scenarios, run, on_trace=on_trace, on_start=events.on_start)
+        hres = await harness.run(scenarios, run, on_stored=on_stored, on_start=events.on_start)
     except (asyncio.CancelledError, KeyboardInterrupt):
         run.status = "interrupted"
         st.update_run(run)

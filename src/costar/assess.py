@@ -71,11 +71,20 @@ class Assessor:
         judges = self.judges_for(scenario) if judges is None else judges
         return [await j.judge(ctx) for j in judges]
 
-    async def assess_new_trace(self, trace: Trace, scenario: Scenario | None) -> list[Verdict]:
-        """Score a freshly recorded trace (nothing cached yet) and store the verdicts."""
-        verdicts = await self.judge_trace(trace, scenario)
-        await asyncio.to_thread(self.store.write_verdicts, verdicts, trace.run_id)
-        return verdicts
+    async def assess_new_traces(self, batch: Sequence[tuple[Trace, Scenario | None]]
+                                ) -> list[tuple[Trace, list[Verdict]]]:
+        """Score freshly recorded traces (nothing cached yet); store their verdicts in one go."""
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def one(trace: Trace, sc: Scenario | None) -> list[Verdict]:
+            async with sem:
+                return await self.judge_trace(trace, sc)
+
+        results = await asyncio.gather(*(one(t, sc) for t, sc in batch))
+        verdicts = [v for vs in results for v in vs]
+        if verdicts:
+            await asyncio.to_thread(self.store.write_verdicts, verdicts, batch[0][0].run_id)
+        return [(t, vs) for (t, _), vs in zip(batch, results, strict=True)]
 
     async def assess_run(self, run_id: str, *, force: bool = False,
                          scenarios: dict[str, Scenario] | None = None,

@@ -15,7 +15,7 @@ from costar.run.agents import Agent, AgentResult, AgentTask, RunContext
 from costar.run.workspace import SetupError, Workspace, collect_artifacts, prepare_workspace
 from costar.scenario import Scenario
 from costar.store.base import Run, Store
-from costar.trace.model import StatusCode, Trace, TraceStatus, compute_totals
+from costar.trace.model import Artifact, StatusCode, Trace, TraceStatus, compute_totals
 from costar.trace.recorder import Recording
 from costar.trace.sanitize import Sanitizer, secret_env_values
 
@@ -42,7 +42,54 @@ class HarnessResult:
     interrupted: bool = False
 
 
-OnTrace = Callable[[Trace, Scenario], Awaitable[None]]
+OnStored = Callable[[list[tuple[Trace, Scenario]]], Awaitable[None]]
+
+
+class BatchWriter:
+    """Stores finished trials in batches (one transaction per batch, not per trial), then hands
+    each stored batch to ``on_stored``. A trial counts as finished once its batch is committed."""
+
+    def __init__(self, store: Store, sanitizer: Sanitizer, on_stored: OnStored | None, *,
+                 max_batch: int = 64, max_wait_s: float = 0.02) -> None:
+        self.store = store
+        self.sanitizer = sanitizer
+        self.on_stored = on_stored
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self._queue: asyncio.Queue[tuple[Trace, Scenario] | None] = asyncio.Queue()
+        self._task = asyncio.ensure_future(self._loop())
+
+    async def put(self, trace: Trace, scenario: Scenario) -> None:
+        if self._task.done():
+            self._task.result()  # re-raise the writer's failure (e.g. a full disk) in the trial
+            raise RuntimeError("the trace writer has stopped")
+        await self._queue.put((trace, scenario))
+
+    async def close(self) -> None:
+        await self._queue.put(None)
+        await self._task
+
+    async def _loop(self) -> None:
+        closing = False
+        while not closing:
+            first = await self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = asyncio.get_running_loop().time() + self.max_wait_s
+            while len(batch) < self.max_batch:
+                timeout = deadline - asyncio.get_running_loop().time()
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), max(0.0, timeout))
+                except TimeoutError:
+                    break
+                if item is None:
+                    closing = True
+                    break
+                batch.append(item)
+            await asyncio.to_thread(self.store.write_traces, [t for t, _ in batch], sanitizer=self.sanitizer)
+            if self.on_stored is not None:
+                await self.on_stored(batch)
 
 
 def plan_trials(scenarios: list[Scenario], options: HarnessOptions,
@@ -72,11 +119,13 @@ class Harness:
         self.store = store
         self.options = options or HarnessOptions()
         self._sanitizer = Sanitizer()
+        self._base_env: dict[str, str] = {}
 
-    async def run(self, scenarios: list[Scenario], run: Run, *, on_trace: OnTrace | None = None,
+    async def run(self, scenarios: list[Scenario], run: Run, *, on_stored: OnStored | None = None,
                   on_start: Callable[[int, int], None] | None = None) -> HarnessResult:
         # Literal values of credential-like env vars the agent can see are redacted from its traces.
-        env_secrets = secret_env_values(dict(os.environ))
+        self._base_env = dict(os.environ)
+        env_secrets = secret_env_values(self._base_env)
         for sc in scenarios:
             env_secrets += secret_env_values(sc.setup.env)
         env_secrets += secret_env_values(self.agent.spec().get("env") or {})
@@ -90,17 +139,19 @@ class Harness:
         sem = asyncio.Semaphore(max(1, self.options.concurrency))
         root = self.options.workspace_root or (self.store.root / "workspaces" / run.run_id)
 
+        writer = BatchWriter(self.store, self._sanitizer, on_stored)
+
         async def one(job: TrialJob) -> None:
             async with sem:
                 trace = await self.run_trial(job, run, ctx, root)
-                await asyncio.to_thread(self.store.write_trace, trace)
-                result.trace_ids.append(trace.trace_id)
-                if on_trace is not None:
-                    await on_trace(trace, job.scenario)
+            result.trace_ids.append(trace.trace_id)
+            await writer.put(trace, job.scenario)
 
+        tasks: list[asyncio.Future[None]] = []
         try:
             tasks = [asyncio.ensure_future(one(j)) for j in jobs]
             done = await asyncio.gather(*tasks, return_exceptions=True)
+            await writer.close()
             for d in done:
                 if isinstance(d, BaseException) and not isinstance(d, asyncio.CancelledError):
                     raise d
@@ -116,8 +167,16 @@ class Harness:
                 shutil.rmtree(root, ignore_errors=True)
         return result
 
+    def _harvest(self, ws: Workspace) -> tuple[list[Artifact], list[str]]:
+        """Store the workspace's files as artifacts, then remove it (one thread hop for both)."""
+        try:
+            return collect_artifacts(ws, self.store)
+        finally:
+            if not self.options.keep_workspaces:
+                ws.remove()
+
     def _env(self, job: TrialJob, run: Run, workspace: Path) -> dict[str, str]:
-        env = dict(os.environ)
+        env = dict(self._base_env or os.environ)
         env.update(job.scenario.setup.env)
         env.update({
             "COSTAR_RUN_ID": run.run_id,
@@ -142,7 +201,8 @@ class Harness:
         with rec:
             try:
                 ws_root = root / _safe_name(sc.id)
-                ws = await prepare_workspace(sc, ws_root, f"t{job.trial}", {**os.environ, **sc.setup.env})
+                ws = await prepare_workspace(sc, ws_root, f"t{job.trial}",
+                                             {**(self._base_env or os.environ), **sc.setup.env})
                 env = self._env(job, run, ws.path)
                 task = AgentTask(scenario=sc, trial=job.trial, run_id=run.run_id, workspace=ws.path,
                                  env=env, timeout=timeout)
@@ -164,11 +224,7 @@ class Harness:
             rec.root.set_attribute("output.value", outcome.output or "")
         latency = time.perf_counter() - t0
         if ws is not None:
-            try:
-                artifacts, notes = await asyncio.to_thread(collect_artifacts, ws, self.store)
-            finally:
-                if not self.options.keep_workspaces:
-                    await asyncio.to_thread(ws.remove)
+            artifacts, notes = await asyncio.to_thread(self._harvest, ws)
         spans = rec.spans()
         trace = Trace(
             trace_id=rec.trace_id, run_id=run.run_id, scenario_id=sc.id, trial=job.trial, agent=self.agent.info,
@@ -178,4 +234,4 @@ class Harness:
             metadata={**outcome.metadata, **({"artifact_notes": notes} if notes else {}),
                       **({"workspace": str(ws.path)} if ws is not None and self.options.keep_workspaces else {})},
         )
-        return self._sanitizer.trace(trace)
+        return trace

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 import os
 import shutil
@@ -47,10 +48,13 @@ def _copy(src: Path, dest: Path) -> None:
         shutil.copy2(src, dest)
 
 
-async def prepare_workspace(scenario: Scenario, root: Path, name: str, env: dict[str, str]) -> Workspace:
-    """Create ``root/name`` and place the scenario's setup files; run its setup commands there."""
-    root.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=root))
+def place_files(scenario: Scenario, root: Path, name: str) -> Workspace:
+    """Create a fresh folder under ``root`` holding the scenario's setup files."""
+    try:
+        path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=root))
+    except FileNotFoundError:  # first trial of this scenario
+        root.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=root))
     ws = Workspace(path=path)
     base = scenario.base_dir
     for f in scenario.setup.files:
@@ -67,8 +71,18 @@ async def prepare_workspace(scenario: Scenario, root: Path, name: str, env: dict
     for p in _walk(path):
         st = p.stat()
         ws.setup_stats[p.relative_to(path).as_posix()] = (st.st_size, st.st_mtime_ns)
+    return ws
+
+
+async def prepare_workspace(scenario: Scenario, root: Path, name: str, env: dict[str, str]) -> Workspace:
+    """Place the scenario's files in a fresh folder (off the event loop: files can be large),
+    then run its setup commands there."""
+    if scenario.setup.files:
+        ws = await asyncio.to_thread(place_files, scenario, root, name)
+    else:  # just a folder: cheaper than a hop to a thread
+        ws = place_files(scenario, root, name)
     for cmd in scenario.setup.commands:
-        res = await run_command(cmd, cwd=path, env=env, timeout=scenario.setup.command_timeout,
+        res = await run_command(cmd, cwd=ws.path, env=env, timeout=scenario.setup.command_timeout,
                                 max_output=64 * 1024)
         if res.timed_out:
             raise SetupError(f"setup command {cmd!r} timed out after {scenario.setup.command_timeout:g}s")

@@ -14,9 +14,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from costar._gc import gc_paused
 from costar.errors import StoreError
 from costar.store.base import Run, SpanQuery
-from costar.trace.model import Span, SpanEvent, SpanKind, SpanStatus, StatusCode, Trace
+from costar.trace.model import Span, SpanEvent, SpanKind, StatusCode, Trace, make_span
 from costar.trace.sanitize import DEFAULT_SANITIZER, Sanitizer
 from costar.verdict import Verdict
 
@@ -47,8 +50,17 @@ CREATE INDEX IF NOT EXISTS verdicts_run ON verdicts (run_id);
 CREATE INDEX IF NOT EXISTS verdicts_fp ON verdicts (trace_id, fingerprint);
 """
 
-_dumps = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False).encode
-_loads = json.loads
+_KINDS = {k.value: k for k in SpanKind}
+_CODES = {c.value: c for c in StatusCode}
+_json_dumps = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False).encode
+_loads = orjson.loads
+
+
+def _dumps(value: Any) -> str:
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # e.g. integers beyond 64 bits, which orjson refuses
+        return _json_dumps(value)
 
 
 def _translate(exc: sqlite3.Error, path: Path) -> StoreError:
@@ -203,17 +215,18 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ traces
 
-    def write_trace(self, trace: Trace) -> None:
-        self.write_traces([trace])
+    def write_trace(self, trace: Trace, *, sanitizer: Sanitizer | None = None) -> None:
+        self.write_traces([trace], sanitizer=sanitizer)
 
-    def write_traces(self, traces: Sequence[Trace]) -> None:
+    def write_traces(self, traces: Sequence[Trace], *, sanitizer: Sanitizer | None = None) -> None:
+        """Redact and bound (with ``sanitizer``, default the store's), then store atomically."""
+        clean = sanitizer or self.sanitizer
         rows_t = []
         rows_s = []
         for t in traces:
-            t = self.sanitizer.trace(t)
-            head = t.model_dump(mode="json", exclude={"spans"})
+            t = clean.trace(t)
             rows_t.append((t.trace_id, t.run_id, t.scenario_id, t.trial, t.status.value, t.start_ns,
-                           _dumps(head)))
+                           t.model_dump_json(exclude={"spans"}, fallback=str)))
             for seq, s in enumerate(t.spans):
                 rows_s.append((t.trace_id, seq, s.span_id, s.parent_id, s.name, s.kind.value, s.start_ns,
                                s.end_ns, s.status.code.value, s.status.message, _dumps(s.attributes),
@@ -229,11 +242,8 @@ class SQLiteStore:
     def _span(row: Sequence[Any]) -> Span:
         (trace_id, span_id, parent_id, name, kind, start_ns, end_ns, code, message, attrs, events) = row
         evs = [SpanEvent.model_construct(**e) for e in _loads(events)] if events else []
-        return Span.model_construct(
-            trace_id=trace_id, span_id=span_id, parent_id=parent_id, name=name, kind=SpanKind(kind),
-            start_ns=start_ns, end_ns=end_ns,
-            status=SpanStatus.model_construct(code=StatusCode(code), message=message),
-            attributes=_loads(attrs), events=evs)
+        return make_span(trace_id, span_id, parent_id, name, _KINDS[kind], start_ns, end_ns, _CODES[code],
+                         message, _loads(attrs), evs)
 
     _SPAN_COLS = ("trace_id, span_id, parent_id, name, kind, start_ns, end_ns, status_code, "
                   "status_message, attributes, events")
@@ -258,7 +268,8 @@ class SQLiteStore:
             if spans:
                 rows = c.execute(f"SELECT {self._SPAN_COLS} FROM spans WHERE trace_id=? ORDER BY seq",
                                  (t.trace_id,)).fetchall()
-                t.spans = [self._span(r) for r in rows]
+                with gc_paused():
+                    t.spans = [self._span(r) for r in rows]
         return t
 
     def iter_traces(self, run_id: str | None = None, *, spans: bool = True,
@@ -280,9 +291,11 @@ class SQLiteStore:
                 heads = dict(c.execute(f"SELECT trace_id, data FROM traces WHERE trace_id IN ({marks})", chunk))
                 by_trace: dict[str, list[Span]] = {tid: [] for tid in chunk}
                 if spans:
-                    for r in c.execute(f"SELECT {self._SPAN_COLS} FROM spans WHERE trace_id IN ({marks}) "
-                                       "ORDER BY trace_id, seq", chunk):
-                        by_trace[r[0]].append(self._span(r))
+                    rows = c.execute(f"SELECT {self._SPAN_COLS} FROM spans WHERE trace_id IN ({marks}) "
+                                     "ORDER BY trace_id, seq", chunk).fetchall()
+                    with gc_paused():
+                        for r in rows:
+                            by_trace[r[0]].append(self._span(r))
             out.extend(self._trace_from(heads[tid], by_trace[tid] if spans else None)
                        for tid in chunk if tid in heads)
         return out

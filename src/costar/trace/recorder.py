@@ -18,12 +18,13 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from costar._gc import gc_paused
 from costar.trace.model import (
     Span,
     SpanEvent,
     SpanKind,
-    SpanStatus,
     StatusCode,
+    make_span,
     new_span_id,
     new_trace_id,
 )
@@ -102,12 +103,9 @@ class LiveSpan:
             self._token = None
 
     def to_span(self) -> Span:
-        return Span.model_construct(
-            trace_id=self.recording.trace_id, span_id=self.span_id, parent_id=self.parent_id,
-            name=self.name, kind=self.kind, start_ns=self.start_ns, end_ns=self.end_ns,
-            status=SpanStatus.model_construct(code=self.status_code, message=self.status_message),
-            attributes=self.attributes, events=self.events,
-        )
+        return make_span(self.recording.trace_id, self.span_id, self.parent_id, self.name, self.kind,
+                         self.start_ns, self.end_ns, self.status_code, self.status_message, self.attributes,
+                         self.events)
 
 
 class Recording:
@@ -148,7 +146,8 @@ class Recording:
             still_open = list(self._open.values())
             extra = list(self._extra)
         now = time.time_ns()
-        out = [s.to_span() for s in done]
+        with gc_paused():
+            out = [s.to_span() for s in done]
         for s in still_open:
             sp = s.to_span()
             sp.end_ns = now

@@ -54,6 +54,8 @@ class Sanitizer:
         self._literal = re.compile("|".join(map(re.escape, literals))) if literals else None
 
     def text(self, s: str) -> str:
+        if len(s) < 8:  # too short to hold any credential we know
+            return s
         if self._literal is not None:
             s = self._literal.sub(REDACTED, s)
         if _HINT.search(s):
@@ -66,12 +68,26 @@ class Sanitizer:
         return s
 
     def value(self, v: Any) -> Any:
+        """The sanitised value; the very same object when nothing needed changing (no copies)."""
+        t = type(v)
+        if t is str:
+            return self.text(v)
+        if t is int or t is float or t is bool or v is None:
+            return v
         if isinstance(v, str):
             return self.text(v)
         if isinstance(v, dict):
-            return {k: self.value(x) for k, x in v.items()}
+            out = None
+            for k, x in v.items():
+                y = self.value(x)
+                if y is not x:
+                    out = out if out is not None else dict(v)
+                    out[k] = y
+            return v if out is None else out
         if isinstance(v, list | tuple):
-            return [self.value(x) for x in v]
+            items = [self.value(x) for x in v]
+            same = isinstance(v, list) and all(a is b for a, b in zip(items, v, strict=True))
+            return v if same else items
         return v
 
     def attributes(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -79,25 +95,36 @@ class Sanitizer:
             kept = dict(list(attrs.items())[: self.limits.max_attributes])
             kept["costar.dropped_attributes"] = len(attrs) - self.limits.max_attributes
             attrs = kept
-        return {k: self.value(v) for k, v in attrs.items()}
+        return self.value(attrs)
 
     def span(self, s: Span) -> Span:
-        events = s.events
-        if len(events) > self.limits.max_events:
-            events = events[: self.limits.max_events]
-        new_events = [SpanEvent.model_construct(name=e.name, time_ns=e.time_ns,
-                                                attributes=self.attributes(e.attributes)) for e in events]
-        status = s.status
-        if status.message:
-            status = status.model_copy(update={"message": self.text(status.message)})
-        return s.model_copy(update={"attributes": self.attributes(s.attributes), "events": new_events,
-                                    "status": status, "name": self.text(s.name)[:1024]})
+        update: dict[str, Any] = {}
+        attrs = self.attributes(s.attributes)
+        if attrs is not s.attributes:
+            update["attributes"] = attrs
+        if s.events:
+            events = s.events[: self.limits.max_events]
+            new_events = []
+            for e in events:
+                ea = self.attributes(e.attributes)
+                new_events.append(e if ea is e.attributes else
+                                  SpanEvent.model_construct(name=e.name, time_ns=e.time_ns, attributes=ea))
+            if len(events) != len(s.events) or any(a is not b for a, b in zip(new_events, events, strict=True)):
+                update["events"] = new_events
+        if s.status.message:
+            message = self.text(s.status.message)
+            if message is not s.status.message:
+                update["status"] = s.status.model_copy(update={"message": message})
+        name = self.text(s.name)[:1024]
+        if name != s.name:
+            update["name"] = name
+        return s.model_copy(update=update) if update else s
 
     def trace(self, t: Trace) -> Trace:
         spans = t.spans[: self.limits.max_spans]
         metadata = self.value(t.metadata)
         if len(t.spans) > self.limits.max_spans:
-            metadata["costar.dropped_spans"] = len(t.spans) - self.limits.max_spans
+            metadata = {**metadata, "costar.dropped_spans": len(t.spans) - self.limits.max_spans}
         return t.model_copy(update={
             "spans": [self.span(s) for s in spans],
             "input": self.value(t.input),
