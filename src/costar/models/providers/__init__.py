@@ -1,0 +1,1 @@
+"""Built-in providers. Each module exposes ``ProviderFactory`` objects referenced from the registry."""

@@ -1,0 +1,64 @@
+"""LLM spans for model calls made while a coSTAR recording is active (docs/CONVENTIONS.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from costar.models.types import ChatRequest, ChatResult
+from costar.models.uri import ModelSpec
+from costar.trace.genai import finish_reason, openai_messages_to_parts
+from costar.trace.model import SpanKind
+from costar.trace.recorder import NOOP_SPAN, LiveSpan, _NoopSpan, current_span
+
+_REQUEST_PARAMS = {"temperature": "gen_ai.request.temperature", "max_tokens": "gen_ai.request.max_tokens",
+                   "top_p": "gen_ai.request.top_p", "seed": "gen_ai.request.seed"}
+
+
+def start_llm_span(spec: ModelSpec, request: ChatRequest) -> LiveSpan | _NoopSpan:
+    parent = current_span()
+    if parent is None:
+        return NOOP_SPAN  # nothing is recording: skip building the attributes at all
+    attrs: dict[str, Any] = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": spec.provider,
+        "gen_ai.request.model": spec.model,
+        "gen_ai.input.messages": openai_messages_to_parts(request.messages),
+    }
+    for name, key in _REQUEST_PARAMS.items():
+        if name in request.params:
+            attrs[key] = request.params[name]
+    if request.tools:
+        attrs["gen_ai.tool.definitions"] = [
+            {"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters}
+            for t in request.tools]
+    return parent.recording.start_span(f"chat {spec.model}", SpanKind.LLM, attrs, parent=parent)
+
+
+def finish_llm_span(span: LiveSpan | _NoopSpan, result: ChatResult) -> None:
+    if isinstance(span, _NoopSpan):
+        return
+    output = openai_messages_to_parts([{**result.message(), "finish_reason": result.finish_reason}])
+    # Spans speak the OTel finish-reason vocabulary ("tool_call"), as the output message does.
+    reason = finish_reason(result.finish_reason)
+    attrs: dict[str, Any] = {
+        "gen_ai.response.model": result.model,
+        "gen_ai.usage.input_tokens": result.usage.input_tokens,
+        "gen_ai.usage.output_tokens": result.usage.output_tokens,
+        "gen_ai.response.finish_reasons": [reason] if reason else [],
+        "gen_ai.output.messages": output,
+        "costar.usage.cost_usd": result.cost_usd,
+        "costar.cost_known": result.cost_known,
+        "costar.retries": result.retries,
+        "costar.cache_hit": result.cache_hit,
+    }
+    if result.response_id:
+        attrs["gen_ai.response.id"] = result.response_id
+    if result.replayed:
+        attrs["costar.replayed"] = True
+    span.set_attributes(attrs)
+
+
+def fail_llm_span(span: LiveSpan | _NoopSpan, exc: BaseException, retries: int) -> None:
+    """Error attributes; the span's context manager sets the ERROR status and the exception event."""
+    span.set_attributes({"error.type": type(exc).__name__, "costar.retries": retries,
+                         "costar.cache_hit": False})

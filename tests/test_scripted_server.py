@@ -1,0 +1,189 @@
+"""The scripted model server over real loopback HTTP: matching, faults, consumption, recording."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from costar.errors import ConfigError
+from costar.testing import Rule, ScriptedModelServer, load_rules
+
+
+def _chat(srv: ScriptedModelServer, text: str, *, model: str = "m", system: str | None = None,
+          tools: bool = False, timeout: float = 5.0) -> httpx.Response:
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+    body: dict = {"model": model, "messages": messages}
+    if tools:
+        body["tools"] = [{"type": "function", "function": {"name": "t", "parameters": {"type": "object"}}}]
+    return httpx.post(f"{srv.base_url}/chat/completions", json=body, timeout=timeout)
+
+
+def _content(resp: httpx.Response) -> str:
+    return resp.json()["choices"][0]["message"]["content"]
+
+
+def test_rules_match_by_user_message_system_model_tools_and_index() -> None:
+    rules = [
+        Rule(call_index=0, text="first"),
+        Rule(model="gpt-4o.*", text="by model"),
+        Rule(system="(?i)pirate", text="arr"),
+        Rule(has_tools=True, text="with tools"),
+        Rule(last_user=r"\bweather\b", text="sunny"),
+        Rule(any_message="secret", text="by any message"),
+    ]
+    with ScriptedModelServer(rules, default="fallback") as srv:
+        assert _content(_chat(srv, "weather")) == "first"  # index 0 wins over everything below it
+        assert _content(_chat(srv, "hi", model="gpt-4o-mini")) == "by model"
+        assert _content(_chat(srv, "hi", system="You are a PIRATE")) == "arr"
+        assert _content(_chat(srv, "hi", tools=True)) == "with tools"
+        assert _content(_chat(srv, "what's the weather")) == "sunny"
+        assert _content(_chat(srv, "hi", system="the secret word")) == "by any message"
+        assert _content(_chat(srv, "nothing matches")) == "fallback"
+        assert srv.request_count == 7
+        assert [r.rule for r in srv.requests] == ["rule 0", "rule 1", "rule 2", "rule 3", "rule 4", "rule 5", None]
+        assert srv.requests[1].model == "gpt-4o-mini"
+
+
+def test_times_consumes_rules_so_sequences_are_scriptable() -> None:
+    rules = [Rule(status=500, times=2), Rule(text="finally")]
+    with ScriptedModelServer(rules) as srv:
+        codes = [_chat(srv, "x").status_code for _ in range(3)]
+        assert codes == [500, 500, 200]
+        srv.reset()  # rule uses and history start again
+        assert _chat(srv, "x").status_code == 500
+        assert srv.request_count == 1
+
+
+def test_tool_calls_json_and_malformed_arguments() -> None:
+    rules = [
+        Rule(last_user="call", tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}]),
+        Rule(last_user="json", json={"answer": 42}),
+        Rule(last_user="broken", tool_calls=[{"name": "get_weather"}], malformed_tool_args=True),
+    ]
+    with ScriptedModelServer(rules) as srv:
+        msg = _chat(srv, "call it").json()["choices"][0]
+        assert msg["finish_reason"] == "tool_calls"
+        assert msg["message"]["tool_calls"][0]["function"] == {"name": "get_weather",
+                                                               "arguments": '{"city": "Paris"}'}
+        assert _content(_chat(srv, "json")) == '{"answer": 42}'
+        args = _chat(srv, "broken").json()["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+        with pytest.raises(ValueError):
+            __import__("json").loads(args)
+
+
+def test_error_status_with_retry_after_and_malformed_body() -> None:
+    rules = [Rule(last_user="limit", status=429, retry_after=7), Rule(last_user="garbage", malformed_body=True),
+             Rule(last_user="gone", status=404, error_message="no such model")]
+    with ScriptedModelServer(rules) as srv:
+        r = _chat(srv, "limit")
+        assert r.status_code == 429 and r.headers["retry-after"] == "7"
+        r = _chat(srv, "garbage")
+        assert r.status_code == 200
+        with pytest.raises(ValueError):
+            r.json()
+        r = _chat(srv, "gone")
+        assert r.status_code == 404 and r.json()["error"]["message"] == "no such model"
+
+
+def test_hang_outlasts_client_timeout_and_stop_is_prompt() -> None:
+    srv = ScriptedModelServer([Rule(hang=30)]).start()
+    try:
+        with pytest.raises(httpx.ReadTimeout):
+            _chat(srv, "x", timeout=0.3)
+        # The abandoned request is dropped once the client hangs up, as a real server would.
+        deadline = time.monotonic() + 2
+        while srv.in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert srv.in_flight == 0
+    finally:
+        t0 = time.perf_counter()
+        srv.stop()
+    assert time.perf_counter() - t0 < 3.0
+
+
+def test_latency_does_not_block_other_requests() -> None:
+    async def burst(srv: ScriptedModelServer) -> float:
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=100)) as client:
+            body = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+            t0 = time.perf_counter()
+            rs = await asyncio.gather(*[client.post(f"{srv.base_url}/chat/completions", json=body)
+                                        for _ in range(64)])
+            elapsed = time.perf_counter() - t0
+        assert all(r.status_code == 200 for r in rs)
+        return elapsed
+
+    with ScriptedModelServer([Rule(latency=0.2, text="slow")]) as srv:
+        elapsed = asyncio.run(burst(srv))
+        assert srv.max_in_flight > 32  # they really overlapped
+    assert elapsed < 2.0, f"64 x 200 ms took {elapsed:.2f}s; serial would be 12.8s"
+
+
+def test_anthropic_route_text_tool_use_and_forced_json_tool() -> None:
+    rules = [Rule(last_user="tool", tool_calls=[{"name": "lookup", "arguments": {"q": "x"}}]),
+             Rule(last_user="json", json={"ok": True})]
+    with ScriptedModelServer(rules, default="hello") as srv:
+        def post(text: str, **extra: object) -> dict:
+            body = {"model": "claude", "max_tokens": 10, "system": "sys",
+                    "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}], **extra}
+            return httpx.post(f"{srv.url}/v1/messages", json=body).json()
+
+        assert post("hi")["content"] == [{"type": "text", "text": "hello"}]
+        tool = post("tool")
+        assert tool["stop_reason"] == "tool_use" and tool["content"][0]["input"] == {"q": "x"}
+        forced = post("json", tool_choice={"type": "tool", "name": "answer"})
+        assert forced["content"][0] == {"type": "tool_use", "id": forced["content"][0]["id"], "name": "answer",
+                                        "input": {"ok": True}}
+        assert srv.requests[0].api == "anthropic"
+
+
+def test_models_route_and_request_recording() -> None:
+    with ScriptedModelServer([Rule(model="gpt-x", text="y")]) as srv:
+        ids = [m["id"] for m in httpx.get(f"{srv.base_url}/models").json()["data"]]
+        assert "gpt-x" in ids
+        _chat(srv, "remember me")
+        (req,) = srv.requests
+        assert req.body["messages"][-1]["content"] == "remember me" and req.index == 0
+
+
+def test_rules_file_yaml_and_errors(tmp_path: Path) -> None:
+    f = tmp_path / "rules.yaml"
+    f.write_text(textwrap.dedent("""\
+        default: {text: nothing scripted}
+        rules:
+          - {last_user: weather, tool_calls: [{name: get_weather, arguments: {city: Paris}}]}
+          - {call_index: [0, 1], status: 429, retry_after: 1, times: 1}
+          - {last_user: data, json: {rows: 3}}
+    """))
+    rules, default = load_rules(f)
+    assert len(rules) == 3 and default is not None and default.text == "nothing scripted"
+    assert rules[2].json_value == {"rows": 3} and rules[1].call_index == [0, 1]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - {last_user: x, latency: soon}\n")
+    with pytest.raises(ConfigError, match=r"rule 0: latency"):
+        load_rules(bad)
+
+
+def test_pytest_plugin_fixture_in_a_real_pytest_run(tmp_path: Path) -> None:
+    test_file = tmp_path / "test_uses_plugin.py"
+    test_file.write_text(textwrap.dedent("""\
+        import httpx
+        from costar.testing import Rule
+
+        def test_fixture(scripted_model_server):
+            srv = scripted_model_server([Rule(text="from fixture")])
+            body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+            r = httpx.post(srv.base_url + "/chat/completions", json=body)
+            assert r.json()["choices"][0]["message"]["content"] == "from fixture"
+    """))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "costar.testing.fixtures",
+                           "-p", "no:cacheprovider", str(test_file)],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout
