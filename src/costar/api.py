@@ -165,11 +165,22 @@ async def arun_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | P
 
 
 def assess_run(run_id: str, *, store: Store | str | Path | None = None, force: bool = False,
+               suite: str | Path | Sequence[str | Path] | None = None,
                registry: JudgeRegistry | None = None, extra_judges: Sequence[Judge] = (),
                on_progress: Callable[[int, int], None] | None = None) -> RunOutcome:
-    """Re-score a stored run without running the agent: only new or changed judges run."""
+    """Re-score a stored run without running the agent: only new or changed judges run.
+
+    ``suite`` supplies (or replaces) the scenario definitions, e.g. for imported traces; they
+    are kept with the run for later re-scoring."""
     st = open_store(store)
     run = st.get_run(run_id)
+    if suite is not None:
+        present = {k[1] for k in st.trace_keys(run.run_id)}
+        chosen = [sc for sc in load_suite(suite) if sc.id in present]
+        if not chosen:
+            raise ConfigError(f"none of the scenarios in {suite} match this run's traces "
+                              f"(scenario ids: {', '.join(sorted(p for p in present if p)[:5])}…)")
+        st.save_scenarios(run.run_id, chosen)
     scenarios = current_scenarios(st, run.run_id)
     assessor = Assessor(st, registry, extra_judges=extra_judges)
     stats = asyncio.run(assessor.assess_run(run.run_id, force=force, scenarios=scenarios, on_progress=on_progress))

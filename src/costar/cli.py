@@ -123,12 +123,14 @@ def assess(
     config: ConfigOpt = None,
     store: StoreOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Re-run every judge, ignoring cached verdicts.")] = False,
+    suite: Annotated[list[Path] | None, typer.Option("--suite", help="Scenario files for these traces (e.g. imported ones).")] = None,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
 ) -> None:
     """Re-score stored traces with the current judges, without running the agent."""
     cfg = _config(config)
-    outcome = api.assess_run(run_id, store=store or cfg.store_path, force=force)
+    outcome = api.assess_run(run_id, store=store or cfg.store_path, force=force,
+                             suite=[str(p) for p in suite] if suite else None)
     s = outcome.assess
     assert s is not None
     console.print(f"assessed {s.traces} traces: {s.judged} verdicts computed, {s.cached} cached, "
@@ -289,8 +291,9 @@ def traces_import(
     cfg = _config(config)
     st = _store(cfg, store)
     res = import_into_store(st, file, run_id=run_id)
-    console.print(f"imported {res.traces} traces ({res.format}) into run {res.run_id}"
-                  + (f" with {res.verdicts} verdicts" if res.verdicts else ""))
+    console.print(f"imported {res.traces} traces ({res.format}) into run {', '.join(res.run_ids)}"
+                  + (f" with {res.verdicts} verdicts" if res.verdicts else "")
+                  + (f"; {res.skipped} already in the store were skipped" if res.skipped else ""))
 
 
 def main() -> None:
