@@ -10,8 +10,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import EXTERNAL, child_env, costar_cmd
 
+from conftest import EXTERNAL, child_env, costar_cmd
 from costar.store.sqlite import SQLiteStore
 
 
