@@ -396,11 +396,13 @@ def _builtin(config_cls: type[_Base], agent_cls: Callable[[Any], Agent]) -> Agen
     return make
 
 
-AGENT_TYPES: dict[str, AgentFactory] = {
-    "python": _builtin(PythonAgentConfig, PythonAgent),
-    "command": _builtin(CommandAgentConfig, CommandAgent),
-    "http": _builtin(HttpAgentConfig, HttpAgent),
-}
+python_agent = _builtin(PythonAgentConfig, PythonAgent)
+command_agent = _builtin(CommandAgentConfig, CommandAgent)
+http_agent = _builtin(HttpAgentConfig, HttpAgent)
+
+# The built-ins are also declared as entry points (like any plugin); listing them here keeps
+# them available when the package metadata is not installed (e.g. running from a source tree).
+AGENT_TYPES: dict[str, AgentFactory] = {"python": python_agent, "command": command_agent, "http": http_agent}
 
 
 def _plugin_types() -> dict[str, AgentFactory]:
