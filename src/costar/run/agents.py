@@ -25,12 +25,15 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from costar.capture import instrument
 from costar.errors import AgentConfigError
 from costar.judges.checks import import_object
 from costar.run.process import run_command
 from costar.scenario import Scenario
 from costar.trace.model import AgentInfo, SpanKind, StatusCode, TraceStatus
 from costar.trace.recorder import Recording
+
+SITE_DIR = str(Path(__file__).resolve().parents[1] / "capture" / "site")
 
 
 @dataclass
@@ -124,6 +127,7 @@ class _Base(BaseModel):
 class PythonAgentConfig(_Base):
     type: Literal["python"] = "python"
     target: str  # module:function
+    capture_sdk: bool = True  # record openai/anthropic SDK calls as LLM spans
 
 
 class PythonAgent(Agent):
@@ -143,6 +147,8 @@ class PythonAgent(Agent):
             raise AgentConfigError(f"{cfg.target!r} is not callable")
         params = list(inspect.signature(self.fn).parameters)
         self._wants_prompt = bool(params) and params[0] == "prompt"
+        if cfg.capture_sdk:
+            instrument()
         self.info = AgentInfo(name=cfg.name or cfg.target.split(":")[-1], version=cfg.version,
                               git_sha=_git_sha(base))
 
@@ -182,6 +188,7 @@ class CommandAgentConfig(_Base):
     output: str = "stdout"  # or "file:<path in workspace>"
     shell: bool = False
     capture_otlp: bool = True
+    capture_sdk: bool = True  # Python children: record openai/anthropic SDK calls with no code change
     max_output_bytes: int = Field(1 << 20, gt=0)
 
 
@@ -227,6 +234,9 @@ class CommandAgent(Agent):
         env = {**task.env, **self.cfg.env}
         if receiver is not None:
             env.update(receiver.child_env(key))
+            if self.cfg.capture_sdk:
+                env["COSTAR_CAPTURE"] = "1"
+                env["PYTHONPATH"] = os.pathsep.join(p for p in (SITE_DIR, env.get("PYTHONPATH")) if p)
         output: str | None = None
         meta: dict[str, Any] = {}
         for i, turn in enumerate(task.turns):

@@ -20,11 +20,18 @@ from types import TracebackType
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from costar.models.background import BackgroundServer
 from costar.testing.rules import IncomingRequest, Rule, load_rules
-from costar.testing.wire import anthropic_message, default_error_message, error_body, incoming, openai_completion
+from costar.testing.wire import (
+    anthropic_message,
+    default_error_message,
+    error_body,
+    incoming,
+    openai_completion,
+    openai_stream_events,
+)
 
 DEFAULT_REPLY = Rule(name="default", text="OK")
 
@@ -199,6 +206,8 @@ class ScriptedModelServer:
                                     headers=headers)
             if rule.malformed_body:
                 return Response('{"id": "broken", "choices": [', media_type="application/json")
+            if api == "openai" and body.get("stream"):
+                return StreamingResponse(iter(openai_stream_events(rule, req)), media_type="text/event-stream")
             doc = anthropic_message(rule, req) if api == "anthropic" else openai_completion(rule, req)
             return JSONResponse(doc)
         finally:

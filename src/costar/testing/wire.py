@@ -104,6 +104,27 @@ def openai_completion(rule: Rule, req: IncomingRequest) -> dict[str, Any]:
     }
 
 
+def openai_stream_events(rule: Rule, req: IncomingRequest) -> list[str]:
+    """The same completion as server-sent events (``stream: true``), text in a few pieces."""
+    doc = openai_completion(rule, req)
+    message, finish = doc["choices"][0]["message"], doc["choices"][0]["finish_reason"]
+    base = {"id": doc["id"], "object": "chat.completion.chunk", "created": doc["created"], "model": doc["model"]}
+    chunks: list[dict[str, Any]] = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                                          "finish_reason": None}]}]
+    text = message.get("content") or ""
+    step = max(1, len(text) // 3)
+    for i in range(0, len(text), step):
+        chunks.append({**base, "choices": [{"index": 0, "delta": {"content": text[i:i + step]},
+                                            "finish_reason": None}]})
+    for i, call in enumerate(message.get("tool_calls") or []):
+        chunks.append({**base, "choices": [{"index": 0, "finish_reason": None, "delta": {"tool_calls": [
+            {"index": i, "id": call["id"], "type": "function", "function": call["function"]}]}}]})
+    chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+    if (req.body.get("stream_options") or {}).get("include_usage"):
+        chunks.append({**base, "choices": [], "usage": doc["usage"]})
+    return [f"data: {json.dumps(c)}\n\n" for c in chunks] + ["data: [DONE]\n\n"]
+
+
 def anthropic_message(rule: Rule, req: IncomingRequest) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = []
     if rule.text is not None:

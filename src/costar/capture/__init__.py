@@ -1,0 +1,5 @@
+"""Zero-code capture: model SDK calls become LLM spans without changing the agent's code."""
+
+from costar.capture.sdk import instrument
+
+__all__ = ["instrument"]
