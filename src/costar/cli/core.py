@@ -1,4 +1,4 @@
-"""The ``costar`` command: a thin face over ``costar.api``. Parses, calls the library, prints."""
+"""run, assess, report, runs, schema, scenarios."""
 
 from __future__ import annotations
 
@@ -8,32 +8,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from costar import api
-from costar.config import ProjectConfig, load_config
+from costar.cli.common import ConfigOpt, StoreOpt, app, console, err_console, load_project, open_project_store
 from costar.errors import CostarError
 from costar.run.harness import HarnessOptions
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="coSTAR: test LLM agents the way engineers test software.")
-traces_app = typer.Typer(no_args_is_help=True, help="List, show, import and export recorded traces.")
-app.add_typer(traces_app, name="traces")
-
-console = Console()
-err_console = Console(stderr=True)
-
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Project file (default: nearest costar.yaml).")]
-StoreOpt = Annotated[Path | None, typer.Option("--store", help="Store folder (default: from costar.yaml or .costar).")]
-
-
-def _config(config: Path | None) -> ProjectConfig:
-    return load_config(config)
-
-
-def _store(cfg: ProjectConfig, store: Path | None) -> Any:
-    return api.open_store(store or cfg.store_path)
 
 
 def _write_reports(outcome: api.RunOutcome, html: Path | None, junit: Path | None) -> None:
@@ -80,7 +60,7 @@ def run(
     """Run the suite against the agent, record traces, apply the judges, report."""
     if split is not None and split not in ("train", "holdout"):
         raise typer.BadParameter("--split must be 'train' or 'holdout'")
-    cfg = _config(config)
+    cfg = load_project(config)
     paths: list[str | Path] | None = [str(p) for p in suite] if suite else [cfg.path(s) for s in cfg.suite] or None
     agent_spec = agent if agent is not None else cfg.agent_spec()
     options = HarnessOptions(concurrency=concurrency or cfg.concurrency, trials=trials or cfg.trials,
@@ -128,7 +108,7 @@ def assess(
     html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
 ) -> None:
     """Re-score stored traces with the current judges, without running the agent."""
-    cfg = _config(config)
+    cfg = load_project(config)
     outcome = api.assess_run(run_id, store=store or cfg.store_path, force=force,
                              suite=[str(p) for p in suite] if suite else None)
     s = outcome.assess
@@ -152,8 +132,8 @@ def report(
     html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
 ) -> None:
     """Show a stored run's results (and write HTML / JUnit reports)."""
-    cfg = _config(config)
-    st = _store(cfg, store)
+    cfg = load_project(config)
+    st = open_project_store(cfg, store)
     run_obj = st.get_run(run_id)
     outcome = api.RunOutcome(run=run_obj, summary=api.summarize_run(st, run_obj.run_id), store=st)
     _render(outcome)
@@ -167,8 +147,8 @@ def runs(config: ConfigOpt = None, store: StoreOpt = None,
     """List recorded runs, newest first."""
     from rich.table import Table
 
-    cfg = _config(config)
-    st = _store(cfg, store)
+    cfg = load_project(config)
+    st = open_project_store(cfg, store)
     table = Table("run id", "status", "agent", "suite", "created")
     import datetime as dt
 
@@ -203,7 +183,7 @@ def scenarios(
 
     from costar.scenario import load_suite
 
-    cfg = _config(config)
+    cfg = load_project(config)
     paths = [str(p) for p in suite] if suite else [str(cfg.path(s)) for s in cfg.suite]
     if not paths:
         raise CostarError("no scenarios given: pass a path or set 'suite' in costar.yaml")
@@ -216,93 +196,3 @@ def scenarios(
     console.print(f"{len(found)} scenario(s) valid")
 
 
-# --------------------------------------------------------------------------- traces
-
-
-@traces_app.command("list")
-def traces_list(run_id: Annotated[str, typer.Argument()] = "latest", config: ConfigOpt = None,
-                store: StoreOpt = None) -> None:
-    """List a run's traces."""
-    from rich.table import Table
-
-    cfg = _config(config)
-    st = _store(cfg, store)
-    rid = st.resolve_run_id(run_id)
-    table = Table("trace id", "scenario", "trial", "status", "spans", "tokens", "latency s")
-    for t in st.iter_traces(rid, spans=False):
-        table.add_row(t.trace_id, t.scenario_id or "", str(t.trial), t.status.value, str(st.count_spans(t.trace_id)),
-                      str(t.totals.total_tokens), f"{t.totals.latency_s:.2f}")
-    console.print(table)
-
-
-@traces_app.command("show")
-def traces_show(trace_id: str, config: ConfigOpt = None, store: StoreOpt = None,
-                max_spans: Annotated[int, typer.Option("--max-spans", min=1)] = 500) -> None:
-    """Print a trace's span tree."""
-    from rich.markup import escape
-    from rich.tree import Tree
-
-    cfg = _config(config)
-    st = _store(cfg, store)
-    t = st.get_trace(trace_id)
-    root = Tree(f"[bold]{escape(t.trace_id)}[/] {escape(t.scenario_id or '')}[{t.trial}] {t.status.value}")
-    nodes: dict[str | None, Any] = {}
-    ids = {s.span_id for s in t.spans}
-    for s in t.spans[:max_spans]:
-        parent = nodes.get(s.parent_id) if s.parent_id in ids else root
-        label = f"[cyan]{s.kind.value}[/] {escape(s.name)} ({s.duration_s * 1000:.1f} ms)"
-        if s.is_error:
-            label += f" [red]ERROR {escape(s.status.message or '')}[/]"
-        nodes[s.span_id] = (parent or root).add(label)
-    console.print(root)
-    if len(t.spans) > max_spans:
-        console.print(f"… {len(t.spans) - max_spans} more spans (use --max-spans)")
-    console.print(f"output: {escape((t.output or '')[:2000])}")
-
-
-@traces_app.command("export")
-def traces_export(
-    run_id: Annotated[str, typer.Argument(help="Run id, or 'latest'.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="otlp-json or jsonl.")] = "jsonl",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default: stdout).")] = None,
-    config: ConfigOpt = None,
-    store: StoreOpt = None,
-) -> None:
-    """Export a run's traces (with verdicts and artifacts) without loss."""
-    from costar.transfer import export_run
-
-    cfg = _config(config)
-    st = _store(cfg, store)
-    n = export_run(st, run_id, fmt, output)
-    err_console.print(f"exported {n} traces" + (f" to {output}" if output else ""))
-
-
-@traces_app.command("import")
-def traces_import(
-    file: Annotated[Path, typer.Argument(help="OTLP JSON, coSTAR JSONL, tau-bench JSON, SWE-agent .traj, "
-                                              "or OpenInference span attributes.")],
-    config: ConfigOpt = None,
-    store: StoreOpt = None,
-    run_id: Annotated[str | None, typer.Option("--run-id", help="Import into this new run id.")] = None,
-) -> None:
-    """Import traces recorded elsewhere into a new run, ready for 'costar assess'."""
-    from costar.transfer import import_into_store
-
-    cfg = _config(config)
-    st = _store(cfg, store)
-    res = import_into_store(st, file, run_id=run_id)
-    console.print(f"imported {res.traces} traces ({res.format}) into run {', '.join(res.run_ids)}"
-                  + (f" with {res.verdicts} verdicts" if res.verdicts else "")
-                  + (f"; {res.skipped} already in the store were skipped" if res.skipped else ""))
-
-
-def main() -> None:
-    try:
-        app(standalone_mode=True)
-    except CostarError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,3 @@
+from costar.cli import main
+
+main()

@@ -1,0 +1,93 @@
+"""costar traces: list, show, export, import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from costar.cli.common import ConfigOpt, StoreOpt, app, console, err_console, load_project, open_project_store
+
+traces_app = typer.Typer(no_args_is_help=True, help="List, show, import and export recorded traces.")
+app.add_typer(traces_app, name="traces")
+
+
+
+@traces_app.command("list")
+def traces_list(run_id: Annotated[str, typer.Argument()] = "latest", config: ConfigOpt = None,
+                store: StoreOpt = None) -> None:
+    """List a run's traces."""
+    from rich.table import Table
+
+    cfg = load_project(config)
+    st = open_project_store(cfg, store)
+    rid = st.resolve_run_id(run_id)
+    table = Table("trace id", "scenario", "trial", "status", "spans", "tokens", "latency s")
+    for t in st.iter_traces(rid, spans=False):
+        table.add_row(t.trace_id, t.scenario_id or "", str(t.trial), t.status.value, str(st.count_spans(t.trace_id)),
+                      str(t.totals.total_tokens), f"{t.totals.latency_s:.2f}")
+    console.print(table)
+
+
+@traces_app.command("show")
+def traces_show(trace_id: str, config: ConfigOpt = None, store: StoreOpt = None,
+                max_spans: Annotated[int, typer.Option("--max-spans", min=1)] = 500) -> None:
+    """Print a trace's span tree."""
+    from rich.markup import escape
+    from rich.tree import Tree
+
+    cfg = load_project(config)
+    st = open_project_store(cfg, store)
+    t = st.get_trace(trace_id)
+    root = Tree(f"[bold]{escape(t.trace_id)}[/] {escape(t.scenario_id or '')}[{t.trial}] {t.status.value}")
+    nodes: dict[str | None, Any] = {}
+    ids = {s.span_id for s in t.spans}
+    for s in t.spans[:max_spans]:
+        parent = nodes.get(s.parent_id) if s.parent_id in ids else root
+        label = f"[cyan]{s.kind.value}[/] {escape(s.name)} ({s.duration_s * 1000:.1f} ms)"
+        if s.is_error:
+            label += f" [red]ERROR {escape(s.status.message or '')}[/]"
+        nodes[s.span_id] = (parent or root).add(label)
+    console.print(root)
+    if len(t.spans) > max_spans:
+        console.print(f"… {len(t.spans) - max_spans} more spans (use --max-spans)")
+    console.print(f"output: {escape((t.output or '')[:2000])}")
+
+
+@traces_app.command("export")
+def traces_export(
+    run_id: Annotated[str, typer.Argument(help="Run id, or 'latest'.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="otlp-json or jsonl.")] = "jsonl",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default: stdout).")] = None,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Export a run's traces (with verdicts and artifacts) without loss."""
+    from costar.transfer import export_run
+
+    cfg = load_project(config)
+    st = open_project_store(cfg, store)
+    n = export_run(st, run_id, fmt, output)
+    err_console.print(f"exported {n} traces" + (f" to {output}" if output else ""))
+
+
+@traces_app.command("import")
+def traces_import(
+    file: Annotated[Path, typer.Argument(help="OTLP JSON, coSTAR JSONL, tau-bench JSON, SWE-agent .traj, "
+                                              "or OpenInference span attributes.")],
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Import into this new run id.")] = None,
+) -> None:
+    """Import traces recorded elsewhere into a new run, ready for 'costar assess'."""
+    from costar.transfer import import_into_store
+
+    cfg = load_project(config)
+    st = open_project_store(cfg, store)
+    res = import_into_store(st, file, run_id=run_id)
+    console.print(f"imported {res.traces} traces ({res.format}) into run {', '.join(res.run_ids)}"
+                  + (f" with {res.verdicts} verdicts" if res.verdicts else "")
+                  + (f"; {res.skipped} already in the store were skipped" if res.skipped else ""))
+
+

@@ -1,0 +1,78 @@
+"""CLI faces of the model layer, the scripted server and the agreement statistics."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+from conftest import EXTERNAL, child_env, costar_cmd
+
+PANDALM = EXTERNAL / "pandalm"
+
+
+def costar(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*costar_cmd(), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=child_env())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_agreement_on_pandalm_annotators(tmp_path: Path) -> None:
+    res = costar("agreement", str(PANDALM / "testset-v1.json"), str(PANDALM / "testset-v1.json"), "--key", "idx",
+                 "--a-field", "annotator1", "--b-field", "annotator2", "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["n"] == 999 and out["kind"] == "categorical"
+    assert abs(out["kappa"]["value"] - 0.8520) < 1e-3
+    assert out["kappa"]["ci"]["low"] < out["kappa"]["value"] < out["kappa"]["ci"]["high"]
+
+
+def test_agreement_judge_vs_human_with_recoding(tmp_path: Path) -> None:
+    res = costar("agreement", str(PANDALM / "testset-v1.json"), str(PANDALM / "gpt-3.5-turbo-testset-v1.json"),
+                 "--key", "idx", "--a-field", "annotator1", "--b-field", "gpt_result",
+                 "--recode-b", "Tie=0", "--recode-b", "garbage=", "--labels", "1,0,2", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "974 items" in res.stdout and "0.709" in res.stdout
+
+
+def test_agreement_bad_input_is_one_line(tmp_path: Path) -> None:
+    res = costar("agreement", str(PANDALM / "testset-v1.json"), str(PANDALM / "testset-v1.json"), "--key", "nope",
+                 "--a-field", "annotator1", "--b-field", "annotator2", cwd=tmp_path)
+    assert res.returncode == 2 and res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1
+    bad = costar("agreement", "a.csv", "b.csv", "--key", "id", "--a-field", "x", "--b-field", "y", "--recode-a",
+                 "noequals", cwd=tmp_path)
+    assert bad.returncode == 2
+
+
+def test_scripted_server_and_model_chat_from_the_cli(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - last_user: ping\n    text: pong\n    input_tokens: 3\n    output_tokens: 1\n")
+    port = free_port()
+    server = subprocess.Popen([*costar_cmd(), "testing", "serve", str(rules), "--port", str(port)],
+                              env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}/v1"
+        for _ in range(100):
+            try:
+                httpx.get(f"{base}/models", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        res = costar("model", "chat", f"openai-compatible:/m?base_url={base}", "ping", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.splitlines()[0] == "pong" and "3 in / 1 out tokens" in res.stdout
+        down = costar("model", "chat", "openai-compatible:/m?base_url=http://127.0.0.1:9/v1", "ping", cwd=tmp_path)
+        assert down.returncode == 2 and "127.0.0.1:9" in down.stderr
+        unknown = costar("model", "chat", "nosuch:/m", "ping", cwd=tmp_path)
+        assert unknown.returncode == 2 and "nosuch" in unknown.stderr
+    finally:
+        server.terminate()
+        server.wait(10)
