@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+
 from conftest import EXTERNAL, child_env, costar_cmd
 
 PANDALM = EXTERNAL / "pandalm"

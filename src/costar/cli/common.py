@@ -14,8 +14,8 @@ from costar.config import ProjectConfig, load_config
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="coSTAR: test LLM agents the way engineers test software.")
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Project file (default: nearest costar.yaml).")]
 StoreOpt = Annotated[Path | None, typer.Option("--store", help="Store folder (default: from costar.yaml or .costar).")]
