@@ -1,0 +1,270 @@
+"""Comparisons of two runs and metric alerts for the terminal (Rich).
+
+Scenario ids, judge names and run ids come from users' files and imported traces: they go on
+screen as ``Text`` (never parsed as markup) with control characters removed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from costar.compare import (
+    USAGE_METRICS,
+    Comparison,
+    JudgeComparison,
+    MetricDelta,
+    RateChange,
+    ScenarioComparison,
+    UsageMetric,
+)
+from costar.metrics import LABELS, MetricName, MetricsReport, ScenarioMetrics, format_metric
+from costar.report.summary import Rate, fmt_cost, fmt_rate, fmt_seconds, fmt_tokens, one_line, plural
+from costar.trace.model import AgentInfo
+
+CHANGE_STYLE = {
+    "improved": "bold green",
+    "regressed": "bold red",
+    "unchanged": "dim",
+    "inconclusive": "yellow",
+    "added": "cyan",
+    "removed": "cyan",
+    "metric": "dim",
+}
+USAGE_HEADERS: dict[UsageMetric, str] = {"total_tokens": "tokens/trial", "cost_usd": "cost/trial",
+                                         "latency_s": "latency/trial"}
+# Columns of the metrics table, in order.
+TABLE_METRICS: tuple[MetricName, ...] = ("total_tokens", "cost_usd", "latency_s", "llm_calls", "tool_calls",
+                                         "error_spans", "retries")
+
+
+# --------------------------------------------------------------------------- cells
+
+
+def _rate_cell(rate: Rate | None) -> str:
+    return "—" if rate is None else f"{rate.successes}/{rate.n} {fmt_rate(rate)}"
+
+
+def _fmt_p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _p_cell(rc: RateChange | None, correction: str) -> str:
+    if rc is None:
+        return "—"
+    text = _fmt_p(rc.p_value)
+    adjusted = _fmt_p(rc.p_adjusted)
+    if correction != "none" and adjusted != text:
+        text += f" (adj {adjusted})"
+    return text
+
+
+def _change_cell(change: str) -> Text:
+    return Text(change.upper(), style=CHANGE_STYLE.get(change, ""))
+
+
+def _fmt_usage(metric: str, value: float) -> str:
+    if metric == "cost_usd":
+        return fmt_cost(value)
+    if metric == "latency_s":
+        return fmt_seconds(value)
+    return fmt_tokens(value)
+
+
+def _delta_cell(deltas: Sequence[MetricDelta], metric: str) -> Text:
+    d = next((x for x in deltas if x.metric == metric), None)
+    if d is None:
+        return Text("—")
+    cell = Text(f"{_fmt_usage(metric, d.base)} → {_fmt_usage(metric, d.head)}")
+    if d.relative is not None and d.delta:
+        # More spend is the direction to notice; less is usually welcome.
+        cell.append(f" ({d.relative * 100:+.0f}%)", style="red" if d.delta > 0 else "green")
+    return cell
+
+
+def _agent(agent: AgentInfo) -> str:
+    who = agent.name + (f" {agent.version}" if agent.version else "")
+    return who + (f" @ {agent.git_sha[:10]}" if agent.git_sha else "")
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def _recorded(deltas: Sequence[MetricDelta], metric: str) -> bool:
+    return any(d.metric == metric and (d.base or d.head) for d in deltas)
+
+
+def comparison_scenario_table(comparison: Comparison, *, hide_unchanged: bool = False) -> Table:
+    table = Table(title="Scenarios", title_justify="left")
+    table.add_column("scenario", overflow="fold")
+    table.add_column("base [95% CI]", justify="right")
+    table.add_column("head [95% CI]", justify="right")
+    table.add_column("p", justify="right")
+    table.add_column("pass^k", justify="right")
+    # Traces imported without usage (e.g. from transcripts) would fill these columns with zeros.
+    usage = [m for m in USAGE_METRICS if any(_recorded(s.metrics, m) for s in comparison.scenarios)]
+    for metric in usage:
+        table.add_column(USAGE_HEADERS[metric], justify="right")
+    table.add_column("change")
+    for s in comparison.scenarios:
+        if hide_unchanged and s.change in ("unchanged", "inconclusive"):
+            continue
+        table.add_row(Text(one_line(s.scenario_id, 80)), _rate_cell(s.base_rate), _rate_cell(s.head_rate),
+                      _p_cell(s.rates, comparison.correction), _pass_hat_cell(s),
+                      *(_delta_cell(s.metrics, m) for m in usage), _change_cell(s.change))
+    return table
+
+
+def _pass_hat_cell(s: ScenarioComparison) -> str:
+    p = s.pass_hat_k
+    return "—" if p is None else f"{p.base:.2f} → {p.head:.2f} (k={p.k})"
+
+
+def _mean_cell(j: JudgeComparison) -> str:
+    if j.base_mean is None and j.head_mean is None:
+        return "—"
+    return " → ".join("—" if v is None else f"{v:,.4g}" for v in (j.base_mean, j.head_mean))
+
+
+def comparison_judge_table(comparison: Comparison) -> Table:
+    table = Table(title="Judges", title_justify="left")
+    table.add_column("judge", overflow="fold")
+    table.add_column("base [95% CI]", justify="right")
+    table.add_column("head [95% CI]", justify="right")
+    table.add_column("p", justify="right")
+    table.add_column("mean value", justify="right")
+    table.add_column("change")
+    for j in comparison.judges:
+        name = Text(one_line(j.name, 60))
+        if j.fingerprint_changed:
+            name.append(" (changed)", style="bold yellow")
+        if not j.gating and j.change != "metric":
+            name.append(" (diagnostic)", style="dim")
+        rates = j.rates
+        table.add_row(name, _rate_cell(rates.base if rates else None), _rate_cell(rates.head if rates else None),
+                      _p_cell(rates, comparison.correction), _mean_cell(j), _change_cell(j.change))
+    return table
+
+
+def _overall_line(comparison: Comparison) -> Text:
+    o = comparison.overall
+    line = Text("overall ", style="bold")
+    line.append(f"{_rate_cell(o.base)} → {_rate_cell(o.head)} · p {_fmt_p(o.p_value)} · ")
+    line.append(o.change.upper(), style=CHANGE_STYLE[o.change])
+    for d in comparison.metrics:
+        if d.base or d.head:
+            line.append(f" · {USAGE_HEADERS[d.metric]} ", style="dim")
+            line.append(_delta_cell([d], d.metric))
+    return line
+
+
+def _headline(comparison: Comparison) -> Text:
+    counts = comparison.counts()
+    parts = [f"{counts[c]} {c}" for c in ("regressed", "improved", "unchanged", "inconclusive", "added", "removed")
+             if counts.get(c)]
+    summary = " · ".join(parts) or "no scenarios"
+    if comparison.has_significant_regression:
+        return Text(f"REGRESSION (alpha {comparison.alpha:g}): {summary}", style="bold red")
+    return Text(f"no significant regression (alpha {comparison.alpha:g}): {summary}", style="bold green")
+
+
+def render_comparison(comparison: Comparison, console: Console, *, hide_unchanged: bool = False,
+                      show_judges: bool = True) -> None:
+    """Print BASE vs HEAD: scenarios, judges, warnings, then the overall verdict."""
+    head = Text("Compare ", style="bold")
+    head.append(one_line(comparison.base_run_id or "(base)", 60), style="bold")
+    head.append(" → ")
+    head.append(one_line(comparison.head_run_id or "(head)", 60), style="bold")
+    head.append(" · " + one_line(f"{_agent(comparison.base_agent)} → {_agent(comparison.head_agent)}", 120),
+                style="dim")
+    console.print(head)
+    console.print(comparison_scenario_table(comparison, hide_unchanged=hide_unchanged))
+    if show_judges and comparison.judges:
+        console.print(comparison_judge_table(comparison))
+    for w in comparison.warnings:
+        console.print(Text("⚠ " + one_line(w, 400), style="yellow"))
+    console.print(_overall_line(comparison))
+    correction = "Holm-adjusted per family" if comparison.correction == "holm" else "uncorrected"
+    console.print(Text(f"Fisher's exact test over decided trials, {correction}", style="dim"))
+    console.print(_headline(comparison))
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _alert_line(scenario_id: str, message: str, up: bool) -> Text:
+    line = Text("⚠ " if up else "↓ ", style="yellow" if up else "cyan")
+    line.append(one_line(scenario_id, 80), style="bold")
+    line.append("  " + one_line(message, 240))
+    return line
+
+
+def _metric_cell(s: ScenarioMetrics, metric: MetricName) -> Text:
+    stats = s.current.get(metric)
+    if stats is None:
+        return Text("—")
+    cell = Text(format_metric(metric, stats.median))
+    check = s.check(metric)
+    if check is not None and check.history_median is not None:
+        cell.append(f" ({format_metric(metric, check.history_median)})", style="dim")
+    if check is not None and check.status == "alert":
+        cell.stylize("bold yellow" if check.direction == "up" else "bold cyan")
+    if any(b.metric == metric for b in s.breaches):
+        cell.stylize("bold red")
+    return cell
+
+
+def _seen(s: ScenarioMetrics, metric: MetricName) -> bool:
+    stats = s.current.get(metric)
+    check = s.check(metric)
+    return bool((stats is not None and stats.max) or (check is not None and any(check.history))
+                or metric in s.limits)
+
+
+def metrics_table(report: MetricsReport) -> Table:
+    table = Table(title="Metrics per scenario: median per trial (history median)", title_justify="left")
+    table.add_column("scenario", overflow="fold")
+    table.add_column("trials", justify="right")
+    # A metric nobody recorded (no pricing, no retries) would be a column of zeros.
+    shown = [m for m in TABLE_METRICS if any(_seen(s, m) for s in report.scenarios)]
+    for metric in shown:
+        table.add_column(LABELS[metric], justify="right")
+    for s in report.scenarios:
+        table.add_row(Text(one_line(s.scenario_id, 80)), str(s.trials), *(_metric_cell(s, m) for m in shown))
+    return table
+
+
+def render_metrics(report: MetricsReport, console: Console, *, max_lines: int = 30) -> None:
+    """Print a run's metrics: alerts and breached limits first, then the table."""
+    head = Text("Metrics ", style="bold")
+    head.append(one_line(report.run_id, 80), style="bold")
+    head.append(" · agent " + one_line(_agent(report.agent), 80))
+    head.append(f" · history {plural(len(report.history_run_ids), 'run')}", style="dim")
+    console.print(head)
+    alerts = report.alerts
+    breaches = report.breaches
+    if alerts:
+        console.print(Text(f"Alerts (robust z > {report.threshold:g} and change ≥ {report.min_change:.0%})",
+                           style="bold yellow"))
+        for sid, check in alerts[:max_lines]:
+            console.print(_alert_line(sid, check.message, check.direction == "up"))
+        if len(alerts) > max_lines:
+            console.print(Text(f"  … and {len(alerts) - max_lines} more", style="dim"))
+    if breaches:
+        console.print(Text("Limits exceeded (these gate)", style="bold red"))
+        for b in breaches[:max_lines]:
+            line = Text("✗ ", style="red")
+            line.append(one_line(f"{b.scenario_id}[{b.trial}]", 80), style="bold")
+            line.append("  " + b.message)
+            console.print(line)
+        if len(breaches) > max_lines:
+            console.print(Text(f"  … and {len(breaches) - max_lines} more", style="dim"))
+    console.print(metrics_table(report))
+    if report.insufficient_history:
+        console.print(Text(f"insufficient history for some scenarios (fewer than {report.min_history} earlier "
+                           "runs of this agent): no alerts for them", style="dim"))
+    if not alerts and not breaches:
+        console.print(Text("no metric alerts", style="bold green"))
