@@ -77,3 +77,34 @@ def test_scripted_server_and_model_chat_from_the_cli(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_compare_and_metrics_commands_gate_on_regressions(tmp_path: Path) -> None:
+    import sys
+    import textwrap
+
+    (tmp_path / "agent.py").write_text(textwrap.dedent("""
+        import pathlib, sys
+        sys.stdin.read()
+        mode = pathlib.Path(__file__).with_name("mode.txt").read_text().strip()
+        print("answer 42" if mode == "good" else "no idea")
+        """))
+    (tmp_path / "suite.yaml").write_text("id: q\nprompt: what?\ntrials: 8\nexpectations:\n  checks: [{output_contains: '42'}]\n")
+    (tmp_path / "costar.yaml").write_text(
+        f"suite: suite.yaml\nconcurrency: 4\nagent:\n  type: command\n  command: [{json.dumps(sys.executable)}, agent.py]\n")
+    (tmp_path / "mode.txt").write_text("good")
+    assert costar("run", cwd=tmp_path).returncode == 0
+    (tmp_path / "mode.txt").write_text("bad")
+    assert costar("run", cwd=tmp_path).returncode == 1
+    runs = [r.split()[1] for r in costar("runs", cwd=tmp_path).stdout.splitlines() if r.startswith("│ 2")]
+    head, base = runs[0], runs[1]
+    res = costar("compare", base, head, "--json", cwd=tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr
+    comparison = json.loads(res.stdout)
+    assert comparison["has_significant_regression"] is True
+    same = costar("compare", base, base, cwd=tmp_path)
+    assert same.returncode == 0 and "unchanged" in same.stdout
+    m = costar("metrics", head, "--max", "latency_s=0.000001", cwd=tmp_path)
+    assert m.returncode == 1, m.stdout + m.stderr
+    bad = costar("metrics", head, "--max", "tokens", cwd=tmp_path)
+    assert bad.returncode == 2 and "METRIC=LIMIT" in bad.stderr

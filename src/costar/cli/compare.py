@@ -1,0 +1,85 @@
+"""costar compare, costar metrics: runs against runs, and operational health over time."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from costar.cli.common import ConfigOpt, StoreOpt, app, console, load_project, open_project_store
+from costar.errors import ConfigError
+
+
+@app.command()
+def compare(
+    base: Annotated[str, typer.Argument(help="The baseline run (id, prefix).")],
+    head: Annotated[str, typer.Argument(help="The run to judge against it (default: latest).")] = "latest",
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    alpha: Annotated[float, typer.Option("--alpha", min=0.0001, max=0.5, help="Significance level.")] = 0.05,
+    correction: Annotated[str, typer.Option("--correction", help="holm or none (multiple comparisons).")] = "holm",
+    changed_only: Annotated[bool, typer.Option("--changed-only", help="Hide unchanged scenarios.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Per scenario and judge: improved / regressed / unchanged / inconclusive (exact test over trials).
+
+    Exits 1 on a significant regression, so CI can gate on it."""
+    from costar.compare import compare_runs
+    from costar.report.compare import render_comparison
+
+    if correction not in ("holm", "none"):
+        raise typer.BadParameter("--correction must be 'holm' or 'none'")
+    cfg = load_project(config)
+    st = open_project_store(cfg, store)
+    comparison = compare_runs(st, base, head, alpha=alpha, correction=correction)  # type: ignore[arg-type]
+    if as_json:
+        sys.stdout.write(comparison.model_dump_json(indent=2) + "\n")
+    else:
+        render_comparison(comparison, console, hide_unchanged=changed_only)
+    raise typer.Exit(comparison.exit_code)
+
+
+def _limits(pairs: list[str] | None) -> dict[str, float] | None:
+    if not pairs:
+        return None
+    out: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError(f"--max takes METRIC=LIMIT (e.g. --max total_tokens=5000), got {pair!r}")
+    return out
+
+
+@app.command()
+def metrics(
+    run_id: Annotated[str, typer.Argument(help="Run id (default: latest).")] = "latest",
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    history: Annotated[int, typer.Option("--history", min=1, help="Earlier runs to compare against.")] = 10,
+    threshold: Annotated[float, typer.Option("--threshold", min=0.1, help="Robust z-score for an alert.")] = 3.5,
+    min_change: Annotated[float, typer.Option("--min-change", min=0.0, help="Relative change an alert needs.")] = 0.25,
+    limits: Annotated[list[str] | None, typer.Option("--max", help="METRIC=LIMIT upper bound (gates; repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Tokens, cost, latency, calls, errors and retries per scenario, with alerts against history.
+
+    Alerts inform; only a limit set with --max (or a scenario's metadata.metric_thresholds) fails."""
+    from costar.metrics import check_metrics
+    from costar.report.compare import render_metrics
+
+    cfg = load_project(config)
+    st = open_project_store(cfg, store)
+    report = check_metrics(st, st.resolve_run_id(run_id), history=history, threshold=threshold,
+                           min_change=min_change, thresholds=_limits(limits))
+    if as_json:
+        sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+    else:
+        render_metrics(report, console)
+    raise typer.Exit(report.exit_code)
+
+
