@@ -1,20 +1,39 @@
 """coSTAR: test LLM agents the way engineers test software.
 
 Scenarios are fixtures, the harness records traces, judges score them, reports summarise.
-Everything the ``costar`` command does is available here.
+Everything the ``costar`` command does is available here. Names load on first use, so that
+``import costar`` stays cheap in agents the harness starts (they import it to be captured).
 """
 
-from costar.api import RunEvents, RunOutcome, Selection, arun_suite, assess_run, open_store, run_suite, summarize_run
-from costar.run.agents import AgentResult, AgentTask, make_agent
-from costar.run.harness import HarnessOptions
-from costar.scenario import Scenario, load_suite, select
-from costar.trace import Recording, Span, SpanKind, Trace, span, traced
-from costar.verdict import Verdict
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AgentResult", "AgentTask", "HarnessOptions", "Recording", "RunEvents", "RunOutcome", "Scenario", "Selection",
-    "Span", "SpanKind", "Trace", "Verdict", "arun_suite", "assess_run", "load_suite", "make_agent", "open_store",
-    "run_suite", "select", "span", "summarize_run", "traced",
-]
+_EXPORTS = {
+    "RunEvents": "costar.api", "RunOutcome": "costar.api", "Selection": "costar.api", "arun_suite": "costar.api",
+    "assess_run": "costar.api", "open_store": "costar.api", "run_suite": "costar.api", "summarize_run": "costar.api",
+    "AgentResult": "costar.run.agents", "AgentTask": "costar.run.agents", "make_agent": "costar.run.agents",
+    "HarnessOptions": "costar.run.harness",
+    "Scenario": "costar.scenario", "load_suite": "costar.scenario", "select": "costar.scenario",
+    "Recording": "costar.trace", "Span": "costar.trace", "SpanKind": "costar.trace", "Trace": "costar.trace",
+    "span": "costar.trace", "traced": "costar.trace",
+    "Verdict": "costar.verdict",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'costar' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

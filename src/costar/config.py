@@ -13,6 +13,20 @@ from costar.errors import ConfigError
 CONFIG_NAMES = ("costar.yaml", "costar.yml")
 
 
+class RefineConfig(BaseModel):
+    """How ``costar refine`` may change the agent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent_dir: str = "."  # relative to the project folder; edits anywhere else reject an attempt
+    components: list[str] = Field(default_factory=list)  # globs (in agent_dir) the built-in assistant may edit
+    assistant: dict[str, Any] | str | None = None
+    iterations: int = Field(3, ge=1, le=100)
+    trials: int | None = Field(None, ge=1)
+    budget_usd: float | None = Field(None, gt=0)
+    budget_seconds: float | None = Field(None, gt=0)
+
+
 class ProjectConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -24,6 +38,7 @@ class ProjectConfig(BaseModel):
     timeout: float | None = Field(None, gt=0)
     judges_dir: str = "judges"
     models: dict[str, Any] = Field(default_factory=dict)
+    refine: RefineConfig = Field(default_factory=RefineConfig)
 
     # Where the file was found; relative paths in it are relative to this folder.
     root: Path = Field(default_factory=Path.cwd, exclude=True)

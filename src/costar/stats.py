@@ -129,6 +129,25 @@ def fisher_exact(a_successes: int, a_n: int, b_successes: int, b_n: int) -> floa
     return min(1.0, extreme / sum(terms))
 
 
+def fisher_one_sided(a_successes: int, a_n: int, b_successes: int, b_n: int, *, alternative: str) -> float:
+    """One-sided Fisher p-value: the chance, with the margins fixed, of B doing at least this much
+    ``"better"`` (or ``"worse"``) than A. Used where only one direction matters: an acceptance
+    test asks "did the failing scenarios improve?" and a guard asks "did anything get worse?"."""
+    if alternative not in ("better", "worse"):
+        raise ValueError("alternative must be 'better' or 'worse'")
+    _check_counts(a_successes, a_n)
+    _check_counts(b_successes, b_n)
+    total = a_n + b_n
+    col1 = a_successes + b_successes
+    if total == 0 or col1 in (0, total) or 0 in (a_n, b_n):
+        return 1.0
+    lo, terms = _hypergeometric_terms(a_n, col1, total)
+    # terms[i] is the probability that A has lo + i successes; B better means A has fewer.
+    idx = a_successes - lo
+    tail = terms[: idx + 1] if alternative == "better" else terms[idx:]
+    return min(1.0, sum(tail) / sum(terms))
+
+
 def _round_half_up(x: float) -> int:
     return math.floor(x + 0.5)
 

@@ -25,7 +25,8 @@ def start_process_capture() -> None:
     instrument()
     name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
     _recording = Recording(f"process {name}", kind=SpanKind.CHAIN, attributes={"process.pid": os.getpid()})
-    _recording.__enter__()
+    # A fallback only: code already recording (e.g. inside harness_recording) keeps its own spans.
+    _recording.activate()
     atexit.register(_flush, endpoint)
 
 
@@ -33,7 +34,8 @@ def _flush(endpoint: str) -> None:
     rec = _recording
     if rec is None:
         return
-    rec.__exit__(None, None, None)
+    rec.deactivate()
+    rec.root.end()
     spans = rec.spans()
     if len(spans) <= 1:  # only the process span itself: nothing worth sending
         return

@@ -16,7 +16,6 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from costar.models.pricing import load_price_table
 from costar.trace.genai import finish_reason, openai_messages_to_parts
 from costar.trace.model import SpanKind, StatusCode
 from costar.trace.recorder import LiveSpan, current_span
@@ -32,6 +31,8 @@ _PARAMS = {"temperature": "gen_ai.request.temperature", "max_tokens": "gen_ai.re
 def _prices() -> Any:
     global _PRICES
     if _PRICES is None:
+        from costar.models.pricing import load_price_table  # only once a call is recorded
+
         _PRICES = load_price_table(None)
     return _PRICES
 

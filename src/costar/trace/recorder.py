@@ -157,9 +157,20 @@ class Recording:
         out.sort(key=lambda s: s.start_ns)
         return out
 
-    def __enter__(self) -> Recording:
+    def activate(self) -> None:
+        """Record as the process's fallback, without becoming the current span of this context
+        (spans opened where nothing else is recording land here)."""
         with _active_lock:
-            _active.append(self)
+            if self not in _active:
+                _active.append(self)
+
+    def deactivate(self) -> None:
+        with _active_lock:
+            if self in _active:
+                _active.remove(self)
+
+    def __enter__(self) -> Recording:
+        self.activate()
         self.root.__enter__()
         return self
 
@@ -167,9 +178,7 @@ class Recording:
         try:
             self.root.__exit__(exc_type, exc, tb)
         finally:
-            with _active_lock:
-                if self in _active:
-                    _active.remove(self)
+            self.deactivate()
 
 
 def current_span() -> LiveSpan | None:

@@ -1,0 +1,45 @@
+"""costar refine: the agent loop."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from costar.cli.common import ConfigOpt, app, console, load_project
+from costar.errors import ConfigError
+
+
+@app.command()
+def refine(
+    config: ConfigOpt = None,
+    assistant: Annotated[str | None, typer.Option("--assistant", help="'cmd:<template with {brief} {repo}>' or 'builtin:<model uri>' (default: refine.assistant in costar.yaml).")] = None,
+    iterations: Annotated[int | None, typer.Option("--iterations", min=1)] = None,
+    trials: Annotated[int | None, typer.Option("--trials", min=1, help="Trials per scenario for every run.")] = None,
+    budget_usd: Annotated[float | None, typer.Option("--budget-usd", min=0.0)] = None,
+    budget_seconds: Annotated[float | None, typer.Option("--budget-seconds", min=1.0)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Run the suite, brief a coding assistant on the failures, try its patches in git worktrees,
+    keep only attempts that improve without regressions (train and held-out). Nothing is merged."""
+    from costar.refine import RefineOptions, Refiner, make_assistant
+    from costar.refine.report import render_markdown
+
+    cfg = load_project(config)
+    spec = assistant or cfg.refine.assistant
+    if spec is None:
+        raise ConfigError("no coding assistant: pass --assistant or set refine.assistant in costar.yaml")
+    helper = make_assistant(spec, components=cfg.refine.components)
+    options = RefineOptions(iterations=iterations or cfg.refine.iterations, trials=trials,
+                            budget_usd=budget_usd, budget_seconds=budget_seconds)
+    path = config or (cfg.root / "costar.yaml" if (cfg.root / "costar.yaml").exists() else None)
+    report = Refiner(path, helper, options, say=lambda m: console.print(m, markup=False, highlight=False)).run()
+    if as_json:
+        sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+    else:
+        console.print(render_markdown(report), markup=False, highlight=False)
+        console.print(f"report: {Path(report.session_dir) / 'report.md'}")
+    nothing_to_do = report.stopped_because.startswith("nothing to refine")
+    raise typer.Exit(0 if report.accepted or nothing_to_do else 1)

@@ -1,0 +1,87 @@
+"""When is a refinement attempt an improvement? Over trials, with exact tests, never one lucky run.
+
+An attempt is accepted when, against the version it started from:
+
+1. the scenarios that were failing improve, pooled over their trials: one-sided Fisher exact
+   test, p < ``alpha`` (default 0.05), and a higher pass rate;
+2. no scenario regresses (``stats.compare_rates`` says "regressed");
+3. the rest of the train split does not get worse, pooled: a lower pass rate with one-sided
+   p < ``guard_alpha`` (default 0.2, deliberately loose: a guard should err towards rejecting);
+4. the held-out split does not get worse, by the same rule. The assistant never sees held-out
+   scenarios, so this is what catches an attempt that only fits the scenarios it was shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from costar.report.summary import RunSummary
+from costar.stats import compare_rates, fisher_one_sided
+
+ScenarioScores = dict[str, tuple[int, int]]  # scenario id -> (passed, decided trials)
+
+
+@dataclass
+class Decision:
+    accepted: bool
+    reason: str  # for the human reviewer
+    per_scenario: dict[str, str] = field(default_factory=dict)
+    # For the assistant's next brief: never names held-out scenarios, which it must not see.
+    feedback: str = ""
+
+    def __post_init__(self) -> None:
+        self.feedback = self.feedback or self.reason
+
+
+def scores_of(summary: RunSummary) -> ScenarioScores:
+    return {s.scenario_id: (s.passed, s.decided) for s in summary.scenarios}
+
+
+def _pool(scores: ScenarioScores, ids: Iterable[str]) -> tuple[int, int]:
+    c = n = 0
+    for s in ids:
+        pc, pn = scores.get(s, (0, 0))
+        c, n = c + pc, n + pn
+    return c, n
+
+
+def _fmt(c: int, n: int) -> str:
+    return f"{c}/{n}"
+
+
+def decide(before: ScenarioScores, after: ScenarioScores, *, targets: list[str], train_rest: list[str],
+           holdout: list[str], alpha: float = 0.05, guard_alpha: float = 0.2) -> Decision:
+    per = {s: compare_rates(*before.get(s, (0, 0)), *after[s], alpha=alpha) for s in after}
+    bc, bn = _pool(before, targets)
+    ac, an = _pool(after, targets)
+    p_better = fisher_one_sided(bc, bn, ac, an, alternative="better")
+    if an == 0 or not (ac / an > (bc / bn if bn else 0.0)) or p_better >= alpha:
+        return Decision(False, f"the failing scenarios did not improve enough ({_fmt(bc, bn)} → {_fmt(ac, an)}, "
+                               f"one-sided p={p_better:.3f}, needs < {alpha})", per)
+    regressed = sorted(s for s, d in per.items() if d == "regressed")
+    held = [s for s in regressed if s in holdout]
+    if held:
+        hb, ha = _pool(before, held), _pool(after, held)
+        return Decision(False, f"held-out guard: regressed on {', '.join(held)} ({_fmt(*hb)} → {_fmt(*ha)})", per,
+                        feedback=f"the change made scenarios held out from you worse ({_fmt(*hb)} → {_fmt(*ha)}): "
+                                 "it fits the failing cases too narrowly; make a more general fix")
+    if regressed:
+        return Decision(False, f"regressed on {', '.join(regressed)}", per)
+    for label, ids in (("the rest of the train split", train_rest), ("the held-out split", holdout)):
+        ids = [s for s in ids if s in after]
+        if not ids:
+            continue
+        rc, rn = _pool(before, ids)
+        hc, hn = _pool(after, ids)
+        if rn and hn and hc / hn < rc / rn:
+            p_worse = fisher_one_sided(rc, rn, hc, hn, alternative="worse")
+            if p_worse < guard_alpha:
+                held_out = label == "the held-out split"
+                reason = (f"{'held-out guard: ' if held_out else ''}worse on {label} ({_fmt(rc, rn)} → "
+                          f"{_fmt(hc, hn)}, one-sided p={p_worse:.3f} < {guard_alpha})")
+                return Decision(False, reason, per, feedback=(
+                    f"the change made scenarios held out from you worse ({_fmt(rc, rn)} → {_fmt(hc, hn)}): "
+                    "make a more general fix" if held_out else reason))
+    return Decision(True, f"failing scenarios {_fmt(bc, bn)} → {_fmt(ac, an)} (p={p_better:.3f}); no regression "
+                          "on the rest of the train split or the held-out split", per)

@@ -1,0 +1,344 @@
+"""The agent loop: run the suite, brief an assistant on the failures, let it patch the agent in
+its own worktree, re-run, and keep the attempt only if the statistics say it helped and hurt
+nothing (train and held-out). The user's working tree is never touched; nothing is merged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from costar.api import Selection, arun_suite
+from costar.config import ProjectConfig, load_config
+from costar.errors import ConfigError
+from costar.refine import git
+from costar.refine.acceptance import Decision, ScenarioScores, decide, scores_of
+from costar.refine.assistants import AssistantTask, CodingAssistant
+from costar.refine.brief import build_brief
+from costar.report.summary import RunSummary
+from costar.run.harness import HarnessOptions
+from costar.scenario import Scenario, load_suite
+from costar.store.sqlite import SQLiteStore
+
+
+@dataclass
+class RefineOptions:
+    iterations: int = 3
+    trials: int | None = None
+    budget_usd: float | None = None
+    budget_seconds: float | None = None
+    concurrency: int | None = None
+    alpha: float = 0.05
+    guard_alpha: float = 0.2
+    seed: int = 0
+
+
+class Attempt(BaseModel):
+    index: int
+    parent: str  # "baseline" or "attempt-N"
+    branch: str
+    worktree: str
+    commit: str | None = None
+    status: str = "rejected"  # accepted | rejected
+    reason: str = ""
+    assistant_message: str = ""
+    feedback: str = ""  # what the next brief tells the assistant (held-out names withheld)
+    changed_files: list[str] = Field(default_factory=list)
+    diff_stat: str = ""
+    run_ids: list[str] = Field(default_factory=list)
+    before: dict[str, tuple[int, int]] = Field(default_factory=dict)  # scenario -> (passed, decided)
+    after: dict[str, tuple[int, int]] = Field(default_factory=dict)
+    decisions: dict[str, str] = Field(default_factory=dict)  # scenario -> improved/regressed/...
+    cost_usd: float = 0.0
+    seconds: float = 0.0
+
+
+class RefineReport(BaseModel):
+    session: str
+    project_dir: str
+    base_commit: str
+    baseline_run_id: str
+    splits: dict[str, str] = Field(default_factory=dict)  # scenario -> train | holdout
+    baseline: dict[str, tuple[int, int]] = Field(default_factory=dict)
+    attempts: list[Attempt] = Field(default_factory=list)
+    best: str | None = None  # branch of the best accepted attempt
+    stopped_because: str = ""
+    cost_usd: float = 0.0
+    seconds: float = 0.0
+    session_dir: str = ""
+
+    @property
+    def accepted(self) -> list[Attempt]:
+        return [a for a in self.attempts if a.status == "accepted"]
+
+
+@dataclass
+class _Candidate:
+    name: str
+    commit: str
+    worktree: Path
+    scores: ScenarioScores
+    failing_train: list[str]
+    summary: RunSummary | None
+
+
+Say = Callable[[str], None]
+
+
+def _pareto_parent(candidates: list[_Candidate], train: list[str], rng: random.Random) -> _Candidate:
+    """GEPA-style: candidates best on at least one train scenario form the front; pick one with
+    probability proportional to how many scenarios it leads on (ties favour the newest)."""
+    wins: dict[int, int] = {}
+    for sc in train:
+        rates = [(c.scores[sc][0] / c.scores[sc][1]) if sc in c.scores and c.scores[sc][1] else 0.0
+                 for c in candidates]
+        best = max(rates, default=0.0)
+        leaders = [i for i, r in enumerate(rates) if r == best]
+        wins[leaders[-1]] = wins.get(leaders[-1], 0) + 1
+    if not wins:
+        return candidates[-1]
+    indices = sorted(wins)
+    return candidates[rng.choices(indices, weights=[wins[i] for i in indices])[0]]
+
+
+class Refiner:
+    def __init__(self, config_path: str | Path | None, assistant: CodingAssistant,
+                 options: RefineOptions | None = None, *, say: Say | None = None) -> None:
+        self.cfg = load_config(config_path)
+        self.options = options or RefineOptions()
+        self.assistant = assistant
+        self.say = say or (lambda _msg: None)
+        self.project_dir = self.cfg.root.resolve()
+        self.root = git.repo_root(self.project_dir)
+        self.rel_project = self.project_dir.relative_to(self.root)
+        self.config_name = Path(config_path).name if config_path else "costar.yaml"
+        self.agent_dir = (self.project_dir / self.cfg.refine.agent_dir).resolve()
+        if not self.agent_dir.is_relative_to(self.root):
+            raise ConfigError(f"refine.agent_dir {self.cfg.refine.agent_dir!r} is outside the git repository")
+        self.store = SQLiteStore(self.cfg.store_path)
+        self.session = time.strftime("%Y%m%d-%H%M%S") + "-" + os.urandom(2).hex()
+        self.session_dir = self.cfg.store_path / "refine" / self.session
+
+    # ------------------------------------------------------------------ guards
+
+    def _protected(self) -> list[Path]:
+        """Files the assistant must not touch: the tests (scenarios, judges) and the project file."""
+        paths = [self.project_dir / s for s in self.cfg.suite] + [self.project_dir / self.cfg.judges_dir,
+                                                                 self.project_dir / self.config_name]
+        return [p.resolve() for p in paths]
+
+    def preflight(self) -> None:
+        if not self.cfg.suite:
+            raise ConfigError("refine needs a suite: set 'suite' in costar.yaml")
+        if self.cfg.agent is None:
+            raise ConfigError("refine needs the agent: set 'agent' in costar.yaml")
+        dirty = git.dirty_paths(self.root, [self.project_dir])
+        dirty = [d for d in dirty if not (self.root / d).resolve().is_relative_to(self.cfg.store_path.resolve())]
+        if dirty:
+            raise ConfigError(f"the working tree has uncommitted changes ({', '.join(dirty[:3])}"
+                              f"{'…' if len(dirty) > 3 else ''}); commit or stash them first: refinement "
+                              "branches from your last commit and never touches your working tree")
+
+    def _outside_agent(self, worktree: Path, files: list[str]) -> list[str]:
+        agent_rel = self.agent_dir.relative_to(self.root)
+        protected = [p.relative_to(self.root) for p in self._protected() if p.is_relative_to(self.root)]
+        bad = []
+        for f in files:
+            rel = Path(f)
+            inside = rel == agent_rel or agent_rel in rel.parents or str(agent_rel) == "."
+            if not inside or any(rel == p or p in rel.parents for p in protected):
+                bad.append(f)
+        return bad
+
+    # ------------------------------------------------------------------ running
+
+    def _worktree_config(self, worktree: Path) -> ProjectConfig:
+        cfg = load_config(worktree / self.rel_project / self.config_name)
+        return cfg
+
+    async def _run(self, worktree: Path, ids: list[str], label: str) -> RunSummary:
+        cfg = self._worktree_config(worktree)
+        scenarios = load_suite([cfg.path(s) for s in cfg.suite])
+        options = HarnessOptions(concurrency=self.options.concurrency or cfg.concurrency,
+                                 trials=self.options.trials or self.cfg.refine.trials or cfg.trials,
+                                 timeout=cfg.timeout)
+        outcome = await arun_suite(scenarios, cfg.agent_spec(), store=self.store, selection=Selection(ids=ids),
+                                   options=options, description=f"refine {self.session} {label}")
+        return outcome.summary
+
+    def _scenarios(self) -> dict[str, Scenario]:
+        return {sc.id: sc for sc in load_suite([self.cfg.path(s) for s in self.cfg.suite])}
+
+    # ------------------------------------------------------------------ the loop
+
+    async def arun(self) -> RefineReport:
+        self.preflight()
+        started = time.monotonic()
+        scenarios = self._scenarios()
+        train = [s for s, sc in scenarios.items() if sc.split == "train"]
+        holdout = [s for s, sc in scenarios.items() if sc.split == "holdout"]
+        base_commit = git.head_sha(self.root)
+        base_wt = self.session_dir / "baseline"
+        git.git(["worktree", "add", "-q", "--detach", str(base_wt), base_commit], self.root)
+        self.say(f"baseline: running {len(scenarios)} scenarios at {base_commit[:10]}")
+        base_summary = await self._run(base_wt, list(scenarios), "baseline")
+        base_scores = scores_of(base_summary)
+        failing = [s for s in train if base_scores.get(s, (0, 0))[0] < base_scores.get(s, (0, 1))[1]]
+        report = RefineReport(session=self.session, project_dir=str(self.project_dir), base_commit=base_commit,
+                              baseline_run_id=base_summary.run_id or "", baseline=base_scores,
+                              splits={s: sc.split for s, sc in scenarios.items()},
+                              session_dir=str(self.session_dir))
+        cost = base_summary.totals.usage.cost_usd
+        if not failing:
+            report.stopped_because = "nothing to refine: every train scenario passes at the baseline"
+            return self._finish(report, started, cost)
+        candidates = [_Candidate("baseline", base_commit, base_wt, base_scores, failing, base_summary)]
+        rng = random.Random(self.options.seed)
+        feedback: list[str] = []
+        iterations = self.options.iterations or self.cfg.refine.iterations
+        for index in range(1, iterations + 1):
+            budget = self._over_budget(started, cost)
+            if budget:
+                report.stopped_because = budget
+                break
+            parent = _pareto_parent(candidates, train, rng)
+            if not parent.failing_train:
+                report.stopped_because = "every train scenario passes"
+                break
+            attempt, candidate, spent = await self._attempt(index, parent, scenarios, train, holdout, feedback)
+            cost += spent
+            report.attempts.append(attempt)
+            if candidate is not None:
+                candidates.append(candidate)
+            else:
+                feedback.append(f"attempt {index}: {attempt.feedback}")
+        else:
+            report.stopped_because = f"ran {iterations} iteration(s)"
+        if not report.stopped_because:
+            report.stopped_because = f"ran {len(report.attempts)} iteration(s)"
+        return self._finish(report, started, cost)
+
+    def _over_budget(self, started: float, cost: float) -> str | None:
+        usd = self.options.budget_usd or self.cfg.refine.budget_usd
+        secs = self.options.budget_seconds or self.cfg.refine.budget_seconds
+        if usd is not None and cost >= usd:
+            return f"money budget spent (${cost:.4f} of ${usd:.4f})"
+        if secs is not None and time.monotonic() - started >= secs:
+            return f"time budget spent ({time.monotonic() - started:.0f} s of {secs:.0f} s)"
+        return None
+
+    async def _attempt(self, index: int, parent: _Candidate, scenarios: dict[str, Scenario], train: list[str],
+                       holdout: list[str], feedback: list[str]) -> tuple[Attempt, _Candidate | None, float]:
+        t0 = time.monotonic()
+        name = f"attempt-{index}"
+        branch = f"costar/refine/{self.session}/{name}"
+        wt = self.session_dir / name
+        git.add_worktree(self.root, wt, branch, parent.commit)
+        attempt = Attempt(index=index, parent=parent.name, branch=branch, worktree=str(wt), before=parent.scores)
+        agent_dir = wt / self.agent_dir.relative_to(self.root)
+        assert parent.summary is not None
+        brief = build_brief(self.store, _only(parent.summary, parent.failing_train), scenarios,
+                            agent_dir=str(agent_dir.relative_to(wt)), editable=self.cfg.refine.components,
+                            feedback=feedback)
+        brief_md, brief_json = self.session_dir / f"{name}.brief.md", self.session_dir / f"{name}.brief.json"
+        brief_md.write_text(brief.to_markdown(), encoding="utf-8")
+        brief_json.write_text(brief.to_json(), encoding="utf-8")
+        self.say(f"{name}: briefing {self.assistant.name} on {len(brief.failures)} failing scenario(s) "
+                 f"(from {parent.name})")
+        outcome = await self.assistant.propose(AssistantTask(brief, wt, agent_dir, brief_md, brief_json))
+        attempt.assistant_message = outcome.message
+        spent = outcome.cost_usd
+        changed = git.changed_files(wt)
+        attempt.changed_files = changed
+        attempt.commit = git.commit_all(wt, f"coSTAR refine {self.session} {name}: {outcome.message[:200]}")
+        if attempt.commit:
+            attempt.diff_stat = git.diff(self.root, parent.commit, attempt.commit, stat=True)
+
+        def reject(reason: str, feedback: str | None = None) -> tuple[Attempt, None, float]:
+            attempt.status, attempt.reason = "rejected", reason
+            attempt.feedback = feedback or reason
+            attempt.seconds = time.monotonic() - t0
+            attempt.cost_usd = spent
+            self.say(f"{name}: rejected — {reason}")
+            return attempt, None, spent
+
+        if not outcome.ok:
+            if "command not found" in outcome.message:
+                raise ConfigError(outcome.message)
+            return reject(outcome.message)
+        if not changed:
+            return reject("the assistant changed nothing")
+        outside = self._outside_agent(wt, changed)
+        if outside:
+            return reject(f"edited files outside the agent ({', '.join(outside[:5])}); only "
+                          f"{self.agent_dir.relative_to(self.root)} may change, never the scenarios or judges")
+        # The failing scenarios first: no improvement there means no need to run the rest.
+        targets = list(parent.failing_train)
+        first = await self._run(wt, targets, f"{name} failing")
+        spent += first.totals.usage.cost_usd
+        attempt.run_ids.append(first.run_id or "")
+        after = scores_of(first)
+        decision = decide(parent.scores, after, targets=targets, train_rest=[], holdout=[],
+                          alpha=self.options.alpha, guard_alpha=self.options.guard_alpha)
+        if not decision.accepted:
+            attempt.after, attempt.decisions = after, decision.per_scenario
+            return reject(decision.reason, decision.feedback)
+        rest = [s for s in scenarios if s not in targets]
+        if rest:
+            second = await self._run(wt, rest, f"{name} rest")
+            spent += second.totals.usage.cost_usd
+            attempt.run_ids.append(second.run_id or "")
+            after.update(scores_of(second))
+        rest_train = [s for s in train if s not in targets]
+        decision = decide(parent.scores, after, targets=targets, train_rest=rest_train, holdout=holdout,
+                          alpha=self.options.alpha, guard_alpha=self.options.guard_alpha)
+        attempt.after, attempt.decisions = after, decision.per_scenario
+        if not decision.accepted:
+            return reject(decision.reason, decision.feedback)
+        attempt.status, attempt.reason = "accepted", decision.reason
+        attempt.seconds, attempt.cost_usd = time.monotonic() - t0, spent
+        self.say(f"{name}: accepted — {decision.reason}")
+        failing = [s for s in train if after.get(s, (0, 0))[0] < after.get(s, (0, 1))[1]]
+        return attempt, _Candidate(name, attempt.commit or parent.commit, wt, after, failing,
+                                   _merge(first, second if rest else None)), spent
+
+    def _finish(self, report: RefineReport, started: float, cost: float) -> RefineReport:
+        report.seconds = time.monotonic() - started
+        report.cost_usd = cost
+        if report.accepted:
+            best = max(report.accepted, key=lambda a: (sum(c for c, _ in a.after.values()), a.index))
+            report.best = best.branch
+        from costar.refine.report import render_markdown
+
+        self.session_dir.mkdir(parents=True, exist_ok=True)
+        (self.session_dir / "report.json").write_text(report.model_dump_json(indent=2), encoding="utf-8")
+        (self.session_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
+        return report
+
+    def run(self) -> RefineReport:
+        return asyncio.run(self.arun())
+
+
+def _only(summary: RunSummary, ids: list[str]) -> RunSummary:
+    return summary.model_copy(update={"scenarios": [s for s in summary.scenarios if s.scenario_id in ids]})
+
+
+def _merge(a: RunSummary, b: RunSummary | None) -> RunSummary:
+    if b is None:
+        return a
+    return a.model_copy(update={"scenarios": a.scenarios + b.scenarios})
+
+
+def refine(config_path: str | Path | None, assistant: CodingAssistant, options: RefineOptions | None = None,
+           *, say: Say | None = None) -> RefineReport:
+    return Refiner(config_path, assistant, options, say=say).run()
+
+
+__all__ = ["Attempt", "Decision", "RefineOptions", "RefineReport", "Refiner", "refine"]

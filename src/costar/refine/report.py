@@ -1,0 +1,52 @@
+"""What the human reviewer reads: branches, diffs, before/after rates with intervals, cost, time."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from costar.stats import wilson_interval
+
+if TYPE_CHECKING:
+    from costar.refine.loop import Attempt, RefineReport
+
+
+def _rate(c: int, n: int) -> str:
+    if not n:
+        return "—"
+    lo, hi = wilson_interval(c, n)
+    return f"{c}/{n} ({100 * c / n:.0f}% [{100 * lo:.0f}–{100 * hi:.0f}%])"
+
+
+def _table(report: RefineReport, attempt: Attempt) -> list[str]:
+    lines = ["| scenario | split | before | after | change |", "|---|---|---|---|---|"]
+    for sc in sorted(set(attempt.before) | set(attempt.after)):
+        before, after = attempt.before.get(sc, (0, 0)), attempt.after.get(sc)
+        lines.append(f"| {sc} | {report.splits.get(sc, '?')} | {_rate(*before)} | "
+                     f"{_rate(*after) if after else 'not run'} | {attempt.decisions.get(sc, '—')} |")
+    return lines
+
+
+def render_markdown(report: RefineReport) -> str:
+    out = [f"# coSTAR refine session {report.session}", "",
+           f"- project: `{report.project_dir}` at `{report.base_commit[:12]}`",
+           f"- baseline run: `{report.baseline_run_id}`",
+           f"- stopped: {report.stopped_because}",
+           f"- cost ${report.cost_usd:.4f} · time {report.seconds:.0f} s",
+           f"- attempts: {len(report.attempts)}, accepted: {len(report.accepted)}", ""]
+    if report.best:
+        out += [f"**Recommended for review:** branch `{report.best}`. Nothing was merged; to take it:",
+                "", "```", f"git diff HEAD {report.best}", f"git merge {report.best}", "```", ""]
+    else:
+        out += ["No attempt was accepted; the rejected branches are kept for inspection.", ""]
+    for a in report.attempts:
+        out += [f"## Attempt {a.index} — {a.status.upper()} (from {a.parent})", "",
+                f"- branch `{a.branch}`" + (f" at `{a.commit[:12]}`" if a.commit else " (no commit)"),
+                f"- worktree `{a.worktree}`",
+                f"- reason: {a.reason}",
+                f"- assistant: {a.assistant_message}",
+                f"- cost ${a.cost_usd:.4f} · time {a.seconds:.0f} s · runs {', '.join(a.run_ids) or '—'}", ""]
+        if a.diff_stat:
+            out += ["```", a.diff_stat.rstrip(), "```", ""]
+        if a.after:
+            out += [*_table(report, a), ""]
+    return "\n".join(out)

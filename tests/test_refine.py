@@ -1,0 +1,206 @@
+"""The agent loop on a small real git repository: red → green, the held-out guard, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import child_env, costar_cmd
+
+from costar.errors import ConfigError
+from costar.refine import BuiltinAssistant, CommandAssistant, RefineOptions, Refiner
+from costar.refine.acceptance import decide
+from costar.stats import fisher_one_sided
+from costar.testing import ScriptedModelServer
+
+AGENT = """
+import pathlib, sys
+prompt = sys.stdin.read().lower()
+skill = pathlib.Path(__file__).with_name("skill.md").read_text().lower()
+always_median = "always" in skill and "median" in skill
+skew_rule = "skewed" in skill and "median" in skill
+if "skewed" in prompt:
+    stat = "median" if (always_median or skew_rule) else "mean"
+elif "symmetric" in prompt:
+    stat = "median" if always_median else "mean"
+else:
+    stat = "nothing"
+print(f"filled the missing values with the {stat}")
+"""
+
+SUITE = """
+defaults:
+  trials: 4
+scenarios:
+  - id: skewed-income
+    prompt: Fill the missing values of the skewed income column.
+    expectations:
+      checks: [{output_contains: median}]
+      criteria: [Skewed columns are filled with the median.]
+  - id: plain
+    prompt: Say what you filled.
+    expectations:
+      checks: [{output_contains: filled}]
+  - id: symmetric-age
+    split: holdout
+    prompt: Fill the missing values of the symmetric age column.
+    expectations:
+      checks: [{output_contains: mean}]
+"""
+
+ASSISTANT = """
+import pathlib, sys
+counter = pathlib.Path(sys.argv[1])
+n = int(counter.read_text()) if counter.exists() else 0
+counter.write_text(str(n + 1))
+brief, repo = pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
+assert "skewed-income" in brief.read_text() and "symmetric-age" not in brief.read_text()
+skill = repo / "agent" / "skill.md"
+mode = sys.argv[4] if len(sys.argv) > 4 else ("overfit" if n == 0 else "good")
+if mode == "overfit":
+    skill.write_text("Always fill missing values with the median.\\n")
+elif mode == "good":
+    skill.write_text("Fill skewed columns with the median; symmetric ones with the mean.\\n")
+elif mode == "outside":
+    (repo / "scenarios" / "suite.yaml").write_text("id: cheat\\nprompt: x\\n")
+elif mode == "fail":
+    sys.exit("assistant crashed")
+elif mode == "hang":
+    import time; time.sleep(60)
+"""
+
+
+def sh(*args: str, cwd: Path) -> str:
+    return subprocess.run(list(args), cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    (root / "agent").mkdir(parents=True)
+    (root / "scenarios").mkdir()
+    (root / "agent" / "agent.py").write_text(textwrap.dedent(AGENT))
+    (root / "agent" / "skill.md").write_text("Fill missing values with the mean.\n")
+    (root / "scenarios" / "suite.yaml").write_text(textwrap.dedent(SUITE))
+    (root / "costar.yaml").write_text(textwrap.dedent(f"""
+        suite: scenarios
+        concurrency: 4
+        agent:
+          type: command
+          command: [{json.dumps(sys.executable)}, agent/agent.py]
+        refine:
+          agent_dir: agent
+          components: [skill.md]
+        """))
+    (root / ".gitignore").write_text(".costar/\n")
+    sh("git", "init", "-q", cwd=root)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A", cwd=root)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "agent", cwd=root)
+    return root
+
+
+def assistant(tmp_path: Path, mode: str | None = None, timeout: float = 60) -> CommandAssistant:
+    script = tmp_path / "assistant.py"
+    script.write_text(textwrap.dedent(ASSISTANT))
+    cmd = [sys.executable, str(script), str(tmp_path / "calls"), "{brief}", "{repo}"] + ([mode] if mode else [])
+    return CommandAssistant(cmd, timeout=timeout)
+
+
+def test_red_to_green_with_the_held_out_guard(repo: Path, tmp_path: Path) -> None:
+    skill_before = (repo / "agent" / "skill.md").read_text()
+    report = Refiner(repo / "costar.yaml", assistant(tmp_path), RefineOptions(iterations=2)).run()
+    assert report.baseline["skewed-income"] == (0, 4) and report.baseline["symmetric-age"] == (4, 4)
+    first, second = report.attempts
+    assert first.status == "rejected" and first.reason.startswith("held-out guard"), first.reason
+    assert first.after["skewed-income"] == (4, 4) and first.after["symmetric-age"] == (0, 4)
+    assert second.status == "accepted", second.reason
+    assert second.after == {"skewed-income": (4, 4), "plain": (4, 4), "symmetric-age": (4, 4)}
+    assert report.best == second.branch
+    # both attempts are kept as branches; the user's working tree is untouched, nothing merged
+    branches = sh("git", "branch", "--list", "costar/refine/*", cwd=repo).split()
+    assert second.branch in branches and first.branch in branches
+    assert (repo / "agent" / "skill.md").read_text() == skill_before
+    assert sh("git", "status", "--porcelain", cwd=repo) == ""
+    assert "median" in sh("git", "show", f"{second.branch}:agent/skill.md", cwd=repo)
+    assert "skill.md" in second.diff_stat
+    md = (Path(report.session_dir) / "report.md").read_text()
+    assert "Recommended for review" in md and second.branch in md and "[" in md  # rates with intervals
+    brief = (Path(report.session_dir) / "attempt-1.brief.md").read_text()
+    assert "output lacks 'median'" in brief and "symmetric-age" not in brief
+
+
+def test_bad_attempts_are_rejected_and_the_loop_goes_on(repo: Path, tmp_path: Path) -> None:
+    for mode, fragment in (("outside", "edited files outside the agent"), ("fail", "exited with code 1"),
+                           ("nothing", "changed nothing")):
+        report = Refiner(repo / "costar.yaml", assistant(tmp_path, mode), RefineOptions(iterations=1)).run()
+        [attempt] = report.attempts
+        assert attempt.status == "rejected" and fragment in attempt.reason, attempt.reason
+    hang = Refiner(repo / "costar.yaml", assistant(tmp_path, "hang", timeout=1), RefineOptions(iterations=1)).run()
+    assert "timed out" in hang.attempts[0].reason
+    assert sh("git", "status", "--porcelain", cwd=repo) == ""
+
+
+def test_preconditions(repo: Path, tmp_path: Path) -> None:
+    (repo / "agent" / "skill.md").write_text("uncommitted edit\n")
+    with pytest.raises(ConfigError, match="uncommitted changes"):
+        Refiner(repo / "costar.yaml", assistant(tmp_path)).run()
+    sh("git", "checkout", "--", "agent/skill.md", cwd=repo)
+    with pytest.raises(ConfigError, match="assistant command not found"):
+        Refiner(repo / "costar.yaml", CommandAssistant(["no-such-assistant-xyz", "{brief}"]),
+                RefineOptions(iterations=1)).run()
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "costar.yaml").write_text("suite: s\n")
+    with pytest.raises(ConfigError, match="not inside a git repository"):
+        Refiner(plain / "costar.yaml", assistant(tmp_path))
+
+
+def test_nothing_to_refine(repo: Path, tmp_path: Path) -> None:
+    (repo / "agent" / "skill.md").write_text("Fill skewed columns with the median; symmetric ones with the mean.\n")
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "fixed", cwd=repo)
+    report = Refiner(repo / "costar.yaml", assistant(tmp_path), RefineOptions(iterations=2)).run()
+    assert report.stopped_because.startswith("nothing to refine") and report.attempts == []
+
+
+def test_builtin_assistant_rewrites_a_component_with_a_model(repo: Path) -> None:
+    good = "For skewed columns fill with the median; for symmetric columns the mean is fine."
+    with ScriptedModelServer([{"any_message": "skewed-income", "json": {
+            "component": "skill.md", "new_text": good, "rationale": "skew needs the median"}}]) as srv:
+        helper = BuiltinAssistant(srv.model_uri("reflector"), ["skill.md"], client_options={"cache": "off"})
+        report = Refiner(repo / "costar.yaml", helper, RefineOptions(iterations=1)).run()
+        prompt = srv.requests[0].body["messages"][0]["content"]
+    [attempt] = report.attempts
+    assert attempt.status == "accepted", attempt.reason
+    assert "Fill missing values with the mean." in prompt  # the component was shown to the model
+    assert good in sh("git", "show", f"{attempt.branch}:agent/skill.md", cwd=repo)
+
+
+def test_cli_refine(repo: Path, tmp_path: Path) -> None:
+    script = tmp_path / "assistant.py"
+    script.write_text(textwrap.dedent(ASSISTANT))
+    spec = f"cmd:{sys.executable} {script} {tmp_path / 'calls'} {{brief}} {{repo}} good"
+    res = subprocess.run([*costar_cmd(), "refine", "--assistant", spec, "--iterations", "1"], cwd=repo,
+                         capture_output=True, text=True, timeout=300, env=child_env())
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "ACCEPTED" in res.stdout and "git merge costar/refine/" in res.stdout
+    none = subprocess.run([*costar_cmd(), "refine"], cwd=repo, capture_output=True, text=True, env=child_env())
+    assert none.returncode == 2 and "no coding assistant" in none.stderr
+
+
+def test_acceptance_rules_and_one_sided_fisher() -> None:
+    scipy = pytest.importorskip("scipy.stats")
+    for a, an, b, bn in [(0, 6, 6, 6), (3, 6, 4, 6), (2, 10, 8, 10)]:
+        assert fisher_one_sided(a, an, b, bn, alternative="better") == pytest.approx(
+            scipy.fisher_exact([[a, an - a], [b, bn - b]], alternative="less")[1])
+    base = {"t": (0, 3), "h": (3, 3)}
+    assert not decide(base, {"t": (1, 3)}, targets=["t"], train_rest=[], holdout=[]).accepted  # lucky run
+    ok = decide(base, {"t": (3, 3), "h": (3, 3)}, targets=["t"], train_rest=[], holdout=["h"])
+    assert not ok.accepted and "did not improve enough" in ok.reason  # 0/3 → 3/3: p = 0.05, not < 0.05
+    big = {"t": (0, 6), "h": (6, 6)}
+    assert decide(big, {"t": (6, 6), "h": (6, 6)}, targets=["t"], train_rest=[], holdout=["h"]).accepted
+    guard = decide(big, {"t": (6, 6), "h": (2, 6)}, targets=["t"], train_rest=[], holdout=["h"])
+    assert not guard.accepted and "held-out guard" in guard.reason
