@@ -9,8 +9,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import child_env, costar_cmd
 
+from conftest import child_env, costar_cmd
 from costar.errors import ConfigError
 from costar.refine import BuiltinAssistant, CommandAssistant, RefineOptions, Refiner
 from costar.refine.acceptance import decide
