@@ -182,8 +182,8 @@ def test_pytest_plugin_fixture_in_a_real_pytest_run(tmp_path: Path) -> None:
             r = httpx.post(srv.base_url + "/chat/completions", json=body)
             assert r.json()["choices"][0]["message"]["content"] == "from fixture"
     """))
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "costar.testing.fixtures",
-                           "-p", "no:cacheprovider", str(test_file)],
+    # The plugin is registered through the package's pytest11 entry point: no -p needed.
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 passed" in proc.stdout

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from costar.models.background import BackgroundServer
+from costar._server import BackgroundServer
 from costar.testing.rules import IncomingRequest, Rule, load_rules
 from costar.testing.wire import (
     anthropic_message,
