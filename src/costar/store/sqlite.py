@@ -18,7 +18,18 @@ import orjson
 
 from costar._gc import gc_paused
 from costar.errors import StoreError
-from costar.store.base import Run, SpanQuery
+from costar.store.base import (
+    GoldenSet,
+    GoldenSetError,
+    GoldenSetInfo,
+    LabelConflictError,
+    Run,
+    SpanQuery,
+    UnknownTraceError,
+    ValueType,
+    same_value,
+    validate_label,
+)
 from costar.trace.model import Span, SpanEvent, SpanKind, StatusCode, Trace, make_span
 from costar.trace.sanitize import DEFAULT_SANITIZER, Sanitizer
 from costar.verdict import Verdict
@@ -48,6 +59,13 @@ CREATE TABLE IF NOT EXISTS verdicts (
 CREATE INDEX IF NOT EXISTS verdicts_trace ON verdicts (trace_id, name, id);
 CREATE INDEX IF NOT EXISTS verdicts_run ON verdicts (run_id);
 CREATE INDEX IF NOT EXISTS verdicts_fp ON verdicts (trace_id, fingerprint);
+CREATE TABLE IF NOT EXISTS labels (
+  name TEXT NOT NULL, trace_id TEXT NOT NULL, labeler TEXT NOT NULL, created_at REAL NOT NULL,
+  data TEXT NOT NULL, PRIMARY KEY (name, trace_id, labeler));
+CREATE INDEX IF NOT EXISTS labels_trace ON labels (trace_id);
+CREATE TABLE IF NOT EXISTS golden_sets (
+  name TEXT NOT NULL, version INTEGER NOT NULL, judge_name TEXT NOT NULL, created_at REAL NOT NULL,
+  size INTEGER NOT NULL, note TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (name, version));
 """
 
 _KINDS = {k.value: k for k in SpanKind}
@@ -492,3 +510,163 @@ class SQLiteStore:
                 out.update(c.execute(f"SELECT trace_id, fingerprint FROM verdicts WHERE trace_id IN "
                                      f"({','.join('?' * len(chunk))}) AND fingerprint IS NOT NULL", chunk))
         return out
+
+    # ------------------------------------------------------------------ human labels
+
+    def _known_trace_ids(self, c: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
+        known: set[str] = set()
+        for i in range(0, len(ids), 900):
+            chunk = list(ids[i:i + 900])
+            known.update(r[0] for r in c.execute(
+                f"SELECT trace_id FROM traces WHERE trace_id IN ({','.join('?' * len(chunk))})", chunk))
+        return known
+
+    def write_labels(self, labels: Sequence[Verdict], *, replace: bool = False,
+                     value_type: ValueType | None = None) -> int:
+        """Store human labels atomically: on any error (see ``validate_label``, unknown traces,
+        conflicts) nothing is written. A label identical to the stored one (value and rationale) is
+        left as it is; a different one needs ``replace``. Returns how many labels were written."""
+        batch: dict[tuple[str, str, str], Verdict] = {}
+        for label in labels:
+            v = validate_label(label, value_type)
+            key = (v.name, str(v.trace_id), str(v.source_id))
+            first = batch.setdefault(key, v)
+            if first is not v and not _same_label(first, v):
+                raise LabelConflictError(
+                    f"two different labels from {key[2]!r} for trace {key[1]!r} ({key[0]!r}) in one batch "
+                    f"({first.value!r} and {v.value!r}); keep one of them")
+        if not batch:
+            return 0
+        with self._write() as c:
+            ids = sorted({k[1] for k in batch})
+            known = self._known_trace_ids(c, ids)
+            missing = [t for t in ids if t not in known]
+            if missing:
+                more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+                raise UnknownTraceError(f"no trace {missing[0]!r}{more} in {self.root}; label only stored "
+                                        "traces: check the id, or import the trace first")
+            existing = self._stored_labels(c, batch)
+            rows = []
+            for key, v in batch.items():
+                old = existing.get(key)
+                if old is not None and _same_label(old, v):
+                    continue
+                if old is not None and not replace:
+                    raise LabelConflictError(
+                        f"{key[2]!r} already labeled trace {key[1]!r} for {key[0]!r} as {old.value!r}; "
+                        f"pass replace=True (--replace) to change it to {v.value!r}, or delete that label first")
+                rows.append((v.name, v.trace_id, v.source_id, v.created_at, v.model_dump_json()))
+            c.executemany("INSERT OR REPLACE INTO labels VALUES (?,?,?,?,?)", rows)
+        return len(rows)
+
+    def _stored_labels(self, c: sqlite3.Connection,
+                       keys: dict[tuple[str, str, str], Verdict]) -> dict[tuple[str, str, str], Verdict]:
+        by_name: dict[str, list[str]] = {}
+        for name, tid, _ in keys:
+            by_name.setdefault(name, []).append(tid)
+        out: dict[tuple[str, str, str], Verdict] = {}
+        for name, tids in by_name.items():
+            ids = sorted(set(tids))
+            for i in range(0, len(ids), 900):
+                chunk = ids[i:i + 900]
+                for row in c.execute(f"SELECT name, trace_id, labeler, data FROM labels WHERE name=? AND trace_id "
+                                     f"IN ({','.join('?' * len(chunk))})", [name, *chunk]):
+                    if (row[0], row[1], row[2]) in keys:
+                        out[(row[0], row[1], row[2])] = Verdict.model_validate_json(row[3])
+        return out
+
+    @staticmethod
+    def _label_where(name: str | None, labeler: str | None) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        args: list[Any] = []
+        if name is not None:
+            where.append("name=?")
+            args.append(name)
+        if labeler is not None:
+            where.append("labeler=?")
+            args.append(labeler.strip())
+        return where, args
+
+    def labels(self, *, name: str | None = None, trace_ids: Sequence[str] | None = None,
+               labeler: str | None = None) -> list[Verdict]:
+        """Human labels (Verdicts with source human), oldest first, filtered by judge name,
+        traces and labeler."""
+        where, args = self._label_where(name, labeler)
+        rows: list[Any] = []
+        with self._guard():
+            c = self._conn()
+            if trace_ids is None:
+                sql = "SELECT created_at, rowid, data FROM labels" + (f" WHERE {' AND '.join(where)}" if where else "")
+                rows = c.execute(sql, args).fetchall()
+            else:
+                ids = sorted(set(trace_ids))
+                for i in range(0, len(ids), 900):
+                    chunk = ids[i:i + 900]
+                    clause = " AND ".join([*where, f"trace_id IN ({','.join('?' * len(chunk))})"])
+                    rows += c.execute(f"SELECT created_at, rowid, data FROM labels WHERE {clause}",
+                                      [*args, *chunk]).fetchall()
+        rows.sort(key=lambda r: (r[0], r[1]))
+        return [Verdict.model_validate_json(r[2]) for r in rows]
+
+    def delete_labels(self, *, name: str, trace_ids: Sequence[str] | None = None,
+                      labeler: str | None = None) -> int:
+        """Delete a judge's labels (optionally only on some traces or by one labeler), atomically."""
+        where, args = self._label_where(name, labeler)
+        deleted = 0
+        with self._write() as c:
+            if trace_ids is None:
+                return c.execute(f"DELETE FROM labels WHERE {' AND '.join(where)}", args).rowcount
+            ids = sorted(set(trace_ids))
+            for i in range(0, len(ids), 900):
+                chunk = ids[i:i + 900]
+                clause = " AND ".join([*where, f"trace_id IN ({','.join('?' * len(chunk))})"])
+                deleted += c.execute(f"DELETE FROM labels WHERE {clause}", [*args, *chunk]).rowcount
+        return deleted
+
+    # ------------------------------------------------------------------ golden sets
+
+    def write_golden_set(self, golden: GoldenSet) -> None:
+        """Save a new version; it must be the next one, so two concurrent edits cannot both win."""
+        with self._write() as c:
+            latest = c.execute("SELECT max(version) FROM golden_sets WHERE name=?", (golden.name,)).fetchone()[0] or 0
+            if golden.version != latest + 1:
+                raise GoldenSetError(
+                    f"golden set {golden.name!r} is at version {latest}, so the next version is {latest + 1}, "
+                    f"not {golden.version}; reload the set and apply the change again")
+            c.execute("INSERT INTO golden_sets VALUES (?,?,?,?,?,?,?)",
+                      (golden.name, golden.version, golden.judge_name, golden.created_at, len(golden.examples),
+                       golden.note, golden.model_dump_json()))
+
+    def golden_set(self, name: str, version: int | None = None) -> GoldenSet:
+        """A version of a golden set (the latest when ``version`` is None)."""
+        with self._guard():
+            c = self._conn()
+            if version is None:
+                row = c.execute("SELECT data FROM golden_sets WHERE name=? ORDER BY version DESC LIMIT 1",
+                                (name,)).fetchone()
+            else:
+                row = c.execute("SELECT data FROM golden_sets WHERE name=? AND version=?", (name, version)).fetchone()
+            if row is None:
+                versions = [r[0] for r in c.execute("SELECT version FROM golden_sets WHERE name=? ORDER BY version",
+                                                    (name,))]
+                names = [r[0] for r in c.execute("SELECT DISTINCT name FROM golden_sets ORDER BY name LIMIT 20")]
+        if row is not None:
+            return GoldenSet.model_validate_json(row[0])
+        if versions:
+            raise GoldenSetError(f"golden set {name!r} has no version {version}; it has versions "
+                                 f"{versions[0]} to {versions[-1]}")
+        known = f"the sets are: {', '.join(names)}" if names else "create one first"
+        raise GoldenSetError(f"no golden set {name!r} in {self.root}; {known}")
+
+    def golden_sets(self, name: str | None = None) -> list[GoldenSetInfo]:
+        """Every version (of one set, or of all), by name then version, without their examples."""
+        sql = "SELECT name, version, judge_name, created_at, size, note FROM golden_sets"
+        with self._guard():
+            rows = self._conn().execute(sql + (" WHERE name=?" if name is not None else "") + " ORDER BY name, version",
+                                        (name,) if name is not None else ()).fetchall()
+        return [GoldenSetInfo(name=r[0], version=r[1], judge_name=r[2], created_at=r[3], size=r[4], note=r[5])
+                for r in rows]
+
+
+def _same_label(a: Verdict, b: Verdict) -> bool:
+    return same_value(a.value, b.value) and a.rationale == b.rationale
