@@ -34,6 +34,7 @@ from costar.report.summary import (
     ScenarioSummary,
     TrialSummary,
     fmt_cost,
+    fmt_curves,
     fmt_pct,
     fmt_rate,
     fmt_seconds,
@@ -467,11 +468,12 @@ def _scenario_rows(summary: RunSummary) -> Safe:
 
 def _judge_rows(judges: Sequence[JudgeSummary]) -> Safe:
     head = el("tr", *[el("th", h) for h in ("judge", "role", "pass", "fail", "error", "metric",
-                                            "pass rate [95% CI]", "mean value", "fingerprints", "cost")])
+                                            "pass rate [95% CI]", "pass@k / pass^k", "mean value",
+                                            "fingerprints", "cost")])
     rows = [el("tr", el("td", j.name), el("td", j.role),
                el("td", j.passed, class_="num"), el("td", j.failed, class_="num"),
                el("td", j.errors, class_="num"), el("td", j.metrics, class_="num"),
-               el("td", fmt_rate(j.rate), class_="num"),
+               el("td", fmt_rate(j.rate), class_="num"), el("td", fmt_curves(j), class_="num"),
                el("td", "—" if j.mean_value is None else f"{j.mean_value:.3g}", class_="num"),
                el("td", ", ".join(j.fingerprints[:5]) + (" …" if len(j.fingerprints) > 5 else ""), class_="mono"),
                el("td", fmt_cost(j.cost_usd), class_="num"))

@@ -20,7 +20,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from costar.report.summary import RunSummary, ScenarioSummary, TrialSummary, VerdictBrief, clip
+from costar.report.summary import RunSummary, ScenarioSummary, TrialSummary, VerdictBrief, clip, fmt_curves, fmt_rate
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 MESSAGE_CHARS = 500
@@ -104,6 +104,9 @@ def junit_xml(summary: RunSummary, *, name: str = "costar") -> str:
                        ("run_id", summary.run_id), ("description", summary.description)):
         if value:
             _sub(props, "property", name=key, value=value)
+    for j in summary.judges:
+        _sub(props, "property", name=f"judge.{j.name}.pass_rate", value=fmt_rate(j.rate))
+        _sub(props, "property", name=f"judge.{j.name}.pass_at_k_pass_hat_k", value=fmt_curves(j))
     for s in summary.scenarios:
         _scenario_cases(suite, s, counts)
     elapsed = f"{summary.totals.usage.latency_s:.3f}"

@@ -204,6 +204,9 @@ class JudgeSummary(BaseModel):
     sources: list[str] = Field(default_factory=list)
     cost_usd: float = 0.0
     seconds: float = 0.0
+    # Over the scenarios this judge decided, averaged per k like the run's curves.
+    pass_at_k: list[CurvePoint] = Field(default_factory=list)
+    pass_hat_k: list[CurvePoint] = Field(default_factory=list)
 
     @property
     def role(self) -> Literal["gate", "diagnostic", "metric"]:
@@ -359,10 +362,15 @@ class _JudgeTally:
         self.sources: set[str] = set()
         self.cost_usd = 0.0
         self.seconds = 0.0
+        self.per_scenario: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # passed, decided
 
-    def add(self, v: Verdict) -> None:
+    def add(self, v: Verdict, scenario_id: str = NO_SCENARIO) -> None:
         self.gating = self.gating or decides(v)
         self.counts[v.outcome] += 1
+        if v.outcome in ("pass", "fail"):
+            tally = self.per_scenario[scenario_id]
+            tally[0] += v.outcome == "pass"
+            tally[1] += 1
         # bool is an int subclass; a pass/fail value is not a measurement to average.
         if isinstance(v.value, int | float) and not isinstance(v.value, bool) and v.error is None:
             self.values.append(float(v.value))
@@ -379,7 +387,9 @@ class _JudgeTally:
             metrics=c["metric"], rate=Rate.of(c["pass"], c["pass"] + c["fail"]),
             mean_value=sum(self.values) / len(self.values) if self.values else None,
             fingerprints=sorted(self.fingerprints), sources=sorted(self.sources),
-            cost_usd=self.cost_usd, seconds=self.seconds)
+            cost_usd=self.cost_usd, seconds=self.seconds,
+            pass_at_k=_curve([(n, c) for c, n in self.per_scenario.values()], hat=False),
+            pass_hat_k=_curve([(n, c) for c, n in self.per_scenario.values()], hat=True))
 
 
 def _expected_trials(run: Run | None, scenario: Scenario | None) -> int | None:
@@ -391,7 +401,11 @@ def _expected_trials(run: Run | None, scenario: Scenario | None) -> int | None:
 
 
 def _suite_curve(scenarios: Sequence[ScenarioSummary], hat: bool) -> list[CurvePoint]:
-    counts = [(s.decided, s.passed) for s in scenarios]
+    return _curve([(s.decided, s.passed) for s in scenarios], hat)
+
+
+def _curve(counts: Sequence[tuple[int, int]], hat: bool) -> list[CurvePoint]:
+    """Mean pass@k (or pass^k) over (trials, passes) pairs, for every k some pair reaches."""
     top = max((n for n, _ in counts), default=0)
     points = []
     for k in range(1, top + 1):
@@ -438,7 +452,7 @@ def summarize(run: Run | None, traces: Iterable[Trace], verdicts: Iterable[Verdi
         trial = summarize_trial(trace, trace_verdicts)
         by_scenario[trial.scenario_id].append(trial)
         for v in trace_verdicts:
-            judges.setdefault(v.name, _JudgeTally(v.name)).add(v)
+            judges.setdefault(v.name, _JudgeTally(v.name)).add(v, trial.scenario_id)
 
     listed = scenarios.values() if isinstance(scenarios, Mapping) else scenarios or []
     known = {sc.id: sc for sc in listed}
@@ -510,6 +524,17 @@ def fmt_seconds(seconds: float | None) -> str:
     if seconds < 120:
         return f"{seconds:.1f}s"
     return f"{seconds / 60:.1f}min"
+
+
+def fmt_curves(j: JudgeSummary) -> str:
+    """pass@k and pass^k at the largest k every judged scenario reached (k=1 is the pass rate)."""
+    if not j.pass_hat_k:
+        return "—"
+    full = [p for p in j.pass_hat_k if p.scenarios == j.pass_hat_k[0].scenarios]
+    k = full[-1].k if full else 1
+    at = next(p.value for p in j.pass_at_k if p.k == k)
+    hat = next(p.value for p in j.pass_hat_k if p.k == k)
+    return f"{fmt_pct(at)} / {fmt_pct(hat)} (k={k})"
 
 
 def plural(n: int, word: str) -> str:

@@ -19,6 +19,7 @@ from costar.report.summary import (
     TrialSummary,
     VerdictBrief,
     fmt_cost,
+    fmt_curves,
     fmt_pct,
     fmt_rate,
     fmt_seconds,
@@ -82,9 +83,10 @@ def judge_table(judges: list[JudgeSummary]) -> Table:
     table.add_column("fail", justify="right")
     table.add_column("error", justify="right")
     table.add_column("pass rate [95% CI]", justify="right")
+    table.add_column("pass@k / pass^k", justify="right")
     for j in judges:
         table.add_row(Text(one_line(j.name, 60)), j.role, str(j.passed), str(j.failed),
-                      Text(str(j.errors), style="magenta" if j.errors else ""), fmt_rate(j.rate))
+                      Text(str(j.errors), style="magenta" if j.errors else ""), fmt_rate(j.rate), fmt_curves(j))
     return table
 
 
