@@ -6,9 +6,9 @@ import json
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 
-from conftest import EXTERNAL
 from rich.console import Console
 
+from conftest import EXTERNAL
 from costar.report.html import render_html
 from costar.report.junit import junit_xml
 from costar.report.summary import summarize
