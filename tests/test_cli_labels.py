@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 from conftest import EXTERNAL, child_env, costar_cmd
-
 from costar.store.sqlite import SQLiteStore
 
 
