@@ -135,7 +135,8 @@ def test_command_agent_failures(project: Path, store: SQLiteStore) -> None:
             time.sleep(300)
         """))
     pidfile = project / "grandchild.pid"
-    scs = [Scenario(id=m, prompt=m, timeout=2 if m == "hang" else 60) for m in ("crash", "exit", "flood", "hang")]
+    # The hang timeout leaves room for a loaded CI machine to start the agent and its child.
+    scs = [Scenario(id=m, prompt=m, timeout=6 if m == "hang" else 60) for m in ("crash", "exit", "flood", "hang")]
     started = time.monotonic()
     traces = {t.scenario_id: t for t in run_harness(
         store, scs, {"type": "command", "command": [sys.executable, "bad.py"], "env": {"PIDFILE": str(pidfile)},
