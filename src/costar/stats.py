@@ -110,6 +110,17 @@ def _hypergeometric_terms(row1: int, col1: int, total: int) -> tuple[int, list[i
     return lo, terms
 
 
+def _margins_terms(a_successes: int, a_n: int, b_successes: int, b_n: int) -> tuple[int, list[int]] | None:
+    """The hypergeometric terms of the 2x2 table, or None when the margins leave no uncertainty."""
+    _check_counts(a_successes, a_n)
+    _check_counts(b_successes, b_n)
+    total = a_n + b_n
+    col1 = a_successes + b_successes
+    if total == 0 or col1 in (0, total) or 0 in (a_n, b_n):
+        return None
+    return _hypergeometric_terms(a_n, col1, total)
+
+
 def fisher_exact(a_successes: int, a_n: int, b_successes: int, b_n: int) -> float:
     """Two-sided p-value of Fisher's exact test on the 2x2 table of successes and failures.
 
@@ -117,13 +128,10 @@ def fisher_exact(a_successes: int, a_n: int, b_successes: int, b_n: int) -> floa
     likely than the observed one (the same convention as ``scipy.stats.fisher_exact``). The
     comparison is on exact integers, so there is no floating-point tolerance to tune.
     """
-    _check_counts(a_successes, a_n)
-    _check_counts(b_successes, b_n)
-    total = a_n + b_n
-    col1 = a_successes + b_successes
-    if total == 0 or col1 in (0, total) or 0 in (a_n, b_n):
+    table = _margins_terms(a_successes, a_n, b_successes, b_n)
+    if table is None:
         return 1.0
-    lo, terms = _hypergeometric_terms(a_n, col1, total)
+    lo, terms = table
     observed = terms[a_successes - lo]
     extreme = sum(t for t in terms if t <= observed)
     return min(1.0, extreme / sum(terms))
@@ -135,13 +143,10 @@ def fisher_one_sided(a_successes: int, a_n: int, b_successes: int, b_n: int, *, 
     test asks "did the failing scenarios improve?" and a guard asks "did anything get worse?"."""
     if alternative not in ("better", "worse"):
         raise ValueError("alternative must be 'better' or 'worse'")
-    _check_counts(a_successes, a_n)
-    _check_counts(b_successes, b_n)
-    total = a_n + b_n
-    col1 = a_successes + b_successes
-    if total == 0 or col1 in (0, total) or 0 in (a_n, b_n):
+    table = _margins_terms(a_successes, a_n, b_successes, b_n)
+    if table is None:
         return 1.0
-    lo, terms = _hypergeometric_terms(a_n, col1, total)
+    lo, terms = table
     # terms[i] is the probability that A has lo + i successes; B better means A has fewer.
     idx = a_successes - lo
     tail = terms[: idx + 1] if alternative == "better" else terms[idx:]
