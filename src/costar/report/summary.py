@@ -20,6 +20,7 @@ later comparison of two runs need nothing but summaries.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
@@ -260,6 +261,11 @@ class RunSummary(BaseModel):
 # --------------------------------------------------------------------------- folding
 
 
+def natural_key(text: str) -> list[tuple[int, int | str]]:
+    """Sort key that puts task-2 before task-10."""
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", text) if part]
+
+
 def latest_per_name(verdicts: Iterable[Verdict]) -> dict[str, list[Verdict]]:
     """Verdicts grouped by trace id, keeping the last one given per (trace, name).
 
@@ -456,7 +462,7 @@ def summarize(run: Run | None, traces: Iterable[Trace], verdicts: Iterable[Verdi
 
     listed = scenarios.values() if isinstance(scenarios, Mapping) else scenarios or []
     known = {sc.id: sc for sc in listed}
-    order = list(known) + sorted(sid for sid in by_scenario if sid not in known)
+    order = list(known) + sorted((sid for sid in by_scenario if sid not in known), key=natural_key)
     summaries = [summarize_scenario(sid, by_scenario.get(sid, []), known.get(sid),
                                     _expected_trials(run, known.get(sid)))
                  for sid in order]
