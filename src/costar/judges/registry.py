@@ -1,17 +1,29 @@
-"""Finding judges by name: the project's registry, entry points, or ``module:attr``."""
+"""Finding judges by name: registered judges, the project's ``judges/`` folder, entry points,
+built-in templates, or ``module:attr``.
+
+Lookup order for a name: judges registered in code and defined in the project, then plugins
+(entry-point group ``costar.judges``), then the built-in templates (``skill_invocation``,
+``best_practices``, ``outcome``). Project judges with ``apply_to`` join every matching scenario.
+"""
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from costar.errors import ConfigError
 from costar.judges.base import Judge, JudgeContext
 from costar.judges.checks import import_object, parse_check
 from costar.scenario import JudgeRef, Scenario
 from costar.verdict import Verdict, VerdictSource
+
+if TYPE_CHECKING:
+    from costar.judges.definitions import DefinitionEntry, JudgeTypeRegistry
 
 
 class FunctionJudge(Judge):
@@ -49,22 +61,70 @@ class FunctionJudge(Judge):
 JudgeFactory = Callable[[JudgeRef], Judge]
 
 
-class JudgeRegistry:
-    """Named judges. ``register`` adds a judge (or a factory taking the scenario's JudgeRef)."""
+@dataclass(frozen=True)
+class JudgeInfo:
+    """One row of ``costar judges list``. ``fingerprint`` is None (and ``error`` says why) when the
+    judge cannot be built as configured, e.g. a template that needs documents it was not given."""
 
-    def __init__(self) -> None:
+    name: str
+    type: str
+    source: str
+    fingerprint: str | None
+    model: str | None
+    gating: bool
+    description: str = ""
+    agreement_floor: dict[str, Any] | None = None
+    applies_to: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class JudgeRegistry:
+    """Named judges. ``register`` adds a judge (or a factory taking the scenario's JudgeRef);
+    ``load_project`` adds the judges defined in a project's ``judges/`` folder."""
+
+    def __init__(self, *, templates: bool = True) -> None:
         self._factories: dict[str, JudgeFactory] = {}
         self._entry_points_loaded = False
+        self._sources: dict[str, str] = {}
+        self._entries: dict[str, DefinitionEntry] = {}
+        self._use_templates = templates
+        self._templates: dict[str, DefinitionEntry] | None = None
+        self._project_dir: Path | None = None
+        self._default_model: str | None = None
 
     def register(self, name: str, judge: Judge | JudgeFactory) -> None:
         if isinstance(judge, Judge):
-            self._factories[name] = lambda ref, j=judge: _with_ref(j, ref)
+            self._factories[name] = functools.partial(_with_ref, judge)
         else:
             self._factories[name] = judge
+        self._sources.setdefault(name, "registered")
+
+    def register_definition(self, entry: DefinitionEntry) -> None:
+        """A judge from a definition file: a scenario's ``options`` override its fields, and its own
+        ``gate`` holds unless the scenario sets one."""
+        self._entries[entry.name] = entry
+        self._sources[entry.name] = entry.source
+        self._factories[entry.name] = functools.partial(_from_entry, entry)
+
+    def load_project(self, project_dir: str | Path | None = None, judges_dir: str | Path = "judges", *,
+                     default_model: str | None = None, types: JudgeTypeRegistry | None = None) -> list[str]:
+        """Register every judge under ``project_dir/judges_dir``; returns their names.
+
+        ``default_model`` is the model for judges (and templates) that name none; ``types`` the judge
+        types to build with (default: built-ins and the ``costar.judge_types`` plugins)."""
+        from costar.judges.definitions import discover_judges
+
+        self._project_dir = Path(project_dir or Path.cwd()).resolve()
+        self._default_model = default_model
+        self._templates = None  # templates pick up the project's default model and folder
+        entries = discover_judges(self._project_dir, judges_dir, default_model=default_model, types=types)
+        for e in entries:
+            self.register_definition(e)
+        return [e.name for e in entries]
 
     def names(self) -> list[str]:
         self._load_entry_points()
-        return sorted(self._factories)
+        return sorted(set(self._factories) | set(self._template_entries()))
 
     def _load_entry_points(self) -> None:
         if self._entry_points_loaded:
@@ -75,12 +135,26 @@ class JudgeRegistry:
                 continue
             obj = ep.load()
             self.register(ep.name, obj if isinstance(obj, Judge) else _factory_from(obj, ep.name))
+            self._sources[ep.name] = f"entry point {ep.value}"
+
+    def _template_entries(self) -> dict[str, DefinitionEntry]:
+        if not self._use_templates:
+            return {}
+        if self._templates is None:
+            from costar.judges.definitions import template_entries
+
+            self._templates = {e.name: e for e in template_entries(default_model=self._default_model,
+                                                                    project_dir=self._project_dir)}
+        return self._templates
 
     def resolve(self, ref: JudgeRef) -> Judge:
         self._load_entry_points()
         factory = self._factories.get(ref.name)
         if factory is not None:
             return factory(ref)
+        template = self._template_entries().get(ref.name)
+        if template is not None:
+            return _from_entry(template, ref)
         if ":" in ref.name:
             obj = import_object(ref.name)
             return _factory_from(obj, ref.name)(ref)
@@ -91,7 +165,49 @@ class JudgeRegistry:
     def judges_for(self, scenario: Scenario) -> list[Judge]:
         judges: list[Judge] = list(scenario.check_judges())
         judges.extend(self.resolve(ref) for ref in scenario.judges)
+        listed = {ref.name for ref in scenario.judges}
+        for name, entry in self._entries.items():
+            if name not in listed and entry.apply_to is not None and entry.apply_to.matches(scenario):
+                judges.append(entry.judge())
         return judges
+
+    def infos(self) -> list[JudgeInfo]:
+        """Every judge this registry can resolve by name, for listing."""
+        self._load_entry_points()
+        out: list[JudgeInfo] = []
+        templates = self._template_entries()
+        for name in sorted(set(self._factories) | set(templates)):
+            entry = self._entries.get(name) or (templates.get(name) if name not in self._factories else None)
+            source = entry.source if entry is not None else self._sources.get(name, "registered")
+            try:
+                judge = entry.judge() if entry is not None else self._factories[name](JudgeRef(name=name))
+            except Exception as exc:  # listing shows a broken judge instead of failing the whole list
+                out.append(JudgeInfo(name=name, type=entry.type if entry is not None else "?", source=source,
+                                     fingerprint=None, model=None, gating=entry.gating if entry else True,
+                                     description=entry.description if entry is not None else "",
+                                     error=f"{type(exc).__name__}: {exc}"))
+                continue
+            out.append(_info(name, judge, source, entry))
+        return out
+
+
+def _info(name: str, judge: Judge, source: str, entry: DefinitionEntry | None) -> JudgeInfo:
+    from costar.judges.definitions import judge_type_of
+
+    floor = entry.agreement_floor if entry is not None else None
+    applies = entry.apply_to if entry is not None else None
+    return JudgeInfo(
+        name=name, type=entry.type if entry is not None else judge_type_of(judge), source=source,
+        fingerprint=judge.fingerprint(), model=getattr(judge, "model", None), gating=judge.gating,
+        description=(entry.description if entry is not None else "") or str(getattr(judge, "description", "") or ""),
+        agreement_floor=floor.model_dump() if floor is not None else None,
+        applies_to=applies.model_dump(exclude_defaults=True) if applies is not None else None)
+
+
+def _from_entry(entry: DefinitionEntry, ref: JudgeRef) -> Judge:
+    judge = entry.with_options(ref.options)
+    # JudgeRef.gate defaults to true; only a gate the scenario wrote overrides the definition's own.
+    return judge.with_gating(ref.gate) if "gate" in ref.model_fields_set else judge
 
 
 def _with_ref(judge: Judge, ref: JudgeRef) -> Judge:
@@ -112,3 +228,21 @@ def _factory_from(obj: Any, name: str) -> JudgeFactory:
 
 
 DEFAULT_REGISTRY = JudgeRegistry()
+
+
+def project_registry(project_dir: str | Path | None = None, judges_dir: str | Path = "judges", *,
+                     default_model: str | None = None, extra: Sequence[tuple[str, Judge]] = (),
+                     types: JudgeTypeRegistry | None = None) -> JudgeRegistry:
+    """A registry with the project's judges (from ``project_dir/judges_dir``), plugins and templates:
+    what ``costar run`` and ``costar assess`` should resolve scenario judges with."""
+    reg = JudgeRegistry()
+    for name, judge in extra:
+        reg.register(name, judge)
+    reg.load_project(project_dir, judges_dir, default_model=default_model, types=types)
+    return reg
+
+
+def list_judges(project_dir: str | Path | None = None, judges_dir: str | Path = "judges", *,
+                default_model: str | None = None) -> list[JudgeInfo]:
+    """The judges a project can use (its own, plugins, templates) with fingerprints, for ``costar judges list``."""
+    return project_registry(project_dir, judges_dir, default_model=default_model).infos()

@@ -1,0 +1,271 @@
+"""Agentic judges: a model that explores a stored trace with tools, then submits a verdict.
+
+The trace is never put into the prompt: the judge asks for pages of it (trace_tools), can run Python
+against a copy of the workspace files (sandbox), and finishes by calling ``submit_verdict`` with a
+value, a rationale and the span ids its verdict rests on. Iterations, tokens and money are budgeted;
+running out of any is an error verdict that names the budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from costar.errors import ConfigError
+from costar.judges.base import Judge, JudgeContext
+from costar.judges.llm import (
+    DEFAULT_MODEL,
+    RATIONALE_MAX,
+    ClientHolder,
+    Sample,
+    Spend,
+    ValueSpec,
+    build_verdict,
+    check_template,
+    context_values,
+    docs_digest,
+    render,
+    sampling,
+    template_variables,
+)
+from costar.judges.sandbox import Sandbox, SandboxLimits
+from costar.judges.trace_tools import ALL_TOOLS, ToolLimits, TraceToolbox, TraceView, clip
+from costar.models.errors import ModelError
+from costar.verdict import Verdict, VerdictSource
+
+if TYPE_CHECKING:
+    from costar.models.client import ModelClient
+
+SUBMIT = "submit_verdict"
+MAX_EVIDENCE = 20
+DEFAULT_TOOLS = ALL_TOOLS
+
+SYSTEM_PROMPT = """You judge an AI agent's work from the recording of one of its runs: a trace of spans \
+(model calls, tool calls, skills, errors) plus the files its workspace held at the end. A trace can be far \
+too large to read whole, so you explore it with tools and look only at what the question needs. Tool \
+results are clipped; their notes say how to page for more. Base the verdict on what the tools showed you, \
+not on what the agent claims.
+
+When you know the answer, call submit_verdict once with:
+- rationale: what you checked and what you found, at most {rationale_max} characters
+- value: {value}
+- evidence: ids of the spans that support the verdict, the earliest cause first
+
+You have at most {iterations} turns."""
+
+TASK_FOOTER = "\n\nExplore the trace with the tools (trace_info is a good start), then call submit_verdict."
+NUDGE = "Keep using the tools if you need more evidence; when you are done, call submit_verdict."
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Per exploration: model turns, tokens (input + output, summed over turns) and money."""
+
+    max_iterations: int = 12
+    max_tokens: int | None = 60_000
+    max_cost_usd: float | None = None
+
+
+def _content_chars(m: Mapping[str, Any]) -> int:
+    n = len(m.get("content") or "")
+    for call in m.get("tool_calls") or ():
+        n += len(call.get("function", {}).get("arguments") or "")
+    return n
+
+
+def bound_history(messages: list[dict[str, Any]], max_chars: int, elided: set[int]) -> None:
+    """Elide the oldest tool results until the conversation fits ``max_chars``: every turn resends the
+    history, so without this a long exploration grows its prompt without bound. The latest two results
+    are always kept."""
+    total = sum(_content_chars(m) for m in messages)
+    if total <= max_chars:
+        return
+    tool_idx = [i for i, m in enumerate(messages) if m.get("role") == "tool" and i not in elided]
+    for i in tool_idx[:-2]:
+        old = messages[i]["content"] or ""
+        note = f"[elided: an earlier tool result of {len(old)} characters; call the tool again if you need it]"
+        messages[i] = {**messages[i], "content": note}
+        elided.add(i)
+        total -= len(old) - len(note)
+        if total <= max_chars:
+            return
+
+
+def order_evidence(view: TraceView, ids: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(known ids ordered by start time, earliest first; ids that are not spans of this trace)."""
+    known: list[tuple[int, str]] = []
+    unknown: list[str] = []
+    for span_id in dict.fromkeys(ids):
+        s = view.spans.get(span_id)
+        if s is None:
+            unknown.append(span_id)
+        else:
+            known.append((s.start_ns, span_id))
+    return [i for _, i in sorted(known)], unknown
+
+
+class AgenticJudge(Judge):
+    """A judge that is itself an agent: it explores the trace with bounded tools and submits a verdict."""
+
+    source = VerdictSource.AGENT
+    # Explores through TraceView, which pages the store when the trace was loaded without its spans.
+    needs_spans = False
+
+    def __init__(self, name: str, instructions: str, *, model: str | ModelClient = DEFAULT_MODEL,
+                 value: ValueSpec | str | Mapping[str, Any] = "bool", tools: Sequence[str] | None = None,
+                 budget: Budget | None = None, samples: int = 1, temperature: float | None = None,
+                 seed: int | None = None, tool_limits: ToolLimits | None = None,
+                 sandbox: SandboxLimits | None = None, max_context_chars: int = 40_000,
+                 max_output_tokens: int = 1024, max_chars: int = 4000, system: str | None = None,
+                 docs: Mapping[str, str] | None = None, tool_choice: Literal["required", "auto"] = "required",
+                 gate: bool = True, description: str = "", version: str = "1",
+                 max_concurrency: int | None = None) -> None:
+        if samples < 1:
+            raise ConfigError(f"judge {name!r}: samples must be at least 1")
+        wanted = list(tools) if tools is not None else list(DEFAULT_TOOLS)
+        unknown = [t for t in wanted if t not in ALL_TOOLS]
+        if unknown:
+            raise ConfigError(f"judge {name!r}: unknown tool(s) {unknown} (known: {', '.join(ALL_TOOLS)})")
+        self.name = name
+        self.instructions = instructions
+        self.value = value if isinstance(value, ValueSpec) else ValueSpec.model_validate(value)
+        self.tools = wanted
+        self.budget = budget or Budget()
+        if self.budget.max_iterations < 1:
+            raise ConfigError(f"judge {name!r}: max_iterations must be at least 1")
+        self.samples = samples
+        self.temperature, self._seeds = sampling(samples, temperature, seed)
+        self.seed = seed
+        self.tool_limits = tool_limits or ToolLimits()
+        self.sandbox_limits = sandbox or SandboxLimits()
+        self.max_context_chars = max_context_chars
+        self.max_output_tokens = max_output_tokens
+        self.max_chars = max_chars
+        self.system = system
+        self.docs = dict(docs or {})
+        self.tool_choice = tool_choice
+        self.gating = gate
+        self.description = description
+        self.version = str(version)
+        check_template(instructions, name)
+        self._prompt = instructions + TASK_FOOTER
+        self._prompt_vars = template_variables(self._prompt)
+        # Malformed tool-call JSON cannot be answered with a tool result, so the client re-asks.
+        self._clients = ClientHolder(model, output_retries=2, max_concurrency=max_concurrency)
+
+    @property
+    def model(self) -> str:
+        return self._clients.uri
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "agentic", "instructions": self.instructions, "system": self.system, "model": self.model,
+                "value": self.value.model_dump(exclude_defaults=True), "tools": sorted(self.tools),
+                "budget": dataclasses.asdict(self.budget), "samples": self.samples,
+                "temperature": self.temperature, "seed": self.seed,
+                "tool_limits": dataclasses.asdict(self.tool_limits),
+                "sandbox": dataclasses.asdict(self.sandbox_limits), "max_context_chars": self.max_context_chars,
+                "max_output_tokens": self.max_output_tokens, "max_chars": self.max_chars,
+                "tool_choice": self.tool_choice, "docs": docs_digest(self.docs)}
+
+    def submit_spec(self) -> dict[str, Any]:
+        return {"type": "function", "function": {
+            "name": SUBMIT, "description": "Submit the verdict. Call it once, when you are done exploring.",
+            "parameters": {"type": "object", "additionalProperties": False, "required": ["rationale", "value"],
+                           "properties": {
+                               "rationale": {"type": "string", "maxLength": RATIONALE_MAX},
+                               "value": self.value.json_schema(),
+                               "evidence": {"type": "array", "maxItems": MAX_EVIDENCE,
+                                            "items": {"type": "string", "maxLength": 64},
+                                            "description": "span ids, earliest cause first"}}}}}
+
+    def messages(self, ctx: JudgeContext) -> list[dict[str, Any]]:
+        values = context_values(ctx, self._prompt_vars, max_chars=self.max_chars, docs=self.docs)
+        system = self.system or SYSTEM_PROMPT.format(rationale_max=RATIONALE_MAX, value=self.value.describe(),
+                                                     iterations=self.budget.max_iterations)
+        return [{"role": "system", "content": system}, {"role": "user", "content": render(self._prompt, values)}]
+
+    async def aevaluate(self, ctx: JudgeContext) -> Verdict:
+        started = time.perf_counter()
+        view = TraceView.of(ctx)
+        sandbox = Sandbox(ctx.trace.artifacts, ctx.store, self.sandbox_limits) if "run_python" in self.tools else None
+        try:
+            toolbox = TraceToolbox(view, limits=self.tool_limits, enabled=self.tools, sandbox=sandbox, docs=self.docs)
+            messages = await asyncio.to_thread(self.messages, ctx)
+            spend = Spend()
+            samples = await asyncio.gather(*(self._explore(toolbox, messages, seed, spend) for seed in self._seeds))
+        finally:
+            if sandbox is not None:
+                sandbox.close()
+        meta: dict[str, Any] = {"turns": spend.calls, "tool_calls": dict(toolbox.calls)}
+        verdict = build_verdict(self.name, self.value, samples, spend, started, source=self.source, model=self.model,
+                                metadata=meta)
+        if len(samples) > 1 and verdict.evidence:  # merged from several explorations: order them again
+            ordered, _ = await asyncio.to_thread(order_evidence, view, verdict.evidence)
+            verdict = verdict.model_copy(update={"evidence": ordered})
+        return verdict
+
+    async def _explore(self, toolbox: TraceToolbox, start: list[dict[str, Any]], seed: int | None,
+                       total: Spend) -> Sample:
+        client = self._clients.get()
+        specs = [*toolbox.specs(), self.submit_spec()]
+        messages = list(start)
+        elided: set[int] = set()
+        mine = Spend()  # budgets hold per exploration; ``total`` is what the verdict reports
+        b = self.budget
+        for turn in range(1, b.max_iterations + 1):
+            bound_history(messages, self.max_context_chars, elided)
+            try:
+                r = await client.achat(messages, tools=specs, tool_choice=self.tool_choice,
+                                       temperature=self.temperature, seed=seed, max_tokens=self.max_output_tokens)
+            except ModelError as exc:
+                return Sample(error=f"model call failed on turn {turn}: {exc}", attempts=turn)
+            mine.add(r)
+            total.add(r)
+            if b.max_tokens is not None and mine.tokens > b.max_tokens:
+                return Sample(error=f"token budget exceeded: {mine.tokens} tokens after {turn} turn(s) "
+                                    f"(max_tokens={b.max_tokens})", attempts=turn)
+            if b.max_cost_usd is not None and not mine.cost_known:
+                # An unpriced model would make the money budget silently unenforced.
+                return Sample(error=f"money budget cannot be enforced: the price of {r.provider}:/{r.model} is "
+                                    "unknown (add it to the price table, or remove max_cost_usd)", attempts=turn)
+            if b.max_cost_usd is not None and mine.cost_usd > b.max_cost_usd:
+                return Sample(error=f"money budget exceeded: ${mine.cost_usd:.4f} after {turn} turn(s) "
+                                    f"(max_cost_usd={b.max_cost_usd:g})", attempts=turn)
+            messages.append(r.message())
+            if not r.tool_calls:
+                messages.append({"role": "user", "content": NUDGE})
+                continue
+            for call in r.tool_calls:
+                if call.name == SUBMIT:
+                    outcome = await self._submission(call.arguments, toolbox.view)
+                    if isinstance(outcome, Sample):
+                        outcome.attempts = turn
+                        return outcome
+                    text = outcome
+                else:
+                    text = await toolbox.call(call.name, call.arguments)
+                messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
+        return Sample(error=f"iteration budget exhausted: {b.max_iterations} turn(s) without a submitted verdict "
+                            f"(max_iterations={b.max_iterations})", attempts=b.max_iterations)
+
+    async def _submission(self, args: Mapping[str, Any], view: TraceView) -> Sample | str:
+        """A Sample when the submission is usable; otherwise an error text the model gets back."""
+        try:
+            value = self.value.coerce(args.get("value"))
+        except ValueError as exc:
+            return f"error: {exc}; call submit_verdict again with a valid value"
+        rationale = args.get("rationale")
+        if not isinstance(rationale, str) or not rationale.strip():
+            return "error: rationale must be a non-empty string; call submit_verdict again"
+        raw = args.get("evidence") or []
+        if isinstance(raw, str):
+            raw = [raw]
+        if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+            return "error: evidence must be a list of span ids (strings); call submit_verdict again"
+        evidence, unknown = await asyncio.to_thread(order_evidence, view, raw[:MAX_EVIDENCE])
+        notes: dict[str, Any] = {"unknown_evidence": unknown} if unknown else {}
+        return Sample(value=value, rationale=clip(rationale.strip(), RATIONALE_MAX), evidence=evidence, notes=notes)
