@@ -133,8 +133,9 @@ class Assessor:
         # Batches: a couple of queries load a batch, one transaction stores its verdicts.
         for i in range(0, len(plan), self.batch_size):
             batch = plan[i:i + self.batch_size]
+            spans = any(j.needs_spans for _, _, judges in batch for j in judges)
             traces = {t.trace_id: t for t in await asyncio.to_thread(
-                self.store.get_traces, [p[0] for p in batch])}
+                self.store.get_traces, [p[0] for p in batch], spans=spans)}
             results = await asyncio.gather(*(one(traces[tid], sc, js) for tid, sc, js in batch if tid in traces))
             verdicts = [v for vs in results for v in vs]
             await asyncio.to_thread(self.store.write_verdicts, verdicts, run_id)

@@ -37,6 +37,7 @@ class ProjectConfig(BaseModel):
     trials: int | None = Field(None, ge=1)
     timeout: float | None = Field(None, gt=0)
     judges_dir: str = "judges"
+    # models.judge: the default model of judges that name none (else COSTAR_JUDGE_MODEL, else local:/smollm2).
     models: dict[str, Any] = Field(default_factory=dict)
     refine: RefineConfig = Field(default_factory=RefineConfig)
 
@@ -55,6 +56,12 @@ class ProjectConfig(BaseModel):
     @property
     def store_path(self) -> Path:
         return self.path(self.store)
+
+    def judge_registry(self) -> Any:
+        """The judges this project can use: its judges/ folder, plugins, templates."""
+        from costar.judges.registry import project_registry
+
+        return project_registry(self.root, self.judges_dir, default_model=self.models.get("judge"))
 
     def agent_spec(self) -> dict[str, Any] | str | None:
         """The agent mapping with ``cwd`` defaulting to the project folder."""

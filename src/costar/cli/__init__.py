@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from costar.cli import agreement, compare, core, labels, models, refine, traces  # noqa: F401  (registers the commands)
+from costar.cli import agreement, compare, core, judges, labels, models, refine, traces  # noqa: F401  (registers the commands)
 from costar.cli.common import app, err_console
 from costar.errors import CostarError
 

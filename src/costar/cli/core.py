@@ -87,7 +87,7 @@ def run(
     with bar:
         try:
             outcome = api.run_suite(paths, agent_spec, store=store or cfg.store_path, selection=selection,
-                                    options=options, resume=resume, events=events)
+                                    options=options, resume=resume, events=events, registry=cfg.judge_registry())
         except KeyboardInterrupt:
             err_console.print("interrupted: finished trials are stored; resume with 'costar run --resume latest'")
             raise typer.Exit(130) from None
@@ -110,7 +110,7 @@ def assess(
     """Re-score stored traces with the current judges, without running the agent."""
     cfg = load_project(config)
     outcome = api.assess_run(run_id, store=store or cfg.store_path, force=force,
-                             suite=[str(p) for p in suite] if suite else None)
+                             suite=[str(p) for p in suite] if suite else None, registry=cfg.judge_registry())
     s = outcome.assess
     assert s is not None
     console.print(f"assessed {s.traces} traces: {s.judged} verdicts computed, {s.cached} cached, "

@@ -54,6 +54,9 @@ class Judge(ABC):
     gating: bool = True
     source: VerdictSource = VerdictSource.CODE
     version: str = "1"
+    # False when the judge reads only the trace's head (output, totals, artifacts) or pages spans
+    # from the store itself: re-scoring then never loads whole span lists.
+    needs_spans: bool = True
 
     @abstractmethod
     def config(self) -> dict[str, Any]: ...

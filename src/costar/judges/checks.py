@@ -47,6 +47,7 @@ class Check(BaseModel):
     kind: ClassVar[str] = ""
     primary: ClassVar[str | None] = None
     version: ClassVar[int] = 1
+    uses_spans: ClassVar[bool] = False  # tool, skill and error checks read spans; the rest the head
 
     def run(self, ctx: JudgeContext) -> CheckResult:
         raise NotImplementedError
@@ -394,6 +395,7 @@ def _subset(want: Any, have: Any) -> bool:
 @register_check
 class ToolCalled(Check):
     kind: ClassVar[str] = "tool_called"
+    uses_spans: ClassVar[bool] = True
     primary: ClassVar[str | None] = "name"
 
     name: str
@@ -416,6 +418,7 @@ class ToolCalled(Check):
 @register_check
 class ToolOrder(Check):
     kind: ClassVar[str] = "tool_order"
+    uses_spans: ClassVar[bool] = True
     primary: ClassVar[str | None] = "sequence"
 
     sequence: list[str] = Field(min_length=1)
@@ -457,6 +460,7 @@ def skill_spans(spans: Iterable[Span], skill: str) -> list[Span]:
 @register_check
 class SkillInvoked(Check):
     kind: ClassVar[str] = "skill_invoked"
+    uses_spans: ClassVar[bool] = True
     primary: ClassVar[str | None] = "name"
 
     name: str
@@ -472,6 +476,7 @@ class SkillInvoked(Check):
 @register_check
 class NoErrorSpans(Check):
     kind: ClassVar[str] = "no_error_spans"
+    uses_spans: ClassVar[bool] = True
     primary: ClassVar[str | None] = "enabled"
 
     enabled: bool = True
@@ -575,6 +580,7 @@ class PythonCheck(Check):
     """A user function ``f(ctx, **args)`` returning bool, (bool, rationale), dict or CheckResult."""
 
     kind: ClassVar[str] = "python"
+    uses_spans: ClassVar[bool] = True
     primary: ClassVar[str | None] = "function"
 
     function: str
@@ -612,6 +618,7 @@ class CheckJudge(Judge):
         self.explicit_name = name
         self.name = name or (("not " if negate else "") + check.describe())
         self.version = str(check.version)
+        self.needs_spans = check.uses_spans
 
     def config(self) -> dict[str, Any]:
         return {"kind": self.check.kind, "params": self.check.model_dump(mode="json", by_alias=True),

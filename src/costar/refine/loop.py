@@ -170,7 +170,8 @@ class Refiner:
                                  trials=self.options.trials or self.cfg.refine.trials or cfg.trials,
                                  timeout=cfg.timeout)
         outcome = await arun_suite(scenarios, cfg.agent_spec(), store=self.store, selection=Selection(ids=ids),
-                                   options=options, description=f"refine {self.session} {label}")
+                                   options=options, description=f"refine {self.session} {label}",
+                                   registry=cfg.judge_registry())
         return outcome.summary
 
     def _scenarios(self) -> dict[str, Scenario]:

@@ -1,0 +1,167 @@
+"""costar judges …: list judges, measure them against humans, gate them, ask where to label."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from costar.cli.common import ConfigOpt, StoreOpt, app, console, load_project, open_project_store
+from costar.errors import ConfigError
+
+judges_app = typer.Typer(no_args_is_help=True, help="Judges: list, agreement with humans, gates, labeling queue.")
+app.add_typer(judges_app, name="judges")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+GoldenOpt = Annotated[str | None, typer.Option("--golden", help="Golden set to measure on (default: every labeled trace).")]
+SplitOpt = Annotated[str, typer.Option("--split", help="train, validation, test or all.")]
+
+
+def _emit(result: Any, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+    else:
+        console.print(result.format(), markup=False, highlight=False)
+
+
+@judges_app.command("list")
+def judges_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """The judges this project can use: its judges/ folder, plugins and built-in templates."""
+    from dataclasses import asdict
+
+    from costar.judges.registry import list_judges
+
+    cfg = load_project(config)
+    infos = list_judges(cfg.root, cfg.judges_dir, default_model=cfg.models.get("judge"))
+    if as_json:
+        sys.stdout.write(json.dumps([asdict(i) for i in infos], indent=2, default=str) + "\n")
+        return
+    table = Table("name", "type", "source", "model", "role", "fingerprint", "agreement floor")
+    for i in infos:
+        floor = f"{i.agreement_floor['metric']} ≥ {i.agreement_floor['min']}" if i.agreement_floor else ""
+        table.add_row(i.name, i.type, i.source, i.model or "", "gate" if i.gating else "diagnostic",
+                      i.fingerprint or f"[red]{i.error}[/]", floor)
+    console.print(table)
+
+
+_FLOOR = re.compile(r"^(?P<name>[^:]+):(?P<metric>\w+)>=(?P<min>-?[\d.]+)$")
+
+
+@judges_app.command("check")
+def judges_check(
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    floor: Annotated[list[str] | None, typer.Option("--floor", help="NAME:METRIC>=MIN, e.g. outcome:kappa>=0.6 (repeatable).")] = None,
+    golden: GoldenOpt = None,
+    split: SplitOpt = "test",
+    lower_bound: Annotated[bool, typer.Option("--lower-bound", help="Gate on the interval's lower bound, not the estimate.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fail (exit 1) when a judge's agreement with human labels is below its declared floor."""
+    from costar.align.gates import JudgeFloor, check_agreement_floors
+    from costar.judges.registry import list_judges
+
+    cfg = load_project(config)
+    floors: list[JudgeFloor] = []
+    for info in list_judges(cfg.root, cfg.judges_dir, default_model=cfg.models.get("judge")):
+        if info.agreement_floor:
+            spec = {**info.agreement_floor, "use_lower_bound": lower_bound or info.agreement_floor.get(
+                "use_lower_bound", False)}
+            if golden:
+                spec["golden"], spec["split"] = golden, split
+            floors.append(JudgeFloor(name=info.name, **spec))
+    for text in floor or []:
+        m = _FLOOR.match(text.replace(" ", ""))
+        if not m:
+            raise ConfigError(f"--floor takes NAME:METRIC>=MIN (e.g. outcome:kappa>=0.6), got {text!r}")
+        floors.append(JudgeFloor(name=m["name"], metric=m["metric"], min=float(m["min"]), golden=golden,  # type: ignore[arg-type]
+                                 split=split, use_lower_bound=lower_bound))  # type: ignore[arg-type]
+    if not floors:
+        raise ConfigError("no agreement floors: declare agreement_floor on a judge in judges/ or pass --floor")
+    report = check_agreement_floors(open_project_store(cfg, store), floors)
+    _emit(report, as_json)
+    raise typer.Exit(report.exit_code)
+
+
+@judges_app.command("agreement")
+def judges_agreement_cmd(
+    name: Annotated[str, typer.Argument(help="The judge (its verdict name; labels use the same name).")],
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    golden: GoldenOpt = None,
+    version: Annotated[int | None, typer.Option("--version", help="Golden set version (default: latest).")] = None,
+    split: SplitOpt = "test",
+    labeler: Annotated[str | None, typer.Option("--labeler", help="Only this labeler's labels.")] = None,
+    fingerprint: Annotated[str | None, typer.Option("--fingerprint", help="One judge version (a unique prefix).")] = None,
+    run: Annotated[str | None, typer.Option("--run", help="Only this run's traces.")] = None,
+    labelers: Annotated[tuple[str, str] | None, typer.Option("--labelers", help="Two labelers: human vs human.")] = None,
+    vs: Annotated[str | None, typer.Option("--vs", help="Another judge: judge vs judge.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Agreement of a judge with human labels (or human vs human, judge vs judge), with intervals."""
+    from costar.align.judge_agreement import judge_agreement, judges_agreement, labeler_agreement
+
+    cfg = load_project(config)
+    st = open_project_store(cfg, store)
+    run_id = st.resolve_run_id(run) if run else None
+    if labelers:
+        result = labeler_agreement(st, name, labelers[0], labelers[1], golden=golden, version=version,
+                                   split=split if golden else "all", run_id=run_id)  # type: ignore[arg-type]
+    elif vs:
+        result = judges_agreement(st, name, vs, golden=golden, version=version, split=split,  # type: ignore[arg-type]
+                                  run_id=run_id)
+    else:
+        result = judge_agreement(st, name, golden=golden, version=version, split=split,  # type: ignore[arg-type]
+                                 labeler=labeler, fingerprint=fingerprint, run_id=run_id)
+    _emit(result, as_json)
+
+
+@judges_app.command("uncertain")
+def judges_uncertain(
+    name: Annotated[str, typer.Argument(help="The judge whose uncertain verdicts need a human.")],
+    k: Annotated[int, typer.Option("--k", min=1, help="How many traces to queue.")] = 20,
+    run: Annotated[str | None, typer.Option("--run")] = None,
+    labeler: Annotated[str | None, typer.Option("--labeler", help="Skip only traces this labeler labeled.")] = None,
+    related: Annotated[list[str] | None, typer.Option("--related", help="Other judges measuring the same thing.")] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="Pass threshold of a numeric judge.")] = None,
+    margin: Annotated[float | None, typer.Option("--margin")] = None,
+    queue_out: Annotated[Path | None, typer.Option("--queue-out", help="Write the trace ids for 'costar label --queue'.")] = None,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Active learning: rank unlabeled traces by judge uncertainty; label the top k first."""
+    from costar.align.active import format_candidates, queue_file, rank_for_labeling
+
+    cfg = load_project(config)
+    st = open_project_store(cfg, store)
+    candidates = rank_for_labeling(st, name, k=k, run_id=st.resolve_run_id(run) if run else None, labeler=labeler,
+                                   related=related or (), threshold=threshold, margin=margin)
+    console.print(format_candidates(candidates), markup=False, highlight=False)
+    if queue_out is not None and candidates:
+        queue_file(candidates, queue_out)
+        console.print(f"queue: {queue_out} (label them with: costar label {name} --queue {queue_out})")
+
+
+@judges_app.command("corrected")
+def judges_corrected(
+    name: Annotated[str, typer.Argument(help="The judge.")],
+    golden: Annotated[str, typer.Option("--golden", help="The golden set whose labels measure the judge's errors.")],
+    run: Annotated[str, typer.Option("--run", help="The run to estimate (default: latest).")] = "latest",
+    split: SplitOpt = "test",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The true pass rate estimated from judge verdicts plus a golden set (Rogan–Gladen and PPI)."""
+    from costar.align.corrected import corrected_pass_rate
+
+    cfg = load_project(config)
+    st = open_project_store(cfg, store)
+    _emit(corrected_pass_rate(st, name, run_id=st.resolve_run_id(run), golden=golden, split=split,  # type: ignore[arg-type]
+                              seed=seed), as_json)
