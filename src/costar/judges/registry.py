@@ -120,7 +120,13 @@ class JudgeRegistry:
         entries = discover_judges(self._project_dir, judges_dir, default_model=default_model, types=types)
         for e in entries:
             self.register_definition(e)
-        return [e.name for e in entries]
+        # An aligned version promoted with `costar judges align/promote` replaces the file's definition.
+        from costar.align.versions import active_definitions
+
+        aligned = active_definitions(self._project_dir, default_model=default_model)
+        for e in aligned:
+            self.register_definition(e)
+        return sorted({e.name for e in [*entries, *aligned]})
 
     def names(self) -> list[str]:
         self._load_entry_points()

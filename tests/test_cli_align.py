@@ -1,0 +1,47 @@
+"""costar judges align/versions/rollback through the CLI, and the aligned version in `costar assess`."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from conftest import child_env, costar_cmd
+from costar.align.versions import VersionRegistry
+from costar.store.base import Run
+from costar.store.sqlite import SQLiteStore
+from costar.testing import Rule
+from test_align_optimizers import GUIDELINE, JUDGE, OUTPUT_HAS_TODO, both, build_world, judge_says
+
+
+def costar(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*costar_cmd(), *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env=child_env())
+
+
+def test_align_promote_rollback_and_assess_with_the_active_version(tmp_path: Path, scripted_model_server: Any) -> None:
+    server = scripted_model_server([Rule(name="distil", system="distil the judgment", json={"guidelines": [GUIDELINE]}),
+                                    judge_says(False, when=both(GUIDELINE, OUTPUT_HAS_TODO)), judge_says(True)])
+    store = SQLiteStore(tmp_path / ".costar")
+    build_world(store, tmp_path, server.model_uri())
+    res = costar("judges", "align", JUDGE, "--optimizer", "memalign", "--embedder", "hashing", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "promoted" in res.stdout.lower()
+    versions = costar("judges", "versions", JUDGE, cwd=tmp_path)
+    assert versions.returncode == 0 and "*" in versions.stdout and "v2" in versions.stdout.replace(" ", ""), versions.stdout
+
+    # The registry now resolves the judge to the aligned version: it judges stored traces correctly.
+    run = Run(run_id="20990101-000000-aaaaaa")
+    store.create_run(run)
+    todo = store.get_trace("t00")
+    store.write_trace(todo.model_copy(update={"trace_id": "z" * 32, "run_id": run.run_id, "scenario_id": "s"}))
+    (tmp_path / "suite.yaml").write_text(f"id: s\nprompt: x\njudges: [{JUDGE}]\nexpectations: {{require_completion: false}}\n")
+    scored = costar("assess", run.run_id, "--suite", "suite.yaml", cwd=tmp_path)
+    assert scored.returncode == 1, scored.stdout + scored.stderr  # the aligned judge fails the TODO answer
+    [verdict] = [v for v in store.verdicts(run_id=run.run_id) if v.name == JUDGE]
+    assert verdict.passed is False and verdict.fingerprint == VersionRegistry(store.root, tmp_path).active(JUDGE).fingerprint
+
+    back = costar("judges", "rollback", JUDGE, cwd=tmp_path)
+    assert back.returncode == 0 and "project definition" in back.stdout, back.stdout + back.stderr
+    rescored = costar("assess", run.run_id, cwd=tmp_path)
+    assert rescored.returncode == 0, rescored.stdout  # the unaligned judge passes everything again
