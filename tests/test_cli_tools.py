@@ -108,3 +108,29 @@ def test_compare_and_metrics_commands_gate_on_regressions(tmp_path: Path) -> Non
     assert m.returncode == 1, m.stdout + m.stderr
     bad = costar("metrics", head, "--max", "tokens", cwd=tmp_path)
     assert bad.returncode == 2 and "METRIC=LIMIT" in bad.stderr
+
+
+def test_run_prints_metric_alerts_against_history(tmp_path: Path) -> None:
+    import sys
+    import textwrap
+
+    (tmp_path / "agent.py").write_text(textwrap.dedent("""
+        import pathlib, sys
+        sys.stdin.read()
+        n = int(pathlib.Path(__file__).with_name("calls.txt").read_text())
+        from costar.trace.export import harness_recording
+        from costar.trace import SpanKind, span
+        with harness_recording("a"):
+            for _ in range(n):
+                with span("execute_tool t", SpanKind.TOOL, {"gen_ai.tool.name": "t"}):
+                    pass
+        print("ok")
+        """))
+    (tmp_path / "suite.yaml").write_text("id: q\nprompt: go\n")
+    (tmp_path / "costar.yaml").write_text(
+        f"suite: suite.yaml\nagent:\n  type: command\n  command: [{json.dumps(sys.executable)}, agent.py]\n")
+    for calls in ("3", "3", "3", "3", "12"):
+        (tmp_path / "calls.txt").write_text(calls)
+        res = costar("run", cwd=tmp_path)
+        assert res.returncode == 0, res.stdout + res.stderr
+    assert "metric alert" in res.stdout and "tool calls" in res.stdout, res.stdout

@@ -92,9 +92,21 @@ def run(
             err_console.print("interrupted: finished trials are stored; resume with 'costar run --resume latest'")
             raise typer.Exit(130) from None
     _render(outcome)
+    _metric_alerts(outcome)
     _write_reports(outcome, html, junit)
     console.print(f"run id: {outcome.run.run_id}")
     raise typer.Exit(outcome.exit_code)
+
+
+def _metric_alerts(outcome: api.RunOutcome) -> None:
+    """Operational anomalies against this agent's earlier runs: they inform, they never gate."""
+    from costar.metrics import check_metrics
+
+    if outcome.store is None:
+        return
+    report = check_metrics(outcome.store, outcome.run.run_id)
+    for scenario_id, check in report.alerts:
+        console.print(f"[yellow]⚠ metric alert[/] {scenario_id}: {check.message}", highlight=False)
 
 
 @app.command()
