@@ -7,13 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from analyst.tools import TOOL_DEFINITIONS, Toolbox, ToolError, parse_arguments
+from analyst.errors import FAILED, NOT_RUN, SkillRequired
+from analyst.tools import Toolbox, ToolError, parse_arguments
 
 from costar.trace import SpanKind, StatusCode, span
 
-SYSTEM_PROMPT = """You are a careful data analyst working in a folder of files.
-Use the tools to look at the data before answering. Load the skill that fits the task first.
-Write the files the user asks for. Finish with a short plain-text answer that states what you did."""
+# Short on purpose: the embedded model has a 4k-token context and follows short numbered steps best.
+SYSTEM_PROMPT = """You are a data analyst working in a folder of files.
+1. Call load_skill with the skill that fits the task.
+2. Do what the skill says. Use the file and column names from the task.
+3. Answer in one or two sentences with the numbers the tools reported.
+If the file is empty or the task is impossible, say so."""
 
 
 @dataclass
@@ -47,9 +51,14 @@ def run_tool(toolbox: Toolbox, call: ToolCall) -> str:
     with span(f"execute_tool {call.name}", SpanKind.TOOL, attrs) as s:
         try:
             result = toolbox.call(call.name, call.arguments)
+        except SkillRequired as exc:
+            # Not a failure: the protocol for a tool used before its skill. The skill's text went
+            # into the model's context, so it counts as invoked.
+            s.set_attributes({"costar.skill.name": exc.skill, "analyst.tool.deferred": True})
+            result = f"{NOT_RUN} {exc}"
         except ToolError as exc:
             s.set_status(StatusCode.ERROR, str(exc).splitlines()[0][:300])
-            result = f"error: {exc}"
+            result = f"{FAILED} {exc}"
         s.set_attribute("gen_ai.tool.call.result", result)
     return result
 
@@ -57,8 +66,10 @@ def run_tool(toolbox: Toolbox, call: ToolCall) -> str:
 def run_agent(prompt: str, toolbox: Toolbox, policy: Policy, max_steps: int = 12) -> str:
     messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt(toolbox)},
                                       {"role": "user", "content": prompt}]
-    for _ in range(max_steps):
-        step = policy.next_step(messages, TOOL_DEFINITIONS)
+    for step_no in range(max_steps):
+        # The last step offers no tools, so the run ends with an answer rather than a cut-off tool call.
+        tools = toolbox.definitions() if step_no < max_steps - 1 else []
+        step = policy.next_step(messages, tools)
         if not step.tool_calls:
             return step.text
         messages.append({"role": "assistant", "content": step.text or None, "tool_calls": [
@@ -69,7 +80,7 @@ def run_agent(prompt: str, toolbox: Toolbox, policy: Policy, max_steps: int = 12
                 call.arguments = parse_arguments(call.arguments)
                 result = run_tool(toolbox, call)
             except ToolError as exc:
-                result = f"error: {exc}"
+                result = f"{FAILED} {exc}"
             messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
     return "I ran out of steps before finishing the task."
 

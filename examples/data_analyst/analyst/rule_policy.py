@@ -32,8 +32,8 @@ def _task(prompt: str) -> str:
     return "unsupported"
 
 
-SKILL_FOR = {"dedupe": "data-cleaning", "types": "data-cleaning", "impute": "missing-values",
-             "profile": "csv-profiling", "count": "csv-profiling"}
+SKILL_FOR = {"dedupe": "deduplication", "types": "data-cleaning", "impute": "missing-values",
+             "profile": "csv-profiling", "count": "counting"}
 
 PROFILE_CODE = """
 import csv, json, statistics
