@@ -221,11 +221,14 @@ BENCHES = {"recording": bench_recording, "harness": bench_harness, "store": benc
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", nargs="*", choices=[*BENCHES, []], default=list(BENCHES))
+    parser.add_argument("which", nargs="*", help=f"any of {', '.join(BENCHES)} (default: all)")
     parser.add_argument("-r", "--reps", type=int, default=5)
     args = parser.parse_args()
     print(f"# {platform.node()} · {platform.processor() or platform.machine()} · Python {platform.python_version()} · "
           f"{time.strftime('%Y-%m-%d')}")
+    unknown = [w for w in args.which if w not in BENCHES]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(BENCHES)}")
     for name in args.which or BENCHES:
         BENCHES[name](args.reps)
 

@@ -21,6 +21,8 @@ class RefineConfig(BaseModel):
     agent_dir: str = "."  # relative to the project folder; edits anywhere else reject an attempt
     components: list[str] = Field(default_factory=list)  # globs (in agent_dir) the built-in assistant may edit
     assistant: dict[str, Any] | str | None = None
+    # Scenarios left out of refinement (e.g. known failures no agent change is meant to fix).
+    exclude_tags: list[str] = Field(default_factory=list)
     iterations: int = Field(3, ge=1, le=100)
     trials: int | None = Field(None, ge=1)
     budget_usd: float | None = Field(None, gt=0)

@@ -184,8 +184,13 @@ class RulePolicy:
             return DEDUPE_CODE.format(src=src, out=out_match[0] if out_match else f"{stem}_clean.csv")
         if task == "impute":
             col = next((c for c in header if c.lower() in prompt.lower()), header[-1])
-            # Follow the loaded skill: it says which statistic fills skewed columns.
-            strategy = "median-if-skewed" if re.search(r"skew\w*[^.\n]*median", skill, re.I) else "mean"
+            # Follow the loaded skill: it says which statistic fills which columns.
+            if re.search(r"always[^.\n]*median", skill, re.I):
+                strategy = "median"
+            elif re.search(r"skew\w*[^.\n]*median", skill, re.I):
+                strategy = "median-if-skewed"
+            else:
+                strategy = "mean"
             return IMPUTE_CODE.format(src=src, col=col, strategy=strategy,
                                       out=out_match[0] if out_match else f"{stem}_filled.csv")
         if task == "types":

@@ -20,6 +20,7 @@ def refine(
     trials: Annotated[int | None, typer.Option("--trials", min=1, help="Trials per scenario for every run.")] = None,
     budget_usd: Annotated[float | None, typer.Option("--budget-usd", min=0.0)] = None,
     budget_seconds: Annotated[float | None, typer.Option("--budget-seconds", min=1.0)] = None,
+    exclude_tag: Annotated[list[str] | None, typer.Option("--exclude-tag", help="Leave scenarios with this tag out (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Run the suite, brief a coding assistant on the failures, try its patches in git worktrees,
@@ -33,7 +34,8 @@ def refine(
         raise ConfigError("no coding assistant: pass --assistant or set refine.assistant in costar.yaml")
     helper = make_assistant(spec, components=cfg.refine.components)
     options = RefineOptions(iterations=iterations or cfg.refine.iterations, trials=trials,
-                            budget_usd=budget_usd, budget_seconds=budget_seconds)
+                            budget_usd=budget_usd, budget_seconds=budget_seconds,
+                            exclude_tags=tuple(exclude_tag or ()))
     path = config or (cfg.root / "costar.yaml" if (cfg.root / "costar.yaml").exists() else None)
     report = Refiner(path, helper, options, say=lambda m: console.print(m, markup=False, highlight=False)).run()
     if as_json:

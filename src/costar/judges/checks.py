@@ -365,6 +365,19 @@ class CsvCheck(Check):
 # --------------------------------------------------------------------------- trace checks
 
 
+def producing_spans(ctx: JudgeContext, path: str, limit: int = 5) -> list[str]:
+    """Tool spans whose arguments or result mention the file, earliest first."""
+    spans = [s for s in ctx.trace.spans if s.kind == SpanKind.TOOL]
+    if not ctx.trace.spans and ctx.store is not None:  # re-scoring from the trace head: page the tool spans
+        from costar.store.base import SpanQuery
+
+        spans = ctx.store.query_spans(ctx.trace.trace_id, SpanQuery(kind=SpanKind.TOOL, limit=2000))
+    name = path.rsplit("/", 1)[-1]
+    hits = [s for s in spans if name in json.dumps(s.attributes.get("gen_ai.tool.call.arguments"), default=str)
+            or name in str(s.attributes.get("gen_ai.tool.call.result", ""))]
+    return [s.span_id for s in sorted(hits, key=lambda s: s.start_ns)[:limit]]
+
+
 def tool_calls(spans: Iterable[Span]) -> list[Span]:
     """TOOL spans in start order: the agent's tool-call timeline."""
     return sorted((s for s in spans if s.kind == SpanKind.TOOL), key=lambda s: s.start_ns)
@@ -642,6 +655,10 @@ class CheckJudge(Judge):
     def evaluate(self, ctx: JudgeContext) -> Verdict:
         r = self.check.run(ctx)
         passed = r.passed != self.negate
+        target = getattr(self.check, "file", None) or getattr(self.check, "path", None)
+        if not passed and not r.evidence and isinstance(target, str):
+            # A failing file check points at the tool calls that produced (or should have) the file.
+            r.evidence = producing_spans(ctx, target)
         rationale = r.rationale if not self.negate else f"negated: {r.rationale}"
         value: Any = r.value if r.value is not None else r.passed
         return Verdict(name=self.name, value=value, passed=passed, rationale=rationale,

@@ -38,6 +38,7 @@ class RefineOptions:
     alpha: float = 0.05
     guard_alpha: float = 0.2
     seed: int = 0
+    exclude_tags: tuple[str, ...] = ()
 
 
 class Attempt(BaseModel):
@@ -175,7 +176,9 @@ class Refiner:
         return outcome.summary
 
     def _scenarios(self) -> dict[str, Scenario]:
-        return {sc.id: sc for sc in load_suite([self.cfg.path(s) for s in self.cfg.suite])}
+        excluded = set(self.options.exclude_tags or self.cfg.refine.exclude_tags)
+        return {sc.id: sc for sc in load_suite([self.cfg.path(s) for s in self.cfg.suite])
+                if not excluded & set(sc.tags)}
 
     # ------------------------------------------------------------------ the loop
 

@@ -89,7 +89,8 @@ def load_model(path: Path, *, n_ctx: int = DEFAULT_N_CTX, n_threads: int | None 
             from llama_cpp import Llama
         except ImportError as exc:
             raise LocalModelUnavailableError(f"llama-cpp-python is not installed: {INSTALL_HINT}") from exc
-        llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, verbose=False,
+        # n_threads_batch defaults to every core: two local models at once would fight over them.
+        llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False,
                     chat_format="chatml-function-calling")
         loaded = _Loaded(llm=llm, lock=threading.Lock())
         _models[key] = loaded
