@@ -24,7 +24,7 @@ from costar.scenario import Scenario
 from costar.store.base import Run
 from costar.store.sqlite import SQLiteStore
 from costar.trace import Recording, span
-from costar.trace.model import Span, SpanKind, StatusCode, Totals, Trace, new_span_id, new_trace_id
+from costar.trace.model import Span, SpanKind, Totals, Trace, new_span_id, new_trace_id
 
 RESULTS: list[tuple[str, str, str]] = []
 
