@@ -21,6 +21,14 @@ from costar.models.uri import ModelSpec
 _PLACEHOLDER_KEY = "not-needed"
 
 
+async def _close_when_cancelled(client: openai.AsyncOpenAI) -> None:
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        await client.close()
+        raise
+
+
 class OpenAICompatibleFactory:
     def __init__(self, name: str, *, default_base_url: str | None = None, api_key_env: str | None = None,
                  key_required: bool = False, uses_max_completion_tokens: bool = False,
@@ -115,6 +123,8 @@ class OpenAIProvider:
                 client = openai.AsyncOpenAI(api_key=self._api_key, base_url=self.endpoint, max_retries=0,
                                             timeout=self._timeout)
                 self._async[loop] = client
+                # Close the pool while its loop still runs: asyncio.run() cancels pending tasks on exit.
+                loop.create_task(_close_when_cancelled(client))
             return client
 
     def _kwargs(self, request: ChatRequest) -> dict[str, Any]:
