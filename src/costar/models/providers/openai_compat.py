@@ -100,6 +100,7 @@ class OpenAIProvider:
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
             weakref.WeakKeyDictionary())
         self._async_lock = threading.Lock()
+        self._closers: set[asyncio.Task[None]] = set()
 
     def complete(self, request: ChatRequest, *, timeout: float) -> ProviderReply:
         resp = self._sync.chat.completions.create(**self._kwargs(request), timeout=timeout)
@@ -124,7 +125,9 @@ class OpenAIProvider:
                                             timeout=self._timeout)
                 self._async[loop] = client
                 # Close the pool while its loop still runs: asyncio.run() cancels pending tasks on exit.
-                loop.create_task(_close_when_cancelled(client))
+                closer = loop.create_task(_close_when_cancelled(client))
+                self._closers.add(closer)  # the loop keeps only a weak reference to its tasks
+                closer.add_done_callback(self._closers.discard)
             return client
 
     def _kwargs(self, request: ChatRequest) -> dict[str, Any]:
