@@ -126,6 +126,8 @@ class OpenAIProvider:
                 self._async[loop] = client
                 # Close the pool while its loop still runs: asyncio.run() cancels pending tasks on exit.
                 closer = loop.create_task(_close_when_cancelled(client))
+                # A loop closed without cancelling its tasks (a long-lived background loop) just drops it.
+                closer._log_destroy_pending = False  # type: ignore[attr-defined]
                 self._closers.add(closer)  # the loop keeps only a weak reference to its tasks
                 closer.add_done_callback(self._closers.discard)
             return client
