@@ -219,6 +219,10 @@ class CommandAgent(Agent):
                     else f"{text} {shlex.quote(prompt)}"
             return text
         argv = list(cmd) if isinstance(cmd, list) else shlex.split(cmd)
+        # A bare "python" means the interpreter coSTAR runs in (its virtualenv, its packages), not
+        # whatever comes first on PATH; give a path to use another Python.
+        if argv and argv[0] in ("python", "python3"):
+            argv[0] = sys.executable
         # The agent runs in the workspace, so a path that names a file of the project is made absolute.
         # (abspath, not resolve: a venv's python is a symlink whose target is outside the venv)
         argv = [os.path.abspath(self.cwd / a) if not os.path.isabs(a) and not a.startswith("-")
