@@ -236,6 +236,8 @@ class CommandAgent(Agent):
         receiver = ctx.ensure_receiver() if self.cfg.capture_otlp else None
         key = f"{recording.trace_id}"
         env = {**task.env, **self.cfg.env}
+        # The agent's own child processes (and shell commands) find the same Python first.
+        env["PATH"] = os.pathsep.join(p for p in (os.path.dirname(sys.executable), env.get("PATH")) if p)
         if receiver is not None:
             env.update(receiver.child_env(key))
             if self.cfg.capture_sdk:
