@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-EXTERNAL = REPO.parent / "shared" / "data" / "external"
+# Real public data (tau-bench, SWE-agent, OpenInference, PandaLM, the OTel GenAI conventions),
+# kept in the repository with its licenses so a clean checkout tests against it.
+EXTERNAL = REPO / "tests" / "data" / "external"
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import krippendorff
 import numpy as np
@@ -27,6 +26,7 @@ from statsmodels.stats.inter_rater import aggregate_raters, cohens_kappa
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 from statsmodels.stats.proportion import proportion_confint
 
+from conftest import EXTERNAL
 from costar.align.agreement import (
     AgreementError,
     LabelSetError,
@@ -40,7 +40,7 @@ from costar.align.agreement import (
     proportion,
 )
 
-PANDALM = Path(__file__).resolve().parents[2] / "shared" / "data" / "external" / "pandalm"
+PANDALM = EXTERNAL / "pandalm"
 needs_pandalm = pytest.mark.skipif(not (PANDALM / "testset-v1.json").exists(), reason="PandaLM data not present")
 GPT_LABELS = {"1": 1, "2": 2, "Tie": 0}  # "garbage" (25 unparseable verdicts) stays unmapped
 

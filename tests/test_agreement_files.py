@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix
 
+from conftest import EXTERNAL
 from costar.align.agreement import LabelSetError, NoOverlapError, agreement_between_files, format_agreement
 from costar.align.tables import LabelFileError, load_labels, normalise_label
 
-PANDALM = Path(__file__).resolve().parents[2] / "shared" / "data" / "external" / "pandalm"
+PANDALM = EXTERNAL / "pandalm"
 needs_pandalm = pytest.mark.skipif(not (PANDALM / "testset-v1.json").exists(), reason="PandaLM data not present")
 HUMANS = PANDALM / "testset-v1.json"
 GPT = PANDALM / "gpt-3.5-turbo-testset-v1.json"

@@ -9,11 +9,11 @@ import math
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from conftest import EXTERNAL
 from costar.compare import Comparison, compare_runs, compare_summaries, holm_adjust, stored_summary
 from costar.report.compare import render_comparison
 from costar.report.summary import summarize
@@ -25,7 +25,7 @@ from costar.trace.formats.taubench import import_taubench
 from costar.trace.model import AgentInfo, Totals, Trace
 from costar.verdict import Verdict
 
-TAU_BENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "external" / "tau-bench" / "gpt-4o-airline.json"
+TAU_BENCH = EXTERNAL / "tau-bench" / "gpt-4o-airline.json"
 
 
 def _store_run(store: SQLiteStore, run_id: str, results: dict[str, tuple[int, int]], *, created_at: float = 1.0,

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
+from conftest import EXTERNAL
 from costar.errors import ConfigError
 from costar.trace.formats import FORMATS, detect_format, import_file, write_jsonl
 from costar.trace.formats.transcript import transcript_to_trace
 from costar.trace.otlp import traces_to_otlp_json
-
-EXTERNAL = Path(os.environ.get("COSTAR_EXTERNAL_DATA")
-                or Path(__file__).resolve().parents[2] / "shared" / "data" / "external")
 
 CHAT = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
 

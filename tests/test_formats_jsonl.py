@@ -5,20 +5,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from conftest import EXTERNAL
 from costar.errors import ConfigError
 from costar.trace.formats.jsonl import iter_jsonl, read_jsonl, write_jsonl
 from costar.trace.formats.sweagent import import_sweagent
 from costar.trace.formats.transcript import transcript_to_trace
 from costar.trace.model import Artifact, Trace
-
-EXTERNAL = Path(os.environ.get("COSTAR_EXTERNAL_DATA")
-                or Path(__file__).resolve().parents[2] / "shared" / "data" / "external")
 
 BLOBS = {b"print('hi')\n": "src/app.py", b"\x00\xffbinary\n": "data.bin"}
 

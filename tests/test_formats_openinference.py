@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
+from conftest import EXTERNAL
 from costar.errors import ConfigError
 from costar.trace.formats.openinference import import_openinference, openinference_from_data
 from costar.trace.model import SpanKind
 
-EXTERNAL = Path(os.environ.get("COSTAR_EXTERNAL_DATA")
-                or Path(__file__).resolve().parents[2] / "shared" / "data" / "external")
 FIXTURES = EXTERNAL / "openinference"
 LLM_FIXTURES = sorted(p.name for p in FIXTURES.glob("*.json") if "tool_execution" not in p.name)
 

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
+from conftest import EXTERNAL
 from costar.trace.formats.sweagent import import_sweagent, sweagent_from_data
 from costar.trace.model import SpanKind, Trace, TraceStatus
 
-EXTERNAL = Path(os.environ.get("COSTAR_EXTERNAL_DATA")
-                or Path(__file__).resolve().parents[2] / "shared" / "data" / "external")
 SWE = EXTERNAL / "swe-agent"
 
 

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 
+from conftest import EXTERNAL
 from costar.trace.formats.taubench import import_taubench
 from costar.trace.genai import parse_json
 from costar.trace.model import SpanKind, Trace
 from costar.verdict import Verdict, VerdictSource
 
-EXTERNAL = Path(os.environ.get("COSTAR_EXTERNAL_DATA")
-                or Path(__file__).resolve().parents[2] / "shared" / "data" / "external")
 PATH = EXTERNAL / "tau-bench" / "gpt-4o-airline.json"
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 
+from conftest import EXTERNAL
 from costar.trace.genai import (
     infer_kind,
     message_text,
@@ -20,8 +19,6 @@ from costar.trace.genai import (
 )
 from costar.trace.model import SpanKind
 
-EXTERNAL = Path(os.environ.get("COSTAR_EXTERNAL_DATA")
-                or Path(__file__).resolve().parents[2] / "shared" / "data" / "external")
 FIXTURES = EXTERNAL / "openinference"
 SEMCONV = EXTERNAL / "otel-genai-semconv"
 

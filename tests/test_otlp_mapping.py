@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind as OtelSpanKind
 from opentelemetry.trace import Status, StatusCode
 
+from conftest import EXTERNAL
 from costar.trace.formats.sweagent import import_sweagent
 from costar.trace.formats.taubench import import_taubench
 from costar.trace.model import (
@@ -44,9 +43,6 @@ from costar.trace.otlp import (
     traces_to_export_request,
     traces_to_otlp_json,
 )
-
-EXTERNAL = Path(os.environ.get("COSTAR_EXTERNAL_DATA")
-                or Path(__file__).resolve().parents[2] / "shared" / "data" / "external")
 
 MESSAGES = [{"role": "user", "parts": [{"type": "text", "content": "Weather in Paris?"}]}]
 PROTOBUF = "application/x-protobuf"

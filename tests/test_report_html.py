@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from conftest import EXTERNAL
 from costar.report.html import HtmlLimits, render_html, write_html
 from costar.report.summary import summarize
 from costar.store.sqlite import SQLiteStore
@@ -17,7 +18,7 @@ from costar.trace.model import Artifact, Span, SpanEvent, SpanKind, Trace
 from test_report_support import T0, llm_span, make_run, make_trace, sample_run, verdict
 
 XSS = ['<script>alert(1)</script>', '"><img src=x onerror=alert(1)>']
-TAU_BENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "external" / "tau-bench" / "gpt-4o-airline.json"
+TAU_BENCH = EXTERNAL / "tau-bench" / "gpt-4o-airline.json"
 
 
 class Page(HTMLParser):

@@ -7,10 +7,10 @@ import json
 import math
 from collections import Counter
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 
+from conftest import EXTERNAL
 from costar.stats import (
     compare_rates,
     fisher_exact,
@@ -21,7 +21,7 @@ from costar.stats import (
     wilson_interval,
 )
 
-TAU_BENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "external" / "tau-bench" / "gpt-4o-airline.json"
+TAU_BENCH = EXTERNAL / "tau-bench" / "gpt-4o-airline.json"
 
 # ----------------------------------------------------------------------------- Wilson
 
