@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
-from costar.cli import agreement, compare, core, judges, labels, models, refine, traces  # noqa: F401  (registers the commands)
 from costar.cli.common import app, err_console
 from costar.errors import CostarError
+
+# Each module registers its commands when imported; this order is the order `costar --help` shows.
+for _module in ("core", "compare", "traces", "judges", "label_commands", "refine", "models", "agreement"):
+    importlib.import_module(f"costar.cli.{_module}")
 
 
 def main() -> None:
@@ -15,5 +19,3 @@ def main() -> None:
     except CostarError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-
-
