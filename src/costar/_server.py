@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import threading
 import time
@@ -10,6 +11,8 @@ from types import TracebackType
 from typing import Any
 
 import uvicorn
+
+from costar.errors import ConfigError
 
 
 class BackgroundServer:
@@ -19,7 +22,8 @@ class BackgroundServer:
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, *,
                  startup_timeout: float = 10.0, log_level: str = "warning") -> None:
         self.app = app
-        self.host = host
+        # "[::1]" (URL style) and "::1" are the same IPv6 address.
+        self.host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
         self._requested_port = port
         self._startup_timeout = startup_timeout
         self._log_level = log_level
@@ -32,7 +36,8 @@ class BackgroundServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -41,13 +46,7 @@ class BackgroundServer:
     def start(self) -> BackgroundServer:
         if self._thread is not None:
             return self
-        # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets it knows are TCP, and
-        # without it every keep-alive request waits ~40 ms for delayed ACKs.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self._requested_port))
-        sock.listen(2048)
-        self._socket = sock
+        self._socket = sock = self._listen()
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(self.app, log_level=self._log_level, access_log=False, lifespan="off",
                                 # Hung handlers are cancelled after this on stop, so stop() stays prompt.
@@ -65,6 +64,33 @@ class BackgroundServer:
                 raise RuntimeError(f"server on {self.url} did not start within {self._startup_timeout}s")
             time.sleep(0.005)
         return self
+
+    def _listen(self) -> socket.socket:
+        """A listening TCP socket of the host's family (IPv6 for an address with ':')."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        where = f"[{self.host}]:{self._requested_port}" if family == socket.AF_INET6 else \
+            f"{self.host}:{self._requested_port}"
+        try:
+            # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on sockets it knows are TCP, and
+            # without it every keep-alive request waits ~40 ms for delayed ACKs.
+            sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc} (is IPv6 enabled?); "
+                              "use --host 127.0.0.1") from None
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self._requested_port))
+            sock.listen(2048)
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(f"cannot listen on {where}: the port is already in use; pass another --port "
+                                  "(or stop whatever is using it)") from None
+            if isinstance(exc, socket.gaierror):
+                raise ConfigError(f"cannot listen on {where}: unknown host {self.host!r}; pass an address "
+                                  "such as 127.0.0.1 to --host") from None
+            raise ConfigError(f"cannot listen on {where}: {exc.strerror or exc}; check --host and --port") from None
+        return sock
 
     def _run(self) -> None:
         assert self._server is not None and self._socket is not None

@@ -8,7 +8,10 @@ attribute (a kvlist of sha256 → bytes) that other OTLP consumers simply ignore
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -22,10 +25,11 @@ from costar.store.base import Run, Store
 from costar.trace.formats import ImportResult, import_file
 from costar.trace.formats.jsonl import write_jsonl
 from costar.trace.model import Trace
-from costar.trace.otlp import otlp_json_to_traces, traces_to_otlp_json
+from costar.trace.otlp import OtlpDecodeError, otlp_json_to_traces, traces_to_otlp_json
 
 EXPORT_FORMATS = ("jsonl", "otlp-json")
 BLOBS_KEY = "costar.artifact_blobs"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def _blobs_attribute(trace: Trace, store: Store) -> dict[str, Any] | None:
@@ -57,6 +61,8 @@ def export_run(store: Store, run_ref: str, fmt: str, output: Path | None) -> int
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
     run_id = store.resolve_run_id(run_ref)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "jsonl":
         if output is not None:
             return write_jsonl(store.iter_traces(run_id), output, blob_reader=store.get_blob)
@@ -69,37 +75,109 @@ def export_run(store: Store, run_ref: str, fmt: str, output: Path | None) -> int
     traces = list(store.iter_traces(run_id))
     if output is None:
         _write_otlp_json(traces, store, sys.stdout)
-    else:
-        with output.open("w", encoding="utf-8") as f:
+        return len(traces)
+    # Like the JSONL writer: through a temporary file, so a failure never leaves half an export.
+    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
+    try:
+        with open(fd, "w", encoding="utf-8") as f:
             _write_otlp_json(traces, store, f)
+        Path(tmp).replace(output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return len(traces)
 
 
+def _blob_shape_error(path: Path, what: str) -> ConfigError:
+    return ConfigError(f"{path}: the {BLOBS_KEY} attribute is malformed ({what}); re-export the file "
+                       "with 'costar traces export'")
+
+
+def _decode_blob(item: Any, path: Path) -> tuple[str, bytes]:
+    """One ``{"key": sha256, "value": {"bytesValue": base64}}`` entry, its hash verified."""
+    if not isinstance(item, dict) or not isinstance(item.get("key"), str):
+        raise _blob_shape_error(path, "an entry has no string 'key'")
+    sha = item["key"]
+    if not _SHA256.fullmatch(sha):
+        raise ConfigError(f"{path}: blob key {sha[:80]!r} is not a sha256 (64 lowercase hex digits); "
+                          "the file is damaged or crafted, so nothing was imported")
+    value = item.get("value")
+    text = value.get("bytesValue") if isinstance(value, dict) else None
+    if not isinstance(text, str):
+        raise _blob_shape_error(path, f"blob {sha} has no 'bytesValue' string")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{path}: blob {sha} is not valid base64; re-export the file") from None
+    if hashlib.sha256(data).hexdigest() != sha:
+        raise ConfigError(f"{path}: blob {sha} does not match its sha256 (damaged file); re-export it")
+    return sha, data
+
+
+def _blob_items(kv: dict[str, Any], path: Path) -> list[Any]:
+    value = kv.get("value")
+    kvlist = value.get("kvlistValue") if isinstance(value, dict) else None
+    values = kvlist.get("values", []) if isinstance(kvlist, dict) else None
+    if not isinstance(values, list):
+        raise _blob_shape_error(path, "expected {'value': {'kvlistValue': {'values': [...]}}}")
+    return values
+
+
 def _read_otlp_with_blobs(path: Path) -> ImportResult | None:
-    """OTLP JSON written by ``export_run``: strip our blob attribute before the generic mapping."""
+    """OTLP JSON written by ``export_run``: strip our blob attribute before the generic mapping.
+
+    None when the file is not OTLP JSON carrying that attribute (the generic importers take it).
+    The file is untrusted: every shape is checked and every blob's bytes must hash to its key,
+    with a one-line ConfigError naming the file otherwise."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the file ({exc.strerror or exc}); check the path") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(doc, dict) or "resourceSpans" not in doc:
         return None
+    resource_spans = doc["resourceSpans"]
+    if not isinstance(resource_spans, list):
+        raise ConfigError(f"{path}: OTLP JSON 'resourceSpans' must be an array, got "
+                          f"{type(resource_spans).__name__}; fix or re-export the file")
     blobs: dict[str, bytes] = {}
     found = False
-    for rs in doc["resourceSpans"]:
-        attrs = (rs.get("resource") or {}).get("attributes") or []
+    for rs in resource_spans:
+        if not isinstance(rs, dict):
+            raise ConfigError(f"{path}: each OTLP JSON 'resourceSpans' entry must be an object, got "
+                              f"{type(rs).__name__}; fix or re-export the file")
+        resource = rs.get("resource")
+        attrs = resource.get("attributes") if isinstance(resource, dict) else None
+        if not isinstance(attrs, list):
+            continue  # no attributes of ours here; the OTLP mapping judges the rest of the shape
         keep = []
         for kv in attrs:
-            if kv.get("key") == BLOBS_KEY:
+            if isinstance(kv, dict) and kv.get("key") == BLOBS_KEY:
                 found = True
-                for item in kv.get("value", {}).get("kvlistValue", {}).get("values", []):
-                    blobs[item["key"]] = base64.b64decode(item["value"].get("bytesValue", ""))
+                for item in _blob_items(kv, path):
+                    sha, data = _decode_blob(item, path)
+                    blobs[sha] = data
             else:
                 keep.append(kv)
-        if attrs:
-            rs["resource"]["attributes"] = keep
+        resource["attributes"] = keep
     if not found:
         return None
-    return ImportResult(traces=otlp_json_to_traces(doc), blobs=blobs, format="otlp-json")
+    try:
+        traces = otlp_json_to_traces(doc)
+    except OtlpDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return ImportResult(traces=traces, blobs=blobs, format="otlp-json")
+
+
+def _verify_blobs(path: Path, blobs: dict[str, bytes]) -> None:
+    """Every blob must be stored under the hash of its bytes: the key names a file in the store."""
+    for sha, data in blobs.items():
+        if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+            raise ConfigError(f"{path}: blob key {str(sha)[:80]!r} is not a sha256 (64 lowercase hex digits); "
+                              "the file is damaged or crafted, so nothing was imported")
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise ConfigError(f"{path}: blob {sha} does not match its sha256 (damaged file); re-export it")
 
 
 @dataclass
@@ -119,6 +197,7 @@ def import_into_store(store: Store, path: Path, *, run_id: str | None = None) ->
     res = _read_otlp_with_blobs(path) or import_file(path)
     if not res.traces:
         raise ConfigError(f"{path}: holds no traces")
+    _verify_blobs(path, res.blobs)
     existing = set(store.trace_ids())
     fresh = [t for t in res.traces if t.trace_id not in existing]
     skipped = len(res.traces) - len(fresh)
@@ -127,8 +206,9 @@ def import_into_store(store: Store, path: Path, *, run_id: str | None = None) ->
     for t in fresh:
         rid = run_id or t.run_id or new_run
         groups[rid].append(t.model_copy(update={"run_id": rid}))
-    for data in res.blobs.values():
-        store.put_blob(data)
+    for sha, data in res.blobs.items():
+        if store.put_blob(data) != sha:  # cannot happen after _verify_blobs; never store under a foreign key
+            raise ConfigError(f"{path}: blob {sha} does not match its sha256 (damaged file); re-export it")
     known_runs = {r.run_id for r in store.list_runs(limit=1_000_000)}
     for rid, traces in groups.items():
         if rid not in known_runs:

@@ -137,6 +137,9 @@ def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise LabelFileError(f"cannot read the file ({exc.strerror}); check the path", file=path) from None
+    except UnicodeDecodeError as exc:
+        raise LabelFileError(f"not UTF-8 text (byte {exc.start} cannot be decoded); save it as UTF-8",
+                             file=path) from None
     kind = _kind(path, text)
     if kind in ("csv", "tsv"):
         yield from _csv_records(text, path, "\t" if kind == "tsv" else ",")

@@ -31,7 +31,7 @@ def compare(
     if correction not in ("holm", "none"):
         raise typer.BadParameter("--correction must be 'holm' or 'none'")
     cfg = load_project(config)
-    st = open_project_store(cfg, store)
+    st = open_project_store(cfg, store, create=False)
     comparison = compare_runs(st, base, head, alpha=alpha, correction=correction)  # type: ignore[arg-type]
     if as_json:
         sys.stdout.write(comparison.model_dump_json(indent=2) + "\n")
@@ -73,7 +73,7 @@ def metrics(
     from costar.report.compare import render_metrics
 
     cfg = load_project(config)
-    st = open_project_store(cfg, store)
+    st = open_project_store(cfg, store, create=False)
     report = check_metrics(st, st.resolve_run_id(run_id), history=history, threshold=threshold,
                            min_change=min_change, thresholds=_limits(limits))
     if as_json:

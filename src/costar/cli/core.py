@@ -8,12 +8,31 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from costar import api
-from costar.cli.common import ConfigOpt, StoreOpt, app, console, err_console, load_project, open_project_store
+from costar.cli.common import (
+    ConfigOpt,
+    StoreOpt,
+    app,
+    cells,
+    console,
+    err_console,
+    load_project,
+    open_project_store,
+    writable_file,
+    writing,
+)
 from costar.errors import CostarError
 from costar.run.harness import HarnessOptions
+
+
+def _check_outputs(*paths: Path | None) -> None:
+    """Refuse unwritable report paths before the (possibly long) work that would fill them."""
+    for path in paths:
+        if path is not None:
+            writable_file(path)
 
 
 def _write_reports(outcome: api.RunOutcome, html: Path | None, junit: Path | None) -> None:
@@ -21,15 +40,17 @@ def _write_reports(outcome: api.RunOutcome, html: Path | None, junit: Path | Non
     from costar.report.junit import write_junit
 
     if junit is not None:
-        write_junit(junit, outcome.summary)
-        console.print(f"JUnit XML: {junit}")
+        with writing(junit):
+            write_junit(junit, outcome.summary)
+        console.print(f"JUnit XML: {junit}", markup=False, highlight=False)
     if html is not None:
         st = outcome.store
         assert st is not None
         traces = list(st.iter_traces(outcome.run.run_id))
-        write_html(html, outcome.summary, traces, st.verdicts(run_id=outcome.run.run_id),
-                   title=f"coSTAR run {outcome.run.run_id}")
-        console.print(f"HTML report: {html}")
+        with writing(html):
+            write_html(html, outcome.summary, traces, st.verdicts(run_id=outcome.run.run_id),
+                       title=f"coSTAR run {outcome.run.run_id}")
+        console.print(f"HTML report: {html}", markup=False, highlight=False)
 
 
 def _render(outcome: api.RunOutcome) -> None:
@@ -60,6 +81,7 @@ def run(
     """Run the suite against the agent, record traces, apply the judges, report."""
     if split is not None and split not in ("train", "holdout"):
         raise typer.BadParameter("--split must be 'train' or 'holdout'")
+    _check_outputs(junit, html)
     cfg = load_project(config)
     paths: list[str | Path] | None = [str(p) for p in suite] if suite else [cfg.path(s) for s in cfg.suite] or None
     agent_spec = agent if agent is not None else cfg.agent_spec()
@@ -94,7 +116,7 @@ def run(
     _render(outcome)
     _metric_alerts(outcome)
     _write_reports(outcome, html, junit)
-    console.print(f"run id: {outcome.run.run_id}")
+    console.print(f"run id: {outcome.run.run_id}", markup=False, highlight=False)
     raise typer.Exit(outcome.exit_code)
 
 
@@ -106,7 +128,8 @@ def _metric_alerts(outcome: api.RunOutcome) -> None:
         return
     report = check_metrics(outcome.store, outcome.run.run_id)
     for scenario_id, check in report.alerts:
-        console.print(f"[yellow]⚠ metric alert[/] {scenario_id}: {check.message}", highlight=False)
+        console.print(f"[yellow]⚠ metric alert[/] {escape(str(scenario_id))}: {escape(str(check.message))}",
+                      highlight=False)
 
 
 @app.command()
@@ -120,6 +143,7 @@ def assess(
     html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
 ) -> None:
     """Re-score stored traces with the current judges, without running the agent."""
+    _check_outputs(junit, html)
     cfg = load_project(config)
     outcome = api.assess_run(run_id, store=store or cfg.store_path, force=force,
                              suite=[str(p) for p in suite] if suite else None, registry=cfg.judge_registry())
@@ -129,7 +153,7 @@ def assess(
                   f"{s.restored} restored, {s.errors} judge errors")
     if s.missing_scenarios:
         err_console.print(f"warning: no definition for scenarios {sorted(s.missing_scenarios)}; their traces "
-                          "were not re-scored")
+                          "were not re-scored", markup=False, highlight=False)
     _render(outcome)
     _write_reports(outcome, html, junit)
     raise typer.Exit(outcome.exit_code)
@@ -144,8 +168,9 @@ def report(
     html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
 ) -> None:
     """Show a stored run's results (and write HTML / JUnit reports)."""
+    _check_outputs(junit, html)
     cfg = load_project(config)
-    st = open_project_store(cfg, store)
+    st = open_project_store(cfg, store, create=False)
     run_obj = st.get_run(run_id)
     outcome = api.RunOutcome(run=run_obj, summary=api.summarize_run(st, run_obj.run_id), store=st)
     _render(outcome)
@@ -160,13 +185,13 @@ def runs(config: ConfigOpt = None, store: StoreOpt = None,
     from rich.table import Table
 
     cfg = load_project(config)
-    st = open_project_store(cfg, store)
+    st = open_project_store(cfg, store, create=False)
     table = Table("run id", "status", "agent", "suite", "created")
     import datetime as dt
 
     for r in st.list_runs(limit):
         created = dt.datetime.fromtimestamp(r.created_at).strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(r.run_id, r.status, r.agent.name, ", ".join(r.suite)[:50], created)
+        table.add_row(*cells(r.run_id, r.status, r.agent.name, ", ".join(r.suite)[:50], created))
     console.print(table)
 
 
@@ -175,9 +200,13 @@ def schema(output: Annotated[Path | None, typer.Option("--output", "-o", help="W
     """Print the JSON Schema of scenario files (point your editor's YAML plugin at it)."""
     from costar.scenario import scenario_json_schema
 
+    if output:
+        writable_file(output)
     text = json.dumps(scenario_json_schema(), indent=2)
     if output:
-        output.write_text(text + "\n", encoding="utf-8")
+        with writing(output):
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(text + "\n", encoding="utf-8")
     else:
         sys.stdout.write(text + "\n")
 
@@ -202,8 +231,8 @@ def scenarios(
     found = api.Selection(ids=ids or (), tags=tags or (), split=split).apply(load_suite(paths))
     table = Table("id", "split", "tags", "trials", "checks", "criteria", "judges")
     for sc in found:
-        table.add_row(sc.id, sc.split, ",".join(sc.tags), str(sc.trials), str(len(sc.expectations.checks)),
-                      str(len(sc.expectations.criteria)), ",".join(j.name for j in sc.judges))
+        table.add_row(*cells(sc.id, sc.split, ",".join(sc.tags), sc.trials, len(sc.expectations.checks),
+                             len(sc.expectations.criteria), ",".join(j.name for j in sc.judges)))
     console.print(table)
     console.print(f"{len(found)} scenario(s) valid")
 

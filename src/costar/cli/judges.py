@@ -10,8 +10,19 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from costar.cli.common import ConfigOpt, StoreOpt, app, console, load_project, open_project_store
+from costar.cli.common import (
+    ConfigOpt,
+    StoreOpt,
+    app,
+    cells,
+    console,
+    load_project,
+    open_project_store,
+    writable_file,
+    writing,
+)
 from costar.errors import ConfigError
 
 judges_app = typer.Typer(no_args_is_help=True, help="Judges: list, agreement with humans, gates, labeling queue.")
@@ -44,8 +55,8 @@ def judges_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     table = Table("name", "type", "source", "model", "role", "fingerprint", "agreement floor")
     for i in infos:
         floor = f"{i.agreement_floor['metric']} ≥ {i.agreement_floor['min']}" if i.agreement_floor else ""
-        table.add_row(i.name, i.type, i.source, i.model or "", "gate" if i.gating else "diagnostic",
-                      i.fingerprint or f"[red]{i.error}[/]", floor)
+        table.add_row(*cells(i.name, i.type, i.source, i.model or "", "gate" if i.gating else "diagnostic",
+                             i.fingerprint or Text(str(i.error), style="red"), floor))
     console.print(table)
 
 
@@ -83,7 +94,7 @@ def judges_check(
                                  split=split, use_lower_bound=lower_bound))  # type: ignore[arg-type]
     if not floors:
         raise ConfigError("no agreement floors: declare agreement_floor on a judge in judges/ or pass --floor")
-    report = check_agreement_floors(open_project_store(cfg, store), floors)
+    report = check_agreement_floors(open_project_store(cfg, store, create=False), floors)
     _emit(report, as_json)
     raise typer.Exit(report.exit_code)
 
@@ -107,7 +118,7 @@ def judges_agreement_cmd(
     from costar.align.judge_agreement import judge_agreement, judges_agreement, labeler_agreement
 
     cfg = load_project(config)
-    st = open_project_store(cfg, store)
+    st = open_project_store(cfg, store, create=False)
     run_id = st.resolve_run_id(run) if run else None
     if labelers:
         result = labeler_agreement(st, name, labelers[0], labelers[1], golden=golden, version=version,
@@ -137,14 +148,18 @@ def judges_uncertain(
     """Active learning: rank unlabeled traces by judge uncertainty; label the top k first."""
     from costar.align.active import format_candidates, queue_file, rank_for_labeling
 
+    if queue_out is not None:
+        writable_file(queue_out)
     cfg = load_project(config)
-    st = open_project_store(cfg, store)
+    st = open_project_store(cfg, store, create=False)
     candidates = rank_for_labeling(st, name, k=k, run_id=st.resolve_run_id(run) if run else None, labeler=labeler,
                                    related=related or (), threshold=threshold, margin=margin)
     console.print(format_candidates(candidates), markup=False, highlight=False)
     if queue_out is not None and candidates:
-        queue_file(candidates, queue_out)
-        console.print(f"queue: {queue_out} (label them with: costar label {name} --queue {queue_out})")
+        with writing(queue_out):
+            queue_file(candidates, queue_out)
+        console.print(f"queue: {queue_out} (label them with: costar label {name} --queue {queue_out})",
+                      markup=False, highlight=False)
 
 
 @judges_app.command("corrected")
@@ -162,7 +177,7 @@ def judges_corrected(
     from costar.align.corrected import corrected_pass_rate
 
     cfg = load_project(config)
-    st = open_project_store(cfg, store)
+    st = open_project_store(cfg, store, create=False)
     _emit(corrected_pass_rate(st, name, run_id=st.resolve_run_id(run), golden=golden, split=split,  # type: ignore[arg-type]
                               seed=seed), as_json)
 
@@ -224,9 +239,11 @@ def judges_align(
                       highlight=False)
 
 
-def _versions(cfg: Any, store: Path | None) -> Any:
+def _versions(cfg: Any, store: Path | None, *, create: bool = True) -> Any:
     from costar.align.versions import VersionRegistry
 
+    if not create:  # reading versions needs only their folder: no store is created to look
+        return VersionRegistry(store or cfg.store_path, cfg.root)
     return VersionRegistry(open_project_store(cfg, store).root, cfg.root)
 
 
@@ -234,11 +251,12 @@ def _versions(cfg: Any, store: Path | None) -> Any:
 def judges_versions(name: Annotated[str, typer.Argument()], config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """A judge's stored versions with their held-out agreement; * marks the active one."""
     cfg = load_project(config)
-    reg = _versions(cfg, store)
+    reg = _versions(cfg, store, create=False)
     active = reg.active_version(name)
     versions = reg.versions(name)
     if not versions:
-        console.print(f"{name} has no stored versions yet: run 'costar judges align {name}'")
+        console.print(f"{name} has no stored versions yet: run 'costar judges align {name}'", markup=False,
+                      highlight=False)
         return
     for v in versions:
         console.print(v.line(active=v.version == active), markup=False, highlight=False)
@@ -260,20 +278,21 @@ def judges_rollback(name: Annotated[str, typer.Argument()],
                     config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Go back to an earlier version (or to the project's own definition)."""
     active = _versions(load_project(config), store).rollback(name, version)
-    console.print(f"{name}: active version is now {active if active is not None else 'the project definition'}")
+    console.print(f"{name}: active version is now {active if active is not None else 'the project definition'}",
+                  markup=False, highlight=False)
 
 
 @judges_app.command("deactivate")
 def judges_deactivate(name: Annotated[str, typer.Argument()], config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Use the project's own definition again (stored versions are kept)."""
     _versions(load_project(config), store).deactivate(name)
-    console.print(f"{name}: using the project definition")
+    console.print(f"{name}: using the project definition", markup=False, highlight=False)
 
 
 @judges_app.command("diff")
 def judges_diff(name: Annotated[str, typer.Argument()], a: Annotated[int, typer.Argument()],
                 b: Annotated[int, typer.Argument()], config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """The definition diff between two stored versions, with their agreement side by side."""
-    reg = _versions(load_project(config), store)
+    reg = _versions(load_project(config), store, create=False)
     console.print(reg.compare(name, a, b).format(), markup=False, highlight=False)
     console.print(reg.diff(name, a, b), markup=False, highlight=False)

@@ -7,8 +7,20 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from costar.cli.common import ConfigOpt, StoreOpt, app, console, load_project, open_project_store
+from costar.cli.common import (
+    ConfigOpt,
+    StoreOpt,
+    app,
+    cells,
+    console,
+    load_project,
+    open_project_store,
+    writable_file,
+    writing,
+)
+from costar.errors import ConfigError
 
 labels_app = typer.Typer(no_args_is_help=True, help="Import, export and delete human labels.")
 golden_app = typer.Typer(no_args_is_help=True, help="Named, versioned golden sets with fixed splits.")
@@ -27,7 +39,13 @@ def value_type(spec: str | None) -> Any:
 def _ids(path: Path | None) -> list[str] | None:
     if path is None:
         return None
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the file ({exc.strerror or exc}); check the path") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save it as UTF-8 with one trace id per line") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 @app.command()
@@ -54,7 +72,8 @@ def label(
 
         run_label_server(st, name, host=host, port=port, allow_remote=allow_remote, run_id=run_id,
                          queue=_ids(queue), labeler=labeler, value_type=value_type(vtype),
-                         on_ready=lambda url: console.print(f"labeling {name}: open {url} (Ctrl-C to stop)"))
+                         on_ready=lambda url: console.print(f"labeling {name}: open {url} (Ctrl-C to stop)",
+                                                            markup=False, highlight=False))
         return
     if not labeler:
         raise typer.BadParameter("--labeler is required in the terminal (who is labeling?)")
@@ -62,7 +81,7 @@ def label(
 
     session = label_in_terminal(st, name, run_id=run_id, queue=_ids(queue), labeler=labeler,
                                 value_type=value_type(vtype), console=console, relabel=relabel)
-    console.print(session.format())
+    console.print(session.format(), markup=False, highlight=False)
 
 
 @labels_app.command("export")
@@ -73,9 +92,11 @@ def labels_export(file: Annotated[Path, typer.Argument(help="A .csv or .jsonl fi
     """Write labels keyed by trace id (trace_id, name, value, labeler, rationale, created_at)."""
     from costar.align.labels import export_labels
 
-    st = open_project_store(load_project(config), store)
-    n = export_labels(st, file, name=name, labeler=labeler)
-    console.print(f"exported {n} labels to {file}")
+    writable_file(file)
+    st = open_project_store(load_project(config), store, create=False)
+    with writing(file):
+        n = export_labels(st, file, name=name, labeler=labeler)
+    console.print(f"exported {n} labels to {file}", markup=False, highlight=False)
 
 
 @labels_app.command("import")
@@ -90,7 +111,7 @@ def labels_import(file: Annotated[Path, typer.Argument(help="CSV, TSV, JSONL or 
 
     st = open_project_store(load_project(config), store)
     res = import_labels(st, file, name=name, labeler=labeler, value_type=value_type(vtype), replace=replace)
-    console.print(res.format())
+    console.print(res.format(), markup=False, highlight=False)
 
 
 @labels_app.command("delete")
@@ -101,17 +122,17 @@ def labels_delete(name: Annotated[str, typer.Argument()],
     """Delete labels of a judge (optionally only some traces or one labeler)."""
     st = open_project_store(load_project(config), store)
     n = st.delete_labels(name=name, trace_ids=trace, labeler=labeler)
-    console.print(f"deleted {n} labels")
+    console.print(f"deleted {n} labels", markup=False, highlight=False)
 
 
 def _show_set(gs: Any) -> None:
-    table = Table(title=f"golden set {gs.name} v{gs.version} (judge {gs.judge_name}, seed {gs.seed})",
+    table = Table(title=Text(f"golden set {gs.name} v{gs.version} (judge {gs.judge_name}, seed {gs.seed})"),
                   title_justify="left")
     table.add_column("split")
     table.add_column("examples", justify="right")
     table.add_column("labels")
     for split, counts in gs.counts().items():
-        table.add_row(split, str(sum(counts.values())), ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+        table.add_row(*cells(split, sum(counts.values()), ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))))
     console.print(table)
 
 
@@ -161,7 +182,7 @@ def golden_show(name: Annotated[str, typer.Argument()], version: Annotated[int |
     """A golden set's splits and label counts."""
     from costar.align.golden import get_golden_set
 
-    _show_set(get_golden_set(open_project_store(load_project(config), store), name, version))
+    _show_set(get_golden_set(open_project_store(load_project(config), store, create=False), name, version))
 
 
 @golden_app.command("list")
@@ -171,8 +192,9 @@ def golden_list(all_versions: Annotated[bool, typer.Option("--all-versions")] = 
     from costar.align.golden import list_golden_sets
 
     table = Table("name", "version", "judge", "examples", "note")
-    for info in list_golden_sets(open_project_store(load_project(config), store), all_versions=all_versions):
-        table.add_row(info.name, str(info.version), info.judge_name, str(info.size), info.note)
+    for info in list_golden_sets(open_project_store(load_project(config), store, create=False),
+                                 all_versions=all_versions):
+        table.add_row(*cells(info.name, info.version, info.judge_name, info.size, info.note))
     console.print(table)
 
 
@@ -183,9 +205,9 @@ def golden_diff(name: Annotated[str, typer.Argument()], old: Annotated[int, type
     """What changed between two versions of a golden set."""
     from costar.align.golden import diff_golden_set
 
-    d = diff_golden_set(open_project_store(load_project(config), store), name, old, new)
+    d = diff_golden_set(open_project_store(load_project(config), store, create=False), name, old, new)
     console.print(f"{d.name} v{d.old_version} → v{d.new_version}: {len(d.added)} added, {len(d.removed)} removed, "
-                  f"{len(d.relabeled)} relabeled")
+                  f"{len(d.relabeled)} relabeled", markup=False, highlight=False)
     for e in d.added:
         console.print(f"  + {e.trace_id} ({e.split}) {e.label!r}", markup=False)
     for e in d.removed:

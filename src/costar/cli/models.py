@@ -18,13 +18,18 @@ HostOpt = Annotated[str, typer.Option("--host", help="Interface to bind (loopbac
 PortOpt = Annotated[int, typer.Option("--port", min=0, max=65535)]
 
 
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 @model_app.command("serve")
 def model_serve(uri: Annotated[str, typer.Argument(help="e.g. local:/smollm2, openai:/gpt-4.1-mini")],
                 host: HostOpt = "127.0.0.1", port: PortOpt = 8000) -> None:
     """Expose a model as an OpenAI-compatible endpoint (/v1/chat/completions, /v1/models)."""
     from costar.models.serve import serve_openai_compatible
 
-    console.print(f"serving {uri} on http://{host}:{port}/v1 (Ctrl-C to stop)")
+    console.print(f"serving {uri} on http://{_url_host(host)}:{port}/v1 (Ctrl-C to stop)", markup=False,
+                  highlight=False)
     serve_openai_compatible(uri, host=host, port=port)
 
 
@@ -59,5 +64,6 @@ def testing_serve(rules: Annotated[Path | None, typer.Argument(help="Rules file 
     """Serve scripted model answers (rules match requests; faults can be injected) on loopback."""
     from costar.testing.scripted_server import serve_scripted
 
-    console.print(f"scripted model server on http://{host}:{port}/v1 (Ctrl-C to stop)")
+    console.print(f"scripted model server on http://{_url_host(host)}:{port}/v1 (Ctrl-C to stop)", markup=False,
+                  highlight=False)
     serve_scripted(rules, host=host, port=port)

@@ -7,7 +7,18 @@ from typing import Annotated, Any
 
 import typer
 
-from costar.cli.common import ConfigOpt, StoreOpt, app, console, err_console, load_project, open_project_store
+from costar.cli.common import (
+    ConfigOpt,
+    StoreOpt,
+    app,
+    cells,
+    console,
+    err_console,
+    load_project,
+    open_project_store,
+    writable_file,
+    writing,
+)
 
 traces_app = typer.Typer(no_args_is_help=True, help="List, show, import and export recorded traces.")
 app.add_typer(traces_app, name="traces")
@@ -21,12 +32,12 @@ def traces_list(run_id: Annotated[str, typer.Argument()] = "latest", config: Con
     from rich.table import Table
 
     cfg = load_project(config)
-    st = open_project_store(cfg, store)
+    st = open_project_store(cfg, store, create=False)
     rid = st.resolve_run_id(run_id)
     table = Table("trace id", "scenario", "trial", "status", "spans", "tokens", "latency s")
     for t in st.iter_traces(rid, spans=False):
-        table.add_row(t.trace_id, t.scenario_id or "", str(t.trial), t.status.value, str(st.count_spans(t.trace_id)),
-                      str(t.totals.total_tokens), f"{t.totals.latency_s:.2f}")
+        table.add_row(*cells(t.trace_id, t.scenario_id or "", t.trial, t.status.value, st.count_spans(t.trace_id),
+                             t.totals.total_tokens, f"{t.totals.latency_s:.2f}"))
     console.print(table)
 
 
@@ -34,25 +45,26 @@ def traces_list(run_id: Annotated[str, typer.Argument()] = "latest", config: Con
 def traces_show(trace_id: str, config: ConfigOpt = None, store: StoreOpt = None,
                 max_spans: Annotated[int, typer.Option("--max-spans", min=1)] = 500) -> None:
     """Print a trace's span tree."""
-    from rich.markup import escape
+    from rich.text import Text
     from rich.tree import Tree
 
     cfg = load_project(config)
-    st = open_project_store(cfg, store)
+    st = open_project_store(cfg, store, create=False)
     t = st.get_trace(trace_id)
-    root = Tree(f"[bold]{escape(t.trace_id)}[/] {escape(t.scenario_id or '')}[{t.trial}] {t.status.value}")
+    # Everything from the trace is data, never markup: Text pieces keep it literal.
+    root = Tree(Text.assemble((t.trace_id, "bold"), f" {t.scenario_id or ''}[{t.trial}] {t.status.value}"))
     nodes: dict[str | None, Any] = {}
     ids = {s.span_id for s in t.spans}
     for s in t.spans[:max_spans]:
         parent = nodes.get(s.parent_id) if s.parent_id in ids else root
-        label = f"[cyan]{s.kind.value}[/] {escape(s.name)} ({s.duration_s * 1000:.1f} ms)"
+        label = Text.assemble((s.kind.value, "cyan"), f" {s.name} ({s.duration_s * 1000:.1f} ms)")
         if s.is_error:
-            label += f" [red]ERROR {escape(s.status.message or '')}[/]"
+            label.append(f" ERROR {s.status.message or ''}", style="red")
         nodes[s.span_id] = (parent or root).add(label)
     console.print(root)
     if len(t.spans) > max_spans:
         console.print(f"… {len(t.spans) - max_spans} more spans (use --max-spans)")
-    console.print(f"output: {escape((t.output or '')[:2000])}")
+    console.print(Text(f"output: {(t.output or '')[:2000]}"))
 
 
 @traces_app.command("export")
@@ -66,10 +78,16 @@ def traces_export(
     """Export a run's traces (with verdicts and artifacts) without loss."""
     from costar.transfer import export_run
 
+    if output is not None:
+        writable_file(output)
     cfg = load_project(config)
-    st = open_project_store(cfg, store)
-    n = export_run(st, run_id, fmt, output)
-    err_console.print(f"exported {n} traces" + (f" to {output}" if output else ""))
+    st = open_project_store(cfg, store, create=False)
+    if output is None:
+        n = export_run(st, run_id, fmt, None)
+    else:
+        with writing(output):
+            n = export_run(st, run_id, fmt, output)
+    err_console.print(f"exported {n} traces" + (f" to {output}" if output else ""), markup=False, highlight=False)
 
 
 @traces_app.command("import")
@@ -88,6 +106,7 @@ def traces_import(
     res = import_into_store(st, file, run_id=run_id)
     console.print(f"imported {res.traces} traces ({res.format}) into run {', '.join(res.run_ids)}"
                   + (f" with {res.verdicts} verdicts" if res.verdicts else "")
-                  + (f"; {res.skipped} already in the store were skipped" if res.skipped else ""))
+                  + (f"; {res.skipped} already in the store were skipped" if res.skipped else ""),
+                  markup=False, highlight=False)
 
 

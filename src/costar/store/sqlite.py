@@ -7,6 +7,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import tempfile
 import threading
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
 from costar._gc import gc_paused
 from costar.errors import StoreError
@@ -69,6 +71,7 @@ CREATE TABLE IF NOT EXISTS golden_sets (
 """
 
 _KINDS = {k.value: k for k in SpanKind}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _CODES = {c.value: c for c in StatusCode}
 _json_dumps = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False).encode
 _loads = orjson.loads
@@ -100,7 +103,9 @@ class SQLiteStore:
     """Thread-safe: one connection per thread, writes serialised by a lock (SQLite has one writer)."""
 
     def __init__(self, root: str | Path = ".costar", *, sanitizer: Sanitizer | None = None,
-                 busy_timeout_s: float = 10.0) -> None:
+                 busy_timeout_s: float = 10.0, create: bool = True) -> None:
+        """Open the store at ``root``. With ``create=False`` (read-only commands) a missing store is
+        an error instead of a new empty one, so looking never leaves a ``.costar`` folder behind."""
         self.root = Path(root)
         self.db_path = self.root / "costar.db"
         self.blob_dir = self.root / "blobs"
@@ -109,11 +114,15 @@ class SQLiteStore:
         self._local = threading.local()
         self._write_lock = threading.RLock()
         self._connections: list[sqlite3.Connection] = []
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            self.blob_dir.mkdir(exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create the store folder {self.root}: {exc.strerror}") from None
+        if not create:
+            if not self.db_path.is_file():
+                raise StoreError(f"no coSTAR store at {self.root}; run 'costar run' first or pass --store")
+        else:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                self.blob_dir.mkdir(exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the store folder {self.root}: {exc.strerror}") from None
         with self._guard():
             conn = self._conn()
             conn.executescript(_SCHEMA)
@@ -267,7 +276,14 @@ class SQLiteStore:
                   "status_message, attributes, events")
 
     def _trace_from(self, data: str, spans: list[Span] | None) -> Trace:
-        t = Trace.model_validate_json(data)
+        try:
+            t = Trace.model_validate_json(data)
+        except ValidationError as exc:
+            # e.g. an artifact hash that is no hex digest, stored before coSTAR checked them
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "trace"
+            raise StoreError(f"a stored trace in {self.root} is invalid ({where}: {err['msg']}); "
+                             "delete its run or re-import it from a trusted file") from None
         if spans is not None:
             t.spans = spans
         return t
@@ -370,6 +386,12 @@ class SQLiteStore:
     # ------------------------------------------------------------------ blobs
 
     def blob_path(self, sha256: str) -> Path:
+        """Where a blob's bytes live. ``sha256`` must be a lowercase hex digest: any other key
+        (``..``, ``/``) could name a file outside the blob folder, so it is refused."""
+        if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
+            shown = repr(sha256)[:80]
+            raise StoreError(f"{shown} is not a blob key (a sha256 of 64 lowercase hex digits); "
+                             "the trace holding it is damaged or crafted")
         return self.blob_dir / sha256[:2] / sha256[2:]
 
     def _store_blob(self, sha: str, write: Any) -> None:
@@ -377,7 +399,7 @@ class SQLiteStore:
         if dest.exists():
             return
         try:
-            dest.parent.mkdir(exist_ok=True)
+            dest.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
             try:
                 with os.fdopen(fd, "wb") as f:
@@ -416,6 +438,9 @@ class SQLiteStore:
         return sha, size
 
     def get_blob(self, sha256: str) -> bytes | None:
+        """The blob's bytes; None when it is absent or ``sha256`` is not a valid key."""
+        if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
+            return None
         try:
             return self.blob_path(sha256).read_bytes()
         except FileNotFoundError:

@@ -101,13 +101,18 @@ class Totals(BaseModel):
     retries: int = 0
 
 
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+
 class Artifact(BaseModel):
     """A file the agent left in its workspace; the bytes live in the blob store under ``sha256``."""
 
     model_config = ConfigDict(extra="forbid")
 
     path: str
-    sha256: str
+    # The blob store's key, so it must be a plain hex digest: anything else (``../``, ``/etc``)
+    # would make the blob path point outside the store.
+    sha256: str = Field(pattern=SHA256_PATTERN)
     size: int
     media_type: str | None = None
     # "setup" marks a file that is byte-identical to what the scenario put there.
