@@ -17,7 +17,7 @@ from costar.align.active import (
     rank_for_labeling,
 )
 from costar.align.labels import label_queue, new_label
-from costar.cli.labels import _ids as read_queue  # the reader behind `costar label --queue FILE`
+from costar.cli.label_commands import _ids as read_queue  # the reader behind `costar label --queue FILE`
 from costar.store.base import Run
 from costar.store.sqlite import SQLiteStore
 from costar.trace.model import Trace

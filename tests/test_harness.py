@@ -238,3 +238,25 @@ def test_unknown_agent_type_and_bad_fields() -> None:
         make_agent({"type": "python", "target": "nocolon"})
     assert make_agent("cmd:python agent.py").spec()["command"] == "python agent.py"
     assert os.environ.get("COSTAR_RUN_ID") is None
+
+
+def test_background_children_do_not_keep_the_trial_open(project: Path, store: SQLiteStore) -> None:
+    (project / "bg.py").write_text(textwrap.dedent("""
+        import os, subprocess, sys
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+        open(os.environ["PIDFILE"], "w").write(str(child.pid))
+        print("done")
+        """))
+    pidfile = project / "bg.pid"
+    started = time.monotonic()
+    [t] = run_harness(store, [Scenario(id="bg", prompt="x", timeout=60)],
+                      {"type": "command", "command": [sys.executable, "bg.py"], "env": {"PIDFILE": str(pidfile)}})
+    assert time.monotonic() - started < 30
+    assert t.status == TraceStatus.OK and t.output.strip() == "done", t.error
+    pid = int(pidfile.read_text())
+    for _ in range(50):
+        if not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the agent's background child survived the trial")

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,10 +22,11 @@ from costar.judges.registry import JudgeRegistry
 from costar.report.summary import RunSummary, summarize
 from costar.run.agents import Agent, make_agent
 from costar.run.harness import Harness, HarnessOptions, HarnessResult
-from costar.scenario import Scenario, load_suite, select
+from costar.scenario import Scenario, load_scenario_file, load_suite, select
 from costar.store.base import Run, Store
 from costar.store.sqlite import SQLiteStore
 from costar.trace.model import Trace
+from costar.trace.sanitize import redact_env, restore_env
 from costar.verdict import Verdict
 
 
@@ -72,6 +74,41 @@ class RunOutcome:
         return 0 if self.summary.all_gates_passed else 1
 
 
+def _redacted_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """The agent spec as stored with the run: credential-like env values never reach the store."""
+    return {**spec, "env": redact_env(spec["env"])} if spec.get("env") else spec
+
+
+def _restored_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    if not spec.get("env"):
+        return spec
+    env, missing = restore_env(spec["env"], dict(os.environ))
+    if missing:
+        raise ConfigError(f"the run's agent.env {', '.join(missing)} was not stored (it looks like a secret); "
+                          "export it, then resume")
+    return {**spec, "env": env}
+
+
+def _redacted(sc: Scenario) -> Scenario:
+    if not sc.setup.env:
+        return sc
+    return sc.model_copy(update={"setup": sc.setup.model_copy(update={"env": redact_env(sc.setup.env)})}).with_source(
+        sc.source)
+
+
+def _restored(sc: Scenario) -> Scenario:
+    if not sc.setup.env:
+        return sc
+    written: dict[str, str] = {}
+    if sc.source is not None and sc.source.exists():  # values written in the scenario file itself
+        written = next((f.setup.env for f in load_scenario_file(sc.source) if f.id == sc.id), {})
+    env, missing = restore_env(sc.setup.env, {**written, **os.environ})
+    if missing:
+        raise ConfigError(f"scenario {sc.id!r}: setup.env {', '.join(missing)} was not stored (it looks like a "
+                          "secret); export it, then resume")
+    return sc.model_copy(update={"setup": sc.setup.model_copy(update={"env": env})}).with_source(sc.source)
+
+
 def summarize_run(store: Store, run_id: str, scenarios: dict[str, Scenario] | None = None) -> RunSummary:
     run = store.get_run(run_id)
     traces = list(store.iter_traces(run.run_id, spans=False))
@@ -114,8 +151,8 @@ async def arun_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | P
     selection = selection or Selection()
     if resume:
         run = st.get_run(resume)
-        scenarios = st.load_scenarios(run.run_id)
-        agent_obj = agent if isinstance(agent, Agent) else make_agent(agent or run.agent_spec)
+        scenarios = [_restored(sc) for sc in st.load_scenarios(run.run_id)]
+        agent_obj = agent if isinstance(agent, Agent) else make_agent(agent or _restored_spec(run.agent_spec))
         stored = run.options
         options = HarnessOptions(concurrency=options.concurrency, trials=stored.get("trials"),
                                  timeout=stored.get("timeout"), keep_workspaces=options.keep_workspaces,
@@ -132,12 +169,12 @@ async def arun_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | P
         if not scenarios:
             raise ConfigError(f"no scenarios selected (of {len(all_scenarios)}); check --id/--tag/--split")
         agent_obj = agent if isinstance(agent, Agent) else make_agent(agent)
-        run = Run(agent=agent_obj.info, agent_spec=agent_obj.spec(), suite=suite_paths,
+        run = Run(agent=agent_obj.info, agent_spec=_redacted_spec(agent_obj.spec()), suite=suite_paths,
                   selection=selection.as_dict(), options={"trials": options.trials, "timeout": options.timeout,
                                                           "concurrency": options.concurrency},
                   project_dir=str(Path.cwd()), description=description)
         st.create_run(run)
-        st.save_scenarios(run.run_id, scenarios)
+        st.save_scenarios(run.run_id, [_redacted(sc) for sc in scenarios])
     # Validate every judge before the first trial, so a typo fails fast rather than after the run.
     assessor = Assessor(st, registry, extra_judges=extra_judges)
     for sc in scenarios:

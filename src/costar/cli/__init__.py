@@ -19,3 +19,6 @@ def main() -> None:
     except CostarError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
+    except (OSError, UnicodeError) as exc:  # a file or socket the user named: one line, not a traceback
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)

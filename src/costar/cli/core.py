@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -84,7 +85,8 @@ def run(
     _check_outputs(junit, html)
     cfg = load_project(config)
     paths: list[str | Path] | None = [str(p) for p in suite] if suite else [cfg.path(s) for s in cfg.suite] or None
-    agent_spec = agent if agent is not None else cfg.agent_spec()
+    # A resumed run keeps the agent it was started with, unless --agent says otherwise.
+    agent_spec = agent if agent is not None else (None if resume else cfg.agent_spec())
     options = HarnessOptions(concurrency=concurrency or cfg.concurrency, trials=trials or cfg.trials,
                              timeout=timeout or cfg.timeout, keep_workspaces=keep_workspaces)
     selection = api.Selection(ids=ids or (), tags=tags or (), exclude_tags=exclude_tags or (), split=split)
@@ -117,6 +119,14 @@ def run(
     _metric_alerts(outcome)
     _write_reports(outcome, html, junit)
     console.print(f"run id: {outcome.run.run_id}", markup=False, highlight=False)
+    if outcome.harness is not None and outcome.harness.abandoned:
+        # Threads of timed-out in-process agents cannot be stopped, and Python waits for them at
+        # exit: leave now, everything is stored and reported.
+        err_console.print(f"warning: {outcome.harness.abandoned} in-process agent call(s) never returned; "
+                          "exiting without waiting for them (run the agent as a command to have it killed)")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(outcome.exit_code)
     raise typer.Exit(outcome.exit_code)
 
 

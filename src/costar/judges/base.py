@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import json
@@ -83,7 +84,9 @@ class Judge(ABC):
         raise NotImplementedError(f"{type(self).__name__} implements neither evaluate nor aevaluate")
 
     async def aevaluate(self, ctx: JudgeContext) -> Verdict:
-        return self.evaluate(ctx)
+        # A synchronous judge (user code, files to parse) must not stall the event loop that is
+        # running other trials and judges: it runs in a worker thread.
+        return await asyncio.to_thread(self.evaluate, ctx)
 
     async def judge(self, ctx: JudgeContext) -> Verdict:
         """Run the judge; any exception becomes an error verdict, never a pass."""

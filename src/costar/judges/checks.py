@@ -81,7 +81,6 @@ def _output(ctx: JudgeContext) -> str:
 
 
 def _short(text: str, n: int = 120) -> str:
-    text = text.replace("\n", "\\n")
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
@@ -246,7 +245,7 @@ class FileExists(Check):
     created_by_agent: bool = False
 
     def run(self, ctx: JudgeContext) -> CheckResult:
-        matches = [a for a in ctx.trace.artifacts if fnmatch.fnmatchcase(a.path, self.path.lstrip("./"))]
+        matches = [a for a in ctx.trace.artifacts if fnmatch.fnmatchcase(a.path, self.path.removeprefix("./"))]
         if self.created_by_agent:
             matches = [a for a in matches if a.origin == "agent"]
         matches = [a for a in matches if a.size >= self.min_size]
@@ -651,6 +650,13 @@ class CheckJudge(Judge):
         if self.description:
             out["description"] = self.description
         return out
+
+    async def aevaluate(self, ctx: JudgeContext) -> Verdict:
+        # Built-in checks are quick and bounded: inline (a thread hop would cost more than the
+        # check). A python check is user code of unknown cost: a worker thread.
+        if isinstance(self.check, PythonCheck):
+            return await super().aevaluate(ctx)
+        return self.evaluate(ctx)
 
     def evaluate(self, ctx: JudgeContext) -> Verdict:
         r = self.check.run(ctx)

@@ -612,7 +612,7 @@ class TraceToolbox:
 
     def list_artifacts(self, a: ListArtifactsArgs) -> dict[str, Any]:
         arts = [x for x in self.view.trace.artifacts
-                if a.pattern is None or fnmatch.fnmatchcase(x.path, a.pattern.lstrip("./"))]
+                if a.pattern is None or fnmatch.fnmatchcase(x.path, a.pattern.removeprefix("./"))]
         rows = [{"path": x.path, "size": x.size, "origin": x.origin, "media_type": x.media_type}
                 for x in arts[a.offset:a.offset + a.limit]]
         return self._page("files", rows, a.offset, len(arts))

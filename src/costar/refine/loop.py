@@ -140,6 +140,13 @@ class Refiner:
             raise ConfigError("refine needs a suite: set 'suite' in costar.yaml")
         if self.cfg.agent is None:
             raise ConfigError("refine needs the agent: set 'agent' in costar.yaml")
+        from costar.run.agents import parse_agent_shorthand
+
+        spec = self.cfg.agent if isinstance(self.cfg.agent, dict) else parse_agent_shorthand(self.cfg.agent)
+        if spec.get("type") == "python":
+            raise ConfigError("refine needs a command agent: each attempt's code lives in its own worktree, and an "
+                              "in-process agent keeps the code it imported first; set agent.type: command "
+                              "(e.g. command: [python, -m, my_agent])")
         dirty = git.dirty_paths(self.root, [self.project_dir])
         dirty = [d for d in dirty if not (self.root / d).resolve().is_relative_to(self.cfg.store_path.resolve())]
         if dirty:

@@ -70,6 +70,7 @@ class RunContext:
     def __init__(self, concurrency: int) -> None:
         self.executor = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="costar-agent")
         self.receiver: Any = None
+        self.abandoned = 0  # timed-out in-process calls whose threads could not be stopped
 
     def ensure_receiver(self) -> Any:
         if self.receiver is None:
@@ -106,8 +107,11 @@ def _git_sha(path: Path) -> str | None:
     if out.returncode != 0:
         return None
     sha = out.stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path,
-                           capture_output=True, text=True, timeout=5)
+    try:
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path,
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return sha
     return sha + ("-dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
 
@@ -224,9 +228,11 @@ class CommandAgent(Agent):
         if argv and argv[0] in ("python", "python3"):
             argv[0] = sys.executable
         # The agent runs in the workspace, so a path that names a file of the project is made absolute.
+        # Only what looks like a path (a slash, or a script's extension) is rewritten, so module names
+        # (python -m pkg) and flag values stay as written.
         # (abspath, not resolve: a venv's python is a symlink whose target is outside the venv)
-        argv = [os.path.abspath(self.cwd / a) if not os.path.isabs(a) and not a.startswith("-")
-                and "{prompt}" not in a and (self.cwd / a).exists() else a for a in argv]
+        argv = [os.path.abspath(self.cwd / a) if _looks_like_path(a) and (self.cwd / a).exists() else a
+                for a in argv]
         if self.cfg.prompt_via == "arg":
             argv = [a.replace("{prompt}", prompt) for a in argv] if any("{prompt}" in a for a in argv) \
                 else [*argv, prompt]
@@ -236,8 +242,10 @@ class CommandAgent(Agent):
         receiver = ctx.ensure_receiver() if self.cfg.capture_otlp else None
         key = f"{recording.trace_id}"
         env = {**task.env, **self.cfg.env}
-        # The agent's own child processes (and shell commands) find the same Python first.
+        # The agent's own child processes (and shell commands) find the same Python first, and the
+        # project's modules stay importable from the workspace (`python -m my_agent`).
         env["PATH"] = os.pathsep.join(p for p in (os.path.dirname(sys.executable), env.get("PATH")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.cwd), env.get("PYTHONPATH")) if p)
         if receiver is not None:
             env.update(receiver.child_env(key))
             if self.cfg.capture_sdk:
@@ -281,6 +289,15 @@ class CommandAgent(Agent):
                     return AgentResult(output=output, status=TraceStatus.ERROR, metadata=meta,
                                        error=f"agent exited with code {res.returncode}: {tail}")
         return AgentResult(output=output, metadata=meta)
+
+
+_SCRIPT_SUFFIXES = (".py", ".sh", ".js", ".mjs", ".ts", ".rb", ".pl", ".jar", ".exe")
+
+
+def _looks_like_path(arg: str) -> bool:
+    if os.path.isabs(arg) or arg.startswith("-") or "{prompt}" in arg:
+        return False
+    return "/" in arg or arg.endswith(_SCRIPT_SUFFIXES)
 
 
 def _read_output_file(workspace: Path, spec: str) -> str | None:

@@ -40,6 +40,7 @@ class HarnessResult:
     trace_ids: list[str] = field(default_factory=list)
     skipped: int = 0  # trials already finished in a resumed run
     interrupted: bool = False
+    abandoned: int = 0  # in-process agent calls that timed out and are still running in a thread
 
 
 OnStored = Callable[[list[tuple[Trace, Scenario]]], Awaitable[None]]
@@ -87,6 +88,9 @@ class BatchWriter:
                     closing = True
                     break
                 batch.append(item)
+            # Judges see the trace exactly as stored (redacted, bounded): their rationales and
+            # prompts must not leak what the store hides, and re-scoring must see the same input.
+            batch = [(self.sanitizer.trace(t), sc) for t, sc in batch]
             await asyncio.to_thread(self.store.write_traces, [t for t, _ in batch], sanitizer=self.sanitizer)
             if self.on_stored is not None:
                 await self.on_stored(batch)
@@ -167,6 +171,7 @@ class Harness:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
         finally:
+            result.abandoned = ctx.abandoned
             ctx.close()
             if not self.options.keep_workspaces:
                 shutil.rmtree(root, ignore_errors=True)
@@ -211,9 +216,14 @@ class Harness:
                 env = self._env(job, run, ws.path)
                 task = AgentTask(scenario=sc, trial=job.trial, run_id=run.run_id, workspace=ws.path,
                                  env=env, timeout=timeout)
-                async with asyncio.timeout(timeout + 5.0):  # cheaper than wait_for: no extra task
+                # A command agent enforces its own timeout (and kills its process group): this is
+                # only the safety net for it. An in-process agent has nothing else.
+                limit = timeout if self.agent.kind == "python" else timeout + 5.0
+                async with asyncio.timeout(limit):  # cheaper than wait_for: no extra task
                     outcome = await self.agent.run(task, rec, ctx)
             except TimeoutError:
+                if self.agent.kind == "python":
+                    ctx.abandoned += 1
                 outcome = AgentResult(status=TraceStatus.TIMEOUT, error=(
                     f"timed out after {timeout:g}s" + (
                         "; in-process Python agents cannot be killed, run it as a command agent "

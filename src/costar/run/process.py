@@ -75,7 +75,8 @@ async def run_command(argv: list[str] | str, *, cwd: Path, env: dict[str, str], 
                       timeout: float | None = None, max_output: int = 1 << 20,
                       grace_s: float = 2.0) -> CommandResult:
     """Run a command in its own session. On timeout or cancellation the whole group is killed:
-    SIGTERM first, SIGKILL after ``grace_s``. Leftover children are killed when it exits."""
+    SIGTERM first, SIGKILL after ``grace_s``. When the command exits, children it left behind are
+    killed too (they would otherwise keep its output pipes, and the trial, open)."""
     started = time.perf_counter()
     common = dict(cwd=str(cwd), env=env, stdin=asyncio.subprocess.PIPE if stdin is not None
                   else asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
@@ -95,9 +96,23 @@ async def run_command(argv: list[str] | str, *, cwd: Path, env: dict[str, str], 
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             proc.stdin.close()
 
+    pumps = asyncio.gather(feed_stdin(), _pump(proc.stdout, out), _pump(proc.stderr, err))
+
     async def body() -> int:
-        await asyncio.gather(feed_stdin(), _pump(proc.stdout, out), _pump(proc.stderr, err))
-        return await proc.wait()
+        # asyncio's wait() also waits for the pipes to close, and children the agent left running
+        # keep them open: watch the exit status itself, then end those children.
+        waiter = asyncio.ensure_future(proc.wait())
+        while not waiter.done():
+            await asyncio.wait({waiter}, timeout=0.1)
+            if proc.returncode is not None and not waiter.done():
+                kill_group(proc.pid)
+                break
+        kill_group(proc.pid)
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.gather(waiter, pumps)), 2.0)
+        except TimeoutError:
+            pumps.cancel()
+        return proc.returncode if proc.returncode is not None else waiter.result()
 
     timed_out = False
     task = asyncio.ensure_future(body())

@@ -149,7 +149,7 @@ class Trace(BaseModel):
         return [s for s in self.spans if s.kind == kind]
 
     def artifact(self, path: str) -> Artifact | None:
-        norm = path.lstrip("./")
+        norm = path.removeprefix("./")
         return next((a for a in self.artifacts if a.path == norm), None)
 
 

@@ -142,3 +142,20 @@ SECRET_ENV_NAME = re.compile(r"(?i)(key|token|secret|password|passwd|credential|
 def secret_env_values(env: dict[str, str]) -> list[str]:
     """Values of environment variables whose names suggest credentials."""
     return [v for k, v in env.items() if SECRET_ENV_NAME.search(k) and v]
+
+
+def redact_env(env: dict[str, str]) -> dict[str, str]:
+    """The mapping with credential-like values replaced, for storing a configuration."""
+    return {k: REDACTED if SECRET_ENV_NAME.search(k) and v else v for k, v in env.items()}
+
+
+def restore_env(env: dict[str, str], source: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Put redacted values back from ``source`` (the current environment); names it lacks."""
+    out, missing = dict(env), []
+    for k, v in env.items():
+        if v == REDACTED:
+            if k in source:
+                out[k] = source[k]
+            else:
+                missing.append(k)
+    return out, missing
