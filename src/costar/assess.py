@@ -110,7 +110,7 @@ class Assessor:
                     continue
                 old = None if force else self.store.find_verdict(trace_id, fp, j.name)
                 if old is not None:
-                    restore.append(old.model_copy(update={"created_at": old.created_at}))
+                    restore.append(old)
                     stats.restored += 1
                 else:
                     pending.append(j)

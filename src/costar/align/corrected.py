@@ -40,6 +40,7 @@ from costar.align.agreement import (
     Interval,
     NoOverlapError,
     Proportion,
+    _percentile_interval,
     binary_agreement,
     proportion,
 )
@@ -58,9 +59,6 @@ __all__ = [
 
 # Below this advantage over chance the correction multiplies p_obs's noise by more than 20.
 MIN_YOUDEN = 0.05
-# As in costar.align.agreement: an interval from under half the replicates describes a selected
-# subset of resamples, not the sampling distribution, so it is withheld.
-_MIN_DEFINED_SHARE = 0.5
 
 
 class ChanceJudgeError(AgreementError):
@@ -129,7 +127,7 @@ def rogan_gladen(passed: int, judged: int, tp: int, fn: int, fp: int, tn: int, *
     ci = None
     if resamples > 0:
         samples, undefined = _rg_bootstrap(passed, judged, (tp, fn, fp, tn), resamples, seed)
-        ci = _percentile(samples, confidence)
+        ci = _percentile_interval(samples, confidence)
         if undefined:
             notes.append(f"{undefined} of {resamples} resamples had a judge no better than chance and were left out"
                          + ("; too many to give an interval" if ci is None else ", so the interval is optimistic"))
@@ -151,15 +149,6 @@ def _rg_bootstrap(passed: int, judged: int, cells: tuple[int, int, int, int], re
         theta = np.clip((p_obs + tnr - 1) / youden, 0.0, 1.0)
     defined = np.isfinite(youden) & (youden > 0)
     return np.where(defined, theta, np.nan), int((~defined).sum())
-
-
-def _percentile(samples: np.ndarray, confidence: float) -> Interval | None:
-    finite = samples[np.isfinite(samples)]
-    if finite.size == 0 or finite.size < _MIN_DEFINED_SHARE * samples.size:
-        return None
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(finite, [tail, 100 - tail])
-    return Interval(low=float(low), high=float(high), method="bootstrap-percentile")
 
 
 # ----------------------------------------------------------------------------- PPI

@@ -79,9 +79,8 @@ def label(
         raise typer.BadParameter("--labeler is required in the terminal (who is labeling?)")
     from costar.align.label_cli import label_in_terminal
 
-    session = label_in_terminal(st, name, run_id=run_id, queue=_ids(queue), labeler=labeler,
-                                value_type=value_type(vtype), console=console, relabel=relabel)
-    console.print(session.format(), markup=False, highlight=False)
+    label_in_terminal(st, name, run_id=run_id, queue=_ids(queue), labeler=labeler,  # it prints its summary
+                      value_type=value_type(vtype), console=console, relabel=relabel)
 
 
 @labels_app.command("export")

@@ -321,6 +321,8 @@ class Refiner:
                                    _merge(first, second if rest else None)), spent
 
     def _finish(self, report: RefineReport, started: float, cost: float) -> RefineReport:
+        # The baseline checkout served its runs; attempt worktrees stay for the reviewer.
+        git.remove_worktree(self.root, self.session_dir / "baseline")
         report.seconds = time.monotonic() - started
         report.cost_usd = cost
         if report.accepted:
