@@ -19,23 +19,19 @@ import json
 import math
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import httpx
-import yaml
 
 from costar.judges.agentic import AgenticJudge, Budget
 from costar.judges.base import JudgeContext
 from costar.judges.llm import LlmJudge
 from costar.store.sqlite import SQLiteStore
+from costar.testing import scripted_server_process
 from costar.trace.model import Artifact, Span, SpanKind, StatusCode, Trace, make_span
 from costar.trace.sanitize import Sanitizer
 
@@ -50,35 +46,9 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-@contextlib.contextmanager
-def scripted_server(rules: list[dict[str, Any]]) -> Iterator[str]:
+def scripted_server(rules: list[dict[str, Any]]) -> contextlib.AbstractContextManager[str]:
     """The scripted server in a child process, so its memory and CPU are not the judge's."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "rules.yaml"
-        path.write_text(yaml.safe_dump({"rules": rules}))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        code = f"from costar.testing import serve_scripted; serve_scripted({str(path)!r}, port={port})"
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}/v1"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(f"{base}/models", timeout=1).raise_for_status()
-                    break
-                except httpx.HTTPError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise RuntimeError("the scripted server did not start") from None
-                    time.sleep(0.1)
-            yield base
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    return scripted_server_process(rules)
 
 
 class _AsIs(Sanitizer):

@@ -8,22 +8,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-
-import httpx
-import yaml
 
 from costar.errors import ConfigError
 from costar.models import ModelClient, RetryPolicy
-from costar.testing import Rule, ScriptedModelServer
+from costar.testing import Rule, ScriptedModelServer, scripted_server_process
 
 
 async def _burst(client: ModelClient, calls: int) -> float:
@@ -33,33 +25,10 @@ async def _burst(client: ModelClient, calls: int) -> float:
     return time.perf_counter() - t0
 
 
-@contextlib.contextmanager
-def _server_process(latency: float) -> Iterator[str]:
+def _server_process(latency: float) -> contextlib.AbstractContextManager[str]:
     """The scripted server in its own process, so the client is measured without sharing its GIL,
     as it would be against a remote provider."""
-    with tempfile.TemporaryDirectory() as tmp:
-        rules = Path(tmp) / "rules.yaml"
-        rules.write_text(yaml.safe_dump({"rules": [{"latency": latency, "text": "ok"}]}))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        code = f"from costar.testing import serve_scripted; serve_scripted({str(rules)!r}, port={port})"
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}/v1"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    httpx.get(f"{base}/models", timeout=1).raise_for_status()
-                    break
-                except httpx.HTTPError:
-                    if time.monotonic() > deadline or proc.poll() is not None:
-                        raise RuntimeError("the scripted server process did not start") from None
-                    time.sleep(0.1)
-            yield base
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    return scripted_server_process([{"latency": latency, "text": "ok"}])
 
 
 def bench_throughput(calls: int, concurrency: int, latency: float) -> list[tuple[str, str]]:

@@ -187,3 +187,20 @@ def test_pytest_plugin_fixture_in_a_real_pytest_run(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 passed" in proc.stdout
+
+
+def test_scripted_server_in_its_own_process() -> None:
+    import httpx as _httpx
+
+    from costar.testing import scripted_server_process
+
+    with scripted_server_process([{"last_user": "ping", "text": "pong"}]) as base:
+        body = {"model": "m", "messages": [{"role": "user", "content": "ping"}]}
+        r = _httpx.post(f"{base}/chat/completions", json=body, timeout=10)
+        assert r.json()["choices"][0]["message"]["content"] == "pong"
+    try:
+        _httpx.get(f"{base}/models", timeout=1)
+    except _httpx.HTTPError:
+        pass
+    else:
+        raise AssertionError("the server process is still serving after the block")
