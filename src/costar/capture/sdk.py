@@ -193,15 +193,34 @@ class _StreamProxy:
         return getattr(self._stream, name)
 
 
-def _patch_openai(module: Any) -> None:
-    from openai.resources.chat.completions import AsyncCompletions, Completions
+Start = Callable[[dict[str, Any]], LiveSpan | None]
+Finish = Callable[[LiveSpan, dict[str, Any], Any], Any]
 
-    original = Completions.create
-    aoriginal = AsyncCompletions.create
+
+def _wrap(cls: Any, *, is_async: bool, start: Start, finish: Finish) -> None:
+    """Replace ``cls.create`` so each call made while recording becomes a span: ``start`` opens it
+    (or declines with None), ``finish`` records the response and returns what the caller gets."""
+    original = cls.create
+
+    if is_async:
+        @functools.wraps(original)
+        async def acreate(self: Any, *args: Any, **kwargs: Any) -> Any:
+            span = start(kwargs)
+            if span is None:
+                return await original(self, *args, **kwargs)
+            try:
+                resp = await original(self, *args, **kwargs)
+            except BaseException as exc:
+                _fail(span, exc)
+                raise
+            return finish(span, kwargs, resp)
+
+        cls.create = acreate
+        return
 
     @functools.wraps(original)
     def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-        span = _start("openai", kwargs, list(kwargs.get("messages") or []))
+        span = start(kwargs)
         if span is None:
             return original(self, *args, **kwargs)
         try:
@@ -209,28 +228,27 @@ def _patch_openai(module: Any) -> None:
         except BaseException as exc:
             _fail(span, exc)
             raise
-        if kwargs.get("stream"):
-            return _StreamProxy(resp, span, kwargs)
-        _openai_done(span, kwargs, resp)
-        return resp
+        return finish(span, kwargs, resp)
 
-    @functools.wraps(aoriginal)
-    async def acreate(self: Any, *args: Any, **kwargs: Any) -> Any:
-        span = _start("openai", kwargs, list(kwargs.get("messages") or []))
-        if span is None:
-            return await aoriginal(self, *args, **kwargs)
-        try:
-            resp = await aoriginal(self, *args, **kwargs)
-        except BaseException as exc:
-            _fail(span, exc)
-            raise
-        if kwargs.get("stream"):
-            return _StreamProxy(resp, span, kwargs)
-        _openai_done(span, kwargs, resp)
-        return resp
+    cls.create = create
 
-    Completions.create = create  # type: ignore[method-assign]
-    AsyncCompletions.create = acreate  # type: ignore[method-assign]
+
+def _openai_start(kwargs: dict[str, Any]) -> LiveSpan | None:
+    return _start("openai", kwargs, list(kwargs.get("messages") or []))
+
+
+def _openai_finish(span: LiveSpan, kwargs: dict[str, Any], resp: Any) -> Any:
+    if kwargs.get("stream"):
+        return _StreamProxy(resp, span, kwargs)
+    _openai_done(span, kwargs, resp)
+    return resp
+
+
+def _patch_openai(module: Any) -> None:
+    from openai.resources.chat.completions import AsyncCompletions, Completions
+
+    _wrap(Completions, is_async=False, start=_openai_start, finish=_openai_finish)
+    _wrap(AsyncCompletions, is_async=True, start=_openai_start, finish=_openai_finish)
 
 
 # --------------------------------------------------------------------------- anthropic
@@ -289,40 +307,21 @@ def _anthropic_done(span: LiveSpan, kwargs: dict[str, Any], resp: Any) -> None:
             getattr(resp, "id", None))
 
 
+def _anthropic_start(kwargs: dict[str, Any]) -> LiveSpan | None:
+    # Streamed Anthropic calls pass through unrecorded (their event stream is not rebuilt).
+    return None if kwargs.get("stream") else _start("anthropic", kwargs, _anthropic_messages(kwargs))
+
+
+def _anthropic_finish(span: LiveSpan, kwargs: dict[str, Any], resp: Any) -> Any:
+    _anthropic_done(span, kwargs, resp)
+    return resp
+
+
 def _patch_anthropic(module: Any) -> None:
     from anthropic.resources.messages import AsyncMessages, Messages
 
-    original = Messages.create
-    aoriginal = AsyncMessages.create
-
-    @functools.wraps(original)
-    def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-        span = None if kwargs.get("stream") else _start("anthropic", kwargs, _anthropic_messages(kwargs))
-        if span is None:
-            return original(self, *args, **kwargs)
-        try:
-            resp = original(self, *args, **kwargs)
-        except BaseException as exc:
-            _fail(span, exc)
-            raise
-        _anthropic_done(span, kwargs, resp)
-        return resp
-
-    @functools.wraps(aoriginal)
-    async def acreate(self: Any, *args: Any, **kwargs: Any) -> Any:
-        span = None if kwargs.get("stream") else _start("anthropic", kwargs, _anthropic_messages(kwargs))
-        if span is None:
-            return await aoriginal(self, *args, **kwargs)
-        try:
-            resp = await aoriginal(self, *args, **kwargs)
-        except BaseException as exc:
-            _fail(span, exc)
-            raise
-        _anthropic_done(span, kwargs, resp)
-        return resp
-
-    Messages.create = create  # type: ignore[method-assign]
-    AsyncMessages.create = acreate  # type: ignore[method-assign]
+    _wrap(Messages, is_async=False, start=_anthropic_start, finish=_anthropic_finish)
+    _wrap(AsyncMessages, is_async=True, start=_anthropic_start, finish=_anthropic_finish)
 
 
 _PATCHERS: dict[str, Callable[[Any], None]] = {"openai": _patch_openai, "anthropic": _patch_anthropic}
