@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +85,19 @@ def _construct(loader: yaml.SafeLoader, node: yaml.Node, loc: Loc, lines: dict[L
             items.append(_construct(loader, item, sub, lines))
         return items
     return loader.construct_object(node, deep=True)
+
+
+def read_config_file(path: Path, what: str) -> Any:
+    """A small YAML (or ``.json``) settings file as data; errors name ``what`` and the file."""
+    from costar.errors import ConfigError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}; fix the path") from exc
+    is_json = path.suffix == ".json"
+    try:
+        return json.loads(text) if is_json else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{what} {path} is not valid {'JSON' if is_json else 'YAML'}: "
+                          f"{str(exc).splitlines()[0]}") from exc

@@ -239,18 +239,6 @@ class JudgeSpec:
         return cls._normalised(entry.name, dict(entry.raw), ctx, project, entry.source)
 
     @classmethod
-    def from_mapping(cls, raw: Mapping[str, Any], project_dir: str | Path, *, default_model: str | None = None,
-                     source: str = "<definition>") -> JudgeSpec:
-        """A definition given as a mapping; relative paths in it are relative to ``project_dir``."""
-        from costar.judges.definitions import BuildContext
-
-        if not isinstance(raw.get("name"), str):
-            raise AlignmentError("a judge definition needs a 'name'")
-        project = Path(project_dir).resolve()
-        ctx = BuildContext(base_dir=project, project_dir=project, default_model=default_model, source=source)
-        return cls._normalised(str(raw["name"]), dict(raw), ctx, project, source)
-
-    @classmethod
     def _normalised(cls, name: str, raw: dict[str, Any], ctx: Any, project: Path, source: str) -> JudgeSpec:
         kind = str(raw.get("type", "llm"))
         if kind not in ALIGNABLE_TYPES:

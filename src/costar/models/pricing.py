@@ -7,14 +7,12 @@ project can override or extend it from a YAML/JSON file or a dict. Dated snapsho
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from costar._yaml import read_config_file
 from costar.errors import ConfigError
 
 
@@ -103,15 +101,7 @@ def load_price_table(source: str | Path | Mapping[str, Any] | PriceTable | None)
     if isinstance(source, Mapping):
         return PriceTable().with_overrides(source)
     path = Path(source)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read price file {path}: {exc.strerror}; fix the path") from exc
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"price file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
-                          f"{str(exc).splitlines()[0]}") from exc
+    data = read_config_file(path, "price file")
     return PriceTable().with_overrides(_section(data, path))
 
 

@@ -525,19 +525,6 @@ class SQLiteStore:
                 (trace_id, fingerprint, name)).fetchone()
         return Verdict.model_validate_json(row[0]) if row else None
 
-    def verdict_fingerprints(self, trace_ids: Sequence[str]) -> set[tuple[str, str]]:
-        out: set[tuple[str, str]] = set()
-        ids = list(trace_ids)
-        with self._guard():
-            c = self._conn()
-            for i in range(0, len(ids), 900):
-                chunk = ids[i:i + 900]
-                out.update(c.execute(f"SELECT trace_id, fingerprint FROM verdicts WHERE trace_id IN "
-                                     f"({','.join('?' * len(chunk))}) AND fingerprint IS NOT NULL", chunk))
-        return out
-
-    # ------------------------------------------------------------------ human labels
-
     def _known_trace_ids(self, c: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
         known: set[str] = set()
         for i in range(0, len(ids), 900):

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from costar._yaml import read_config_file
 from costar.errors import ConfigError
 
 
@@ -96,15 +95,7 @@ class IncomingRequest:
 def load_rules(path: str | Path) -> tuple[list[Rule], Rule | None]:
     """Read ``{rules: [...], default: {...}}`` (or a bare list of rules) from YAML or JSON."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read rules file {p}: {exc.strerror}; fix the path") from exc
-    try:
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"rules file {p} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: "
-                          f"{str(exc).splitlines()[0]}") from exc
+    data = read_config_file(p, "rules file")
     return parse_rules(data, source=str(p))
 
 
