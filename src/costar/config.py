@@ -63,7 +63,8 @@ class ProjectConfig(BaseModel):
         """The judges this project can use: its judges/ folder, plugins, templates."""
         from costar.judges.registry import project_registry
 
-        return project_registry(self.root, self.judges_dir, default_model=self.models.get("judge"))
+        return project_registry(self.root, self.judges_dir, default_model=self.models.get("judge"),
+                                store_dir=self.store_path)
 
     def agent_spec(self) -> dict[str, Any] | str | None:
         """The agent mapping with ``cwd`` defaulting to the project folder."""

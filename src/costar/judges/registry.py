@@ -107,7 +107,8 @@ class JudgeRegistry:
         self._factories[entry.name] = functools.partial(_from_entry, entry)
 
     def load_project(self, project_dir: str | Path | None = None, judges_dir: str | Path = "judges", *,
-                     default_model: str | None = None, types: JudgeTypeRegistry | None = None) -> list[str]:
+                     default_model: str | None = None, types: JudgeTypeRegistry | None = None,
+                     store_dir: str | Path | None = None) -> list[str]:
         """Register every judge under ``project_dir/judges_dir``; returns their names.
 
         ``default_model`` is the model for judges (and templates) that name none; ``types`` the judge
@@ -123,7 +124,7 @@ class JudgeRegistry:
         # An aligned version promoted with `costar judges align/promote` replaces the file's definition.
         from costar.align.versions import active_definitions
 
-        aligned = active_definitions(self._project_dir, default_model=default_model)
+        aligned = active_definitions(self._project_dir, store_dir, default_model=default_model)
         for e in aligned:
             self.register_definition(e)
         return sorted({e.name for e in [*entries, *aligned]})
@@ -238,13 +239,14 @@ DEFAULT_REGISTRY = JudgeRegistry()
 
 def project_registry(project_dir: str | Path | None = None, judges_dir: str | Path = "judges", *,
                      default_model: str | None = None, extra: Sequence[tuple[str, Judge]] = (),
-                     types: JudgeTypeRegistry | None = None) -> JudgeRegistry:
+                     types: JudgeTypeRegistry | None = None, store_dir: str | Path | None = None) -> JudgeRegistry:
     """A registry with the project's judges (from ``project_dir/judges_dir``), plugins and templates:
     what ``costar run`` and ``costar assess`` should resolve scenario judges with."""
     reg = JudgeRegistry()
     for name, judge in extra:
         reg.register(name, judge)
-    reg.load_project(project_dir, judges_dir, default_model=default_model, types=types)
+    # store_dir (where aligned versions live) saves re-reading the project file when the caller has it.
+    reg.load_project(project_dir, judges_dir, default_model=default_model, types=types, store_dir=store_dir)
     return reg
 
 

@@ -88,12 +88,12 @@ class BatchWriter:
                     closing = True
                     break
                 batch.append(item)
-            # Judges see the trace exactly as stored (redacted, bounded): their rationales and
-            # prompts must not leak what the store hides, and re-scoring must see the same input.
-            batch = [(self.sanitizer.trace(t), sc) for t, sc in batch]
-            await asyncio.to_thread(self.store.write_traces, [t for t, _ in batch], sanitizer=self.sanitizer)
+            stored = await asyncio.to_thread(self.store.write_traces, [t for t, _ in batch],
+                                             sanitizer=self.sanitizer)
             if self.on_stored is not None:
-                await self.on_stored(batch)
+                # Judges see the traces exactly as stored (redacted, bounded): their rationales and
+                # prompts must not leak what the store hides, and re-scoring sees the same input.
+                await self.on_stored([(t, sc) for t, (_, sc) in zip(stored, batch, strict=True)])
 
 
 def plan_trials(scenarios: list[Scenario], options: HarnessOptions,

@@ -242,16 +242,17 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ traces
 
-    def write_trace(self, trace: Trace, *, sanitizer: Sanitizer | None = None) -> None:
-        self.write_traces([trace], sanitizer=sanitizer)
+    def write_trace(self, trace: Trace, *, sanitizer: Sanitizer | None = None) -> Trace:
+        return self.write_traces([trace], sanitizer=sanitizer)[0]
 
-    def write_traces(self, traces: Sequence[Trace], *, sanitizer: Sanitizer | None = None) -> None:
-        """Redact and bound (with ``sanitizer``, default the store's), then store atomically."""
+    def write_traces(self, traces: Sequence[Trace], *, sanitizer: Sanitizer | None = None) -> list[Trace]:
+        """Redact and bound (with ``sanitizer``, default the store's), then store atomically.
+        Returns the traces as stored, for callers that go on working with them (e.g. judges)."""
         clean = sanitizer or self.sanitizer
+        stored = [clean.trace(t) for t in traces]
         rows_t = []
         rows_s = []
-        for t in traces:
-            t = clean.trace(t)
+        for t in stored:
             rows_t.append((t.trace_id, t.run_id, t.scenario_id, t.trial, t.status.value, t.start_ns,
                            t.model_dump_json(exclude={"spans"}, fallback=str)))
             for seq, s in enumerate(t.spans):
@@ -264,6 +265,7 @@ class SQLiteStore:
             c.executemany("DELETE FROM spans WHERE trace_id=?", ids)
             c.executemany("INSERT OR REPLACE INTO traces VALUES (?,?,?,?,?,?,?)", rows_t)
             c.executemany("INSERT INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows_s)
+        return stored
 
     @staticmethod
     def _span(row: Sequence[Any]) -> Span:
