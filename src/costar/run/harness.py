@@ -70,6 +70,10 @@ class BatchWriter:
         await self._queue.put(None)
         await self._task
 
+    def cancel(self) -> None:
+        """Stop without flushing (an interrupted run: what is not committed is re-run on resume)."""
+        self._task.cancel()
+
     async def _loop(self) -> None:
         closing = False
         while not closing:
@@ -166,6 +170,7 @@ class Harness:
                     raise d
         except asyncio.CancelledError:
             result.interrupted = True
+            writer.cancel()
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
