@@ -139,6 +139,10 @@ def test_assess_rescoring_uses_the_cache_and_picks_up_changed_checks(tmp_path: P
     suite.write_text(suite.read_text().replace("output_contains: HELLO", "output_contains: hello"))
     back = costar("assess", cwd=proj)
     assert back.returncode == 0 and "3 restored" in back.stdout, back.stdout
+    # A scenario file broken mid-edit does not block re-scoring, and the user is told.
+    suite.write_text(suite.read_text() + "  oops: [\n")
+    broken = costar("assess", cwd=proj)
+    assert broken.returncode == 0 and "definition stored with the run" in broken.stderr, broken.stderr
     assert calls.read_text().count("x") == 3  # the agent ran once per trial, never for re-scoring
 
 

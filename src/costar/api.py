@@ -218,7 +218,9 @@ def assess_run(run_id: str, *, store: Store | str | Path | None = None, force: b
             raise ConfigError(f"none of the scenarios in {suite} match this run's traces "
                               f"(scenario ids: {', '.join(sorted(p for p in present if p)[:5])}…)")
         st.save_scenarios(run.run_id, chosen)
-    scenarios = current_scenarios(st, run.run_id)
+    problems: list[str] = []
+    scenarios = current_scenarios(st, run.run_id, problems)
     assessor = Assessor(st, registry, extra_judges=extra_judges)
     stats = asyncio.run(assessor.assess_run(run.run_id, force=force, scenarios=scenarios, on_progress=on_progress))
+    stats.warnings += problems
     return RunOutcome(run=run, summary=summarize_run(st, run.run_id, scenarios), assess=stats, store=st)

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from costar.errors import CostarError
 from costar.judges.base import Judge, JudgeContext
 from costar.judges.registry import DEFAULT_REGISTRY, JudgeRegistry
 from costar.scenario import Scenario, load_scenario_file
@@ -27,11 +28,13 @@ class AssessStats:
     restored: int = 0  # older verdicts brought back for a rolled-back judge
     errors: int = 0  # judge errors (never pass)
     missing_scenarios: set[str] = field(default_factory=set)
+    warnings: list[str] = field(default_factory=list)  # e.g. a scenario file that no longer loads
 
 
-def current_scenarios(store: Store, run_id: str) -> dict[str, Scenario]:
+def current_scenarios(store: Store, run_id: str, problems: list[str] | None = None) -> dict[str, Scenario]:
     """The run's scenarios as defined now: re-read from their files when those still parse,
-    else the snapshot stored with the run (so a deleted or broken file does not block re-scoring)."""
+    else the snapshot stored with the run (so a deleted or broken file does not block re-scoring);
+    why a file was not used is added to ``problems``."""
     snapshot = {sc.id: sc for sc in store.load_scenarios(run_id)}
     fresh: dict[str, Scenario] = {}
     for path in {sc.source for sc in snapshot.values() if sc.source is not None}:
@@ -41,8 +44,9 @@ def current_scenarios(store: Store, run_id: str) -> dict[str, Scenario]:
             for sc in load_scenario_file(path):
                 if sc.id in snapshot:
                     fresh[sc.id] = sc
-        except Exception:  # a file being edited must not block re-scoring; the snapshot stands in
-            continue
+        except CostarError as exc:  # a file being edited must not block re-scoring; the snapshot stands in
+            if problems is not None:
+                problems.append(f"{exc}; scored with the definition stored with the run")
     return {**snapshot, **fresh}
 
 

@@ -164,6 +164,8 @@ def assess(
     if s.missing_scenarios:
         err_console.print(f"warning: no definition for scenarios {sorted(s.missing_scenarios)}; their traces "
                           "were not re-scored", markup=False, highlight=False)
+    for warning in s.warnings:
+        err_console.print(f"warning: {warning}", markup=False, highlight=False)
     _render(outcome)
     _write_reports(outcome, html, junit)
     raise typer.Exit(outcome.exit_code)
