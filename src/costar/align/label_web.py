@@ -34,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from costar._server import BackgroundServer
 from costar.align.labels import QueueItem, TraceFacts, format_value, label_queue, new_label
 from costar.errors import ConfigError, CostarError, StoreError
-from costar.report.html import HtmlLimits, Safe, _Budget, el, esc, join, trace_details, value_block
+from costar.report.html import CharBudget, HtmlLimits, Safe, el, esc, join, trace_details, value_block
 from costar.store.base import LabelConflictError, LabelError, Store, UnknownTraceError, ValueType, ValueTypeLike
 from costar.trace.model import Trace
 from costar.verdict import Verdict
@@ -291,7 +291,7 @@ def _trace_page(app: _App, trace_id: str, who: str | None, *, error: str | None 
         el("nav", *nav, class_="top"),
         el("h1", "trace ", el("code", trace.trace_id)), el("p", meta, class_="meta"),
         _form(app, item, trace, who, error, rationale),
-        trace_details(trace, verdicts, "t", app.limits, _Budget(app.limits.max_page_chars)),
+        trace_details(trace, verdicts, "t", app.limits, CharBudget(app.limits.max_page_chars)),
         _previews(app.store, trace, app.limits),
         el("p", el("a", "↑ back to the label form", href="#label")))
     response.status_code = status

@@ -114,7 +114,7 @@ def _slug(text: str, allowed: Sequence[str]) -> str:
 # --------------------------------------------------------------------------- values
 
 
-class _Budget:
+class CharBudget:
     def __init__(self, chars: int) -> None:
         self.remaining = chars
 
@@ -275,12 +275,12 @@ def _span_summary(span: Span, depth: int, flattened: bool, origin_ns: int) -> Sa
 class _SpanTree:
     """Depth-first, iterative (no recursion limit), each span at most once, cycles tolerated."""
 
-    def __init__(self, trace: Trace, anchor: str, limits: HtmlLimits, page: _Budget) -> None:
+    def __init__(self, trace: Trace, anchor: str, limits: HtmlLimits, page: CharBudget) -> None:
         self.trace = trace
         self.anchor = anchor
         self.limits = limits
         self.page = page
-        self.budget = _Budget(limits.max_trace_chars)
+        self.budget = CharBudget(limits.max_trace_chars)
         spans = trace.spans
         ids = {s.span_id for s in spans}
         self.children: dict[str, list[int]] = defaultdict(list)
@@ -400,7 +400,7 @@ def artifact_table(trace: Trace, limits: HtmlLimits) -> Safe | None:
 
 
 def trace_details(trace: Trace, verdicts: Sequence[Verdict], anchor: str, limits: HtmlLimits,
-                  page: _Budget) -> Safe:
+                  page: CharBudget) -> Safe:
     """Everything below a trial's summary line: verdicts, agent input/output, artifacts, spans."""
     tree = _SpanTree(trace, anchor, limits, page)
     if page.spent:
@@ -544,7 +544,7 @@ def render_html(summary: RunSummary, traces: Iterable[Trace], verdicts: Iterable
     limits = limits or HtmlLimits()
     by_trace = latest_per_name(verdicts)
     wanted = {t.trace_id for t in summary.trials()}
-    page = _Budget(limits.max_page_chars)
+    page = CharBudget(limits.max_page_chars)
     details: dict[str, Safe] = {}
     for n, trace in enumerate(traces):
         if trace.trace_id in wanted and trace.trace_id not in details:
