@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from costar.errors import ConfigError
 from costar.judges.base import Judge, JudgeContext
 from costar.trace.model import Span, SpanKind, StatusCode, TraceStatus
+from costar.trace.tool_inference import INFERRED, requested_tool_calls
 from costar.verdict import Verdict, VerdictSource
 
 
@@ -423,8 +424,39 @@ class ToolCalled(Check):
         what = f"tool {self.name!r}" + (f" with args ⊇ {json.dumps(self.args)[:80]}" if self.args else "")
         bound = f"[{self.min}, {'∞' if self.max is None else self.max}]"
         ok = n >= self.min and (self.max is None or n <= self.max)
-        return CheckResult(passed=ok, value=n, evidence=[s.span_id for s in calls[:20]],
-                           rationale=f"{what} called {n} time(s); expected {bound}")
+        rationale = f"{what} called {n} time(s); expected {bound}"
+        inferred = sum(1 for s in calls if s.attributes.get(INFERRED))
+        if inferred:
+            rationale += f" ({inferred} inferred from the model's messages)"
+        if n < self.min:
+            rationale += "; " + seen_tool_requests(ctx.trace.spans, self.name)
+        return CheckResult(passed=ok, value=n, evidence=[s.span_id for s in calls[:20]], rationale=rationale)
+
+
+def _times(n: int) -> str:
+    return {1: "once", 2: "twice"}.get(n, f"{n} times")
+
+
+def seen_tool_requests(spans: list[Span], pattern: str) -> str:
+    """What the trace shows about a tool that was not (or not often enough) executed: the calls
+    the model asked for, and why none of them became a recorded execution."""
+    requested = requested_tool_calls(spans)
+    wanted = [c for c in requested if fnmatch.fnmatchcase(c.name, pattern)]
+    if wanted:
+        names = sorted({c.name for c in wanted})
+        executed = {str(s.attributes.get("gen_ai.tool.call.id")) for s in tool_calls(spans)}
+        missing = sum(1 for c in wanted if c.call_id is None or c.call_id not in executed)
+        said = f"the model requested {', '.join(names)} {_times(len(wanted))}; "
+        if missing == len(wanted):
+            return said + "no tool execution was recorded (no TOOL span, and no result was sent back to the model)"
+        return said + f"{missing} of those calls have no recorded execution"
+    if not any(s.kind == SpanKind.LLM for s in spans):
+        return "the trace has no LLM span, so the tool calls the model requested cannot be seen"
+    if not any(s.kind == SpanKind.LLM and s.attributes.get("gen_ai.output.messages") for s in spans):
+        return "no LLM span records its output messages, so the tool calls the model requested cannot be seen"
+    others = sorted({c.name for c in requested} | {tool_name(s) for s in tool_calls(spans)})
+    return (f"the model never requested {pattern!r}"
+            + (f"; tools seen: {', '.join(others[:10])}" if others else "; no tool was requested or called"))
 
 
 @register_check
@@ -444,8 +476,12 @@ class ToolOrder(Check):
         names = [tool_name(s) for s in timeline]
         if i == len(self.sequence):
             return CheckResult(passed=True, rationale=f"tools called in order {self.sequence}")
-        return CheckResult(passed=False, rationale=f"expected {self.sequence} in order; matched "
-                           f"{self.sequence[:i]}; timeline {names[:20]}")
+        rationale = f"expected {self.sequence} in order; matched {self.sequence[:i]}; timeline {names[:20]}"
+        requested = [c.name for c in requested_tool_calls(ctx.trace.spans)]
+        if requested != names:
+            # Calls the model asked for that never became a recorded execution explain the gap.
+            rationale += f"; the model requested {requested[:20]}"
+        return CheckResult(passed=False, rationale=rationale)
 
 
 SKILL_TOOLS = ("load_skill", "skill", "Skill", "read_skill", "use_skill")

@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from costar.errors import CostarError
+from costar.models.pricing import PriceTable
 from costar.run.agents import Agent, AgentResult, AgentTask, RunContext
 from costar.run.workspace import SetupError, Workspace, collect_artifacts, prepare_workspace
 from costar.scenario import Scenario
 from costar.store.base import Run, Store
+from costar.trace.finalize import finalize_spans
 from costar.trace.model import Artifact, StatusCode, Trace, TraceStatus, compute_totals
 from costar.trace.recorder import Recording
 from costar.trace.sanitize import Sanitizer, secret_env_values
@@ -133,6 +135,7 @@ class Harness:
         self.options = options or HarnessOptions()
         self._sanitizer = Sanitizer()
         self._base_env: dict[str, str] = {}
+        self._prices = PriceTable()  # prices LLM spans that arrive over OpenTelemetry without a cost
 
     async def run(self, scenarios: list[Scenario], run: Run, *, on_stored: OnStored | None = None,
                   on_start: Callable[[int, int], None] | None = None) -> HarnessResult:
@@ -251,7 +254,8 @@ class Harness:
                     ws.remove()
             else:
                 artifacts, notes = await asyncio.to_thread(self._harvest, ws)
-        spans = rec.spans()
+        # One span per model call, a cost on each, a TOOL span per tool run the messages prove.
+        spans = finalize_spans(rec.spans(), price=self._prices.cost)
         trace = Trace(
             trace_id=rec.trace_id, run_id=run.run_id, scenario_id=sc.id, trial=job.trial, agent=self.agent.info,
             status=outcome.status, error=outcome.error, input=sc.prompt, output=outcome.output,

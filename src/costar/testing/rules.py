@@ -28,6 +28,10 @@ class Rule(BaseModel):
     ``latency`` (seconds, then answer normally), ``hang`` (seconds of silence), ``status`` (an HTTP
     error, with ``retry_after``), ``malformed_body`` (invalid JSON with status 200),
     ``malformed_tool_args`` (tool-call arguments that are not JSON). ``times`` consumes the rule.
+
+    ``tool_results`` matches the number of tool results in the conversation, which scripts a tool
+    loop step by step however many conversations run at once (0: ask for the first tool, 1: the
+    next, ...).
     """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -40,7 +44,8 @@ class Rule(BaseModel):
     model: str | None = None  # regex, full match
     has_tools: bool | None = None
     call_index: int | list[int] | None = None  # 0-based index of the request at this server
-    api: Literal["openai", "anthropic"] | None = None
+    api: Literal["openai", "anthropic", "responses"] | None = None
+    tool_results: int | None = Field(None, ge=0)  # tool results in the conversation so far
     # -- reply --
     text: str | None = None
     tool_calls: list[ScriptedToolCall] | None = None
@@ -70,6 +75,8 @@ class Rule(BaseModel):
             return False
         if self.has_tools is not None and self.has_tools != bool(req.tool_names):
             return False
+        if self.tool_results is not None and self.tool_results != req.tool_results:
+            return False
         if self.last_user is not None and not re.search(self.last_user, req.last_user):
             return False
         if self.system is not None and not re.search(self.system, req.system):
@@ -79,10 +86,11 @@ class Rule(BaseModel):
 
 @dataclass
 class IncomingRequest:
-    """A request reduced to what rules look at, the same for the OpenAI and Anthropic routes."""
+    """A request reduced to what rules look at, the same for every route (chat completions,
+    Anthropic messages, OpenAI responses)."""
 
     index: int
-    api: Literal["openai", "anthropic"]
+    api: Literal["openai", "anthropic", "responses"]
     model: str
     last_user: str
     system: str
@@ -90,6 +98,8 @@ class IncomingRequest:
     tool_names: list[str]
     forced_tool: str | None
     body: dict[str, Any] = field(repr=False)
+    tool_results: int = 0
+    """Tool results sent back so far: ``tool`` messages, ``tool_result`` blocks, ``function_call_output`` items."""
 
 
 def load_rules(path: str | Path) -> tuple[list[Rule], Rule | None]:

@@ -1,4 +1,5 @@
-"""A scripted model server on loopback: OpenAI chat completions and Anthropic messages, answered by rules.
+"""A scripted model server on loopback: OpenAI chat completions, OpenAI responses and Anthropic messages
+(each plain or streamed), answered by rules.
 
     with ScriptedModelServer([Rule(last_user="weather", tool_calls=[...])]) as srv:
         client = ModelClient(srv.model_uri("gpt-4.1-mini"))
@@ -17,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -25,12 +26,16 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from costar._server import BackgroundServer
 from costar.testing.rules import IncomingRequest, Rule, load_rules
 from costar.testing.wire import (
+    Api,
     anthropic_message,
+    anthropic_stream_events,
     default_error_message,
     error_body,
     incoming,
     openai_completion,
     openai_stream_events,
+    responses_document,
+    responses_stream_events,
 )
 
 DEFAULT_REPLY = Rule(name="default", text="OK")
@@ -39,7 +44,7 @@ DEFAULT_REPLY = Rule(name="default", text="OK")
 @dataclass(frozen=True)
 class ReceivedRequest:
     index: int
-    api: Literal["openai", "anthropic"]
+    api: Api
     model: str
     body: dict[str, Any]
     headers: dict[str, str]
@@ -150,7 +155,7 @@ class ScriptedModelServer:
 
     # -- serving -----------------------------------------------------------------------------------
 
-    def _begin(self, api: Literal["openai", "anthropic"], body: dict[str, Any],
+    def _begin(self, api: Api, body: dict[str, Any],
                headers: dict[str, str]) -> tuple[IncomingRequest, Rule]:
         with self._lock:
             req = incoming(self._count, api, body)
@@ -186,7 +191,7 @@ class ScriptedModelServer:
             hangup.cancel()
         return not done
 
-    async def _answer(self, request: Request, api: Literal["openai", "anthropic"]) -> Response:
+    async def _answer(self, request: Request, api: Api) -> Response:
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -206,10 +211,12 @@ class ScriptedModelServer:
                                     headers=headers)
             if rule.malformed_body:
                 return Response('{"id": "broken", "choices": [', media_type="application/json")
-            if api == "openai" and body.get("stream"):
-                return StreamingResponse(iter(openai_stream_events(rule, req)), media_type="text/event-stream")
-            doc = anthropic_message(rule, req) if api == "anthropic" else openai_completion(rule, req)
-            return JSONResponse(doc)
+            if body.get("stream"):
+                render = {"openai": openai_stream_events, "anthropic": anthropic_stream_events,
+                          "responses": responses_stream_events}[api]
+                return StreamingResponse(iter(render(rule, req)), media_type="text/event-stream")
+            answer = {"openai": openai_completion, "anthropic": anthropic_message, "responses": responses_document}
+            return JSONResponse(answer[api](rule, req))
         finally:
             self._end()
 
@@ -229,6 +236,10 @@ class ScriptedModelServer:
         @app.post("/v1/messages")
         async def messages(request: Request) -> Response:
             return await self._answer(request, "anthropic")
+
+        @app.post("/v1/responses")
+        async def responses(request: Request) -> Response:
+            return await self._answer(request, "responses")
 
         @app.get("/v1/models")
         async def models() -> dict[str, Any]:

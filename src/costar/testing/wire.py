@@ -13,24 +13,42 @@ from costar.testing.rules import IncomingRequest, Rule
 BROKEN_JSON = '{"location": "Par'
 
 
-def incoming(index: int, api: Literal["openai", "anthropic"], body: dict[str, Any]) -> IncomingRequest:
-    raw_messages = body.get("messages")
+Api = Literal["openai", "anthropic", "responses"]
+
+
+def incoming(index: int, api: Api, body: dict[str, Any]) -> IncomingRequest:
+    raw_messages = body.get("input" if api == "responses" else "messages")
+    if api == "responses" and isinstance(raw_messages, str):
+        raw_messages = [{"role": "user", "content": raw_messages}]
     messages: list[Any] = raw_messages if isinstance(raw_messages, list) else []
     texts: list[str] = []
     last_user = ""
     system_parts: list[str] = []
+    tool_results = 0
     if api == "anthropic":
         system_parts.append(_text(body.get("system")))
+    if api == "responses":
+        system_parts.append(_text(body.get("instructions")))
     for m in messages:
         if not isinstance(m, dict):
             continue
-        text = _text(m.get("content"))
+        if m.get("type") == "function_call_output":  # a Responses API tool result
+            tool_results += 1
+            texts.append(_text(m.get("output")))
+            continue
+        content = m.get("content")
+        if isinstance(content, list):
+            tool_results += sum(1 for b in content if isinstance(b, dict) and b.get("type") == "tool_result")
+        text = _text(content)
         texts.append(text)
         role = m.get("role")
-        if role == "system" or role == "developer":
+        if role == "tool":
+            tool_results += 1
+        elif role == "system" or role == "developer":
             system_parts.append(text)
-        elif role == "user" and text:
-            # Anthropic tool results arrive as user turns with no text: they are not "the user's message".
+        elif role == "user" and text and not (isinstance(content, list) and any(
+                isinstance(b, dict) and b.get("type") == "tool_result" for b in content)):
+            # Anthropic tool results arrive as user turns: they are not "the user's message".
             last_user = text
     raw_tools = body.get("tools")
     tools: list[Any] = raw_tools if isinstance(raw_tools, list) else []
@@ -41,7 +59,7 @@ def incoming(index: int, api: Literal["openai", "anthropic"], body: dict[str, An
         forced = choice.get("name") or (choice.get("function") or {}).get("name")
     return IncomingRequest(index=index, api=api, model=str(body.get("model") or ""), last_user=last_user,
                            system="\n".join(p for p in system_parts if p), texts=texts, tool_names=names,
-                           forced_tool=forced, body=body)
+                           forced_tool=forced, body=body, tool_results=tool_results)
 
 
 def _text(content: Any) -> str:
@@ -51,7 +69,7 @@ def _text(content: Any) -> str:
         out = []
         for block in content:
             if isinstance(block, dict):
-                if block.get("type") == "text":
+                if block.get("type") in ("text", "input_text", "output_text"):
                     out.append(str(block.get("text", "")))
                 elif block.get("type") == "tool_result":
                     out.append(_text(block.get("content")))
@@ -153,11 +171,94 @@ def anthropic_message(rule: Rule, req: IncomingRequest) -> dict[str, Any]:
             "usage": {"input_tokens": inp, "output_tokens": out}}
 
 
+def _sse(events: list[dict[str, Any]]) -> list[str]:
+    return [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events]
+
+
+def anthropic_stream_events(rule: Rule, req: IncomingRequest) -> list[str]:
+    """The same message as Anthropic server-sent events (``stream: true``)."""
+    doc = anthropic_message(rule, req)
+    start = {**doc, "content": [], "stop_reason": None,
+             "usage": {"input_tokens": doc["usage"]["input_tokens"], "output_tokens": 1}}
+    events: list[dict[str, Any]] = [{"type": "message_start", "message": start}]
+    for i, block in enumerate(doc["content"]):
+        if block["type"] == "text":
+            events.append({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}})
+            text = block["text"]
+            step = max(1, len(text) // 3)
+            events += [{"type": "content_block_delta", "index": i,
+                        "delta": {"type": "text_delta", "text": text[j:j + step]}} for j in range(0, len(text), step)]
+        else:
+            events.append({"type": "content_block_start", "index": i,
+                           "content_block": {**block, "input": {}}})
+            raw = block["input"] if isinstance(block["input"], str) else json.dumps(block["input"])
+            events.append({"type": "content_block_delta", "index": i,
+                           "delta": {"type": "input_json_delta", "partial_json": raw}})
+        events.append({"type": "content_block_stop", "index": i})
+    events.append({"type": "message_delta", "delta": {"stop_reason": doc["stop_reason"], "stop_sequence": None},
+                   "usage": {"output_tokens": doc["usage"]["output_tokens"]}})
+    events.append({"type": "message_stop"})
+    return _sse(events)
+
+
+def responses_document(rule: Rule, req: IncomingRequest) -> dict[str, Any]:
+    """An OpenAI Responses API ``response`` object: output items for the text and the tool calls."""
+    content = _content(rule)
+    output: list[dict[str, Any]] = []
+    if content is not None:
+        output.append({"type": "message", "id": f"msg_{req.index}", "status": "completed", "role": "assistant",
+                       "content": [{"type": "output_text", "text": content, "annotations": []}]})
+    for i, c in enumerate(rule.tool_calls or []):
+        output.append({"type": "function_call", "id": f"fc_{req.index}_{i}", "status": "completed",
+                       "call_id": c.id or f"call_{req.index}_{i}", "name": c.name,
+                       "arguments": _arguments(rule, c.arguments)})
+    inp, out = _usage(rule, req, (content or "") + json.dumps([o for o in output if o["type"] == "function_call"]))
+    return {"id": f"resp_{uuid.uuid4().hex[:24]}", "object": "response", "created_at": int(time.time()),
+            "status": "completed", "model": req.model or "scripted", "output": output,
+            "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "error": None,
+            "incomplete_details": None, "instructions": None, "metadata": {}, "temperature": None, "top_p": None,
+            "text": {"format": {"type": "text"}},
+            "usage": {"input_tokens": inp, "output_tokens": out, "total_tokens": inp + out,
+                      "input_tokens_details": {"cached_tokens": 0},
+                      "output_tokens_details": {"reasoning_tokens": 0}}}
+
+
+def responses_stream_events(rule: Rule, req: IncomingRequest) -> list[str]:
+    """The same response as Responses API server-sent events, ending in ``response.completed``."""
+    doc = responses_document(rule, req)
+    seq = iter(range(1 << 30))
+    events: list[dict[str, Any]] = [{"type": "response.created", "response": {**doc, "status": "in_progress",
+                                                                                "output": [], "usage": None}}]
+    for i, item in enumerate(doc["output"]):
+        if item["type"] == "message":
+            text = item["content"][0]["text"]
+            events.append({"type": "response.output_item.added", "output_index": i,
+                           "item": {**item, "status": "in_progress", "content": []}})
+            events.append({"type": "response.content_part.added", "item_id": item["id"], "output_index": i,
+                           "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}})
+            events.append({"type": "response.output_text.delta", "item_id": item["id"], "output_index": i,
+                           "content_index": 0, "delta": text, "logprobs": []})
+            events.append({"type": "response.output_text.done", "item_id": item["id"], "output_index": i,
+                           "content_index": 0, "text": text, "logprobs": []})
+            events.append({"type": "response.content_part.done", "item_id": item["id"], "output_index": i,
+                           "content_index": 0, "part": item["content"][0]})
+        else:
+            events.append({"type": "response.output_item.added", "output_index": i,
+                           "item": {**item, "status": "in_progress", "arguments": ""}})
+            events.append({"type": "response.function_call_arguments.delta", "item_id": item["id"],
+                           "output_index": i, "delta": item["arguments"]})
+            events.append({"type": "response.function_call_arguments.done", "item_id": item["id"],
+                           "output_index": i, "arguments": item["arguments"], "name": item["name"]})
+        events.append({"type": "response.output_item.done", "output_index": i, "item": item})
+    events.append({"type": "response.completed", "response": doc})
+    return _sse([{**e, "sequence_number": next(seq)} for e in events])
+
+
 _ANTHROPIC_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                           404: "not_found_error", 429: "rate_limit_error", 529: "overloaded_error"}
 
 
-def error_body(api: Literal["openai", "anthropic"], status: int, message: str) -> dict[str, Any]:
+def error_body(api: Api, status: int, message: str) -> dict[str, Any]:
     if api == "anthropic":
         return {"type": "error", "error": {"type": _ANTHROPIC_ERROR_TYPES.get(status, "api_error"),
                                            "message": message}}

@@ -1,7 +1,9 @@
-"""Put on PYTHONPATH by the coSTAR harness for command agents: captures model SDK calls.
+"""Put on PYTHONPATH by the coSTAR harness for command agents: records the agent's process.
 
-It costs nothing until the agent imports ``openai`` or ``anthropic``; only then is coSTAR
-loaded and the SDK wrapped. It then hands over to any other ``sitecustomize`` on the path.
+It costs nothing until the agent imports a model SDK (``openai``, ``anthropic``) or coSTAR itself
+(``from costar.trace import span``); only then is coSTAR's capture loaded: the process is recorded
+from then on and its spans are sent to the harness at exit. It then hands over to any other
+``sitecustomize`` on the path.
 """
 
 import importlib
@@ -10,13 +12,16 @@ import os
 import sys
 
 _SDKS = ("openai", "anthropic")
+_COSTAR = "costar"
 
 
-class _CaptureOnSdkImport(importlib.abc.MetaPathFinder):
+class _CaptureOnImport(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):
-        if fullname not in _SDKS:
+        if fullname not in _SDKS and fullname != _COSTAR:
             return None
         sys.meta_path.remove(self)
+        if fullname == _COSTAR:
+            return self._costar_spec(path, target)
         try:
             from costar.capture.process import start_process_capture
             from costar.capture.sdk import _FINDER
@@ -26,9 +31,36 @@ class _CaptureOnSdkImport(importlib.abc.MetaPathFinder):
         except Exception:  # a Python without coSTAR, or a broken environment: run uncaptured
             return None
 
+    @staticmethod
+    def _costar_spec(path, target):
+        # coSTAR itself is being imported (an agent adding its own spans): load it as the other
+        # finders would, then start recording once its package exists.
+        spec = None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            if find is not None:
+                spec = find(_COSTAR, path, target)
+                if spec is not None:
+                    break
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_and_capture(module):
+            exec_module(module)
+            try:
+                from costar.capture.process import start_process_capture
+
+                start_process_capture()
+            except Exception as exc:  # never break the agent's import of coSTAR
+                print(f"costar: could not start capture: {exc}", file=sys.stderr)
+
+        spec.loader.exec_module = exec_and_capture
+        return spec
+
 
 if os.environ.get("COSTAR_CAPTURE") == "1" and os.environ.get("COSTAR_OTLP_ENDPOINT"):
-    sys.meta_path.insert(0, _CaptureOnSdkImport())
+    sys.meta_path.insert(0, _CaptureOnImport())
 
 _here = os.path.dirname(os.path.abspath(__file__))
 _rest = [p for p in sys.path if os.path.abspath(p or ".") != _here]
