@@ -1,9 +1,11 @@
 """Zero-code capture of model calls made through the ``openai`` and ``anthropic`` SDKs.
 
-``instrument()`` wraps the SDKs' chat-completion and messages calls (sync and async, plain and
-streamed). While a coSTAR recording is active each call becomes an LLM span with gen_ai.*
-attributes, tokens and cost; with no recording the wrappers only pass the call through. An SDK
-imported after ``instrument()`` is wrapped when its import completes.
+``instrument()`` wraps, sync and async, plain and streamed: OpenAI ``chat.completions.create`` /
+``parse`` / ``stream`` and ``responses.create`` / ``parse`` / ``stream`` (the Responses API the
+OpenAI Agents SDK uses by default), and Anthropic ``messages.create`` / ``parse`` / ``stream``.
+While a coSTAR recording is active each call becomes an LLM span with gen_ai.* attributes,
+tokens and cost; with no recording the wrappers only pass the call through. An SDK imported
+after ``instrument()`` is wrapped when its import completes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import importlib.machinery
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from costar.trace.genai import finish_reason, openai_messages_to_parts
 from costar.trace.model import SpanKind, StatusCode
@@ -133,22 +135,31 @@ class _OpenAIStreamAccumulator:
         return msg
 
 
+class _Accumulator(Protocol):
+    def add(self, chunk: Any) -> None: ...
+    def finish(self, span: LiveSpan, kwargs: dict[str, Any]) -> None: ...
+
+
+class _ChatAccumulator(_OpenAIStreamAccumulator):
+    def finish(self, span: LiveSpan, kwargs: dict[str, Any]) -> None:
+        _finish(span, "openai", self.model or str(kwargs.get("model", "")), self.message(), self.reason,
+                self.usage[0], self.usage[1], self.id)
+
+
 class _StreamProxy:
     """Wraps an SDK stream: iterating it accumulates the chunks; its end (or close) ends the span."""
 
-    def __init__(self, stream: Any, span: LiveSpan, kwargs: dict[str, Any]) -> None:
+    def __init__(self, stream: Any, span: LiveSpan, kwargs: dict[str, Any], acc: _Accumulator) -> None:
         self._stream = stream
         self._span = span
         self._kwargs = kwargs
-        self._acc = _OpenAIStreamAccumulator()
+        self._acc = acc
         self._closed = False
 
     def _done(self) -> None:
         if not self._closed:
             self._closed = True
-            acc = self._acc
-            _finish(self._span, "openai", acc.model or str(self._kwargs.get("model", "")), acc.message(),
-                    acc.reason, acc.usage[0], acc.usage[1], acc.id)
+            self._acc.finish(self._span, self._kwargs)
 
     def _failed(self, exc: BaseException) -> None:
         if not self._closed:
@@ -175,6 +186,10 @@ class _StreamProxy:
             raise
         self._done()
 
+    def close(self) -> None:
+        self._done()
+        self._stream.close()
+
     def __enter__(self) -> _StreamProxy:
         return self
 
@@ -197,10 +212,12 @@ Start = Callable[[dict[str, Any]], LiveSpan | None]
 Finish = Callable[[LiveSpan, dict[str, Any], Any], Any]
 
 
-def _wrap(cls: Any, *, is_async: bool, start: Start, finish: Finish) -> None:
-    """Replace ``cls.create`` so each call made while recording becomes a span: ``start`` opens it
+def _wrap(cls: Any, *, is_async: bool, start: Start, finish: Finish, method: str = "create") -> None:
+    """Replace ``cls.<method>`` so each call made while recording becomes a span: ``start`` opens it
     (or declines with None), ``finish`` records the response and returns what the caller gets."""
-    original = cls.create
+    original = getattr(cls, method, None)
+    if original is None:  # an SDK version without this method
+        return
 
     if is_async:
         @functools.wraps(original)
@@ -215,7 +232,7 @@ def _wrap(cls: Any, *, is_async: bool, start: Start, finish: Finish) -> None:
                 raise
             return finish(span, kwargs, resp)
 
-        cls.create = acreate
+        setattr(cls, method, acreate)
         return
 
     @functools.wraps(original)
@@ -230,7 +247,7 @@ def _wrap(cls: Any, *, is_async: bool, start: Start, finish: Finish) -> None:
             raise
         return finish(span, kwargs, resp)
 
-    cls.create = create
+    setattr(cls, method, create)
 
 
 def _openai_start(kwargs: dict[str, Any]) -> LiveSpan | None:
@@ -239,16 +256,116 @@ def _openai_start(kwargs: dict[str, Any]) -> LiveSpan | None:
 
 def _openai_finish(span: LiveSpan, kwargs: dict[str, Any], resp: Any) -> Any:
     if kwargs.get("stream"):
-        return _StreamProxy(resp, span, kwargs)
+        return _StreamProxy(resp, span, kwargs, _ChatAccumulator())
     _openai_done(span, kwargs, resp)
+    return resp
+
+
+# --------------------------------------------------------------------------- openai responses
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(_dump(b).get("text", "")) for b in content if isinstance(_dump(b), dict))
+    return ""
+
+
+def _responses_messages(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+    """A Responses API request (instructions + input items) as OpenAI chat messages."""
+    out: list[dict[str, Any]] = []
+    if kwargs.get("instructions"):
+        out.append({"role": "system", "content": _text_of(kwargs["instructions"])})
+    items = kwargs.get("input")
+    if isinstance(items, str):
+        return [*out, {"role": "user", "content": items}]
+    for raw in items or []:
+        item = _dump(raw)
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if kind == "function_call":
+            call = {"id": item.get("call_id"), "type": "function",
+                    "function": {"name": item.get("name"), "arguments": item.get("arguments") or ""}}
+            if out and out[-1]["role"] == "assistant" and not out[-1]["content"]:
+                out[-1].setdefault("tool_calls", []).append(call)  # parallel calls: one assistant turn
+            else:
+                out.append({"role": "assistant", "content": "", "tool_calls": [call]})
+        elif kind == "function_call_output":
+            output = item.get("output")
+            out.append({"role": "tool", "tool_call_id": item.get("call_id"),
+                        "content": output if isinstance(output, str) else _text_of(output) or str(output)})
+        elif "role" in item and kind in (None, "message"):
+            out.append({"role": item["role"], "content": _text_of(item.get("content"))})
+    return out
+
+
+def _responses_done(span: LiveSpan, kwargs: dict[str, Any], resp: Any) -> None:
+    text, calls = [], []
+    for item in getattr(resp, "output", None) or []:
+        kind = getattr(item, "type", None)
+        if kind == "message":
+            text.append(_text_of(_dump(item).get("content")))
+        elif kind == "function_call":
+            calls.append({"id": item.call_id, "type": "function",
+                          "function": {"name": item.name, "arguments": item.arguments}})
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(text)}
+    if calls:
+        message["tool_calls"] = calls
+    usage = getattr(resp, "usage", None)
+    status = getattr(resp, "status", None)
+    reason = "tool_calls" if calls else ("length" if status == "incomplete" else "stop")
+    _finish(span, "openai", getattr(resp, "model", None) or str(kwargs.get("model", "")), message, reason,
+            getattr(usage, "input_tokens", 0) or 0, getattr(usage, "output_tokens", 0) or 0,
+            getattr(resp, "id", None))
+
+
+class _ResponsesAccumulator:
+    """A streamed response ends with an event carrying the whole response: keep that one."""
+
+    def __init__(self) -> None:
+        self.response: Any = None
+
+    def add(self, event: Any) -> None:
+        if getattr(event, "type", None) in ("response.completed", "response.incomplete", "response.failed"):
+            self.response = getattr(event, "response", None)
+
+    def finish(self, span: LiveSpan, kwargs: dict[str, Any]) -> None:
+        if self.response is None:
+            _finish(span, "openai", str(kwargs.get("model", "")), {"role": "assistant", "content": ""},
+                    None, 0, 0, None)
+        else:
+            _responses_done(span, kwargs, self.response)
+
+
+def _responses_start(kwargs: dict[str, Any]) -> LiveSpan | None:
+    span = _start("openai", kwargs, _responses_messages(kwargs))
+    if span is not None and kwargs.get("max_output_tokens") is not None:
+        span.set_attribute("gen_ai.request.max_tokens", kwargs["max_output_tokens"])
+    return span
+
+
+def _responses_finish(span: LiveSpan, kwargs: dict[str, Any], resp: Any) -> Any:
+    if kwargs.get("stream"):
+        return _StreamProxy(resp, span, kwargs, _ResponsesAccumulator())
+    _responses_done(span, kwargs, resp)
     return resp
 
 
 def _patch_openai(module: Any) -> None:
     from openai.resources.chat.completions import AsyncCompletions, Completions
 
-    _wrap(Completions, is_async=False, start=_openai_start, finish=_openai_finish)
-    _wrap(AsyncCompletions, is_async=True, start=_openai_start, finish=_openai_finish)
+    for method in ("create", "parse"):
+        _wrap(Completions, is_async=False, start=_openai_start, finish=_openai_finish, method=method)
+        _wrap(AsyncCompletions, is_async=True, start=_openai_start, finish=_openai_finish, method=method)
+    try:
+        from openai.resources.responses import AsyncResponses, Responses
+    except ImportError:  # an SDK from before the Responses API
+        return
+    for method in ("create", "parse"):
+        _wrap(Responses, is_async=False, start=_responses_start, finish=_responses_finish, method=method)
+        _wrap(AsyncResponses, is_async=True, start=_responses_start, finish=_responses_finish, method=method)
 
 
 # --------------------------------------------------------------------------- anthropic
@@ -277,9 +394,12 @@ def _anthropic_messages(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
                 calls.append({"id": block.get("id"), "type": "function",
                               "function": {"name": block.get("name"), "arguments": block.get("input") or {}}})
             elif kind == "tool_result":
-                out.append({"role": "tool", "tool_call_id": block.get("tool_use_id"),
-                            "content": block.get("content") if isinstance(block.get("content"), str)
-                            else str(block.get("content"))})
+                result = block.get("content")
+                tool_msg = {"role": "tool", "tool_call_id": block.get("tool_use_id"),
+                            "content": result if isinstance(result, str) else _text_of(result) or str(result)}
+                if isinstance(block.get("is_error"), bool):
+                    tool_msg["is_error"] = block["is_error"]
+                out.append(tool_msg)
         if text or calls:
             msg: dict[str, Any] = {"role": m.get("role", "user"), "content": "\n".join(text)}
             if calls:
@@ -300,28 +420,138 @@ def _anthropic_done(span: LiveSpan, kwargs: dict[str, Any], resp: Any) -> None:
     if calls:
         message["tool_calls"] = calls
     usage = getattr(resp, "usage", None)
-    reason = {"end_turn": "stop", "tool_use": "tool_calls", "max_tokens": "length"}.get(
-        getattr(resp, "stop_reason", None) or "", getattr(resp, "stop_reason", None))
+    stop = getattr(resp, "stop_reason", None)
+    reason = {"end_turn": "stop", "tool_use": "tool_calls", "max_tokens": "length"}.get(stop or "", stop)
     _finish(span, "anthropic", getattr(resp, "model", None) or str(kwargs.get("model", "")), message, reason,
             getattr(usage, "input_tokens", 0) or 0, getattr(usage, "output_tokens", 0) or 0,
             getattr(resp, "id", None))
 
 
+class _AnthropicStreamAccumulator:
+    """Rebuilds the message from Anthropic's stream events (``messages.create(stream=True)``)."""
+
+    def __init__(self) -> None:
+        self.message: Any = None
+        self.blocks: dict[int, dict[str, Any]] = {}
+        self.json: dict[int, list[str]] = {}
+        self.stop: str | None = None
+        self.output_tokens = 0
+
+    def add(self, event: Any) -> None:
+        kind = getattr(event, "type", None)
+        if kind == "message_start":
+            self.message = event.message
+        elif kind == "content_block_start":
+            self.blocks[event.index] = _dump(event.content_block)
+        elif kind == "content_block_delta":
+            delta = event.delta
+            block = self.blocks.setdefault(event.index, {"type": "text", "text": ""})
+            if getattr(delta, "type", None) == "text_delta":
+                block["text"] = block.get("text", "") + delta.text
+            elif getattr(delta, "type", None) == "input_json_delta":
+                self.json.setdefault(event.index, []).append(delta.partial_json)
+        elif kind == "message_delta":
+            self.stop = getattr(event.delta, "stop_reason", None) or self.stop
+            usage = getattr(event, "usage", None)
+            self.output_tokens = getattr(usage, "output_tokens", 0) or self.output_tokens
+
+    def finish(self, span: LiveSpan, kwargs: dict[str, Any]) -> None:
+        text, calls = [], []
+        for i in sorted(self.blocks):
+            block = self.blocks[i]
+            if block.get("type") == "text":
+                text.append(block.get("text", ""))
+            elif block.get("type") == "tool_use":
+                raw = "".join(self.json.get(i, []))
+                calls.append({"id": block.get("id"), "type": "function",
+                              "function": {"name": block.get("name"), "arguments": raw or block.get("input") or {}}})
+        message: dict[str, Any] = {"role": "assistant", "content": "\n".join(text)}
+        if calls:
+            message["tool_calls"] = calls
+        start_usage = getattr(self.message, "usage", None)
+        reason = {"end_turn": "stop", "tool_use": "tool_calls", "max_tokens": "length"}.get(self.stop or "", self.stop)
+        _finish(span, "anthropic", getattr(self.message, "model", None) or str(kwargs.get("model", "")), message,
+                reason, getattr(start_usage, "input_tokens", 0) or 0, self.output_tokens,
+                getattr(self.message, "id", None))
+
+
 def _anthropic_start(kwargs: dict[str, Any]) -> LiveSpan | None:
-    # Streamed Anthropic calls pass through unrecorded (their event stream is not rebuilt).
-    return None if kwargs.get("stream") else _start("anthropic", kwargs, _anthropic_messages(kwargs))
+    return _start("anthropic", kwargs, _anthropic_messages(kwargs))
 
 
 def _anthropic_finish(span: LiveSpan, kwargs: dict[str, Any], resp: Any) -> Any:
+    if kwargs.get("stream"):
+        return _StreamProxy(resp, span, kwargs, _AnthropicStreamAccumulator())
     _anthropic_done(span, kwargs, resp)
     return resp
+
+
+class _MessageStreamManager:
+    """Wraps ``messages.stream(...)``: the span covers the ``with`` block, and the message the SDK
+    accumulated while it was read is what gets recorded."""
+
+    def __init__(self, manager: Any, kwargs: dict[str, Any]) -> None:
+        self._manager = manager
+        self._kwargs = kwargs
+        self._span: LiveSpan | None = None
+        self._stream: Any = None
+
+    def _end(self, exc: BaseException | None) -> None:
+        span, self._span = self._span, None
+        if span is None:
+            return
+        if exc is not None:
+            _fail(span, exc)
+            return
+        snapshot = getattr(self._stream, "_current_snapshot_or_none", lambda: None)()
+        if snapshot is None:
+            _finish(span, "anthropic", str(self._kwargs.get("model", "")), {"role": "assistant", "content": ""},
+                    None, 0, 0, None)
+        else:
+            _anthropic_done(span, self._kwargs, snapshot)
+
+    def __enter__(self) -> Any:
+        self._span = _anthropic_start(self._kwargs)
+        self._stream = self._manager.__enter__()
+        return self._stream
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Any:
+        self._end(exc)
+        return self._manager.__exit__(exc_type, exc, tb)
+
+    async def __aenter__(self) -> Any:
+        self._span = _anthropic_start(self._kwargs)
+        self._stream = await self._manager.__aenter__()
+        return self._stream
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Any:
+        self._end(exc)
+        return await self._manager.__aexit__(exc_type, exc, tb)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._manager, name)
+
+
+def _wrap_stream_helper(cls: Any) -> None:
+    original = getattr(cls, "stream", None)
+    if original is None:
+        return
+
+    @functools.wraps(original)
+    def stream(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return _MessageStreamManager(original(self, *args, **kwargs), kwargs)
+
+    cls.stream = stream
 
 
 def _patch_anthropic(module: Any) -> None:
     from anthropic.resources.messages import AsyncMessages, Messages
 
-    _wrap(Messages, is_async=False, start=_anthropic_start, finish=_anthropic_finish)
-    _wrap(AsyncMessages, is_async=True, start=_anthropic_start, finish=_anthropic_finish)
+    for method in ("create", "parse"):
+        _wrap(Messages, is_async=False, start=_anthropic_start, finish=_anthropic_finish, method=method)
+        _wrap(AsyncMessages, is_async=True, start=_anthropic_start, finish=_anthropic_finish, method=method)
+    _wrap_stream_helper(Messages)
+    _wrap_stream_helper(AsyncMessages)
 
 
 _PATCHERS: dict[str, Callable[[Any], None]] = {"openai": _patch_openai, "anthropic": _patch_anthropic}

@@ -247,6 +247,8 @@ def normalize_part(part: Any) -> dict[str, Any] | None:
         out = {"type": "tool_call_response", "response": _block_text(part.get("content"))}
         if part.get("tool_use_id") is not None:
             out["id"] = str(part["tool_use_id"])
+        if isinstance(part.get("is_error"), bool):  # Anthropic's own failure flag
+            out["is_error"] = part["is_error"]
         return out
     if kind in ("thinking", "reasoning"):
         return {"type": "reasoning", "content": str(part.get("thinking", part.get("content", "")))}
@@ -301,6 +303,8 @@ def _tool_response_parts(msg: Mapping[str, Any], parts: list[dict[str, Any]]) ->
     if cid is not None:
         out["id"] = cid
     out["response"] = "" if response is None else response
+    if isinstance(msg.get("is_error"), bool):
+        out["is_error"] = msg["is_error"]
     return [out]
 
 
