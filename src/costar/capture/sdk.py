@@ -554,7 +554,15 @@ def _patch_anthropic(module: Any) -> None:
     _wrap_stream_helper(AsyncMessages)
 
 
-_PATCHERS: dict[str, Callable[[Any], None]] = {"openai": _patch_openai, "anthropic": _patch_anthropic}
+def _patch_openai_agents(module: Any) -> bool:
+    from costar.capture.openai_agents import install
+
+    return install(module)
+
+
+# A patcher returns False when the module is not (yet) the SDK it expects: it is tried again later.
+_PATCHERS: dict[str, Callable[[Any], bool | None]] = {
+    "openai": _patch_openai, "anthropic": _patch_anthropic, "agents": _patch_openai_agents}
 
 
 def _patch(name: str) -> None:
@@ -562,7 +570,9 @@ def _patch(name: str) -> None:
         if name in _PATCHED:
             return
         _PATCHED.add(name)
-    _PATCHERS[name](sys.modules[name])
+    if _PATCHERS[name](sys.modules[name]) is False:
+        with _LOCK:
+            _PATCHED.discard(name)
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):
@@ -593,7 +603,8 @@ _FINDER = _PatchOnImport()
 
 
 def instrument() -> None:
-    """Record openai/anthropic SDK calls as LLM spans (idempotent; cheap when nothing records)."""
+    """Record openai/anthropic SDK calls as LLM spans, and the OpenAI Agents SDK's own trace spans
+    (idempotent; cheap when nothing records)."""
     for name in _PATCHERS:
         if name in sys.modules:
             _patch(name)
