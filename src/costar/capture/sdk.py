@@ -79,6 +79,25 @@ def _finish(span: LiveSpan, provider: str, model: str, message: dict[str, Any], 
     span.end()
 
 
+def _parsed(resp: Any) -> Any:
+    """The response object behind ``with_raw_response`` (LangChain calls the SDK that way); the
+    SDK caches what ``parse()`` returns, so the caller parsing it again costs nothing."""
+    if hasattr(resp, "http_response") and callable(getattr(resp, "parse", None)):
+        return resp.parse()
+    return resp
+
+
+def _raw_stream(span: LiveSpan, kwargs: dict[str, Any], resp: Any) -> bool:
+    """A raw streamed response is read by the caller through ``parse()``: its content cannot be
+    seen here, so the span says so instead of pretending the answer was empty."""
+    if not hasattr(resp, "http_response"):
+        return False
+    span.set_attribute("costar.capture.incomplete", "raw streamed response: content and usage not seen")
+    span.set_status(StatusCode.OK)
+    span.end()
+    return True
+
+
 def _fail(span: LiveSpan, exc: BaseException) -> None:
     span.set_attribute("error.type", type(exc).__name__)
     span.record_exception(exc)
@@ -256,8 +275,8 @@ def _openai_start(kwargs: dict[str, Any]) -> LiveSpan | None:
 
 def _openai_finish(span: LiveSpan, kwargs: dict[str, Any], resp: Any) -> Any:
     if kwargs.get("stream"):
-        return _StreamProxy(resp, span, kwargs, _ChatAccumulator())
-    _openai_done(span, kwargs, resp)
+        return resp if _raw_stream(span, kwargs, resp) else _StreamProxy(resp, span, kwargs, _ChatAccumulator())
+    _openai_done(span, kwargs, _parsed(resp))
     return resp
 
 
@@ -348,8 +367,8 @@ def _responses_start(kwargs: dict[str, Any]) -> LiveSpan | None:
 
 def _responses_finish(span: LiveSpan, kwargs: dict[str, Any], resp: Any) -> Any:
     if kwargs.get("stream"):
-        return _StreamProxy(resp, span, kwargs, _ResponsesAccumulator())
-    _responses_done(span, kwargs, resp)
+        return resp if _raw_stream(span, kwargs, resp) else _StreamProxy(resp, span, kwargs, _ResponsesAccumulator())
+    _responses_done(span, kwargs, _parsed(resp))
     return resp
 
 
@@ -481,8 +500,9 @@ def _anthropic_start(kwargs: dict[str, Any]) -> LiveSpan | None:
 
 def _anthropic_finish(span: LiveSpan, kwargs: dict[str, Any], resp: Any) -> Any:
     if kwargs.get("stream"):
-        return _StreamProxy(resp, span, kwargs, _AnthropicStreamAccumulator())
-    _anthropic_done(span, kwargs, resp)
+        return resp if _raw_stream(span, kwargs, resp) else _StreamProxy(resp, span, kwargs,
+                                                                         _AnthropicStreamAccumulator())
+    _anthropic_done(span, kwargs, _parsed(resp))
     return resp
 
 

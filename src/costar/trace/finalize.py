@@ -5,7 +5,7 @@ When SDK capture and a framework's own instrumentation (OpenTelemetry, OpenInfer
 the same model call, two LLM spans describe it. They are merged into the framework's span (it sits
 in the framework's tree), which takes the attributes it lacks from the captured one (messages,
 tokens, cost) and is marked ``costar.merged = ["sdk"]``. Two LLM spans describe the same call when
-the captured one lies within the framework's span in time (50 ms of slack) and nothing they both
+the captured one lies within the framework's span in time (5 ms of slack) and nothing they both
 record disagrees: response id, input and output tokens, and the model (one name a prefix of the
 other, as ``gpt-4o`` and ``gpt-4o-2024-08-06``).
 """
@@ -20,7 +20,7 @@ from costar.trace.tool_inference import with_inferred_tools
 CAPTURE = "costar.capture"
 MERGED = "costar.merged"
 COST = "costar.usage.cost_usd"
-SLACK_NS = 50_000_000
+SLACK_NS = 5_000_000  # clock resolution differences between recorders (same host, same clock)
 
 # (provider, model, input tokens, output tokens) -> (cost in USD, whether the price is known)
 Pricer = Callable[[str, str, int, int], tuple[float, bool]]
@@ -57,11 +57,11 @@ def merge_duplicate_llm_spans(spans: list[Span]) -> list[Span]:
     dropped: dict[str, str] = {}  # captured span id -> the span it merged into
     taken: set[str] = set()
     for c in sorted(captured, key=lambda s: s.start_ns):
-        # The innermost framework span that still contains the call (the model request, not the agent run).
         candidates = [o for o in others if o.span_id not in taken and _same_call(c, o)]
         if not candidates:
             continue
-        target = max(candidates, key=lambda o: o.start_ns)
+        # The tightest fit: the framework's model-request span, not an enclosing agent-level LLM span.
+        target = min(candidates, key=lambda o: (c.start_ns - o.start_ns) + ((o.end_ns or 0) - (c.end_ns or 0)))
         taken.add(target.span_id)
         dropped[c.span_id] = target.span_id
         merged = {k: v for k, v in c.attributes.items() if k != CAPTURE}

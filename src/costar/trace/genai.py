@@ -688,4 +688,17 @@ def _tool_call(out: dict[str, Any]) -> None:
         out[TOOL_ARGUMENTS] = parse_json(args)
     result = _first(out, TOOL_RESULT, "output.value", "output")
     if result is not None:
-        out[TOOL_RESULT] = parse_json(result)
+        result = parse_json(result)
+        message = _langchain_tool_message(result)
+        if message is not None:  # OpenInference records LangChain's ToolMessage whole
+            _set_default(out, TOOL_CALL_ID, message.get("tool_call_id"))
+            result = parse_json(message.get("content"))
+        out[TOOL_RESULT] = result
+
+
+def _langchain_tool_message(value: Any) -> dict[str, Any] | None:
+    """A serialised LangChain ``ToolMessage`` (``{"type": "tool", "data": {...}}`` or flat), else None."""
+    if not isinstance(value, dict) or value.get("type") != "tool":
+        return None
+    data = value.get("data") if isinstance(value.get("data"), dict) else value
+    return data if "content" in data and "tool_call_id" in data else None

@@ -13,9 +13,15 @@ Rules (docs/CONVENTIONS.md, "Inferred TOOL spans"):
 * a call is never recorded twice: a TOOL span the agent or its framework emitted covers the
   request when it has the same call id, or, when that span has no call id, the same tool name, the
   same arguments (or none recorded) and a start between the requesting LLM call's start and the
-  end of the LLM call that received the result; each emitted span covers at most one request;
+  end of the LLM call that received the result (the trace's end when none did); each emitted span
+  covers at most one request; a bare value recorded for a one-argument tool (LangChain's form)
+  matches that argument;
 * the inferred span sits beside the requesting LLM span (same parent) and spans the time between
-  that call's end and the start of the call that received the result.
+  that call's end and the start of the call that received the result;
+* an emitted span that covers a request gets what it lacks from the model's side (the call id,
+  structured arguments where it recorded a bare value, the result a failed call sent back), listed
+  in ``costar.completed_from_messages``; what it recorded itself is never overwritten (arguments it
+  recorded unstructured are kept in ``costar.tool.call.arguments.recorded``).
 
 A result counts as an error (span status ERROR) when it says so explicitly (an ``is_error`` /
 ``isError`` flag, as Anthropic ``tool_result`` blocks and MCP results carry, or a JSON object with a
@@ -153,8 +159,16 @@ def _match_anonymous(call: RequestedCall, anonymous: list[tuple[Span, list[SeenR
     return None
 
 
-def _same_arguments(a: Any, b: Any) -> bool:
-    return parse_json(a) == parse_json(b) if a is not None and b is not None else True
+def _same_arguments(recorded: Any, requested: Any) -> bool:
+    """Equal arguments; or none recorded; or a framework's single-input form (LangChain records a
+    one-argument tool's input as the bare value)."""
+    if recorded is None or requested is None:
+        return True
+    recorded, requested = parse_json(recorded), parse_json(requested)
+    if recorded == requested:
+        return True
+    return (not isinstance(recorded, dict | list) and isinstance(requested, dict) and len(requested) == 1
+            and str(next(iter(requested.values()))) == str(recorded))
 
 
 class _Emitted:
@@ -162,21 +176,41 @@ class _Emitted:
 
     def __init__(self, spans: Iterable[Span]) -> None:
         tools = [s for s in spans if s.kind == SpanKind.TOOL]
-        self.ids = {str(s.attributes["gen_ai.tool.call.id"]) for s in tools
-                    if s.attributes.get("gen_ai.tool.call.id") not in (None, "")}
+        self.by_id = {str(s.attributes["gen_ai.tool.call.id"]): s for s in tools
+                      if s.attributes.get("gen_ai.tool.call.id") not in (None, "")}
         self.anonymous = sorted((s for s in tools if s.attributes.get("gen_ai.tool.call.id") in (None, "")),
                                 key=lambda s: s.start_ns)
 
-    def covers(self, call: RequestedCall, window: tuple[int, int]) -> bool:
-        if call.call_id is not None and call.call_id in self.ids:
-            return True
+    def covering(self, call: RequestedCall, window: tuple[int, int]) -> Span | None:
+        if call.call_id is not None and call.call_id in self.by_id:
+            return self.by_id[call.call_id]
         for s in self.anonymous:
             name = s.attributes.get("gen_ai.tool.name") or s.name.removeprefix("execute_tool ").strip()
             if (name == call.name and window[0] <= s.start_ns <= window[1]
                     and _same_arguments(s.attributes.get("gen_ai.tool.call.arguments"), call.arguments)):
                 self.anonymous.remove(s)
-                return True
-        return False
+                return s
+        return None
+
+
+def _complete(span: Span, call: RequestedCall, result: SeenResult | None) -> None:
+    """Fill in what an emitted TOOL span lacks from the model's side of the exchange (the call id,
+    structured arguments, the result a failed call sent back), naming what was added."""
+    a = span.attributes
+    added: list[str] = []
+    if a.get("gen_ai.tool.call.id") in (None, "") and call.call_id is not None:
+        a["gen_ai.tool.call.id"] = call.call_id
+        added.append("gen_ai.tool.call.id")
+    if call.arguments is not None and not isinstance(parse_json(a.get("gen_ai.tool.call.arguments")), dict):
+        if a.get("gen_ai.tool.call.arguments") is not None:
+            a["costar.tool.call.arguments.recorded"] = a["gen_ai.tool.call.arguments"]
+        a["gen_ai.tool.call.arguments"] = parse_json(call.arguments)
+        added.append("gen_ai.tool.call.arguments")
+    if a.get("gen_ai.tool.call.result") is None and result is not None:
+        a["gen_ai.tool.call.result"] = result.response
+        added.append("gen_ai.tool.call.result")
+    if added:
+        a["costar.completed_from_messages"] = sorted({*a.get("costar.completed_from_messages", []), *added})
 
 
 def _span_id(trace_id: str, call: RequestedCall) -> str:
@@ -201,12 +235,17 @@ def infer_tool_spans(spans: Sequence[Span]) -> list[Span]:
     out: list[Span] = []
     for call in requested_tool_calls(llms):
         result = by_id.get(call.call_id) if call.call_id is not None else _match_anonymous(call, anonymous, used)
-        if result is None or result.llm.span_id == call.llm.span_id:
-            continue
+        if result is not None and result.llm.span_id == call.llm.span_id:
+            result = None
         start = call.llm.end_ns or call.llm.start_ns
-        end = max(start, result.llm.start_ns)
-        if emitted.covers(call, (call.llm.start_ns, result.llm.end_ns or end)):
+        window_end = (result.llm.end_ns or result.llm.start_ns) if result is not None else _last_end(spans)
+        covering = emitted.covering(call, (call.llm.start_ns, window_end))
+        if covering is not None:
+            _complete(covering, call, result)
             continue
+        if result is None:  # asked for, never answered: no proof that it ran
+            continue
+        end = max(start, result.llm.start_ns)
         failed = is_error_result(result.response, result.flagged_error)
         attrs: dict[str, Any] = {
             "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": call.name,
@@ -223,6 +262,10 @@ def infer_tool_spans(spans: Sequence[Span]) -> list[Span]:
                              f"the tool reported an error: {_text(result.response)}" if failed else None,
                              attrs, []))
     return out
+
+
+def _last_end(spans: Sequence[Span]) -> int:
+    return max((s.end_ns or s.start_ns for s in spans), default=0)
 
 
 def with_inferred_tools(spans: list[Span]) -> list[Span]:
