@@ -14,6 +14,8 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -70,16 +72,32 @@ class RunContext:
     def __init__(self, concurrency: int) -> None:
         self.executor = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="costar-agent")
         self.receiver: Any = None
+        self.fixed_receivers: dict[tuple[str, int], Any] = {}  # for agents that run outside the harness
         self.abandoned = 0  # timed-out in-process calls whose threads could not be stopped
+        self._lock = threading.Lock()
 
-    def ensure_receiver(self) -> Any:
-        if self.receiver is None:
-            from costar.trace.receiver import OtlpReceiver
+    def ensure_receiver(self, address: tuple[str, int] | None = None) -> Any:
+        """The run's OTLP receiver: on a free port, or on ``address`` for an agent server the harness
+        did not start (it was told where to export before the run)."""
+        from costar.trace.receiver import OtlpReceiver
 
-            self.receiver = OtlpReceiver().start()
-        return self.receiver
+        with self._lock:
+            if address is not None:
+                if address not in self.fixed_receivers:
+                    try:
+                        self.fixed_receivers[address] = OtlpReceiver(address[0], address[1]).start()
+                    except OSError as exc:
+                        raise AgentConfigError(f"cannot receive OpenTelemetry spans on {address[0]}:{address[1]}: "
+                                               f"{exc}; choose a free port for agent.otlp_receiver") from None
+                return self.fixed_receivers[address]
+            if self.receiver is None:
+                self.receiver = OtlpReceiver().start()
+            return self.receiver
 
     def close(self) -> None:
+        for receiver in self.fixed_receivers.values():
+            receiver.stop()
+        self.fixed_receivers.clear()
         if self.receiver is not None:
             self.receiver.stop()
             self.receiver = None
@@ -338,10 +356,26 @@ class HttpAgentConfig(_Base):
     api_key_env: str | None = None
     system: str | None = None
     request_timeout: float = Field(600.0, gt=0)
+    # "host:port" where the agent server exports its OpenTelemetry spans (its
+    # OTEL_EXPORTER_OTLP_ENDPOINT): coSTAR listens there during the run and sends each request a
+    # W3C traceparent, so the spans of the server's work join the trial's trace.
+    otlp_receiver: str | None = None
+    otlp_wait: float = Field(3.0, ge=0)  # seconds to wait after a reply for the server's spans to arrive
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = text.strip().removeprefix("http://").rstrip("/").rpartition(":")
+    if not sep or not port.isdigit():
+        raise AgentConfigError(f"agent.otlp_receiver must be host:port (e.g. 127.0.0.1:4318), got {text!r}")
+    return host or "127.0.0.1", int(port)
 
 
 class HttpAgent(Agent):
-    """Talks to an agent served behind an OpenAI-compatible chat endpoint, one request per turn."""
+    """Talks to an agent served behind an OpenAI-compatible chat endpoint, one request per turn.
+
+    Each exchange is recorded as an LLM span: the endpoint is a model as far as coSTAR can see. When
+    the server sends its own OpenTelemetry spans (``otlp_receiver``), its model calls are the LLM
+    spans and each exchange is recorded as an AGENT span (``invoke_agent``) over them instead."""
 
     kind = "http"
 
@@ -349,6 +383,7 @@ class HttpAgent(Agent):
         self.cfg = cfg
         url = cfg.url.rstrip("/")
         self.url = url if url.endswith("/chat/completions") else f"{url}/chat/completions"
+        self.otlp = _address(cfg.otlp_receiver) if cfg.otlp_receiver else None
         self.info = AgentInfo(name=cfg.name or cfg.model, version=cfg.version)
 
     def spec(self) -> dict[str, Any]:
@@ -364,15 +399,24 @@ class HttpAgent(Agent):
             headers["Authorization"] = f"Bearer {key}"
         headers["X-Costar-Scenario"] = task.scenario.id
         headers["X-Costar-Trial"] = str(task.trial)
+        # The trial's workspace folder: a server on the same machine can leave its files there.
+        headers["X-Costar-Workspace"] = str(task.workspace)
         messages: list[dict[str, Any]] = [{"role": "system", "content": self.cfg.system}] if self.cfg.system else []
         output: str | None = None
+        receiver = ctx.ensure_receiver(self.otlp) if self.otlp is not None else None
         async with httpx.AsyncClient(timeout=self.cfg.request_timeout) as client:
             for turn in task.turns:
                 messages.append({"role": "user", "content": turn})
                 attrs = {"gen_ai.operation.name": "chat", "gen_ai.request.model": self.cfg.model,
                          "gen_ai.provider.name": "openai-compatible", "server.address": self.url,
                          "gen_ai.input.messages": [_to_parts(m) for m in messages]}
-                with recording.start_span(f"chat {self.cfg.model}", SpanKind.LLM, attrs) as sp:
+                name, kind = f"chat {self.cfg.model}", SpanKind.LLM
+                if receiver is not None:
+                    attrs = {**attrs, "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": self.cfg.model}
+                    name, kind = f"invoke_agent {self.cfg.model}", SpanKind.AGENT
+                with recording.start_span(name, kind, attrs) as sp:
+                    if receiver is not None:
+                        headers["traceparent"] = f"00-{recording.trace_id}-{sp.span_id}-01"
                     try:
                         resp = await client.post(self.url, json={"model": self.cfg.model, "messages": messages},
                                                  headers=headers)
@@ -399,11 +443,37 @@ class HttpAgent(Agent):
                     sp.set_attributes({
                         "gen_ai.output.messages": [{**_to_parts(msg), "finish_reason":
                                                     body["choices"][0].get("finish_reason") or "stop"}],
-                        "gen_ai.usage.input_tokens": int(usage.get("prompt_tokens") or 0),
-                        "gen_ai.usage.output_tokens": int(usage.get("completion_tokens") or 0),
                         "gen_ai.response.model": body.get("model") or self.cfg.model,
                     })
+                    if receiver is None:  # the endpoint's usage is the model usage coSTAR can see
+                        sp.set_attributes({"gen_ai.usage.input_tokens": int(usage.get("prompt_tokens") or 0),
+                                           "gen_ai.usage.output_tokens": int(usage.get("completion_tokens") or 0)})
+                if receiver is not None:
+                    await _collect_server_spans(recording, receiver, sp.span_id, self.cfg.otlp_wait)
         return AgentResult(output=output)
+
+
+async def _collect_server_spans(recording: Recording, receiver: Any, parent: str, wait: float) -> None:
+    """Attach the spans an agent server exported for this trace: they arrive after its reply (an
+    SDK exports in batches), so wait until some came and then a quiet moment, or ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    got: list[Any] = []
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        new = receiver.take_trace(recording.trace_id)
+        if new:
+            got.extend(new)
+            quiet_since = time.monotonic()
+        elif got and time.monotonic() - quiet_since > 0.5:
+            break
+        await asyncio.sleep(0.05)
+    ids = {rs.span.span_id for rs in got}
+    spans = []
+    for rs in got:
+        if rs.span.parent_id is None or (rs.span.parent_id not in ids and rs.span.parent_id != parent):
+            rs.span.parent_id = parent
+        spans.append(rs.span)
+    recording.add_spans(spans)
 
 
 def _to_parts(msg: dict[str, Any]) -> dict[str, Any]:

@@ -95,6 +95,16 @@ class OtlpReceiver:
         with self._lock:
             return self._spans.pop(key, [])
 
+    def take_trace(self, trace_id: str) -> list[ReceivedSpan]:
+        """Spans posted without a trial key that belong to ``trace_id``: a server continuing the
+        trace the harness propagated to it (``traceparent``)."""
+        with self._lock:
+            pending = self._spans.get(UNROUTED, [])
+            mine = [rs for rs in pending if rs.span.trace_id == trace_id]
+            if mine:
+                self._spans[UNROUTED] = [rs for rs in pending if rs.span.trace_id != trace_id]
+            return mine
+
     def errors(self, key: str) -> list[str]:
         with self._lock:
             return self.stats.errors_by_key.pop(key, [])
