@@ -22,9 +22,10 @@ from typing import Any
 
 from costar.errors import ConfigError
 from costar.store.base import Run, Store
+from costar.trace.finalize import finalize_spans
 from costar.trace.formats import ImportResult, import_file
 from costar.trace.formats.jsonl import write_jsonl
-from costar.trace.model import Trace
+from costar.trace.model import Trace, compute_totals
 from costar.trace.otlp import OtlpDecodeError, otlp_json_to_traces, traces_to_otlp_json
 
 EXPORT_FORMATS = ("jsonl", "otlp-json")
@@ -189,6 +190,15 @@ class ImportOutcome:
     format: str
 
 
+def _finalized(trace: Trace) -> Trace:
+    """An imported trace gets what a recorded one gets: duplicate model-call spans merged and the
+    tool runs its LLM spans prove recorded as inferred TOOL spans (a no-op on coSTAR's own exports)."""
+    spans = finalize_spans(list(trace.spans))
+    if [s.span_id for s in spans] == [s.span_id for s in trace.spans]:
+        return trace
+    return trace.model_copy(update={"spans": spans, "totals": compute_totals(spans, trace.totals.latency_s)})
+
+
 def import_into_store(store: Store, path: Path, *, run_id: str | None = None) -> ImportOutcome:
     """Import a trace file. Traces keep the run they were exported from (recreated here when
     absent); traces that came with no run (tau-bench, SWE-agent, ...) go to a new run."""
@@ -199,7 +209,7 @@ def import_into_store(store: Store, path: Path, *, run_id: str | None = None) ->
         raise ConfigError(f"{path}: holds no traces")
     _verify_blobs(path, res.blobs)
     existing = set(store.trace_ids())
-    fresh = [t for t in res.traces if t.trace_id not in existing]
+    fresh = [_finalized(t) for t in res.traces if t.trace_id not in existing]
     skipped = len(res.traces) - len(fresh)
     new_run = run_id or Run().run_id
     groups: dict[str, list[Trace]] = defaultdict(list)

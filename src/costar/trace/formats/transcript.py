@@ -3,7 +3,8 @@
 Each assistant message becomes an LLM span whose inputs are the messages since the previous
 assistant message (``costar.messages.delta``; repeating the whole history on every call would
 make a long transcript quadratic in size); the first LLM span therefore carries the system
-prompt. Each tool call becomes a TOOL span whose result is the tool message answering its id.
+prompt. Each tool call becomes a TOOL span whose result is the tool message answering its id
+(status ERROR when that result reports an error, by the rule of ``costar.trace.tool_inference``).
 All spans hang under one AGENT root span. Transcripts carry no clock, so timing is synthetic.
 """
 
@@ -26,7 +27,8 @@ from costar.trace.formats._common import (
     tool_attributes,
 )
 from costar.trace.genai import message_text, openai_messages_to_parts
-from costar.trace.model import AgentInfo, Span, SpanKind, Trace, compute_totals
+from costar.trace.model import AgentInfo, Span, SpanKind, SpanStatus, StatusCode, Trace, compute_totals
+from costar.trace.tool_inference import is_error_result
 
 
 def _first_text(messages: Sequence[dict[str, Any]], role: str, *, last: bool = False) -> str | None:
@@ -43,7 +45,9 @@ def _add_tool_spans(b: SpanBuilder, msg: dict[str, Any], at: int, root_id: str,
         start = at * STEP_NS + STEP_NS // 2
         end = answered[0] * STEP_NS + STEP_NS // 2 if answered else start + STEP_NS // 4
         attrs = tool_attributes(call, answered[1] if answered else None, has_result=answered is not None)
-        b.add(f"execute_tool {call['name']}", SpanKind.TOOL, start, end, attrs, parent_id=root_id)
+        span = b.add(f"execute_tool {call['name']}", SpanKind.TOOL, start, end, attrs, parent_id=root_id)
+        if answered is not None and is_error_result(answered[1]):  # e.g. tau-bench's "Error: ..." results
+            span.status = SpanStatus(code=StatusCode.ERROR, message=str(answered[1])[:200])
 
 
 def _root_attributes(agent: str, first_user: str | None, final: str | None,
