@@ -1,4 +1,4 @@
-"""Core benchmarks: recording overhead, harness overhead, store throughput, re-assessment.
+"""Core benchmarks: recording overhead, harness overhead, trace finalisation, store throughput, re-assessment.
 
     python benchmarks/bench_core.py            # all, 5 repetitions each, medians reported
     python benchmarks/bench_core.py store -r 3 # one benchmark
@@ -216,7 +216,61 @@ def bench_assess(reps: int) -> None:
         report("assess: 10,000 traces × 5 checks, unchanged (cached)", f"{c:.2f} s ({c / f:.2f}× full)", "≤ 2 s")
 
 
-BENCHES = {"recording": bench_recording, "harness": bench_harness, "store": bench_store, "assess": bench_assess}
+# --------------------------------------------------------------------------- trace finalisation
+
+
+def tool_loop_trace(n_calls: int) -> list[Span]:
+    """A tool loop as SDK capture records it: every LLM span carries the whole history so far."""
+    tid, root = new_trace_id(), new_span_id()
+    history: list[dict] = [{"role": "system", "parts": [{"type": "text", "content": "You are a support agent."}]},
+                           {"role": "user", "parts": [{"type": "text", "content": "Look up C-42."}]}]
+    spans = [Span(trace_id=tid, span_id=root, name="agent", kind=SpanKind.AGENT, start_ns=0, end_ns=n_calls * 10)]
+    for i in range(n_calls):
+        last = i == n_calls - 1
+        out = ({"role": "assistant", "parts": [{"type": "text", "content": "done"}]} if last else
+               {"role": "assistant", "parts": [{"type": "tool_call", "id": f"call_{i}", "name": "lookup_customer",
+                                                "arguments": {"customer_id": f"C-{i}"}}]})
+        spans.append(Span(trace_id=tid, span_id=new_span_id(), parent_id=root, name="chat gpt-4.1-mini",
+                          kind=SpanKind.LLM, start_ns=i * 10, end_ns=i * 10 + 5,
+                          attributes={"gen_ai.input.messages": list(history), "gen_ai.output.messages": [out],
+                                      "gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 10,
+                                      "costar.capture": "sdk", "costar.usage.cost_usd": 0.0001}))
+        history += [out, {"role": "tool", "parts": [{"type": "tool_call_response", "id": f"call_{i}",
+                                                     "response": '{"name": "Ada Lovelace", "tier": "gold"}'}]}]
+    return spans
+
+
+def bench_finalize(reps: int) -> None:
+    from costar.models.pricing import PriceTable
+    from costar.trace.finalize import finalize_spans
+
+    prices = PriceTable()
+    plain = synthetic_trace("r", "s", 0, 21).spans  # 7 LLM spans (no tool calls), 13 TOOL spans
+
+    def noop() -> float:
+        t0 = time.perf_counter()
+        for _ in range(1000):
+            finalize_spans(plain, price=prices.cost)
+        return (time.perf_counter() - t0) / 1000
+
+    per = median_of(max(reps, 3), noop)
+    report("finalise a 21-span trace (7 LLM, 13 TOOL spans, nothing to infer)", f"{per * 1e6:.1f} µs", "recorded")
+    for n in (4, 200):
+        def once(n: int = n) -> float:
+            spans = tool_loop_trace(n)
+            t0 = time.perf_counter()
+            out = finalize_spans(spans, price=prices.cost)
+            elapsed = time.perf_counter() - t0
+            assert sum(1 for s in out if s.kind == SpanKind.TOOL) == n - 1
+            return elapsed
+
+        wall = median_of(max(reps, 3), once)
+        report(f"finalise a {n}-call tool-loop trace (infer {n - 1} TOOL spans)",
+               f"{wall * 1e3:.2f} ms ({wall / n * 1e6:.0f} µs/call)", "recorded")
+
+
+BENCHES = {"recording": bench_recording, "harness": bench_harness, "store": bench_store, "assess": bench_assess,
+           "finalize": bench_finalize}
 
 
 def main() -> None:
