@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import textwrap
@@ -204,3 +205,69 @@ def test_scripted_server_in_its_own_process() -> None:
         pass
     else:
         raise AssertionError("the server process is still serving after the block")
+
+
+# --------------------------------------------------------------------------- Responses API, Anthropic streaming
+
+
+TOOL_LOOP = [Rule(tool_results=0, tool_calls=[{"name": "lookup", "arguments": {"id": "C-42"}}]),
+             Rule(tool_results=1, text="Ada Lovelace", input_tokens=30, output_tokens=4)]
+
+
+def test_the_responses_api_plain_and_streamed_with_a_tool_loop() -> None:
+    from openai import OpenAI
+
+    with ScriptedModelServer(TOOL_LOOP) as srv:
+        client = OpenAI(base_url=srv.base_url, api_key="sk-test")
+        first = client.responses.create(model="gpt-4.1-mini", input="who is C-42?", instructions="be brief",
+                                        tools=[{"type": "function", "name": "lookup", "parameters": {}}])
+        call = first.output[0]
+        assert (call.type, call.name, json.loads(call.arguments)) == ("function_call", "lookup", {"id": "C-42"})
+        follow_up = [{"role": "user", "content": "who is C-42?"},
+                     {"type": "function_call", "call_id": call.call_id, "name": "lookup", "arguments": call.arguments},
+                     {"type": "function_call_output", "call_id": call.call_id, "output": '{"name": "Ada"}'}]
+        second = client.responses.create(model="gpt-4.1-mini", input=follow_up)
+        assert second.output_text == "Ada Lovelace"
+        assert (second.usage.input_tokens, second.usage.output_tokens) == (30, 4)
+        events = [e.type for e in client.responses.create(model="gpt-4.1-mini", input=follow_up, stream=True)]
+        assert events[0] == "response.created" and events[-1] == "response.completed"
+        assert "response.output_text.delta" in events
+        with client.responses.stream(model="gpt-4.1-mini", input="who is C-42?") as stream:
+            final = stream.get_final_response()
+        assert final.output[0].type == "function_call"
+        assert [r.api for r in srv.requests] == ["responses"] * 4
+        assert "be brief" in srv.requests[0].body["instructions"]
+
+
+def test_anthropic_streaming_both_ways_with_a_tool_loop() -> None:
+    from anthropic import Anthropic
+
+    with ScriptedModelServer(TOOL_LOOP) as srv:
+        client = Anthropic(base_url=srv.anthropic_base_url, api_key="sk-ant-test")
+        with client.messages.stream(model="claude-haiku-4-5", max_tokens=64,
+                                    messages=[{"role": "user", "content": "who is C-42?"}]) as stream:
+            message = stream.get_final_message()
+        use = message.content[0]
+        assert (use.type, use.name, use.input, message.stop_reason) == ("tool_use", "lookup", {"id": "C-42"},
+                                                                        "tool_use")
+        history = [{"role": "user", "content": "who is C-42?"},
+                   {"role": "assistant", "content": [use.model_dump(include={"type", "id", "name", "input"})]},
+                   {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "Ada"}]}]
+        events = list(client.messages.create(model="claude-haiku-4-5", max_tokens=64, messages=history, stream=True))
+        assert [e.type for e in events][0] == "message_start" and events[-1].type == "message_stop"
+        text = "".join(e.delta.text for e in events if e.type == "content_block_delta")
+        assert text == "Ada Lovelace"
+        assert next(e for e in events if e.type == "message_delta").usage.output_tokens == 4
+        # The tool_result block counts as a tool result: the second rule answered the second request.
+        assert [r.rule for r in srv.requests] == ["rule 0", "rule 1"]
+
+
+def test_tool_results_are_counted_on_every_api() -> None:
+    with ScriptedModelServer([Rule(tool_results=2, text="two")], default="other") as srv:
+        two_openai = [{"role": "user", "content": "q"}, {"role": "tool", "tool_call_id": "a", "content": "x"},
+                      {"role": "tool", "tool_call_id": "b", "content": "y"}]
+        r = httpx.post(f"{srv.base_url}/chat/completions", json={"model": "m", "messages": two_openai})
+        assert r.json()["choices"][0]["message"]["content"] == "two"
+        one_anthropic = [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "a", "content": "x"}]}]
+        r = httpx.post(f"{srv.url}/v1/messages", json={"model": "m", "max_tokens": 5, "messages": one_anthropic})
+        assert r.json()["content"][0]["text"] == "other"
