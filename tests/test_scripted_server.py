@@ -230,7 +230,8 @@ def test_the_responses_api_plain_and_streamed_with_a_tool_loop() -> None:
         assert second.output_text == "Ada Lovelace"
         assert (second.usage.input_tokens, second.usage.output_tokens) == (30, 4)
         events = [e.type for e in client.responses.create(model="gpt-4.1-mini", input=follow_up, stream=True)]
-        assert events[0] == "response.created" and events[-1] == "response.completed"
+        assert events[0] == "response.created"
+        assert events[-1] == "response.completed"
         assert "response.output_text.delta" in events
         with client.responses.stream(model="gpt-4.1-mini", input="who is C-42?") as stream:
             final = stream.get_final_response()
@@ -254,7 +255,8 @@ def test_anthropic_streaming_both_ways_with_a_tool_loop() -> None:
                    {"role": "assistant", "content": [use.model_dump(include={"type", "id", "name", "input"})]},
                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "Ada"}]}]
         events = list(client.messages.create(model="claude-haiku-4-5", max_tokens=64, messages=history, stream=True))
-        assert [e.type for e in events][0] == "message_start" and events[-1].type == "message_stop"
+        assert events[0].type == "message_start"
+        assert events[-1].type == "message_stop"
         text = "".join(e.delta.text for e in events if e.type == "content_block_delta")
         assert text == "Ada Lovelace"
         assert next(e for e in events if e.type == "message_delta").usage.output_tokens == 4

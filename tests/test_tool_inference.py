@@ -77,12 +77,14 @@ def test_a_requested_and_answered_call_becomes_one_inferred_tool_span() -> None:
     inferred = infer_tool_spans(spans)
     assert len(inferred) == 1
     s = inferred[0]
-    assert s.kind == SpanKind.TOOL and s.name == "execute_tool lookup"
+    assert s.kind == SpanKind.TOOL
+    assert s.name == "execute_tool lookup"
     a = s.attributes
     assert (a["gen_ai.tool.name"], a["gen_ai.tool.call.id"], a["gen_ai.tool.call.arguments"]) == ("lookup", "c1",
                                                                                                   {"id": "C-42"})
     assert a["gen_ai.tool.call.result"] == '{"name": "Ada"}'
-    assert a[INFERRED] is True and a["costar.inferred.requested_by"] == "l1"
+    assert a[INFERRED] is True
+    assert a["costar.inferred.requested_by"] == "l1"
     # Between the requesting call's end and the next call's start, beside the LLM spans in the tree.
     assert (s.start_ns, s.end_ns, s.parent_id) == (10 * MS, 20 * MS, "p")
     assert s.status.code == StatusCode.OK
@@ -279,7 +281,8 @@ def test_costar_span_in_a_command_agent_that_imports_no_model_sdk_is_recorded(pr
         from costar.trace import span
         with span("lookup_customer", kind="TOOL", attributes={"gen_ai.tool.name": "lookup_customer"}) as s:
             s.set_attribute("gen_ai.tool.call.result", "Ada")
-        assert "openai" not in sys.modules and "anthropic" not in sys.modules
+        assert "openai" not in sys.modules
+        assert "anthropic" not in sys.modules
         print("done")
     """))
     agent = make_agent({"type": "command", "command": [sys.executable, "agent.py"]})

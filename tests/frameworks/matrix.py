@@ -129,7 +129,8 @@ def assert_matrix_trace(trace: Trace, verdicts: Sequence[Verdict], *, inferred: 
     assert t.total_tokens == LLM_CALLS * (IN_TOKENS + OUT_TOKENS)
     assert t.cost_usd > 0
     answer = trace.artifact(ANSWER_FILE)
-    assert answer is not None and answer.origin == "agent"
+    assert answer is not None
+    assert answer.origin == "agent"
 
     for name in PASSING:
         v = _verdict(verdicts, name)

@@ -67,6 +67,8 @@ def test_http_agent_with_opentelemetry(model: ScriptedModelServer, tmp_path: Pat
     for trace, verdicts in results:
         assert_matrix_trace(trace, verdicts, inferred=False)
         exchange = [s for s in trace.spans if s.name == "invoke_agent support-agent"]
-        assert len(exchange) == 1 and exchange[0].kind == SpanKind.AGENT
+        assert len(exchange) == 1
+        assert exchange[0].kind == SpanKind.AGENT
         server_agent = [s for s in trace.spans if s.name == "invoke_agent support"]
-        assert len(server_agent) == 1 and server_agent[0].parent_id == exchange[0].span_id
+        assert len(server_agent) == 1
+        assert server_agent[0].parent_id == exchange[0].span_id

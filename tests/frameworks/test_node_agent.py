@@ -25,5 +25,6 @@ def test_node_agent_with_opentelemetry_js(tmp_path: Path) -> None:
     for trace, verdicts in results:
         assert_matrix_trace(trace, verdicts, inferred=True)
         agent = [s for s in trace.spans if s.name == "invoke_agent node-support"]
-        assert len(agent) == 1 and agent[0].kind == SpanKind.AGENT
+        assert len(agent) == 1
+        assert agent[0].kind == SpanKind.AGENT
         assert {s.parent_id for s in trace.spans if s.kind in (SpanKind.LLM, SpanKind.TOOL)} == {agent[0].span_id}
