@@ -24,17 +24,20 @@ from costar.run.agents import Agent, make_agent
 from costar.run.harness import Harness, HarnessOptions, HarnessResult
 from costar.scenario import Scenario, load_scenario_file, load_suite, select
 from costar.store.base import Run, Store
-from costar.store.sqlite import SQLiteStore
 from costar.trace.model import Trace
 from costar.trace.sanitize import redact_env, restore_env
 from costar.verdict import Verdict
 
 
-def open_store(store: Store | str | Path | None = None) -> Store:
-    if store is None:
-        return SQLiteStore(".costar")
-    if isinstance(store, str | Path):
-        return SQLiteStore(store)
+def open_store(store: Store | str | Path | None = None, *, local_dir: str | Path | None = None,
+               create: bool = True) -> Store:
+    """A store: ``store`` itself when it is one, else the one at that location (a folder or a
+    ``postgresql://`` URL; default: COSTAR_STORE, else ``.costar``). ``local_dir`` is the local
+    folder of a database store (default ``.costar``)."""
+    if store is None or isinstance(store, str | Path):
+        from costar.store.location import open_store as open_location
+
+        return open_location(store, local_dir=local_dir, create=create)
     return store
 
 

@@ -34,7 +34,11 @@ class ProjectConfig(BaseModel):
 
     suite: list[str] = Field(default_factory=list)
     agent: dict[str, Any] | str | None = None
+    # A folder (the embedded SQLite store) or a postgresql:// URL; COSTAR_STORE overrides it.
     store: str = ".costar"
+    # This machine's folder for local state when the store is a database (workspaces, the blob
+    # cache, judge versions); default .costar beside this file. A folder store is its own.
+    local_dir: str | None = None
     concurrency: int = Field(4, ge=1, le=1024)
     trials: int | None = Field(None, ge=1)
     timeout: float | None = Field(None, gt=0)
@@ -55,9 +59,30 @@ class ProjectConfig(BaseModel):
         p = Path(p)
         return p if p.is_absolute() else self.root / p
 
+    def store_location(self, override: str | Path | None = None) -> str:
+        """Where the store is: ``override`` (``--store``), else COSTAR_STORE, else ``store`` (a folder
+        in it is relative to this file's folder), as a folder path or a URL."""
+        from costar.store.location import from_environment, is_url
+
+        where = from_environment(override)
+        if where is not None:  # given on the command line or in the environment: relative to the cwd
+            return str(where)
+        return self.store if is_url(self.store) else str(self.path(self.store))
+
+    def local_path(self, override: str | Path | None = None) -> Path:
+        """The local folder of the store at ``store_location(override)``: the store itself for a
+        folder, else ``local_dir`` (default ``.costar`` beside this file) for a database."""
+        from costar.store.location import is_url
+
+        where = self.store_location(override)
+        if not is_url(where):
+            return Path(where)
+        return self.path(self.local_dir or ".costar")
+
     @property
     def store_path(self) -> Path:
-        return self.path(self.store)
+        """The local folder of the configured store (see :meth:`local_path`)."""
+        return self.local_path()
 
     def judge_registry(self) -> Any:
         """The judges this project can use: its judges/ folder, plugins, templates."""

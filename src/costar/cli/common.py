@@ -23,21 +23,18 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Project file (default: nearest costar.yaml).")]
-StoreOpt = Annotated[Path | None, typer.Option("--store", help="Store folder (default: from costar.yaml or .costar).")]
+StoreOpt = Annotated[str | None, typer.Option("--store", help="Store: a folder or a postgresql:// URL (default: COSTAR_STORE, else costar.yaml, else .costar).")]
 
 
 def load_project(config: Path | None) -> ProjectConfig:
     return load_config(config)
 
 
-def open_project_store(cfg: ProjectConfig, store: Path | None, *, create: bool = True) -> Any:
-    """The project's store. Read-only commands pass ``create=False``: a missing store is then a
-    one-line error instead of a new, empty ``.costar`` folder wherever the command ran."""
-    if create:
-        return api.open_store(store or cfg.store_path)
-    from costar.store.sqlite import SQLiteStore
-
-    return SQLiteStore(store or cfg.store_path, create=False)
+def open_project_store(cfg: ProjectConfig, store: str | Path | None, *, create: bool = True) -> Any:
+    """The project's store (``--store``, else COSTAR_STORE, else costar.yaml). Read-only commands
+    pass ``create=False``: a missing store is then a one-line error instead of a new, empty
+    ``.costar`` folder wherever the command ran, and an old store is not silently upgraded."""
+    return api.open_store(cfg.store_location(store), local_dir=cfg.local_path(store), create=create)
 
 
 def cells(*values: Any) -> list[Text]:

@@ -110,7 +110,7 @@ def run(
     events = api.RunEvents(on_start=on_start, on_trial=on_trial)
     with bar:
         try:
-            outcome = api.run_suite(paths, agent_spec, store=store or cfg.store_path, selection=selection,
+            outcome = api.run_suite(paths, agent_spec, store=open_project_store(cfg, store), selection=selection,
                                     options=options, resume=resume, events=events, registry=cfg.judge_registry())
         except KeyboardInterrupt:
             err_console.print("interrupted: finished trials are stored; resume with 'costar run --resume latest'")
@@ -155,7 +155,7 @@ def assess(
     """Re-score stored traces with the current judges, without running the agent."""
     _check_outputs(junit, html)
     cfg = load_project(config)
-    outcome = api.assess_run(run_id, store=store or cfg.store_path, force=force,
+    outcome = api.assess_run(run_id, store=open_project_store(cfg, store), force=force,
                              suite=[str(p) for p in suite] if suite else None, registry=cfg.judge_registry())
     s = outcome.assess
     assert s is not None

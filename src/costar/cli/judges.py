@@ -241,11 +241,11 @@ def judges_align(
                       highlight=False)
 
 
-def _versions(cfg: Any, store: Path | None, *, create: bool = True) -> Any:
+def _versions(cfg: Any, store: str | None, *, create: bool = True) -> Any:
     from costar.align.versions import VersionRegistry
 
     if not create:  # reading versions needs only their folder: no store is created to look
-        return VersionRegistry(store or cfg.store_path, cfg.root)
+        return VersionRegistry(cfg.local_path(store), cfg.root)
     return VersionRegistry(open_project_store(cfg, store).root, cfg.root)
 
 

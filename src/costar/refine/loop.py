@@ -25,7 +25,7 @@ from costar.refine.brief import build_brief
 from costar.report.summary import RunSummary
 from costar.run.harness import HarnessOptions
 from costar.scenario import Scenario, load_suite
-from costar.store.sqlite import SQLiteStore
+from costar.store.location import open_store
 
 
 @dataclass
@@ -123,7 +123,7 @@ class Refiner:
         self.agent_dir = (self.project_dir / self.cfg.refine.agent_dir).resolve()
         if not self.agent_dir.is_relative_to(self.root):
             raise ConfigError(f"refine.agent_dir {self.cfg.refine.agent_dir!r} is outside the git repository")
-        self.store = SQLiteStore(self.cfg.store_path)
+        self.store = open_store(self.cfg.store_location(), local_dir=self.cfg.store_path)
         self.session = time.strftime("%Y%m%d-%H%M%S") + "-" + os.urandom(2).hex()
         self.session_dir = self.cfg.store_path / "refine" / self.session
 

@@ -314,7 +314,18 @@ class GoldenSet(BaseModel):
 
 @runtime_checkable
 class Store(Protocol):
+    """Runs, traces, verdicts, labels and golden sets: the one place every stage reads and writes.
+
+    Implementations: :class:`~costar.store.sqlite.SQLiteStore` (embedded, a folder) and
+    :class:`~costar.store.postgres.PostgresStore` (shared, a database); open either by location with
+    :func:`costar.store.location.open_store`.
+    """
+
+    #: This machine's folder for local state (workspaces, cached files, judge versions). For the
+    #: embedded store it is the store itself; for a database store it is a separate local folder.
     root: Path
+    #: The store as shown to people: a folder, or a database URL without its password.
+    location: str
 
     # runs
     def create_run(self, run: Run) -> None: ...

@@ -1,0 +1,62 @@
+"""Where a store is: a folder (the embedded SQLite store) or a ``postgresql://`` URL, and opening it.
+
+The location comes from, first to last: an explicit argument (``--store``), the ``COSTAR_STORE``
+environment variable, ``store:`` in costar.yaml, and ``.costar``. A store that is a database also
+needs a *local folder* for this machine's state (workspaces, the blob cache, judge versions); for
+a folder store that folder is the store itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from costar.errors import StoreError
+from costar.store.base import Store
+from costar.trace.sanitize import Sanitizer
+
+ENV_VAR = "COSTAR_STORE"
+DEFAULT_FOLDER = ".costar"
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_POSTGRES = ("postgresql://", "postgres://")
+
+
+def is_url(location: str | os.PathLike[str] | None) -> bool:
+    """Whether ``location`` is a URL (a database store) rather than a folder."""
+    return isinstance(location, str) and _URL.match(location) is not None
+
+
+def from_environment(location: str | os.PathLike[str] | None) -> str | os.PathLike[str] | None:
+    """``location`` when given, else ``COSTAR_STORE`` when set, else None."""
+    if location is not None and str(location) != "":
+        return location
+    return os.environ.get(ENV_VAR) or None
+
+
+def local_folder(location: str | os.PathLike[str], local_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The local folder for a store: ``local_dir`` when given; the store itself for a folder store;
+    ``.costar`` (in the working directory) for a database store."""
+    if local_dir is not None:
+        return Path(local_dir)
+    return Path(DEFAULT_FOLDER) if is_url(location) else Path(location)
+
+
+def open_store(location: str | os.PathLike[str] | None = None, *, local_dir: str | os.PathLike[str] | None = None,
+               create: bool = True, sanitizer: Sanitizer | None = None) -> Store:
+    """Open the store at ``location`` (a folder or ``postgresql://…``; default ``COSTAR_STORE`` or
+    ``.costar``). ``create=False`` is for read-only use: a missing store is an error, and a store
+    from an older coSTAR is not upgraded (the error names ``costar store migrate``)."""
+    where = from_environment(location) or DEFAULT_FOLDER
+    if is_url(where):
+        url = str(where)
+        if not url.startswith(_POSTGRES):
+            scheme = url.split("://", 1)[0]
+            raise StoreError(f"unsupported store URL scheme {scheme!r}; a store is a folder (the embedded "
+                             "SQLite store) or a postgresql://user:password@host:port/dbname URL")
+        from costar.store.postgres import PostgresStore
+
+        return PostgresStore(url, local_dir=local_folder(url, local_dir), sanitizer=sanitizer, create=create)
+    from costar.store.sqlite import SQLiteStore
+
+    return SQLiteStore(Path(where), sanitizer=sanitizer, create=create)
