@@ -111,7 +111,12 @@ def test_blobs_are_content_addressed(tmp_path: Path, store: SQLiteStore) -> None
     sha2, size = store.put_file(f)
     assert size == 3_000_000 and store.get_blob(sha2) == f.read_bytes()
     assert store.get_blob("0" * 64) is None
-    assert not list(store.blob_dir.rglob(".tmp-*"))
+    # blob_path is a local file with the bytes on both backends (a cached copy for a database)
+    assert store.blob_path(sha2).read_bytes() == f.read_bytes()
+    assert not store.blob_path("1" * 64).exists()
+    with pytest.raises(StoreError, match="not a blob key"):
+        store.blob_path("../../etc/passwd")
+    assert not list(store.root.rglob(".tmp-*"))
 
 
 def test_secrets_are_redacted_and_sizes_bounded_before_storing(store: SQLiteStore) -> None:
@@ -207,7 +212,8 @@ def test_concurrent_writers_from_threads(store: SQLiteStore) -> None:
     assert len(store.trace_ids(run.run_id)) == 64
 
 
-def test_wal_mode_lets_readers_in_during_a_write(store: SQLiteStore) -> None:
+def test_wal_mode_lets_readers_in_during_a_write(sqlite_store: SQLiteStore) -> None:
+    store = sqlite_store
     run = Run()
     store.create_run(run)
     conn = sqlite3.connect(store.db_path, isolation_level=None)
