@@ -43,7 +43,7 @@ def local_folder(location: str | os.PathLike[str], local_dir: str | os.PathLike[
 
 
 def open_store(location: str | os.PathLike[str] | None = None, *, local_dir: str | os.PathLike[str] | None = None,
-               create: bool = True, sanitizer: Sanitizer | None = None) -> Store:
+               create: bool = True, sanitizer: Sanitizer | None = None, migrate: bool = True) -> Store:
     """Open the store at ``location`` (a folder or ``postgresql://…``; default ``COSTAR_STORE`` or
     ``.costar``). ``create=False`` is for read-only use: a missing store is an error, and a store
     from an older coSTAR is not upgraded (the error names ``costar store migrate``)."""
@@ -56,7 +56,23 @@ def open_store(location: str | os.PathLike[str] | None = None, *, local_dir: str
                              "SQLite store) or a postgresql://user:password@host:port/dbname URL")
         from costar.store.postgres import PostgresStore
 
-        return PostgresStore(url, local_dir=local_folder(url, local_dir), sanitizer=sanitizer, create=create)
+        return PostgresStore(url, local_dir=local_folder(url, local_dir), sanitizer=sanitizer, create=create,
+                             migrate=migrate)
     from costar.store.sqlite import SQLiteStore
 
-    return SQLiteStore(Path(where), sanitizer=sanitizer, create=create)
+    return SQLiteStore(Path(where), sanitizer=sanitizer, create=create, migrate=migrate)
+
+
+def migrate_store(location: str | os.PathLike[str] | None = None, *,
+                  local_dir: str | os.PathLike[str] | None = None) -> tuple[str, int, int]:
+    """Upgrade the store at ``location`` to this coSTAR's schema (an empty database gets the whole
+    schema); returns (where, from version, to version). A folder that holds no store is an error."""
+    where = from_environment(location) or DEFAULT_FOLDER
+    if not is_url(where) and not (Path(where) / "costar.db").is_file():
+        raise StoreError(f"no coSTAR store at {where}; give the folder that holds costar.db, or a postgresql:// URL")
+    store = open_store(where, local_dir=local_dir, migrate=False)
+    try:
+        start, end = store.migrate()  # type: ignore[attr-defined]
+        return store.location, start, end
+    finally:
+        store.close()

@@ -148,10 +148,12 @@ class PostgresStore(SQLStore):
     _CHUNK: ClassVar[int] = 10_000
 
     def __init__(self, url: str, *, local_dir: str | Path = ".costar", sanitizer: Sanitizer | None = None,
-                 create: bool = True, max_connections: int = 8, connect_timeout_s: float = 10.0) -> None:
+                 create: bool = True, migrate: bool = True, max_connections: int = 8,
+                 connect_timeout_s: float = 10.0) -> None:
         """Connect to the database at ``url`` (``postgresql://user:password@host:port/dbname``;
         libpq's environment variables and ``~/.pgpass`` fill in what it omits). ``create=False``
-        (read-only commands) neither creates the schema in an empty database nor upgrades an old one."""
+        (read-only commands) neither creates the schema in an empty database nor upgrades an old one;
+        ``migrate=False`` opens an old one as it is, for :meth:`migrate`."""
         psycopg = _psycopg()
         from psycopg_pool import ConnectionPool
 
@@ -178,7 +180,7 @@ class PostgresStore(SQLStore):
                                     timeout=max(connect_timeout_s, 30.0), name=f"costar {self.location}")
         try:
             self._pool.open(wait=True, timeout=connect_timeout_s)
-            self._open_schema(upgrade=create)
+            self._open_schema(upgrade=create, migrate=migrate)
         except BaseException:
             self._pool.close()
             raise
@@ -407,6 +409,37 @@ class PostgresStore(SQLStore):
     def open_blob(self, sha256: str) -> BinaryIO | None:
         path = self.blob_path(sha256)
         return path.open("rb") if path.is_file() else None
+
+    def read_blob(self, sha256: str) -> tuple[int, Iterator[bytes]] | None:
+        """(size, chunks) of a stored blob, streamed from the database on one pooled connection
+        held until the chunks are consumed or closed; None when absent."""
+        if not valid_blob_key(sha256):
+            return None
+        with self._read() as c:
+            row = c.execute("SELECT size FROM blobs WHERE sha256=?", (sha256,)).fetchone()
+        if row is None:
+            return None
+
+        def chunks() -> Iterator[bytes]:
+            with self._read() as c:
+                yield from self._chunks_of(c, sha256) or ()
+
+        return int(row[0]), chunks()
+
+    def import_blob(self, sha256: str, size: int, chunks: Iterator[bytes]) -> bool:
+        """Store a blob from another store unless it is here; its bytes must match its key.
+        Returns whether it was written."""
+        check_blob_key(sha256)
+        if self.has_blob(sha256):
+            return False
+        try:
+            self._insert_blob(sha256, size, chunks)
+        except StoreError as exc:
+            if "changed while" not in str(exc):
+                raise
+            raise StoreError(f"the blob {sha256[:12]} being copied is damaged (its bytes do not match its "
+                             "digest); repair or remove it in the source store") from None
+        return True
 
     def blob_keys(self) -> Iterator[str]:
         """Every stored blob's key (for copying a store), in key order."""

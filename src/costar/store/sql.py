@@ -152,12 +152,13 @@ class SQLStore(ABC):
         with self._read() as c:
             return self._schema_version(c)
 
-    def _open_schema(self, *, upgrade: bool) -> None:
-        """Bring the schema to this coSTAR's version, or refuse (newer store, read-only command)."""
+    def _open_schema(self, *, upgrade: bool, migrate: bool = True) -> None:
+        """Bring the schema to this coSTAR's version, or refuse (newer store, read-only command).
+        ``migrate=False`` leaves an older schema for the caller to upgrade (``costar store migrate``)."""
         with self._read() as c:
             version = self._schema_version(c)
         self._check_version(version, upgrade=upgrade)
-        if version < SCHEMA_VERSION:
+        if version < SCHEMA_VERSION and migrate:
             self.migrate()
 
     def _check_version(self, version: int, *, upgrade: bool) -> None:
@@ -187,6 +188,15 @@ class SQLStore(ABC):
                 for key, value in (("schema_version", str(SCHEMA_VERSION)), ("costar_version", _costar_version())):
                     c.execute(self._upsert("meta", ("key", "value"), ("key",)), (key, value))
         return start, SCHEMA_VERSION
+
+    def table_counts(self) -> dict[str, int]:
+        """Rows per table (and blobs), for ``costar store info`` and copy reports."""
+        out: dict[str, int] = {}
+        with self._read() as c:
+            for table in ("runs", "scenarios", "traces", "spans", "verdicts", "labels", "golden_sets"):
+                out[table] = int(c.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        out["blobs"] = sum(1 for _ in self.blob_keys())  # type: ignore[attr-defined]
+        return out
 
     # ------------------------------------------------------------------ runs
 

@@ -35,6 +35,10 @@ def _translate(exc: sqlite3.Error, path: Path) -> StoreError:
     return StoreError(f"store error at {path}: {exc}")
 
 
+class _DamagedBlob(Exception):
+    pass
+
+
 class SQLiteStore(SQLStore):
     """Thread-safe: one connection per thread, writes serialised by a lock (SQLite has one writer).
 
@@ -45,7 +49,7 @@ class SQLiteStore(SQLStore):
     backend: ClassVar[Backend] = "sqlite"
 
     def __init__(self, root: str | Path = ".costar", *, sanitizer: Sanitizer | None = None,
-                 busy_timeout_s: float = 10.0, create: bool = True) -> None:
+                 busy_timeout_s: float = 10.0, create: bool = True, migrate: bool = True) -> None:
         """Open the store at ``root``. With ``create=False`` (read-only commands) a missing store is
         an error instead of a new empty one, so looking never leaves a ``.costar`` folder behind,
         and a store from an older coSTAR is not upgraded (the error says how)."""
@@ -66,7 +70,7 @@ class SQLiteStore(SQLStore):
                 self.blob_dir.mkdir(exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot create the store folder {self.root}: {exc.strerror}") from None
-        self._open_schema(upgrade=create)
+        self._open_schema(upgrade=create, migrate=migrate)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -207,6 +211,40 @@ class SQLiteStore(SQLStore):
             return self.blob_path(sha256).read_bytes()
         except FileNotFoundError:
             return None
+
+    def read_blob(self, sha256: str) -> tuple[int, Iterator[bytes]] | None:
+        """(size, chunks) of a stored blob, read lazily; None when absent."""
+        if not self.has_blob(sha256):
+            return None
+        path = self.blob_path(sha256)
+
+        def chunks() -> Iterator[bytes]:
+            with open(path, "rb") as f:
+                yield from iter(lambda: f.read(1 << 20), b"")
+
+        return path.stat().st_size, chunks()
+
+    def import_blob(self, sha256: str, size: int, chunks: Iterator[bytes]) -> bool:
+        """Store a blob from another store unless it is here; its bytes must match its key.
+        Returns whether it was written."""
+        check_blob_key(sha256)
+        if self.has_blob(sha256):
+            return False
+        h = hashlib.sha256()
+
+        def write(out: Any) -> None:
+            for chunk in chunks:
+                h.update(chunk)
+                out.write(chunk)
+            if h.hexdigest() != sha256:
+                raise _DamagedBlob(sha256)
+
+        try:
+            self._store_blob(sha256, write)
+        except _DamagedBlob:
+            raise StoreError(f"the blob {sha256[:12]} being copied is damaged (its bytes do not match its "
+                             "digest); repair or remove it in the source store") from None
+        return True
 
     def blob_keys(self) -> Iterator[str]:
         """Every stored blob's key (for copying a store), in key order."""
