@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import child_env, costar_cmd
 
+from conftest import child_env, costar_cmd
 from costar.align.golden import create_golden_set, extend_golden_set
 from costar.align.labels import new_label
+from costar.errors import StoreError
 from costar.scenario import Scenario
 from costar.store.base import Run
 from costar.store.copy import CopyConflictError, copy_store, store_contents
@@ -159,6 +160,6 @@ def test_cli_copy_prints_counts_and_refuses_conflicts_with_exit_2(tmp_path: Path
 
 
 def test_copy_into_itself_is_refused(tmp_path: Path) -> None:
-    with SQLiteStore(tmp_path / "a") as a, SQLiteStore(tmp_path / "a") as same:
-        with pytest.raises(Exception, match="same store"):
-            copy_store(a, same)
+    with SQLiteStore(tmp_path / "a") as a, SQLiteStore(tmp_path / "a") as same, \
+            pytest.raises(StoreError, match="same store"):
+        copy_store(a, same)

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import child_env, costar_cmd
 
+from conftest import child_env, costar_cmd
 from costar.errors import StoreError
 from costar.store.base import GoldenExample, GoldenSet, Run, ValueType
 from costar.store.migrations import MIGRATIONS, SCHEMA_VERSION, verdict_digest
