@@ -163,7 +163,9 @@ class PostgresStore(SQLStore):
         self._closed = False
         self._cache_lock = threading.Lock()
         try:
-            psycopg.conninfo.conninfo_to_dict(url)
+            port = str(psycopg.conninfo.conninfo_to_dict(url).get("port") or "")
+            if port and not all(p.strip().isdigit() for p in port.split(",")):
+                raise psycopg.ProgrammingError(f"the port {port!r} is not a number")
         except psycopg.ProgrammingError as exc:
             raise StoreError(f"{self.location} is not a valid PostgreSQL URL ({_first_line(exc)}); "
                              "use postgresql://user:password@host:port/dbname") from None
@@ -209,7 +211,8 @@ class PostgresStore(SQLStore):
             return StoreError(f"the PostgreSQL user of {where} does not exist; create it or fix the user "
                               "in the store URL")
         if any(s in low for s in ("connection refused", "could not connect", "timeout", "timed out",
-                                  "could not translate host name", "no route to host", "name or service")):
+                                  "could not translate host name", "no route to host", "name or service",
+                                  "failed to resolve host")):
             return StoreError(f"cannot reach the PostgreSQL server of {where} ({msg}); check the host and "
                               "port in the store URL and that the server is running")
         return StoreError(f"cannot connect to {where}: {msg}")
