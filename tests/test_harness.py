@@ -27,6 +27,8 @@ def run_harness(store: SQLiteStore, scenarios: list[Scenario], agent: dict, **op
 
 def write_module(project: Path, name: str, code: str) -> None:
     (project / f"{name}.py").write_text(textwrap.dedent(code))
+    # The same test runs once per store backend: import this project's module, not the last one's.
+    sys.modules.pop(name, None)
 
 
 def test_python_agent_workspace_setup_and_artifacts(project: Path, store: SQLiteStore) -> None:
