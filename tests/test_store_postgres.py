@@ -240,12 +240,13 @@ def test_text_postgres_cannot_hold_natively_round_trips(store: Any) -> None:
 
 
 @pytest.mark.parametrize("pattern", ["tool *", "chat ?", "*1", "[ct]*", "[^c]*", "tool [0-3]*", "chat 1[!x]",
-                                     "*[*]*", "[]x]*", "a.b", "chat (1)", "[abc", "*\\*"])
+                                     "*[*]*", "[]x]*", "a.b", "chat (1)", "[abc", "*\\*", "a_b", "a%b", "a?b",
+                                     "t\\?"])
 def test_span_name_globs_mean_the_same_on_both_backends(store: Any, pattern: str) -> None:
     import sqlite3
 
     names = ["tool 1", "tool 33", "chat 1", "chat 12", "chat 1!", "a.b", "axb", "chat (1)", "x*y", "]x", "[abc",
-             "t\\*"]
+             "t\\*", "a_b", "a%b", "t\\x"]
     tid = "globs"
     store.write_trace(Trace(trace_id=tid, scenario_id="s", trial=0, spans=[
         Span(trace_id=tid, span_id=f"s{i}", name=n, kind=SpanKind.TOOL, start_ns=i) for i, n in enumerate(names)]))

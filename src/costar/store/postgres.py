@@ -286,6 +286,9 @@ class PostgresStore(SQLStore):
         return f"{column} = ANY(?)", [list(values)]
 
     def _glob(self, column: str, pattern: str) -> tuple[str, Any]:
+        if "[" not in pattern:  # LIKE is several times faster than a regular expression
+            like = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            return f"{column} LIKE ?", like.replace("*", "%").replace("?", "_")
         return f"{column} ~ ?", glob_to_regex(pattern)
 
     def _upsert(self, table: str, columns: Sequence[str], key: Sequence[str]) -> str:
