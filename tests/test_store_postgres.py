@@ -54,12 +54,16 @@ def test_bad_store_urls_give_one_line_errors_that_name_the_fix(pg_cluster: Any, 
         assert expected in message, (case, message)
         assert "\n" not in message, case
         assert pg_cluster.password not in message and ":wrong@" not in message, case
-    # the CLI: exit 2, one line, no traceback
-    url, expected = bad_urls(pg_cluster)["wrong password"]
-    res = subprocess.run([*costar_cmd(), "runs", "--store", url], capture_output=True, text=True, env=child_env(),
-                         cwd=tmp_path, timeout=120)
-    assert res.returncode == 2
-    assert res.stderr.startswith("error: ") and expected in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    # the CLI: exit 2, one line, no traceback, for reading and for writing commands
+    cases = bad_urls(pg_cluster)
+    for case in ("unreachable", "wrong password", "no such database"):
+        url, expected = cases[case]
+        for command in (["runs", "--store", url], ["store", "migrate", url]):
+            res = subprocess.run([*costar_cmd(), *command], capture_output=True, text=True, env=child_env(),
+                                 cwd=tmp_path, timeout=120)
+            assert res.returncode == 2, (case, command, res.stderr)
+            assert res.stderr.startswith("error: ") and expected in res.stderr, (case, res.stderr)
+            assert len(res.stderr.strip().splitlines()) == 1, (case, res.stderr)
     assert not (tmp_path / ".costar").exists()
 
 

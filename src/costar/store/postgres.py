@@ -97,8 +97,8 @@ class _Conn:
         self.raw = raw
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
-        if not args:
-            return self.raw.execute(sql.replace("%", "%%") if "%" in sql else sql, None)
+        if not args:  # without parameters psycopg sends the text as it is (no placeholders, no %% escapes)
+            return self.raw.execute(sql)
         return self.raw.execute(_pg_sql(sql), _escaped_args(args))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
