@@ -259,3 +259,37 @@ def test_span_name_globs_mean_the_same_on_both_backends(store: Any, pattern: str
     db = sqlite3.connect(":memory:")
     expected = [n for n in names if db.execute("SELECT ? GLOB ?", (n, pattern)).fetchone()[0]]
     assert got == expected, (pattern, glob_to_regex(pattern))
+
+
+def test_a_trace_read_while_it_is_rewritten_is_one_version_whole(store: Any) -> None:
+    """A reader never gets one version's record with another version's spans."""
+
+    def version(k: int) -> Trace:
+        spans = [Span(trace_id="live", span_id=f"s{i}", name=f"v{k}", kind=SpanKind.TOOL, start_ns=i)
+                 for i in range(1 + k % 7 * 40)]
+        return Trace(trace_id="live", scenario_id="s", trial=0, output=f"v{k}", spans=spans)
+
+    store.write_trace(version(0))
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def rewrite() -> None:
+        k = 0
+        try:
+            while not stop.is_set():
+                k += 1
+                store.write_trace(version(k))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    try:
+        for _ in range(300):
+            for t in (store.get_trace("live"), store.get_traces(["live"])[0]):
+                k = int(str(t.output)[1:])
+                assert len(t.spans) == 1 + k % 7 * 40 and {s.name for s in t.spans} == {f"v{k}"}
+    finally:
+        stop.set()
+        writer.join(timeout=60)
+    assert not errors

@@ -263,6 +263,12 @@ class PostgresStore(SQLStore):
             yield c
 
     @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[_Conn]:
+        with self._connection() as c, c.raw.transaction():
+            c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield c
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[_Conn]:
         with self._connection() as c, c.raw.transaction():
             yield c

@@ -110,6 +110,11 @@ class SQLStore(ABC):
         """A connection for reading (``execute(sql, args)`` returning a cursor); errors translated."""
 
     @abstractmethod
+    def _snapshot(self) -> contextlib.AbstractContextManager[Any]:
+        """Like :meth:`_read`, but every query sees the same snapshot of the database: a trace's
+        record and its spans are read as one, even while another process rewrites that trace."""
+
+    @abstractmethod
     def _write(self) -> contextlib.AbstractContextManager[Any]:
         """A connection inside a transaction that commits on success; errors translated."""
 
@@ -298,7 +303,7 @@ class SQLStore(ABC):
         return t
 
     def get_trace(self, trace_id: str, *, spans: bool = True) -> Trace:
-        with self._read() as c:
+        with self._snapshot() as c:
             row = c.execute("SELECT data FROM traces WHERE trace_id=?", (trace_id,)).fetchone()
             if row is None:
                 rows = c.execute("SELECT data FROM traces WHERE trace_id LIKE ? LIMIT 2",
@@ -325,7 +330,7 @@ class SQLStore(ABC):
         out: list[Trace] = []
         for chunk in self._chunks(trace_ids):
             where, args = self._in("trace_id", chunk)
-            with self._read() as c:
+            with self._snapshot() as c:
                 heads = {r[0]: r[1] for r in c.execute(f"SELECT trace_id, data FROM traces WHERE {where}", args)}
                 by_trace: dict[str, list[Span]] = {tid: [] for tid in chunk}
                 if spans:

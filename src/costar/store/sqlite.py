@@ -99,6 +99,20 @@ class SQLiteStore(SQLStore):
             yield self._conn()
 
     @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        with self._guard():
+            conn = self._conn()
+            if conn.in_transaction:  # already inside this thread's write: it is the snapshot
+                yield conn
+                return
+            conn.execute("BEGIN")  # deferred: a WAL read snapshot from the first SELECT, no lock
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._write_lock, self._guard():
             conn = self._conn()
