@@ -293,3 +293,51 @@ def test_a_trace_read_while_it_is_rewritten_is_one_version_whole(store: Any) -> 
         stop.set()
         writer.join(timeout=60)
     assert not errors
+
+
+def test_costar_run_assess_and_report_on_a_postgres_store_from_costar_yaml(pg_url: str, tmp_path: Path) -> None:
+    import json as _json
+
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "agent.py").write_text(textwrap.dedent("""
+        import sys
+        prompt = sys.stdin.read()
+        open("answer.txt", "w").write(prompt.upper())
+        print("answer: " + prompt)
+    """))
+    (tmp_path / "scenarios" / "suite.yaml").write_text(textwrap.dedent("""
+        - id: green
+          prompt: hello
+          trials: 2
+          expectations:
+            checks:
+              - output_contains: "answer: hello"
+              - file_exists: answer.txt
+    """))
+    (tmp_path / "costar.yaml").write_text(textwrap.dedent(f"""
+        suite: scenarios
+        store: {pg_url}
+        local_dir: state
+        agent:
+          type: command
+          command: [{_json.dumps(sys.executable)}, agent.py]
+    """))
+    env = child_env()
+    env.pop("COSTAR_STORE", None)
+
+    def costar(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*costar_cmd(), *args], capture_output=True, text=True, env=env, cwd=tmp_path,
+                              timeout=180)
+
+    ran = costar("run", "--html", "report.html")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "answer.txt" in (tmp_path / "report.html").read_text()
+    assessed = costar("assess", "latest")
+    assert assessed.returncode == 0, assessed.stderr
+    assert "0 verdicts computed" in assessed.stdout and "2/2 trials passed" in assessed.stdout
+    assert costar("runs").stdout.count("finished") == 1
+    assert not (tmp_path / ".costar").exists()  # local state went to local_dir, records to the database
+    with PostgresStore(pg_url, local_dir=tmp_path / "state") as st:
+        [trace, _] = list(st.iter_traces())
+        [artifact] = trace.artifacts
+        assert st.get_blob(artifact.sha256) == b"HELLO"
