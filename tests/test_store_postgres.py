@@ -341,3 +341,26 @@ def test_costar_run_assess_and_report_on_a_postgres_store_from_costar_yaml(pg_ur
         [trace, _] = list(st.iter_traces())
         [artifact] = trace.artifacts
         assert st.get_blob(artifact.sha256) == b"HELLO"
+
+
+def test_a_forked_worker_gets_its_own_connections(pg_url: str, tmp_path: Path) -> None:
+    import multiprocessing
+
+    with PostgresStore(pg_url, local_dir=tmp_path / "l") as st:
+        st.write_trace(wide_trace("parent-1", 3))
+        ctx = multiprocessing.get_context("fork")
+
+        def child(n: int) -> None:  # uses the store object inherited through the fork
+            st.write_trace(wide_trace(f"child-{n}", 4))
+            assert st.get_trace("parent-1").spans[0].name == "agent"
+            st.close()
+
+        procs = [ctx.Process(target=child, args=(n,)) for n in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=60)
+        assert [p.exitcode for p in procs] == [0, 0]
+        # the parent's own connections still work after its children exited
+        st.write_trace(wide_trace("parent-2", 3))
+        assert sorted(st.trace_ids()) == ["child-0", "child-1", "parent-1", "parent-2"]

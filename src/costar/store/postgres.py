@@ -40,6 +40,9 @@ _CHUNK_BYTES = 1 << 20
 _ESC = "\uffff"
 _UNESCAPE = re.compile("\uffff(.)", re.S)
 _MIGRATION_LOCK = 0x636F53544152  # "coSTAR": one migrator per database at a time
+# Pools a forked child inherited from its parent: referenced forever so they are never closed
+# (closing would end the parent's connections).
+_INHERITED: list[Any] = []
 
 
 def is_postgres_url(text: str | os.PathLike[str] | None) -> bool:
@@ -155,8 +158,6 @@ class PostgresStore(SQLStore):
         (read-only commands) neither creates the schema in an empty database nor upgrades an old one;
         ``migrate=False`` opens an old one as it is, for :meth:`migrate`."""
         psycopg = _psycopg()
-        from psycopg_pool import ConnectionPool
-
         super().__init__(Path(local_dir), describe_url(url), sanitizer)
         self.url = url
         self._timeout = connect_timeout_s
@@ -176,16 +177,36 @@ class PostgresStore(SQLStore):
         except psycopg.Error as exc:
             raise self._connect_error(exc) from None
         probe.close()
-        self._pool = ConnectionPool(url, min_size=1, max_size=max(1, max_connections), open=False,
-                                    kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout_s))},
-                                    configure=self._configure, check=ConnectionPool.check_connection,
-                                    timeout=max(connect_timeout_s, 30.0), name=f"costar {self.location}")
+        self._max_connections = max(1, max_connections)
+        self._pool = self._new_pool()
         try:
-            self._pool.open(wait=True, timeout=connect_timeout_s)
             self._open_schema(upgrade=create, migrate=migrate)
         except BaseException:
             self._pool.close()
             raise
+
+    def _new_pool(self) -> Any:
+        from psycopg_pool import ConnectionPool
+
+        timeout = max(1, int(self._timeout))
+        pool = ConnectionPool(self.url, min_size=1, max_size=self._max_connections, open=False,
+                              kwargs={"autocommit": True, "connect_timeout": timeout},
+                              configure=self._configure, check=ConnectionPool.check_connection,
+                              timeout=max(self._timeout, 30.0), name=f"costar {self.location}")
+        pool.open(wait=True, timeout=self._timeout)
+        self._pid = os.getpid()
+        return pool
+
+    def _pool_of_this_process(self) -> Any:
+        """The pool, or a new one in a process forked from the one that opened the store (a worker
+        of multiprocessing or Ray): connections cannot be shared across a fork. The inherited pool
+        is kept, never closed, so the parent's connections are left alone."""
+        if self._pid != os.getpid():
+            with self._cache_lock:
+                if self._pid != os.getpid():
+                    _INHERITED.append(self._pool)
+                    self._pool = self._new_pool()
+        return self._pool
 
     # ------------------------------------------------------------------ plumbing
 
@@ -254,7 +275,7 @@ class PostgresStore(SQLStore):
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[_Conn]:
-        with self._guard(), self._pool.connection() as raw:
+        with self._guard(), self._pool_of_this_process().connection() as raw:
             yield _Conn(raw)
 
     @contextlib.contextmanager
@@ -314,7 +335,10 @@ class PostgresStore(SQLStore):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._pool.close()
+            if self._pid == os.getpid():
+                self._pool.close()
+            else:
+                _INHERITED.append(self._pool)
 
     def __enter__(self) -> PostgresStore:
         return self
