@@ -70,7 +70,11 @@ class SQLiteStore(SQLStore):
                 self.blob_dir.mkdir(exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot create the store folder {self.root}: {exc.strerror}") from None
-        self._open_schema(upgrade=create, migrate=migrate)
+        try:
+            self._open_schema(upgrade=create, migrate=migrate)
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ plumbing
 
