@@ -90,7 +90,8 @@ def test_round_trip_sqlite_postgres_sqlite_is_identical_and_idempotent(tmp_path:
         assert store_contents(back) == original
         assert exported(back, tmp_path / "back.jsonl") == exported(src, tmp_path / "src.jsonl")
         # Reading through the API agrees too: the latest verdicts skip the retired ones.
-        assert back.verdicts() == src.verdicts() and len(back.verdicts()) == 12
+        assert back.verdicts() == src.verdicts()
+        assert len(back.verdicts()) == 12
         assert pg.labels(name="correct") == src.labels(name="correct")
         assert pg.golden_set("gs", 1) == src.golden_set("gs", 1)
         # Copying again copies nothing and finds everything there.
@@ -114,12 +115,15 @@ def test_conflicting_destination_is_refused_unless_merge(tmp_path: Path, pg_url:
         before = store_contents(dst)
         with pytest.raises(CopyConflictError) as err:
             copy_store(src, dst)
-        assert "--merge" in str(err.value) and "labels" in str(err.value)
+        assert "--merge" in str(err.value)
+        assert "labels" in str(err.value)
         assert store_contents(dst) == before  # nothing was written
         report = copy_store(src, dst, merge=True)
-        assert report.tables["labels"].conflicts == 1 and report.tables["traces"].present == 1
+        assert report.tables["labels"].conflicts == 1
+        assert report.tables["traces"].present == 1
         assert dst.labels(name="correct", trace_ids=[tid], labeler="ana")[0].rationale == "I disagree"
-        assert len(dst.trace_ids()) == 4 and len(dst.labels(name="correct")) == len(src.labels(name="correct"))
+        assert len(dst.trace_ids()) == 4
+        assert len(dst.labels(name="correct")) == len(src.labels(name="correct"))
     finally:
         src.close()
         dst.close()
@@ -134,7 +138,8 @@ def test_cli_copy_prints_counts_and_refuses_conflicts_with_exit_2(tmp_path: Path
                          text=True, env=env, cwd=tmp_path, timeout=180)
     assert res.returncode == 0, res.stderr
     lines = {line.split("│")[1].strip(): line for line in res.stdout.splitlines() if line.count("│") >= 4}
-    assert "traces" in lines and "12" in lines["spans"].split("│")[2]
+    assert "traces" in lines
+    assert "12" in lines["spans"].split("│")[2]
     again = subprocess.run([*costar_cmd(), "store", "copy", str(tmp_path / "a"), pg_url, "--json"],
                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180)
     import json
@@ -156,7 +161,9 @@ def test_cli_copy_prints_counts_and_refuses_conflicts_with_exit_2(tmp_path: Path
     clash = subprocess.run([*costar_cmd(), "store", "copy", str(back), str(tmp_path / "a")], capture_output=True,
                            text=True, env=env, cwd=tmp_path, timeout=180)
     assert clash.returncode == 2
-    assert clash.stderr.startswith("error: ") and "--merge" in clash.stderr and len(clash.stderr.splitlines()) == 1
+    assert clash.stderr.startswith("error: ")
+    assert "--merge" in clash.stderr
+    assert len(clash.stderr.splitlines()) == 1
 
 
 def test_copy_into_itself_is_refused(tmp_path: Path) -> None:

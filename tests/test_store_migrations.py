@@ -182,7 +182,8 @@ def test_a_store_from_a_newer_costar_is_refused_in_one_line(tmp_path: Path, stor
             again(store.root)
         else:
             again(store.url, local_dir=store.root)
-    assert "newer coSTAR (schema 99" in str(err.value) and "upgrade coSTAR" in str(err.value)
+    assert "newer coSTAR (schema 99" in str(err.value)
+    assert "upgrade coSTAR" in str(err.value)
     assert "\n" not in str(err.value)
 
 
@@ -194,7 +195,8 @@ def test_read_only_commands_ask_for_migrate_and_migrate_reports_from_to(tmp_path
     runs = subprocess.run([*costar_cmd(), "runs", "--store", str(root)], capture_output=True, text=True,
                           env=env, cwd=tmp_path, timeout=120)
     assert runs.returncode == 2, runs.stdout + runs.stderr
-    assert "costar store migrate" in runs.stderr and "Traceback" not in runs.stderr
+    assert "costar store migrate" in runs.stderr
+    assert "Traceback" not in runs.stderr
     with sqlite3.connect(root / "costar.db") as conn:  # the read-only command changed nothing
         assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "1"
     done = subprocess.run([*costar_cmd(), "store", "migrate", str(root)], capture_output=True, text=True,
@@ -226,7 +228,8 @@ def test_empty_database_gets_the_schema_from_migrate_and_not_from_a_read(pg_empt
     look = subprocess.run([*costar_cmd(), "runs", "--store", pg_empty_url], capture_output=True, text=True,
                           env=env, cwd=tmp_path, timeout=120)
     assert look.returncode == 2
-    assert "no coSTAR store in" in look.stderr and "costar store migrate" in look.stderr
+    assert "no coSTAR store in" in look.stderr
+    assert "costar store migrate" in look.stderr
     assert pg_cluster.password not in look.stderr  # a URL is shown without its password
     made = subprocess.run([*costar_cmd(), "store", "migrate", pg_empty_url], capture_output=True, text=True,
                           env=env, cwd=tmp_path, timeout=120)
