@@ -148,7 +148,7 @@ class PostgresStore(SQLStore):
 
     backend: ClassVar[Backend] = "postgresql"
     _INSERT_ORDER: ClassVar[str] = "id"
-    _CHUNK: ClassVar[int] = 10_000
+    _CHUNK: ClassVar[int] = 1000  # ids per array parameter: bounds what one query brings back
 
     def __init__(self, url: str, *, local_dir: str | Path = ".costar", sanitizer: Sanitizer | None = None,
                  create: bool = True, migrate: bool = True, max_connections: int = 8,
