@@ -203,7 +203,7 @@ def test_secrets_in_agent_env_are_redacted(project: Path, store: SQLiteStore, mo
 def test_http_agent_against_a_loopback_server(store: SQLiteStore) -> None:
     from fastapi import FastAPI
 
-    from costar._server import BackgroundServer
+    from costar._util.server import BackgroundServer
 
     app = FastAPI()
     seen: list[list[dict]] = []

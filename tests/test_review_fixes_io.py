@@ -18,7 +18,7 @@ import pytest
 from pydantic import ValidationError
 
 from conftest import child_env, costar_cmd
-from costar._server import BackgroundServer
+from costar._util.server import BackgroundServer
 from costar.errors import ConfigError, StoreError
 from costar.store.sqlite import SQLiteStore
 from costar.trace.model import AgentInfo, Artifact, Span, SpanKind, Trace

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from costar._util.aio import run_sync
 from costar.assess import Assessor, AssessStats, current_scenarios
 from costar.errors import ConfigError
 from costar.judges.base import Judge
@@ -138,7 +139,7 @@ def run_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | Path | N
               registry: JudgeRegistry | None = None, extra_judges: Sequence[Judge] = (),
               events: RunEvents | None = None, description: str = "") -> RunOutcome:
     """Run scenarios × trials against the agent, store the traces, score them, summarise."""
-    return asyncio.run(arun_suite(suite, agent, store=store, selection=selection, options=options, resume=resume,
+    return run_sync(lambda: arun_suite(suite, agent, store=store, selection=selection, options=options, resume=resume,
                                   registry=registry, extra_judges=extra_judges, events=events,
                                   description=description))
 
@@ -224,6 +225,7 @@ def assess_run(run_id: str, *, store: Store | str | Path | None = None, force: b
     problems: list[str] = []
     scenarios = current_scenarios(st, run.run_id, problems)
     assessor = Assessor(st, registry, extra_judges=extra_judges)
-    stats = asyncio.run(assessor.assess_run(run.run_id, force=force, scenarios=scenarios, on_progress=on_progress))
+    stats = run_sync(lambda: assessor.assess_run(run.run_id, force=force, scenarios=scenarios,
+                                                on_progress=on_progress))
     stats.warnings += problems
     return RunOutcome(run=run, summary=summarize_run(st, run.run_id, scenarios), assess=stats, store=st)

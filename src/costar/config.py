@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from costar._yaml import YamlSyntaxError, load_yaml_file
+from costar._util.yamlfile import YamlSyntaxError, load_yaml_file
 from costar.errors import ConfigError
 
 CONFIG_NAMES = ("costar.yaml", "costar.yml")

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from costar._yaml import YamlDocument, YamlSyntaxError, load_yaml_file
+from costar._util.yamlfile import YamlDocument, YamlSyntaxError, load_yaml_file
 from costar.errors import ScenarioError
 from costar.judges.checks import CheckJudge, check_json_schema, parse_check
 

@@ -31,7 +31,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from costar._server import BackgroundServer
+from costar._util.server import BackgroundServer
 from costar.align.labels import QueueItem, TraceFacts, format_value, label_queue, new_label
 from costar.errors import ConfigError, CostarError, StoreError
 from costar.report.html import CharBudget, HtmlLimits, Safe, el, esc, join, trace_details, value_block

@@ -29,13 +29,14 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from costar._util.aio import run_sync
 from costar.align.agreement import (
     DEFAULT_RESAMPLES,
     BinaryAgreement,
@@ -75,7 +76,6 @@ __all__ = [
     "decide_promotion",
     "find_golden_set",
     "label_rationales",
-    "run_sync",
 ]
 
 # Types whose definitions carry instructions an optimizer can change. A memalign definition is
@@ -400,49 +400,6 @@ def decide_promotion(old: SplitAgreement, new: SplitAgreement) -> PromotionDecis
 
 
 # --------------------------------------------------------------------------- running judges
-
-
-T = TypeVar("T")
-
-
-class _LoopThread:
-    """One event loop on a daemon thread for all synchronous alignment code.
-
-    Model clients keep an async HTTP pool per event loop. A fresh loop per batch (asyncio.run)
-    would strand those pools when each loop closes, and their finalisers then fail inside the
-    next loop; one long-lived loop keeps every pool usable and lets them close normally."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    def loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None or self._thread is None or not self._thread.is_alive():
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="costar-align-loop", daemon=True)
-                thread.start()
-                self._loop, self._thread = loop, thread
-            return self._loop
-
-    def run(self, factory: Callable[[], Awaitable[T]]) -> T:
-        if threading.current_thread() is self._thread:
-            raise RuntimeError("alignment code called synchronously from its own event loop")
-        return asyncio.run_coroutine_threadsafe(_as_coroutine(factory), self.loop()).result()
-
-
-_LOOP = _LoopThread()
-
-
-def run_sync(factory: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine to completion from synchronous code (also from inside another event
-    loop, whose thread simply waits)."""
-    return _LOOP.run(factory)
-
-
-async def _as_coroutine(factory: Callable[[], Awaitable[T]]) -> T:
-    return await factory()
 
 
 def trace_text(trace: Trace, *, input_chars: int = 600, output_chars: int = 1200) -> tuple[str, str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import fnmatch
-import importlib
 import io
 import json
 import re
@@ -26,7 +25,7 @@ import jsonschema
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from costar.errors import ConfigError
+from costar._util.imports import import_object
 from costar.judges.base import Judge, JudgeContext
 from costar.trace.model import Span, SpanKind, StatusCode, TraceStatus
 from costar.trace.tool_inference import INFERRED, requested_tool_calls
@@ -603,24 +602,6 @@ class AgentCompleted(Check):
             return CheckResult(passed=True, rationale="the agent finished normally")
         return CheckResult(passed=False, rationale=f"the agent did not finish ({t.status.value}): "
                            f"{_short(t.error or '', 200)}")
-
-
-def import_object(target: str) -> Any:
-    """Resolve ``package.module:attribute`` (attribute may be dotted)."""
-    module_name, sep, attr = target.partition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigError(f"{target!r} is not of the form 'module:attribute' (e.g. 'checks:has_total')")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"cannot import module {module_name!r} for {target!r}: {exc}; "
-                          "is it on PYTHONPATH or in the project folder?") from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ConfigError(f"module {module_name!r} has no attribute {attr!r}") from None
-    return obj
 
 
 @register_check

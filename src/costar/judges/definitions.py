@@ -38,11 +38,12 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from costar._yaml import YamlDocument, YamlSyntaxError, load_yaml_documents
+from costar._util.imports import import_object, importable
+from costar._util.yamlfile import YamlDocument, YamlSyntaxError, load_yaml_documents
 from costar.errors import ConfigError
 from costar.judges.agentic import AgenticJudge, Budget
 from costar.judges.base import Judge
-from costar.judges.checks import import_object, parse_check
+from costar.judges.checks import parse_check
 from costar.judges.llm import DEFAULT_MODEL, LlmJudge, ValueSpec
 from costar.judges.sandbox import SandboxLimits
 from costar.judges.trace_tools import ALL_TOOLS, ToolLimits
@@ -325,7 +326,7 @@ class PythonType:
     def build(self, d: PythonJudgeDefinition, ctx: BuildContext) -> Judge:
         from costar.judges.registry import FunctionJudge
 
-        with _importable(ctx.base_dir, ctx.project_dir):
+        with importable(ctx.base_dir, ctx.project_dir):
             obj = import_object(d.function)
         if isinstance(obj, Judge):
             return obj.with_gating(d.gate)
@@ -654,22 +655,6 @@ def load_judge_yaml(path: str | Path, *, project_dir: Path | None = None, defaul
     return out
 
 
-class _importable:
-    """Puts folders on sys.path while a project module imports (its helpers sit next to it)."""
-
-    def __init__(self, *folders: Path | None) -> None:
-        self.folders = [str(f) for f in folders if f is not None]
-
-    def __enter__(self) -> None:
-        self.added = [f for f in self.folders if f not in sys.path]
-        sys.path[:0] = self.added
-
-    def __exit__(self, *exc: object) -> None:
-        for f in self.added:
-            if f in sys.path:
-                sys.path.remove(f)
-
-
 def load_judge_module(path: str | Path, *, project_dir: Path | None = None) -> list[DefinitionEntry]:
     """The Judge objects a Python file defines at module level."""
     path = Path(path).resolve()
@@ -681,7 +666,7 @@ def load_judge_module(path: str | Path, *, project_dir: Path | None = None) -> l
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
-        with _importable(path.parent, project_dir):
+        with importable(path.parent, project_dir):
             spec.loader.exec_module(module)
     except SyntaxError as exc:
         sys.modules.pop(module_name, None)

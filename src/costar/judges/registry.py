@@ -16,9 +16,10 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from costar._util.imports import import_object
 from costar.errors import ConfigError
 from costar.judges.base import Judge, JudgeContext
-from costar.judges.checks import import_object, parse_check
+from costar.judges.checks import parse_check
 from costar.scenario import JudgeRef, Scenario
 from costar.verdict import Verdict, VerdictSource
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from costar.run.process import run_command
+from costar._util.process import run_command
 from costar.run.workspace import materialize_artifacts
 from costar.store.base import Store
 from costar.trace.model import Artifact

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from costar._yaml import read_config_file
+from costar._util.yamlfile import read_config_file
 from costar.errors import ConfigError
 
 

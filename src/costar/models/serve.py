@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from costar._server import BackgroundServer
+from costar._util.server import BackgroundServer
 from costar.errors import ConfigError
 from costar.models.client import ModelClient
 from costar.models.errors import (

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from costar._util.process import run_command
 from costar.errors import ConfigError
 from costar.refine.brief import FailureBrief
-from costar.run.process import run_command
 
 
 @dataclass

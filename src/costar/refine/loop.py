@@ -5,7 +5,6 @@ nothing (train and held-out). The user's working tree is never touched; nothing 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from costar._util.aio import run_sync
 from costar.api import Selection, arun_suite
 from costar.config import ProjectConfig, load_config
 from costar.errors import ConfigError
@@ -336,7 +336,7 @@ class Refiner:
         return report
 
     def run(self) -> RefineReport:
-        return asyncio.run(self.arun())
+        return run_sync(self.arun)
 
 
 def _only(summary: RunSummary, ids: list[str]) -> RunSummary:

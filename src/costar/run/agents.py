@@ -27,10 +27,10 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from costar._util.imports import import_object
+from costar._util.process import run_command
 from costar.capture import instrument
 from costar.errors import AgentConfigError
-from costar.judges.checks import import_object
-from costar.run.process import run_command
 from costar.scenario import Scenario
 from costar.trace.model import AgentInfo, SpanKind, StatusCode, TraceStatus
 from costar.trace.recorder import Recording

@@ -10,8 +10,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from costar._util.process import run_command
 from costar.errors import ConfigError
-from costar.run.process import run_command
 from costar.scenario import Scenario
 from costar.store.base import Store
 from costar.trace.model import Artifact

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import orjson
 from pydantic import ValidationError
 
-from costar._gc import gc_paused
+from costar._util.gcpause import gc_paused
 from costar.errors import StoreError
 from costar.store.base import (
     GoldenSet,

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from costar._yaml import read_config_file
+from costar._util.yamlfile import read_config_file
 from costar.errors import ConfigError
 
 

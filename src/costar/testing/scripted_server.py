@@ -23,7 +23,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from costar._server import BackgroundServer
+from costar._util.server import BackgroundServer
 from costar.testing.rules import IncomingRequest, Rule, load_rules
 from costar.testing.wire import (
     Api,

@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from costar._server import BackgroundServer
+from costar._util.server import BackgroundServer
 from costar.trace.otlp import OtlpDecodeError, ReceivedSpan, parse_export_request
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024

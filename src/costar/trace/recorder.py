@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from costar._gc import gc_paused
+from costar._util.gcpause import gc_paused
 from costar.trace.model import (
     Span,
     SpanEvent,
