@@ -10,7 +10,8 @@ from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix
 
 from conftest import EXTERNAL
 from costar.align.agreement import LabelSetError, NoOverlapError, agreement_between_files, format_agreement
-from costar.align.tables import LabelFileError, load_labels, normalise_label
+from costar.align.tables import LabelFileError, load_labels
+from costar.labels import normalise_label
 
 PANDALM = EXTERNAL / "pandalm"
 needs_pandalm = pytest.mark.skipif(not (PANDALM / "testset-v1.json").exists(), reason="PandaLM data not present")

@@ -19,7 +19,8 @@ from costar.align.judge_agreement import (
     labeler_agreement,
 )
 from costar.align.labels import new_label
-from costar.store.base import GoldenSetError, Run
+from costar.labels import GoldenSetError
+from costar.store.base import Run
 from costar.store.sqlite import SQLiteStore
 from costar.trace.model import Trace
 from costar.verdict import Verdict, VerdictSource

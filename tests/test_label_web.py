@@ -13,7 +13,7 @@ import pytest
 
 from costar.align.label_web import create_label_app, start_label_server
 from costar.errors import ConfigError
-from costar.store.base import UnknownTraceError, ValueType
+from costar.labels import UnknownTraceError, ValueType
 from costar.store.sqlite import SQLiteStore
 from costar.trace.model import Artifact, Span, SpanKind, SpanStatus, StatusCode, Totals, Trace
 from costar.verdict import Verdict, VerdictSource

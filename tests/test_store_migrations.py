@@ -14,7 +14,8 @@ import pytest
 
 from conftest import child_env, costar_cmd
 from costar.errors import StoreError
-from costar.store.base import GoldenExample, GoldenSet, Run, ValueType
+from costar.labels import GoldenExample, GoldenSet, ValueType
+from costar.store.base import Run
 from costar.store.migrations import MIGRATIONS, SCHEMA_VERSION, verdict_digest
 from costar.store.sql import span_rows, trace_row
 from costar.store.sqlite import SQLiteStore

@@ -16,7 +16,8 @@ from conftest import child_env, costar_cmd
 from costar import api
 from costar.align.labels import new_label
 from costar.errors import StoreError
-from costar.store.base import GoldenExample, GoldenSet, GoldenSetError, LabelConflictError, Run, SpanQuery
+from costar.labels import GoldenExample, GoldenSet, GoldenSetError, LabelConflictError
+from costar.store.base import Run, SpanQuery
 from costar.store.pg_cluster import free_port
 from costar.store.postgres import PostgresStore, glob_to_regex
 from costar.trace.formats.jsonl import write_jsonl

@@ -35,8 +35,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from costar.align.tables import Label, load_labels, normalise_label
+from costar.align.tables import load_labels
 from costar.errors import CostarError
+from costar.labels import LabelValue, normalise_label
 from costar.stats import wilson_interval
 
 __all__ = [
@@ -47,9 +48,9 @@ __all__ = [
     "Coverage",
     "Interval",
     "Kappa",
-    "Label",
     "LabelSetError",
     "LabelStats",
+    "LabelValue",
     "LengthMismatchError",
     "MultiRaterAgreement",
     "NoOverlapError",
@@ -148,7 +149,7 @@ class ConfusionMatrix(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    labels: list[Label]
+    labels: list[LabelValue]
     counts: list[list[int]]
 
 
@@ -182,7 +183,7 @@ class LabelStats(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    label: Label
+    label: LabelValue
     count_a: int
     count_b: int
     recall: Proportion
@@ -203,8 +204,8 @@ class _Result(BaseModel, ABC):
 
 class BinaryAgreement(_Result):
     kind: Literal["binary"] = "binary"
-    positive: Label
-    negative: Label
+    positive: LabelValue
+    negative: LabelValue
     n: int
     coverage: Coverage
     accuracy: Proportion
@@ -240,7 +241,7 @@ class BinaryAgreement(_Result):
 
 class CategoricalAgreement(_Result):
     kind: Literal["categorical"] = "categorical"
-    labels: list[Label]
+    labels: list[LabelValue]
     n: int
     coverage: Coverage
     accuracy: Proportion
@@ -279,7 +280,7 @@ class MultiRaterAgreement(_Result):
     value: float | None
     ci_bootstrap: Interval | None = None
     level: Level | None = None
-    labels: list[Label]
+    labels: list[LabelValue]
     n_items: int
     n_items_used: int
     n_raters: int
@@ -307,12 +308,12 @@ class MultiRaterAgreement(_Result):
 
 @dataclass(frozen=True)
 class _Pairs:
-    a: list[Label]
-    b: list[Label]
+    a: list[LabelValue]
+    b: list[LabelValue]
     coverage: Coverage
 
 
-def _to_label(value: Any) -> Label | None:
+def _to_label(value: Any) -> LabelValue | None:
     if isinstance(value, np.generic):
         value = value.item()
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -343,8 +344,8 @@ def _pair(a: Any, b: Any) -> _Pairs:
 
 
 def _pair_mappings(a: Mapping[Any, Any], b: Mapping[Any, Any]) -> _Pairs:
-    left: list[Label] = []
-    right: list[Label] = []
+    left: list[LabelValue] = []
+    right: list[LabelValue] = []
     only_a = unlabelled = 0
     for key, raw in a.items():
         if key not in b:
@@ -367,8 +368,8 @@ def _pair_sequences(a: Any, b: Any) -> _Pairs:
     if len(seq_a) != len(seq_b):
         raise LengthMismatchError(f"a has {len(seq_a)} labels and b has {len(seq_b)}; align them by position "
                                   "or pass dicts keyed by item id")
-    left: list[Label] = []
-    right: list[Label] = []
+    left: list[LabelValue] = []
+    right: list[LabelValue] = []
     for raw_a, raw_b in zip(seq_a, seq_b, strict=True):
         label_a, label_b = _to_label(raw_a), _to_label(raw_b)
         if label_a is not None and label_b is not None:
@@ -392,17 +393,17 @@ def _no_overlap_message(a: Any, b: Any, coverage: Coverage) -> str:
 # ------------------------------------------------------------------------------------ labels
 
 
-def _unique(values: Iterable[Label]) -> list[Label]:
+def _unique(values: Iterable[LabelValue]) -> list[LabelValue]:
     return list(dict.fromkeys(values))
 
 
-def _sort_key(label: Label) -> tuple[int, float, str]:
+def _sort_key(label: LabelValue) -> tuple[int, float, str]:
     if isinstance(label, bool | int | float):
         return 0, float(label), ""
     return 1, 0.0, str(label)
 
 
-def _ordered_labels(observed: Iterable[Label], labels: Sequence[Label] | None) -> list[Label]:
+def _ordered_labels(observed: Iterable[LabelValue], labels: Sequence[LabelValue] | None) -> list[LabelValue]:
     seen = _unique(observed)
     if labels is None:
         return sorted(seen, key=_sort_key)
@@ -417,11 +418,11 @@ def _ordered_labels(observed: Iterable[Label], labels: Sequence[Label] | None) -
     return order
 
 
-def _is_numeric(labels: Iterable[Label]) -> bool:
+def _is_numeric(labels: Iterable[LabelValue]) -> bool:
     return all(isinstance(x, bool | int | float) for x in labels)
 
 
-def _type_clash_notes(labels: Iterable[Label]) -> list[str]:
+def _type_clash_notes(labels: Iterable[LabelValue]) -> list[str]:
     # 1 and "1" are different labels; this is almost always a loading mistake worth flagging.
     spelled = [x for x in labels if not isinstance(x, str)]
     texts = {x for x in labels if isinstance(x, str)}
@@ -430,7 +431,7 @@ def _type_clash_notes(labels: Iterable[Label]) -> list[str]:
             for x in clashes]
 
 
-def _table(a: Sequence[Label], b: Sequence[Label], labels: Sequence[Label]) -> np.ndarray:
+def _table(a: Sequence[LabelValue], b: Sequence[LabelValue], labels: Sequence[LabelValue]) -> np.ndarray:
     index = {label: i for i, label in enumerate(labels)}
     k = len(labels)
     codes = np.fromiter((index[x] * k + index[y] for x, y in zip(a, b, strict=True)), dtype=np.int64,
@@ -581,7 +582,7 @@ def _kappa(table: np.ndarray, weighting: Weighting, boot: np.ndarray | None, con
                  ci_bootstrap=_percentile_interval(samples, confidence))
 
 
-def _kappa_notes(kappa: Kappa, labels: Sequence[Label]) -> list[str]:
+def _kappa_notes(kappa: Kappa, labels: Sequence[LabelValue]) -> list[str]:
     if kappa.value is not None:
         return []
     return [f"kappa is undefined: both sides give every item the same label ({_label_text(labels[0])}), "
@@ -591,7 +592,7 @@ def _kappa_notes(kappa: Kappa, labels: Sequence[Label]) -> list[str]:
 # ---------------------------------------------------------------------------------- binary
 
 
-def binary_agreement(a: Any, b: Any, positive: Label = True, *, negative: Label | None = None,
+def binary_agreement(a: Any, b: Any, positive: LabelValue = True, *, negative: LabelValue | None = None,
                      confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES,
                      seed: int | None = DEFAULT_SEED) -> BinaryAgreement:
     """Agreement of ``b`` with the reference ``a`` on a two-label task (pass/fail, yes/no).
@@ -623,8 +624,8 @@ def binary_agreement(a: Any, b: Any, positive: Label = True, *, negative: Label 
     )
 
 
-def _binary_labels(observed: list[Label], positive: Label,
-                   negative: Label | None) -> tuple[Label, Label, list[str]]:
+def _binary_labels(observed: list[LabelValue], positive: LabelValue,
+                   negative: LabelValue | None) -> tuple[LabelValue, LabelValue, list[str]]:
     if len(observed) > 2:
         raise LabelSetError(f"binary agreement needs two labels, found {len(observed)}: "
                             f"{sorted(observed, key=_sort_key)[:6]!r}; use categorical_agreement or recode")
@@ -648,7 +649,7 @@ def _binary_labels(observed: list[Label], positive: Label,
     return positive, others[0], notes
 
 
-def _opposite(positive: Label) -> Label:
+def _opposite(positive: LabelValue) -> LabelValue:
     if isinstance(positive, bool):
         return not positive
     if positive == 1:
@@ -683,7 +684,7 @@ def _f1(tp: int, fp: int, fn: int, boot: np.ndarray | None, confidence: float) -
 # ----------------------------------------------------------------------------- categorical
 
 
-def categorical_agreement(a: Any, b: Any, *, labels: Sequence[Label] | None = None,
+def categorical_agreement(a: Any, b: Any, *, labels: Sequence[LabelValue] | None = None,
                           confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES,
                           seed: int | None = DEFAULT_SEED) -> CategoricalAgreement:
     """Agreement of ``b`` with the reference ``a`` over any number of labels.
@@ -716,7 +717,7 @@ def categorical_agreement(a: Any, b: Any, *, labels: Sequence[Label] | None = No
     )
 
 
-def _per_label(table: np.ndarray, order: Sequence[Label], confidence: float) -> list[LabelStats]:
+def _per_label(table: np.ndarray, order: Sequence[LabelValue], confidence: float) -> list[LabelStats]:
     rows, cols = table.sum(axis=1), table.sum(axis=0)
     return [LabelStats(label=label, count_a=int(rows[i]), count_b=int(cols[i]),
                        recall=proportion(int(table[i, i]), int(rows[i]), confidence),
@@ -727,7 +728,7 @@ def _per_label(table: np.ndarray, order: Sequence[Label], confidence: float) -> 
 # ----------------------------------------------------------------------------- many raters
 
 
-def fleiss_kappa(ratings: Any, *, counts: bool = False, labels: Sequence[Label] | None = None,
+def fleiss_kappa(ratings: Any, *, counts: bool = False, labels: Sequence[LabelValue] | None = None,
                  confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES,
                  seed: int | None = DEFAULT_SEED) -> MultiRaterAgreement:
     """Fleiss' kappa for many raters, with a percentile bootstrap interval over items.
@@ -770,7 +771,7 @@ def _fleiss(observed: np.ndarray, chance: np.ndarray) -> np.ndarray:
         return np.where(defined, (observed - chance) / (1 - chance), np.nan)
 
 
-def _count_matrix(ratings: Any, labels: Sequence[Label] | None) -> tuple[np.ndarray, list[Label]]:
+def _count_matrix(ratings: Any, labels: Sequence[LabelValue] | None) -> tuple[np.ndarray, list[LabelValue]]:
     items = list(ratings.values()) if isinstance(ratings, Mapping) else _as_list(ratings, "ratings")
     cleaned = [[x for x in map(_to_label, _as_list(item, f"item {i}")) if x is not None]
                for i, item in enumerate(items)]
@@ -793,7 +794,7 @@ def _count_matrix(ratings: Any, labels: Sequence[Label] | None) -> tuple[np.ndar
     return matrix, order
 
 
-def _given_counts(ratings: Any, labels: Sequence[Label] | None) -> tuple[np.ndarray, list[Label]]:
+def _given_counts(ratings: Any, labels: Sequence[LabelValue] | None) -> tuple[np.ndarray, list[LabelValue]]:
     try:
         matrix = np.asarray(ratings)
     except ValueError:  # numpy refuses ragged nested lists
@@ -810,13 +811,13 @@ def _given_counts(ratings: Any, labels: Sequence[Label] | None) -> tuple[np.ndar
                                   "needs the same number of ratings, or use krippendorff_alpha")
     if totals[0] < 2:
         raise NoOverlapError(f"each item has {totals[0]} rating(s); agreement needs at least two raters per item")
-    order: list[Label] = list(range(matrix.shape[1])) if labels is None else list(labels)
+    order: list[LabelValue] = list(range(matrix.shape[1])) if labels is None else list(labels)
     if len(order) != matrix.shape[1]:
         raise LabelSetError(f"labels names {len(order)} categories but counts has {matrix.shape[1]} columns")
     return matrix, order
 
 
-def krippendorff_alpha(data: Any, level: Level = "nominal", *, labels: Sequence[Label] | None = None,
+def krippendorff_alpha(data: Any, level: Level = "nominal", *, labels: Sequence[LabelValue] | None = None,
                        confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES,
                        seed: int | None = DEFAULT_SEED) -> MultiRaterAgreement:
     """Krippendorff's alpha over coders x units reliability data with missing values.
@@ -856,7 +857,7 @@ def _alpha(observed: np.ndarray, expected: np.ndarray) -> np.ndarray:
         return np.where(defined, 1 - observed / expected, np.nan)
 
 
-def _coder_rows(data: Any) -> list[list[Label | None]]:
+def _coder_rows(data: Any) -> list[list[LabelValue | None]]:
     if isinstance(data, Mapping):
         coders = [_coder_mapping(name, row) for name, row in data.items()]
         units = _unique(chain.from_iterable(coders))
@@ -880,7 +881,7 @@ def _coder_mapping(name: Any, row: Any) -> Mapping[Any, Any]:
     return row
 
 
-def _alpha_labels(observed: list[Label], level: Level, labels: Sequence[Label] | None) -> list[Label]:
+def _alpha_labels(observed: list[LabelValue], level: Level, labels: Sequence[LabelValue] | None) -> list[LabelValue]:
     order = _ordered_labels(observed, labels)
     if level == "interval" and not _is_numeric(order):
         raise LabelSetError("interval alpha needs numeric labels; recode them or use level='nominal'")
@@ -892,7 +893,7 @@ def _alpha_labels(observed: list[Label], level: Level, labels: Sequence[Label] |
     return order
 
 
-def _unit_counts(rows: list[list[Label | None]], pairable: np.ndarray, order: Sequence[Label]) -> np.ndarray:
+def _unit_counts(rows: list[list[LabelValue | None]], pairable: np.ndarray, order: Sequence[LabelValue]) -> np.ndarray:
     """Pairable units x labels: how many coders gave each label to each unit."""
     index = {label: i for i, label in enumerate(order)}
     counts = np.zeros((len(rows[0]), len(order)), dtype=np.int64)
@@ -906,7 +907,7 @@ def _unit_counts(rows: list[list[Label | None]], pairable: np.ndarray, order: Se
 _Terms = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def _alpha_level(rows: list[list[Label | None]], pairable: np.ndarray, order: Sequence[Label],
+def _alpha_level(rows: list[list[LabelValue | None]], pairable: np.ndarray, order: Sequence[LabelValue],
                  level: Level) -> tuple[_ItemStats, _Terms]:
     """Per-unit sufficient statistics and the map from their sums to (D_o, D_e).
 
@@ -934,7 +935,7 @@ def _nominal_stats(counts: np.ndarray) -> tuple[_ItemStats, _Terms]:
     return _ItemStats.build(counts, stats_of), terms
 
 
-def _interval_stats(rows: list[list[Label | None]], pairable: np.ndarray) -> tuple[_ItemStats, _Terms]:
+def _interval_stats(rows: list[list[LabelValue | None]], pairable: np.ndarray) -> tuple[_ItemStats, _Terms]:
     # Σ_ck n_c n_k (v_c − v_k)² = 2(n·Σ v² − (Σ v)²): per-unit moments replace the k x k table, so
     # near-continuous scores cost O(coders x units). Centring keeps the subtraction well conditioned.
     values = np.array([[np.nan if x is None else float(x) for x in row] for row in rows])[:, pairable]
@@ -983,10 +984,10 @@ def _ordinal_stats(counts: np.ndarray) -> tuple[_ItemStats, _Terms]:
 
 
 def agreement_between_files(path_a: str | Path, path_b: str | Path, key: str, a_field: str, b_field: str, *,
-                            b_key: str | None = None, positive: Label | None = None,
-                            labels: Sequence[Label] | None = None,
-                            recode_a: Mapping[str, Label | None] | None = None,
-                            recode_b: Mapping[str, Label | None] | None = None,
+                            b_key: str | None = None, positive: LabelValue | None = None,
+                            labels: Sequence[LabelValue] | None = None,
+                            recode_a: Mapping[str, LabelValue | None] | None = None,
+                            recode_b: Mapping[str, LabelValue | None] | None = None,
                             confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES,
                             seed: int | None = DEFAULT_SEED) -> dict[str, Any]:
     """Agreement of file B's labels with file A's (the reference), as a JSON-serialisable dict.
@@ -1015,7 +1016,7 @@ def agreement_between_files(path_a: str | Path, path_b: str | Path, key: str, a_
 
 @dataclass
 class _Side:
-    labels: dict[str, Label | None]
+    labels: dict[str, LabelValue | None]
     recode: dict[str, Any]
     notes: list[str]
 
@@ -1024,7 +1025,7 @@ class _Side:
                 "recode": self.recode}
 
 
-def _recoded(labels: dict[str, Label | None], recode: Mapping[str, Label | None] | None, name: str) -> _Side:
+def _recoded(labels: dict[str, LabelValue | None], recode: Mapping[str, LabelValue | None] | None, name: str) -> _Side:
     if not recode:
         return _Side(labels, {}, [])
     # Keys go through the same normalisation as file values, so "1" in a recode matches a 1.
@@ -1035,7 +1036,7 @@ def _recoded(labels: dict[str, Label | None], recode: Mapping[str, Label | None]
     return _Side(mapped, {str(k): v for k, v in recode.items()}, notes)
 
 
-def _guess_positive(observed: list[Label]) -> tuple[Label, str | None]:
+def _guess_positive(observed: list[LabelValue]) -> tuple[LabelValue, str | None]:
     named = [x for x in observed if str(x).strip().lower() in _POSITIVE_NAMES]
     if len(named) == 1:
         return named[0], None
@@ -1077,7 +1078,7 @@ def _interval_text(ci: Interval | None) -> str:
     return "n/a" if ci is None else f"[{ci.low:.3f}, {ci.high:.3f}]"
 
 
-def _label_text(label: Label) -> str:
+def _label_text(label: LabelValue) -> str:
     return label if isinstance(label, str) else repr(label)
 
 

@@ -37,8 +37,8 @@ from costar.align.optimize import (
 )
 from costar.errors import ConfigError
 from costar.judges.trace_tools import clip
+from costar.labels import GoldenExample, GoldenSet, LabelValue
 from costar.models.errors import ModelError
-from costar.store.base import GoldenExample, GoldenSet, LabelValue
 from costar.verdict import Verdict
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from costar.store.base import (
+from costar.labels import (
     SPLITS,
     GoldenExample,
     GoldenSet,
@@ -32,11 +32,11 @@ from costar.store.base import (
     LabelError,
     LabelValue,
     Split,
-    Store,
     ValueType,
     ValueTypeLike,
     same_value,
 )
+from costar.store.base import Store
 from costar.verdict import Verdict
 
 __all__ = [

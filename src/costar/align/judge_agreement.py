@@ -32,12 +32,13 @@ from costar.align.agreement import (
     AgreementError,
     BinaryAgreement,
     CategoricalAgreement,
-    Label,
+    LabelValue,
     NoOverlapError,
     binary_agreement,
     categorical_agreement,
 )
-from costar.store.base import SPLITS, GoldenSet, Split, Store
+from costar.labels import SPLITS, GoldenSet, Split
+from costar.store.base import Store
 from costar.verdict import Verdict
 
 __all__ = [
@@ -116,9 +117,9 @@ class StoreAgreement(BaseModel):
     result: AgreementResult = Field(discriminator="kind")
     coverage: StoreCoverage
     notes: list[str] = Field(default_factory=list)
-    _pairs: tuple[dict[str, Label], dict[str, Label]] = PrivateAttr(default_factory=lambda: ({}, {}))
+    _pairs: tuple[dict[str, LabelValue], dict[str, LabelValue]] = PrivateAttr(default_factory=lambda: ({}, {}))
 
-    def pairs(self) -> tuple[dict[str, Label], dict[str, Label]]:
+    def pairs(self) -> tuple[dict[str, LabelValue], dict[str, LabelValue]]:
         """The compared values, trace id -> label, reference side first (for other statistics)."""
         return self._pairs
 
@@ -138,14 +139,14 @@ class StoreAgreement(BaseModel):
 
 @dataclass
 class _Side:
-    values: dict[str, Label]
+    values: dict[str, LabelValue]
     excluded: dict[str, str] = field(default_factory=dict)  # trace id -> "error" | "no_value" | "tied"
 
     def covers(self, trace_id: str) -> bool:
         return trace_id in self.values or trace_id in self.excluded
 
 
-def judge_decision(verdict: Verdict, on: Literal["passed", "value"]) -> Label | None:
+def judge_decision(verdict: Verdict, on: Literal["passed", "value"]) -> LabelValue | None:
     """What a verdict contributes to a comparison; None for an error or nothing comparable."""
     if verdict.error is not None:
         return None
@@ -169,14 +170,14 @@ def _judge_side(verdicts: Mapping[str, Verdict], on: Literal["passed", "value"])
     return side
 
 
-def _label_key(value: Label) -> tuple[str, Label]:
+def _label_key(value: LabelValue) -> tuple[str, LabelValue]:
     # True and 1 are equal in Python; as labels they must stay apart.
     return type(value).__name__, value
 
 
 def _human_side(labels: Sequence[Verdict]) -> _Side:
     """One labeler's labels as they are; several labelers' by majority, ties excluded."""
-    votes: dict[str, Counter[tuple[str, Label]]] = {}
+    votes: dict[str, Counter[tuple[str, LabelValue]]] = {}
     for lab in labels:
         if lab.value is not None:
             votes.setdefault(str(lab.trace_id), Counter())[_label_key(lab.value)] += 1
@@ -232,9 +233,9 @@ def _scope(store: Store, *, golden: str | None, version: int | None, split: Spli
     return Scope([t for t in base.trace_ids if t in members], f"{base.text}, run {run}", base.golden)
 
 
-def _pair(a: _Side, b: _Side) -> tuple[StoreCoverage, dict[str, Label], dict[str, Label]]:
-    left: dict[str, Label] = {}
-    right: dict[str, Label] = {}
+def _pair(a: _Side, b: _Side) -> tuple[StoreCoverage, dict[str, LabelValue], dict[str, LabelValue]]:
+    left: dict[str, LabelValue] = {}
+    right: dict[str, LabelValue] = {}
     missed: dict[str, list[str]] = {}
     for tid, value in a.values.items():
         if tid in b.values:
@@ -255,7 +256,7 @@ def _pair(a: _Side, b: _Side) -> tuple[StoreCoverage, dict[str, Label], dict[str
 _REASONS = {"no_verdict": "without a verdict", "error": "judge errors", "no_value": "no comparable value"}
 
 
-def _measure(a: Mapping[str, Label], b: Mapping[str, Label], *, labels: Sequence[Label] | None,
+def _measure(a: Mapping[str, LabelValue], b: Mapping[str, LabelValue], *, labels: Sequence[LabelValue] | None,
              confidence: float, resamples: int, seed: int | None) -> AgreementResult:
     if all(isinstance(x, bool) for x in (*a.values(), *b.values())):
         return binary_agreement(a, b, True, confidence=confidence, resamples=resamples, seed=seed)
@@ -305,7 +306,7 @@ def _describe_judge(name: str, verdicts: Mapping[str, Verdict]) -> str:
     return f"judge {name!r} (latest verdicts of {len(fps)} versions)" if fps else f"judge {name!r}"
 
 
-def _all_bool(values: Mapping[str, Label]) -> bool:
+def _all_bool(values: Mapping[str, LabelValue]) -> bool:
     return bool(values) and all(isinstance(x, bool) for x in values.values())
 
 
@@ -320,7 +321,7 @@ def _on_for_labels(reference: _Side, compare: Compare) -> Literal["passed", "val
 
 def judge_agreement(store: Store, name: str, *, golden: str | None = None, version: int | None = None,
                     split: SplitChoice = "test", labeler: str | None = None, fingerprint: str | None = None,
-                    run_id: str | None = None, compare: Compare = "auto", labels: Sequence[Label] | None = None,
+                    run_id: str | None = None, compare: Compare = "auto", labels: Sequence[LabelValue] | None = None,
                     confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES,
                     seed: int | None = DEFAULT_SEED) -> StoreAgreement:
     """Agreement of judge ``name``'s verdicts with the human labels of the same name.
@@ -382,7 +383,7 @@ def _labelers_text(labels: Sequence[Verdict]) -> str:
 
 def labeler_agreement(store: Store, name: str, labeler_a: str, labeler_b: str, *, golden: str | None = None,
                       version: int | None = None, split: SplitChoice = "all", run_id: str | None = None,
-                      labels: Sequence[Label] | None = None, confidence: float = 0.95,
+                      labels: Sequence[LabelValue] | None = None, confidence: float = 0.95,
                       resamples: int = DEFAULT_RESAMPLES, seed: int | None = DEFAULT_SEED) -> StoreAgreement:
     """Agreement between two labelers' labels for judge ``name`` (``labeler_b`` against ``labeler_a``),
     on the traces both labeled; optionally only a golden set's traces (every split by default:
@@ -409,7 +410,7 @@ def labeler_agreement(store: Store, name: str, labeler_a: str, labeler_b: str, *
 def judges_agreement(store: Store, name_a: str, name_b: str | None = None, *, fingerprint_a: str | None = None,
                      fingerprint_b: str | None = None, golden: str | None = None, version: int | None = None,
                      split: SplitChoice = "test", run_id: str | None = None, compare: Compare = "auto",
-                     labels: Sequence[Label] | None = None, confidence: float = 0.95,
+                     labels: Sequence[LabelValue] | None = None, confidence: float = 0.95,
                      resamples: int = DEFAULT_RESAMPLES, seed: int | None = DEFAULT_SEED) -> StoreAgreement:
     """Agreement between two judges (``name_b`` against ``name_a``), or between two versions of one
     judge (``name_b`` omitted, ``fingerprint_a`` and ``fingerprint_b`` given), on the traces both

@@ -17,8 +17,9 @@ from rich.console import Console
 from rich.text import Text
 
 from costar.align.labels import QueueItem, format_value, label_queue, new_label
+from costar.labels import LabelError, ValueType, ValueTypeLike
 from costar.report.summary import fmt_seconds, plural
-from costar.store.base import LabelError, Store, ValueType, ValueTypeLike
+from costar.store.base import Store
 from costar.trace.model import Trace
 from costar.verdict import Verdict
 

@@ -34,8 +34,9 @@ from starlette.concurrency import run_in_threadpool
 from costar._util.server import BackgroundServer
 from costar.align.labels import QueueItem, TraceFacts, format_value, label_queue, new_label
 from costar.errors import ConfigError, CostarError, StoreError
+from costar.labels import LabelConflictError, LabelError, UnknownTraceError, ValueType, ValueTypeLike
 from costar.report.html import CharBudget, HtmlLimits, Safe, el, esc, join, trace_details, value_block
-from costar.store.base import LabelConflictError, LabelError, Store, UnknownTraceError, ValueType, ValueTypeLike
+from costar.store.base import Store
 from costar.trace.model import Trace
 from costar.verdict import Verdict
 

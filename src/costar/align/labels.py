@@ -22,17 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from costar.align.tables import LabelFileError, normalise_key, read_records
-from costar.store.base import (
+from costar.labels import (
     LabelConflictError,
     LabelError,
     LabelValue,
-    Store,
     UnknownTraceError,
     ValueType,
     ValueTypeLike,
     same_value,
     validate_label,
 )
+from costar.store.base import Store
 from costar.trace.model import Trace
 from costar.verdict import Verdict, VerdictSource
 

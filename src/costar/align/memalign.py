@@ -51,8 +51,8 @@ from costar.judges.base import Judge, JudgeContext
 from costar.judges.definitions import BuildContext, JudgeDefinition
 from costar.judges.llm import LlmJudge
 from costar.judges.trace_tools import clip
+from costar.labels import GoldenExample, GoldenSet, LabelValue
 from costar.models.errors import ModelError
-from costar.store.base import GoldenExample, GoldenSet, LabelValue
 from costar.verdict import Verdict
 
 if TYPE_CHECKING:

@@ -49,7 +49,8 @@ from costar.errors import ConfigError, CostarError
 from costar.judges.base import Judge, JudgeContext
 from costar.judges.llm import check_template
 from costar.judges.trace_tools import clip, to_text
-from costar.store.base import SPLITS, GoldenSet, LabelValue, Split, Store, same_value
+from costar.labels import SPLITS, GoldenSet, LabelValue, Split, same_value
+from costar.store.base import Store
 from costar.verdict import Verdict
 
 if TYPE_CHECKING:

@@ -1,9 +1,9 @@
 """Load one label per item from a CSV, TSV, JSON Lines or JSON-array file.
 
 Labels from different tools disagree about quoting: a CSV holds only strings, one JSON file
-writes ``1`` and another ``"1"``. :func:`normalise_label` maps them to one canonical value
-(``1``, ``True``, ``0.5``, ``"tie"``) so agreement is computed on meaning, not on spelling.
-Item ids are compared as strings for the same reason (``7`` in JSON, ``"7"`` in a CSV).
+writes ``1`` and another ``"1"``; :func:`costar.labels.normalise_label` maps them to one canonical
+value, so agreement is computed on meaning, not on spelling. Item ids are compared as strings
+for the same reason (``7`` in JSON, ``"7"`` in a CSV).
 
 An empty cell or a JSON ``null`` marks an unlabelled item: it is kept as ``None`` so that the
 agreement statistics can exclude and count it. A field that is absent altogether is an error,
@@ -15,19 +15,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any
 
 from costar.errors import CostarError
-
-Label: TypeAlias = bool | int | float | str
+from costar.labels import LabelValue, normalise_label
 
 _INT = re.compile(r"[+-]?\d+")
-# No "nan"/"inf": a label that compares unequal to itself would silently never agree.
-_FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
+
 _PREVIEW = 8
 
 
@@ -43,40 +40,6 @@ class LabelFileError(CostarError, ValueError):
 
 class FieldNotFoundError(LookupError):
     """A dotted path does not resolve in a record; the message says where it stopped."""
-
-
-def normalise_label(value: Any, *, coerce: bool = True) -> Label | None:
-    """Canonical form of one label: ``None`` for unlabelled, else a bool, int, float or str.
-
-    With ``coerce`` (the default) strings that spell a boolean or a number become one, and
-    integral floats become ints, so ``"1"``, ``1`` and ``1.0`` are the same label. Raises
-    ``TypeError`` for objects and lists, which cannot be labels.
-    """
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        return int(value) if value.is_integer() else value
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return None
-        if not coerce:
-            return value
-        return _parse_text(text)
-    raise TypeError(f"a {type(value).__name__} is not a label")
-
-
-def _parse_text(text: str) -> Label:
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if _INT.fullmatch(text):
-        return int(text)
-    if _FLOAT.fullmatch(text):
-        return normalise_label(float(text))  # type: ignore[return-value]
-    return text
 
 
 def normalise_key(value: Any) -> str | None:
@@ -253,14 +216,14 @@ def _object(record: Any, path: Path, line: int) -> dict[str, Any]:
     return record
 
 
-def load_labels(path: str | Path, key: str, field: str, *, coerce: bool = True) -> dict[str, Label | None]:
+def load_labels(path: str | Path, key: str, field: str, *, coerce: bool = True) -> dict[str, LabelValue | None]:
     """Map each item id (the value at ``key``, as a string) to its label (the value at ``field``).
 
     Both ``key`` and ``field`` may be dotted paths into nested JSON. A record repeating an id
     with the same label is tolerated (exports often duplicate rows); with a different label it
     is an error naming both lines, since silently picking one would bias the agreement.
     """
-    labels: dict[str, Label | None] = {}
+    labels: dict[str, LabelValue | None] = {}
     first_line: dict[str, int] = {}
     for line, record in read_records(path):
         item = normalise_key(_lookup(record, key, "key", path, line))
@@ -290,7 +253,7 @@ def _lookup(record: Mapping[str, Any], dotted: str, role: str, path: str | Path,
         raise LabelFileError(f"{exc}; {fix}", file=path, line=line) from None
 
 
-def _label(raw: Any, field: str, coerce: bool, path: str | Path, line: int) -> Label | None:
+def _label(raw: Any, field: str, coerce: bool, path: str | Path, line: int) -> LabelValue | None:
     try:
         return normalise_label(raw, coerce=coerce)
     except TypeError:
@@ -299,5 +262,5 @@ def _label(raw: Any, field: str, coerce: bool, path: str | Path, line: int) -> L
                              f"point at a scalar inside it, e.g. {hint}", file=path, line=line) from None
 
 
-def _same_label(first: Label | None, second: Label | None) -> bool:
+def _same_label(first: LabelValue | None, second: LabelValue | None) -> bool:
     return (first is None) == (second is None) and first == second

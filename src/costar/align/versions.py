@@ -47,7 +47,8 @@ from costar.align.optimize import (
     find_golden_set,
 )
 from costar.errors import ConfigError
-from costar.store.base import SPLITS, GoldenSet, Split, Store
+from costar.labels import SPLITS, GoldenSet, Split
+from costar.store.base import Store
 
 if TYPE_CHECKING:
     from costar.judges.definitions import DefinitionEntry

@@ -21,18 +21,17 @@ from pydantic import ValidationError
 
 from costar._util.gcpause import gc_paused
 from costar.errors import StoreError
-from costar.store.base import (
+from costar.labels import (
     GoldenSet,
     GoldenSetError,
     GoldenSetInfo,
     LabelConflictError,
-    Run,
-    SpanQuery,
     UnknownTraceError,
     ValueType,
     same_value,
     validate_label,
 )
+from costar.store.base import Run, SpanQuery
 from costar.store.migrations import SCHEMA_VERSION, Backend, Migration, pending, verdict_digest
 from costar.trace.model import Span, SpanEvent, SpanKind, StatusCode, Trace, make_span
 from costar.trace.sanitize import DEFAULT_SANITIZER, Sanitizer
