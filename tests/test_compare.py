@@ -16,11 +16,11 @@ from rich.console import Console
 from conftest import EXTERNAL
 from costar.compare import Comparison, compare_runs, compare_summaries, holm_adjust, stored_summary
 from costar.report.compare import render_comparison
-from costar.report.summary import summarize
 from costar.scenario import Scenario
 from costar.stats import fisher_exact
 from costar.store.base import Run
 from costar.store.sqlite import SQLiteStore
+from costar.summary import summarize
 from costar.trace.formats.taubench import import_taubench
 from costar.trace.model import AgentInfo, Totals, Trace
 from costar.verdict import Verdict

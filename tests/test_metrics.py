@@ -30,10 +30,10 @@ from costar.metrics import (
     trace_metrics,
 )
 from costar.report.compare import render_metrics
-from costar.report.summary import summarize
 from costar.scenario import Scenario
 from costar.store.base import Run
 from costar.store.sqlite import SQLiteStore
+from costar.summary import summarize
 from costar.trace.model import AgentInfo, Span, SpanKind, Totals, Trace, compute_totals
 
 # Ten runs' median token usage for one scenario: ±3% of 1,200.

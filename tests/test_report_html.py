@@ -12,8 +12,8 @@ import pytest
 
 from conftest import EXTERNAL
 from costar.report.html import HtmlLimits, render_html, write_html
-from costar.report.summary import summarize
 from costar.store.sqlite import SQLiteStore
+from costar.summary import summarize
 from costar.trace.model import Artifact, Span, SpanEvent, SpanKind, Trace
 from test_report_support import T0, llm_span, make_run, make_trace, sample_run, verdict
 

@@ -11,8 +11,8 @@ from rich.console import Console
 from conftest import EXTERNAL
 from costar.report.html import render_html
 from costar.report.junit import junit_xml
-from costar.report.summary import summarize
 from costar.report.terminal import render_summary
+from costar.summary import summarize
 from costar.trace.formats.taubench import import_taubench
 
 

@@ -6,8 +6,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from costar.report.junit import junit_xml, write_junit
-from costar.report.summary import summarize
 from costar.scenario import Scenario
+from costar.summary import summarize
 from costar.trace.model import TraceStatus
 from test_report_support import make_run, make_trace, sample_run, verdict
 

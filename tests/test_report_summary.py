@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from costar.report.summary import MAX_SUMMARY_TEXT, RunSummary, summarize, trial_status
 from costar.scenario import Scenario
 from costar.stats import pass_hat_k, wilson_interval
 from costar.store.sqlite import SQLiteStore
+from costar.summary import MAX_SUMMARY_TEXT, RunSummary, summarize, trial_status
 from costar.trace.model import TraceStatus
 from costar.verdict import Verdict
 from test_report_support import make_run, make_trace, sample_run, verdict

@@ -7,8 +7,8 @@ from typing import Any
 
 from rich.console import Console
 
-from costar.report.summary import RunSummary, summarize
 from costar.report.terminal import render_summary
+from costar.summary import RunSummary, summarize
 from test_report_support import make_run, make_trace, sample_run, verdict
 
 

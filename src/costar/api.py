@@ -20,11 +20,11 @@ from costar.assess import Assessor, AssessStats, current_scenarios
 from costar.errors import ConfigError
 from costar.judges.base import Judge
 from costar.judges.registry import JudgeRegistry
-from costar.report.summary import RunSummary, summarize
 from costar.run.agents import Agent, make_agent
 from costar.run.harness import Harness, HarnessOptions, HarnessResult
 from costar.scenario import Scenario, load_scenario_file, load_suite, select
 from costar.store.base import Run, Store
+from costar.summary import RunSummary, summarize_run
 from costar.trace.model import Trace
 from costar.trace.sanitize import redact_env, restore_env
 from costar.verdict import Verdict
@@ -111,13 +111,6 @@ def _restored(sc: Scenario) -> Scenario:
         raise ConfigError(f"scenario {sc.id!r}: setup.env {', '.join(missing)} was not stored (it looks like a "
                           "secret); export it, then resume")
     return sc.model_copy(update={"setup": sc.setup.model_copy(update={"env": env})}).with_source(sc.source)
-
-
-def summarize_run(store: Store, run_id: str, scenarios: dict[str, Scenario] | None = None) -> RunSummary:
-    run = store.get_run(run_id)
-    traces = list(store.iter_traces(run.run_id, spans=False))
-    verdicts = store.verdicts(run_id=run.run_id)
-    return summarize(run, traces, verdicts, scenarios=scenarios)
 
 
 def _scenarios_from(suite: Sequence[Scenario] | str | Path | Sequence[str | Path]) -> tuple[list[Scenario], list[str]]:

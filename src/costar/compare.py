@@ -21,10 +21,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from costar.metrics import ReportModel
-from costar.report.summary import JudgeSummary, Rate, RunSummary, ScenarioSummary, plural, summarize
 from costar.stats import compare_rates, fisher_exact
 from costar.store.base import Store
+from costar.summary import JudgeSummary, Rate, ReportModel, RunSummary, ScenarioSummary, plural, summarize_run
 from costar.trace.model import AgentInfo
 
 Change = Literal["improved", "regressed", "unchanged", "inconclusive"]
@@ -332,9 +331,8 @@ def compare_summaries(base: RunSummary, head: RunSummary, *, alpha: float = 0.05
 
 def stored_summary(store: Store, run_id: str) -> RunSummary:
     """A stored run's summary, with the scenarios saved for it (so missing trials count)."""
-    run = store.get_run(run_id)
-    return summarize(run, store.iter_traces(run.run_id, spans=False), store.verdicts(run_id=run.run_id),
-                     scenarios=store.load_scenarios(run.run_id))
+    run_id = store.resolve_run_id(run_id)
+    return summarize_run(store, run_id, store.load_scenarios(run_id))
 
 
 def compare_runs(store: Store, base_run_id: str, head_run_id: str, *, alpha: float = 0.05,

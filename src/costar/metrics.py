@@ -27,12 +27,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from costar.errors import ConfigError
 from costar.judges.base import fingerprint_of
-from costar.report.summary import NO_SCENARIO
 from costar.store.base import Run, SpanQuery, Store
+from costar.summary import NO_SCENARIO, ReportModel
 from costar.trace.model import AgentInfo, Span, SpanKind, Trace
 from costar.verdict import Verdict, VerdictSource
 
@@ -506,20 +506,6 @@ class ScenarioMetrics(BaseModel):
 
     def check(self, metric: MetricName) -> MetricCheck | None:
         return next((c for c in self.checks if c.metric == metric), None)
-
-
-class ReportModel(BaseModel):
-    """A report whose computed fields (``exit_code``...) are written to JSON for scripts to read and
-    are dropped when the JSON is read back, so a dumped report validates again."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _drop_computed(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if k not in cls.model_computed_fields}
-        return data
 
 
 class MetricsReport(ReportModel):

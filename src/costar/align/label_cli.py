@@ -18,8 +18,8 @@ from rich.text import Text
 
 from costar.align.labels import QueueItem, format_value, label_queue, new_label
 from costar.labels import LabelError, ValueType, ValueTypeLike
-from costar.report.summary import fmt_seconds, plural
 from costar.store.base import Store
+from costar.summary import fmt_seconds, plural
 from costar.trace.model import Trace
 from costar.verdict import Verdict
 

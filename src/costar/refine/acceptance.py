@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from costar.report.summary import RunSummary
 from costar.stats import compare_rates, fisher_one_sided
+from costar.summary import RunSummary
 
 ScenarioScores = dict[str, tuple[int, int]]  # scenario id -> (passed, decided trials)
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from costar.report.summary import RunSummary, ScenarioSummary, fmt_rate
 from costar.scenario import Scenario
 from costar.store.base import Store
+from costar.summary import RunSummary, ScenarioSummary, fmt_rate
 from costar.trace.model import Span, SpanKind, StatusCode, Trace
 
 EXCERPT_CHARS = 1200

@@ -22,10 +22,10 @@ from costar.refine import git
 from costar.refine.acceptance import Decision, ScenarioScores, decide, scores_of
 from costar.refine.assistants import AssistantTask, CodingAssistant
 from costar.refine.brief import build_brief
-from costar.report.summary import RunSummary
 from costar.run.harness import HarnessOptions
 from costar.scenario import Scenario, load_suite
 from costar.store.location import open_store
+from costar.summary import RunSummary
 
 
 @dataclass

@@ -22,7 +22,7 @@ from costar.compare import (
     UsageMetric,
 )
 from costar.metrics import LABELS, MetricName, MetricsReport, ScenarioMetrics, format_metric
-from costar.report.summary import Rate, fmt_cost, fmt_rate, fmt_seconds, fmt_tokens, one_line, plural
+from costar.summary import Rate, fmt_cost, fmt_rate, fmt_seconds, fmt_tokens, one_line, plural
 from costar.trace.model import AgentInfo
 
 CHANGE_STYLE = {

@@ -28,7 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from costar.report.summary import (
+from costar.summary import (
     JudgeSummary,
     RunSummary,
     ScenarioSummary,

@@ -20,7 +20,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from costar.report.summary import RunSummary, ScenarioSummary, TrialSummary, VerdictBrief, clip, fmt_curves, fmt_rate
+from costar.summary import RunSummary, ScenarioSummary, TrialSummary, VerdictBrief, clip, fmt_curves, fmt_rate
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 MESSAGE_CHARS = 500

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from costar.report.summary import (
+from costar.summary import (
     JudgeSummary,
     RunSummary,
     ScenarioSummary,

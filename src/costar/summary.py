@@ -15,7 +15,8 @@ Rates (pass rate, pass@k, pass^k) are computed over *decided* trials (pass + fai
 passes only when every trial it was meant to run was recorded and passed.
 
 A :class:`RunSummary` is self-contained (it round-trips through JSON), so the JUnit writer and a
-later comparison of two runs need nothing but summaries.
+later comparison of two runs need nothing but summaries. The summary sits below the reports and
+the comparisons (which render and compare summaries) and beside nothing that renders.
 """
 
 from __future__ import annotations
@@ -23,18 +24,18 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from costar.stats import mean_pass_at_k, mean_pass_hat_k, pass_at_k, pass_hat_k, wilson_interval
 from costar.trace.model import AgentInfo, Trace, TraceStatus
 from costar.verdict import Outcome, Verdict
 
 if TYPE_CHECKING:
-    # Only read, never constructed here: keeps the YAML/judge machinery out of report imports.
+    # Only read, never constructed here: keeps the scenario and store machinery out of summary imports.
     from costar.scenario import Scenario
-    from costar.store.base import Run
+    from costar.store.base import Run, Store
 
 TrialStatus = Literal["pass", "fail", "error", "unscored"]
 ScenarioStatus = Literal["pass", "fail", "error", "incomplete"]
@@ -50,6 +51,20 @@ def clip(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}… [{len(text) - limit:,} more characters]"
+
+
+class ReportModel(BaseModel):
+    """A report whose computed fields (``exit_code``...) are written to JSON for scripts to read and
+    are dropped when the JSON is read back, so a dumped report validates again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_computed(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if k not in cls.model_computed_fields}
+        return data
 
 
 class Rate(BaseModel):
@@ -259,6 +274,15 @@ class RunSummary(BaseModel):
 
 
 # --------------------------------------------------------------------------- folding
+
+
+def summarize_run(store: Store, run_id: str,
+                  scenarios: Sequence[Scenario] | Mapping[str, Scenario] | None = None) -> RunSummary:
+    """The summary of a stored run (``run_id`` as the store resolves it: an id, a prefix or ``latest``);
+    ``scenarios`` as for :func:`summarize`."""
+    run = store.get_run(run_id)
+    return summarize(run, store.iter_traces(run.run_id, spans=False), store.verdicts(run_id=run.run_id),
+                     scenarios=scenarios)
 
 
 def natural_key(text: str) -> list[tuple[int, int | str]]:
