@@ -48,7 +48,7 @@ from costar.align.optimize import (
 from costar.errors import ConfigError
 from costar.judges.agentic import AgenticJudge
 from costar.judges.base import Judge, JudgeContext
-from costar.judges.definitions import BuildContext, JudgeDefinition
+from costar.judges.definitions import BuildContext, JudgeDefinition, default_judge_types
 from costar.judges.llm import LlmJudge
 from costar.judges.trace_tools import clip
 from costar.labels import GoldenExample, GoldenSet, LabelValue
@@ -326,8 +326,6 @@ def build_memory_judge(d: MemAlignJudgeDefinition, ctx: BuildContext,
                        memories: Mapping[str, Any] | None = None) -> MemoryJudge:
     """The judge a memalign definition describes. ``memories`` (digest -> Memory) supplies memory
     not written yet, while alignment measures it; otherwise the file ``d.memory`` is read."""
-    from costar.align.optimize import alignment_types
-
     memory = (memories or {}).get(d.memory_sha256)
     if not isinstance(memory, Memory):
         if d.memory is None:
@@ -338,7 +336,7 @@ def build_memory_judge(d: MemAlignJudgeDefinition, ctx: BuildContext,
     base["name"] = d.name
     base["gate"] = d.gate
     base["instructions"] = str(base["instructions"]) + guidelines_block(memory.guidelines)
-    types = alignment_types()
+    types = default_judge_types()
     kind = str(base.get("type", "llm"))
     inner = types.get(kind).build(types.get(kind).definition.model_validate(base), ctx)
     inner.name = d.name

@@ -54,7 +54,7 @@ from costar.store.base import Store
 from costar.verdict import Verdict
 
 if TYPE_CHECKING:
-    from costar.judges.definitions import DefinitionEntry, JudgeTypeRegistry
+    from costar.judges.definitions import DefinitionEntry
     from costar.scenario import Scenario
     from costar.trace.model import Trace
 
@@ -72,7 +72,6 @@ __all__ = [
     "Proposal",
     "SplitAgreement",
     "SplitNeeds",
-    "alignment_types",
     "check_golden",
     "decide_promotion",
     "find_golden_set",
@@ -129,24 +128,6 @@ class AlignBudget:
 
 
 # --------------------------------------------------------------------------- definitions
-
-
-_types: JudgeTypeRegistry | None = None
-_types_lock = threading.Lock()
-
-
-def alignment_types() -> JudgeTypeRegistry:
-    """The judge types (built-ins, plugins) plus ``memalign``, which aligned versions use."""
-    global _types
-    with _types_lock:
-        if _types is None:
-            from costar.align.memalign import MEMALIGN_TYPE
-            from costar.judges.definitions import JudgeTypeRegistry
-
-            reg = JudgeTypeRegistry()
-            reg.register(MEMALIGN_TYPE)
-            _types = reg
-        return _types
 
 
 def _canonical(data: Any) -> str:
@@ -206,11 +187,11 @@ class JudgeSpec:
 
     def build(self) -> Judge:
         """The judge this definition describes (a new object; callers cache it)."""
-        from costar.judges.definitions import BuildContext
+        from costar.judges.definitions import BuildContext, default_judge_types
 
         ctx = BuildContext(base_dir=self.project_dir, project_dir=self.project_dir,
                            default_model=self.default_model, source=self.source)
-        types = alignment_types()
+        types = default_judge_types()
         try:
             definition = types.get(self.type).definition.model_validate(self.raw)
         except ValidationError as exc:

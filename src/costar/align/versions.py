@@ -42,12 +42,12 @@ from costar.align.optimize import (
     JudgeSpec,
     PromotionDecision,
     SplitAgreement,
-    alignment_types,
     decide_promotion,
     find_golden_set,
 )
 from costar.errors import ConfigError
 from costar.labels import SPLITS, GoldenSet, Split
+from costar.plugins import ALIGN_OPTIMIZERS, PluginGroup
 from costar.store.base import Store
 
 if TYPE_CHECKING:
@@ -494,10 +494,10 @@ class VersionRegistry:
 
     def entries(self, *, default_model: str | None = None) -> list[DefinitionEntry]:
         """The active version of every judge that has one, as definition entries."""
-        from costar.judges.definitions import BuildContext, DefinitionEntry
+        from costar.judges.definitions import BuildContext, DefinitionEntry, default_judge_types
 
         out = []
-        types = alignment_types()
+        types = default_judge_types()
         for name in self.names():
             number = self.active_version(name)
             if number is None:
@@ -562,23 +562,21 @@ def resolve_definition(project_dir: str | Path, name: str, *, store_dir: str | P
                          "the judges there)")
 
 
+def _not_a_factory(obj: Any) -> str | None:
+    return None if callable(obj) else "it must be a class or function taking the options as keywords"
+
+
+OPTIMIZERS: PluginGroup[Any] = PluginGroup(ALIGN_OPTIMIZERS, "alignment optimizer", accept=_not_a_factory)
+"""Alignment optimizers by name: the ``costar.align_optimizers`` plugin group (``memalign`` and
+``gepa`` are its built-ins)."""
+
+
 def get_optimizer(name: str, **options: Any) -> AlignmentOptimizer:
-    """``memalign``, ``gepa``, or a plugin from entry-point group ``costar.align_optimizers``
-    (a class or factory taking the options as keywords)."""
-    from importlib.metadata import entry_points
-
-    if name == "memalign":
-        from costar.align.memalign import MemAlign
-
-        return MemAlign(**options)
-    if name == "gepa":
-        from costar.align.gepa_opt import GepaOptimizer
-
-        return GepaOptimizer(**options)
-    for ep in entry_points(group="costar.align_optimizers"):
-        if ep.name == name:
-            return ep.load()(**options)  # type: ignore[no-any-return]
-    raise AlignmentError(f"unknown optimizer {name!r}; use memalign or gepa")
+    """The optimizer ``name`` (``memalign``, ``gepa`` or a plugin) built with ``options``."""
+    factory = OPTIMIZERS.find(name)
+    if factory is None:
+        raise AlignmentError(f"unknown optimizer {name!r}; use one of {', '.join(OPTIMIZERS.names())}")
+    return factory(**options)  # type: ignore[no-any-return]
 
 
 def align_judge(store: Store, judge: str | JudgeSpec, optimizer: str | AlignmentOptimizer, *,

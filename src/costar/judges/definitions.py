@@ -28,11 +28,9 @@ import importlib.util
 import json
 import os
 import sys
-import threading
 import traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -47,8 +45,8 @@ from costar.judges.checks import parse_check
 from costar.judges.llm import DEFAULT_MODEL, LlmJudge, ValueSpec
 from costar.judges.sandbox import SandboxLimits
 from costar.judges.trace_tools import ALL_TOOLS, ToolLimits
+from costar.plugins import JUDGE_TYPES, JUDGES, PluginGroup
 
-JUDGE_TYPE_GROUP = "costar.judge_types"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 JUDGE_SUFFIXES = (".yaml", ".yml", ".py")
@@ -342,54 +340,29 @@ AGENTIC_TYPE = AgenticType()
 CHECK_TYPE = CheckType()
 PYTHON_TYPE = PythonType()
 
-# The same references an entry point holds, so built-ins and plugins resolve one way.
-BUILTIN_JUDGE_TYPES: dict[str, str] = {
-    "llm": "costar.judges.definitions:LLM_TYPE",
-    "agentic": "costar.judges.definitions:AGENTIC_TYPE",
-    "check": "costar.judges.definitions:CHECK_TYPE",
-    "python": "costar.judges.definitions:PYTHON_TYPE",
-}
+def _not_a_judge_type(obj: Any) -> str | None:
+    return None if isinstance(obj, JudgeType) else "it has no 'name', 'definition' and 'build'"
 
 
 class JudgeTypeRegistry:
+    """Judge types by name: the ``costar.judge_types`` plugin group (built-ins included), plus types
+    registered on this registry. ``load_entry_points=False`` leaves installed plugins out."""
+
     def __init__(self, *, load_entry_points: bool = True) -> None:
-        self._refs: dict[str, str | EntryPoint | JudgeType] = dict(BUILTIN_JUDGE_TYPES)
-        self._loaded: dict[str, JudgeType] = {}
-        self._want_entry_points = load_entry_points
-        self._entry_points_done = False
-        self._lock = threading.Lock()
+        self._group: PluginGroup[JudgeType] = PluginGroup(JUDGE_TYPES, "judge type", accept=_not_a_judge_type,
+                                                          plugins=load_entry_points)
 
     def register(self, judge_type: JudgeType) -> None:
-        with self._lock:
-            self._refs[judge_type.name] = judge_type
-            self._loaded.pop(judge_type.name, None)
-
-    def _entry_points(self) -> None:
-        if self._entry_points_done or not self._want_entry_points:
-            return
-        self._entry_points_done = True
-        for ep in entry_points(group=JUDGE_TYPE_GROUP):
-            self._refs.setdefault(ep.name, ep)
+        self._group.register(judge_type.name, judge_type)
 
     def names(self) -> list[str]:
-        with self._lock:
-            self._entry_points()
-            return sorted(self._refs)
+        return self._group.names()
 
     def get(self, name: str) -> JudgeType:
-        with self._lock:
-            self._entry_points()
-            hit = self._loaded.get(name)
-            if hit is not None:
-                return hit
-            ref = self._refs.get(name)
-            if ref is None:
-                raise ConfigError(f"unknown judge type {name!r} (known: {', '.join(sorted(self._refs))})")
-            obj = ref.load() if isinstance(ref, EntryPoint) else import_object(ref) if isinstance(ref, str) else ref
-            if not isinstance(obj, JudgeType):
-                raise ConfigError(f"judge type {name!r} ({ref}) has no 'name', 'definition' and 'build'")
-            self._loaded[name] = obj
-            return obj
+        found = self._group.find(name)
+        if found is None:
+            raise ConfigError(f"unknown judge type {name!r} (known: {', '.join(self.names())})")
+        return found
 
 
 _default_types: JudgeTypeRegistry | None = None
@@ -481,14 +454,42 @@ def _build(d: JudgeDefinition, ctx: BuildContext, types: JudgeTypeRegistry | Non
 # --------------------------------------------------------------------------- templates
 
 
+@dataclass(frozen=True)
+class JudgeTemplate:
+    """A judge defined in a YAML file that each project builds with its own settings (its default
+    model, its folder for documents). The built-in templates are entry points of the
+    ``costar.judges`` plugin group, so a plugin can ship templates the same way."""
+
+    path: Path
+    """The YAML file: one judge mapping, like a file in a project's ``judges/`` folder."""
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+SKILL_INVOCATION = JudgeTemplate(TEMPLATES_DIR / "skill_invocation.yaml")
+BEST_PRACTICES = JudgeTemplate(TEMPLATES_DIR / "best_practices.yaml")
+OUTCOME = JudgeTemplate(TEMPLATES_DIR / "outcome.yaml")
+
+_JUDGE_PLUGINS: PluginGroup[Any] = PluginGroup(JUDGES, "judge")
+
+
 def template_names() -> list[str]:
-    return sorted(p.stem for p in TEMPLATES_DIR.glob("*.yaml"))
+    """The templates the ``costar.judges`` plugin group offers (built-in and from plugins)."""
+    return sorted(n for n in _JUDGE_PLUGINS.names() if isinstance(_JUDGE_PLUGINS.find(n), JudgeTemplate))
+
+
+def find_template(name: str) -> JudgeTemplate | None:
+    found = _JUDGE_PLUGINS.find(name)
+    return found if isinstance(found, JudgeTemplate) else None
 
 
 def _template_doc(name: str) -> tuple[dict[str, Any], YamlDocument, Path]:
-    path = TEMPLATES_DIR / f"{name}.yaml"
-    if not path.is_file():
+    template = find_template(name)
+    if template is None:
         raise ConfigError(f"unknown judge template {name!r} (templates: {', '.join(template_names())})")
+    path = template.path
     docs = load_yaml_documents(path.read_text(encoding="utf-8"))
     data = docs[0].data if docs else None
     if not isinstance(data, dict):
@@ -505,9 +506,11 @@ def load_template(name: str) -> dict[str, Any]:
 
 
 def template_entries(*, default_model: str | None = None, project_dir: Path | None = None,
-                     types: JudgeTypeRegistry | None = None) -> list[DefinitionEntry]:
+                     types: JudgeTypeRegistry | None = None,
+                     names: Iterable[str] | None = None) -> list[DefinitionEntry]:
+    """Definition entries for the templates (all, or ``names``), built for one project when first used."""
     out = []
-    for name in template_names():
+    for name in template_names() if names is None else names:
         _, doc, path = _template_doc(name)
         ctx = BuildContext(base_dir=project_dir or Path.cwd(), project_dir=project_dir, default_model=default_model,
                            source=f"template {name}")

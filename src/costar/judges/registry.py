@@ -1,9 +1,11 @@
-"""Finding judges by name: registered judges, the project's ``judges/`` folder, entry points,
+"""Finding judges by name: registered judges, the project's ``judges/`` folder, plugins,
 built-in templates, or ``module:attr``.
 
-Lookup order for a name: judges registered in code and defined in the project, then plugins
-(entry-point group ``costar.judges``), then the built-in templates (``skill_invocation``,
-``best_practices``, ``outcome``). Project judges with ``apply_to`` join every matching scenario.
+Lookup order for a name follows :mod:`costar.plugins`: judges registered in code and defined in
+the project (its ``judges/`` folder; promoted aligned versions, which :mod:`costar.align` registers
+on top) come first, then plugins (entry-point group ``costar.judges``), then the built-in templates
+(``skill_invocation``, ``best_practices``, ``outcome``). Project judges with ``apply_to`` join every
+matching scenario.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import functools
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from costar._util.imports import import_object
 from costar.errors import ConfigError
 from costar.judges.base import Judge, JudgeContext
 from costar.judges.checks import parse_check
+from costar.plugins import JUDGES, PluginGroup
 from costar.scenario import JudgeRef, Scenario
 from costar.verdict import Verdict, VerdictSource
 
@@ -85,7 +87,7 @@ class JudgeRegistry:
 
     def __init__(self, *, templates: bool = True) -> None:
         self._factories: dict[str, JudgeFactory] = {}
-        self._entry_points_loaded = False
+        self._plugins: PluginGroup[Any] = PluginGroup(JUDGES, "judge")
         self._sources: dict[str, str] = {}
         self._entries: dict[str, DefinitionEntry] = {}
         self._use_templates = templates
@@ -131,19 +133,31 @@ class JudgeRegistry:
         return sorted({e.name for e in [*entries, *aligned]})
 
     def names(self) -> list[str]:
-        self._load_entry_points()
-        return sorted(set(self._factories) | set(self._template_entries()))
+        return sorted(set(self._factories) | self._plugin_names() | set(self._template_entries()))
 
-    def _load_entry_points(self) -> None:
-        if self._entry_points_loaded:
-            return
-        self._entry_points_loaded = True
-        for ep in entry_points(group="costar.judges"):
-            if ep.name in self._factories:
-                continue
-            obj = ep.load()
-            self.register(ep.name, obj if isinstance(obj, Judge) else _factory_from(obj, ep.name))
-            self._sources[ep.name] = f"entry point {ep.value}"
+    def _plugin_names(self) -> set[str]:
+        """Plugin judges (templates among the group's entries resolve through _template_entries)."""
+        from costar.judges.definitions import JudgeTemplate
+
+        return {n for n in self._plugins.names() if not isinstance(self._plugins.find(n), JudgeTemplate)}
+
+    def _source(self, name: str) -> str:
+        if name in self._factories:
+            return self._sources.get(name, "registered")
+        info = self._plugins.info(name)
+        return info.describe() if info is not None else "registered"
+
+    def _factory(self, name: str) -> JudgeFactory:
+        factory = self._factories.get(name) or self._plugin_factory(name)
+        if factory is None:
+            raise ConfigError(f"unknown judge {name!r}")
+        return factory
+
+    def _plugin_factory(self, name: str) -> JudgeFactory | None:
+        from costar.judges.definitions import JudgeTemplate
+
+        obj = self._plugins.find(name)
+        return None if obj is None or isinstance(obj, JudgeTemplate) else _factory_from(obj, name)
 
     def _template_entries(self) -> dict[str, DefinitionEntry]:
         if not self._use_templates:
@@ -156,8 +170,7 @@ class JudgeRegistry:
         return self._templates
 
     def resolve(self, ref: JudgeRef) -> Judge:
-        self._load_entry_points()
-        factory = self._factories.get(ref.name)
+        factory = self._factories.get(ref.name) or self._plugin_factory(ref.name)
         if factory is not None:
             return factory(ref)
         template = self._template_entries().get(ref.name)
@@ -181,14 +194,15 @@ class JudgeRegistry:
 
     def infos(self) -> list[JudgeInfo]:
         """Every judge this registry can resolve by name, for listing."""
-        self._load_entry_points()
         out: list[JudgeInfo] = []
         templates = self._template_entries()
-        for name in sorted(set(self._factories) | set(templates)):
-            entry = self._entries.get(name) or (templates.get(name) if name not in self._factories else None)
-            source = entry.source if entry is not None else self._sources.get(name, "registered")
+        plugins = self._plugin_names()
+        for name in sorted(set(self._factories) | plugins | set(templates)):
+            coded = name in self._factories or name in plugins
+            entry = self._entries.get(name) or (templates.get(name) if not coded else None)
+            source = entry.source if entry is not None else self._source(name)
             try:
-                judge = entry.judge() if entry is not None else self._factories[name](JudgeRef(name=name))
+                judge = entry.judge() if entry is not None else self._factory(name)(JudgeRef(name=name))
             except Exception as exc:  # listing shows a broken judge instead of failing the whole list
                 out.append(JudgeInfo(name=name, type=entry.type if entry is not None else "?", source=source,
                                      fingerprint=None, model=None, gating=entry.gating if entry else True,

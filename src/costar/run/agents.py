@@ -20,7 +20,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +30,7 @@ from costar._util.imports import import_object
 from costar._util.process import run_command
 from costar.capture import instrument
 from costar.errors import AgentConfigError
+from costar.plugins import AGENTS, PluginGroup
 from costar.scenario import Scenario
 from costar.trace.model import AgentInfo, SpanKind, StatusCode, TraceStatus
 from costar.trace.recorder import Recording
@@ -503,16 +503,13 @@ python_agent = _builtin(PythonAgentConfig, PythonAgent)
 command_agent = _builtin(CommandAgentConfig, CommandAgent)
 http_agent = _builtin(HttpAgentConfig, HttpAgent)
 
-# The built-ins are also declared as entry points (like any plugin); listing them here keeps
-# them available when the package metadata is not installed (e.g. running from a source tree).
-AGENT_TYPES: dict[str, AgentFactory] = {"python": python_agent, "command": command_agent, "http": http_agent}
+
+def _not_a_factory(obj: Any) -> str | None:
+    return None if callable(obj) else "it must be a function f(spec: dict) -> Agent"
 
 
-def _plugin_types() -> dict[str, AgentFactory]:
-    found: dict[str, AgentFactory] = {}
-    for ep in entry_points(group="costar.agents"):
-        found[ep.name] = ep.load()
-    return found
+AGENT_TYPES: PluginGroup[AgentFactory] = PluginGroup(AGENTS, "agent type", accept=_not_a_factory)
+"""Agent types by name (``type:`` in an agent spec): the ``costar.agents`` plugin group, built-ins included."""
 
 
 def parse_agent_shorthand(text: str) -> dict[str, Any]:
@@ -536,11 +533,8 @@ def make_agent(spec: dict[str, Any] | str) -> Agent:
         raise AgentConfigError("agent must be a mapping with a 'type' (python, command, http) or a shorthand "
                                "string like 'cmd:python agent.py'")
     kind = spec.get("type")
-    factories = {**AGENT_TYPES}
-    if kind not in factories:
-        factories.update(_plugin_types())
-    factory = factories.get(str(kind))
+    factory = AGENT_TYPES.find(str(kind))
     if factory is None:
-        raise AgentConfigError(f"unknown agent type {kind!r}; use one of {', '.join(sorted(factories))} "
+        raise AgentConfigError(f"unknown agent type {kind!r}; use one of {', '.join(AGENT_TYPES.names())} "
                                "(or install a plugin that provides it)")
     return factory(spec)
