@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from costar.judges.base import JudgeContext
-from costar.judges.checks import CHECKS, CheckJudge, parse_check
+from costar.judges.checks import CheckJudge, parse_check
+from costar.scenario.checks import CHECKS
 from costar.store.sqlite import SQLiteStore
 from costar.trace.model import (
     Artifact,
@@ -127,7 +128,7 @@ def test_every_registered_check_is_exercised() -> None:
             spec = spec["not"]
             key = next(iter(spec))
         used.add(key.removeprefix("not_"))
-    assert set(CHECKS) - used <= {"agent_completed", "python"}  # those two have their own tests
+    assert set(CHECKS.names()) - used <= {"agent_completed", "python"}  # those two have their own tests
 
 
 def test_agent_completed(ctx: JudgeContext) -> None:

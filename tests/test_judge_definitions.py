@@ -22,7 +22,7 @@ from costar.judges.definitions import (
     template_names,
 )
 from costar.judges.llm import LlmJudge
-from costar.judges.registry import FunctionJudge, JudgeRegistry, list_judges, project_registry
+from costar.judges.registry import FunctionJudge, JudgeRegistry, project_registry
 from costar.scenario import JudgeRef, Scenario
 from costar.store.base import Run
 from costar.store.sqlite import SQLiteStore
@@ -288,7 +288,7 @@ def test_list_judges(tmp_path: Path) -> None:
         agreement_floor: {{metric: kappa, min: 0.6}}
         apply_to: all
         """)
-    infos = {i.name: i for i in list_judges(tmp_path, default_model=URI)}
+    infos = {i.name: i for i in project_registry(tmp_path, default_model=URI).infos()}
     assert {"polite", "outcome", "skill_invocation", "best_practices"} <= set(infos)
     p = infos["polite"]
     assert (p.type, p.model, p.gating, p.description) == ("llm", URI, False, "Replies are polite.")

@@ -7,6 +7,7 @@ import jsonschema
 import pytest
 
 from costar.errors import ScenarioError
+from costar.judges.checks import scenario_checks
 from costar.scenario import Scenario, load_scenario_file, load_suite, scenario_json_schema, select
 
 
@@ -68,7 +69,7 @@ def test_selection_by_glob_tag_split(tmp_path: Path) -> None:
 
 def test_python_api_builds_the_same_scenario() -> None:
     sc = Scenario(id="py", prompt="go", expectations={"checks": [{"not": {"output_contains": "error"}}]})
-    judges = sc.check_judges()
+    judges = scenario_checks(sc)
     assert [j.name for j in judges] == ["agent_completed", 'not output_contains("error")']
     assert Scenario.model_validate_json(sc.model_dump_json()) == sc
 

@@ -3,222 +3,64 @@
     import costar
     outcome = costar.run_suite("scenarios/", {"type": "command", "command": "python agent.py"})
     print(outcome.summary.all_gates_passed)
+
+Running and scoring (:func:`run_suite`, :func:`assess_run`, :func:`summarize_run`) and the judges
+of a project (:func:`project_judges`, :func:`list_judges`) are here; the CLI, the web pages and the
+pytest plugin are faces over these functions.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from costar._util.aio import run_sync
-from costar.assess import Assessor, AssessStats, current_scenarios
-from costar.errors import ConfigError
-from costar.judges.base import Judge
-from costar.judges.registry import JudgeRegistry
-from costar.run.agents import Agent, make_agent
-from costar.run.harness import Harness, HarnessOptions, HarnessResult
-from costar.scenario import Scenario, load_scenario_file, load_suite, select
-from costar.store.base import Run, Store
-from costar.summary import RunSummary, summarize_run
-from costar.trace.model import Trace
-from costar.trace.sanitize import redact_env, restore_env
-from costar.verdict import Verdict
+from costar.align import versions as align_versions
+from costar.config import ProjectConfig, load_config
+from costar.judges.registry import JudgeInfo, JudgeRegistry
+from costar.store import open_store
+from costar.suites import (
+    AgentArg,
+    RunEvents,
+    RunOutcome,
+    Selection,
+    SuiteArg,
+    arun_suite,
+    assess_run,
+    run_suite,
+)
+from costar.summary import summarize_run
 
-
-def open_store(store: Store | str | Path | None = None, *, local_dir: str | Path | None = None,
-               create: bool = True) -> Store:
-    """A store: ``store`` itself when it is one, else the one at that location (a folder or a
-    ``postgresql://`` URL; default: COSTAR_STORE, else ``.costar``). ``local_dir`` is the local
-    folder of a database store (default ``.costar``)."""
-    if store is None or isinstance(store, str | Path):
-        from costar.store.location import open_store as open_location
-
-        return open_location(store, local_dir=local_dir, create=create)
-    return store
-
-
-@dataclass
-class Selection:
-    ids: Sequence[str] = ()
-    tags: Sequence[str] = ()
-    exclude_tags: Sequence[str] = ()
-    split: str | None = None
-
-    def apply(self, scenarios: list[Scenario]) -> list[Scenario]:
-        return select(scenarios, ids=self.ids, tags=self.tags, exclude_tags=self.exclude_tags, split=self.split)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"ids": list(self.ids), "tags": list(self.tags), "exclude_tags": list(self.exclude_tags),
-                "split": self.split}
+__all__ = [
+    "AgentArg",
+    "RunEvents",
+    "RunOutcome",
+    "Selection",
+    "SuiteArg",
+    "arun_suite",
+    "assess_run",
+    "list_judges",
+    "open_store",
+    "project_config",
+    "project_judges",
+    "run_suite",
+    "summarize_run",
+]
 
 
-@dataclass
-class RunEvents:
-    """Callbacks for progress displays; all optional."""
-
-    on_start: Callable[[int, int], None] | None = None  # (trials to run, trials skipped on resume)
-    on_trial: Callable[[Trace, list[Verdict]], None] | None = None
+# --------------------------------------------------------------------------- the project's judges
 
 
-@dataclass
-class RunOutcome:
-    run: Run
-    summary: RunSummary
-    harness: HarnessResult | None = None
-    assess: AssessStats | None = None
-    store: Store | None = field(default=None, repr=False)
-
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.summary.all_gates_passed else 1
+def project_config(project: ProjectConfig | str | Path | None = None) -> ProjectConfig:
+    """``project`` as a loaded project file: a ProjectConfig as is, a path to a ``costar.yaml``, or
+    None for the nearest one above the working directory (defaults when there is none)."""
+    return project if isinstance(project, ProjectConfig) else load_config(project)
 
 
-def _redacted_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """The agent spec as stored with the run: credential-like env values never reach the store."""
-    return {**spec, "env": redact_env(spec["env"])} if spec.get("env") else spec
+def project_judges(project: ProjectConfig | str | Path | None = None) -> JudgeRegistry:
+    """The judges a project's runs use: its ``judges/`` folder, plugins and templates, with each
+    aligned judge's promoted version in place of its file's definition."""
+    return align_versions.project_judges(project_config(project))
 
 
-def _restored_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    if not spec.get("env"):
-        return spec
-    env, missing = restore_env(spec["env"], dict(os.environ))
-    if missing:
-        raise ConfigError(f"the run's agent.env {', '.join(missing)} was not stored (it looks like a secret); "
-                          "export it, then resume")
-    return {**spec, "env": env}
-
-
-def _redacted(sc: Scenario) -> Scenario:
-    if not sc.setup.env:
-        return sc
-    return sc.model_copy(update={"setup": sc.setup.model_copy(update={"env": redact_env(sc.setup.env)})}).with_source(
-        sc.source)
-
-
-def _restored(sc: Scenario) -> Scenario:
-    if not sc.setup.env:
-        return sc
-    written: dict[str, str] = {}
-    if sc.source is not None and sc.source.exists():  # values written in the scenario file itself
-        written = next((f.setup.env for f in load_scenario_file(sc.source) if f.id == sc.id), {})
-    env, missing = restore_env(sc.setup.env, {**written, **os.environ})
-    if missing:
-        raise ConfigError(f"scenario {sc.id!r}: setup.env {', '.join(missing)} was not stored (it looks like a "
-                          "secret); export it, then resume")
-    return sc.model_copy(update={"setup": sc.setup.model_copy(update={"env": env})}).with_source(sc.source)
-
-
-def _scenarios_from(suite: Sequence[Scenario] | str | Path | Sequence[str | Path]) -> tuple[list[Scenario], list[str]]:
-    if isinstance(suite, str | Path):
-        return load_suite(suite), [str(suite)]
-    items = list(suite)
-    if items and all(isinstance(s, Scenario) for s in items):
-        return items, [str(s.source) for s in items if isinstance(s, Scenario) and s.source]  # type: ignore[misc]
-    return load_suite(items), [str(p) for p in items]  # type: ignore[arg-type]
-
-
-SuiteArg = Sequence[Scenario] | str | Path | Sequence[str | Path] | None
-AgentArg = Agent | dict[str, Any] | str | None
-
-
-def run_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | Path | None = None,
-              selection: Selection | None = None,
-              options: HarnessOptions | None = None, resume: str | None = None,
-              registry: JudgeRegistry | None = None, extra_judges: Sequence[Judge] = (),
-              events: RunEvents | None = None, description: str = "") -> RunOutcome:
-    """Run scenarios × trials against the agent, store the traces, score them, summarise."""
-    return run_sync(lambda: arun_suite(suite, agent, store=store, selection=selection, options=options, resume=resume,
-                                  registry=registry, extra_judges=extra_judges, events=events,
-                                  description=description))
-
-
-async def arun_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | Path | None = None,
-                     selection: Selection | None = None, options: HarnessOptions | None = None,
-                     resume: str | None = None, registry: JudgeRegistry | None = None,
-                     extra_judges: Sequence[Judge] = (), events: RunEvents | None = None,
-                     description: str = "") -> RunOutcome:
-    st = open_store(store)
-    options = options or HarnessOptions()
-    events = events or RunEvents()
-    selection = selection or Selection()
-    if resume:
-        run = st.get_run(resume)
-        scenarios = [_restored(sc) for sc in st.load_scenarios(run.run_id)]
-        agent_obj = agent if isinstance(agent, Agent) else make_agent(agent or _restored_spec(run.agent_spec))
-        stored = run.options
-        options = HarnessOptions(concurrency=options.concurrency, trials=stored.get("trials"),
-                                 timeout=stored.get("timeout"), keep_workspaces=options.keep_workspaces,
-                                 workspace_root=options.workspace_root)
-        run.status = "running"
-        st.update_run(run)
-    else:
-        if suite is None:
-            raise ConfigError("no scenarios given: pass a suite path or set 'suite' in costar.yaml")
-        if agent is None:
-            raise ConfigError("no agent given: pass --agent or set 'agent' in costar.yaml")
-        all_scenarios, suite_paths = _scenarios_from(suite)
-        scenarios = selection.apply(all_scenarios)
-        if not scenarios:
-            raise ConfigError(f"no scenarios selected (of {len(all_scenarios)}); check --id/--tag/--split")
-        agent_obj = agent if isinstance(agent, Agent) else make_agent(agent)
-        run = Run(agent=agent_obj.info, agent_spec=_redacted_spec(agent_obj.spec()), suite=suite_paths,
-                  selection=selection.as_dict(), options={"trials": options.trials, "timeout": options.timeout,
-                                                          "concurrency": options.concurrency},
-                  project_dir=str(Path.cwd()), description=description)
-        st.create_run(run)
-        st.save_scenarios(run.run_id, [_redacted(sc) for sc in scenarios])
-    # Validate every judge before the first trial, so a typo fails fast rather than after the run.
-    assessor = Assessor(st, registry, extra_judges=extra_judges)
-    for sc in scenarios:
-        assessor.judges_for(sc)
-
-    async def on_stored(batch: list[tuple[Trace, Scenario]]) -> None:
-        for trace, verdicts in await assessor.assess_new_traces(batch):
-            if events.on_trial is not None:
-                events.on_trial(trace, verdicts)
-
-    harness = Harness(agent_obj, st, options)
-    try:
-        hres = await harness.run(scenarios, run, on_stored=on_stored, on_start=events.on_start)
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        run.status = "interrupted"
-        st.update_run(run)
-        raise
-    # Traces written by an earlier, killed attempt may lack verdicts: score whatever is missing.
-    stats = await assessor.assess_run(run.run_id, scenarios={sc.id: sc for sc in scenarios})
-    run.status = "finished"
-    run.finished_at = time.time()
-    st.update_run(run)
-    summary = summarize_run(st, run.run_id, {sc.id: sc for sc in scenarios})
-    return RunOutcome(run=run, summary=summary, harness=hres, assess=stats, store=st)
-
-
-def assess_run(run_id: str, *, store: Store | str | Path | None = None, force: bool = False,
-               suite: str | Path | Sequence[str | Path] | None = None,
-               registry: JudgeRegistry | None = None, extra_judges: Sequence[Judge] = (),
-               on_progress: Callable[[int, int], None] | None = None) -> RunOutcome:
-    """Re-score a stored run without running the agent: only new or changed judges run.
-
-    ``suite`` supplies (or replaces) the scenario definitions, e.g. for imported traces; they
-    are kept with the run for later re-scoring."""
-    st = open_store(store)
-    run = st.get_run(run_id)
-    if suite is not None:
-        present = {k[1] for k in st.trace_keys(run.run_id)}
-        chosen = [sc for sc in load_suite(suite) if sc.id in present]
-        if not chosen:
-            raise ConfigError(f"none of the scenarios in {suite} match this run's traces "
-                              f"(scenario ids: {', '.join(sorted(p for p in present if p)[:5])}…)")
-        st.save_scenarios(run.run_id, chosen)
-    problems: list[str] = []
-    scenarios = current_scenarios(st, run.run_id, problems)
-    assessor = Assessor(st, registry, extra_judges=extra_judges)
-    stats = run_sync(lambda: assessor.assess_run(run.run_id, force=force, scenarios=scenarios,
-                                                on_progress=on_progress))
-    stats.warnings += problems
-    return RunOutcome(run=run, summary=summarize_run(st, run.run_id, scenarios), assess=stats, store=st)
+def list_judges(project: ProjectConfig | str | Path | None = None) -> list[JudgeInfo]:
+    """Every judge a project can use, with fingerprints (what ``costar judges list`` shows)."""
+    return project_judges(project).infos()

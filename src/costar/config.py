@@ -84,13 +84,6 @@ class ProjectConfig(BaseModel):
         """The local folder of the configured store (see :meth:`local_path`)."""
         return self.local_path()
 
-    def judge_registry(self) -> Any:
-        """The judges this project can use: its judges/ folder, plugins, templates."""
-        from costar.judges.registry import project_registry
-
-        return project_registry(self.root, self.judges_dir, default_model=self.models.get("judge"),
-                                store_dir=self.store_path)
-
     def agent_spec(self) -> dict[str, Any] | str | None:
         """The agent mapping with ``cwd`` defaulting to the project folder."""
         if isinstance(self.agent, dict):

@@ -51,7 +51,9 @@ from costar.plugins import ALIGN_OPTIMIZERS, PluginGroup
 from costar.store.base import Store
 
 if TYPE_CHECKING:
+    from costar.config import ProjectConfig
     from costar.judges.definitions import DefinitionEntry
+    from costar.judges.registry import JudgeRegistry
 
 __all__ = [
     "ActivePointer",
@@ -63,6 +65,8 @@ __all__ = [
     "align_judge",
     "get_optimizer",
     "measure_versions",
+    "project_judges",
+    "register_active_versions",
     "resolve_definition",
     "store_dir_of",
 ]
@@ -532,14 +536,33 @@ def store_dir_of(project_dir: str | Path) -> Path:
 
 def active_definitions(project_dir: str | Path, store_dir: str | Path | None = None, *,
                        default_model: str | None = None) -> list[DefinitionEntry]:
-    """Definition entries for the judges whose active version is an aligned one.
-
-    The judge registry registers these after the project's own judges, so the name resolves to
-    the active version: ``for e in active_definitions(root): registry.register_definition(e)``."""
+    """Definition entries for the judges whose active version is an aligned one (see
+    :func:`register_active_versions`)."""
     store = Path(store_dir) if store_dir is not None else store_dir_of(project_dir)
     if not (store / "judges").is_dir():
         return []
     return VersionRegistry(store, project_dir).entries(default_model=default_model)
+
+
+def register_active_versions(registry: JudgeRegistry, project_dir: str | Path, store_dir: str | Path | None = None,
+                             *, default_model: str | None = None) -> list[str]:
+    """Push the active aligned version of every judge that has one into ``registry``, after the
+    project's own judges, so each name resolves to its promoted version. Returns their names."""
+    entries = active_definitions(project_dir, store_dir, default_model=default_model)
+    for entry in entries:
+        registry.register_definition(entry)
+    return [e.name for e in entries]
+
+
+def project_judges(cfg: ProjectConfig) -> JudgeRegistry:
+    """The judges a project's runs resolve: its ``judges/`` folder, plugins and templates, with the
+    promoted version of each aligned judge (from the project's store folder) in place of its file's."""
+    from costar.judges.registry import project_registry
+
+    model = cfg.models.get("judge")
+    registry = project_registry(cfg.root, cfg.judges_dir, default_model=model)
+    register_active_versions(registry, cfg.root, cfg.store_path, default_model=model)
+    return registry
 
 
 def resolve_definition(project_dir: str | Path, name: str, *, store_dir: str | Path | None = None,

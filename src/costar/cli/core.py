@@ -111,7 +111,7 @@ def run(
     with bar:
         try:
             outcome = api.run_suite(paths, agent_spec, store=open_project_store(cfg, store), selection=selection,
-                                    options=options, resume=resume, events=events, registry=cfg.judge_registry())
+                                    options=options, resume=resume, events=events, registry=api.project_judges(cfg))
         except KeyboardInterrupt:
             err_console.print("interrupted: finished trials are stored; resume with 'costar run --resume latest'")
             raise typer.Exit(130) from None
@@ -156,7 +156,7 @@ def assess(
     _check_outputs(junit, html)
     cfg = load_project(config)
     outcome = api.assess_run(run_id, store=open_project_store(cfg, store), force=force,
-                             suite=[str(p) for p in suite] if suite else None, registry=cfg.judge_registry())
+                             suite=[str(p) for p in suite] if suite else None, registry=api.project_judges(cfg))
     s = outcome.assess
     assert s is not None
     console.print(f"assessed {s.traces} traces: {s.judged} verdicts computed, {s.cached} cached, "

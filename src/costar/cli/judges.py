@@ -45,10 +45,10 @@ def judges_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """The judges this project can use: its judges/ folder, plugins and built-in templates."""
     from dataclasses import asdict
 
-    from costar.judges.registry import list_judges
+    from costar.api import list_judges
 
     cfg = load_project(config)
-    infos = list_judges(cfg.root, cfg.judges_dir, default_model=cfg.models.get("judge"))
+    infos = list_judges(cfg)
     if as_json:
         sys.stdout.write(json.dumps([asdict(i) for i in infos], indent=2, default=str) + "\n")
         return
@@ -75,11 +75,11 @@ def judges_check(
 ) -> None:
     """Fail (exit 1) when a judge's agreement with human labels is below its declared floor."""
     from costar.align.gates import JudgeFloor, check_agreement_floors
-    from costar.judges.registry import list_judges
+    from costar.api import list_judges
 
     cfg = load_project(config)
     floors: list[JudgeFloor] = []
-    for info in list_judges(cfg.root, cfg.judges_dir, default_model=cfg.models.get("judge")):
+    for info in list_judges(cfg):
         if info.agreement_floor:
             spec = {**info.agreement_floor, "use_lower_bound": lower_bound or info.agreement_floor.get(
                 "use_lower_bound", False)}

@@ -1,13 +1,9 @@
-"""Deterministic checks: one flat registry, a ``not`` wrapper, explicit gating.
+"""Deterministic checks: what each kind of check does with a trace, and checks as judges.
 
-A check is written in a scenario as a mapping with exactly one check key::
-
-    - output_contains: "total"                 # shorthand for the check's main field
-    - csv: {file: out.csv, columns: [a, b], min_rows: 1}
-    - not: {output_contains: "Traceback"}      # negation of any check
-    - not_output_contains: "Traceback"         # the same, prefix form
-      gate: false                              # a diagnostic: reported, never gates
-      name: no-traceback                       # the verdict's name (default: derived)
+How a check is written and parsed is :mod:`costar.scenario.checks` (a :class:`CheckSpec` per entry,
+validated once when the scenario loads); here each kind's :class:`Check` (its options plus ``run``)
+and :class:`CheckJudge`, which applies a parsed spec to a trace, negated or not, gating or not. The
+built-in kinds are entry points of the ``costar.checks`` plugin group, like a plugin's.
 """
 
 from __future__ import annotations
@@ -23,10 +19,14 @@ from typing import Any, ClassVar
 
 import jsonschema
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from costar import plugins
 from costar._util.imports import import_object
+from costar.errors import ConfigError
 from costar.judges.base import Judge, JudgeContext
+from costar.scenario.checks import CheckOptions, CheckSpec
+from costar.scenario.model import Scenario
 from costar.trace.model import Span, SpanKind, StatusCode, TraceStatus
 from costar.trace.tool_inference import INFERRED, requested_tool_calls
 from costar.verdict import Verdict, VerdictSource
@@ -39,37 +39,19 @@ class CheckResult(BaseModel):
     evidence: list[str] = Field(default_factory=list)
 
 
-class Check(BaseModel):
-    """Base class: subclasses declare their parameters as fields and implement ``run``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: ClassVar[str] = ""
-    primary: ClassVar[str | None] = None
-    version: ClassVar[int] = 1
-    uses_spans: ClassVar[bool] = False  # tool, skill and error checks read spans; the rest the head
+class Check(CheckOptions):
+    """Base class of every check: subclasses declare their options as fields, set ``kind`` (and
+    optionally ``primary``, ``version``, ``uses_spans``) and implement ``run``."""
 
     def run(self, ctx: JudgeContext) -> CheckResult:
         raise NotImplementedError
 
-    def describe(self) -> str:
-        params = self.model_dump(exclude_defaults=True, by_alias=True)
-        if not params:
-            return self.kind
-        if self.primary and set(params) == {self.primary}:
-            return f"{self.kind}({json.dumps(params.get(self.primary), default=str)[:60]})"
-        args = ", ".join(f"{k}={json.dumps(v, default=str)[:40]}" for k, v in params.items())
-        return f"{self.kind}({args})"
-
-
-CHECKS: dict[str, type[Check]] = {}
-COMMON_KEYS = {"name", "gate", "description"}
-
 
 def register_check(cls: type[Check]) -> type[Check]:
+    """Register a check class in code (a decorator); it takes precedence over plugins and built-ins."""
     if not cls.kind:
         raise ValueError(f"{cls.__name__} has no kind")
-    CHECKS[cls.kind] = cls
+    plugins.register(plugins.CHECKS, cls.kind, cls)
     return cls
 
 
@@ -84,7 +66,6 @@ def _short(text: str, n: int = 120) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-@register_check
 class OutputContains(Check):
     kind: ClassVar[str] = "output_contains"
     primary: ClassVar[str | None] = "value"
@@ -106,7 +87,6 @@ class OutputContains(Check):
                            f"output starts {_short(out)!r}")
 
 
-@register_check
 class OutputEquals(Check):
     kind: ClassVar[str] = "output_equals"
     primary: ClassVar[str | None] = "value"
@@ -126,7 +106,6 @@ class OutputEquals(Check):
         return CheckResult(passed=False, rationale=f"expected {_short(want)!r}, got {_short(out)!r}")
 
 
-@register_check
 class OutputMatches(Check):
     kind: ClassVar[str] = "output_matches"
     primary: ClassVar[str | None] = "pattern"
@@ -211,7 +190,6 @@ class _StructuredCheck(Check):
         return CheckResult(passed=True, rationale=f"{label} is valid {self.kind.upper()}")
 
 
-@register_check
 class JsonCheck(_StructuredCheck):
     kind: ClassVar[str] = "json"
     primary: ClassVar[str | None] = "file"
@@ -223,7 +201,6 @@ class JsonCheck(_StructuredCheck):
             raise ValueError(str(exc)) from None
 
 
-@register_check
 class YamlCheck(_StructuredCheck):
     kind: ClassVar[str] = "yaml"
     primary: ClassVar[str | None] = "file"
@@ -235,7 +212,6 @@ class YamlCheck(_StructuredCheck):
             raise ValueError(str(exc).replace("\n", " ")) from None
 
 
-@register_check
 class FileExists(Check):
     kind: ClassVar[str] = "file_exists"
     primary: ClassVar[str | None] = "path"
@@ -256,7 +232,6 @@ class FileExists(Check):
                            f"(files: {present})")
 
 
-@register_check
 class FileContains(Check):
     kind: ClassVar[str] = "file_contains"
 
@@ -283,7 +258,6 @@ _CSV_TYPES: dict[str, Callable[[str], Any]] = {
 }
 
 
-@register_check
 class CsvCheck(Check):
     kind: ClassVar[str] = "csv"
     primary: ClassVar[str | None] = "file"
@@ -404,7 +378,6 @@ def _subset(want: Any, have: Any) -> bool:
     return want == have
 
 
-@register_check
 class ToolCalled(Check):
     kind: ClassVar[str] = "tool_called"
     uses_spans: ClassVar[bool] = True
@@ -458,7 +431,6 @@ def seen_tool_requests(spans: list[Span], pattern: str) -> str:
             + (f"; tools seen: {', '.join(others[:10])}" if others else "; no tool was requested or called"))
 
 
-@register_check
 class ToolOrder(Check):
     kind: ClassVar[str] = "tool_order"
     uses_spans: ClassVar[bool] = True
@@ -504,7 +476,6 @@ def skill_spans(spans: Iterable[Span], skill: str) -> list[Span]:
     return out
 
 
-@register_check
 class SkillInvoked(Check):
     kind: ClassVar[str] = "skill_invoked"
     uses_spans: ClassVar[bool] = True
@@ -520,7 +491,6 @@ class SkillInvoked(Check):
         return CheckResult(passed=False, rationale=f"skill {self.name!r} was never invoked")
 
 
-@register_check
 class NoErrorSpans(Check):
     kind: ClassVar[str] = "no_error_spans"
     uses_spans: ClassVar[bool] = True
@@ -555,39 +525,33 @@ class _UpperBound(Check):
                            f"limit {self.limit:g}{self.unit}")
 
 
-@register_check
 class MaxTokens(_UpperBound):
     kind: ClassVar[str] = "max_tokens"
     attribute: ClassVar[str] = "total_tokens"
 
 
-@register_check
 class MaxCost(_UpperBound):
     kind: ClassVar[str] = "max_cost"
     attribute: ClassVar[str] = "cost_usd"
     unit: ClassVar[str] = " USD"
 
 
-@register_check
 class MaxLatency(_UpperBound):
     kind: ClassVar[str] = "max_latency"
     attribute: ClassVar[str] = "latency_s"
     unit: ClassVar[str] = " s"
 
 
-@register_check
 class MaxToolCalls(_UpperBound):
     kind: ClassVar[str] = "max_tool_calls"
     attribute: ClassVar[str] = "tool_calls"
 
 
-@register_check
 class MaxLlmCalls(_UpperBound):
     kind: ClassVar[str] = "max_llm_calls"
     attribute: ClassVar[str] = "llm_calls"
 
 
-@register_check
 class AgentCompleted(Check):
     """The trial ended normally: no crash, no timeout."""
 
@@ -604,7 +568,6 @@ class AgentCompleted(Check):
                            f"{_short(t.error or '', 200)}")
 
 
-@register_check
 class PythonCheck(Check):
     """A user function ``f(ctx, **args)`` returning bool, (bool, rationale), dict or CheckResult."""
 
@@ -653,20 +616,21 @@ class CheckJudge(Judge):
         return {"kind": self.check.kind, "params": self.check.model_dump(mode="json", by_alias=True),
                 "negate": self.negate}
 
+    @classmethod
+    def from_spec(cls, spec: CheckSpec) -> CheckJudge:
+        """The judge for one parsed check entry (nothing is parsed again)."""
+        if not isinstance(spec.options, Check):
+            raise ConfigError(f"check {spec.kind!r} ({type(spec.options).__name__}) has no run(ctx): a check class "
+                              "must subclass costar.judges.checks.Check")
+        return cls(spec.options, name=spec.name, gate=spec.gate, negate=spec.negate, description=spec.description)
+
+    def to_spec(self) -> CheckSpec:
+        return CheckSpec(options=self.check, negate=self.negate, name=self.explicit_name, gate=self.gating,
+                         description=self.description)
+
     def spec(self) -> dict[str, Any]:
         """The check as written in a scenario file (round-trips through ``parse_check``)."""
-        params = self.check.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-        key = ("not_" if self.negate else "") + self.check.kind
-        out: dict[str, Any] = {key: params}
-        if self.check.primary and set(params) == {self.check.primary}:
-            out[key] = params[self.check.primary]
-        if not self.gating:
-            out["gate"] = False
-        if self.explicit_name:
-            out["name"] = self.explicit_name
-        if self.description:
-            out["description"] = self.description
-        return out
+        return self.to_spec().written()
 
     async def aevaluate(self, ctx: JudgeContext) -> Verdict:
         # Built-in checks are quick and bounded: inline (a thread hop would cost more than the
@@ -688,76 +652,24 @@ class CheckJudge(Judge):
                        source=VerdictSource.CODE, evidence=r.evidence)
 
 
-def _is_check_key(key: str) -> bool:
-    return key == "not" or key in CHECKS or (key.startswith("not_") and key[4:] in CHECKS)
-
-
 def parse_check(spec: Any) -> CheckJudge:
-    """Turn one entry of ``expectations.checks`` into a judge; ValueError names what is wrong."""
+    """Turn one entry of ``expectations.checks`` (as written, or parsed) into a judge; ValueError
+    names what is wrong."""
     if isinstance(spec, CheckJudge):
         return spec
-    if isinstance(spec, str):
-        spec = {spec: True} if spec in CHECKS and CHECKS[spec].primary == "enabled" else spec
-    if not isinstance(spec, dict):
-        raise ValueError(f"a check must be a mapping like {{output_contains: 'text'}}, got {spec!r}")
-    keys = [k for k in spec if k not in COMMON_KEYS]
-    if len(keys) != 1:
-        known = [k for k in keys if _is_check_key(k)]
-        if len(known) == 1:
-            others = ", ".join(repr(k) for k in keys if k != known[0])
-            raise ValueError(f"unknown option {others} next to check {known[0]!r} "
-                             f"(options: {', '.join(sorted(COMMON_KEYS))})")
-        raise ValueError(f"a check needs exactly one check key (plus optional {', '.join(sorted(COMMON_KEYS))}), "
-                         f"got {keys}")
-    key = keys[0]
-    common = {k: spec[k] for k in spec if k in COMMON_KEYS}
-    extra = {"name": common.get("name"), "gate": common.get("gate", True),
-             "description": common.get("description")}
-    if not isinstance(extra["gate"], bool):
-        raise ValueError(f"'gate' must be true or false, got {extra['gate']!r}")
-    if key == "not":
-        inner = parse_check(spec[key])
-        return CheckJudge(inner.check, negate=not inner.negate, **extra)
-    negate = False
-    kind = key
-    if key not in CHECKS and key.startswith("not_") and key[4:] in CHECKS:
-        negate, kind = True, key[4:]
-    cls = CHECKS.get(kind)
-    if cls is None:
-        close = [k for k in CHECKS if k.split("_")[0] in kind or kind in k]
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown check {key!r}{hint} (known: {', '.join(sorted(CHECKS))})")
-    params = spec[key]
-    if not isinstance(params, dict):
-        if cls.primary is None:
-            raise ValueError(f"check {kind!r} takes a mapping of parameters, got {params!r}")
-        params = {cls.primary: params}
-    try:
-        check = cls.model_validate(params)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise ValueError(f"check {kind!r}: {where + ': ' if where else ''}{err['msg']}") from None
-    return CheckJudge(check, negate=negate, **extra)
+    return CheckJudge.from_spec(CheckSpec.parse(spec))
 
 
-def check_json_schema() -> dict[str, Any]:
-    """JSON Schema for one entry of ``expectations.checks`` (for editors)."""
-    variants: list[dict[str, Any]] = []
-    defs: dict[str, Any] = {}
-    common = {"name": {"type": "string"}, "gate": {"type": "boolean"}, "description": {"type": "string"}}
-    for kind, cls in sorted(CHECKS.items()):
-        params = cls.model_json_schema(by_alias=True)
-        params.pop("title", None)
-        # Hoisted so "#/$defs/..." references resolve from the document root.
-        defs.update(params.pop("$defs", {}))
-        value_schema: dict[str, Any] = params
-        if cls.primary:
-            prim = params.get("properties", {}).get(cls.primary, {})
-            value_schema = {"anyOf": [params, prim]}
-        for key in (kind, f"not_{kind}"):
-            variants.append({"type": "object", "properties": {key: value_schema, **common},
-                             "required": [key], "additionalProperties": False})
-    variants.append({"type": "object", "properties": {"not": {"type": "object"}, **common},
-                     "required": ["not"], "additionalProperties": False})
-    return {"oneOf": variants, "$defs": defs}
+def scenario_checks(scenario: Scenario) -> list[CheckJudge]:
+    """The check judges of a scenario: ``agent_completed`` (unless switched off) and its checks,
+    with repeated names numbered (``#2``) so each verdict keeps its own name."""
+    judges = [CheckJudge.from_spec(spec) for spec in scenario.expectations.checks]
+    if scenario.expectations.require_completion:
+        judges.insert(0, CheckJudge(AgentCompleted(), name="agent_completed"))
+    seen: dict[str, int] = {}
+    for j in judges:
+        n = seen.get(j.name, 0)
+        seen[j.name] = n + 1
+        if n:
+            j.name = f"{j.name} #{n + 1}"
+    return judges

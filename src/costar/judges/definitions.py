@@ -41,11 +41,12 @@ from costar._util.yamlfile import YamlDocument, YamlSyntaxError, load_yaml_docum
 from costar.errors import ConfigError
 from costar.judges.agentic import AgenticJudge, Budget
 from costar.judges.base import Judge
-from costar.judges.checks import parse_check
+from costar.judges.checks import CheckJudge
 from costar.judges.llm import DEFAULT_MODEL, LlmJudge, ValueSpec
 from costar.judges.sandbox import SandboxLimits
 from costar.judges.trace_tools import ALL_TOOLS, ToolLimits
 from costar.plugins import JUDGE_TYPES, JUDGES, PluginGroup
+from costar.scenario.checks import CheckSpec
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -200,13 +201,7 @@ class AgenticJudgeDefinition(ModelJudgeDefinition):
 class CheckJudgeDefinition(JudgeDefinition):
     """A ``check`` judge: one deterministic check spec, e.g. ``check: {csv: {file: out.csv}}``."""
 
-    check: dict[str, Any] | str
-
-    @field_validator("check")
-    @classmethod
-    def _valid_check(cls, v: Any) -> Any:
-        parse_check(v)  # ValueError names what is wrong
-        return v
+    check: CheckSpec
 
 
 class PythonJudgeDefinition(JudgeDefinition):
@@ -308,7 +303,7 @@ class CheckType:
     definition: type[JudgeDefinition] = CheckJudgeDefinition
 
     def build(self, d: CheckJudgeDefinition, ctx: BuildContext) -> Judge:
-        judge = parse_check(d.check)
+        judge = CheckJudge.from_spec(d.check)
         judge.name = d.name
         judge.explicit_name = d.name
         judge.gating = d.gate

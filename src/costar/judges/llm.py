@@ -197,9 +197,7 @@ def target_skills(ctx: JudgeContext) -> list[str]:
         return [str(x) for x in raw]
     out = []
     for spec in sc.expectations.checks:
-        name = spec.get("skill_invoked")
-        if isinstance(name, dict):
-            name = name.get("name")
+        name = getattr(spec.options, "name", None) if spec.kind == "skill_invoked" and not spec.negate else None
         if isinstance(name, str):
             out.append(name)
     return out
@@ -226,7 +224,7 @@ def context_values(ctx: JudgeContext, used: Sequence[str], *, max_chars: int,
             out[name] = "(no output)" if not t.output else clip(t.output, max_chars, keep_tail=True)
         elif name == "expectations":
             checks = sc.expectations.checks if sc is not None else []
-            lines = [f"- {clip(json.dumps(c, ensure_ascii=False, default=str), 300)}" for c in checks]
+            lines = [f"- {clip(json.dumps(c.written(), ensure_ascii=False, default=str), 300)}" for c in checks]
             out[name] = clip("\n".join(lines), max_chars) if lines else "(no deterministic checks)"
         elif name == "criteria":
             crit = sc.expectations.criteria if sc is not None else []

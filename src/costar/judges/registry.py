@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from costar._util.imports import import_object
 from costar.errors import ConfigError
 from costar.judges.base import Judge, JudgeContext
-from costar.judges.checks import parse_check
+from costar.judges.checks import parse_check, scenario_checks
 from costar.plugins import JUDGES, PluginGroup
 from costar.scenario import JudgeRef, Scenario
 from costar.verdict import Verdict, VerdictSource
@@ -110,12 +110,13 @@ class JudgeRegistry:
         self._factories[entry.name] = functools.partial(_from_entry, entry)
 
     def load_project(self, project_dir: str | Path | None = None, judges_dir: str | Path = "judges", *,
-                     default_model: str | None = None, types: JudgeTypeRegistry | None = None,
-                     store_dir: str | Path | None = None) -> list[str]:
+                     default_model: str | None = None, types: JudgeTypeRegistry | None = None) -> list[str]:
         """Register every judge under ``project_dir/judges_dir``; returns their names.
 
         ``default_model`` is the model for judges (and templates) that name none; ``types`` the judge
-        types to build with (default: built-ins and the ``costar.judge_types`` plugins)."""
+        types to build with (default: built-ins and the ``costar.judge_types`` plugins). Promoted
+        aligned versions are not read here: :mod:`costar.align.versions` registers them on top
+        (``register_active_versions``), which is what :func:`costar.api.project_judges` does."""
         from costar.judges.definitions import discover_judges
 
         self._project_dir = Path(project_dir or Path.cwd()).resolve()
@@ -124,13 +125,7 @@ class JudgeRegistry:
         entries = discover_judges(self._project_dir, judges_dir, default_model=default_model, types=types)
         for e in entries:
             self.register_definition(e)
-        # An aligned version promoted with `costar judges align/promote` replaces the file's definition.
-        from costar.align.versions import active_definitions
-
-        aligned = active_definitions(self._project_dir, store_dir, default_model=default_model)
-        for e in aligned:
-            self.register_definition(e)
-        return sorted({e.name for e in [*entries, *aligned]})
+        return sorted(e.name for e in entries)
 
     def names(self) -> list[str]:
         return sorted(set(self._factories) | self._plugin_names() | set(self._template_entries()))
@@ -184,7 +179,7 @@ class JudgeRegistry:
                           "folder, install a plugin, or reference a Python object as 'module:attr'")
 
     def judges_for(self, scenario: Scenario) -> list[Judge]:
-        judges: list[Judge] = list(scenario.check_judges())
+        judges: list[Judge] = list(scenario_checks(scenario))
         judges.extend(self.resolve(ref) for ref in scenario.judges)
         listed = {ref.name for ref in scenario.judges}
         for name, entry in self._entries.items():
@@ -254,18 +249,11 @@ DEFAULT_REGISTRY = JudgeRegistry()
 
 def project_registry(project_dir: str | Path | None = None, judges_dir: str | Path = "judges", *,
                      default_model: str | None = None, extra: Sequence[tuple[str, Judge]] = (),
-                     types: JudgeTypeRegistry | None = None, store_dir: str | Path | None = None) -> JudgeRegistry:
-    """A registry with the project's judges (from ``project_dir/judges_dir``), plugins and templates:
-    what ``costar run`` and ``costar assess`` should resolve scenario judges with."""
+                     types: JudgeTypeRegistry | None = None) -> JudgeRegistry:
+    """A registry with the project's judges (from ``project_dir/judges_dir``), plugins and templates
+    (promoted aligned versions are registered on top by :func:`costar.align.versions.project_judges`)."""
     reg = JudgeRegistry()
     for name, judge in extra:
         reg.register(name, judge)
-    # store_dir (where aligned versions live) saves re-reading the project file when the caller has it.
-    reg.load_project(project_dir, judges_dir, default_model=default_model, types=types, store_dir=store_dir)
+    reg.load_project(project_dir, judges_dir, default_model=default_model, types=types)
     return reg
-
-
-def list_judges(project_dir: str | Path | None = None, judges_dir: str | Path = "judges", *,
-                default_model: str | None = None) -> list[JudgeInfo]:
-    """The judges a project can use (its own, plugins, templates) with fingerprints, for ``costar judges list``."""
-    return project_registry(project_dir, judges_dir, default_model=default_model).infos()

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from costar._util.aio import run_sync
-from costar.api import Selection, arun_suite
+from costar.align.versions import project_judges
 from costar.config import ProjectConfig, load_config
 from costar.errors import ConfigError
 from costar.refine import git
@@ -25,6 +25,7 @@ from costar.refine.brief import build_brief
 from costar.run.harness import HarnessOptions
 from costar.scenario import Scenario, load_suite
 from costar.store.location import open_store
+from costar.suites import Selection, arun_suite
 from costar.summary import RunSummary
 
 
@@ -179,7 +180,7 @@ class Refiner:
                                  timeout=cfg.timeout)
         outcome = await arun_suite(scenarios, cfg.agent_spec(), store=self.store, selection=Selection(ids=ids),
                                    options=options, description=f"refine {self.session} {label}",
-                                   registry=cfg.judge_registry())
+                                   registry=project_judges(cfg))
         return outcome.summary
 
     def _scenarios(self) -> dict[str, Scenario]:
