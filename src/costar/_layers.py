@@ -1,0 +1,104 @@
+"""The layers of coSTAR: which package may import which. One table, used in two places:
+``tests/test_architecture.py`` fails on an import that goes up it (or on a cycle), and
+``docs/ARCHITECTURE.md`` shows it (``python -m costar._layers`` prints that section).
+
+A package may import only from layers below its own. An import inside one layer is allowed only
+where :data:`SAME_LAYER` lists it, with the reason; the test also fails on an entry no import needs
+any more. Every import counts: at module level, inside functions, and under ``TYPE_CHECKING``.
+A package is a subpackage or top-level module of ``costar`` (``costar.judges``, ``costar.stats``).
+"""
+
+from __future__ import annotations
+
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("errors",),
+    ("_util", "stats", "verdict"),
+    ("labels", "config", "plugins", "_layers"),
+    ("trace",),
+    ("scenario", "store"),
+    ("models", "capture", "testing", "transfer"),
+    ("judges", "run"),
+    ("summary",),
+    ("assess", "metrics", "compare", "suites"),
+    ("align", "refine", "monitor", "report"),
+    ("server", "ui"),
+    ("api",),
+    ("cli",),
+)
+"""Packages by layer, lowest first."""
+
+SAME_LAYER: dict[tuple[str, str], str] = {
+    ("store", "scenario"): "the store keeps the scenario definitions of each run, to resume and re-score it",
+    ("capture", "models"): "captured SDK calls are priced with the models' price table",
+    ("testing", "models"): "the pytest fixtures replay model calls from the models' cassettes",
+    ("judges", "run"): "the agentic judges' sandbox writes a trace's files out with run.workspace",
+    ("suites", "assess"): "running a suite scores each trace as soon as it is stored",
+    ("align", "report"): "the labeling page shows a trace with the HTML report's escaping builder",
+    ("refine", "align"): "refinement runs the suite with the project's judges, promoted aligned versions included",
+}
+"""Imports allowed inside one layer: (importer, imported) -> why."""
+
+PURPOSE: dict[str, str] = {
+    "errors": "CostarError and its kinds: one-line messages that say what is wrong and how to fix it",
+    "_util": "private helpers: process groups, importing by name, YAML with lines, run_sync, loopback servers",
+    "stats": "intervals, exact tests, pass@k and pass^k",
+    "verdict": "the Verdict: what a judge (or a human) said about one trace",
+    "labels": "human labels and golden sets: value types, label normalisation, the golden-set models",
+    "config": "the project file (costar.yaml)",
+    "plugins": "every plugin group, loaded one way (entry points, precedence, errors)",
+    "_layers": "this table of layers, checked by tests/test_architecture.py",
+    "trace": "the trace model, recorder, OTLP receiver and mapping, import/export formats",
+    "scenario": "scenario models, check entries parsed at load, YAML files and suites",
+    "store": "the store protocol and the embedded SQLite + blob-folder store",
+    "models": "the model client (any model URI) and its providers",
+    "capture": "zero-code capture of openai/anthropic SDK calls",
+    "testing": "the scripted model server and the pytest fixtures",
+    "transfer": "runs in and out of a store: export and import files",
+    "judges": "checks, LLM and agentic judges, trace tools, judge definitions and the judge registry",
+    "run": "the harness, workspaces and agent adapters",
+    "summary": "a run's verdicts folded into rates: per trial, scenario, judge and run",
+    "assess": "scoring stored traces, with verdicts cached by (trace, judge fingerprint)",
+    "metrics": "operational metrics of runs and anomaly alerts over their history",
+    "compare": "two runs side by side: improved, regressed, unchanged or inconclusive",
+    "suites": "running a suite end to end (harness, judges, summary) and re-scoring a stored run",
+    "align": "the judge loop: labeling, golden sets, agreement, gates, alignment optimizers, judge versions",
+    "refine": "the agent loop: a coding assistant patches the agent until the judges pass",
+    "monitor": "(planned) the same judges on sampled production traces",
+    "report": "terminal, HTML and JUnit reports",
+    "server": "(planned) one process for a team: OTLP ingest, monitors, a JSON API",
+    "ui": "(planned) the web app over the server's API",
+    "api": "the library API, the front door the CLI and the pytest plugin use",
+    "cli": "the costar command: parses, calls the api, prints",
+}
+"""What each package is for, in one line."""
+
+
+def layer_of(package: str) -> int | None:
+    """The index of the package's layer (0 is the lowest), or None when the table lacks it."""
+    for i, layer in enumerate(LAYERS):
+        if package in layer:
+            return i
+    return None
+
+
+def allowed(importer: str, imported: str) -> bool:
+    """Whether ``importer`` may import ``imported`` (both in the table)."""
+    a, b = layer_of(importer), layer_of(imported)
+    if a is None or b is None:
+        return False
+    return b < a or (a == b and (importer, imported) in SAME_LAYER)
+
+
+def render() -> str:
+    """The layers as a markdown section for docs/ARCHITECTURE.md (highest layer first)."""
+    lines = ["| layer | package | what it is for |", "|---|---|---|"]
+    for i in reversed(range(len(LAYERS))):
+        for j, package in enumerate(LAYERS[i]):
+            lines.append(f"| {i if j == 0 else ''} | `{package}` | {PURPOSE[package]} |")
+    lines += ["", "Imports inside one layer, each allowed for a reason:", ""]
+    lines += [f"* `{a}` → `{b}`: {why}" for (a, b), why in SAME_LAYER.items()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")
