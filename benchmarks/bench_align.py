@@ -23,7 +23,7 @@ from pathlib import Path
 from costar.align.embeddings import embedder_from_spec, get_embedder
 from costar.align.gepa_opt import GepaOptimizer
 from costar.align.golden import create_golden_set
-from costar.align.labels import new_label
+from costar.align.labeling import new_label
 from costar.align.memalign import MemAlign, MemoryJudge
 from costar.align.optimize import AlignBudget
 from costar.align.versions import align_judge

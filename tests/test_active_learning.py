@@ -16,7 +16,7 @@ from costar.align.active import (
     queue_file,
     rank_for_labeling,
 )
-from costar.align.labels import label_queue, new_label
+from costar.align.labeling import label_queue, new_label
 from costar.cli.label_commands import _ids as read_queue  # the reader behind `costar label --queue FILE`
 from costar.store.base import Run
 from costar.store.sqlite import SQLiteStore

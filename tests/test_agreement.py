@@ -27,15 +27,17 @@ from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 from statsmodels.stats.proportion import proportion_confint
 
 from conftest import EXTERNAL
-from costar.align.agreement import (
+from costar.align.agreement_results import (
     AgreementError,
     LabelSetError,
     LengthMismatchError,
     NoOverlapError,
+    format_agreement,
+)
+from costar.align.agreement_stats import (
     binary_agreement,
     categorical_agreement,
     fleiss_kappa,
-    format_agreement,
     krippendorff_alpha,
     proportion,
 )

@@ -9,7 +9,8 @@ import pytest
 from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix
 
 from conftest import EXTERNAL
-from costar.align.agreement import LabelSetError, NoOverlapError, agreement_between_files, format_agreement
+from costar.align.agreement_files import agreement_between_files
+from costar.align.agreement_results import LabelSetError, NoOverlapError, format_agreement
 from costar.align.tables import LabelFileError, load_labels
 from costar.labels import normalise_label
 

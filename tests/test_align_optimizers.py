@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from costar.align.golden import create_golden_set
-from costar.align.labels import new_label
+from costar.align.labeling import new_label
 from costar.align.memalign import MemAlign, MemoryJudge
 from costar.align.optimize import AlignBudget, AlignmentError, SplitAgreement, decide_promotion
 from costar.align.versions import VersionRegistry, active_definitions, align_judge, resolve_definition
@@ -250,7 +250,7 @@ def test_gepa_end_to_end_with_a_scripted_reflection_model(world: tuple[SQLiteSto
     assert "Wrong: the human experts said fail" in prompt and FAIL_RATIONALE in prompt
     assert "t0" not in prompt.replace("the", "")
 
-    # Same seed, same answers: the same search (fresh evaluator, so judges are asked again).
+    # Same seed, same answers: the same search (fresh meter, so judges are asked again).
     again, _ = align_judge(store, result.base_definition, GepaOptimizer(), project_dir=project, budget=budget,
                            record=False)
     assert again.report.details["candidates"] == report.details["candidates"]

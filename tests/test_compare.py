@@ -15,7 +15,7 @@ from rich.console import Console
 
 from conftest import EXTERNAL
 from costar.compare import Comparison, compare_runs, compare_summaries, holm_adjust, stored_summary
-from costar.report.compare import render_comparison
+from costar.report.terminal_comparison import render_comparison
 from costar.scenario import Scenario
 from costar.stats import fisher_exact
 from costar.store.base import Run

@@ -12,10 +12,10 @@ import pytest
 from statsmodels.stats.proportion import proportion_confint
 
 from conftest import EXTERNAL
-from costar.align.agreement import AgreementError, NoOverlapError
+from costar.align.agreement_results import AgreementError, NoOverlapError
 from costar.align.corrected import ChanceJudgeError, corrected_pass_rate, ppi_mean, rogan_gladen
 from costar.align.golden import create_golden_set
-from costar.align.labels import new_label
+from costar.align.labeling import new_label
 from costar.store.base import Run
 from costar.store.sqlite import SQLiteStore
 from costar.trace.model import Trace

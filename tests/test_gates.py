@@ -10,7 +10,7 @@ from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score
 
 from costar.align.gates import GateReport, JudgeFloor, check_agreement_floors
 from costar.align.golden import create_golden_set
-from costar.align.labels import new_label
+from costar.align.labeling import new_label
 from costar.store.sqlite import SQLiteStore
 from costar.trace.model import Trace
 from costar.verdict import Verdict, VerdictSource

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from costar.align.agreement import binary_agreement
+from costar.align.agreement_stats import binary_agreement
 from costar.align.golden import (
     SPLITS,
     GoldenSet,
@@ -21,7 +21,7 @@ from costar.align.golden import (
     list_golden_sets,
     remove_from_golden_set,
 )
-from costar.align.labels import new_label
+from costar.align.labeling import new_label
 from costar.store.sqlite import SQLiteStore
 from costar.trace.model import Trace
 from costar.verdict import Verdict, VerdictSource

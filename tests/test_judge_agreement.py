@@ -9,16 +9,17 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score, recall_score
 from statsmodels.stats.proportion import proportion_confint
 
-from costar.align.agreement import BinaryAgreement, CategoricalAgreement, NoOverlapError, binary_agreement
-from costar.align.golden import create_golden_set
-from costar.align.judge_agreement import (
+from costar.align.agreement_results import BinaryAgreement, CategoricalAgreement, NoOverlapError
+from costar.align.agreement_stats import binary_agreement
+from costar.align.agreement_store import (
     FingerprintError,
     NoLabelsError,
     judge_agreement,
     judges_agreement,
     labeler_agreement,
 )
-from costar.align.labels import new_label
+from costar.align.golden import create_golden_set
+from costar.align.labeling import new_label
 from costar.labels import GoldenSetError
 from costar.store.base import Run
 from costar.store.sqlite import SQLiteStore

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from costar.align.label_web import create_label_app, start_label_server
+from costar.align.labeling_web import create_label_app, start_label_server
 from costar.errors import ConfigError
 from costar.labels import UnknownTraceError, ValueType
 from costar.store.sqlite import SQLiteStore

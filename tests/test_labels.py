@@ -9,19 +9,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from costar.align.label_cli import label_in_terminal
-from costar.align.labels import (
-    LabelConflictError,
-    LabelError,
-    UnknownTraceError,
-    ValueType,
-    export_labels,
-    import_labels,
-    label_queue,
-    new_label,
-    save_labels,
-)
+from costar.align.label_files import export_labels, import_labels
+from costar.align.labeling import label_queue, new_label, save_labels
+from costar.align.labeling_terminal import label_in_terminal
 from costar.align.tables import LabelFileError
+from costar.labels import LabelConflictError, LabelError, UnknownTraceError, ValueType
 from costar.store.sqlite import SQLiteStore
 from costar.trace.model import Artifact, Span, SpanKind, Totals, Trace
 from costar.verdict import Verdict, VerdictSource

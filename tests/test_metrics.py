@@ -29,7 +29,7 @@ from costar.metrics import (
     series_runs,
     trace_metrics,
 )
-from costar.report.compare import render_metrics
+from costar.report.terminal_comparison import render_metrics
 from costar.scenario import Scenario
 from costar.store.base import Run
 from costar.store.sqlite import SQLiteStore

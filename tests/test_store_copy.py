@@ -10,7 +10,7 @@ import pytest
 
 from conftest import child_env, costar_cmd
 from costar.align.golden import create_golden_set, extend_golden_set
-from costar.align.labels import new_label
+from costar.align.labeling import new_label
 from costar.errors import StoreError
 from costar.scenario import Scenario
 from costar.store.base import Run

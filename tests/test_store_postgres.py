@@ -14,7 +14,7 @@ import pytest
 
 from conftest import child_env, costar_cmd
 from costar import api
-from costar.align.labels import new_label
+from costar.align.labeling import new_label
 from costar.errors import StoreError
 from costar.labels import GoldenExample, GoldenSet, GoldenSetError, LabelConflictError
 from costar.store.base import Run, SpanQuery

@@ -305,7 +305,7 @@ class GoldenSet(BaseModel):
         return [e.trace_id for e in self.examples if split is None or e.split == split]
 
     def labels(self, split: Split | None = None) -> dict[str, LabelValue]:
-        """trace id -> reference label, the shape ``costar.align.agreement`` takes."""
+        """trace id -> reference label, the shape the agreement statistics take."""
         return {e.trace_id: e.label for e in self.examples if split is None or e.split == split}
 
     def counts(self) -> dict[Split, dict[str, int]]:

@@ -33,18 +33,15 @@ import numpy as np
 from numpy.typing import ArrayLike
 from pydantic import BaseModel, ConfigDict, Field
 
-from costar.align.agreement import (
+from costar.align.agreement_results import AgreementError, Interval, NoOverlapError, Proportion
+from costar.align.agreement_stats import (
     DEFAULT_RESAMPLES,
     DEFAULT_SEED,
-    AgreementError,
-    Interval,
-    NoOverlapError,
-    Proportion,
-    _percentile_interval,
     binary_agreement,
+    percentile_interval,
     proportion,
 )
-from costar.align.judge_agreement import SplitChoice, golden_scope, judge_decision
+from costar.align.agreement_store import SplitChoice, golden_scope, judge_decision
 from costar.store.base import Store
 
 __all__ = [
@@ -127,7 +124,7 @@ def rogan_gladen(passed: int, judged: int, tp: int, fn: int, fp: int, tn: int, *
     ci = None
     if resamples > 0:
         samples, undefined = _rg_bootstrap(passed, judged, (tp, fn, fp, tn), resamples, seed)
-        ci = _percentile_interval(samples, confidence)
+        ci = percentile_interval(samples, confidence)
         if undefined:
             notes.append(f"{undefined} of {resamples} resamples had a judge no better than chance and were left out"
                          + ("; too many to give an interval" if ci is None else ", so the interval is optimistic"))

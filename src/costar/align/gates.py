@@ -19,17 +19,9 @@ from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from costar.align.agreement import (
-    DEFAULT_RESAMPLES,
-    DEFAULT_SEED,
-    BinaryAgreement,
-    Interval,
-    Kappa,
-    Proportion,
-    Statistic,
-    krippendorff_alpha,
-)
-from costar.align.judge_agreement import NoLabelsError, SplitChoice, StoreAgreement, judge_agreement
+from costar.align.agreement_results import BinaryAgreement, Interval, Kappa, Proportion, Statistic
+from costar.align.agreement_stats import DEFAULT_RESAMPLES, DEFAULT_SEED, krippendorff_alpha
+from costar.align.agreement_store import NoLabelsError, SplitChoice, StoreAgreement, judge_agreement
 from costar.errors import CostarError
 from costar.store.base import Store
 

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from costar.align.optimize import (
+    AgreementMeter,
     AlignBudget,
     AlignmentError,
     BaseOptimizer,
-    Evaluator,
     JudgeSpec,
     Proposal,
     SplitAgreement,
@@ -112,7 +112,7 @@ class JudgeInstructionsAdapter:
     """The GEPA adapter: candidate instructions -> judge -> agreement per golden example."""
 
     base: JudgeSpec
-    evaluator: Evaluator
+    meter: AgreementMeter
     rationales: Mapping[str, list[str]]
     invalid: list[str] = field(default_factory=list)
     # GEPA asks the adapter for its own proposer first; None selects GEPA's reflective proposer.
@@ -126,7 +126,7 @@ class JudgeInstructionsAdapter:
 
         ids = [e.trace_id for e in batch]
         try:
-            judge = self.evaluator.judge(self._spec(candidate))
+            judge = self.meter.judge(self._spec(candidate))
         except ConfigError as exc:
             # Instructions that do not build (an unknown {{variable}}) are a failed candidate,
             # not a failed optimization: score them 0 and say why in the feedback.
@@ -135,12 +135,12 @@ class JudgeInstructionsAdapter:
             trajectories = [_Trajectory(e, None, None, message) for e in batch]
             return EvaluationBatch(outputs=[{"error": message}] * len(batch), scores=[0.0] * len(batch),
                                    trajectories=trajectories if capture_traces else None)
-        verdicts = self.evaluator.verdicts(judge, ids)
+        verdicts = self.meter.verdicts(judge, ids)
         outputs, scores, trajectories = [], [], []
         for e in batch:
             verdict = verdicts.get(e.trace_id)
-            decision = self.evaluator.decision(verdict)
-            scores.append(1.0 if self.evaluator.agrees(verdict, e.label) else 0.0)
+            decision = self.meter.decision(verdict)
+            scores.append(1.0 if self.meter.agrees(verdict, e.label) else 0.0)
             outputs.append({"value": decision, "rationale": verdict.rationale if verdict else ""})
             trajectories.append(_Trajectory(e, verdict, decision, verdict.error if verdict else "no verdict"))
         return EvaluationBatch(outputs=outputs, scores=scores, trajectories=trajectories if capture_traces else None)
@@ -149,7 +149,7 @@ class JudgeInstructionsAdapter:
                                 components_to_update: list[str]) -> dict[str, list[dict[str, Any]]]:
         records = []
         for traj in eval_batch.trajectories or []:
-            inp, out = trace_text(self.evaluator.trace(traj.example.trace_id), input_chars=500, output_chars=1000)
+            inp, out = trace_text(self.meter.trace(traj.example.trace_id), input_chars=500, output_chars=1000)
             why = " / ".join(self.rationales.get(traj.example.trace_id, [])) or "(the experts gave no rationale)"
             expert = _show(traj.example.label)
             if traj.verdict is None or traj.decision is None:
@@ -157,7 +157,7 @@ class JudgeInstructionsAdapter:
                 feedback = f"The judge gave no usable verdict. The human experts said {expert}: {why}"
             else:
                 said = f"{_show(traj.decision)} — {clip(traj.verdict.rationale, 500)}"
-                if self.evaluator.agrees(traj.verdict, traj.example.label):
+                if self.meter.agrees(traj.verdict, traj.example.label):
                     feedback = f"Correct: the human experts also said {expert} ({why})."
                 else:
                     feedback = f"Wrong: the human experts said {expert}. Their rationale: {why}"
@@ -193,7 +193,7 @@ class GepaOptimizer(BaseOptimizer):
         self.use_merge = use_merge
         self.needs = needs or SplitNeeds(train=2, validation=2, test=2)
 
-    def propose(self, spec: JudgeSpec, golden: GoldenSet, evaluator: Evaluator, budget: AlignBudget) -> Proposal:
+    def propose(self, spec: JudgeSpec, golden: GoldenSet, meter: AgreementMeter, budget: AlignBudget) -> Proposal:
         import gepa
         from gepa.utils import TimeoutStopCondition
 
@@ -202,7 +202,7 @@ class GepaOptimizer(BaseOptimizer):
         if not seed_text.strip():
             raise AlignmentError(f"judge {spec.name!r} has empty instructions; GEPA evolves instructions, "
                                  "so give it a first version to start from")
-        adapter = JudgeInstructionsAdapter(spec, evaluator, label_rationales(evaluator.store, golden,
+        adapter = JudgeInstructionsAdapter(spec, meter, label_rationales(meter.store, golden,
                                                                              [e.trace_id for e in train]))
         reflection = ReflectionModel(self.reflection_model or str(spec.raw.get("model")), seed=budget.seed)
         log = _Log()
@@ -223,7 +223,7 @@ class GepaOptimizer(BaseOptimizer):
                 cand_spec = spec.with_instructions(text)
             except ConfigError:
                 continue
-            ranked.append((index, cand_spec, evaluator.measure(cand_spec, "validation")))
+            ranked.append((index, cand_spec, meter.measure(cand_spec, "validation")))
         best_index, best_spec, _ = max(ranked, key=lambda r: _rank_key(r[0], r[2]))
         notes = []
         if reflection.errors:

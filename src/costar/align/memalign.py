@@ -36,9 +36,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from costar.align.embeddings import DEFAULT_EMBEDDER, CachedEmbedder, Embedder, get_embedder, top_k
 from costar.align.optimize import (
     INSTRUCTION_TYPES,
+    AgreementMeter,
     AlignBudget,
     BaseOptimizer,
-    Evaluator,
     JudgeSpec,
     Proposal,
     SplitNeeds,
@@ -399,16 +399,16 @@ class MemAlign(BaseOptimizer):
         self.distill = distill
         self.needs = needs or SplitNeeds(train=2, validation=0, test=2)
 
-    def propose(self, spec: JudgeSpec, golden: GoldenSet, evaluator: Evaluator, budget: AlignBudget) -> Proposal:
+    def propose(self, spec: JudgeSpec, golden: GoldenSet, meter: AgreementMeter, budget: AlignBudget) -> Proposal:
         train = golden.split("train")
         ids = [e.trace_id for e in train]
-        verdicts = evaluator.verdicts(spec, ids[: budget.max_metric_calls])
-        rationales = label_rationales(evaluator.store, golden, ids)
-        disagree = [e for e in train if e.trace_id in verdicts and not evaluator.agrees(verdicts[e.trace_id], e.label)]
-        guidelines, source, notes = self._guidelines(spec, evaluator, train, disagree, verdicts, rationales)
+        verdicts = meter.verdicts(spec, ids[: budget.max_metric_calls])
+        rationales = label_rationales(meter.store, golden, ids)
+        disagree = [e for e in train if e.trace_id in verdicts and not meter.agrees(verdicts[e.trace_id], e.label)]
+        guidelines, source, notes = self._guidelines(spec, meter, train, disagree, verdicts, rationales)
         examples = []
         for e in train:
-            inp, out = trace_text(evaluator.trace(e.trace_id))
+            inp, out = trace_text(meter.trace(e.trace_id))
             why = clip(" / ".join(rationales.get(e.trace_id, [])), RATIONALE_CHARS)
             examples.append(MemoryExample(trace_id=e.trace_id, input=inp, output=out, label=e.label, rationale=why))
         memory = Memory.build(spec.name, self.embedder, guidelines, source, examples)
@@ -424,7 +424,7 @@ class MemAlign(BaseOptimizer):
                    "memory_sha256": sha}
         return Proposal(spec.with_raw(raw, {sha: memory}), details, notes)
 
-    def _guidelines(self, spec: JudgeSpec, evaluator: Evaluator, train: Sequence[GoldenExample],
+    def _guidelines(self, spec: JudgeSpec, meter: AgreementMeter, train: Sequence[GoldenExample],
                     disagree: Sequence[GoldenExample], verdicts: Mapping[str, Verdict],
                     rationales: Mapping[str, list[str]]) -> tuple[list[str], GuidelineSource, list[str]]:
         wrong = {e.trace_id for e in disagree}
@@ -438,7 +438,7 @@ class MemAlign(BaseOptimizer):
         notes: list[str] = []
         if self.distill:
             try:
-                found = self._ask(spec, evaluator, cases, wrong, verdicts, rationales)
+                found = self._ask(spec, meter, cases, wrong, verdicts, rationales)
             except (ModelError, ConfigError, ValueError) as exc:
                 notes.append(f"guideline distillation failed ({str(exc).splitlines()[0][:200]}); the experts' "
                              "rationales are used as guidelines")
@@ -450,7 +450,7 @@ class MemAlign(BaseOptimizer):
         guidelines = dedupe(texts, self.max_guidelines)
         return guidelines, "rationales" if guidelines else "none", notes
 
-    def _ask(self, spec: JudgeSpec, evaluator: Evaluator, cases: Sequence[GoldenExample], wrong: set[str],
+    def _ask(self, spec: JudgeSpec, meter: AgreementMeter, cases: Sequence[GoldenExample], wrong: set[str],
              verdicts: Mapping[str, Verdict], rationales: Mapping[str, list[str]]) -> list[str]:
         from costar.models.client import ModelClient
 
@@ -462,9 +462,9 @@ class MemAlign(BaseOptimizer):
                 continue
             body = [f"## {title}"]
             for i, case in enumerate(group, 1):
-                inp, out = trace_text(evaluator.trace(case.trace_id), input_chars=400, output_chars=800)
+                inp, out = trace_text(meter.trace(case.trace_id), input_chars=400, output_chars=800)
                 verdict = verdicts.get(case.trace_id)
-                said = evaluator.decision(verdict)
+                said = meter.decision(verdict)
                 judge_line = ("Judge said: (no verdict)" if said is None else
                               f"Judge said: {show_label(said)} — {clip(verdict.rationale if verdict else '', 300)}")
                 why = " / ".join(rationales.get(case.trace_id, [])) or "(no rationale given)"

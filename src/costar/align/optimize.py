@@ -37,14 +37,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, runtime_che
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from costar._util.aio import run_sync
-from costar.align.agreement import (
-    DEFAULT_RESAMPLES,
-    BinaryAgreement,
-    CategoricalAgreement,
-    binary_agreement,
-    categorical_agreement,
-)
-from costar.align.judge_agreement import judge_decision
+from costar.align.agreement_results import BinaryAgreement, CategoricalAgreement
+from costar.align.agreement_stats import DEFAULT_RESAMPLES, binary_agreement, categorical_agreement
+from costar.align.agreement_store import judge_decision
 from costar.errors import ConfigError, CostarError
 from costar.judges.base import Judge, JudgeContext
 from costar.judges.llm import check_template
@@ -60,13 +55,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALIGNABLE_TYPES",
+    "AgreementMeter",
     "AlignBudget",
     "AlignmentError",
     "AlignmentOptimizer",
     "AlignmentReport",
     "AlignmentResult",
     "BaseOptimizer",
-    "Evaluator",
     "JudgeSpec",
     "PromotionDecision",
     "Proposal",
@@ -391,8 +386,9 @@ def trace_text(trace: Trace, *, input_chars: int = 600, output_chars: int = 1200
     return inp, out
 
 
-class Evaluator:
-    """Runs candidate judges over the golden set's traces and measures agreement.
+class AgreementMeter:
+    """Measures candidate judges against a golden set: runs each on the set's traces (it is not a judge
+    itself) and computes its agreement with the reference labels, split by split.
 
     Verdicts are cached by (judge fingerprint, trace), so a definition measured twice — GEPA
     re-scoring its seed, the report re-measuring a train split the optimizer already ran — costs
@@ -625,7 +621,7 @@ class BaseOptimizer:
     name = "optimizer"
     needs = SplitNeeds()
 
-    def propose(self, spec: JudgeSpec, golden: GoldenSet, evaluator: Evaluator, budget: AlignBudget) -> Proposal:
+    def propose(self, spec: JudgeSpec, golden: GoldenSet, meter: AgreementMeter, budget: AlignBudget) -> Proposal:
         raise NotImplementedError
 
     def align(self, definition: JudgeSpec | DefinitionEntry, golden: GoldenSet, store: Store, *,
@@ -637,14 +633,14 @@ class BaseOptimizer:
                                  "have instructions to align")
         notes = check_golden(spec, golden, self.name, self.needs)
         budget = budget or AlignBudget()
-        evaluator = Evaluator(store, golden, concurrency=budget.concurrency)
-        evaluator.load(golden.trace_ids())  # every missing trace is reported now, not mid-search
-        before_judge = evaluator.judge(spec)
-        proposal = self.propose(spec.base(), golden, evaluator, budget)
-        after_judge = evaluator.judge(proposal.spec)
+        meter = AgreementMeter(store, golden, concurrency=budget.concurrency)
+        meter.load(golden.trace_ids())  # every missing trace is reported now, not mid-search
+        before_judge = meter.judge(spec)
+        proposal = self.propose(spec.base(), golden, meter, budget)
+        after_judge = meter.judge(proposal.spec)
         changed = after_judge.fingerprint() != before_judge.fingerprint()
-        before = evaluator.measure_all(before_judge)
-        after = evaluator.measure_all(after_judge) if changed else before
+        before = meter.measure_all(before_judge)
+        after = meter.measure_all(after_judge) if changed else before
         if changed:
             decision = decide_promotion(before["test"], after["test"])
         else:
@@ -653,6 +649,6 @@ class BaseOptimizer:
         report = AlignmentReport(
             judge=spec.name, optimizer=self.name, golden=golden.name, golden_version=golden.version,
             fingerprint_before=before_judge.fingerprint(), fingerprint_after=after_judge.fingerprint(),
-            changed=changed, before=before, after=after, decision=decision, judge_runs=evaluator.runs,
+            changed=changed, before=before, after=after, decision=decision, judge_runs=meter.runs,
             seconds=time.perf_counter() - started, details=proposal.details, notes=notes + proposal.notes)
         return AlignmentResult(new_definition=proposal.spec, base_definition=spec, report=report)

@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from costar.align.optimize import (
+    AgreementMeter,
     AlignBudget,
     AlignmentError,
     AlignmentOptimizer,
     AlignmentResult,
-    Evaluator,
     JudgeSpec,
     PromotionDecision,
     SplitAgreement,
@@ -627,6 +627,6 @@ def measure_versions(store: Store, registry: VersionRegistry, name: str, version
     """Measure stored versions again, on one golden set (default: the newest made for the judge),
     so versions measured at different times can be compared on equal terms."""
     gs = find_golden_set(store, name, golden, golden_version)
-    evaluator = Evaluator(store, gs, concurrency=concurrency)
-    evaluator.load(gs.trace_ids())
-    return {n: evaluator.measure_all(registry.spec(name, n)) for n in versions}
+    meter = AgreementMeter(store, gs, concurrency=concurrency)
+    meter.load(gs.trace_ids())
+    return {n: meter.measure_all(registry.spec(name, n)) for n in versions}

@@ -68,7 +68,7 @@ def label(
     st = open_project_store(cfg, store)
     run_id = st.resolve_run_id(run) if run else None
     if web:
-        from costar.align.label_web import run_label_server
+        from costar.align.labeling_web import run_label_server
 
         run_label_server(st, name, host=host, port=port, allow_remote=allow_remote, run_id=run_id,
                          queue=_ids(queue), labeler=labeler, value_type=value_type(vtype),
@@ -77,7 +77,7 @@ def label(
         return
     if not labeler:
         raise typer.BadParameter("--labeler is required in the terminal (who is labeling?)")
-    from costar.align.label_cli import label_in_terminal
+    from costar.align.labeling_terminal import label_in_terminal
 
     label_in_terminal(st, name, run_id=run_id, queue=_ids(queue), labeler=labeler,  # it prints its summary
                       value_type=value_type(vtype), console=console, relabel=relabel)
@@ -89,7 +89,7 @@ def labels_export(file: Annotated[Path, typer.Argument(help="A .csv or .jsonl fi
                   labeler: Annotated[str | None, typer.Option("--labeler")] = None,
                   config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Write labels keyed by trace id (trace_id, name, value, labeler, rationale, created_at)."""
-    from costar.align.labels import export_labels
+    from costar.align.label_files import export_labels
 
     writable_file(file)
     st = open_project_store(load_project(config), store, create=False)
@@ -106,7 +106,7 @@ def labels_import(file: Annotated[Path, typer.Argument(help="CSV, TSV, JSONL or 
                   replace: Annotated[bool, typer.Option("--replace", help="Overwrite conflicting labels.")] = False,
                   config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Import labels; every row is checked first and nothing is written on any error."""
-    from costar.align.labels import import_labels
+    from costar.align.label_files import import_labels
 
     st = open_project_store(load_project(config), store)
     res = import_labels(st, file, name=name, labeler=labeler, value_type=value_type(vtype), replace=replace)

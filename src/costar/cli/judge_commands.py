@@ -117,7 +117,7 @@ def judges_agreement_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Agreement of a judge with human labels (or human vs human, judge vs judge), with intervals."""
-    from costar.align.judge_agreement import judge_agreement, judges_agreement, labeler_agreement
+    from costar.align.agreement_store import judge_agreement, judges_agreement, labeler_agreement
 
     cfg = load_project(config)
     st = open_project_store(cfg, store, create=False)

@@ -32,7 +32,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Red
 from starlette.concurrency import run_in_threadpool
 
 from costar._util.server import BackgroundServer
-from costar.align.labels import QueueItem, TraceFacts, format_value, label_queue, new_label
+from costar.align.labeling import QueueItem, TraceFacts, format_value, label_queue, new_label
 from costar.errors import ConfigError, CostarError, StoreError
 from costar.labels import LabelConflictError, LabelError, UnknownTraceError, ValueType, ValueTypeLike
 from costar.report.html import CharBudget, HtmlLimits, Safe, el, esc, join, trace_details, value_block
@@ -350,7 +350,7 @@ def create_label_app(store: Store, name: str, *, run_id: str | None = None, queu
                      labeler: str | None = None, value_type: ValueTypeLike = "bool", limits: HtmlLimits | None = None,
                      allowed_hosts: Sequence[str] | None = LOOPBACK_HOSTS) -> FastAPI:
     """The labeling app for judge ``name`` over the traces of ``queue``, else of run ``run_id``,
-    else of the whole store (see :func:`costar.align.labels.label_queue`).
+    else of the whole store (see :func:`costar.align.labeling.label_queue`).
 
     ``labeler`` fixes who labels; without it the page asks (and remembers the answer in a cookie).
     ``allowed_hosts`` are the Host header names accepted (None accepts any: only behind a trusted

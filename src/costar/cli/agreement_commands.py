@@ -53,7 +53,8 @@ def agreement(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Agreement between two label sources: accuracy, Cohen's kappa, TPR/TNR, confusion matrix, CIs."""
-    from costar.align.agreement import agreement_between_files, format_agreement
+    from costar.align.agreement_files import agreement_between_files
+    from costar.align.agreement_results import format_agreement
 
     result = agreement_between_files(
         file_a, file_b, key, a_field, b_field, b_key=b_key,

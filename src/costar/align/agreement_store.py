@@ -26,18 +26,9 @@ from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from costar.align.agreement import (
-    DEFAULT_RESAMPLES,
-    DEFAULT_SEED,
-    AgreementError,
-    BinaryAgreement,
-    CategoricalAgreement,
-    LabelValue,
-    NoOverlapError,
-    binary_agreement,
-    categorical_agreement,
-)
-from costar.labels import SPLITS, GoldenSet, Split
+from costar.align.agreement_results import AgreementError, BinaryAgreement, CategoricalAgreement, NoOverlapError
+from costar.align.agreement_stats import DEFAULT_RESAMPLES, DEFAULT_SEED, binary_agreement, categorical_agreement
+from costar.labels import SPLITS, GoldenSet, LabelValue, Split
 from costar.store.base import Store
 from costar.verdict import Verdict
 

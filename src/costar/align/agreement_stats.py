@@ -8,8 +8,8 @@ Conventions, and why:
 * Label sources are dicts keyed by item id (items on one side only are excluded and counted)
   or equal-length sequences aligned by position. ``None`` or NaN marks an unlabelled item,
   also excluded and counted. Labels compare with ``==``, so ``True`` and ``1`` are one label
-  but ``1`` and ``"1"`` are two (load files with :mod:`costar.align.tables`, which
-  normalises spellings).
+  but ``1`` and ``"1"`` are two (files read with :mod:`costar.align.agreement_files`
+  have their spellings normalised first).
 * A statistic that is undefined on the data is ``None`` with a note, never an exception: a
   golden set on which both sides use a single class (every trace passed) is common, and its
   accuracy is still informative. Data that cannot be compared at all (no overlap, mismatched
@@ -24,49 +24,50 @@ Conventions, and why:
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from pathlib import Path
 from statistics import NormalDist
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
-from costar.align.tables import load_labels
-from costar.errors import CostarError
-from costar.labels import LabelValue, normalise_label
+from costar.align.agreement_results import (
+    AgreementError,
+    BinaryAgreement,
+    CategoricalAgreement,
+    ConfusionMatrix,
+    Coverage,
+    Interval,
+    Kappa,
+    LabelSetError,
+    LabelStats,
+    LengthMismatchError,
+    Level,
+    MultiRaterAgreement,
+    NoOverlapError,
+    Proportion,
+    Settings,
+    Statistic,
+    Weighting,
+    label_text,
+)
+from costar.labels import LabelValue
 from costar.stats import wilson_interval
 
 __all__ = [
-    "AgreementError",
-    "BinaryAgreement",
-    "CategoricalAgreement",
-    "ConfusionMatrix",
-    "Coverage",
-    "Interval",
-    "Kappa",
-    "LabelSetError",
-    "LabelStats",
-    "LabelValue",
-    "LengthMismatchError",
-    "MultiRaterAgreement",
-    "NoOverlapError",
-    "Proportion",
-    "Statistic",
-    "agreement_between_files",
+    "DEFAULT_RESAMPLES",
+    "DEFAULT_SEED",
     "binary_agreement",
     "categorical_agreement",
     "fleiss_kappa",
-    "format_agreement",
     "krippendorff_alpha",
+    "label_sort_key",
+    "pair_labels",
+    "percentile_interval",
     "proportion",
+    "unique_labels",
 ]
-
-Weighting = Literal["none", "linear", "quadratic"]
-Level = Literal["nominal", "ordinal", "interval"]
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_SEED = 0
@@ -81,226 +82,6 @@ _BOOTSTRAP_CELLS = 4_000_000
 # Ordinal alpha needs a k x k coincidence table per unit; beyond this many distinct values the
 # data is effectively continuous and level="interval" is the right (and cheap) choice.
 _ORDINAL_MAX_LABELS = 100
-_POSITIVE_NAMES = frozenset({"pass", "passed", "yes", "y", "true", "positive", "pos", "correct",
-                             "good", "accept", "accepted", "ok", "1"})
-
-
-class AgreementError(CostarError, ValueError):
-    """Labels that cannot be compared as given; the one-line message names the fix."""
-
-
-class NoOverlapError(AgreementError):
-    """No item carries a label from both sources (or, for many raters, from two raters)."""
-
-
-class LengthMismatchError(AgreementError):
-    """Positionally aligned inputs differ in length, or items differ in their number of ratings."""
-
-
-class LabelSetError(AgreementError):
-    """The labels do not fit the statistic: not two for binary, not ordered for weights, etc."""
-
-
-# ----------------------------------------------------------------------------------- results
-
-
-class Interval(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    low: float
-    high: float
-    method: Literal["wilson", "normal-se", "bootstrap-percentile"]
-
-
-class Proportion(BaseModel):
-    """``count / total`` with a Wilson interval; ``value`` is None when ``total`` is 0."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    value: float | None
-    count: int
-    total: int
-    ci: Interval | None = None
-
-
-class Statistic(BaseModel):
-    """A derived rate (balanced accuracy, F1) whose interval comes from the bootstrap."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    value: float | None
-    ci: Interval | None = None
-
-
-class Kappa(BaseModel):
-    """Cohen's kappa with its standard error, a normal interval and a bootstrap interval."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    value: float | None
-    weights: Weighting = "none"
-    se: float | None = None
-    ci: Interval | None = None
-    ci_bootstrap: Interval | None = None
-
-
-class ConfusionMatrix(BaseModel):
-    """Counts with rows = labels given by ``a`` (reference), columns = labels given by ``b``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    labels: list[LabelValue]
-    counts: list[list[int]]
-
-
-class Coverage(BaseModel):
-    """Which items were compared and why the others were not."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    n_a: int
-    n_b: int
-    used: int
-    only_a: int = 0
-    only_b: int = 0
-    unlabelled: int = Field(0, description="items on both sides with no label on at least one side")
-
-    @property
-    def excluded(self) -> int:
-        return self.only_a + self.only_b + self.unlabelled
-
-
-class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    confidence: float
-    resamples: int
-    seed: int | None
-
-
-class LabelStats(BaseModel):
-    """How b does on one label: recall over items a gave it, precision over items b gave it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    label: LabelValue
-    count_a: int
-    count_b: int
-    recall: Proportion
-    precision: Proportion
-
-
-class _Result(BaseModel, ABC):
-    model_config = ConfigDict(extra="forbid")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form (labels keep their JSON type: bool, number or string)."""
-        return self.model_dump(mode="json")
-
-    @abstractmethod
-    def format(self) -> str:
-        """Compact terminal text."""
-
-
-class BinaryAgreement(_Result):
-    kind: Literal["binary"] = "binary"
-    positive: LabelValue
-    negative: LabelValue
-    n: int
-    coverage: Coverage
-    accuracy: Proportion
-    kappa: Kappa
-    tpr: Proportion
-    tnr: Proportion
-    precision: Proportion
-    balanced_accuracy: Statistic
-    f1: Statistic
-    positive_rate_a: Proportion
-    positive_rate_b: Proportion
-    tp: int
-    fp: int
-    fn: int
-    tn: int
-    confusion: ConfusionMatrix
-    settings: Settings
-    notes: list[str] = Field(default_factory=list)
-
-    def format(self) -> str:
-        lines = [f"binary agreement, positive label {self.positive!r}: {_coverage_text(self.coverage)}",
-                 _proportion_line("accuracy", self.accuracy),
-                 *_kappa_lines("Cohen's kappa", self.kappa),
-                 _proportion_line("TPR (recall)", self.tpr),
-                 _proportion_line("TNR (specificity)", self.tnr),
-                 _proportion_line("precision", self.precision),
-                 _statistic_line("balanced accuracy", self.balanced_accuracy),
-                 _statistic_line("F1", self.f1),
-                 f"  {'positive rate':<19}a {_num(self.positive_rate_a.value)}, "
-                 f"b {_num(self.positive_rate_b.value)}"]
-        return "\n".join([*lines, *_confusion_lines(self.confusion), *_note_lines(self.notes)])
-
-
-class CategoricalAgreement(_Result):
-    kind: Literal["categorical"] = "categorical"
-    labels: list[LabelValue]
-    n: int
-    coverage: Coverage
-    accuracy: Proportion
-    kappa: Kappa
-    kappa_linear: Kappa | None = None
-    kappa_quadratic: Kappa | None = None
-    per_label: list[LabelStats]
-    confusion: ConfusionMatrix
-    settings: Settings
-    notes: list[str] = Field(default_factory=list)
-
-    def format(self) -> str:
-        lines = [f"categorical agreement over {len(self.labels)} labels: {_coverage_text(self.coverage)}",
-                 _proportion_line("accuracy", self.accuracy),
-                 *_kappa_lines("Cohen's kappa", self.kappa)]
-        if self.kappa_linear is not None:
-            lines += _kappa_lines("kappa, linear", self.kappa_linear)
-        if self.kappa_quadratic is not None:
-            lines += _kappa_lines("kappa, quadratic", self.kappa_quadratic)
-        lines.append("  per label (b against a):")
-        width = max(len(_label_text(s.label)) for s in self.per_label)
-        for stats in self.per_label:
-            lines.append(f"    {_label_text(stats.label):>{width}}  a {stats.count_a:>5}  b {stats.count_b:>5}"
-                         f"  recall {_num(stats.recall.value)}  precision {_num(stats.precision.value)}")
-        return "\n".join([*lines, *_confusion_lines(self.confusion), *_note_lines(self.notes)])
-
-
-class MultiRaterAgreement(_Result):
-    """Fleiss' kappa or Krippendorff's alpha over many raters.
-
-    ``observed`` and ``expected`` are the statistic's own terms: mean pairwise agreement and
-    chance agreement for Fleiss' kappa, observed and expected disagreement (D_o, D_e) for alpha.
-    """
-
-    kind: Literal["fleiss_kappa", "krippendorff_alpha"]
-    value: float | None
-    ci_bootstrap: Interval | None = None
-    level: Level | None = None
-    labels: list[LabelValue]
-    n_items: int
-    n_items_used: int
-    n_raters: int
-    n_ratings: int
-    observed: float | None = None
-    expected: float | None = None
-    settings: Settings
-    notes: list[str] = Field(default_factory=list)
-
-    def format(self) -> str:
-        if self.kind == "fleiss_kappa":
-            title = "Fleiss' kappa"
-            detail = (f"{self.n_items_used} items x {self.n_raters} raters; "
-                      f"observed agreement {_num(self.observed)}, chance {_num(self.expected)}")
-        else:
-            title = f"Krippendorff's alpha ({self.level})"
-            detail = (f"{self.n_items_used} of {self.n_items} units pairable, {self.n_raters} coders, "
-                      f"{self.n_ratings} values; D_o {_num(self.observed)}, D_e {_num(self.expected)}")
-        head = f"{title} {_num(self.value)}  bootstrap {_interval_text(self.ci_bootstrap)}"
-        return "\n".join([head, f"  {detail}", *_note_lines(self.notes)])
 
 
 # ------------------------------------------------------------------------------ input pairing
@@ -333,7 +114,7 @@ def _as_list(values: Any, name: str) -> list[Any]:
     return list(values)
 
 
-def _pair(a: Any, b: Any) -> _Pairs:
+def pair_labels(a: Any, b: Any) -> _Pairs:
     if isinstance(a, Mapping) != isinstance(b, Mapping):
         raise AgreementError("pass both label sources as dicts keyed by item id, or both as sequences "
                              "aligned by position")
@@ -393,21 +174,21 @@ def _no_overlap_message(a: Any, b: Any, coverage: Coverage) -> str:
 # ------------------------------------------------------------------------------------ labels
 
 
-def _unique(values: Iterable[LabelValue]) -> list[LabelValue]:
+def unique_labels(values: Iterable[LabelValue]) -> list[LabelValue]:
     return list(dict.fromkeys(values))
 
 
-def _sort_key(label: LabelValue) -> tuple[int, float, str]:
+def label_sort_key(label: LabelValue) -> tuple[int, float, str]:
     if isinstance(label, bool | int | float):
         return 0, float(label), ""
     return 1, 0.0, str(label)
 
 
 def _ordered_labels(observed: Iterable[LabelValue], labels: Sequence[LabelValue] | None) -> list[LabelValue]:
-    seen = _unique(observed)
+    seen = unique_labels(observed)
     if labels is None:
-        return sorted(seen, key=_sort_key)
-    order = _unique(labels)
+        return sorted(seen, key=label_sort_key)
+    order = unique_labels(labels)
     if len(order) != len(labels):
         raise LabelSetError("labels=[...] lists a label twice; list each label once, in order")
     allowed = set(order)
@@ -457,7 +238,8 @@ def proportion(count: int, total: int, confidence: float = 0.95) -> Proportion:
                       ci=Interval(low=low, high=high, method="wilson"))
 
 
-def _percentile_interval(samples: np.ndarray | None, confidence: float) -> Interval | None:
+def percentile_interval(samples: np.ndarray | None, confidence: float) -> Interval | None:
+    """The percentile interval of bootstrap replicates (None when too few are defined)."""
     if samples is None or samples.size == 0:
         return None
     finite = samples[np.isfinite(samples)]
@@ -579,13 +361,13 @@ def _kappa(table: np.ndarray, weighting: Weighting, boot: np.ndarray | None, con
     ci = Interval(low=max(-1.0, value - half), high=min(1.0, value + half), method="normal-se")
     samples = None if boot is None else _kappa_values(boot, weights)
     return Kappa(value=value, weights=weighting, se=se, ci=ci,
-                 ci_bootstrap=_percentile_interval(samples, confidence))
+                 ci_bootstrap=percentile_interval(samples, confidence))
 
 
 def _kappa_notes(kappa: Kappa, labels: Sequence[LabelValue]) -> list[str]:
     if kappa.value is not None:
         return []
-    return [f"kappa is undefined: both sides give every item the same label ({_label_text(labels[0])}), "
+    return [f"kappa is undefined: both sides give every item the same label ({label_text(labels[0])}), "
             "so chance agreement is 1; report accuracy, or add items of other classes"]
 
 
@@ -602,8 +384,8 @@ def binary_agreement(a: Any, b: Any, positive: LabelValue = True, *, negative: L
     intervals (they are not simple proportions); kappa gets both kinds.
     """
     settings = _settings(confidence, resamples, seed)
-    pairs = _pair(a, b)
-    positive, negative, notes = _binary_labels(_unique(chain(pairs.a, pairs.b)), positive, negative)
+    pairs = pair_labels(a, b)
+    positive, negative, notes = _binary_labels(unique_labels(chain(pairs.a, pairs.b)), positive, negative)
     table = _table(pairs.a, pairs.b, [negative, positive])
     boot = _bootstrap_tables(table, resamples, seed)
     (tn, fp), (fn, tp) = table.tolist()
@@ -628,7 +410,7 @@ def _binary_labels(observed: list[LabelValue], positive: LabelValue,
                    negative: LabelValue | None) -> tuple[LabelValue, LabelValue, list[str]]:
     if len(observed) > 2:
         raise LabelSetError(f"binary agreement needs two labels, found {len(observed)}: "
-                            f"{sorted(observed, key=_sort_key)[:6]!r}; use categorical_agreement or recode")
+                            f"{sorted(observed, key=label_sort_key)[:6]!r}; use categorical_agreement or recode")
     if negative is not None and negative == positive:
         raise LabelSetError(f"positive and negative are the same label {positive!r}; pass two different labels")
     # Report the data's own spelling (1 rather than True) when it equals the requested label.
@@ -667,7 +449,7 @@ def _balanced_accuracy(tpr: Proportion, tnr: Proportion, boot: np.ndarray | None
             boot_tpr = boot[:, 1, 1] / (boot[:, 1, 1] + boot[:, 1, 0])
             boot_tnr = boot[:, 0, 0] / (boot[:, 0, 0] + boot[:, 0, 1])
         samples = (boot_tpr + boot_tnr) / 2
-    return Statistic(value=(tpr.value + tnr.value) / 2, ci=_percentile_interval(samples, confidence))
+    return Statistic(value=(tpr.value + tnr.value) / 2, ci=percentile_interval(samples, confidence))
 
 
 def _f1(tp: int, fp: int, fn: int, boot: np.ndarray | None, confidence: float) -> Statistic:
@@ -678,7 +460,7 @@ def _f1(tp: int, fp: int, fn: int, boot: np.ndarray | None, confidence: float) -
         boot_tp = boot[:, 1, 1]
         with np.errstate(divide="ignore", invalid="ignore"):
             samples = 2 * boot_tp / (2 * boot_tp + boot[:, 0, 1] + boot[:, 1, 0])
-    return Statistic(value=2 * tp / (2 * tp + fp + fn), ci=_percentile_interval(samples, confidence))
+    return Statistic(value=2 * tp / (2 * tp + fp + fn), ci=percentile_interval(samples, confidence))
 
 
 # ----------------------------------------------------------------------------- categorical
@@ -694,7 +476,7 @@ def categorical_agreement(a: Any, b: Any, *, labels: Sequence[LabelValue] | None
     ordered by value; string labels have no order, so the weighted kappas are then omitted.
     """
     settings = _settings(confidence, resamples, seed)
-    pairs = _pair(a, b)
+    pairs = pair_labels(a, b)
     order = _ordered_labels(chain(pairs.a, pairs.b), labels)
     table = _table(pairs.a, pairs.b, order)
     boot = _bootstrap_tables(table, resamples, seed)
@@ -759,7 +541,7 @@ def fleiss_kappa(ratings: Any, *, counts: bool = False, labels: Sequence[LabelVa
         "Fleiss' kappa is undefined: every rating is the same label, so chance agreement is 1"]
     return MultiRaterAgreement(
         kind="fleiss_kappa", value=value if math.isfinite(value) else None,
-        ci_bootstrap=_percentile_interval(samples, confidence), labels=order,
+        ci_bootstrap=percentile_interval(samples, confidence), labels=order,
         n_items=n_items, n_items_used=n_items, n_raters=raters, n_ratings=n_items * raters,
         observed=observed, expected=chance, settings=settings, notes=notes,
     )
@@ -844,7 +626,7 @@ def krippendorff_alpha(data: Any, level: Level = "nominal", *, labels: Sequence[
         "alpha is undefined: all pairable values are identical, so there is no expected disagreement"]
     return MultiRaterAgreement(
         kind="krippendorff_alpha", value=value if math.isfinite(value) else None, level=level,
-        ci_bootstrap=_percentile_interval(samples, confidence), labels=order,
+        ci_bootstrap=percentile_interval(samples, confidence), labels=order,
         n_items=rated.shape[1], n_items_used=int(pairable.sum()), n_raters=len(rows),
         n_ratings=int(rated[:, pairable].sum()), observed=observed, expected=expected,
         settings=settings, notes=notes,
@@ -860,7 +642,7 @@ def _alpha(observed: np.ndarray, expected: np.ndarray) -> np.ndarray:
 def _coder_rows(data: Any) -> list[list[LabelValue | None]]:
     if isinstance(data, Mapping):
         coders = [_coder_mapping(name, row) for name, row in data.items()]
-        units = _unique(chain.from_iterable(coders))
+        units = unique_labels(chain.from_iterable(coders))
         return [[_to_label(row.get(unit)) for unit in units] for row in coders]
     if isinstance(data, np.ndarray) and data.ndim != 2:
         raise AgreementError(f"reliability data has shape {data.shape}; pass coders x units (2-d)")
@@ -980,139 +762,3 @@ def _ordinal_stats(counts: np.ndarray) -> tuple[_ItemStats, _Terms]:
     return _ItemStats.build(counts, stats_of), terms
 
 
-# ------------------------------------------------------------------------------- files + CLI
-
-
-def agreement_between_files(path_a: str | Path, path_b: str | Path, key: str, a_field: str, b_field: str, *,
-                            b_key: str | None = None, positive: LabelValue | None = None,
-                            labels: Sequence[LabelValue] | None = None,
-                            recode_a: Mapping[str, LabelValue | None] | None = None,
-                            recode_b: Mapping[str, LabelValue | None] | None = None,
-                            confidence: float = 0.95, resamples: int = DEFAULT_RESAMPLES,
-                            seed: int | None = DEFAULT_SEED) -> dict[str, Any]:
-    """Agreement of file B's labels with file A's (the reference), as a JSON-serialisable dict.
-
-    Items are matched on ``key`` (``b_key`` if B names its id differently). ``recode_a`` and
-    ``recode_b`` rename labels before comparing (``{"Tie": 0}``; a ``None`` target marks the
-    label as unlabelled so it is excluded and counted). The result is binary when the
-    compared items use exactly two labels (or ``positive`` is given), else categorical.
-    """
-    side_a = _recoded(load_labels(path_a, key, a_field), recode_a, "recode_a")
-    side_b = _recoded(load_labels(path_b, b_key or key, b_field), recode_b, "recode_b")
-    pairs = _pair(side_a.labels, side_b.labels)
-    observed = _unique(chain(pairs.a, pairs.b))
-    options: dict[str, Any] = {"confidence": confidence, "resamples": resamples, "seed": seed}
-    result: BinaryAgreement | CategoricalAgreement
-    if positive is not None or len(observed) == 2:
-        chosen, note = (positive, None) if positive is not None else _guess_positive(observed)
-        result = binary_agreement(side_a.labels, side_b.labels, chosen, **options)
-        result.notes += [note] if note else []
-    else:
-        result = categorical_agreement(side_a.labels, side_b.labels, labels=labels, **options)
-    result.notes += side_a.notes + side_b.notes
-    sources = {"a": side_a.describe(path_a, key, a_field), "b": side_b.describe(path_b, b_key or key, b_field)}
-    return {"sources": sources, **result.to_dict()}
-
-
-@dataclass
-class _Side:
-    labels: dict[str, LabelValue | None]
-    recode: dict[str, Any]
-    notes: list[str]
-
-    def describe(self, path: str | Path, key: str, field: str) -> dict[str, Any]:
-        return {"path": str(path), "key": key, "field": field, "items": len(self.labels),
-                "recode": self.recode}
-
-
-def _recoded(labels: dict[str, LabelValue | None], recode: Mapping[str, LabelValue | None] | None, name: str) -> _Side:
-    if not recode:
-        return _Side(labels, {}, [])
-    # Keys go through the same normalisation as file values, so "1" in a recode matches a 1.
-    table = {normalise_label(source): normalise_label(target) for source, target in recode.items()}
-    used = {source for source in table if any(value == source for value in labels.values())}
-    notes = [f"{name} entry {source!r} matched no label" for source in table if source not in used]
-    mapped = {item: table.get(value, value) if value is not None else None for item, value in labels.items()}
-    return _Side(mapped, {str(k): v for k, v in recode.items()}, notes)
-
-
-def _guess_positive(observed: list[LabelValue]) -> tuple[LabelValue, str | None]:
-    named = [x for x in observed if str(x).strip().lower() in _POSITIVE_NAMES]
-    if len(named) == 1:
-        return named[0], None
-    chosen = sorted(observed, key=_sort_key)[-1]
-    return chosen, f"positive label chosen as {chosen!r} (last in sorted order); pass positive= to choose"
-
-
-_RESULT_TYPES: dict[str, type[_Result]] = {
-    "binary": BinaryAgreement, "categorical": CategoricalAgreement,
-    "fleiss_kappa": MultiRaterAgreement, "krippendorff_alpha": MultiRaterAgreement,
-}
-
-
-def format_agreement(result: Mapping[str, Any] | _Result) -> str:
-    """Terminal text for a result model or for the dict :func:`agreement_between_files` returns."""
-    if isinstance(result, _Result):
-        return result.format()
-    body = {k: v for k, v in result.items() if k != "sources"}
-    kind = body.get("kind")
-    if kind not in _RESULT_TYPES:
-        raise AgreementError(f"not an agreement result (kind={kind!r}); pass what agreement_between_files returns")
-    text = _RESULT_TYPES[kind].model_validate(body).format()
-    sources = result.get("sources")
-    if not sources:
-        return text
-    header = [f"{side} = {src['path']} [{src['field']}] by {src['key']}" + (" (reference)" if side == "a" else "")
-              for side, src in sources.items()]
-    return "\n".join([*header, text])
-
-
-# ----------------------------------------------------------------------------- formatting
-
-
-def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
-
-
-def _interval_text(ci: Interval | None) -> str:
-    return "n/a" if ci is None else f"[{ci.low:.3f}, {ci.high:.3f}]"
-
-
-def _label_text(label: LabelValue) -> str:
-    return label if isinstance(label, str) else repr(label)
-
-
-def _coverage_text(coverage: Coverage) -> str:
-    text = f"{coverage.used} items"
-    if coverage.excluded:
-        text += (f" (excluded: {coverage.only_a} only in a, {coverage.only_b} only in b, "
-                 f"{coverage.unlabelled} unlabelled)")
-    return text
-
-
-def _proportion_line(name: str, p: Proportion) -> str:
-    return f"  {name:<19}{_num(p.value)}  CI {_interval_text(p.ci)}  {p.count}/{p.total}"
-
-
-def _statistic_line(name: str, s: Statistic) -> str:
-    return f"  {name:<19}{_num(s.value)}  bootstrap {_interval_text(s.ci)}"
-
-
-def _kappa_lines(name: str, kappa: Kappa) -> list[str]:
-    if kappa.value is None:
-        return [f"  {name:<19}n/a (undefined)"]
-    return [f"  {name:<19}{_num(kappa.value)}  CI {_interval_text(kappa.ci)} (SE {_num(kappa.se)}), "
-            f"bootstrap {_interval_text(kappa.ci_bootstrap)}"]
-
-
-def _confusion_lines(confusion: ConfusionMatrix) -> list[str]:
-    names = [_label_text(x) for x in confusion.labels]
-    width = max(6, *(len(x) for x in names), *(len(str(c)) for row in confusion.counts for c in row))
-    lines = ["  confusion (rows a, columns b):", "    " + " " * width + "".join(f" {x:>{width}}" for x in names)]
-    for name, row in zip(names, confusion.counts, strict=True):
-        lines.append(f"    {name:>{width}}" + "".join(f" {c:>{width}}" for c in row))
-    return lines
-
-
-def _note_lines(notes: list[str]) -> list[str]:
-    return [f"  note: {note}" for note in notes]

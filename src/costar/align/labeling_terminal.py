@@ -16,7 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from costar.align.labels import QueueItem, format_value, label_queue, new_label
+from costar.align.labeling import QueueItem, format_value, label_queue, new_label
 from costar.labels import LabelError, ValueType, ValueTypeLike
 from costar.store.base import Store
 from costar.summary import fmt_seconds, plural

@@ -26,7 +26,7 @@ def compare(
 
     Exits 1 on a significant regression, so CI can gate on it."""
     from costar.compare import compare_runs
-    from costar.report.compare import render_comparison
+    from costar.report.terminal_comparison import render_comparison
 
     if correction not in ("holm", "none"):
         raise typer.BadParameter("--correction must be 'holm' or 'none'")
@@ -70,7 +70,7 @@ def metrics(
 
     Alerts inform; only a limit set with --max (or a scenario's metadata.metric_thresholds) fails."""
     from costar.metrics import check_metrics
-    from costar.report.compare import render_metrics
+    from costar.report.terminal_comparison import render_metrics
 
     cfg = load_project(config)
     st = open_project_store(cfg, store, create=False)
