@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from costar import api
 from costar.cli.common import app, console
 from costar.errors import ConfigError
 
@@ -53,10 +54,7 @@ def agreement(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Agreement between two label sources: accuracy, Cohen's kappa, TPR/TNR, confusion matrix, CIs."""
-    from costar.align.agreement_files import agreement_between_files
-    from costar.align.agreement_results import format_agreement
-
-    result = agreement_between_files(
+    result = api.agreement_between_files(
         file_a, file_b, key, a_field, b_field, b_key=b_key,
         positive=_label(positive) if positive is not None else None,
         labels=[_label(x) for x in labels.split(",")] if labels else None,
@@ -65,4 +63,4 @@ def agreement(
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
-        console.print(format_agreement(result), markup=False, highlight=False, soft_wrap=True)
+        console.print(api.format_agreement(result), markup=False, highlight=False, soft_wrap=True)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from costar import api
 from costar.cli.common import ConfigOpt, StoreOpt, app, console, load_project, open_project_store
 from costar.errors import ConfigError
 
@@ -25,14 +26,13 @@ def compare(
     """Per scenario and judge: improved / regressed / unchanged / inconclusive (exact test over trials).
 
     Exits 1 on a significant regression, so CI can gate on it."""
-    from costar.compare import compare_runs
     from costar.report.terminal_comparison import render_comparison
 
     if correction not in ("holm", "none"):
         raise typer.BadParameter("--correction must be 'holm' or 'none'")
     cfg = load_project(config)
     st = open_project_store(cfg, store, create=False)
-    comparison = compare_runs(st, base, head, alpha=alpha, correction=correction)  # type: ignore[arg-type]
+    comparison = api.compare_runs(st, base, head, alpha=alpha, correction=correction)  # type: ignore[arg-type]
     if as_json:
         sys.stdout.write(comparison.model_dump_json(indent=2) + "\n")
     else:
@@ -69,12 +69,11 @@ def metrics(
     """Tokens, cost, latency, calls, errors and retries per scenario, with alerts against history.
 
     Alerts inform; only a limit set with --max (or a scenario's metadata.metric_thresholds) fails."""
-    from costar.metrics import check_metrics
     from costar.report.terminal_comparison import render_metrics
 
     cfg = load_project(config)
     st = open_project_store(cfg, store, create=False)
-    report = check_metrics(st, st.resolve_run_id(run_id), history=history, threshold=threshold,
+    report = api.check_metrics(st, st.resolve_run_id(run_id), history=history, threshold=threshold,
                            min_change=min_change, thresholds=_limits(limits))
     if as_json:
         sys.stdout.write(report.model_dump_json(indent=2) + "\n")

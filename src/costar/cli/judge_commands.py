@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from costar import api
 from costar.cli.common import (
     ConfigOpt,
     StoreOpt,
@@ -45,10 +46,8 @@ def judges_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """The judges this project can use: its judges/ folder, plugins and built-in templates."""
     from dataclasses import asdict
 
-    from costar.api import list_judges
-
     cfg = load_project(config)
-    infos = list_judges(cfg)
+    infos = api.list_judges(cfg)
     if as_json:
         sys.stdout.write(json.dumps([asdict(i) for i in infos], indent=2, default=str) + "\n")
         return
@@ -74,29 +73,19 @@ def judges_check(
     as_json: JsonOpt = False,
 ) -> None:
     """Fail (exit 1) when a judge's agreement with human labels is below its declared floor."""
-    from costar.align.gates import JudgeFloor, check_agreement_floors
-    from costar.api import list_judges
-
     cfg = load_project(config)
-    floors: list[JudgeFloor] = []
-    for info in list_judges(cfg):
-        if info.agreement_floor:
-            spec = {**info.agreement_floor, "use_lower_bound": lower_bound or info.agreement_floor.get(
-                "use_lower_bound", False)}
-            if golden:
-                spec["golden"], spec["split"] = golden, split
-            floors.append(JudgeFloor(name=info.name, **spec))
+    floors = api.agreement_floors(cfg, golden=golden, split=split, lower_bound=lower_bound)
     for text in floor or []:
         m = _FLOOR.match(text.replace(" ", ""))
         if not m:
             raise ConfigError(f"--floor takes NAME:METRIC>=MIN (e.g. outcome:kappa>=0.6), got {text!r}")
-        floors.append(JudgeFloor(name=m["name"], metric=m["metric"], min=float(m["min"]), golden=golden,  # type: ignore[arg-type]
-                                 split=split, use_lower_bound=lower_bound))  # type: ignore[arg-type]
+        floors.append(api.JudgeFloor(name=m["name"], metric=m["metric"], min=float(m["min"]),  # type: ignore[arg-type]
+                                     golden=golden, split=split, use_lower_bound=lower_bound))  # type: ignore[arg-type]
     if not floors:
         # Nothing declared is nothing failing: a CI gate on a fresh project stays green.
         console.print("no agreement floors declared (agreement_floor in judges/, or --floor): nothing to check")
         return
-    report = check_agreement_floors(open_project_store(cfg, store, create=False), floors)
+    report = api.check_agreement_floors(open_project_store(cfg, store, create=False), floors)
     _emit(report, as_json)
     raise typer.Exit(report.exit_code)
 
@@ -117,19 +106,17 @@ def judges_agreement_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Agreement of a judge with human labels (or human vs human, judge vs judge), with intervals."""
-    from costar.align.agreement_store import judge_agreement, judges_agreement, labeler_agreement
-
     cfg = load_project(config)
     st = open_project_store(cfg, store, create=False)
     run_id = st.resolve_run_id(run) if run else None
     if labelers:
-        result = labeler_agreement(st, name, labelers[0], labelers[1], golden=golden, version=version,
+        result = api.labeler_agreement(st, name, labelers[0], labelers[1], golden=golden, version=version,
                                    split=split if golden else "all", run_id=run_id)  # type: ignore[arg-type]
     elif vs:
-        result = judges_agreement(st, name, vs, golden=golden, version=version, split=split,  # type: ignore[arg-type]
+        result = api.judges_agreement(st, name, vs, golden=golden, version=version, split=split,  # type: ignore[arg-type]
                                   run_id=run_id)
     else:
-        result = judge_agreement(st, name, golden=golden, version=version, split=split,  # type: ignore[arg-type]
+        result = api.judge_agreement(st, name, golden=golden, version=version, split=split,  # type: ignore[arg-type]
                                  labeler=labeler, fingerprint=fingerprint, run_id=run_id)
     _emit(result, as_json)
 
@@ -148,18 +135,16 @@ def judges_uncertain(
     store: StoreOpt = None,
 ) -> None:
     """Active learning: rank unlabeled traces by judge uncertainty; label the top k first."""
-    from costar.align.active import format_candidates, queue_file, rank_for_labeling
-
     if queue_out is not None:
         writable_file(queue_out)
     cfg = load_project(config)
     st = open_project_store(cfg, store, create=False)
-    candidates = rank_for_labeling(st, name, k=k, run_id=st.resolve_run_id(run) if run else None, labeler=labeler,
+    candidates = api.rank_for_labeling(st, name, k=k, run_id=st.resolve_run_id(run) if run else None, labeler=labeler,
                                    related=related or (), threshold=threshold, margin=margin)
-    console.print(format_candidates(candidates), markup=False, highlight=False)
+    console.print(api.format_candidates(candidates), markup=False, highlight=False)
     if queue_out is not None and candidates:
         with writing(queue_out):
-            queue_file(candidates, queue_out)
+            api.queue_file(candidates, queue_out)
         console.print(f"queue: {queue_out} (label them with: costar label {name} --queue {queue_out})",
                       markup=False, highlight=False)
 
@@ -176,11 +161,9 @@ def judges_corrected(
     as_json: JsonOpt = False,
 ) -> None:
     """The true pass rate estimated from judge verdicts plus a golden set (Rogan–Gladen and PPI)."""
-    from costar.align.corrected import corrected_pass_rate
-
     cfg = load_project(config)
     st = open_project_store(cfg, store, create=False)
-    _emit(corrected_pass_rate(st, name, run_id=st.resolve_run_id(run), golden=golden, split=split,  # type: ignore[arg-type]
+    _emit(api.corrected_pass_rate(st, name, run_id=st.resolve_run_id(run), golden=golden, split=split,  # type: ignore[arg-type]
                               seed=seed), as_json)
 
 
@@ -207,9 +190,6 @@ def judges_align(
     as_json: JsonOpt = False,
 ) -> None:
     """Align a judge to its golden set; the new version is promoted only if held-out agreement does not drop."""
-    from costar.align.optimize import AlignBudget
-    from costar.align.versions import align_judge
-
     if promote not in ("auto", "never", "force"):
         raise typer.BadParameter("--promote must be auto, never or force")
     cfg = load_project(config)
@@ -219,10 +199,9 @@ def judges_align(
         options.update({k_: v for k_, v in (("embedder", embedder), ("k", k), ("model", reflection_model)) if v is not None})
     elif optimizer == "gepa" and reflection_model:
         options["reflection_model"] = reflection_model
-    result, recorded = align_judge(
-        st, name, optimizer, golden=golden, golden_version=golden_version,
-        budget=AlignBudget(max_metric_calls=budget, max_seconds=max_seconds, concurrency=concurrency, seed=seed),
-        project_dir=cfg.root, judges_dir=cfg.judges_dir, default_model=cfg.models.get("judge"),
+    result, recorded = api.align_judge(
+        name, optimizer, project=cfg, store=st, golden=golden, golden_version=golden_version,
+        budget=api.AlignBudget(max_metric_calls=budget, max_seconds=max_seconds, concurrency=concurrency, seed=seed),
         record=not dry_run, promote=promote, options=options)  # type: ignore[arg-type]
     if as_json:
         payload = {"report": result.report.model_dump(mode="json"),
@@ -242,11 +221,9 @@ def judges_align(
 
 
 def _versions(cfg: Any, store: str | None, *, create: bool = True) -> Any:
-    from costar.align.versions import VersionRegistry
-
     if not create:  # reading versions needs only their folder: no store is created to look
-        return VersionRegistry(cfg.local_path(store), cfg.root)
-    return VersionRegistry(open_project_store(cfg, store).root, cfg.root)
+        return api.judge_versions(cfg, store)
+    return api.judge_versions(cfg, open_project_store(cfg, store))
 
 
 @judges_app.command("versions")

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from costar import api
 from costar.cli.common import (
     ConfigOpt,
     StoreOpt,
@@ -68,18 +69,14 @@ def label(
     st = open_project_store(cfg, store)
     run_id = st.resolve_run_id(run) if run else None
     if web:
-        from costar.align.labeling_web import run_label_server
-
-        run_label_server(st, name, host=host, port=port, allow_remote=allow_remote, run_id=run_id,
+        api.run_label_server(st, name, host=host, port=port, allow_remote=allow_remote, run_id=run_id,
                          queue=_ids(queue), labeler=labeler, value_type=value_type(vtype),
                          on_ready=lambda url: console.print(f"labeling {name}: open {url} (Ctrl-C to stop)",
                                                             markup=False, highlight=False))
         return
     if not labeler:
         raise typer.BadParameter("--labeler is required in the terminal (who is labeling?)")
-    from costar.align.labeling_terminal import label_in_terminal
-
-    label_in_terminal(st, name, run_id=run_id, queue=_ids(queue), labeler=labeler,  # it prints its summary
+    api.label_in_terminal(st, name, run_id=run_id, queue=_ids(queue), labeler=labeler,  # it prints its summary
                       value_type=value_type(vtype), console=console, relabel=relabel)
 
 
@@ -89,12 +86,10 @@ def labels_export(file: Annotated[Path, typer.Argument(help="A .csv or .jsonl fi
                   labeler: Annotated[str | None, typer.Option("--labeler")] = None,
                   config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Write labels keyed by trace id (trace_id, name, value, labeler, rationale, created_at)."""
-    from costar.align.label_files import export_labels
-
     writable_file(file)
     st = open_project_store(load_project(config), store, create=False)
     with writing(file):
-        n = export_labels(st, file, name=name, labeler=labeler)
+        n = api.export_labels(st, file, name=name, labeler=labeler)
     console.print(f"exported {n} labels to {file}", markup=False, highlight=False)
 
 
@@ -106,10 +101,8 @@ def labels_import(file: Annotated[Path, typer.Argument(help="CSV, TSV, JSONL or 
                   replace: Annotated[bool, typer.Option("--replace", help="Overwrite conflicting labels.")] = False,
                   config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Import labels; every row is checked first and nothing is written on any error."""
-    from costar.align.label_files import import_labels
-
     st = open_project_store(load_project(config), store)
-    res = import_labels(st, file, name=name, labeler=labeler, value_type=value_type(vtype), replace=replace)
+    res = api.import_labels(st, file, name=name, labeler=labeler, value_type=value_type(vtype), replace=replace)
     console.print(res.format(), markup=False, highlight=False)
 
 
@@ -145,11 +138,9 @@ def golden_create(name: Annotated[str, typer.Argument()], judge: Annotated[str, 
                   note: Annotated[str, typer.Option("--note")] = "",
                   config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Create a golden set from labeled traces (or a new version with exactly these traces)."""
-    from costar.align.golden import create_golden_set
-
     st = open_project_store(load_project(config), store)
     fr = [float(x) for x in fractions.split(",")] if fractions else None
-    _show_set(create_golden_set(st, name, judge, _ids(traces), seed=seed, fractions=fr, labeler=labeler,
+    _show_set(api.create_golden_set(st, name, judge, _ids(traces), seed=seed, fractions=fr, labeler=labeler,
                                 min_per_class=min_per_class, note=note))
 
 
@@ -158,10 +149,8 @@ def golden_add(name: Annotated[str, typer.Argument()], trace_ids: Annotated[list
                note: Annotated[str, typer.Option("--note")] = "", config: ConfigOpt = None,
                store: StoreOpt = None) -> None:
     """A new version with these traces added (default: every trace labeled since)."""
-    from costar.align.golden import extend_golden_set
-
     st = open_project_store(load_project(config), store)
-    _show_set(extend_golden_set(st, name, trace_ids or None, note=note))
+    _show_set(api.extend_golden_set(st, name, trace_ids or None, note=note))
 
 
 @golden_app.command("remove")
@@ -169,29 +158,23 @@ def golden_remove(name: Annotated[str, typer.Argument()], trace_ids: Annotated[l
                   note: Annotated[str, typer.Option("--note")] = "", config: ConfigOpt = None,
                   store: StoreOpt = None) -> None:
     """A new version without these traces."""
-    from costar.align.golden import remove_from_golden_set
-
     st = open_project_store(load_project(config), store)
-    _show_set(remove_from_golden_set(st, name, trace_ids, note=note))
+    _show_set(api.remove_from_golden_set(st, name, trace_ids, note=note))
 
 
 @golden_app.command("show")
 def golden_show(name: Annotated[str, typer.Argument()], version: Annotated[int | None, typer.Option("--version")] = None,
                 config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """A golden set's splits and label counts."""
-    from costar.align.golden import get_golden_set
-
-    _show_set(get_golden_set(open_project_store(load_project(config), store, create=False), name, version))
+    _show_set(api.get_golden_set(open_project_store(load_project(config), store, create=False), name, version))
 
 
 @golden_app.command("list")
 def golden_list(all_versions: Annotated[bool, typer.Option("--all-versions")] = False,
                 config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Golden sets (latest versions, or all)."""
-    from costar.align.golden import list_golden_sets
-
     table = Table("name", "version", "judge", "examples", "note")
-    for info in list_golden_sets(open_project_store(load_project(config), store, create=False),
+    for info in api.list_golden_sets(open_project_store(load_project(config), store, create=False),
                                  all_versions=all_versions):
         table.add_row(*cells(info.name, info.version, info.judge_name, info.size, info.note))
     console.print(table)
@@ -202,9 +185,7 @@ def golden_diff(name: Annotated[str, typer.Argument()], old: Annotated[int, type
                 new: Annotated[int | None, typer.Argument()] = None, config: ConfigOpt = None,
                 store: StoreOpt = None) -> None:
     """What changed between two versions of a golden set."""
-    from costar.align.golden import diff_golden_set
-
-    d = diff_golden_set(open_project_store(load_project(config), store, create=False), name, old, new)
+    d = api.diff_golden_set(open_project_store(load_project(config), store, create=False), name, old, new)
     console.print(f"{d.name} v{d.old_version} → v{d.new_version}: {len(d.added)} added, {len(d.removed)} removed, "
                   f"{len(d.relabeled)} relabeled", markup=False, highlight=False)
     for e in d.added:

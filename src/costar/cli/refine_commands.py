@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from costar import api
 from costar.cli.common import ConfigOpt, app, console, load_project
 from costar.errors import ConfigError
 
@@ -25,19 +26,18 @@ def refine(
 ) -> None:
     """Run the suite, brief a coding assistant on the failures, try its patches in git worktrees,
     keep only attempts that improve without regressions (train and held-out). Nothing is merged."""
-    from costar.refine import RefineOptions, Refiner, make_assistant
     from costar.refine.report import render_markdown
 
     cfg = load_project(config)
     spec = assistant or cfg.refine.assistant
     if spec is None:
         raise ConfigError("no coding assistant: pass --assistant or set refine.assistant in costar.yaml")
-    helper = make_assistant(spec, components=cfg.refine.components)
-    options = RefineOptions(iterations=iterations or cfg.refine.iterations, trials=trials,
+    helper = api.make_assistant(spec, components=cfg.refine.components)
+    options = api.RefineOptions(iterations=iterations or cfg.refine.iterations, trials=trials,
                             budget_usd=budget_usd, budget_seconds=budget_seconds,
                             exclude_tags=tuple(exclude_tag or ()))
     path = config or (cfg.root / "costar.yaml" if (cfg.root / "costar.yaml").exists() else None)
-    report = Refiner(path, helper, options, say=lambda m: console.print(m, markup=False, highlight=False)).run()
+    report = api.refine(path, helper, options, say=lambda m: console.print(m, markup=False, highlight=False))
     if as_json:
         sys.stdout.write(report.model_dump_json(indent=2) + "\n")
     else:

@@ -26,7 +26,6 @@ from costar.cli.common import (
     writing,
 )
 from costar.errors import CostarError
-from costar.run.harness import HarnessOptions
 
 
 def _check_outputs(*paths: Path | None) -> None:
@@ -87,7 +86,7 @@ def run(
     paths: list[str | Path] | None = [str(p) for p in suite] if suite else [cfg.path(s) for s in cfg.suite] or None
     # A resumed run keeps the agent it was started with, unless --agent says otherwise.
     agent_spec = agent if agent is not None else (None if resume else cfg.agent_spec())
-    options = HarnessOptions(concurrency=concurrency or cfg.concurrency, trials=trials or cfg.trials,
+    options = api.HarnessOptions(concurrency=concurrency or cfg.concurrency, trials=trials or cfg.trials,
                              timeout=timeout or cfg.timeout, keep_workspaces=keep_workspaces)
     selection = api.Selection(ids=ids or (), tags=tags or (), exclude_tags=exclude_tags or (), split=split)
     show = progress and console.is_terminal
@@ -132,11 +131,9 @@ def run(
 
 def _metric_alerts(outcome: api.RunOutcome) -> None:
     """Operational anomalies against this agent's earlier runs: they inform, they never gate."""
-    from costar.metrics import check_metrics
-
     if outcome.store is None:
         return
-    report = check_metrics(outcome.store, outcome.run.run_id)
+    report = api.check_metrics(outcome.store, outcome.run.run_id)
     for scenario_id, check in report.alerts:
         console.print(f"[yellow]⚠ metric alert[/] {escape(str(scenario_id))}: {escape(str(check.message))}",
                       highlight=False)
@@ -210,11 +207,9 @@ def runs(config: ConfigOpt = None, store: StoreOpt = None,
 @app.command()
 def schema(output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to a file.")] = None) -> None:
     """Print the JSON Schema of scenario files (point your editor's YAML plugin at it)."""
-    from costar.scenario import scenario_json_schema
-
     if output:
         writable_file(output)
-    text = json.dumps(scenario_json_schema(), indent=2)
+    text = json.dumps(api.scenario_json_schema(), indent=2)
     if output:
         with writing(output):
             output.parent.mkdir(parents=True, exist_ok=True)
@@ -234,13 +229,11 @@ def scenarios(
     """Validate and list scenarios (nothing runs)."""
     from rich.table import Table
 
-    from costar.scenario import load_suite
-
     cfg = load_project(config)
     paths = [str(p) for p in suite] if suite else [str(cfg.path(s)) for s in cfg.suite]
     if not paths:
         raise CostarError("no scenarios given: pass a path or set 'suite' in costar.yaml")
-    found = api.Selection(ids=ids or (), tags=tags or (), split=split).apply(load_suite(paths))
+    found = api.Selection(ids=ids or (), tags=tags or (), split=split).apply(api.load_suite(paths))
     table = Table("id", "split", "tags", "trials", "checks", "criteria", "judges")
     for sc in found:
         table.add_row(*cells(sc.id, sc.split, ",".join(sc.tags), sc.trials, len(sc.expectations.checks),

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from costar import api
 from costar.cli.common import (
     ConfigOpt,
     StoreOpt,
@@ -76,17 +77,15 @@ def traces_export(
     store: StoreOpt = None,
 ) -> None:
     """Export a run's traces (with verdicts and artifacts) without loss."""
-    from costar.transfer import export_run
-
     if output is not None:
         writable_file(output)
     cfg = load_project(config)
     st = open_project_store(cfg, store, create=False)
     if output is None:
-        n = export_run(st, run_id, fmt, None)
+        n = api.export_run(st, run_id, fmt, None)
     else:
         with writing(output):
-            n = export_run(st, run_id, fmt, output)
+            n = api.export_run(st, run_id, fmt, output)
     err_console.print(f"exported {n} traces" + (f" to {output}" if output else ""), markup=False, highlight=False)
 
 
@@ -99,11 +98,9 @@ def traces_import(
     run_id: Annotated[str | None, typer.Option("--run-id", help="Import into this new run id.")] = None,
 ) -> None:
     """Import traces recorded elsewhere into a new run, ready for 'costar assess'."""
-    from costar.transfer import import_into_store
-
     cfg = load_project(config)
     st = open_project_store(cfg, store)
-    res = import_into_store(st, file, run_id=run_id)
+    res = api.import_into_store(st, file, run_id=run_id)
     console.print(f"imported {res.traces} traces ({res.format}) into run {', '.join(res.run_ids)}"
                   + (f" with {res.verdicts} verdicts" if res.verdicts else "")
                   + (f"; {res.skipped} already in the store were skipped" if res.skipped else ""),
