@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from costar.align import versions as align_versions
 from costar.config import ProjectConfig, load_config
 from costar.judges.registry import JudgeInfo, JudgeRegistry
+from costar.plugins import PluginInfo, describe_groups
 from costar.run.harness import HarnessOptions
 from costar.store import open_store
 from costar.store.base import Store
@@ -98,6 +99,7 @@ __all__ = [
     "align_judge",
     "judge_versions",
     "agreement_floors",
+    "list_plugins",
     *_JUDGE_LOOP,
 ]
 
@@ -170,3 +172,12 @@ def agreement_floors(project: ProjectConfig | str | Path | None = None, *, golde
                 spec["golden"], spec["split"] = golden, split
             floors.append(JudgeFloor(name=info.name, **spec))
     return floors
+
+
+# --------------------------------------------------------------------------- plugins
+
+
+def list_plugins() -> dict[str, list[PluginInfo]]:
+    """Every name of every plugin group and where it comes from (built-in, plugin or registered in
+    code), without importing any plugin. What ``costar plugins`` shows."""
+    return describe_groups()

@@ -10,7 +10,7 @@ from costar.errors import CostarError
 
 # Each module registers its commands when imported; this order is the order `costar --help` shows.
 for _module in ("run_commands", "compare_commands", "trace_commands", "judge_commands", "label_commands",
-                "refine_commands", "model_commands", "agreement_commands", "store_commands"):
+                "refine_commands", "model_commands", "agreement_commands", "store_commands", "plugin_commands"):
     importlib.import_module(f"costar.cli.{_module}")
 
 
