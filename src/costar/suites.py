@@ -34,6 +34,8 @@ from costar.verdict import Verdict
 
 @dataclass
 class Selection:
+    """Which scenarios of a suite to run: id globs (any of), tags (any of), excluded tags, a split."""
+
     ids: Sequence[str] = ()
     tags: Sequence[str] = ()
     exclude_tags: Sequence[str] = ()
@@ -57,6 +59,9 @@ class RunEvents:
 
 @dataclass
 class RunOutcome:
+    """What running (or re-scoring) a suite produced: the run record, its summary and, when the
+    agent ran, the harness's and the assessor's statistics."""
+
     run: Run
     summary: RunSummary
     harness: HarnessResult | None = None

@@ -1,7 +1,7 @@
 """Agreement measured on the store: a judge's verdicts against the human labels of the same name,
 two labelers against each other, or two judges (two verdict names, or two versions of one judge).
 
-The statistics are :mod:`costar.align.agreement`'s; this module decides which values meet, and
+The statistics are :mod:`costar.align.agreement_stats`'s; this module decides which values meet, and
 accounts for every trace that could not be compared:
 
 * The judge side is the newest verdict per trace among judges still configured (what reports
