@@ -95,40 +95,51 @@ def _dist_key(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _distribution(ep: EntryPoint) -> str:
+@dataclass(frozen=True)
+class _Entry:
+    """One entry point with the facts about its distribution read once (reading a distribution's
+    name parses its METADATA file every time)."""
+
+    name: str
+    value: str
+    distribution: str
+    builtin: bool
+
+
+def _entry(ep: EntryPoint) -> _Entry:
     dist = getattr(ep, "dist", None)
     if dist is None:
-        return "unknown"
-    return f"{dist.name} {dist.version}"
-
-
-def _is_builtin(ep: EntryPoint) -> bool:
-    dist = getattr(ep, "dist", None)
-    return dist is not None and _dist_key(dist.name) == BUILTIN_DISTRIBUTION
+        return _Entry(ep.name, ep.value, "unknown", False)
+    name = dist.name
+    return _Entry(ep.name, ep.value, f"{name} {dist.version}", _dist_key(name) == BUILTIN_DISTRIBUTION)
 
 
 _scan_lock = threading.Lock()
-_scans: dict[tuple[str, tuple[str, ...]], tuple[EntryPoint, ...]] = {}
+_scans: dict[tuple[str, tuple[str, ...]], tuple[_Entry, ...]] = {}
 
 
-def _scan(group: str) -> tuple[EntryPoint, ...]:
+def _scan(group: str) -> tuple[_Entry, ...]:
     """The group's entry points, read once per sys.path (a test or a notebook may add a folder)."""
     key = (group, tuple(sys.path))
     with _scan_lock:
         found = _scans.get(key)
         if found is None:
-            found = _scans[key] = tuple(entry_points(group=group))
+            found = _scans[key] = tuple(_entry(ep) for ep in entry_points(group=group))
         return found
 
 
 def refresh() -> None:
     """Read entry points again (after installing a distribution in a running process)."""
+    global _generation
     with _scan_lock:
         _scans.clear()
+    with _registered_lock:
+        _generation += 1
 
 
 _registered_lock = threading.RLock()
 _registered: dict[str, dict[str, Any]] = {}
+_generation = 0  # changes whenever a registration (or a refresh) may change what a name resolves to
 
 
 def register(group: str, name: str, obj: Any) -> None:
@@ -136,14 +147,18 @@ def register(group: str, name: str, obj: Any) -> None:
     ``name`` for the whole process; it takes precedence over plugins and built-ins."""
     if group not in GROUPS:
         raise PluginError(f"unknown plugin group {group!r} (groups: {', '.join(GROUPS)})")
+    global _generation
     with _registered_lock:
         _registered.setdefault(group, {})[name] = obj
+        _generation += 1
 
 
 def unregister(group: str, name: str) -> None:
     """Undo :func:`register` (a plugin or built-in of that name is used again)."""
+    global _generation
     with _registered_lock:
         _registered.get(group, {}).pop(name, None)
+        _generation += 1
 
 
 def _reference_of(obj: Any) -> str:
@@ -173,7 +188,10 @@ class PluginGroup(Generic[T]):
         self._fold_case = fold_case
         self._lock = threading.RLock()
         self._own: dict[str, Any] = {}
+        self._own_generation = 0
         self._loaded: dict[tuple[Origin, str, int], T] = {}
+        self._view_key: tuple[Any, ...] | None = None
+        self._view: tuple[dict[str, Any], dict[str, list[_Entry]], list[str]] = ({}, {}, [])
 
     def _key(self, name: str) -> str:
         return name.lower() if self._fold_case else name
@@ -185,51 +203,60 @@ class PluginGroup(Generic[T]):
         ``"module:attribute"`` reference, imported on first use."""
         with self._lock:
             self._own[self._key(name)] = obj
+            self._own_generation += 1
 
     def unregister(self, name: str) -> None:
         with self._lock:
             self._own.pop(self._key(name), None)
+            self._own_generation += 1
 
     # -- finding -----------------------------------------------------------------------------------
 
-    def _entry_points(self) -> dict[str, list[EntryPoint]]:
-        out: dict[str, list[EntryPoint]] = {}
-        for ep in _scan(self.group):
-            builtin = _is_builtin(ep)
-            if (builtin and self._builtins) or (not builtin and self._plugins):
-                out.setdefault(self._key(ep.name), []).append(ep)
-        return out
-
-    def _registered(self) -> dict[str, Any]:
-        with _registered_lock:
-            shared = {self._key(k): v for k, v in _registered.get(self.group, {}).items()}
+    def _current(self) -> tuple[dict[str, Any], dict[str, list[_Entry]], list[str]]:
+        """Registrations, entry points by name, and all names, recomputed only when sys.path or a
+        registration changed (scenario loading asks for every check it parses)."""
+        key = (tuple(sys.path), _generation, self._own_generation)
         with self._lock:
-            return {**shared, **self._own}
+            if key != self._view_key:
+                entries: dict[str, list[_Entry]] = {}
+                for ep in _scan(self.group):
+                    if (ep.builtin and self._builtins) or (not ep.builtin and self._plugins):
+                        entries.setdefault(self._key(ep.name), []).append(ep)
+                with _registered_lock:
+                    shared = {self._key(k): v for k, v in _registered.get(self.group, {}).items()}
+                registered = {**shared, **self._own}
+                self._view = (registered, entries, sorted(set(registered) | set(entries)))
+                self._view_key = key
+            return self._view
 
     def names(self) -> list[str]:
         """Every name this group resolves (nothing is imported)."""
-        return sorted(set(self._registered()) | set(self._entry_points()))
+        return list(self._current()[2])
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self._key(name) in self.names()
+        if not isinstance(name, str):
+            return False
+        registered, entries, _ = self._current()
+        key = self._key(name)
+        return key in registered or key in entries
 
     def info(self, name: str) -> PluginInfo | None:
         """Where ``name`` comes from now, or None when no plugin has that name."""
         key = self._key(name)
-        registered = self._registered()
+        registered, entries, _ = self._current()
         if key in registered:
             return PluginInfo(key, self.group, "registered", _reference_of(registered[key]))
-        eps = self._entry_points().get(key, [])
-        plugins = [ep for ep in eps if not _is_builtin(ep)]
+        eps = entries.get(key, [])
+        plugins = [ep for ep in eps if not ep.builtin]
         if len(plugins) > 1:
-            claims = " and ".join(f"{_distribution(ep)} ({ep.value})" for ep in plugins)
+            claims = " and ".join(f"{ep.distribution} ({ep.value})" for ep in plugins)
             raise PluginError(f"{self.what} {name!r} (group {self.group}) is provided by two installed distributions: "
                               f"{claims}; uninstall one, or register the one to use in code")
-        chosen = plugins or [ep for ep in eps if _is_builtin(ep)]
+        chosen = plugins or [ep for ep in eps if ep.builtin]
         if not chosen:
             return None
         ep = chosen[0]
-        return PluginInfo(key, self.group, "plugin" if plugins else "built-in", ep.value, _distribution(ep))
+        return PluginInfo(key, self.group, "plugin" if plugins else "built-in", ep.value, ep.distribution)
 
     def infos(self) -> list[PluginInfo]:
         out = []
@@ -246,7 +273,7 @@ class PluginGroup(Generic[T]):
             return None
         key = self._key(name)
         if info.origin == "registered":
-            raw = self._registered()[key]
+            raw = self._current()[0][key]
             cache_key: tuple[Origin, str, int] = (info.origin, key, id(raw))
         else:
             raw = None
