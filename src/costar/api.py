@@ -21,9 +21,7 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from costar.align import versions as align_versions
 from costar.config import ProjectConfig, load_config
-from costar.judges.registry import JudgeInfo, JudgeRegistry
 from costar.plugins import PluginInfo, describe_groups
 from costar.run.harness import HarnessOptions
 from costar.store import open_store
@@ -44,6 +42,7 @@ if TYPE_CHECKING:
     from costar.align.gates import JudgeFloor
     from costar.align.optimize import AlignBudget, AlignmentResult
     from costar.align.versions import Recorded, VersionRegistry
+    from costar.judges.registry import JudgeInfo, JudgeRegistry
 
 _JUDGE_LOOP = {
     "new_label": "costar.align.labeling", "save_labels": "costar.align.labeling",
@@ -116,7 +115,9 @@ def project_config(project: ProjectConfig | str | Path | None = None) -> Project
 def project_judges(project: ProjectConfig | str | Path | None = None) -> JudgeRegistry:
     """The judges a project's runs use: its ``judges/`` folder, plugins and templates, with each
     aligned judge's promoted version in place of its file's definition."""
-    return align_versions.project_judges(project_config(project))
+    from costar.align.versions import project_judges as judges_of
+
+    return judges_of(project_config(project))
 
 
 def list_judges(project: ProjectConfig | str | Path | None = None) -> list[JudgeInfo]:
@@ -136,8 +137,10 @@ def judge_versions(project: ProjectConfig | str | Path | None = None,
                    store: Store | str | Path | None = None) -> VersionRegistry:
     """The stored versions of a project's aligned judges (under its store folder, or ``store``):
     list, compare, promote, roll back. Reading them opens no store."""
+    from costar.align.versions import VersionRegistry
+
     cfg = project_config(project)
-    return align_versions.VersionRegistry(_store_root(cfg, store), cfg.root)
+    return VersionRegistry(_store_root(cfg, store), cfg.root)
 
 
 def align_judge(name: str, optimizer: str = "memalign", *, project: ProjectConfig | str | Path | None = None,
@@ -148,9 +151,11 @@ def align_judge(name: str, optimizer: str = "memalign", *, project: ProjectConfi
     """Align a project's judge on a golden set (default: the newest made for it) with ``optimizer``
     (``memalign``, ``gepa`` or a plugin); unless ``record`` is False the new definition is stored as a
     version, promoted by the held-out rule (``promote``). What ``costar judges align`` runs."""
+    from costar.align import versions
+
     cfg = project_config(project)
     st = store if isinstance(store, Store) else open_store(cfg.store_location(store), local_dir=cfg.local_path(store))
-    return align_versions.align_judge(
+    return versions.align_judge(
         st, name, optimizer, golden=golden, golden_version=golden_version,
         budget=budget, project_dir=cfg.root, judges_dir=cfg.judges_dir, default_model=cfg.models.get("judge"),
         record=record, promote=promote, options=options)
