@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,23 @@ from costar._util.yamlfile import YamlSyntaxError, load_yaml_file
 from costar.errors import ConfigError
 
 CONFIG_NAMES = ("costar.yaml", "costar.yml")
+
+# Where the store is (costar.store.location opens it): a folder, or a URL for a database store.
+ENV_VAR = "COSTAR_STORE"
+DEFAULT_FOLDER = ".costar"
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(location: str | os.PathLike[str] | None) -> bool:
+    """Whether a store ``location`` is a URL (a database store) rather than a folder."""
+    return isinstance(location, str) and _URL.match(location) is not None
+
+
+def from_environment(location: str | os.PathLike[str] | None) -> str | os.PathLike[str] | None:
+    """A store ``location`` when given, else ``COSTAR_STORE`` when set, else None."""
+    if location is not None and str(location) != "":
+        return location
+    return os.environ.get(ENV_VAR) or None
 
 
 class RefineConfig(BaseModel):
@@ -62,8 +81,6 @@ class ProjectConfig(BaseModel):
     def store_location(self, override: str | Path | None = None) -> str:
         """Where the store is: ``override`` (``--store``), else COSTAR_STORE, else ``store`` (a folder
         in it is relative to this file's folder), as a folder path or a URL."""
-        from costar.store.location import from_environment, is_url
-
         where = from_environment(override)
         if where is not None:  # given on the command line or in the environment: relative to the cwd
             return str(where)
@@ -72,8 +89,6 @@ class ProjectConfig(BaseModel):
     def local_path(self, override: str | Path | None = None) -> Path:
         """The local folder of the store at ``store_location(override)``: the store itself for a
         folder, else ``local_dir`` (default ``.costar`` beside this file) for a database."""
-        from costar.store.location import is_url
-
         where = self.store_location(override)
         if not is_url(where):
             return Path(where)

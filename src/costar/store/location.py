@@ -9,29 +9,14 @@ a folder store that folder is the store itself.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
+from costar.config import DEFAULT_FOLDER, from_environment, is_url
 from costar.errors import StoreError
 from costar.store.base import Store
 from costar.trace.sanitize import Sanitizer
 
-ENV_VAR = "COSTAR_STORE"
-DEFAULT_FOLDER = ".costar"
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _POSTGRES = ("postgresql://", "postgres://")
-
-
-def is_url(location: str | os.PathLike[str] | None) -> bool:
-    """Whether ``location`` is a URL (a database store) rather than a folder."""
-    return isinstance(location, str) and _URL.match(location) is not None
-
-
-def from_environment(location: str | os.PathLike[str] | None) -> str | os.PathLike[str] | None:
-    """``location`` when given, else ``COSTAR_STORE`` when set, else None."""
-    if location is not None and str(location) != "":
-        return location
-    return os.environ.get(ENV_VAR) or None
 
 
 def local_folder(location: str | os.PathLike[str], local_dir: str | os.PathLike[str] | None = None) -> Path:
