@@ -207,6 +207,9 @@ def test_two_distributions_claiming_one_name_is_an_error_naming_both(tmp_path: P
 
     with pytest.raises(ConfigError, match="two installed distributions"):
         make_agent({"type": "twin"})
+    (listed,) = [i for i in group.infos() if i.name == "twin"]  # a listing shows the clash instead of failing
+    assert listed.distribution == "first-dist 1.0 | second-dist 1.0"
+    assert "two installed distributions" in (listed.error or "")
 
 
 def test_a_broken_plugin_is_one_line_naming_group_entry_point_distribution_and_cause(

@@ -74,6 +74,8 @@ class PluginInfo:
     """``module:attribute``, or the registered object's qualified name."""
     distribution: str | None = None
     """``name version`` of the distribution that declares the entry point."""
+    error: str | None = None
+    """Why the name cannot be used as it is (two distributions claim it), for listings."""
 
     def describe(self) -> str:
         """One phrase for listings and messages, e.g. ``plugin my-judges 1.0 (my_judges:POLITE)``."""
@@ -247,7 +249,7 @@ class PluginGroup(Generic[T]):
         if key in registered:
             return PluginInfo(key, self.group, "registered", _reference_of(registered[key]))
         eps = entries.get(key, [])
-        plugins = [ep for ep in eps if not ep.builtin]
+        plugins = sorted((ep for ep in eps if not ep.builtin), key=lambda e: e.distribution)
         if len(plugins) > 1:
             claims = " and ".join(f"{ep.distribution} ({ep.value})" for ep in plugins)
             raise PluginError(f"{self.what} {name!r} (group {self.group}) is provided by two installed distributions: "
@@ -259,9 +261,15 @@ class PluginGroup(Generic[T]):
         return PluginInfo(key, self.group, "plugin" if plugins else "built-in", ep.value, ep.distribution)
 
     def infos(self) -> list[PluginInfo]:
+        """Where every name comes from; a name two distributions claim is listed with the error."""
         out = []
         for name in self.names():
-            info = self.info(name)
+            try:
+                info = self.info(name)
+            except PluginError as exc:
+                claims = sorted(self._current()[1].get(self._key(name), []), key=lambda ep: ep.distribution)
+                info = PluginInfo(self._key(name), self.group, "plugin", " | ".join(ep.value for ep in claims),
+                                  " | ".join(ep.distribution for ep in claims if not ep.builtin), error=str(exc))
             if info is not None:
                 out.append(info)
         return out

@@ -26,5 +26,7 @@ def plugins(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")]
     for group, infos in groups.items():
         for info in infos:
             origin = f"plugin {info.distribution}" if info.origin == "plugin" else info.origin
+            if info.error:
+                origin = f"error: {info.error}"
             table.add_row(*cells(group, info.name, origin, info.reference))
     console.print(table)
