@@ -19,6 +19,8 @@ from costar.store.postgres import PostgresStore
 from costar.store.sqlite import SQLiteStore
 from costar.trace.formats.jsonl import write_jsonl
 from costar.trace.model import Artifact, Span, SpanEvent, SpanKind, SpanStatus, StatusCode, Trace
+from costar.trace.tool_definition import ToolDefinition
+from costar.trace.tools import McpSnapshot, ServerInfo
 from costar.verdict import Verdict
 
 
@@ -66,6 +68,11 @@ def fill(store: Any, *, n: int = 12) -> None:
     (judges / "active").write_text('{"version": 2, "history": [null]}')
     (judges / "memory" / f"{'b' * 64}.json").write_text("{}")
     (judges / ".lock").write_text("")
+    for version in ("1.0.0", "2.0.0"):  # MCP server snapshots, with non-ASCII in a description
+        store.write_mcp_snapshot(McpSnapshot(name="shop", created_at=1000.0 + len(version) + float(version[0]),
+                                             server=ServerInfo(name="shop", version=version),
+                                             tools=[ToolDefinition(name="lookup", description=f"Look up ✓ {version}",
+                                                                   input_schema={"type": "object"})]))
 
 
 def exported(store: Any, path: Path) -> bytes:
@@ -82,7 +89,7 @@ def test_round_trip_sqlite_postgres_sqlite_is_identical_and_idempotent(tmp_path:
         first = copy_store(src, pg)
         assert {k: v.copied for k, v in first.tables.items()} == {
             "runs": 1, "scenarios": 3, "traces": 12, "spans": 48, "verdicts": 36, "labels": 16, "golden_sets": 2,
-            "blobs": 13, "judge_versions": 4}
+            "mcp_snapshots": 2, "blobs": 13, "judge_versions": 4}
         assert first.total_conflicts == 0
         copy_store(pg, back)
         original = store_contents(src)
@@ -94,6 +101,7 @@ def test_round_trip_sqlite_postgres_sqlite_is_identical_and_idempotent(tmp_path:
         assert len(back.verdicts()) == 12
         assert pg.labels(name="correct") == src.labels(name="correct")
         assert pg.golden_set("gs", 1) == src.golden_set("gs", 1)
+        assert pg.mcp_snapshot("shop~1") == src.mcp_snapshot("shop~1")
         # Copying again copies nothing and finds everything there.
         again = copy_store(src, pg)
         assert {k: v.copied for k, v in again.tables.items()} == dict.fromkeys(first.tables, 0)

@@ -15,6 +15,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "RunEvents": "costar.api", "RunOutcome": "costar.api", "Selection": "costar.api", "arun_suite": "costar.api",
     "assess_run": "costar.api", "open_store": "costar.api", "run_suite": "costar.api", "summarize_run": "costar.api",
+    "compare": "costar.api", "rejudge": "costar.api", "select_affected": "costar.api", "init_ci": "costar.api",
+    "snapshot_mcp_server": "costar.api", "snapshot_mcp_servers": "costar.api", "diff_mcp": "costar.api",
     "AgentResult": "costar.run.agents", "AgentTask": "costar.run.agents", "make_agent": "costar.run.agents",
     "HarnessOptions": "costar.run.harness",
     "Scenario": "costar.scenario", "load_suite": "costar.scenario", "select": "costar.scenario",

@@ -4,7 +4,9 @@
     outcome = costar.run_suite("scenarios/", {"type": "command", "command": "python agent.py"})
     print(outcome.summary.all_gates_passed)
 
-Here are running and scoring (:func:`run_suite`, :func:`assess_run`, :func:`summarize_run`), the
+Here are running and scoring (:func:`run_suite`, :func:`assess_run`, :func:`summarize_run`),
+comparisons (:func:`compare`, :func:`rejudge`), MCP servers (:func:`snapshot_mcp_servers`,
+:func:`diff_mcp`, :func:`select_affected`), CI (:func:`init_ci`), the
 judges of a project (:func:`project_judges`, :func:`list_judges`) and the judge loop: labeling
 (:func:`label_in_terminal`, :func:`run_label_server`, :func:`import_labels`...), golden sets
 (:func:`create_golden_set`...), agreement (:func:`judge_agreement`, :func:`agreement_between_files`,
@@ -39,10 +41,20 @@ from costar.suites import (
 from costar.summary import summarize_run
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from costar.affected import AffectedSelection
     from costar.align.gates import JudgeFloor
     from costar.align.optimize import AlignBudget, AlignmentResult
     from costar.align.versions import Recorded, VersionRegistry
+    from costar.compare import Comparison
+    from costar.config import McpServerConfig
     from costar.judges.registry import JudgeInfo, JudgeRegistry
+    from costar.mcp.diff import CatalogDiff
+    from costar.rejudge import RejudgeReport
+    from costar.scenario import Scenario
+    from costar.trace.tool_definition import ToolDefinition
+    from costar.trace.tools import McpSnapshot
 
 _JUDGE_LOOP = {
     "new_label": "costar.align.labeling", "save_labels": "costar.align.labeling",
@@ -99,6 +111,14 @@ __all__ = [
     "judge_versions",
     "agreement_floors",
     "list_plugins",
+    "compare",
+    "rejudge",
+    "snapshot_mcp_servers",
+    "snapshot_mcp_server",
+    "diff_mcp",
+    "current_tools",
+    "select_affected",
+    "init_ci",
     *_JUDGE_LOOP,
 ]
 
@@ -186,3 +206,146 @@ def list_plugins() -> dict[str, list[PluginInfo]]:
     """Every name of every plugin group and where it comes from (built-in, plugin or registered in
     code), without importing any plugin. What ``costar plugins`` shows."""
     return describe_groups()
+
+
+# --------------------------------------------------------------------------- comparisons
+
+
+def compare(base: str, head: str = "latest", *, store: Store | str | Path | None = None, alpha: float = 0.05,
+            correction: Literal["holm", "none"] = "holm", attribution: bool = True, rejudge: int | None = None,
+            registry: JudgeRegistry | None = None) -> Comparison:
+    """BASE against HEAD (ids, prefixes, ``latest``, ``branch:NAME``, ``tag:NAME``): per scenario and
+    judge, improved / regressed / unchanged / inconclusive; for each scenario, the changed tools it used
+    and whether the agent changed; with ``rejudge=k``, how much of each regression is the judge's noise
+    (re-judged with ``registry``, default the judges of the project in the working directory)."""
+    from costar.compare import compare_runs
+
+    if rejudge is not None and registry is None:
+        registry = project_judges()
+    return compare_runs(open_store(store), base, head, alpha=alpha, correction=correction,
+                        attribute_tools=attribution, rejudge=rejudge, registry=registry)
+
+
+def rejudge(base: str, head: str, scenario_ids: Sequence[str], *, k: int = 5,
+            store: Store | str | Path | None = None, registry: JudgeRegistry | None = None,
+            seed: int = 0) -> RejudgeReport:
+    """Flaky agent or flaky judge: re-judge both runs' stored traces of each scenario ``k`` times
+    (model cache bypassed) and split each change into the agent's part and the judge's."""
+    from costar.rejudge import rejudge as run_rejudge
+
+    st = open_store(store)
+    return run_rejudge(st, st.resolve_run_id(base), st.resolve_run_id(head), scenario_ids, k=k,
+                       registry=registry or project_judges(), seed=seed)
+
+
+# --------------------------------------------------------------------------- MCP servers
+
+
+def snapshot_mcp_servers(servers: dict[str, McpServerConfig], *, root: str | Path | None = None,
+                         store: Store | str | Path | None = None, names: Sequence[str] | None = None,
+                         ) -> list[McpSnapshot]:
+    """Snapshot MCP servers declared as in costar.yaml (``mcp_servers:``; ``names`` picks some) and store
+    the snapshots. Raises a one-line error naming the first server that fails (after trying all)."""
+    from costar._util.aio import run_sync
+    from costar.errors import ConfigError
+    from costar.mcp.snapshot import McpServerError, snapshot_configured
+
+    st = open_store(store)
+    chosen = list(names) if names else list(servers)
+    unknown = [n for n in chosen if n not in servers]
+    if unknown:
+        known = ", ".join(servers) or "none declared"
+        raise ConfigError(f"no MCP server {unknown[0]!r} under mcp_servers: in costar.yaml (declared: {known})")
+    base = Path(root) if root is not None else Path.cwd()
+    taken, failed = [], []
+    for name in chosen:
+        try:
+            snap = run_sync(lambda name=name: snapshot_configured(name, servers[name], base))  # type: ignore[misc]
+        except McpServerError as exc:
+            failed.append(f"{name}: {exc}")
+            continue
+        st.write_mcp_snapshot(snap)
+        taken.append(snap)
+    if failed:
+        raise McpServerError(failed[0] + (f" (and {len(failed) - 1} more failed)" if len(failed) > 1 else ""))
+    return taken
+
+
+def snapshot_mcp_server(*, command: Sequence[str] | None = None, url: str | None = None, name: str | None = None,
+                        headers: dict[str, str] | None = None, timeout: float = 30.0,
+                        store: Store | str | Path | None = None) -> McpSnapshot:
+    """Snapshot one server (a stdio command or a streamable HTTP URL) and store it."""
+    from costar._util.aio import run_sync
+    from costar.mcp.snapshot import snapshot_server
+
+    snap = run_sync(lambda: snapshot_server(command=command, url=url, name=name, headers=headers, timeout=timeout))
+    open_store(store).write_mcp_snapshot(snap)
+    return snap
+
+
+def diff_mcp(base: str, head: str, *, store: Store | str | Path | None = None) -> CatalogDiff:
+    """Tool, prompt and resource changes between two snapshots, runs or traces (``costar.mcp.catalog``)."""
+    from costar.mcp.catalog import resolve_catalog
+    from costar.mcp.diff import diff_catalogs
+
+    st = open_store(store)
+    return diff_catalogs(resolve_catalog(st, base), resolve_catalog(st, head))
+
+
+def current_tools(store: Store, servers: dict[str, McpServerConfig], *, root: Path,
+                  base_run_id: str) -> tuple[list[ToolDefinition], list[str], list[str]]:
+    """The tool definitions the MCP servers offer now, the servers that covers, and notes: the
+    declared servers are snapshotted (and stored); without any, the newest stored snapshot of each
+    server ``base_run_id`` used stands in."""
+    from costar.mcp.catalog import recorded_tools
+
+    if servers:
+        snaps = snapshot_mcp_servers(servers, root=root, store=store)
+        return ([d for s in snaps for d in s.tools], [s.server.name or s.name for s in snaps],
+                [f"snapshotted {s.name} ({s.server.name} {s.server.version or ''})".strip() for s in snaps])
+    used, _ = recorded_tools(store.iter_traces(store.resolve_run_id(base_run_id), spans=False))
+    wanted = sorted({d.server for d in used if d.server})
+    latest: dict[str, McpSnapshot] = {}
+    for snap in store.mcp_snapshots(limit=1000):
+        key = snap.server.name or snap.name
+        if key in wanted and key not in latest:
+            latest[key] = snap
+    notes = [f"no mcp_servers: in costar.yaml; used the stored snapshot {s.snapshot_id} of {k}"
+             for k, s in latest.items()]
+    return [d for s in latest.values() for d in s.tools], list(latest), notes
+
+
+def select_affected(base: str, suite: SuiteArg, agent: AgentArg, *, store: Store | str | Path | None = None,
+                    mcp_servers: dict[str, McpServerConfig] | None = None, root: str | Path | None = None,
+                    selection: Selection | None = None) -> tuple[list[Scenario], AffectedSelection]:
+    """The scenarios of ``suite`` a change since the run ``base`` can have affected, and why
+    (``costar.affected``): pass the first to :func:`run_suite`."""
+    from costar.affected import select_affected as pick
+    from costar.errors import ConfigError
+    from costar.run.agents import Agent, make_agent
+    from costar.suites import redacted_spec, scenarios_from
+
+    st = open_store(store)
+    if suite is None:
+        raise ConfigError("no scenarios given: pass a suite path or set 'suite' in costar.yaml")
+    if agent is None:
+        raise ConfigError("no agent given: pass --agent or set 'agent' in costar.yaml")
+    scenarios = (selection or Selection()).apply(scenarios_from(suite)[0])
+    agent_obj = agent if isinstance(agent, Agent) else make_agent(agent)
+    base_id = st.resolve_run_id(base)
+    tools, servers, notes = current_tools(st, mcp_servers or {}, root=Path(root) if root else Path.cwd(),
+                                          base_run_id=base_id)
+    picked = pick(st, base_id, scenarios, agent_obj.info, redacted_spec(agent_obj.spec()), tools, servers)
+    picked.warnings = [*notes, *picked.warnings]
+    ids = set(picked.ids)
+    return [sc for sc in scenarios if sc.id in ids], picked
+
+
+# --------------------------------------------------------------------------- CI
+
+
+def init_ci(provider: str, root: str | Path = ".", *, force: bool = False, **options: Any) -> list[Path]:
+    """Write the CI workflows for ``github`` or ``gitlab`` under ``root`` (``costar.ci.CiOptions``)."""
+    from costar.ci import CiOptions, write
+
+    return write(Path(root), CiOptions(provider=provider, **options), force=force)  # type: ignore[arg-type]

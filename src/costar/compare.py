@@ -21,9 +21,21 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from costar.attribution import Attribution, attribute
+from costar.judges.registry import JudgeRegistry
+from costar.rejudge import RejudgeReport
 from costar.stats import compare_rates, fisher_exact
 from costar.store.base import Store
-from costar.summary import JudgeSummary, Rate, ReportModel, RunSummary, ScenarioSummary, plural, summarize_run
+from costar.summary import (
+    JudgeSummary,
+    Rate,
+    ReportModel,
+    RunSummary,
+    ScenarioSummary,
+    VerdictBrief,
+    plural,
+    summarize_run,
+)
 from costar.trace.model import AgentInfo
 
 Change = Literal["improved", "regressed", "unchanged", "inconclusive"]
@@ -88,6 +100,8 @@ class ScenarioComparison(BaseModel):
     head_rate: Rate | None = None
     pass_hat_k: PassHatK | None = None
     metrics: list[MetricDelta] = Field(default_factory=list)
+    head_failures: list[VerdictBrief] = Field(default_factory=list)
+    """HEAD's failing gating verdicts, one per judge (the first trial's rationale), to say what broke."""
 
 
 class JudgeComparison(BaseModel):
@@ -123,6 +137,10 @@ class Comparison(ReportModel):
     judges: list[JudgeComparison] = Field(default_factory=list)
     metrics: list[MetricDelta] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    attribution: Attribution | None = None
+    """Tool and agent changes between the runs and, per scenario, which changed tools it used."""
+    rejudge: RejudgeReport | None = None
+    """Flaky agent or flaky judge, for the regressed scenarios (``compare_runs(..., rejudge=k)``)."""
 
     def scenario(self, scenario_id: str) -> ScenarioComparison | None:
         return next((s for s in self.scenarios if s.scenario_id == scenario_id), None)
@@ -239,8 +257,16 @@ def _compare_scenarios(base: RunSummary, head: RunSummary, alpha: float,
         rc = changes[sid]
         out.append(ScenarioComparison(scenario_id=sid, change=rc.change, rates=rc, base_rate=b.rate,
                                       head_rate=h.rate, pass_hat_k=_pass_hat_k(b, h),
-                                      metrics=_metric_deltas([b], [h])))
+                                      metrics=_metric_deltas([b], [h]), head_failures=_failures(h)))
     return out
+
+
+def _failures(s: ScenarioSummary, limit: int = 3) -> list[VerdictBrief]:
+    seen: dict[str, VerdictBrief] = {}
+    for t in s.trial_results:
+        for f in t.failures:
+            seen.setdefault(f.name, f)
+    return list(seen.values())[:limit]
 
 
 def _decided(j: JudgeSummary) -> bool:
@@ -336,8 +362,21 @@ def stored_summary(store: Store, run_id: str) -> RunSummary:
 
 
 def compare_runs(store: Store, base_run_id: str, head_run_id: str, *, alpha: float = 0.05,
-                 correction: Correction = "holm") -> Comparison:
-    """Compare two stored runs (ids, prefixes or ``latest`` as the store resolves them)."""
+                 correction: Correction = "holm", attribute_tools: bool = True, rejudge: int | None = None,
+                 registry: JudgeRegistry | None = None) -> Comparison:
+    """Compare two stored runs (ids, prefixes, ``latest``, ``branch:NAME``, ``tag:NAME`` as the store
+    resolves them). ``attribute_tools``: say for each scenario which changed tools it used
+    (``costar.attribution``); ``rejudge``: re-judge the regressed scenarios' traces that many times
+    each to split each regression into the agent's part and the judge's (``costar.rejudge``)."""
     _check_options(alpha, correction)
-    return compare_summaries(stored_summary(store, base_run_id), stored_summary(store, head_run_id),
-                             alpha=alpha, correction=correction)
+    base, head = store.resolve_run_id(base_run_id), store.resolve_run_id(head_run_id)
+    comparison = compare_summaries(stored_summary(store, base), stored_summary(store, head),
+                                   alpha=alpha, correction=correction)
+    if attribute_tools:
+        comparison.attribution = attribute(store, base, head, [s.scenario_id for s in comparison.scenarios])
+    if rejudge is not None:
+        from costar.rejudge import rejudge as run_rejudge
+
+        regressed = [s.scenario_id for s in comparison.scenarios if s.change == "regressed"]
+        comparison.rejudge = run_rejudge(store, base, head, regressed, k=rejudge, registry=registry)
+    return comparison

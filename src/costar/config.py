@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from costar._util.yamlfile import YamlSyntaxError, load_yaml_file
 from costar.errors import ConfigError
@@ -48,6 +49,48 @@ class RefineConfig(BaseModel):
     budget_seconds: float | None = Field(None, gt=0)
 
 
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_vars(text: str, where: str) -> str:
+    """``${NAME}`` replaced by the environment variable, so tokens stay out of costar.yaml."""
+    def value(m: re.Match[str]) -> str:
+        if m.group(1) not in os.environ:
+            raise ConfigError(f"{where} uses ${{{m.group(1)}}} but the environment variable {m.group(1)} is not "
+                              "set; export it")
+        return os.environ[m.group(1)]
+
+    return _VAR.sub(value, text)
+
+
+class McpServerConfig(BaseModel):
+    """An MCP server the agent depends on (``mcp_servers:`` in costar.yaml): snapshotted by
+    ``costar mcp snapshot NAME`` and by the nightly workflow, so changes to its tools are caught."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: list[str] | str | None = None
+    """Started over stdio (``python`` means coSTAR's own interpreter); relative paths are relative to
+    the project folder."""
+    url: str | None = None
+    """A streamable HTTP endpoint instead of a command."""
+    env: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    """HTTP headers (e.g. ``Authorization: Bearer ${MCP_TOKEN}``); ``${VAR}`` reads the environment."""
+    cwd: str | None = None
+    timeout: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> McpServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give either 'command' (stdio) or 'url' (streamable HTTP)")
+        return self
+
+    def argv(self) -> list[str]:
+        cmd = self.command or []
+        return shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+
+
 class ProjectConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -65,6 +108,7 @@ class ProjectConfig(BaseModel):
     # models.judge: the default model of judges that name none (else COSTAR_JUDGE_MODEL, else local:/smollm2).
     models: dict[str, Any] = Field(default_factory=dict)
     refine: RefineConfig = Field(default_factory=RefineConfig)
+    mcp_servers: dict[str, McpServerConfig] = Field(default_factory=dict)
 
     # Where the file was found; relative paths in it are relative to this folder.
     root: Path = Field(default_factory=Path.cwd, exclude=True)

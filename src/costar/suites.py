@@ -23,6 +23,7 @@ from costar.judges.base import Judge
 from costar.judges.registry import JudgeRegistry
 from costar.run.agents import Agent, make_agent
 from costar.run.harness import Harness, HarnessOptions, HarnessResult
+from costar.run.vcs import vcs_info
 from costar.scenario import Scenario, load_scenario_file, load_suite, select
 from costar.store import open_store
 from costar.store.base import Run, Store
@@ -73,7 +74,12 @@ class RunOutcome:
         return 0 if self.summary.all_gates_passed else 1
 
 
-def _redacted_spec(spec: dict[str, Any]) -> dict[str, Any]:
+def _agent_dir(agent: Agent) -> Path:
+    cwd = agent.spec().get("cwd")
+    return Path(cwd) if isinstance(cwd, str) and Path(cwd).is_dir() else Path.cwd()
+
+
+def redacted_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """The agent spec as stored with the run: credential-like env values never reach the store."""
     return {**spec, "env": redact_env(spec["env"])} if spec.get("env") else spec
 
@@ -108,7 +114,7 @@ def _restored(sc: Scenario) -> Scenario:
     return sc.model_copy(update={"setup": sc.setup.model_copy(update={"env": env})}).with_source(sc.source)
 
 
-def _scenarios_from(suite: Sequence[Scenario] | str | Path | Sequence[str | Path]) -> tuple[list[Scenario], list[str]]:
+def scenarios_from(suite: Sequence[Scenario] | str | Path | Sequence[str | Path]) -> tuple[list[Scenario], list[str]]:
     if isinstance(suite, str | Path):
         return load_suite(suite), [str(suite)]
     items = list(suite)
@@ -125,18 +131,21 @@ def run_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | Path | N
               selection: Selection | None = None,
               options: HarnessOptions | None = None, resume: str | None = None,
               registry: JudgeRegistry | None = None, extra_judges: Sequence[Judge] = (),
-              events: RunEvents | None = None, description: str = "") -> RunOutcome:
-    """Run scenarios × trials against the agent, store the traces, score them, summarise."""
+              events: RunEvents | None = None, description: str = "", run_tags: Sequence[str] = ()) -> RunOutcome:
+    """Run scenarios × trials against the agent, store the traces, score them, summarise.
+
+    The run records the branch and commit it is of and ``run_tags``, so ``branch:NAME`` and ``tag:NAME``
+    name it later (``costar compare branch:main latest``)."""
     return run_sync(lambda: arun_suite(suite, agent, store=store, selection=selection, options=options, resume=resume,
                                   registry=registry, extra_judges=extra_judges, events=events,
-                                  description=description))
+                                  description=description, run_tags=run_tags))
 
 
 async def arun_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | Path | None = None,
                      selection: Selection | None = None, options: HarnessOptions | None = None,
                      resume: str | None = None, registry: JudgeRegistry | None = None,
                      extra_judges: Sequence[Judge] = (), events: RunEvents | None = None,
-                     description: str = "") -> RunOutcome:
+                     description: str = "", run_tags: Sequence[str] = ()) -> RunOutcome:
     st = open_store(store)
     options = options or HarnessOptions()
     events = events or RunEvents()
@@ -156,15 +165,16 @@ async def arun_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | P
             raise ConfigError("no scenarios given: pass a suite path or set 'suite' in costar.yaml")
         if agent is None:
             raise ConfigError("no agent given: pass --agent or set 'agent' in costar.yaml")
-        all_scenarios, suite_paths = _scenarios_from(suite)
+        all_scenarios, suite_paths = scenarios_from(suite)
         scenarios = selection.apply(all_scenarios)
         if not scenarios:
             raise ConfigError(f"no scenarios selected (of {len(all_scenarios)}); check --id/--tag/--split")
         agent_obj = agent if isinstance(agent, Agent) else make_agent(agent)
-        run = Run(agent=agent_obj.info, agent_spec=_redacted_spec(agent_obj.spec()), suite=suite_paths,
+        run = Run(agent=agent_obj.info, agent_spec=redacted_spec(agent_obj.spec()), suite=suite_paths,
                   selection=selection.as_dict(), options={"trials": options.trials, "timeout": options.timeout,
                                                           "concurrency": options.concurrency},
-                  project_dir=str(Path.cwd()), description=description)
+                  project_dir=str(Path.cwd()), description=description,
+                  metadata={"vcs": vcs_info(_agent_dir(agent_obj)), "tags": list(dict.fromkeys(run_tags))})
         st.create_run(run)
         st.save_scenarios(run.run_id, [_redacted(sc) for sc in scenarios])
     # Validate every judge before the first trial, so a typo fails fast rather than after the run.

@@ -27,6 +27,7 @@ from costar.trace.formats import ImportResult, import_file
 from costar.trace.formats.jsonl import write_jsonl
 from costar.trace.model import Trace, compute_totals
 from costar.trace.otlp import OtlpDecodeError, otlp_json_to_traces, traces_to_otlp_json
+from costar.trace.tools import tool_definitions
 
 EXPORT_FORMATS = ("jsonl", "otlp-json")
 BLOBS_KEY = "costar.artifact_blobs"
@@ -192,11 +193,14 @@ class ImportOutcome:
 
 def _finalized(trace: Trace) -> Trace:
     """An imported trace gets what a recorded one gets: duplicate model-call spans merged and the
-    tool runs its LLM spans prove recorded as inferred TOOL spans (a no-op on coSTAR's own exports)."""
+    tool runs its LLM spans prove recorded as inferred TOOL spans, and the tool definitions its spans
+    show (a no-op on coSTAR's own exports)."""
     spans = finalize_spans(list(trace.spans))
-    if [s.span_id for s in spans] == [s.span_id for s in trace.spans]:
+    tools = trace.tools or tool_definitions(spans)
+    if [s.span_id for s in spans] == [s.span_id for s in trace.spans] and tools == trace.tools:
         return trace
-    return trace.model_copy(update={"spans": spans, "totals": compute_totals(spans, trace.totals.latency_s)})
+    return trace.model_copy(update={"spans": spans, "totals": compute_totals(spans, trace.totals.latency_s),
+                                    "tools": tools})
 
 
 def import_into_store(store: Store, path: Path, *, run_id: str | None = None) -> ImportOutcome:

@@ -1,4 +1,5 @@
-"""Zero-code capture of model calls made through the ``openai`` and ``anthropic`` SDKs.
+"""Zero-code capture of model calls made through the ``openai`` and ``anthropic`` SDKs (and, through
+the same import hook, MCP tool use through the ``mcp`` SDK: ``costar.capture.mcp``).
 
 ``instrument()`` wraps, sync and async, plain and streamed: OpenAI ``chat.completions.create`` /
 ``parse`` / ``stream`` and ``responses.create`` / ``parse`` / ``stream`` (the Responses API the
@@ -580,9 +581,15 @@ def _patch_openai_agents(module: Any) -> bool:
     return install(module)
 
 
+def _patch_mcp(module: Any) -> bool:
+    from costar.capture.mcp import install
+
+    return install(module)
+
+
 # A patcher returns False when the module is not (yet) the SDK it expects: it is tried again later.
 _PATCHERS: dict[str, Callable[[Any], bool | None]] = {
-    "openai": _patch_openai, "anthropic": _patch_anthropic, "agents": _patch_openai_agents}
+    "openai": _patch_openai, "anthropic": _patch_anthropic, "agents": _patch_openai_agents, "mcp": _patch_mcp}
 
 
 def _patch(name: str) -> None:
@@ -623,8 +630,8 @@ _FINDER = _PatchOnImport()
 
 
 def instrument() -> None:
-    """Record openai/anthropic SDK calls as LLM spans, and the OpenAI Agents SDK's own trace spans
-    (idempotent; cheap when nothing records)."""
+    """Record openai/anthropic SDK calls as LLM spans, the OpenAI Agents SDK's own trace spans, and
+    MCP tool listings and calls made through the ``mcp`` SDK (idempotent; cheap when nothing records)."""
     for name in _PATCHERS:
         if name in sys.modules:
             _patch(name)

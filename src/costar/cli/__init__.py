@@ -9,8 +9,9 @@ from costar.cli.common import app, err_console
 from costar.errors import CostarError
 
 # Each module registers its commands when imported; this order is the order `costar --help` shows.
-for _module in ("run_commands", "compare_commands", "trace_commands", "judge_commands", "label_commands",
-                "refine_commands", "model_commands", "agreement_commands", "store_commands", "plugin_commands"):
+for _module in ("run_commands", "compare_commands", "trace_commands", "mcp_commands", "ci_commands", "judge_commands",
+                "label_commands", "refine_commands", "model_commands", "agreement_commands", "store_commands",
+                "plugin_commands"):
     importlib.import_module(f"costar.cli.{_module}")
 
 

@@ -80,3 +80,16 @@ def writing(path: Path) -> Iterator[None]:
         yield
     except OSError as exc:
         raise ConfigError(_cannot_write(Path(path), exc)) from None
+
+
+def write_text_output(path: Path, text: str) -> None:
+    """Write a generated document to ``path``, or to standard output when it is ``-``."""
+    import sys
+
+    if str(path) == "-":
+        sys.stdout.write(text)
+        return
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    err_console.print(f"Markdown: {path}", markup=False, highlight=False)

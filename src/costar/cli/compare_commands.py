@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from costar import api
-from costar.cli.common import ConfigOpt, StoreOpt, app, console, load_project, open_project_store
+from costar.cli.common import (
+    ConfigOpt,
+    StoreOpt,
+    app,
+    console,
+    load_project,
+    open_project_store,
+    writable_file,
+    write_text_output,
+)
 from costar.errors import ConfigError
 
 
 @app.command()
 def compare(
-    base: Annotated[str, typer.Argument(help="The baseline run (id, prefix).")],
+    base: Annotated[str, typer.Argument(help="The baseline run (id, prefix, 'branch:NAME', 'tag:NAME', each with ~N).")],
     head: Annotated[str, typer.Argument(help="The run to judge against it (default: latest).")] = "latest",
     config: ConfigOpt = None,
     store: StoreOpt = None,
@@ -22,17 +32,31 @@ def compare(
     correction: Annotated[str, typer.Option("--correction", help="holm or none (multiple comparisons).")] = "holm",
     changed_only: Annotated[bool, typer.Option("--changed-only", help="Hide unchanged scenarios.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown summary here ('-': print it), e.g. for a pull-request comment.")] = None,
+    rejudge: Annotated[int | None, typer.Option("--rejudge", min=2, help="Re-judge each regressed scenario's stored traces K times (model cache bypassed): flaky judge or flaky agent?")] = None,
+    attribution: Annotated[bool, typer.Option("--attribution/--no-attribution", help="Name the changed tools each scenario used (reads every trace's spans).")] = True,
 ) -> None:
-    """Per scenario and judge: improved / regressed / unchanged / inconclusive (exact test over trials).
+    """Per scenario and judge: improved / regressed / unchanged / inconclusive (exact test over trials),
+    and for each regression the changed tools it used and whether the agent changed.
 
     Exits 1 on a significant regression, so CI can gate on it."""
     from costar.report.terminal_comparison import render_comparison
 
     if correction not in ("holm", "none"):
         raise typer.BadParameter("--correction must be 'holm' or 'none'")
+    if markdown is not None and str(markdown) != "-":
+        writable_file(markdown)
     cfg = load_project(config)
     st = open_project_store(cfg, store, create=False)
-    comparison = api.compare_runs(st, base, head, alpha=alpha, correction=correction)  # type: ignore[arg-type]
+    comparison = api.compare(base, head, store=st, alpha=alpha, correction=correction,  # type: ignore[arg-type]
+                             attribution=attribution, rejudge=rejudge,
+                             registry=api.project_judges(cfg) if rejudge else None)
+    if markdown is not None:
+        from costar.report.markdown import comparison_markdown
+
+        write_text_output(markdown, comparison_markdown(comparison))
+        if str(markdown) == "-":
+            raise typer.Exit(comparison.exit_code)
     if as_json:
         sys.stdout.write(comparison.model_dump_json(indent=2) + "\n")
     else:

@@ -23,6 +23,7 @@ from costar.cli.common import (
     load_project,
     open_project_store,
     writable_file,
+    write_text_output,
     writing,
 )
 from costar.errors import CostarError
@@ -77,11 +78,16 @@ def run(
     html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
     keep_workspaces: Annotated[bool, typer.Option("--keep-workspaces", help="Keep each trial's workspace.")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    affected_by: Annotated[str | None, typer.Option("--affected-by", help="Run only the scenarios a change since this run can have affected (a changed tool they used; all when the agent changed).")] = None,
+    run_tags: Annotated[list[str] | None, typer.Option("--run-tag", help="Tag the run (repeatable); 'tag:NAME' names its newest tagged run later.")] = None,
+    id_file: Annotated[Path | None, typer.Option("--id-file", help="Write the run id to this file (for scripts and CI).")] = None,
 ) -> None:
     """Run the suite against the agent, record traces, apply the judges, report."""
     if split is not None and split not in ("train", "holdout"):
         raise typer.BadParameter("--split must be 'train' or 'holdout'")
-    _check_outputs(junit, html)
+    if affected_by is not None and resume is not None:
+        raise typer.BadParameter("--affected-by picks scenarios for a new run; it cannot be combined with --resume")
+    _check_outputs(junit, html, id_file)
     cfg = load_project(config)
     paths: list[str | Path] | None = [str(p) for p in suite] if suite else [cfg.path(s) for s in cfg.suite] or None
     # A resumed run keeps the agent it was started with, unless --agent says otherwise.
@@ -89,6 +95,15 @@ def run(
     options = api.HarnessOptions(concurrency=concurrency or cfg.concurrency, trials=trials or cfg.trials,
                              timeout=timeout or cfg.timeout, keep_workspaces=keep_workspaces)
     selection = api.Selection(ids=ids or (), tags=tags or (), exclude_tags=exclude_tags or (), split=split)
+    chosen: Any = paths
+    if affected_by is not None:
+        chosen, affected = api.select_affected(affected_by, paths, agent_spec, store=open_project_store(cfg, store),
+                                               mcp_servers=cfg.mcp_servers, root=cfg.root, selection=selection)
+        _print_affected(affected)
+        if not chosen:
+            console.print(f"no scenario is affected by a change since {affected.base_run_id}: nothing to run")
+            raise typer.Exit(0)
+        selection = api.Selection()
     show = progress and console.is_terminal
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
@@ -109,8 +124,9 @@ def run(
     events = api.RunEvents(on_start=on_start, on_trial=on_trial)
     with bar:
         try:
-            outcome = api.run_suite(paths, agent_spec, store=open_project_store(cfg, store), selection=selection,
-                                    options=options, resume=resume, events=events, registry=api.project_judges(cfg))
+            outcome = api.run_suite(chosen, agent_spec, store=open_project_store(cfg, store), selection=selection,
+                                    options=options, resume=resume, events=events, registry=api.project_judges(cfg),
+                                    run_tags=run_tags or ())
         except KeyboardInterrupt:
             err_console.print("interrupted: finished trials are stored; resume with 'costar run --resume latest'")
             raise typer.Exit(130) from None
@@ -118,6 +134,10 @@ def run(
     _metric_alerts(outcome)
     _write_reports(outcome, html, junit)
     console.print(f"run id: {outcome.run.run_id}", markup=False, highlight=False)
+    if id_file is not None:
+        with writing(id_file):
+            id_file.parent.mkdir(parents=True, exist_ok=True)
+            id_file.write_text(outcome.run.run_id + "\n", encoding="utf-8")
     if outcome.harness is not None and outcome.harness.abandoned:
         # Threads of timed-out in-process agents cannot be stopped, and Python waits for them at
         # exit: leave now, everything is stored and reported.
@@ -127,6 +147,23 @@ def run(
         sys.stderr.flush()
         os._exit(outcome.exit_code)
     raise typer.Exit(outcome.exit_code)
+
+
+def _print_affected(affected: Any) -> None:
+    """Why each scenario was picked (or that the rest were skipped): the selection must explain itself."""
+    from rich.text import Text
+
+    for w in affected.warnings:
+        err_console.print(f"note: {w}", markup=False, highlight=False)
+    for p in affected.picked:
+        line = Text("run  ", style="bold")
+        line.append(p.scenario_id)
+        line.append(f"  {p.reason}: {p.detail}", style="dim")
+        console.print(line)
+    if affected.skipped:
+        console.print(Text(f"skip {len(affected.skipped)} scenario(s) nothing has changed for: "
+                           + ", ".join(affected.skipped[:20]) + (" …" if len(affected.skipped) > 20 else ""),
+                           style="dim"))
 
 
 def _metric_alerts(outcome: api.RunOutcome) -> None:
@@ -170,18 +207,25 @@ def assess(
 
 @app.command()
 def report(
-    run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix, or 'latest').")] = "latest",
+    run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix, 'latest', 'branch:NAME', 'tag:NAME').")] = "latest",
     config: ConfigOpt = None,
     store: StoreOpt = None,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown summary here ('-': print it), e.g. for a pull-request comment.")] = None,
 ) -> None:
-    """Show a stored run's results (and write HTML / JUnit reports)."""
-    _check_outputs(junit, html)
+    """Show a stored run's results (and write HTML / JUnit / Markdown reports)."""
+    _check_outputs(junit, html, None if markdown is None or str(markdown) == "-" else markdown)
     cfg = load_project(config)
     st = open_project_store(cfg, store, create=False)
     run_obj = st.get_run(run_id)
     outcome = api.RunOutcome(run=run_obj, summary=api.summarize_run(st, run_obj.run_id), store=st)
+    if markdown is not None:
+        from costar.report.markdown import run_markdown
+
+        write_text_output(markdown, run_markdown(outcome.summary))
+        if str(markdown) == "-":
+            raise typer.Exit(outcome.exit_code)
     _render(outcome)
     _write_reports(outcome, html, junit)
     raise typer.Exit(outcome.exit_code)
@@ -190,17 +234,20 @@ def report(
 @app.command()
 def runs(config: ConfigOpt = None, store: StoreOpt = None,
          limit: Annotated[int, typer.Option("--limit", min=1)] = 20) -> None:
-    """List recorded runs, newest first."""
+    """List recorded runs, newest first (with the branch and tags 'branch:NAME' and 'tag:NAME' select by)."""
     from rich.table import Table
 
     cfg = load_project(config)
     st = open_project_store(cfg, store, create=False)
-    table = Table("run id", "status", "agent", "suite", "created")
+    table = Table("run id", "status", "agent", "branch", "tags", "suite", "created")
     import datetime as dt
 
     for r in st.list_runs(limit):
         created = dt.datetime.fromtimestamp(r.created_at).strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(*cells(r.run_id, r.status, r.agent.name, ", ".join(r.suite)[:50], created))
+        vcs = r.metadata.get("vcs") if isinstance(r.metadata.get("vcs"), dict) else {}
+        tags = r.metadata.get("tags") if isinstance(r.metadata.get("tags"), list) else []
+        table.add_row(*cells(r.run_id, r.status, r.agent.name, vcs.get("branch", ""), ", ".join(map(str, tags)),
+                             ", ".join(r.suite)[:50], created))
     console.print(table)
 
 

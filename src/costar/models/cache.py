@@ -6,8 +6,11 @@ a half-written entry and concurrent writers of the same key simply race to an id
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import tempfile
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 
@@ -17,6 +20,24 @@ from costar.errors import ConfigError
 from costar.models.types import ProviderReply
 
 DEFAULT_CACHE_DIR = Path(".costar") / "cache" / "models"
+
+
+_bypassed: contextvars.ContextVar[bool] = contextvars.ContextVar("costar_cache_bypassed", default=False)
+
+
+@contextlib.contextmanager
+def cache_bypassed() -> Iterator[None]:
+    """Within this block (and the tasks and threads it starts), model calls neither read nor write the
+    response cache: re-asking a judge must reach the model, not replay its last answer."""
+    token = _bypassed.set(True)
+    try:
+        yield
+    finally:
+        _bypassed.reset(token)
+
+
+def is_cache_bypassed() -> bool:
+    return _bypassed.get()
 
 
 class CacheMode(StrEnum):

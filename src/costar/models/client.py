@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from costar.models.cache import CacheMode, ResponseCache, resolve_cache
+from costar.models.cache import CacheMode, ResponseCache, is_cache_bypassed, resolve_cache
 from costar.models.cassette import Cassette, CassetteMode
 from costar.models.errors import ModelConfigError, ModelOutputError
 from costar.models.limits import ModelLimits, limits_for
@@ -192,7 +192,7 @@ class ModelClient:
         return request.fingerprint(provider=self.spec.provider, model=self.spec.model, base_url=None)
 
     def _stored(self, request: ChatRequest) -> tuple[ProviderReply, ParsedReply, str] | None:
-        if self.cache.enabled:
+        if self.cache.enabled and not is_cache_bypassed():
             reply = self.cache.get(self._cache_key(request))
             parsed = _parse_stored(request, reply)
             if reply is not None and parsed is not None:
@@ -207,7 +207,7 @@ class ModelClient:
         return None
 
     def _store(self, request: ChatRequest, reply: ProviderReply) -> None:
-        if self.cache.mode == CacheMode.READ_WRITE:
+        if self.cache.mode == CacheMode.READ_WRITE and not is_cache_bypassed():
             self.cache.put(self._cache_key(request), reply)
         if self.cassette is not None and self.cassette.needs_network:
             self.cassette.record(self._cassette_key(request), request, self.spec.uri, reply)

@@ -184,12 +184,57 @@ def render_comparison(comparison: Comparison, console: Console, *, hide_unchange
     console.print(comparison_scenario_table(comparison, hide_unchanged=hide_unchanged))
     if show_judges and comparison.judges:
         console.print(comparison_judge_table(comparison))
+    render_attribution(comparison, console)
     for w in comparison.warnings:
         console.print(Text("⚠ " + one_line(w, 400), style="yellow"))
     console.print(_overall_line(comparison))
     correction = "Holm-adjusted per family" if comparison.correction == "holm" else "uncorrected"
     console.print(Text(f"Fisher's exact test over decided trials, {correction}", style="dim"))
     console.print(_headline(comparison))
+
+
+def _tool_text(t: object) -> str:
+    change = t.change  # type: ignore[attr-defined]
+    return (f"{t.label} ({'breaking' if change.breaking else 'not breaking'}: {change.summary()}; "  # type: ignore[attr-defined]
+            f"calls failed {t.head_errors}/{t.head_calls} in head, {t.base_errors}/{t.base_calls} in base)")  # type: ignore[attr-defined]
+
+
+def render_attribution(comparison: Comparison, console: Console) -> None:
+    """For each regressed scenario: tool changed, agent changed, both or neither, with the likely
+    causes; the re-judging's call when there is one; the tool changes between the runs."""
+    a, r = comparison.attribution, comparison.rejudge
+    regressed = [s for s in comparison.scenarios if s.change == "regressed"]
+    for s in regressed:
+        line = Text("✗ ", style="bold red")
+        line.append(one_line(s.scenario_id, 80), style="bold")
+        sa = a.scenario(s.scenario_id) if a is not None else None
+        if sa is not None:
+            line.append(f"  {sa.cause}", style="bold")
+        console.print(line)
+        if sa is not None and sa.likely:
+            console.print(Text("    likely cause: " + one_line("; ".join(_tool_text(t) for t in sa.likely), 600)))
+        others = [t for t in sa.tools if not t.likely_cause] if sa is not None else []
+        if others:
+            text = one_line("; ".join(_tool_text(t) for t in others), 600)
+            console.print(Text("    also changed: " + text, style="dim"))
+        if sa is not None and sa.cause in ("agent changed", "both") and a is not None:
+            console.print(Text("    agent: " + one_line("; ".join(a.agent.differences), 300), style="dim"))
+        noise = r.scenario(s.scenario_id) if r is not None else None
+        if noise is not None:
+            console.print(Text(f"    flaky judge or agent? {noise.call}: " + one_line(noise.explanation, 400)))
+        for f in s.head_failures[:2]:
+            why = one_line(f.rationale or f.error or "", 240)
+            console.print(Text(f"    {one_line(f.name, 60)}: {why}", style="dim"))
+    if a is not None and a.tools.tools:
+        table = Table(title="Tool changes between the runs", title_justify="left")
+        table.add_column("tool", overflow="fold")
+        table.add_column("change")
+        table.add_column("breaking")
+        table.add_column("what changed", overflow="fold")
+        for t in a.tools.tools[:50]:
+            table.add_row(Text(one_line(t.label, 80)), t.change, Text("yes", style="bold red") if t.breaking else "no",
+                          Text(one_line(t.summary(), 300)))
+        console.print(table)
 
 
 # --------------------------------------------------------------------------- metrics

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import hashlib
 import inspect
 import json
 import os
@@ -34,6 +35,7 @@ from costar.plugins import AGENTS, PluginGroup
 from costar.scenario import Scenario
 from costar.trace.model import AgentInfo, SpanKind, StatusCode, TraceStatus
 from costar.trace.recorder import Recording
+from costar.trace.sanitize import redact_env
 
 SITE_DIR = str(Path(__file__).resolve().parents[1] / "capture" / "site")
 
@@ -526,6 +528,17 @@ def parse_agent_shorthand(text: str) -> dict[str, Any]:
     return {"type": "command", "command": text}
 
 
+def spec_fingerprint(spec: dict[str, Any]) -> str:
+    """A hash of the agent's configuration: what runs (type, command or target or URL, options, env)
+    but not where the project sits (``cwd``), with credential-like env values redacted, so moving a
+    checkout or rotating a key is not an agent change."""
+    doc = {k: v for k, v in spec.items() if k != "cwd"}
+    if isinstance(doc.get("env"), dict):
+        doc["env"] = redact_env({str(k): str(v) for k, v in doc["env"].items()})
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def make_agent(spec: dict[str, Any] | str) -> Agent:
     if isinstance(spec, str):
         spec = parse_agent_shorthand(spec)
@@ -537,4 +550,7 @@ def make_agent(spec: dict[str, Any] | str) -> Agent:
     if factory is None:
         raise AgentConfigError(f"unknown agent type {kind!r}; use one of {', '.join(AGENT_TYPES.names())} "
                                "(or install a plugin that provides it)")
-    return factory(spec)
+    agent = factory(spec)
+    if agent.info.spec_fingerprint is None:
+        agent.info = agent.info.model_copy(update={"spec_fingerprint": spec_fingerprint(agent.spec())})
+    return agent

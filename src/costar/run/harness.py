@@ -20,6 +20,7 @@ from costar.trace.finalize import finalize_spans
 from costar.trace.model import Artifact, StatusCode, Trace, TraceStatus, compute_totals
 from costar.trace.recorder import Recording
 from costar.trace.sanitize import Sanitizer, secret_env_values
+from costar.trace.tools import tool_definitions
 
 
 @dataclass
@@ -260,7 +261,7 @@ class Harness:
             trace_id=rec.trace_id, run_id=run.run_id, scenario_id=sc.id, trial=job.trial, agent=self.agent.info,
             status=outcome.status, error=outcome.error, input=sc.prompt, output=outcome.output,
             start_ns=started_ns, end_ns=started_ns + int(latency * 1e9), totals=compute_totals(spans, latency),
-            artifacts=artifacts, spans=spans,
+            artifacts=artifacts, spans=spans, tools=tool_definitions(spans),
             metadata={**outcome.metadata, **({"artifact_notes": notes} if notes else {}),
                       **({"workspace": str(ws.path)} if ws is not None and self.options.keep_workspaces else {})},
         )

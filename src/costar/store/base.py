@@ -10,9 +10,11 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from costar.errors import CostarError, StoreError
 from costar.labels import GoldenSet, GoldenSetInfo, ValueType
 from costar.trace.model import AgentInfo, Span, SpanKind, StatusCode, Trace
 from costar.trace.sanitize import Sanitizer
+from costar.trace.tools import McpSnapshot
 from costar.verdict import Verdict
 
 RunStatus = Literal["running", "finished", "interrupted", "imported"]
@@ -49,6 +51,72 @@ class SpanQuery(BaseModel):
     parent_id: str | None = None
     offset: int = 0
     limit: int = 100
+
+
+# ----------------------------------------------------------------------------- run selectors
+#
+# Besides ids, prefixes and ``latest``, a run can be named by what it is of: ``branch:NAME`` (the
+# newest finished run of that branch, ``Run.metadata["vcs"]["branch"]``) or ``tag:NAME`` (the newest
+# finished run tagged so, ``Run.metadata["tags"]``), each with ``~N`` for the Nth one before it.
+
+
+def parse_run_selector(ref: str) -> tuple[str, str, int] | None:
+    """``branch:main~1`` -> ("branch", "main", 1); None when ``ref`` is not a selector."""
+    kind, sep, rest = ref.partition(":")
+    if not sep or kind not in ("branch", "tag"):
+        return None
+    value, tilde, back = rest.partition("~")
+    if not value or (tilde and back and not back.isdigit()):
+        raise StoreError(f"bad run reference {ref!r}: write {kind}:NAME or {kind}:NAME~N")
+    return kind, value, (int(back) if back else 1) if tilde else 0
+
+
+def run_matches(run: Run, kind: str, value: str) -> bool:
+    if run.status not in ("finished", "imported"):
+        return False
+    meta = run.metadata or {}
+    if kind == "branch":
+        return isinstance(meta.get("vcs"), dict) and meta["vcs"].get("branch") == value
+    tags = meta.get("tags")
+    return isinstance(tags, list) and value in tags
+
+
+def select_run(runs: Sequence[Run], ref: str, where: str) -> str:
+    """The run a selector names among ``runs`` (newest first)."""
+    parsed = parse_run_selector(ref)
+    assert parsed is not None
+    kind, value, back = parsed
+    matching = [r for r in runs if run_matches(r, kind, value)]
+    if len(matching) > back:
+        return matching[back].run_id
+    what = f"on branch {value!r}" if kind == "branch" else f"tagged {value!r}"
+    if matching:
+        raise StoreError(f"{ref!r}: only {len(matching)} finished run(s) {what} in {where}")
+    hint = "run the suite on that branch first" if kind == "branch" else f"run with --run-tag {value}"
+    raise StoreError(f"no finished run {what} in {where}; {hint}")
+
+
+# ----------------------------------------------------------------------------- MCP server snapshots
+
+
+class UnknownSnapshotError(CostarError, LookupError):
+    """No stored MCP snapshot answers to the reference given."""
+
+
+def parse_snapshot_ref(ref: str) -> tuple[str, int]:
+    """``NAME~N`` / ``ID`` / ``latest~N`` -> (the name, id or ``latest``; how many versions back)."""
+    text = ref.strip()
+    base, sep, back = text.partition("~")
+    if not base:
+        raise UnknownSnapshotError(f"empty snapshot reference {ref!r}; give an id, a server name or 'latest'")
+    if not sep:
+        return base, 0
+    if not back:
+        return base, 1
+    if not back.isdigit():
+        raise UnknownSnapshotError(f"bad snapshot reference {ref!r}: after '~' comes a number of versions back "
+                                   "(shop~1 is the one before the newest)")
+    return base, int(back)
 
 
 @runtime_checkable
@@ -114,5 +182,10 @@ class Store(Protocol):
     def write_golden_set(self, golden: GoldenSet) -> None: ...
     def golden_set(self, name: str, version: int | None = None) -> GoldenSet: ...
     def golden_sets(self, name: str | None = None) -> list[GoldenSetInfo]: ...
+
+    # MCP server snapshots: by id, by name (newest), "latest", each with ~N for older ones
+    def write_mcp_snapshot(self, snapshot: McpSnapshot) -> None: ...
+    def mcp_snapshot(self, ref: str) -> McpSnapshot: ...
+    def mcp_snapshots(self, name: str | None = None, limit: int = 50) -> list[McpSnapshot]: ...
 
     def close(self) -> None: ...

@@ -2,8 +2,8 @@
 
 Rows are copied as stored (the JSON records byte for byte), table by table: runs, scenario
 snapshots, traces with their spans, verdicts (every one, in their order, with their activation
-state), human labels, golden sets (every version), artifact blobs, and the judge versions kept in
-the local folder (``judges/`` under ``root``). A row the destination already holds identically is
+state), human labels, golden sets (every version), MCP server snapshots, artifact blobs, and the
+judge versions kept in the local folder (``judges/`` under ``root``). A row the destination already holds identically is
 skipped, so copying twice copies nothing the second time. A row the destination holds
 *differently* under the same key (a run, trace, label, golden-set version, judge-version file, or
 a verdict's activation state) is a conflict: the copy refuses before writing anything, unless
@@ -49,9 +49,12 @@ LABELS = _Table("labels", ("name", "trace_id", "labeler", "created_at", "data"),
                 "created_at, @insert")
 GOLDEN = _Table("golden_sets", ("name", "version", "judge_name", "created_at", "size", "note", "data"),
                 ("name", "version"), "name, version")
+SNAPSHOTS = _Table("mcp_snapshots", ("snapshot_id", "name", "created_at", "data"), ("snapshot_id",),
+                   "created_at, snapshot_id")
 _SPANS_SELECT = f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans WHERE {{where}} ORDER BY trace_id, seq"
 
-TABLES = ("runs", "scenarios", "traces", "spans", "verdicts", "labels", "golden_sets", "blobs", "judge_versions")
+TABLES = ("runs", "scenarios", "traces", "spans", "verdicts", "labels", "golden_sets", "mcp_snapshots", "blobs",
+          "judge_versions")
 
 
 @dataclass
@@ -118,7 +121,7 @@ def _copy(src: SQLStore, dst: SQLStore, report: CopyReport, *, write: bool, say:
         _copy_rows(src, dst, table, report, write=write, say=say)
     _copy_traces(src, dst, report, write=write, say=say)
     _copy_verdicts(src, dst, report, write=write, say=say)
-    for table in (LABELS, GOLDEN):
+    for table in (LABELS, GOLDEN, SNAPSHOTS):
         _copy_rows(src, dst, table, report, write=write, say=say)
     _copy_blobs(src, dst, report, write=write, say=say)
     _copy_judge_versions(src.root, dst.root, report, write=write)
@@ -331,7 +334,7 @@ def _copy_judge_versions(src_root: Path, dst_root: Path, report: CopyReport, *, 
 
 def _is_empty(store: SQLStore) -> bool:
     with store._read() as c:
-        for table in ("runs", "traces", "verdicts", "labels", "golden_sets"):
+        for table in ("runs", "traces", "verdicts", "labels", "golden_sets", "mcp_snapshots"):
             if c.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None:
                 return False
     return next(iter(store.blob_keys()), None) is None and not _judge_files(store.root)  # type: ignore[attr-defined]
@@ -349,7 +352,7 @@ def store_contents(store: SQLStore) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table in its stored form, in a defined order, plus blob bytes and judge
     files: two stores with equal contents hold the same data (a round-trip copy checks this)."""
     out: dict[str, list[tuple[Any, ...]]] = {}
-    for table in (RUNS, SCENARIOS, TRACES, VERDICTS, LABELS, GOLDEN):
+    for table in (RUNS, SCENARIOS, TRACES, VERDICTS, LABELS, GOLDEN, SNAPSHOTS):
         out[table.name] = [row for rows in _batches(store, table.select(store)) for row in rows]
     spans: list[tuple[Any, ...]] = []
     with store._read() as c:

@@ -133,6 +133,14 @@ MIGRATIONS: tuple[Migration, ...] = (
          "CREATE INDEX verdicts_digest ON verdicts (trace_id, digest)",
          "CREATE INDEX traces_start ON traces (start_ns)"),
         _backfill_verdict_digests),
+    Migration(
+        3, "MCP server snapshots (costar mcp snapshot), by name and time",
+        ("CREATE TABLE mcp_snapshots (snapshot_id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at REAL NOT NULL,"
+         " data TEXT NOT NULL)",
+         "CREATE INDEX mcp_snapshots_name ON mcp_snapshots (name, created_at)"),
+        ("CREATE TABLE mcp_snapshots (snapshot_id TEXT PRIMARY KEY, name TEXT NOT NULL,"
+         " created_at DOUBLE PRECISION NOT NULL, data JSON NOT NULL)",
+         "CREATE INDEX mcp_snapshots_name ON mcp_snapshots (name, created_at)")),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

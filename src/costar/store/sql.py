@@ -31,10 +31,18 @@ from costar.labels import (
     same_value,
     validate_label,
 )
-from costar.store.base import Run, SpanQuery
+from costar.store.base import (
+    Run,
+    SpanQuery,
+    UnknownSnapshotError,
+    parse_run_selector,
+    parse_snapshot_ref,
+    select_run,
+)
 from costar.store.migrations import SCHEMA_VERSION, Backend, Migration, pending, verdict_digest
 from costar.trace.model import Span, SpanEvent, SpanKind, StatusCode, Trace, make_span
 from costar.trace.sanitize import DEFAULT_SANITIZER, Sanitizer
+from costar.trace.tools import McpSnapshot
 from costar.verdict import Verdict
 
 _KINDS = {k.value: k for k in SpanKind}
@@ -197,7 +205,7 @@ class SQLStore(ABC):
         """Rows per table (and blobs), for ``costar store info`` and copy reports."""
         out: dict[str, int] = {}
         with self._read() as c:
-            for table in ("runs", "scenarios", "traces", "spans", "verdicts", "labels", "golden_sets"):
+            for table in ("runs", "scenarios", "traces", "spans", "verdicts", "labels", "golden_sets", "mcp_snapshots"):
                 out[table] = int(c.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
         out["blobs"] = sum(1 for _ in self.blob_keys())  # type: ignore[attr-defined]
         return out
@@ -215,6 +223,10 @@ class SQLStore(ABC):
                       (run.status, run.model_dump_json(), run.run_id))
 
     def resolve_run_id(self, ref: str) -> str:
+        if parse_run_selector(ref) is not None:
+            with self._read() as c:
+                rows = c.execute("SELECT data FROM runs ORDER BY created_at DESC").fetchall()
+            return select_run([Run.model_validate_json(r[0]) for r in rows], ref, self.location)
         with self._read() as c:
             if ref in ("latest", "last", "@latest"):
                 row = c.execute("SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1").fetchone()
@@ -629,6 +641,48 @@ class SQLStore(ABC):
                              (name,) if name is not None else ()).fetchall()
         return [GoldenSetInfo(name=r[0], version=r[1], judge_name=r[2], created_at=r[3], size=r[4], note=r[5])
                 for r in rows]
+
+    # ------------------------------------------------------------------ MCP server snapshots
+
+    def write_mcp_snapshot(self, snapshot: McpSnapshot) -> None:
+        with self._write() as c:
+            c.execute("INSERT INTO mcp_snapshots (snapshot_id, name, created_at, data) VALUES (?,?,?,?)",
+                      (snapshot.snapshot_id, snapshot.name, snapshot.created_at, snapshot.model_dump_json()))
+
+    def mcp_snapshot(self, ref: str) -> McpSnapshot:
+        """A snapshot by id (or a unique prefix of one), ``NAME`` (the newest of that name), ``latest``
+        (the newest of any name), each optionally with ``~N`` (N older)."""
+        base, back = parse_snapshot_ref(ref)
+        with self._read() as c:
+            if base == "latest":
+                rows = c.execute("SELECT data FROM mcp_snapshots ORDER BY created_at DESC LIMIT 1 OFFSET ?",
+                                 (back,)).fetchall()
+                count = None if rows else c.execute("SELECT count(*) FROM mcp_snapshots").fetchone()[0]
+            else:
+                rows = c.execute("SELECT data FROM mcp_snapshots WHERE name=? ORDER BY created_at DESC "
+                                 "LIMIT 1 OFFSET ?", (base, back)).fetchall()
+                count = None if rows else c.execute("SELECT count(*) FROM mcp_snapshots WHERE name=?",
+                                                    (base,)).fetchone()[0]
+                if not rows and back == 0:
+                    rows = c.execute("SELECT data FROM mcp_snapshots WHERE snapshot_id=? OR snapshot_id LIKE ? "
+                                     "ORDER BY snapshot_id LIMIT 2", (base, _like_prefix(base))).fetchall()
+                    if len(rows) > 1:
+                        raise UnknownSnapshotError(f"snapshot id {ref!r} is ambiguous; give more of it")
+        if rows:
+            return McpSnapshot.model_validate_json(rows[0][0])
+        if back and count:
+            raise UnknownSnapshotError(f"{ref!r}: only {count} snapshot(s) of {base!r} are stored; "
+                                       "'costar mcp snapshots' lists them")
+        raise UnknownSnapshotError(f"no MCP snapshot {ref!r} in {self.location}; 'costar mcp snapshots' lists them, "
+                                   "'costar mcp snapshot' takes one")
+
+    def mcp_snapshots(self, name: str | None = None, limit: int = 50) -> list[McpSnapshot]:
+        """Snapshots newest first (of one name, or of all)."""
+        sql = "SELECT data FROM mcp_snapshots" + (" WHERE name=?" if name is not None else "")
+        with self._read() as c:
+            rows = c.execute(sql + " ORDER BY created_at DESC LIMIT ?",
+                             (*((name,) if name is not None else ()), limit)).fetchall()
+        return [McpSnapshot.model_validate_json(r[0]) for r in rows]
 
     # ------------------------------------------------------------------ plumbing
 

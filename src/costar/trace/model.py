@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from costar.trace.tool_definition import ToolDefinition
+
 
 class SpanKind(StrEnum):
     AGENT = "AGENT"
@@ -80,11 +82,15 @@ class Span(BaseModel):
 
 
 class AgentInfo(BaseModel):
+    """Who was tested: two runs with the same identity ran the same agent."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str = "agent"
     version: str | None = None
     git_sha: str | None = None
+    spec_fingerprint: str | None = None
+    """Hash of the agent's configuration as stored with the run (``costar.run.agents.spec_fingerprint``)."""
 
 
 class Totals(BaseModel):
@@ -136,6 +142,8 @@ class Trace(BaseModel):
     totals: Totals = Field(default_factory=Totals)
     artifacts: list[Artifact] = Field(default_factory=list)
     spans: list[Span] = Field(default_factory=list)
+    tools: list[ToolDefinition] = Field(default_factory=list)
+    """The tool definitions the agent saw, with their fingerprints (``costar.trace.tools``)."""
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     def root_spans(self) -> list[Span]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from costar.trace.model import Span, SpanEvent, Trace
+from costar.trace.tool_definition import ToolDefinition
 
 REDACTED = "[REDACTED]"
 
@@ -120,6 +121,12 @@ class Sanitizer:
             update["name"] = name
         return s.model_copy(update=update) if update else s
 
+    def tool(self, d: ToolDefinition) -> ToolDefinition:
+        """Redacted like any trace content; the fingerprint stays the one of what the agent saw."""
+        data = d.model_dump()
+        clean = self.value(data)
+        return d if clean is data else ToolDefinition.model_validate(clean)
+
     def trace(self, t: Trace) -> Trace:
         spans = t.spans[: self.limits.max_spans]
         metadata = self.value(t.metadata)
@@ -131,6 +138,7 @@ class Sanitizer:
             "output": None if t.output is None else self.text(t.output),
             "error": None if t.error is None else self.text(t.error),
             "metadata": metadata,
+            "tools": [self.tool(d) for d in t.tools],
         })
 
 

@@ -11,7 +11,8 @@ Rules (docs/CONVENTIONS.md, "Inferred TOOL spans"):
 * a call is inferred only when its result was seen: a request that was never answered proves no
   execution (``requested_tool_calls`` still lists it, so a check can say what the model asked for);
 * a call is never recorded twice: a TOOL span the agent or its framework emitted covers the
-  request when it has the same call id, or, when that span has no call id, the same tool name, the
+  request when it has the same call id, or, when that span has no call id, the same tool name (for
+  an MCP call, the server's tool name or that name behind a prefix, ``shop__list_orders``), the
   same arguments (or none recorded) and a start between the requesting LLM call's start and the
   end of the LLM call that received the result (the trace's end when none did); each emitted span
   covers at most one request; a bare value recorded for a one-argument tool (LangChain's form)
@@ -41,6 +42,7 @@ from typing import Any
 
 from costar.trace.genai import parse_json
 from costar.trace.model import Span, SpanKind, StatusCode, make_span
+from costar.trace.tools import is_mcp_call, tool_name_matches
 
 INFERRED = "costar.inferred"
 INFERRED_FROM = "costar.inferred.requested_by"
@@ -186,7 +188,9 @@ class _Emitted:
             return self.by_id[call.call_id]
         for s in self.anonymous:
             name = s.attributes.get("gen_ai.tool.name") or s.name.removeprefix("execute_tool ").strip()
-            if (name == call.name and window[0] <= s.start_ns <= window[1]
+            # An MCP call is recorded under the server's tool name; the model may know it prefixed.
+            same = tool_name_matches(call.name, str(name)) if is_mcp_call(s) else name == call.name
+            if (same and window[0] <= s.start_ns <= window[1]
                     and _same_arguments(s.attributes.get("gen_ai.tool.call.arguments"), call.arguments)):
                 self.anonymous.remove(s)
                 return s

@@ -1,7 +1,7 @@
 """Put on PYTHONPATH by the coSTAR harness for command agents: records the agent's process.
 
 It costs nothing until the agent imports a model SDK (``openai``, ``anthropic``, the OpenAI Agents
-SDK ``agents``) or coSTAR itself
+SDK ``agents``), the MCP SDK (``mcp``) or coSTAR itself
 (``from costar.trace import span``); only then is coSTAR's capture loaded: the process is recorded
 from then on and its spans are sent to the harness at exit. It then hands over to any other
 ``sitecustomize`` on the path.
@@ -12,7 +12,7 @@ import importlib.abc
 import os
 import sys
 
-_SDKS = ("openai", "anthropic", "agents")  # agents: the OpenAI Agents SDK
+_SDKS = ("openai", "anthropic", "agents", "mcp")  # agents: the OpenAI Agents SDK; mcp: the MCP SDK
 _COSTAR = "costar"
 
 

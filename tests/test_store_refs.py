@@ -1,0 +1,79 @@
+"""MCP snapshots and run selectors in the store, on both backends (the ``store`` fixture)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from costar.errors import StoreError
+from costar.store.base import Run, UnknownSnapshotError
+from costar.trace.tool_definition import ToolDefinition
+from costar.trace.tools import McpSnapshot, ServerInfo
+
+
+def _snap(name: str, at: float, version: str) -> McpSnapshot:
+    return McpSnapshot(name=name, created_at=at, server=ServerInfo(name=name, version=version),
+                       tools=[ToolDefinition(name="t", description=f"v{version}")])
+
+
+def test_snapshots_by_id_name_latest_and_versions_back(store: Any) -> None:
+    a, b, c = _snap("shop", 100.0, "1"), _snap("shop", 200.0, "2"), _snap("weather", 300.0, "7")
+    for s in (a, b, c):
+        store.write_mcp_snapshot(s)
+    assert store.mcp_snapshot("shop") == b
+    assert store.mcp_snapshot("shop~1") == a
+    assert store.mcp_snapshot("shop~") == a
+    assert store.mcp_snapshot("latest") == c
+    assert store.mcp_snapshot("latest~2") == a
+    assert store.mcp_snapshot(a.snapshot_id) == a
+    assert [s.snapshot_id for s in store.mcp_snapshots()] == [c.snapshot_id, b.snapshot_id, a.snapshot_id]
+    assert [s.server.version for s in store.mcp_snapshots("shop")] == ["2", "1"]
+    assert store.mcp_snapshots("shop", limit=1) == [b]
+
+
+@pytest.mark.parametrize(("ref", "message"), [
+    ("nope", "no MCP snapshot 'nope'"),
+    ("shop~5", "only 1 snapshot"),
+    ("shop~x", "a number of versions back"),
+    ("~1", "empty snapshot reference"),
+])
+def test_unknown_snapshot_references(store: Any, ref: str, message: str) -> None:
+    store.write_mcp_snapshot(_snap("shop", 100.0, "1"))
+    with pytest.raises(UnknownSnapshotError, match=message):
+        store.mcp_snapshot(ref)
+
+
+def _run(at: float, branch: str | None, tags: list[str], status: str = "finished") -> Run:
+    meta: dict[str, Any] = {"tags": tags}
+    if branch:
+        meta["vcs"] = {"branch": branch, "commit": "c" * 40}
+    return Run(created_at=at, status=status, metadata=meta)  # type: ignore[arg-type]
+
+
+def test_runs_by_branch_and_tag(store: Any) -> None:
+    old_main = _run(1.0, "main", ["nightly"])
+    feature = _run(2.0, "feature", [])
+    new_main = _run(3.0, "main", [])
+    unfinished = _run(4.0, "main", ["nightly"], status="interrupted")
+    last_night = _run(5.0, "main", ["nightly"])
+    for r in (old_main, feature, new_main, unfinished, last_night):
+        store.create_run(r)
+    assert store.resolve_run_id("branch:main") == last_night.run_id
+    assert store.resolve_run_id("branch:main~1") == new_main.run_id
+    assert store.resolve_run_id("branch:feature") == feature.run_id
+    assert store.resolve_run_id("tag:nightly") == last_night.run_id
+    assert store.resolve_run_id("tag:nightly~1") == old_main.run_id  # the interrupted run does not count
+    assert store.get_run("tag:nightly~1").run_id == old_main.run_id
+
+
+@pytest.mark.parametrize(("ref", "message"), [
+    ("branch:release", "no finished run on branch 'release'"),
+    ("tag:nightly~3", "only 1 finished run"),
+    ("tag:nightly~x", "bad run reference"),
+    ("branch:", "bad run reference"),
+])
+def test_run_selectors_that_match_nothing(store: Any, ref: str, message: str) -> None:
+    store.create_run(_run(1.0, "main", ["nightly"]))
+    with pytest.raises(StoreError, match=message):
+        store.resolve_run_id(ref)
