@@ -55,13 +55,14 @@ def test_import_file_dispatches_and_returns_everything(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("content", "message"), [
-    ('{"name": "not a trace"}', "not a recognised trace file (expected OTLP JSON, coSTAR JSONL, tau-bench"),
+    ('{"name": "not a trace"}', "not a recognised trace file (it is an object with keys name); known formats: "
+                                "jsonl, otlp-json, tau-bench"),
     ("[1, 2, 3]", "not a recognised trace file"),
     ('{"a": 1,', "not valid JSON (line 1, column 9"),
     ("", "not valid JSON"),
     ('{"a": 1}\n{"b": 2}\n', "not a recognised trace file"),
     ('{"resourceSpans": [{"scopeSpans": "x"}]}', "must be an array"),
-    ('[{"task_id": 1, "traj": "not a list"}]', "run 0 has no 'task_id' or 'traj' list"),
+    ('[{"task_id": 1, "traj": "not a list"}]', "not a recognised trace file (it is a list of 1 objects, the first with keys"),
 ])
 def test_unknown_or_malformed_files(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "x.json"

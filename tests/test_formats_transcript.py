@@ -49,7 +49,8 @@ def test_trace_level_fields_and_synthetic_timing() -> None:
     assert trace.input == "Weather in Paris and Rome?"
     assert trace.output == "Anything else?"
     assert (trace.scenario_id, trace.trial, trace.run_id) == ("travel/weather", 2, None)
-    assert trace.metadata == {"transcript_messages": 8, "costar.synthetic_timing": True}
+    assert trace.metadata == {"transcript_messages": 8, "costar.synthetic_timing": True,
+                              "costar.import": {"read": 8, "stored": 8, "unit": "messages", "skipped": 0, "notes": []}}
     assert (trace.totals.llm_calls, trace.totals.tool_calls, trace.totals.latency_s) == (3, 3, 0.0)
     starts = [s.start_ns for s in sorted(trace.spans, key=lambda s: s.start_ns)]
     assert starts == sorted(starts) and all(s.end_ns is not None and s.end_ns >= s.start_ns for s in trace.spans)

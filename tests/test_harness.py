@@ -65,7 +65,9 @@ def test_python_agent_workspace_setup_and_artifacts(project: Path, store: SQLite
     arts = {a.path: a for a in t.artifacts}
     assert arts["out.txt"].origin == "agent"
     assert store.get_blob(arts["out.txt"].sha256) == b"A,B\n1,2\n-test"
-    assert arts["in.csv"].origin == "setup" and arts["notes/readme.md"].origin == "setup"
+    # Setup files the agent left as they were are not stored (they are in the project already).
+    assert "in.csv" not in arts and "notes/readme.md" not in arts and "folder/nested/x.txt" not in arts
+    assert any("left unchanged by the agent were not stored" in n for n in t.metadata["artifact_notes"])
     assert arts["made_by_setup.txt"].origin == "agent"  # created by a setup command, not copied
     kinds = {s.name: s.kind for s in t.spans}
     assert kinds == {"run": SpanKind.AGENT, "plan": SpanKind.CHAIN, "read": SpanKind.TOOL}

@@ -120,6 +120,7 @@ def test_receiver_accepts_json_and_gzip_and_routes_by_path_or_resource() -> None
         r2 = httpx.post(rx.endpoint_for("k1") + "/v1/traces", content=json.dumps(as_json),
                         headers={"Content-Type": "application/json"})
         assert r2.status_code == 200 and r2.json() == {}
+        rx.endpoint_for("k2")  # handing out a key opens it; spans for other keys are refused
         r3 = httpx.post(rx.base_url + "/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"})
         assert r3.status_code == 200
         bomb = gzip.compress(b"\0" * (4 << 20))

@@ -42,13 +42,15 @@ def main() -> int:
     parser.add_argument("--model", default=os.environ.get("ANALYST_MODEL") or DEFAULT_MODEL,
                         help=f"'rule' or a model URI (default: $ANALYST_MODEL or {DEFAULT_MODEL})")
     parser.add_argument("--skills", default=os.environ.get("ANALYST_SKILLS", str(default_skills_dir())))
+    parser.add_argument("--sandbox", choices=("auto", "on", "off"), default=os.environ.get("ANALYST_SANDBOX", "auto"),
+                        help="run_python in a bubblewrap sandbox: auto (when available, the default), on, off")
     parser.add_argument("--max-steps", type=int, default=8, help="model calls per task, the last one answers")
     parser.add_argument("--max-tokens", type=int, default=256, help="tokens a model may generate per step")
     parser.add_argument("--context-tokens", type=int, default=None,
                         help="the model's context window (default: n_ctx for local models, 32000 otherwise)")
     args = parser.parse_args()
     prompt = args.prompt if args.prompt is not None else sys.stdin.read()
-    toolbox = Toolbox(workspace=Path.cwd(), skills_dir=Path(args.skills))
+    toolbox = Toolbox(workspace=Path.cwd(), skills_dir=Path(args.skills), sandbox=args.sandbox)
     try:
         policy = make_policy(args.model, max_tokens=args.max_tokens, context_tokens=args.context_tokens)
     except ModelConfigError as exc:

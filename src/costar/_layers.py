@@ -12,7 +12,7 @@ from __future__ import annotations
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
-    ("_util", "stats", "verdict"),
+    ("_util", "stats", "verdict", "safe_text", "sandbox"),
     ("labels", "config", "plugins", "_layers"),
     ("trace",),
     ("scenario", "store"),
@@ -45,6 +45,8 @@ PURPOSE: dict[str, str] = {
     "_util": "private helpers: process groups, importing by name, YAML with lines, run_sync, loopback servers",
     "stats": "intervals, exact tests, pass@k and pass^k",
     "verdict": "the Verdict: what a judge (or a human) said about one trace",
+    "safe_text": "untrusted text made safe to print on a terminal (escapes shown, never sent; bounded)",
+    "sandbox": "OS-level isolation (bubblewrap) for code written from untrusted input: no network, one writable folder",
     "labels": "human labels and golden sets: value types, label normalisation, the golden-set models",
     "config": "the project file (costar.yaml) and where the store is (a folder or a URL)",
     "plugins": "every plugin group, loaded one way (entry points, precedence, errors)",

@@ -91,6 +91,20 @@ class McpServerConfig(BaseModel):
         return shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
 
 
+class SecretsConfig(BaseModel):
+    """What coSTAR does with secret values it finds in what an agent leaves behind.
+
+    Secret values are the literal values of credential-like environment variables the agent can see
+    (names with KEY, TOKEN, SECRET, PASSWORD, …) plus well-known credential shapes. They are always
+    redacted from traces, artifact paths, text artifacts and the scenario copies kept with a run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    drop_binary_artifacts: bool = False
+    """Binary workspace files holding a secret value cannot be redacted: they are stored flagged
+    (``holds_secret``) unless this is true, then they are not stored at all (the trace says so)."""
+
+
 class ProjectConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -109,6 +123,10 @@ class ProjectConfig(BaseModel):
     models: dict[str, Any] = Field(default_factory=dict)
     refine: RefineConfig = Field(default_factory=RefineConfig)
     mcp_servers: dict[str, McpServerConfig] = Field(default_factory=dict)
+    secrets: SecretsConfig = Field(default_factory=SecretsConfig)
+    # Judge-written code (the agentic judges' run_python) runs in a bubblewrap sandbox; where there is
+    # none, it is refused unless this is true (then it runs with resource limits only, and verdicts say so).
+    allow_unsandboxed_code: bool = False
 
     # Where the file was found; relative paths in it are relative to this folder.
     root: Path = Field(default_factory=Path.cwd, exclude=True)
@@ -174,12 +192,16 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
         docs = load_yaml_file(file)
     except YamlSyntaxError as exc:
         raise ConfigError(f"{file}:{exc.line or '?'}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the project file ({exc.strerror}); fix its path or "
+                          "permissions") from None
     doc = docs[0] if docs else None
     data = doc.data if doc is not None else {}
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{file}: the project file must be a mapping of settings")
+        raise ConfigError(f"{file}:{doc.start_line if doc is not None else 1}: the project file must be a mapping "
+                          f"of settings (suite:, agent:, store: …), not a {type(data).__name__}")
     try:
         cfg = ProjectConfig.model_validate({**data, "root": file.parent.resolve()})
     except ValidationError as exc:

@@ -9,6 +9,7 @@ agent: only new or changed judges run. Both are re-exported by :mod:`costar.api`
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -18,18 +19,18 @@ from typing import Any
 
 from costar._util.aio import run_sync
 from costar.assess import Assessor, AssessStats, current_scenarios
-from costar.errors import ConfigError
+from costar.errors import ConfigError, CostarError
 from costar.judges.base import Judge
 from costar.judges.registry import JudgeRegistry
 from costar.run.agents import Agent, make_agent
-from costar.run.harness import Harness, HarnessOptions, HarnessResult
+from costar.run.harness import Harness, HarnessOptions, HarnessResult, run_sanitizer
 from costar.run.vcs import vcs_info
 from costar.scenario import Scenario, load_scenario_file, load_suite, select
 from costar.store import open_store
 from costar.store.base import Run, Store
 from costar.summary import RunSummary, summarize_run
 from costar.trace.model import Trace
-from costar.trace.sanitize import redact_env, restore_env
+from costar.trace.sanitize import REDACTED, Sanitizer, redact_env, restore_env
 from costar.verdict import Verdict
 
 
@@ -94,19 +95,62 @@ def _restored_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return {**spec, "env": env}
 
 
-def _redacted(sc: Scenario) -> Scenario:
-    if not sc.setup.env:
+def _snapshot(sc: Scenario, sanitizer: Sanitizer) -> Scenario:
+    """The scenario as stored with the run: credential-like setup.env values hidden by name (restored
+    from the environment on resume) and secret values redacted everywhere else (prompt, files, …)."""
+    data = sc.model_dump(mode="json")
+    env = data["setup"].pop("env")
+    body = {k: v for k, v in data.items() if k != "id"}  # an id is an identity, not content
+    clean = sanitizer.value(body)
+    if clean is body and not env:
         return sc
-    return sc.model_copy(update={"setup": sc.setup.model_copy(update={"env": redact_env(sc.setup.env)})}).with_source(
-        sc.source)
+    return Scenario.model_validate({**clean, "id": sc.id, "setup": {**clean["setup"], "env": redact_env(env)}}
+                                   ).with_source(sc.source)
+
+
+def _has_redactions(sc: Scenario) -> bool:
+    data = sc.model_dump(mode="json")
+    data["setup"].pop("env")
+    return REDACTED in json.dumps(data, ensure_ascii=False)
+
+
+def _file_version(sc: Scenario) -> Scenario | None:
+    """The scenario as its file says now (None without a readable file that still defines it)."""
+    if sc.source is None or not sc.source.exists():
+        return None
+    try:
+        return next((f for f in load_scenario_file(sc.source) if f.id == sc.id), None)
+    except ConfigError:
+        return None
+
+
+def _restored_scenarios(stored: list[Scenario], agent: Agent) -> list[Scenario]:
+    """The stored scenario copies made runnable again for a resume. Where the file still says what the
+    copy says (once redacted the same way), the file's version is used, secrets included; otherwise the
+    copy, with its hidden setup.env values taken from the environment."""
+    files = {sc.id: _file_version(sc) for sc in stored}
+    sanitizer = run_sanitizer([files[sc.id] or sc for sc in stored], agent)
+    out = []
+    for sc in stored:
+        current = files[sc.id]
+        if current is not None and _snapshot(current, sanitizer).model_dump() == sc.model_dump():
+            out.append(current.with_source(sc.source))
+            continue
+        if _has_redactions(sc):
+            raise ConfigError(f"scenario {sc.id!r}: its stored copy had secret values redacted and "
+                              f"{sc.source or 'its file'} no longer says the same; restore the file and export the "
+                              "same secrets, then resume (or start a new run)")
+        out.append(_restored(sc))
+    return out
 
 
 def _restored(sc: Scenario) -> Scenario:
     if not sc.setup.env:
         return sc
     written: dict[str, str] = {}
-    if sc.source is not None and sc.source.exists():  # values written in the scenario file itself
-        written = next((f.setup.env for f in load_scenario_file(sc.source) if f.id == sc.id), {})
+    current = _file_version(sc)
+    if current is not None:  # values written in the scenario file itself
+        written = current.setup.env
     env, missing = restore_env(sc.setup.env, {**written, **os.environ})
     if missing:
         raise ConfigError(f"scenario {sc.id!r}: setup.env {', '.join(missing)} was not stored (it looks like a "
@@ -152,13 +196,15 @@ async def arun_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | P
     selection = selection or Selection()
     if resume:
         run = st.get_run(resume)
-        scenarios = [_restored(sc) for sc in st.load_scenarios(run.run_id)]
         agent_obj = agent if isinstance(agent, Agent) else make_agent(agent or _restored_spec(run.agent_spec))
+        scenarios = _restored_scenarios(st.load_scenarios(run.run_id), agent_obj)
         stored = run.options
         options = HarnessOptions(concurrency=options.concurrency, trials=stored.get("trials"),
                                  timeout=stored.get("timeout"), keep_workspaces=options.keep_workspaces,
-                                 workspace_root=options.workspace_root)
+                                 workspace_root=options.workspace_root,
+                                 drop_secret_binaries=options.drop_secret_binaries)
         run.status = "running"
+        run.error = None
         st.update_run(run)
     else:
         if suite is None:
@@ -176,7 +222,8 @@ async def arun_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | P
                   project_dir=str(Path.cwd()), description=description,
                   metadata={"vcs": vcs_info(_agent_dir(agent_obj)), "tags": list(dict.fromkeys(run_tags))})
         st.create_run(run)
-        st.save_scenarios(run.run_id, [_redacted(sc) for sc in scenarios])
+        sanitizer = run_sanitizer(scenarios, agent_obj)
+        st.save_scenarios(run.run_id, [_snapshot(sc, sanitizer) for sc in scenarios])
     # Validate every judge before the first trial, so a typo fails fast rather than after the run.
     assessor = Assessor(st, registry, extra_judges=extra_judges)
     for sc in scenarios:
@@ -194,13 +241,29 @@ async def arun_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | P
         run.status = "interrupted"
         st.update_run(run)
         raise
+    except Exception as exc:
+        _mark_failed(st, run, exc)
+        raise
     # Traces written by an earlier, killed attempt may lack verdicts: score whatever is missing.
     stats = await assessor.assess_run(run.run_id, scenarios={sc.id: sc for sc in scenarios})
     run.status = "finished"
     run.finished_at = time.time()
     st.update_run(run)
-    summary = summarize_run(st, run.run_id, {sc.id: sc for sc in scenarios})
+    # Reports show the scenarios as stored with the run (secret values redacted), like the traces.
+    summary = summarize_run(st, run.run_id, {sc.id: sc for sc in st.load_scenarios(run.run_id)})
     return RunOutcome(run=run, summary=summary, harness=hres, assess=stats, store=st)
+
+
+def _mark_failed(st: Store, run: Run, exc: BaseException) -> None:
+    """Record why the run stopped, so 'costar runs' and reports say it instead of "running"."""
+    run.status = "failed"
+    run.error = " ".join(str(getattr(exc, "summary", None) or exc).split())[:1000] or type(exc).__name__
+    try:
+        st.update_run(run)
+    except Exception as again:  # the store itself is what failed: the original error says more
+        if isinstance(exc, CostarError):
+            raise CostarError(f"{exc} (the run could not be marked failed either: {again})") from again
+        raise
 
 
 def assess_run(run_id: str, *, store: Store | str | Path | None = None, force: bool = False,

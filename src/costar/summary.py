@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from costar.safe_text import for_terminal
 from costar.stats import mean_pass_at_k, mean_pass_hat_k, pass_at_k, pass_hat_k, wilson_interval
 from costar.trace.model import AgentInfo, Trace, TraceStatus
 from costar.verdict import Outcome, Verdict
@@ -257,6 +258,7 @@ class RunSummary(BaseModel):
     created_at: float | None = None
     finished_at: float | None = None
     run_status: str | None = None
+    run_error: str | None = None  # why a failed run stopped
     agent: AgentInfo = Field(default_factory=AgentInfo)
     scenarios: list[ScenarioSummary] = Field(default_factory=list)
     judges: list[JudgeSummary] = Field(default_factory=list)
@@ -498,6 +500,7 @@ def summarize(run: Run | None, traces: Iterable[Trace], verdicts: Iterable[Verdi
         created_at=run.created_at if run else None,
         finished_at=run.finished_at if run else None,
         run_status=run.status if run else None,
+        run_error=run.error if run else None,
         agent=run.agent if run else AgentInfo(),
         scenarios=summaries,
         judges=judge_summaries,
@@ -505,19 +508,26 @@ def summarize(run: Run | None, traces: Iterable[Trace], verdicts: Iterable[Verdi
         trial_rate=Rate.of(totals.passed, totals.passed + totals.failed),
         pass_at_k=_suite_curve(summaries, hat=False),
         pass_hat_k=_suite_curve(summaries, hat=True),
-        all_gates_passed=bool(summaries) and all(s.status == "pass" for s in summaries),
+        # A run that stopped early cannot pass, whatever the trials it did store say.
+        all_gates_passed=bool(summaries) and all(s.status == "pass" for s in summaries)
+        and (run is None or run.status not in ("failed", "interrupted")),
     )
 
 
 # --------------------------------------------------------------------------- display helpers
 
-_CONTROL = dict.fromkeys([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F], None)
-
-
 def one_line(text: str, limit: int) -> str:
-    """Untrusted text as one clipped line with control characters (terminal escapes) removed."""
-    flat = " ".join(text.translate(_CONTROL).split())
-    return flat if len(flat) <= limit else flat[: max(0, limit - 1)] + "…"
+    """Untrusted text as one clipped line that cannot drive a terminal (see ``costar.safe_text``)."""
+    return for_terminal(text, limit, one_line=True)
+
+
+def run_state_note(summary: RunSummary) -> str | None:
+    """A run that did not finish, in words (None for finished and imported runs)."""
+    if summary.run_status == "failed":
+        return f"run FAILED: {summary.run_error or 'no cause recorded'}"
+    if summary.run_status == "interrupted":
+        return f"run interrupted: finish it with 'costar run --resume {summary.run_id}'"
+    return None
 
 
 def fmt_pct(value: float | None) -> str:

@@ -169,7 +169,8 @@ def _read_otlp_with_blobs(path: Path) -> ImportResult | None:
         traces = otlp_json_to_traces(doc)
     except OtlpDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    return ImportResult(traces=traces, blobs=blobs, format="otlp-json")
+    spans = sum(len(t.spans) for t in traces)
+    return ImportResult(traces=traces, blobs=blobs, format="otlp-json", read=spans, stored=spans, unit="spans")
 
 
 def _verify_blobs(path: Path, blobs: dict[str, bytes]) -> None:
@@ -182,13 +183,23 @@ def _verify_blobs(path: Path, blobs: dict[str, bytes]) -> None:
             raise ConfigError(f"{path}: blob {sha} does not match its sha256 (damaged file); re-export it")
 
 
+def _create_missing_runs(store: Store, trace_ids: list[str], known_runs: set[str], description: str) -> None:
+    """Stored traces whose run is missing (an earlier import stopped between the two): create it."""
+    for i in range(0, len(trace_ids), 500):
+        for t in store.get_traces(trace_ids[i:i + 500], spans=False):
+            if t.run_id and t.run_id not in known_runs:
+                store.create_run(Run(run_id=t.run_id, status="imported", agent=t.agent, description=description))
+                known_runs.add(t.run_id)
+
+
 @dataclass
 class ImportOutcome:
     run_ids: list[str]
     traces: int
     verdicts: int
-    skipped: int
+    skipped: int  # traces already in the store
     format: str
+    read: str = ""  # what the importer read, kept and skipped (ImportResult.describe)
 
 
 def _finalized(trace: Trace) -> Trace:
@@ -203,12 +214,13 @@ def _finalized(trace: Trace) -> Trace:
                                     "tools": tools})
 
 
-def import_into_store(store: Store, path: Path, *, run_id: str | None = None) -> ImportOutcome:
-    """Import a trace file. Traces keep the run they were exported from (recreated here when
-    absent); traces that came with no run (tau-bench, SWE-agent, ...) go to a new run."""
+def import_into_store(store: Store, path: Path, *, run_id: str | None = None, fmt: str | None = None) -> ImportOutcome:
+    """Import a trace file (of format ``fmt``, else the one its content fits). Traces keep the run
+    they were exported from (recreated here when absent); traces that came with no run (tau-bench,
+    SWE-agent, ...) go to a new run."""
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
-    res = _read_otlp_with_blobs(path) or import_file(path)
+    res = (_read_otlp_with_blobs(path) if fmt in (None, "otlp-json") else None) or import_file(path, fmt)
     if not res.traces:
         raise ConfigError(f"{path}: holds no traces")
     _verify_blobs(path, res.blobs)
@@ -224,12 +236,18 @@ def import_into_store(store: Store, path: Path, *, run_id: str | None = None) ->
         if store.put_blob(data) != sha:  # cannot happen after _verify_blobs; never store under a foreign key
             raise ConfigError(f"{path}: blob {sha} does not match its sha256 (damaged file); re-export it")
     known_runs = {r.run_id for r in store.list_runs(limit=1_000_000)}
+    # Traces first, their run after: an import that fails half-way leaves no empty run behind, and
+    # re-importing the file skips what was stored and creates the runs it still lacks.
     for rid, traces in groups.items():
+        for i in range(0, len(traces), 200):
+            store.write_traces(traces[i:i + 200])
         if rid not in known_runs:
             store.create_run(Run(run_id=rid, status="imported", agent=traces[0].agent,
                                  description=f"imported from {path.name} ({res.format})"))
-        for i in range(0, len(traces), 200):
-            store.write_traces(traces[i:i + 200])
+            known_runs.add(rid)
+    if skipped:
+        _create_missing_runs(store, [t.trace_id for t in res.traces if t.trace_id in existing], known_runs,
+                             f"imported from {path.name} ({res.format})")
     fresh_ids = {t.trace_id for t in fresh}
     verdicts = [v for v in res.verdicts if v.trace_id in fresh_ids]
     run_of = {t.trace_id: rid for rid, ts in groups.items() for t in ts}
@@ -241,4 +259,4 @@ def import_into_store(store: Store, path: Path, *, run_id: str | None = None) ->
     if not fresh:
         raise ConfigError(f"{path}: all {skipped} traces are already in the store; nothing imported")
     return ImportOutcome(run_ids=sorted(groups), traces=len(fresh), verdicts=len(verdicts), skipped=skipped,
-                         format=res.format)
+                         format=res.format, read=res.describe())

@@ -4,8 +4,14 @@ Two levels: raw tools (list_files, read_file, write_file, run_python) that can d
 high-level CSV tools (profile_csv, drop_duplicates, fill_missing, convert_numeric, count_by) that
 do one common job in one call. A strong model may use either; a small one needs the second kind.
 
-run_python is a resource-limited subprocess started in the workspace, not a security boundary:
-run the agent in a container when it handles untrusted data.
+run_python runs code the model wrote, and the model reads the task and the files, which may come from
+anyone: so it runs in coSTAR's sandbox (bubblewrap: no network, a read-only system, nothing but the
+workspace writable) whenever one is available. Sandbox modes (``--sandbox`` or $ANALYST_SANDBOX):
+``auto`` (the default: sandboxed where bubblewrap works, else with the resource limits only, said once
+on stderr), ``on`` (refuse to run code without a sandbox) and ``off`` (limits only). The default is on
+because analysing CSV files never needs the network or anything outside the workspace, so isolation
+costs nothing; ``auto`` rather than ``on`` because the agent is the user's own and should still run
+on machines without bubblewrap (macOS).
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from analyst import csv_tools
 from analyst.errors import SkillRequired, ToolError
 from analyst.schemas import tool_definitions
+
+from costar.sandbox import Mount, bwrap_argv, unavailable_reason
 
 __all__ = ["ONE_CALL_TOOLS", "TOOLS", "SkillRequired", "ToolError", "Toolbox", "parse_arguments"]
 
@@ -37,6 +45,7 @@ class Toolbox:
     skills_dir: Path
     python_timeout_s: float = 30.0
     python_memory_mb: int = 1024
+    sandbox: Literal["auto", "on", "off"] = "auto"
     loaded_skills: set[str] = field(default_factory=set)
     # The files the task came with: tools read them but never overwrite them.
     inputs: frozenset[str] = field(init=False)
@@ -87,8 +96,13 @@ class Toolbox:
             resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
 
         env = {"PATH": os.environ.get("PATH", "/usr/bin"), "PYTHONIOENCODING": "utf-8", "LANG": "C.UTF-8"}
+        argv = [sys.executable, "-I", "-c", code]
+        if self._sandboxed():
+            here = str(self.workspace.resolve())
+            argv = bwrap_argv(argv, mounts=[Mount(self.workspace.resolve(), here, writable=True)], cwd=here,
+                              env={**env, "HOME": here})
         try:
-            res = subprocess.run([sys.executable, "-I", "-c", code], cwd=self.workspace, env=env,
+            res = subprocess.run(argv, cwd=self.workspace, env=env,
                                  capture_output=True, text=True, timeout=self.python_timeout_s,
                                  preexec_fn=limits, start_new_session=True)
         except subprocess.TimeoutExpired:
@@ -99,6 +113,19 @@ class Toolbox:
         if res.returncode != 0:
             raise ToolError(f"exit code {res.returncode}\n{out}")
         return out or "(no output)"
+
+    def _sandboxed(self) -> bool:
+        if self.sandbox == "off":
+            return False
+        reason = unavailable_reason()
+        if reason is None:
+            return True
+        if self.sandbox == "on":
+            raise ToolError(f"run_python is off: no sandbox is available ({reason})")
+        if not getattr(self, "_warned", False):
+            print(f"analyst: run_python runs without a sandbox ({reason})", file=sys.stderr)
+            self._warned = True
+        return False
 
     def available_skills(self) -> dict[str, str]:
         return {name: meta.get("description", "") for name, meta in self._skills().items()}

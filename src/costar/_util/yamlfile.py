@@ -32,8 +32,19 @@ class YamlSyntaxError(Exception):
         self.line = line
 
 
+def _reader_error(exc: yaml.reader.ReaderError, text: str) -> YamlSyntaxError:
+    """PyYAML refuses control characters (and other unprintable ones) before parsing anything."""
+    line = text.count("\n", 0, exc.position) + 1 if isinstance(exc.position, int) else None
+    char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+    return YamlSyntaxError(f"invalid YAML: the control character U+{ord(char):04X} is not allowed; remove it, "
+                           f"or write it as \\x{ord(char):02x} inside a double-quoted string", line)
+
+
 def load_yaml_documents(text: str) -> list[YamlDocument]:
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # checks every character first
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text) from None
     docs: list[YamlDocument] = []
     try:
         while loader.check_node():
@@ -43,6 +54,8 @@ def load_yaml_documents(text: str) -> list[YamlDocument]:
             lines: dict[Loc, int] = {}
             data = _construct(loader, node, (), lines)
             docs.append(YamlDocument(data, lines, node.start_mark.line + 1))
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(exc, text) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -55,8 +68,18 @@ def load_yaml_documents(text: str) -> list[YamlDocument]:
     return docs
 
 
+def decode_utf8(raw: bytes) -> str:
+    """Bytes of a text file as str; a YamlSyntaxError naming the line of the first bad byte."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise YamlSyntaxError(f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8", line) from None
+
+
 def load_yaml_file(path: Path) -> list[YamlDocument]:
-    return load_yaml_documents(path.read_text(encoding="utf-8"))
+    """Every document of a YAML file; YamlSyntaxError (with the line) for bad bytes or syntax."""
+    return load_yaml_documents(decode_utf8(path.read_bytes()))
 
 
 def _construct(loader: yaml.SafeLoader, node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> Any:
@@ -92,12 +115,17 @@ def read_config_file(path: Path, what: str) -> Any:
     from costar.errors import ConfigError
 
     try:
-        text = path.read_text(encoding="utf-8")
+        text = decode_utf8(path.read_bytes())
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}; fix the path") from exc
+    except YamlSyntaxError as exc:
+        raise ConfigError(f"{what} {path}:{exc.line}: {exc}") from None
     is_json = path.suffix == ".json"
     try:
         return json.loads(text) if is_json else yaml.safe_load(text)
+    except yaml.reader.ReaderError as exc:
+        err = _reader_error(exc, text)
+        raise ConfigError(f"{what} {path}:{err.line}: {err}") from None
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{what} {path} is not valid {'JSON' if is_json else 'YAML'}: "
                           f"{str(exc).splitlines()[0]}") from exc

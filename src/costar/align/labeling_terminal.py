@@ -7,8 +7,6 @@ Each label is written as soon as it is given, so quitting (or a crash) loses not
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +16,7 @@ from rich.text import Text
 
 from costar.align.labeling import QueueItem, format_value, label_queue, new_label
 from costar.labels import LabelError, ValueType, ValueTypeLike
+from costar.safe_text import for_terminal
 from costar.store.base import Store
 from costar.summary import fmt_seconds, plural
 from costar.trace.model import Trace
@@ -27,9 +26,6 @@ __all__ = ["LabelSession", "label_in_terminal"]
 
 _SKIP = frozenset({"s", "skip"})
 _QUIT = frozenset({"q", "quit", "exit"})
-# Control characters (C0 but tab and newline, DEL, C1 — which includes the 8-bit CSI) can move the
-# cursor, recolour or retitle the terminal: never print them from untrusted text.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _MAX_TRIES = 5
 _MAX_ARTIFACTS = 10
 
@@ -49,11 +45,8 @@ class LabelSession:
 
 
 def _clean(value: Any, limit: int) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    text = _CONTROL.sub("", text.replace("\r\n", "\n"))
-    if len(text) > limit:
-        return f"{text[:limit]}… [{len(text) - limit:,} more characters]"
-    return text
+    # Control characters can move the cursor, recolour or retitle the terminal: shown, never sent.
+    return for_terminal(value, limit)
 
 
 def _field(label: str, value: Any, limit: int, style: str = "") -> Text:
@@ -69,7 +62,7 @@ def _outcome_style(outcome: str) -> str:
 
 def _show(console: Console, trace: Trace, item: QueueItem, n: int, total: int, name: str,
           output_chars: int) -> None:
-    console.rule(Text(f"{n}/{total} · trace {trace.trace_id[:16]}"))
+    console.rule(Text(f"{n}/{total} · trace {_clean(trace.trace_id[:16], 16)}"))
     t = trace.totals
     facts = (f"scenario {trace.scenario_id or '—'} · trial {trace.trial} · agent {trace.status.value} · "
              f"{fmt_seconds(t.latency_s)} · {plural(t.llm_calls, 'LLM call')} · "

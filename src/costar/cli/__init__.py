@@ -7,6 +7,7 @@ import sys
 
 from costar.cli.common import app, err_console
 from costar.errors import CostarError
+from costar.safe_text import for_terminal
 
 # Each module registers its commands when imported; this order is the order `costar --help` shows.
 for _module in ("run_commands", "compare_commands", "trace_commands", "mcp_commands", "ci_commands", "judge_commands",
@@ -19,8 +20,14 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except CostarError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        _error(exc)
         sys.exit(exc.exit_code)
     except (OSError, UnicodeError) as exc:  # a file or socket the user named: one line, not a traceback
-        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        _error(exc)
         sys.exit(2)
+
+
+def _error(exc: BaseException) -> None:
+    # Messages quote what the user gave or the store holds (paths, ids, trace text): one safe line.
+    err_console.print(for_terminal(f"error: {exc}", 4000, one_line=True), markup=False, highlight=False,
+                      soft_wrap=True)

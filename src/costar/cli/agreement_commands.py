@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from costar import api
-from costar.cli.common import app, console
+from costar.cli.common import app, say
 from costar.errors import ConfigError
 
 
@@ -63,4 +63,4 @@ def agreement(
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
-        console.print(api.format_agreement(result), markup=False, highlight=False, soft_wrap=True)
+        say(api.format_agreement(result))

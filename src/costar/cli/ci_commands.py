@@ -9,7 +9,7 @@ import typer
 
 from costar import api
 from costar.ci import DEFAULT_INSTALL
-from costar.cli.common import ConfigOpt, app, console, load_project
+from costar.cli.common import ConfigOpt, app, load_project, say
 
 ci_app = typer.Typer(no_args_is_help=True, help="Continuous integration: write workflows for GitHub or GitLab.")
 app.add_typer(ci_app, name="ci")
@@ -49,11 +49,10 @@ def init(
                           install=list(install) if install else list(DEFAULT_INSTALL), rejudge=rejudge,
                           fail_on=fail_on, timeout_minutes=timeout, retention_days=retention)
     for path in written:
-        console.print(f"wrote {path}", markup=False, highlight=False)
+        say(f"wrote {path}")
     if not cfg.mcp_servers:
-        console.print("note: no mcp_servers: in costar.yaml, so the nightly job has no MCP server to snapshot; "
-                      "declare the servers your agent uses there", markup=False, highlight=False)
+        say("note: no mcp_servers: in costar.yaml, so the nightly job has no MCP server to snapshot; "
+            "declare the servers your agent uses there")
     if provider == "gitlab":
-        console.print("note: for merge-request comments, add a project access token with the api scope as the "
-                      "CI/CD variable COSTAR_GITLAB_TOKEN; schedule the nightly job under CI/CD > Schedules",
-                      markup=False, highlight=False)
+        say("note: for merge-request comments, add a project access token with the api scope as the "
+            "CI/CD variable COSTAR_GITLAB_TOKEN; schedule the nightly job under CI/CD > Schedules")

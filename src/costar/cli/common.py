@@ -15,6 +15,7 @@ from rich.text import Text
 from costar import api
 from costar.config import ProjectConfig, load_config
 from costar.errors import ConfigError
+from costar.safe_text import DEFAULT_LIMIT, for_terminal
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="coSTAR: test LLM agents the way engineers test software.")
@@ -26,8 +27,24 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Project 
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Store: a folder or a postgresql:// URL (default: COSTAR_STORE, else costar.yaml, else .costar).")]
 
 
+AllowUnsandboxedOpt = Annotated[bool, typer.Option(
+    "--allow-unsandboxed-code", help="Where no sandbox (bubblewrap) is available, run judge-written code anyway, "
+    "with resource limits only (verdicts say so). Default: refuse it.")]
+
+
 def load_project(config: Path | None) -> ProjectConfig:
-    return load_config(config)
+    cfg = load_config(config)
+    if cfg.allow_unsandboxed_code:
+        allow_unsandboxed_code()
+    return cfg
+
+
+def allow_unsandboxed_code() -> None:
+    """The user opted in (flag or costar.yaml): judges in this process, and the processes it starts
+    (refine's runs), may run code without a sandbox when none is available."""
+    from costar.sandbox import ALLOW_ENV
+
+    os.environ[ALLOW_ENV] = "1"
 
 
 def open_project_store(cfg: ProjectConfig, store: str | Path | None, *, create: bool = True) -> Any:
@@ -37,10 +54,23 @@ def open_project_store(cfg: ProjectConfig, store: str | Path | None, *, create: 
     return api.open_store(cfg.store_location(store), local_dir=cfg.local_path(store), create=create)
 
 
+CELL_LIMIT = 500
+
+
 def cells(*values: Any) -> list[Text]:
     """Table cells shown literally: data (agent names, scenario ids, tags) is never Rich markup,
-    so ``[/b]`` in an imported trace prints as text instead of crashing the table."""
-    return [v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in values]
+    so ``[/b]`` in an imported trace prints as text instead of crashing the table, and never drives
+    the terminal (see ``costar.safe_text``)."""
+    return [v if isinstance(v, Text) else Text(for_terminal("" if v is None else str(v), CELL_LIMIT, one_line=True))
+            for v in values]
+
+
+def say(text: Any, *, err: bool = False, limit: int | None = DEFAULT_LIMIT) -> None:
+    """Print text that may carry untrusted content (trace data, model output, rationales, ids):
+    literally (no markup), terminal controls shown as escapes, bounded. Every command prints
+    such text through here."""
+    (err_console if err else console).print(for_terminal(text, limit), markup=False, highlight=False,
+                                            soft_wrap=True)
 
 
 def _cannot_write(path: Path, exc: OSError) -> str:

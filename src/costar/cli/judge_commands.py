@@ -21,6 +21,7 @@ from costar.cli.common import (
     console,
     load_project,
     open_project_store,
+    say,
     writable_file,
     writing,
 )
@@ -38,7 +39,7 @@ def _emit(result: Any, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     else:
-        console.print(result.format(), markup=False, highlight=False)
+        say(result.format())
 
 
 @judges_app.command("list")
@@ -141,12 +142,11 @@ def judges_uncertain(
     st = open_project_store(cfg, store, create=False)
     candidates = api.rank_for_labeling(st, name, k=k, run_id=st.resolve_run_id(run) if run else None, labeler=labeler,
                                    related=related or (), threshold=threshold, margin=margin)
-    console.print(api.format_candidates(candidates), markup=False, highlight=False)
+    say(api.format_candidates(candidates))
     if queue_out is not None and candidates:
         with writing(queue_out):
             api.queue_file(candidates, queue_out)
-        console.print(f"queue: {queue_out} (label them with: costar label {name} --queue {queue_out})",
-                      markup=False, highlight=False)
+        say(f"queue: {queue_out} (label them with: costar label {name} --queue {queue_out})")
 
 
 @judges_app.command("corrected")
@@ -208,16 +208,15 @@ def judges_align(
                    "recorded": recorded.model_dump(mode="json") if recorded else None}
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
         return
-    console.print(result.report.format(), markup=False, highlight=False)
+    say(result.report.format())
     if recorded is None:
         console.print("dry run: no version stored")
     elif recorded.version is None:
-        console.print(f"no version stored: {recorded.reason}", markup=False, highlight=False)
+        say(f"no version stored: {recorded.reason}")
     else:
         state = ("promoted: it is now the active version" if recorded.promoted else
                  f"not promoted (active: {recorded.active if recorded.active is not None else 'the project definition'})")
-        console.print(f"stored as version {recorded.version}; {state} — {recorded.reason}", markup=False,
-                      highlight=False)
+        say(f"stored as version {recorded.version}; {state} — {recorded.reason}")
 
 
 def _versions(cfg: Any, store: str | None, *, create: bool = True) -> Any:
@@ -234,11 +233,10 @@ def judges_versions(name: Annotated[str, typer.Argument()], config: ConfigOpt = 
     active = reg.active_version(name)
     versions = reg.versions(name)
     if not versions:
-        console.print(f"{name} has no stored versions yet: run 'costar judges align {name}'", markup=False,
-                      highlight=False)
+        say(f"{name} has no stored versions yet: run 'costar judges align {name}'")
         return
     for v in versions:
-        console.print(v.line(active=v.version == active), markup=False, highlight=False)
+        say(v.line(active=v.version == active))
 
 
 @judges_app.command("promote")
@@ -247,7 +245,7 @@ def judges_promote(name: Annotated[str, typer.Argument()], version: Annotated[in
                    config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Make a stored version the active one (the held-out rule applies unless --force)."""
     decision = _versions(load_project(config), store).promote(name, version, force=force)
-    console.print(decision.reason, markup=False, highlight=False)
+    say(decision.reason)
     raise typer.Exit(0 if decision.promote else 1)
 
 
@@ -257,15 +255,14 @@ def judges_rollback(name: Annotated[str, typer.Argument()],
                     config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Go back to an earlier version (or to the project's own definition)."""
     active = _versions(load_project(config), store).rollback(name, version)
-    console.print(f"{name}: active version is now {active if active is not None else 'the project definition'}",
-                  markup=False, highlight=False)
+    say(f"{name}: active version is now {active if active is not None else 'the project definition'}")
 
 
 @judges_app.command("deactivate")
 def judges_deactivate(name: Annotated[str, typer.Argument()], config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Use the project's own definition again (stored versions are kept)."""
     _versions(load_project(config), store).deactivate(name)
-    console.print(f"{name}: using the project definition", markup=False, highlight=False)
+    say(f"{name}: using the project definition")
 
 
 @judges_app.command("diff")
@@ -273,5 +270,5 @@ def judges_diff(name: Annotated[str, typer.Argument()], a: Annotated[int, typer.
                 b: Annotated[int, typer.Argument()], config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """The definition diff between two stored versions, with their agreement side by side."""
     reg = _versions(load_project(config), store, create=False)
-    console.print(reg.compare(name, a, b).format(), markup=False, highlight=False)
-    console.print(reg.diff(name, a, b), markup=False, highlight=False)
+    say(reg.compare(name, a, b).format())
+    say(reg.diff(name, a, b))

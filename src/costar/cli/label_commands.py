@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
 from costar import api
 from costar.cli.common import (
@@ -18,6 +17,7 @@ from costar.cli.common import (
     console,
     load_project,
     open_project_store,
+    say,
     writable_file,
     writing,
 )
@@ -71,8 +71,7 @@ def label(
     if web:
         api.run_label_server(st, name, host=host, port=port, allow_remote=allow_remote, run_id=run_id,
                          queue=_ids(queue), labeler=labeler, value_type=value_type(vtype),
-                         on_ready=lambda url: console.print(f"labeling {name}: open {url} (Ctrl-C to stop)",
-                                                            markup=False, highlight=False))
+                         on_ready=lambda url: say(f"labeling {name}: open {url} (Ctrl-C to stop)"))
         return
     if not labeler:
         raise typer.BadParameter("--labeler is required in the terminal (who is labeling?)")
@@ -90,7 +89,7 @@ def labels_export(file: Annotated[Path, typer.Argument(help="A .csv or .jsonl fi
     st = open_project_store(load_project(config), store, create=False)
     with writing(file):
         n = api.export_labels(st, file, name=name, labeler=labeler)
-    console.print(f"exported {n} labels to {file}", markup=False, highlight=False)
+    say(f"exported {n} labels to {file}")
 
 
 @labels_app.command("import")
@@ -103,7 +102,7 @@ def labels_import(file: Annotated[Path, typer.Argument(help="CSV, TSV, JSONL or 
     """Import labels; every row is checked first and nothing is written on any error."""
     st = open_project_store(load_project(config), store)
     res = api.import_labels(st, file, name=name, labeler=labeler, value_type=value_type(vtype), replace=replace)
-    console.print(res.format(), markup=False, highlight=False)
+    say(res.format())
 
 
 @labels_app.command("delete")
@@ -114,11 +113,11 @@ def labels_delete(name: Annotated[str, typer.Argument()],
     """Delete labels of a judge (optionally only some traces or one labeler)."""
     st = open_project_store(load_project(config), store)
     n = st.delete_labels(name=name, trace_ids=trace, labeler=labeler)
-    console.print(f"deleted {n} labels", markup=False, highlight=False)
+    say(f"deleted {n} labels")
 
 
 def _show_set(gs: Any) -> None:
-    table = Table(title=Text(f"golden set {gs.name} v{gs.version} (judge {gs.judge_name}, seed {gs.seed})"),
+    table = Table(title=cells(f"golden set {gs.name} v{gs.version} (judge {gs.judge_name}, seed {gs.seed})")[0],
                   title_justify="left")
     table.add_column("split")
     table.add_column("examples", justify="right")
@@ -186,11 +185,11 @@ def golden_diff(name: Annotated[str, typer.Argument()], old: Annotated[int, type
                 store: StoreOpt = None) -> None:
     """What changed between two versions of a golden set."""
     d = api.diff_golden_set(open_project_store(load_project(config), store, create=False), name, old, new)
-    console.print(f"{d.name} v{d.old_version} → v{d.new_version}: {len(d.added)} added, {len(d.removed)} removed, "
-                  f"{len(d.relabeled)} relabeled", markup=False, highlight=False)
+    say(f"{d.name} v{d.old_version} → v{d.new_version}: {len(d.added)} added, {len(d.removed)} removed, "
+        f"{len(d.relabeled)} relabeled")
     for e in d.added:
-        console.print(f"  + {e.trace_id} ({e.split}) {e.label!r}", markup=False)
+        say(f"  + {e.trace_id} ({e.split}) {e.label!r}")
     for e in d.removed:
-        console.print(f"  - {e.trace_id} ({e.split}) {e.label!r}", markup=False)
+        say(f"  - {e.trace_id} ({e.split}) {e.label!r}")
     for r in d.relabeled:
-        console.print(f"  ~ {r}", markup=False)
+        say(f"  ~ {r}")

@@ -18,9 +18,9 @@ from costar.cli.common import (
     app,
     cells,
     console,
-    err_console,
     load_project,
     open_project_store,
+    say,
     writable_file,
     write_text_output,
 )
@@ -169,7 +169,7 @@ def diff(
         sys.stdout.write("[" + ",\n".join(d.model_dump_json(indent=2) for d in diffs) + "]\n")
     elif markdown is None or str(markdown) != "-":
         for n in notes:
-            err_console.print(f"note: {n}", markup=False, highlight=False)
+            say(f"note: {n}", err=True)
         for d in diffs:
             _render(d)
     raise typer.Exit(1 if any(d.breaking for d in diffs) else 0)

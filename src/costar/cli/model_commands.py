@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from costar.cli.common import app, console
+from costar.cli.common import app, console, say
 
 model_app = typer.Typer(no_args_is_help=True, help="Serve and try models (any model URI).")
 testing_app = typer.Typer(no_args_is_help=True, help="Test tools: the scripted OpenAI-compatible model server.")
@@ -44,7 +44,7 @@ def model_chat(uri: Annotated[str, typer.Argument(help="A model URI.")],
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     with ModelClient(uri, cache="off") as client:
         result = client.chat(messages, max_tokens=max_tokens)
-    console.print(result.text, markup=False, highlight=False, soft_wrap=True)
+    say(result.text)
     console.print(f"[dim]{result.usage.input_tokens} in / {result.usage.output_tokens} out tokens · "
                   f"${result.cost_usd:.6f} · {result.latency_s:.2f} s[/]")
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from costar import api
-from costar.cli.common import ConfigOpt, app, console, load_project
+from costar.cli.common import ConfigOpt, app, console, load_project, say
 from costar.errors import ConfigError
 
 
@@ -37,11 +37,11 @@ def refine(
                             budget_usd=budget_usd, budget_seconds=budget_seconds,
                             exclude_tags=tuple(exclude_tag or ()))
     path = config or (cfg.root / "costar.yaml" if (cfg.root / "costar.yaml").exists() else None)
-    report = api.refine(path, helper, options, say=lambda m: console.print(m, markup=False, highlight=False))
+    report = api.refine(path, helper, options, say=lambda m: say(m))
     if as_json:
         sys.stdout.write(report.model_dump_json(indent=2) + "\n")
     else:
-        console.print(render_markdown(report), markup=False, highlight=False)
+        say(render_markdown(report))
         console.print(f"report: {Path(report.session_dir) / 'report.md'}")
     nothing_to_do = report.stopped_because.startswith("nothing to refine")
     raise typer.Exit(0 if report.accepted or nothing_to_do else 1)

@@ -9,24 +9,28 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from costar import api
 from costar.cli.common import (
+    AllowUnsandboxedOpt,
     ConfigOpt,
     StoreOpt,
+    allow_unsandboxed_code,
     app,
     cells,
     console,
     err_console,
     load_project,
     open_project_store,
+    say,
     writable_file,
     write_text_output,
     writing,
 )
 from costar.errors import CostarError
+from costar.safe_text import for_terminal
 
 
 def _check_outputs(*paths: Path | None) -> None:
@@ -43,7 +47,7 @@ def _write_reports(outcome: api.RunOutcome, html: Path | None, junit: Path | Non
     if junit is not None:
         with writing(junit):
             write_junit(junit, outcome.summary)
-        console.print(f"JUnit XML: {junit}", markup=False, highlight=False)
+        say(f"JUnit XML: {junit}")
     if html is not None:
         st = outcome.store
         assert st is not None
@@ -51,7 +55,7 @@ def _write_reports(outcome: api.RunOutcome, html: Path | None, junit: Path | Non
         with writing(html):
             write_html(html, outcome.summary, traces, st.verdicts(run_id=outcome.run.run_id),
                        title=f"coSTAR run {outcome.run.run_id}")
-        console.print(f"HTML report: {html}", markup=False, highlight=False)
+        say(f"HTML report: {html}")
 
 
 def _render(outcome: api.RunOutcome) -> None:
@@ -81,8 +85,11 @@ def run(
     affected_by: Annotated[str | None, typer.Option("--affected-by", help="Run only the scenarios a change since this run can have affected (a changed tool they used; all when the agent changed).")] = None,
     run_tags: Annotated[list[str] | None, typer.Option("--run-tag", help="Tag the run (repeatable); 'tag:NAME' names its newest tagged run later.")] = None,
     id_file: Annotated[Path | None, typer.Option("--id-file", help="Write the run id to this file (for scripts and CI).")] = None,
+    allow_unsandboxed: AllowUnsandboxedOpt = False,
 ) -> None:
     """Run the suite against the agent, record traces, apply the judges, report."""
+    if allow_unsandboxed:
+        allow_unsandboxed_code()
     if split is not None and split not in ("train", "holdout"):
         raise typer.BadParameter("--split must be 'train' or 'holdout'")
     if affected_by is not None and resume is not None:
@@ -93,7 +100,8 @@ def run(
     # A resumed run keeps the agent it was started with, unless --agent says otherwise.
     agent_spec = agent if agent is not None else (None if resume else cfg.agent_spec())
     options = api.HarnessOptions(concurrency=concurrency or cfg.concurrency, trials=trials or cfg.trials,
-                             timeout=timeout or cfg.timeout, keep_workspaces=keep_workspaces)
+                                 timeout=timeout or cfg.timeout, keep_workspaces=keep_workspaces,
+                                 drop_secret_binaries=cfg.secrets.drop_binary_artifacts)
     selection = api.Selection(ids=ids or (), tags=tags or (), exclude_tags=exclude_tags or (), split=split)
     chosen: Any = paths
     if affected_by is not None:
@@ -133,7 +141,7 @@ def run(
     _render(outcome)
     _metric_alerts(outcome)
     _write_reports(outcome, html, junit)
-    console.print(f"run id: {outcome.run.run_id}", markup=False, highlight=False)
+    say(f"run id: {outcome.run.run_id}")
     if id_file is not None:
         with writing(id_file):
             id_file.parent.mkdir(parents=True, exist_ok=True)
@@ -154,7 +162,7 @@ def _print_affected(affected: Any) -> None:
     from rich.text import Text
 
     for w in affected.warnings:
-        err_console.print(f"note: {w}", markup=False, highlight=False)
+        say(f"note: {w}", err=True)
     for p in affected.picked:
         line = Text("run  ", style="bold")
         line.append(p.scenario_id)
@@ -172,8 +180,8 @@ def _metric_alerts(outcome: api.RunOutcome) -> None:
         return
     report = api.check_metrics(outcome.store, outcome.run.run_id)
     for scenario_id, check in report.alerts:
-        console.print(f"[yellow]⚠ metric alert[/] {escape(str(scenario_id))}: {escape(str(check.message))}",
-                      highlight=False)
+        console.print(Text.assemble(("⚠ metric alert", "yellow"), " ", for_terminal(scenario_id, 200, one_line=True),
+                                    ": ", for_terminal(check.message, 1000, one_line=True)), highlight=False)
 
 
 @app.command()
@@ -185,8 +193,11 @@ def assess(
     suite: Annotated[list[Path] | None, typer.Option("--suite", help="Scenario files for these traces (e.g. imported ones).")] = None,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
+    allow_unsandboxed: AllowUnsandboxedOpt = False,
 ) -> None:
     """Re-score stored traces with the current judges, without running the agent."""
+    if allow_unsandboxed:
+        allow_unsandboxed_code()
     _check_outputs(junit, html)
     cfg = load_project(config)
     outcome = api.assess_run(run_id, store=open_project_store(cfg, store), force=force,
@@ -196,10 +207,10 @@ def assess(
     console.print(f"assessed {s.traces} traces: {s.judged} verdicts computed, {s.cached} cached, "
                   f"{s.restored} restored, {s.errors} judge errors")
     if s.missing_scenarios:
-        err_console.print(f"warning: no definition for scenarios {sorted(s.missing_scenarios)}; their traces "
-                          "were not re-scored", markup=False, highlight=False)
+        say(f"warning: no definition for scenarios {sorted(s.missing_scenarios)}; their traces were not re-scored",
+            err=True)
     for warning in s.warnings:
-        err_console.print(f"warning: {warning}", markup=False, highlight=False)
+        say(f"warning: {warning}", err=True)
     _render(outcome)
     _write_reports(outcome, html, junit)
     raise typer.Exit(outcome.exit_code)
@@ -239,15 +250,16 @@ def runs(config: ConfigOpt = None, store: StoreOpt = None,
 
     cfg = load_project(config)
     st = open_project_store(cfg, store, create=False)
-    table = Table("run id", "status", "agent", "branch", "tags", "suite", "created")
+    table = Table("run id", "status", "agent", "branch", "tags", "suite", "created", "note")
     import datetime as dt
 
     for r in st.list_runs(limit):
         created = dt.datetime.fromtimestamp(r.created_at).strftime("%Y-%m-%d %H:%M:%S")
         vcs = r.metadata.get("vcs") if isinstance(r.metadata.get("vcs"), dict) else {}
         tags = r.metadata.get("tags") if isinstance(r.metadata.get("tags"), list) else []
+        note = for_terminal(r.error or "", 240, one_line=True)
         table.add_row(*cells(r.run_id, r.status, r.agent.name, vcs.get("branch", ""), ", ".join(map(str, tags)),
-                             ", ".join(r.suite)[:50], created))
+                             ", ".join(r.suite)[:50], created), Text(note, style="red"))
     console.print(table)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from costar.cli.common import ConfigOpt, app, cells, console, load_project
+from costar.cli.common import ConfigOpt, app, cells, console, load_project, say
 
 store_app = typer.Typer(no_args_is_help=True, help="Stores: schema migrations, copies between SQLite and PostgreSQL.")
 app.add_typer(store_app, name="store")
@@ -23,9 +23,9 @@ def store_migrate(store: StoreArg = None, config: ConfigOpt = None) -> None:
     cfg = load_project(config)
     where, start, end = migrate_store(cfg.store_location(store), local_dir=cfg.local_path(store))
     if start == end:
-        console.print(f"{where}: already at schema {end}", markup=False, highlight=False)
+        say(f"{where}: already at schema {end}")
     else:
-        console.print(f"{where}: migrated schema {start} → {end}", markup=False, highlight=False)
+        say(f"{where}: migrated schema {start} → {end}")
 
 
 @store_app.command("info")
@@ -44,10 +44,10 @@ def store_info(store: StoreArg = None, config: ConfigOpt = None,
     if as_json:
         console.print_json(json.dumps(info))
         return
-    console.print(f"{info['location']} ({info['backend']}, schema {info['schema_version']}); local folder "
-                  f"{info['local_dir']}", markup=False, highlight=False)
+    say(f"{info['location']} ({info['backend']}, schema {info['schema_version']}); local folder "
+        f"{info['local_dir']}")
     for table, n in info["counts"].items():
-        console.print(f"  {table:<12} {n:>10,}", markup=False, highlight=False)
+        say(f"  {table:<12} {n:>10,}")
 
 
 @store_app.command("copy")
@@ -86,4 +86,4 @@ def store_copy(
         table.add_row(*cells(name, f"{count.copied:,}", f"{count.present:,}", f"{count.conflicts:,}"))
     console.print(table)
     for line in report.conflicts:
-        console.print(f"kept the destination's: {line}", markup=False, highlight=False)
+        say(f"kept the destination's: {line}")

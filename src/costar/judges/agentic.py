@@ -108,6 +108,17 @@ def order_evidence(view: TraceView, ids: Sequence[str]) -> tuple[list[str], list
     return [i for _, i in sorted(known)], unknown
 
 
+def _sandbox_note(sandbox: Sandbox | None) -> str | None:
+    if sandbox is None:
+        return None
+    if "refused" in sandbox.modes:
+        return ("[run_python was refused: no sandbox is available here, so the judge could not run code; "
+                "install bubblewrap, or opt in with --allow-unsandboxed-code]")
+    if "unsandboxed" in sandbox.modes:
+        return "[the judge's code ran WITHOUT a sandbox: no sandbox is available and the user opted in]"
+    return None
+
+
 class AgenticJudge(Judge):
     """A judge that is itself an agent: it explores the trace with bounded tools and submits a verdict."""
 
@@ -201,8 +212,13 @@ class AgenticJudge(Judge):
             if sandbox is not None:
                 sandbox.close()
         meta: dict[str, Any] = {"turns": spend.calls, "tool_calls": dict(toolbox.calls)}
+        if sandbox is not None and sandbox.modes:
+            meta["sandbox"] = ", ".join(sorted(sandbox.modes))
         verdict = build_verdict(self.name, self.value, samples, spend, started, source=self.source, model=self.model,
                                 metadata=meta)
+        note = _sandbox_note(sandbox)
+        if note:  # the verdict says how (or whether) the judge's code ran, whatever the model wrote
+            verdict = verdict.model_copy(update={"rationale": f"{verdict.rationale} {note}".strip()})
         if len(samples) > 1 and verdict.evidence:  # merged from several explorations: order them again
             ordered, _ = await asyncio.to_thread(order_evidence, view, verdict.evidence)
             verdict = verdict.model_copy(update={"evidence": ordered})

@@ -37,7 +37,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from costar._util.imports import import_object, importable
-from costar._util.yamlfile import YamlDocument, YamlSyntaxError, load_yaml_documents
+from costar._util.yamlfile import YamlDocument, YamlSyntaxError, load_yaml_documents, load_yaml_file
 from costar.errors import ConfigError
 from costar.judges.agentic import AgenticJudge, Budget
 from costar.judges.base import Judge
@@ -635,7 +635,7 @@ def load_judge_yaml(path: str | Path, *, project_dir: Path | None = None, defaul
     path = Path(path)
     file = str(path)
     try:
-        docs = load_yaml_documents(path.read_text(encoding="utf-8"))
+        docs = load_yaml_file(path)
     except YamlSyntaxError as exc:
         raise JudgeDefinitionError(str(exc), file=file, line=exc.line) from None
     except OSError as exc:

@@ -1,11 +1,17 @@
 """Run a judge's Python snippet against a scratch copy of a trace's workspace files.
 
-Each snippet runs in its own process (its own session, so a timeout kills the whole group) with an
-address-space limit (RLIMIT_AS), a CPU-time backstop, a cap on file sizes, bounded output and an
-environment stripped of the caller's variables, so API keys never reach judge-written code. The files
-are copied out of the store, so nothing a snippet does can change what was recorded.
+A trace is untrusted (with production monitoring it carries live user input), and a prompt injection
+in it can steer a judge into writing code of the attacker's choosing, so snippets run in a real
+sandbox (``costar.sandbox``, bubblewrap): no network, a read-only system, nothing of the user's home,
+the project or the store, and only the scratch copy (``/workspace``) and its ``/tmp`` writable. On
+top, each snippet runs in its own process (its own session, so a timeout kills the whole group) with
+an address-space limit (RLIMIT_AS), a CPU-time backstop, a cap on file sizes, bounded output and an
+environment stripped of the caller's variables. The files are copied out of the store, so nothing a
+snippet does can change what was recorded.
 
-Not a security boundary: the snippet can reach the network and read what the user running coSTAR can.
+Where no sandbox is available, snippets are refused (the judge is told why, and the verdict says
+so) unless the user opted in (``costar.sandbox.unsandboxed_allowed``); then they run with the limits
+only, and the verdict says that too.
 """
 
 from __future__ import annotations
@@ -20,12 +26,15 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from costar._util.process import run_command
 from costar.run.workspace import materialize_artifacts
+from costar.sandbox import Mount, bwrap_argv, describe_refusal, unavailable_reason, unsandboxed_allowed
 from costar.store.base import Store
 from costar.trace.model import Artifact
+
+SandboxMode = Literal["bubblewrap", "unsandboxed", "refused"]
 
 # Applies the limits inside the child before the snippet runs: no preexec_fn, which is unsafe in a
 # process with threads (the judge runs next to store and HTTP threads).
@@ -73,11 +82,14 @@ class SandboxResult:
     timed_out: bool
     memory_exceeded: bool
     seconds: float
+    mode: SandboxMode = "bubblewrap"
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"exit_code": self.exit_code, "stdout": self.stdout, "stderr": self.stderr,
                                "seconds": round(self.seconds, 2)}
-        if self.timed_out:
+        if self.mode == "refused":
+            out["note"] = self.stderr
+        elif self.timed_out:
             out["note"] = "timed out: the process group was killed"
         elif self.memory_exceeded:
             out["note"] = "hit the memory limit"
@@ -91,13 +103,25 @@ class Sandbox:
     snippet can leave a file for the next one; ``close`` removes it."""
 
     def __init__(self, artifacts: Sequence[Artifact], store: Store | None,
-                 limits: SandboxLimits | None = None) -> None:
+                 limits: SandboxLimits | None = None, *, allow_unsandboxed: bool | None = None) -> None:
+        """``allow_unsandboxed``: run snippets with the limits only when no sandbox is available
+        (None: as the user chose, see ``costar.sandbox.unsandboxed_allowed``)."""
         self.artifacts = list(artifacts)
         self.store = store
         self.limits = limits or SandboxLimits()
+        self.allow_unsandboxed = allow_unsandboxed
         self._root: Path | None = None
         self._lock = asyncio.Lock()
         self._runs = 0
+        self.modes: set[SandboxMode] = set()  # how the snippets of this evaluation ran
+
+    def mode(self) -> tuple[SandboxMode, str | None]:
+        """How the next snippet runs, and why not in the sandbox when it does not."""
+        reason = unavailable_reason()
+        if reason is None:
+            return "bubblewrap", None
+        allowed = unsandboxed_allowed() if self.allow_unsandboxed is None else self.allow_unsandboxed
+        return ("unsandboxed" if allowed else "refused"), reason
 
     @property
     def workdir(self) -> Path | None:
@@ -117,29 +141,46 @@ class Sandbox:
                 self._root = root
             return self._root
 
-    def _env(self, root: Path) -> dict[str, str]:
+    @staticmethod
+    def _env(home: str, tmp: str) -> dict[str, str]:
         # Only what Python needs: judge-written code must not see the caller's credentials.
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(root / "workspace"),
-               "TMPDIR": str(root / "tmp"), "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8",
-               "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg",
-               # Numeric libraries reserve address space per thread; one thread keeps RLIMIT_AS honest.
-               "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        return env
+        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home,
+                "TMPDIR": tmp, "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8",
+                "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg",
+                # Numeric libraries reserve address space per thread; one thread keeps RLIMIT_AS honest.
+                "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
     async def run(self, code: str, *, timeout_s: float | None = None) -> SandboxResult:
+        mode, reason = self.mode()
+        self.modes.add(mode)
+        if mode == "refused":
+            return SandboxResult(exit_code=None, stdout="", stderr=describe_refusal(reason or "unknown"),
+                                 timed_out=False, memory_exceeded=False, seconds=0.0, mode=mode)
         root = await self._prepare()
         self._runs += 1
-        script = root / "snippets" / f"snippet_{self._runs}.py"
-        script.write_text(code, encoding="utf-8")
+        name = f"snippet_{self._runs}.py"
+        (root / "snippets" / name).write_text(code, encoding="utf-8")
         lim = self.limits
         timeout = min(timeout_s or lim.timeout_s, lim.timeout_s)
-        argv = [sys.executable, "-I", "-c", _LAUNCHER, str(lim.memory_mb << 20), str(math.ceil(timeout) + 1),
-                str(lim.max_file_mb << 20), str(script)]
-        res = await run_command(argv, cwd=root / "workspace", env=self._env(root), timeout=timeout,
+
+        def launcher(script: str) -> list[str]:
+            return [sys.executable, "-I", "-c", _LAUNCHER, str(lim.memory_mb << 20), str(math.ceil(timeout) + 1),
+                    str(lim.max_file_mb << 20), script]
+
+        if mode == "bubblewrap":
+            # Only the scratch copy (and its tmp) is writable; the snippets are read-only.
+            argv = bwrap_argv(launcher(f"/snippets/{name}"), cwd="/workspace", env=self._env("/workspace", "/tmp"),
+                              mounts=[Mount(root / "workspace", "/workspace", writable=True),
+                                      Mount(root / "tmp", "/tmp", writable=True),
+                                      Mount(root / "snippets", "/snippets")])
+        else:
+            argv = launcher(str(root / "snippets" / name))
+        res = await run_command(argv, cwd=root / "workspace",
+                                env=self._env(str(root / "workspace"), str(root / "tmp")), timeout=timeout,
                                 max_output=lim.max_output_chars, grace_s=0.2)
         memory = not res.timed_out and any(sign in res.stderr for sign in _MEMORY_SIGNS)
         return SandboxResult(exit_code=res.returncode, stdout=res.stdout, stderr=res.stderr,
-                             timed_out=res.timed_out, memory_exceeded=memory, seconds=res.seconds)
+                             timed_out=res.timed_out, memory_exceeded=memory, seconds=res.seconds, mode=mode)
 
     def close(self) -> None:
         if self._root is not None:

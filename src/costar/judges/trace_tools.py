@@ -435,8 +435,9 @@ class TraceToolbox:
                   ListArtifactsArgs, self.list_artifacts),
             _Tool("read_artifact", "Read a workspace file as text from a byte offset; page with next_offset.",
                   ReadArtifactArgs, self.read_artifact),
-            _Tool("run_python", "Run a Python script in a scratch copy of the workspace files (cwd) with time and "
-                  "memory limits; returns exit code, stdout and stderr. Use it to check numbers and code.",
+            _Tool("run_python", "Run a Python script in an isolated scratch copy of the workspace files (cwd; no "
+                  "network, nothing else of the machine) with time and memory limits; returns exit code, stdout "
+                  "and stderr. Use it to check numbers and code.",
                   RunPythonArgs, self.run_python, is_async=True),
             _Tool("read_doc", "Read one of the reference documents given to this judge, paged by character offset.",
                   ReadDocArgs, self.read_doc),

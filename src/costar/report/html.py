@@ -42,6 +42,7 @@ from costar.summary import (
     headline,
     latest_per_name,
     plural,
+    run_state_note,
 )
 from costar.trace.model import Span, Trace
 from costar.verdict import Verdict
@@ -390,7 +391,9 @@ def verdict_table(verdicts: Sequence[Verdict], anchors: dict[str, str], limits: 
 def artifact_table(trace: Trace, limits: HtmlLimits) -> Safe | None:
     if not trace.artifacts:
         return None
-    rows = [el("tr", el("td", a.path, class_="mono"), el("td", f"{a.size:,} B", class_="num"), el("td", a.origin),
+    rows = [el("tr", el("td", a.path, class_="mono"), el("td", f"{a.size:,} B", class_="num"),
+               el("td", a.origin + (" · secrets redacted" if a.redacted else "")
+                  + (" · holds a secret" if a.holds_secret else "")),
                el("td", a.media_type or "—"), el("td", a.sha256[:12], class_="mono"))
             for a in trace.artifacts[: limits.max_artifacts]]
     head = el("tr", *[el("th", h) for h in ("path", "size", "origin", "type", "sha256")])
@@ -506,6 +509,7 @@ def _header(summary: RunSummary, title: str) -> Safe:
                   class_="controls")
     return el("header", el("h1", title), el("p", meta, class_="meta"),
               el("p", summary.description, class_="meta") if summary.description else None,
+              el("p", note, class_="headline fail") if (note := run_state_note(summary)) else None,
               el("p", headline(summary), class_=f"headline {'pass' if summary.all_gates_passed else 'fail'}"),
               controls)
 

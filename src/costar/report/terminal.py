@@ -27,6 +27,7 @@ from costar.summary import (
     headline,
     one_line,
     plural,
+    run_state_note,
 )
 
 STATUS_STYLE = {
@@ -157,6 +158,9 @@ def _run_header(summary: RunSummary) -> Text:
     head.append(" · agent " + one_line(who, 80))
     if summary.description:
         head.append(" · " + one_line(summary.description, 120), style="dim")
+    note = run_state_note(summary)
+    if note:
+        head.append("\n" + one_line(note, 600), style="bold red")
     return head
 
 

@@ -261,6 +261,13 @@ class CommandAgent(Agent):
     async def run(self, task: AgentTask, recording: Recording, ctx: RunContext) -> AgentResult:
         receiver = ctx.ensure_receiver() if self.cfg.capture_otlp else None
         key = f"{recording.trace_id}"
+        try:
+            return await self._run_turns(task, recording, receiver, key)
+        finally:
+            if receiver is not None:
+                receiver.release(key)  # later posts to this trial's endpoint are refused, not buffered
+
+    async def _run_turns(self, task: AgentTask, recording: Recording, receiver: Any, key: str) -> AgentResult:
         env = {**task.env, **self.cfg.env}
         # The agent's own child processes (and shell commands) find the same Python first, and the
         # project's modules stay importable from the workspace (`python -m my_agent`).
@@ -406,53 +413,59 @@ class HttpAgent(Agent):
         messages: list[dict[str, Any]] = [{"role": "system", "content": self.cfg.system}] if self.cfg.system else []
         output: str | None = None
         receiver = ctx.ensure_receiver(self.otlp) if self.otlp is not None else None
-        async with httpx.AsyncClient(timeout=self.cfg.request_timeout) as client:
-            for turn in task.turns:
-                messages.append({"role": "user", "content": turn})
-                attrs = {"gen_ai.operation.name": "chat", "gen_ai.request.model": self.cfg.model,
-                         "gen_ai.provider.name": "openai-compatible", "server.address": self.url,
-                         "gen_ai.input.messages": [_to_parts(m) for m in messages]}
-                name, kind = f"chat {self.cfg.model}", SpanKind.LLM
-                if receiver is not None:
-                    attrs = {**attrs, "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": self.cfg.model}
-                    name, kind = f"invoke_agent {self.cfg.model}", SpanKind.AGENT
-                with recording.start_span(name, kind, attrs) as sp:
+        if receiver is not None:
+            receiver.expect_trace(recording.trace_id)  # the server's spans carry no trial key, only the trace id
+        try:
+            async with httpx.AsyncClient(timeout=self.cfg.request_timeout) as client:
+                for turn in task.turns:
+                    messages.append({"role": "user", "content": turn})
+                    attrs = {"gen_ai.operation.name": "chat", "gen_ai.request.model": self.cfg.model,
+                             "gen_ai.provider.name": "openai-compatible", "server.address": self.url,
+                             "gen_ai.input.messages": [_to_parts(m) for m in messages]}
+                    name, kind = f"chat {self.cfg.model}", SpanKind.LLM
                     if receiver is not None:
-                        headers["traceparent"] = f"00-{recording.trace_id}-{sp.span_id}-01"
-                    try:
-                        resp = await client.post(self.url, json={"model": self.cfg.model, "messages": messages},
-                                                 headers=headers)
-                    except httpx.HTTPError as exc:
-                        sp.set_status(StatusCode.ERROR, str(exc))
-                        return AgentResult(status=TraceStatus.ERROR,
-                                           error=f"cannot reach the agent at {self.url}: {exc}; is it running?")
-                    if resp.status_code >= 400:
-                        sp.set_status(StatusCode.ERROR, f"HTTP {resp.status_code}")
-                        return AgentResult(status=TraceStatus.ERROR,
-                                           error=f"the agent at {self.url} answered HTTP {resp.status_code}: "
-                                                 f"{resp.text[:300]}")
-                    try:
-                        body = resp.json()
-                        msg = body["choices"][0]["message"]
-                    except (ValueError, KeyError, IndexError, TypeError):
-                        sp.set_status(StatusCode.ERROR, "malformed response")
-                        return AgentResult(status=TraceStatus.ERROR,
-                                           error=f"the agent at {self.url} returned a body that is not a chat "
-                                                 f"completion: {resp.text[:200]!r}")
-                    output = msg.get("content") or ""
-                    messages.append({"role": "assistant", "content": output})
-                    usage = body.get("usage") or {}
-                    sp.set_attributes({
-                        "gen_ai.output.messages": [{**_to_parts(msg), "finish_reason":
-                                                    body["choices"][0].get("finish_reason") or "stop"}],
-                        "gen_ai.response.model": body.get("model") or self.cfg.model,
-                    })
-                    if receiver is None:  # the endpoint's usage is the model usage coSTAR can see
-                        sp.set_attributes({"gen_ai.usage.input_tokens": int(usage.get("prompt_tokens") or 0),
-                                           "gen_ai.usage.output_tokens": int(usage.get("completion_tokens") or 0)})
-                if receiver is not None:
-                    await _collect_server_spans(recording, receiver, sp.span_id, self.cfg.otlp_wait)
-        return AgentResult(output=output)
+                        attrs = {**attrs, "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": self.cfg.model}
+                        name, kind = f"invoke_agent {self.cfg.model}", SpanKind.AGENT
+                    with recording.start_span(name, kind, attrs) as sp:
+                        if receiver is not None:
+                            headers["traceparent"] = f"00-{recording.trace_id}-{sp.span_id}-01"
+                        try:
+                            resp = await client.post(self.url, json={"model": self.cfg.model, "messages": messages},
+                                                     headers=headers)
+                        except httpx.HTTPError as exc:
+                            sp.set_status(StatusCode.ERROR, str(exc))
+                            return AgentResult(status=TraceStatus.ERROR,
+                                               error=f"cannot reach the agent at {self.url}: {exc}; is it running?")
+                        if resp.status_code >= 400:
+                            sp.set_status(StatusCode.ERROR, f"HTTP {resp.status_code}")
+                            return AgentResult(status=TraceStatus.ERROR,
+                                               error=f"the agent at {self.url} answered HTTP {resp.status_code}: "
+                                                     f"{resp.text[:300]}")
+                        try:
+                            body = resp.json()
+                            msg = body["choices"][0]["message"]
+                        except (ValueError, KeyError, IndexError, TypeError):
+                            sp.set_status(StatusCode.ERROR, "malformed response")
+                            return AgentResult(status=TraceStatus.ERROR,
+                                               error=f"the agent at {self.url} returned a body that is not a chat "
+                                                     f"completion: {resp.text[:200]!r}")
+                        output = msg.get("content") or ""
+                        messages.append({"role": "assistant", "content": output})
+                        usage = body.get("usage") or {}
+                        sp.set_attributes({
+                            "gen_ai.output.messages": [{**_to_parts(msg), "finish_reason":
+                                                        body["choices"][0].get("finish_reason") or "stop"}],
+                            "gen_ai.response.model": body.get("model") or self.cfg.model,
+                        })
+                        if receiver is None:  # the endpoint's usage is the model usage coSTAR can see
+                            sp.set_attributes({"gen_ai.usage.input_tokens": int(usage.get("prompt_tokens") or 0),
+                                               "gen_ai.usage.output_tokens": int(usage.get("completion_tokens") or 0)})
+                    if receiver is not None:
+                        await _collect_server_spans(recording, receiver, sp.span_id, self.cfg.otlp_wait)
+            return AgentResult(output=output)
+        finally:
+            if receiver is not None:
+                receiver.release_trace(recording.trace_id)
 
 
 async def _collect_server_spans(recording: Recording, receiver: Any, parent: str, wait: float) -> None:

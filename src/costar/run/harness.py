@@ -13,7 +13,7 @@ from pathlib import Path
 from costar.errors import CostarError
 from costar.models.pricing import PriceTable
 from costar.run.agents import Agent, AgentResult, AgentTask, RunContext
-from costar.run.workspace import SetupError, Workspace, collect_artifacts, prepare_workspace
+from costar.run.workspace import SecretPolicy, SetupError, Workspace, collect_artifacts, prepare_workspace
 from costar.scenario import Scenario
 from costar.store.base import Run, Store
 from costar.trace.finalize import finalize_spans
@@ -23,6 +23,22 @@ from costar.trace.sanitize import Sanitizer, secret_env_values
 from costar.trace.tools import tool_definitions
 
 
+class TraceWriterError(CostarError):
+    """Finished trials could not be stored (or scored as they were stored): the run stops.
+
+    Running the remaining trials would only lose their traces too, so every trial still running
+    is cancelled (its agent killed); what was stored stays, and a resume runs the rest."""
+
+    def __init__(self, cause: BaseException, run_id: str | None = None) -> None:
+        self.cause = cause
+        text = " ".join(str(cause).split())[:500]
+        text = f"{type(cause).__name__}: {text}" if not isinstance(cause, CostarError) else text
+        resume = f"costar run --resume {run_id}" if run_id else "costar run --resume"
+        self.summary = f"storing traces failed: {text}"
+        super().__init__(f"storing the traces failed, so the run stopped ({text}); the finished trials are "
+                         f"kept: fix the cause, then run the rest with '{resume}'")
+
+
 @dataclass
 class HarnessOptions:
     concurrency: int = 4
@@ -30,6 +46,8 @@ class HarnessOptions:
     timeout: float | None = None  # overrides every scenario's timeout (seconds)
     keep_workspaces: bool = False
     workspace_root: Path | None = None  # default: <store>/workspaces
+    # Binary workspace files holding a secret value are not stored at all (else stored, flagged).
+    drop_secret_binaries: bool = False
 
 
 @dataclass
@@ -54,8 +72,9 @@ class BatchWriter:
     each stored batch to ``on_stored``. A trial counts as finished once its batch is committed."""
 
     def __init__(self, store: Store, sanitizer: Sanitizer, on_stored: OnStored | None, *,
-                 max_batch: int = 64, max_wait_s: float = 0.02) -> None:
+                 max_batch: int = 64, max_wait_s: float = 0.02, run_id: str | None = None) -> None:
         self.store = store
+        self.run_id = run_id
         self.sanitizer = sanitizer
         self.on_stored = on_stored
         self.max_batch = max_batch
@@ -63,15 +82,31 @@ class BatchWriter:
         self._queue: asyncio.Queue[tuple[Trace, Scenario] | None] = asyncio.Queue()
         self._task = asyncio.ensure_future(self._loop())
 
+    @property
+    def task(self) -> asyncio.Future[None]:
+        """Done (with the exception) as soon as the writer fails."""
+        return self._task
+
+    def failure(self) -> BaseException | None:
+        if not self._task.done() or self._task.cancelled():
+            return None
+        return self._task.exception()
+
     async def put(self, trace: Trace, scenario: Scenario) -> None:
-        if self._task.done():
-            self._task.result()  # re-raise the writer's failure (e.g. a full disk) in the trial
-            raise RuntimeError("the trace writer has stopped")
+        failure = self.failure()
+        if failure is not None:
+            raise TraceWriterError(failure, self.run_id)
         await self._queue.put((trace, scenario))
 
     async def close(self) -> None:
-        await self._queue.put(None)
-        await self._task
+        if self.failure() is None:
+            await self._queue.put(None)
+        try:
+            await self._task
+        except TraceWriterError:
+            raise
+        except Exception as exc:
+            raise TraceWriterError(exc, self.run_id) from exc
 
     def cancel(self) -> None:
         """Stop without flushing (an interrupted run: what is not committed is re-run on resume)."""
@@ -129,6 +164,16 @@ def _safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:60]
 
 
+def run_sanitizer(scenarios: list[Scenario], agent: Agent, env: dict[str, str] | None = None) -> Sanitizer:
+    """The sanitizer of a run: literal values of credential-like variables the agent can see (the
+    environment, the scenarios' setup.env, the agent's env) are redacted, with the usual patterns."""
+    secrets = secret_env_values(dict(os.environ) if env is None else env)
+    for sc in scenarios:
+        secrets += secret_env_values(sc.setup.env)
+    secrets += secret_env_values(agent.spec().get("env") or {})
+    return Sanitizer(secrets=secrets)
+
+
 class Harness:
     def __init__(self, agent: Agent, store: Store, options: HarnessOptions | None = None) -> None:
         self.agent = agent
@@ -142,11 +187,7 @@ class Harness:
                   on_start: Callable[[int, int], None] | None = None) -> HarnessResult:
         # Literal values of credential-like env vars the agent can see are redacted from its traces.
         self._base_env = dict(os.environ)
-        env_secrets = secret_env_values(self._base_env)
-        for sc in scenarios:
-            env_secrets += secret_env_values(sc.setup.env)
-        env_secrets += secret_env_values(self.agent.spec().get("env") or {})
-        self._sanitizer = Sanitizer(secrets=env_secrets)
+        self._sanitizer = run_sanitizer(scenarios, self.agent, self._base_env)
         finished = self.store.finished_trials(run.run_id)
         jobs, skipped = plan_trials(scenarios, self.options, finished)
         if on_start is not None:
@@ -156,7 +197,7 @@ class Harness:
         sem = asyncio.Semaphore(max(1, self.options.concurrency))
         root = self.options.workspace_root or (self.store.root / "workspaces" / run.run_id)
 
-        writer = BatchWriter(self.store, self._sanitizer, on_stored)
+        writer = BatchWriter(self.store, self._sanitizer, on_stored, run_id=run.run_id)
 
         async def one(job: TrialJob) -> None:
             async with sem:
@@ -167,8 +208,15 @@ class Harness:
         tasks: list[asyncio.Future[None]] = []
         try:
             tasks = [asyncio.ensure_future(one(j)) for j in jobs]
-            done = await asyncio.gather(*tasks, return_exceptions=True)
-            await writer.close()
+            trials = asyncio.gather(*tasks, return_exceptions=True)
+            # A failed writer stops the run at once: the trials still running are cancelled (their
+            # agents killed) instead of running on only to lose their traces as well.
+            await asyncio.wait({trials, writer.task}, return_when=asyncio.FIRST_COMPLETED)
+            if not trials.done():
+                for t in tasks:
+                    t.cancel()
+            done = await trials
+            await writer.close()  # raises TraceWriterError when the writer failed
             for d in done:
                 if isinstance(d, BaseException) and not isinstance(d, asyncio.CancelledError):
                     raise d
@@ -189,7 +237,8 @@ class Harness:
     def _harvest(self, ws: Workspace) -> tuple[list[Artifact], list[str]]:
         """Store the workspace's files as artifacts, then remove it (one thread hop for both)."""
         try:
-            return collect_artifacts(ws, self.store)
+            return collect_artifacts(ws, self.store, secrets=SecretPolicy(
+                self._sanitizer, drop_binaries=self.options.drop_secret_binaries))
         finally:
             if not self.options.keep_workspaces:
                 ws.remove()

@@ -15,6 +15,7 @@ from costar.errors import ConfigError
 from costar.scenario import Scenario
 from costar.store.base import Store
 from costar.trace.model import Artifact
+from costar.trace.sanitize import Sanitizer
 
 SKIP_DIRS = {".git", "__pycache__", "node_modules", ".venv", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 
@@ -28,6 +29,59 @@ class ArtifactLimits:
     max_files: int = 2000
     max_file_bytes: int = 256 * 1024 * 1024
     max_total_bytes: int = 2 * 1024 * 1024 * 1024
+    max_redact_bytes: int = 64 * 1024 * 1024  # text files up to this size are redacted; larger ones are scanned
+
+
+@dataclass
+class SecretPolicy:
+    """What happens to workspace files that hold a secret value (an API key the agent could see, a
+    credential shape). Text files are always stored redacted; binary files cannot be, so they are
+    stored flagged (``Artifact.holds_secret``) or, with ``drop_binaries``, not stored at all."""
+
+    sanitizer: Sanitizer
+    drop_binaries: bool = False
+
+
+def _scan_file(path: Path, sanitizer: Sanitizer, chunk: int = 1 << 20, overlap: int = 4096) -> bool:
+    """Whether a file too large to hold in memory contains a secret (chunks overlap so none is split)."""
+    tail = b""
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            if sanitizer.holds_secret(tail + block):
+                return True
+            tail = block[-overlap:]
+    return False
+
+
+def _store_file(path: Path, rel: str, size: int, store: Store, policy: SecretPolicy | None,
+                limits: ArtifactLimits) -> tuple[str, int, dict[str, bool]] | str:
+    """(sha256, size, artifact flags), or why the file was not stored."""
+    if policy is None:
+        sha, n = store.put_file(path)
+        return sha, n, {}
+    if size > limits.max_redact_bytes:
+        if not _scan_file(path, policy.sanitizer):
+            sha, n = store.put_file(path)
+            return sha, n, {}
+        data = None
+    else:
+        data = path.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        if text is not None:
+            clean = policy.sanitizer.redact(text)
+            if clean == text:
+                return store.put_blob(data), len(data), {}
+            blob = clean.encode("utf-8")
+            return store.put_blob(blob), len(blob), {"redacted": True}
+        if not policy.sanitizer.holds_secret(data):
+            return store.put_blob(data), len(data), {}
+    if policy.drop_binaries:
+        return f"{rel}: a binary file holding a secret value; not stored (secrets.drop_binary_artifacts)"
+    sha, n = (store.put_blob(data), len(data)) if data is not None else store.put_file(path)
+    return sha, n, {"holds_secret": True}
 
 
 @dataclass
@@ -35,6 +89,10 @@ class Workspace:
     path: Path
     # (size, mtime_ns) of each setup file as placed, to tell untouched setup files from agent output.
     setup_stats: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Store the setup files the agent left unchanged too (Setup.store_inputs).
+    store_inputs: bool = False
+    # What setup left out (symlinks pointing out of the project), reported with the artifacts.
+    notes: list[str] = field(default_factory=list)
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
@@ -48,6 +106,26 @@ def _copy(src: Path, dest: Path) -> None:
         shutil.copy2(src, dest)
 
 
+def _copy_confined(src: Path, dest: Path, root: Path, notes: list[str], seen: set[Path] | None = None) -> None:
+    """Copy ``src`` to ``dest`` without ever leaving ``root``: a symlink is followed only when its target
+    is inside the project (its content is copied, not the link); one pointing out is skipped and noted."""
+    seen = set() if seen is None else seen
+    real = src.resolve()
+    if not real.is_relative_to(root):
+        notes.append(f"setup: skipped {src} -> {real}: it points outside the project folder {root}")
+        return
+    if real.is_dir():
+        if real in seen:  # a link back to a folder being copied
+            notes.append(f"setup: skipped {src}: it links back to a folder already being copied")
+            return
+        dest.mkdir(parents=True, exist_ok=True)
+        for child in sorted(real.iterdir()):
+            _copy_confined(child, dest / child.name, root, notes, seen | {real})
+    elif real.is_file():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(real, dest)
+
+
 def place_files(scenario: Scenario, root: Path, name: str) -> Workspace:
     """Create a fresh folder under ``root`` holding the scenario's setup files."""
     try:
@@ -55,8 +133,10 @@ def place_files(scenario: Scenario, root: Path, name: str) -> Workspace:
     except FileNotFoundError:  # first trial of this scenario
         root.mkdir(parents=True, exist_ok=True)
         path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=root))
-    ws = Workspace(path=path)
+    ws = Workspace(path=path, store_inputs=scenario.setup.store_inputs)
     base = scenario.base_dir
+    confined = not scenario.setup.allow_outside_project
+    root = scenario.project_root if confined else base
     for f in scenario.setup.files:
         dest = path / f.target
         if f.content is not None:
@@ -67,7 +147,14 @@ def place_files(scenario: Scenario, root: Path, name: str) -> Workspace:
         if not src.exists():
             raise ConfigError(f"scenario {scenario.id!r}: setup file {f.src!r} does not exist "
                               f"(looked in {base})")
-        _copy(src, dest)
+        if not confined:
+            _copy(src, dest)
+        elif not src.resolve().is_relative_to(root):  # checked at load too; the files may have moved since
+            raise ConfigError(f"scenario {scenario.id!r}: setup file {f.src!r} is {src.resolve()}, outside the "
+                              f"project folder {root}; move it into the project, or set "
+                              "'allow_outside_project: true' under setup")
+        else:
+            _copy_confined(src, dest, root, ws.notes)
     for p in _walk(path):
         st = p.stat()
         ws.setup_stats[p.relative_to(path).as_posix()] = (st.st_size, st.st_mtime_ns)
@@ -103,30 +190,44 @@ def _walk(root: Path) -> list[Path]:
     return out
 
 
-def collect_artifacts(ws: Workspace, store: Store,
-                      limits: ArtifactLimits | None = None) -> tuple[list[Artifact], list[str]]:
-    """Store every workspace file content-addressed; returns artifacts and notes on what was skipped."""
+def collect_artifacts(ws: Workspace, store: Store, limits: ArtifactLimits | None = None,
+                      secrets: SecretPolicy | None = None) -> tuple[list[Artifact], list[str]]:
+    """Store what the agent produced or changed, content-addressed; returns artifacts and notes on what
+    was skipped. With ``secrets``, text files are stored with secret values redacted and binary files
+    holding one are flagged or dropped (paths are redacted where the trace is stored)."""
     limits = limits or ArtifactLimits()
     artifacts: list[Artifact] = []
-    notes: list[str] = []
+    notes: list[str] = list(ws.notes)
     total = 0
+    unchanged = 0
     for p in _walk(ws.path):
         rel = p.relative_to(ws.path).as_posix()
         if len(artifacts) >= limits.max_files:
             notes.append(f"more than {limits.max_files} files: the rest were not stored")
             break
         st = p.stat()
+        untouched = ws.setup_stats.get(rel) == (st.st_size, st.st_mtime_ns)
+        if untouched and not ws.store_inputs:
+            unchanged += 1  # the scenario's own input, as placed: it is in the project already
+            continue
         if st.st_size > limits.max_file_bytes:
             notes.append(f"{rel}: {st.st_size} bytes exceeds the {limits.max_file_bytes}-byte limit; not stored")
             continue
         if total + st.st_size > limits.max_total_bytes:
             notes.append(f"{rel}: workspace exceeds {limits.max_total_bytes} bytes; not stored")
             continue
-        sha, size = store.put_file(p)
+        stored = _store_file(p, rel, st.st_size, store, secrets, limits)
+        if isinstance(stored, str):
+            notes.append(stored)
+            continue
+        sha, size, flags = stored
         total += size
-        origin = "setup" if ws.setup_stats.get(rel) == (st.st_size, st.st_mtime_ns) else "agent"
-        artifacts.append(Artifact(path=rel, sha256=sha, size=size, origin=origin,
-                                  media_type=mimetypes.guess_type(rel)[0]))
+        artifacts.append(Artifact(path=rel, sha256=sha, size=size, origin="setup" if untouched else "agent",
+                                  media_type=mimetypes.guess_type(rel)[0], **flags))
+    if unchanged:
+        many = unchanged > 1
+        notes.append(f"{unchanged} setup file{'s' if many else ''} left unchanged by the agent "
+                     f"{'were' if many else 'was'} not stored (setup.store_inputs: true keeps them)")
     return artifacts, notes
 
 

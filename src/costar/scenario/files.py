@@ -94,6 +94,13 @@ def load_scenario_file(path: str | Path) -> list[Scenario]:
                     f"setup file {missing[0]!r} does not exist (looked in {sc.base_dir})",
                     file=file, line=doc.line_of((*prefix, "setup", "files", idx)),
                     field=f"setup.files[{idx}]")
+            outside = sc.setup_files_outside_project()
+            if outside:
+                idx, src, real = outside[0]
+                raise ScenarioError(
+                    f"setup file {src!r} is {real}, outside the project folder {sc.project_root}; move it into "
+                    "the project, or set 'allow_outside_project: true' under setup",
+                    file=file, line=doc.line_of((*prefix, "setup", "files", idx)), field=f"setup.files[{idx}]")
             scenarios.append(sc)
     return scenarios
 

@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from costar.config import find_config
 from costar.scenario.checks import CheckSpec
 
 SCENARIO_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]*$"
@@ -45,12 +46,22 @@ class SetupFile(BaseModel):
 
 
 class Setup(BaseModel):
+    """The workspace a trial starts from.
+
+    ``files`` are copied from the project (the folder holding costar.yaml): a path that leaves it
+    (``../..``, an absolute path, a symlink pointing out) is refused unless ``allow_outside_project``
+    says otherwise, and symlinks inside a copied folder that point out of the project are skipped.
+    After the trial only what the agent produced or changed is stored; ``store_inputs`` also keeps
+    the setup files it left untouched (e.g. for judges that compare an output with its input)."""
+
     model_config = ConfigDict(extra="forbid")
 
     files: list[SetupFile] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     commands: list[str] = Field(default_factory=list)
     command_timeout: float = Field(120.0, gt=0)
+    allow_outside_project: bool = Field(False, description="allow setup files from outside the project folder")
+    store_inputs: bool = Field(False, description="also store the setup files the agent left unchanged")
 
     @field_validator("files", mode="before")
     @classmethod
@@ -143,6 +154,27 @@ class Scenario(BaseModel):
     def base_dir(self) -> Path:
         """Setup paths are relative to the scenario file's folder (or the working directory)."""
         return self._source.parent if self._source else Path.cwd()
+
+    @property
+    def project_root(self) -> Path:
+        """The folder holding the project's costar.yaml (the nearest one above the scenario), else the
+        scenario's own folder: setup files must come from inside it."""
+        config = find_config(self.base_dir)
+        return (config.parent if config is not None else self.base_dir).resolve()
+
+    def setup_files_outside_project(self) -> list[tuple[int, str, Path]]:
+        """(index, src, where it really is) of each setup file that resolves outside the project."""
+        if self.setup.allow_outside_project:
+            return []
+        root = self.project_root
+        out = []
+        for i, f in enumerate(self.setup.files):
+            if f.src is None:
+                continue
+            real = (self.base_dir / f.src).resolve()  # follows symlinks: a link out of the project is out
+            if not real.is_relative_to(root):
+                out.append((i, f.src, real))
+        return out
 
     def with_source(self, path: Path | None) -> Scenario:
         self._source = path

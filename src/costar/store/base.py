@@ -17,7 +17,10 @@ from costar.trace.sanitize import Sanitizer
 from costar.trace.tools import McpSnapshot
 from costar.verdict import Verdict
 
-RunStatus = Literal["running", "finished", "interrupted", "imported"]
+# "failed": the run stopped because something other than the agent broke (its traces could not be
+# stored, a judge crashed the pipeline); ``Run.error`` says what. Finished trials are kept, and
+# ``costar run --resume`` runs the rest once the cause is fixed.
+RunStatus = Literal["running", "finished", "interrupted", "failed", "imported"]
 
 
 def new_run_id() -> str:
@@ -31,6 +34,8 @@ class Run(BaseModel):
     created_at: float = Field(default_factory=time.time)
     finished_at: float | None = None
     status: RunStatus = "running"
+    error: str | None = None
+    """Why a failed run stopped (one line); None unless ``status`` is "failed"."""
     agent: AgentInfo = Field(default_factory=AgentInfo)
     # Enough to resume: the agent spec, the suite paths, the selection and run options.
     agent_spec: dict[str, Any] = Field(default_factory=dict)

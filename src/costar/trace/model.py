@@ -7,13 +7,38 @@ rather than as JSON strings, and are serialised to strings only when exported ov
 
 from __future__ import annotations
 
+import math
 import os
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from costar.trace.tool_definition import ToolDefinition
+
+# Numeric bounds. Stores keep times, trials and sizes in 64-bit integer columns (SQLite INTEGER,
+# PostgreSQL BIGINT), so a value outside them would fail the write of the whole batch. Values come
+# from untrusted producers (OTLP clients, imported files, agent code), so every one is checked where
+# it enters: times are clamped into range and the clamped field is named in ``costar.clamped`` (on
+# the span, the event or the trace metadata); identities (trial) and sizes are validated.
+INT64_MAX = 2**63 - 1
+MAX_TRIAL = 2**31 - 1
+CLAMPED = "costar.clamped"
+
+
+def clamp_ns(value: Any) -> int:
+    """A timestamp (ns since the epoch) within [0, 2^63-1]."""
+    return 0 if value < 0 else INT64_MAX if value > INT64_MAX else value
+
+
+def _flag(attributes: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    already = attributes.get(CLAMPED)
+    names = [*already, *fields] if isinstance(already, list) else fields
+    return {**attributes, CLAMPED: list(dict.fromkeys(names))}
+
+
+def _out_of_range(value: int | None) -> bool:
+    return value is not None and not 0 <= value <= INT64_MAX
 
 
 class SpanKind(StrEnum):
@@ -55,6 +80,13 @@ class SpanEvent(BaseModel):
     time_ns: int
     attributes: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _bounded(self) -> SpanEvent:
+        bounded = bound_event(self)
+        if bounded is not self:
+            self.time_ns, self.attributes = bounded.time_ns, bounded.attributes
+        return self
+
 
 class Span(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -69,6 +101,13 @@ class Span(BaseModel):
     status: SpanStatus = Field(default_factory=SpanStatus)
     attributes: dict[str, Any] = Field(default_factory=dict)
     events: list[SpanEvent] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Span:
+        if _out_of_range(self.start_ns) or _out_of_range(self.end_ns):
+            bounded = bound_span(self)
+            self.start_ns, self.end_ns, self.attributes = bounded.start_ns, bounded.end_ns, bounded.attributes
+        return self
 
     @property
     def duration_s(self) -> float:
@@ -119,10 +158,14 @@ class Artifact(BaseModel):
     # The blob store's key, so it must be a plain hex digest: anything else (``../``, ``/etc``)
     # would make the blob path point outside the store.
     sha256: str = Field(pattern=SHA256_PATTERN)
-    size: int
+    size: int = Field(ge=0, le=INT64_MAX)
     media_type: str | None = None
     # "setup" marks a file that is byte-identical to what the scenario put there.
     origin: Literal["agent", "setup"] = "agent"
+    redacted: bool = False
+    """Secret values in the file's text were replaced by [REDACTED] before its bytes were stored."""
+    holds_secret: bool = False
+    """A binary file that contains a secret value, stored as it is (see ``secrets.drop_binary_artifacts``)."""
 
 
 class Trace(BaseModel):
@@ -131,7 +174,7 @@ class Trace(BaseModel):
     trace_id: str
     run_id: str | None = None
     scenario_id: str | None = None
-    trial: int = 0
+    trial: int = Field(0, ge=0, le=MAX_TRIAL)
     agent: AgentInfo = Field(default_factory=AgentInfo)
     status: TraceStatus = TraceStatus.OK
     error: str | None = None
@@ -145,6 +188,14 @@ class Trace(BaseModel):
     tools: list[ToolDefinition] = Field(default_factory=list)
     """The tool definitions the agent saw, with their fingerprints (``costar.trace.tools``)."""
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Trace:
+        bounded = bound_trace_fields(self)
+        if bounded is not self:
+            self.start_ns, self.end_ns, self.totals, self.metadata = (bounded.start_ns, bounded.end_ns,
+                                                                      bounded.totals, bounded.metadata)
+        return self
 
     def root_spans(self) -> list[Span]:
         ids = {s.span_id for s in self.spans}
@@ -174,6 +225,54 @@ def _assemble(cls: type[BaseModel], values: dict[str, Any], fields: frozenset[st
     object.__setattr__(obj, "__pydantic_extra__", None)
     object.__setattr__(obj, "__pydantic_private__", None)
     return obj
+
+
+def bound_event(e: SpanEvent) -> SpanEvent:
+    """The event with its time in range (flagged when clamped); the same object when it was."""
+    if not _out_of_range(e.time_ns):
+        return e
+    return SpanEvent.model_construct(name=e.name, time_ns=clamp_ns(e.time_ns),
+                                     attributes=_flag(e.attributes, ["time_ns"]))
+
+
+def bound_span(s: Span) -> Span:
+    """The span with start/end in range (flagged in ``costar.clamped``); the same object when they were.
+    Covers spans built without validation (``make_span``, ``model_construct``, later assignment)."""
+    fields = [name for name, v in (("start_ns", s.start_ns), ("end_ns", s.end_ns)) if _out_of_range(v)]
+    if not fields:
+        return s
+    values = dict(s.__dict__)
+    values["start_ns"] = clamp_ns(s.start_ns)
+    values["end_ns"] = None if s.end_ns is None else clamp_ns(s.end_ns)
+    values["attributes"] = _flag(s.attributes, fields)
+    return _assemble(Span, values, _SPAN_FIELDS)
+
+
+def _bound_totals(t: Totals) -> tuple[Totals, list[str]]:
+    fixed: dict[str, Any] = {}
+    for name, value in t.__dict__.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            fixed[name] = 0.0
+        elif isinstance(value, int) and not -INT64_MAX <= value <= INT64_MAX:
+            fixed[name] = INT64_MAX if value > 0 else -INT64_MAX
+    return (t.model_copy(update=fixed), [f"totals.{k}" for k in fixed]) if fixed else (t, [])
+
+
+def bound_trace_fields(t: Trace) -> Trace:
+    """The trace with its own numbers in range (times, trial, totals), clamped fields named in
+    ``metadata['costar.clamped']``; the same object when nothing was out of range. Spans are not
+    looked at (see ``bound_span``)."""
+    fields = [name for name, v in (("start_ns", t.start_ns), ("end_ns", t.end_ns)) if _out_of_range(v)]
+    trial_bad = not 0 <= t.trial <= MAX_TRIAL
+    totals, totals_fixed = _bound_totals(t.totals)
+    if not fields and not trial_bad and not totals_fixed:
+        return t
+    update: dict[str, Any] = {"start_ns": clamp_ns(t.start_ns), "end_ns": clamp_ns(t.end_ns), "totals": totals}
+    if trial_bad:
+        update["trial"] = 0 if t.trial < 0 else MAX_TRIAL
+        fields.append("trial")
+    update["metadata"] = _flag(t.metadata, [*fields, *totals_fixed])
+    return t.model_copy(update=update)
 
 
 def make_span(trace_id: str, span_id: str, parent_id: str | None, name: str, kind: SpanKind, start_ns: int,
@@ -214,14 +313,17 @@ def compute_totals(spans: list[Span], latency_s: float) -> Totals:
 
 
 def _int(v: Any) -> int:
+    # Attribute values are untrusted: a count outside 64 bits (or not a number) counts as nothing.
     try:
-        return int(v or 0)
-    except (TypeError, ValueError):
+        n = int(v or 0)
+    except (TypeError, ValueError, OverflowError):
         return 0
+    return n if -INT64_MAX <= n <= INT64_MAX else 0
 
 
 def _float(v: Any) -> float:
     try:
-        return float(v or 0.0)
-    except (TypeError, ValueError):
+        x = float(v or 0.0)
+    except (TypeError, ValueError, OverflowError):
         return 0.0
+    return x if math.isfinite(x) else 0.0

@@ -45,6 +45,7 @@ from costar.trace.model import (
     TraceStatus,
     compute_totals,
 )
+from costar.trace.sanitize import valid_unicode
 
 SCOPE_NAME = "costar"
 TRACE_PREFIX = "costar.trace."
@@ -354,19 +355,39 @@ def request_from_json(data: Any) -> ExportTraceServiceRequest:
     if not isinstance(data, dict):
         raise OtlpDecodeError(f"OTLP JSON must be an object with 'resourceSpans', got {type(data).__name__}")
     if data and "resourceSpans" not in data and "resource_spans" not in data:
-        keys = ", ".join(sorted(map(str, data))[:5])
+        keys = ", ".join(repr(k)[:40] for k in sorted(map(str, data))[:5])
         raise OtlpDecodeError(f"OTLP JSON has no 'resourceSpans' (keys: {keys}); is it a trace export?")
     fixed = _rewrite_ids(data, _hex_to_b64)
     req = ExportTraceServiceRequest()
     try:
-        json_format.ParseDict(fixed, req, ignore_unknown_fields=True, max_recursion_depth=MAX_JSON_DEPTH)
-    except (json_format.ParseError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+        try:
+            json_format.ParseDict(fixed, req, ignore_unknown_fields=True, max_recursion_depth=MAX_JSON_DEPTH)
+        except (SystemError, UnicodeError):
+            # JSON may escape lone surrogates ("\ud800", e.g. from JavaScript strings); protobuf strings
+            # are UTF-8, so they become U+FFFD rather than costing the whole request.
+            req = ExportTraceServiceRequest()
+            json_format.ParseDict(_without_surrogates(fixed), req, ignore_unknown_fields=True,
+                                  max_recursion_depth=MAX_JSON_DEPTH)
+    except (json_format.ParseError, TypeError, ValueError, AttributeError, RecursionError, SystemError) as exc:
         raise OtlpDecodeError(f"OTLP JSON has the wrong shape: {_one_line(exc)}") from None
     return req
 
 
+def _without_surrogates(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8") if not value.isascii() else value
+    if depth > MAX_JSON_DEPTH:
+        raise RecursionError("nested too deeply")
+    if isinstance(value, dict):
+        return {_without_surrogates(k, depth + 1): _without_surrogates(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_surrogates(v, depth + 1) for v in value]
+    return value
+
+
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300]
+    # Parser messages quote the body: keep them one line and encodable (no lone surrogates).
+    return valid_unicode(" ".join(str(exc).split())[:300])
 
 
 def _load_json(body: bytes) -> Any:
@@ -414,7 +435,8 @@ def _restore_ids(pb: PbSpan, attrs: dict[str, Any]) -> tuple[str, str, str | Non
 def _drop_added(attrs: dict[str, Any]) -> None:
     added = attrs.pop(ADDED_ATTR, None)
     for key in added if isinstance(added, list) else []:
-        attrs.pop(key, None)
+        if isinstance(key, str):  # the attribute is the producer's: anything else names nothing
+            attrs.pop(key, None)
 
 
 def _links_from_pb(links: Sequence[PbSpan.Link]) -> list[dict[str, Any]]:

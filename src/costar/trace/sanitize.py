@@ -1,13 +1,30 @@
-"""Trace contents are untrusted: secrets are redacted and sizes bounded before anything is stored."""
+"""Trace contents are untrusted: secrets are redacted and sizes bounded before anything is stored.
+
+Every store applies a Sanitizer to every trace it writes, whoever produced it (the recorder, the
+OTLP receiver, an importer, SDK capture, library code), so this is also where numbers are bounded
+for the last time: out-of-range times and counts are clamped and flagged (``costar.clamped``),
+integers beyond 64 bits and non-finite floats in attributes are kept as text, and values nested
+deeper than ``Limits.max_depth`` are cut.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from costar.trace.model import Span, SpanEvent, Trace
+from costar.trace.model import (
+    INT64_MAX,
+    Artifact,
+    Span,
+    SpanEvent,
+    Trace,
+    bound_event,
+    bound_span,
+    bound_trace_fields,
+)
 from costar.trace.tool_definition import ToolDefinition
 
 REDACTED = "[REDACTED]"
@@ -30,7 +47,23 @@ _ASSIGNMENT = re.compile(
     r"\b[\"']?\s*[:=]?\s*(?:bearer\s+)?[\"']?)([A-Za-z0-9_\-./+=]{12,})"
 )
 _SECRETS = re.compile("|".join(f"(?:{p})" for p in _SECRET_PATTERNS))
+_SECRETS_BYTES = re.compile("|".join(f"(?:{p})" for p in _SECRET_PATTERNS).encode())
 # Cheap pre-filter: most strings contain none of these, and skip both regexes.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_unicode(s: str) -> str:
+    """``s`` with lone surrogates (from JSON escapes or surrogateescape decoding; no UTF-8 file or
+    database can hold them) replaced by U+FFFD; the same object when there are none."""
+    if s.isascii():
+        return s
+    return _SURROGATE.sub("\ufffd", s) if _SURROGATE.search(s) else s
+
+
+def _id(s: str | None) -> str | None:
+    return s if s is None else valid_unicode(s)
+
+
 _HINT = re.compile(r"(?i)sk-|gh[pousr]_|github_pat|xox|AKIA|AIza|dapi|hf_|eyJ|PRIVATE KEY|bearer|"
                    r"authorization|api.?key|token|secret|passw")
 
@@ -41,6 +74,7 @@ class Limits:
     max_attributes: int = 256  # per span
     max_events: int = 512  # per span
     max_spans: int = 200_000  # per trace
+    max_depth: int = 64  # nesting of lists and dicts in one value
 
 
 @dataclass
@@ -53,8 +87,30 @@ class Sanitizer:
     def __post_init__(self) -> None:
         literals = sorted({s for s in self.secrets if s and len(s) >= 8}, key=len, reverse=True)
         self._literal = re.compile("|".join(map(re.escape, literals))) if literals else None
+        self._literal_bytes = (re.compile(b"|".join(re.escape(s.encode()) for s in literals))
+                               if literals else None)
+
+    def redact(self, s: str) -> str:
+        """``s`` with every secret value replaced, never shortened otherwise (file contents, paths)."""
+        s = valid_unicode(s)
+        if len(s) < 8:  # too short to hold any credential we know
+            return s
+        if self._literal is not None:
+            s = self._literal.sub(REDACTED, s)
+        if _HINT.search(s):
+            s = _SECRETS.sub(REDACTED, s)
+            s = _ASSIGNMENT.sub(lambda m: m.group(1) + REDACTED, s)
+        return s
+
+    def holds_secret(self, data: bytes) -> bool:
+        """Whether raw bytes (a binary file) contain a known secret value or credential shape."""
+        if self._literal_bytes is not None and self._literal_bytes.search(data):
+            return True
+        return _SECRETS_BYTES.search(data) is not None
 
     def text(self, s: str) -> str:
+        if not s.isascii():
+            s = valid_unicode(s)
         if len(s) < 8:  # too short to hold any credential we know
             return s
         if self._literal is not None:
@@ -68,28 +124,53 @@ class Sanitizer:
             s = f"{s[:half]}…[truncated {len(s) - 2 * half} characters]…{s[-half:]}"
         return s
 
-    def value(self, v: Any) -> Any:
+    def value(self, v: Any, depth: int = 0) -> Any:
         """The sanitised value; the very same object when nothing needed changing (no copies)."""
         t = type(v)
         if t is str:
             return self.text(v)
-        if t is int or t is float or t is bool or v is None:
+        if t is bool or v is None:
             return v
+        if t is int:
+            # JSON readers turn integers beyond 64 bits into floats: keep the digits as text.
+            return v if -INT64_MAX <= v <= INT64_MAX else str(v)
+        if t is float:
+            return v if math.isfinite(v) else str(v)  # JSON has no NaN or Infinity
+        if t is dict or t is list or (t is not tuple and isinstance(v, dict | list)) or isinstance(v, tuple):
+            if depth >= self.limits.max_depth:
+                return f"[a value nested deeper than {self.limits.max_depth} levels was cut here]"
+            return self._dict(v, depth) if isinstance(v, dict) else self._list(v, depth)
         if isinstance(v, str):
             return self.text(v)
-        if isinstance(v, dict):
-            out = None
-            for k, x in v.items():
-                y = self.value(x)
-                if y is not x:
-                    out = out if out is not None else dict(v)
-                    out[k] = y
-            return v if out is None else out
-        if isinstance(v, list | tuple):
-            items = [self.value(x) for x in v]
-            same = isinstance(v, list) and all(a is b for a, b in zip(items, v, strict=True))
-            return v if same else items
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, int):  # subclasses (IntEnum, …) get the same bounds
+            return v if -INT64_MAX <= v <= INT64_MAX else str(int(v))
+        if isinstance(v, float):
+            return v if math.isfinite(v) else str(float(v))
         return v
+
+    def _dict(self, v: dict[Any, Any], depth: int) -> dict[Any, Any]:
+        out = None
+        for k, x in v.items():
+            y = self.value(x, depth + 1)
+            key = k if type(k) is not str or k.isascii() else valid_unicode(k)
+            if y is not x or key is not k:
+                if out is None:  # copy what came before, then continue in the copy
+                    out = {}
+                    for k2, x2 in v.items():
+                        if k2 is k:
+                            break
+                        out[k2] = x2
+                out[key] = y
+            elif out is not None:
+                out[k] = x
+        return v if out is None else out
+
+    def _list(self, v: list[Any] | tuple[Any, ...], depth: int) -> list[Any]:
+        items = [self.value(x, depth + 1) for x in v]
+        same = isinstance(v, list) and all(a is b for a, b in zip(items, v, strict=True))
+        return v if same else items  # type: ignore[return-value]
 
     def attributes(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if len(attrs) > self.limits.max_attributes:
@@ -99,6 +180,7 @@ class Sanitizer:
         return self.value(attrs)
 
     def span(self, s: Span) -> Span:
+        s = bound_span(s)
         update: dict[str, Any] = {}
         attrs = self.attributes(s.attributes)
         if attrs is not s.attributes:
@@ -107,6 +189,7 @@ class Sanitizer:
             events = s.events[: self.limits.max_events]
             new_events = []
             for e in events:
+                e = bound_event(e)
                 ea = self.attributes(e.attributes)
                 new_events.append(e if ea is e.attributes else
                                   SpanEvent.model_construct(name=e.name, time_ns=e.time_ns, attributes=ea))
@@ -119,6 +202,15 @@ class Sanitizer:
         name = self.text(s.name)[:1024]
         if name != s.name:
             update["name"] = name
+        if not (s.span_id.isascii() and s.trace_id.isascii() and (s.parent_id is None or s.parent_id.isascii())):
+            for key in ("trace_id", "span_id", "parent_id"):
+                value = getattr(s, key)
+                if value is not None and _id(value) is not value:
+                    update[key] = _id(value)
+        evs = update.get("events", s.events)
+        if evs and not all(e.name.isascii() for e in evs):
+            update["events"] = [e if valid_unicode(e.name) is e.name
+                                else e.model_copy(update={"name": valid_unicode(e.name)}) for e in evs]
         return s.model_copy(update=update) if update else s
 
     def tool(self, d: ToolDefinition) -> ToolDefinition:
@@ -127,12 +219,24 @@ class Sanitizer:
         clean = self.value(data)
         return d if clean is data else ToolDefinition.model_validate(clean)
 
+    def artifact(self, a: Artifact) -> Artifact:
+        """The artifact with secret values out of its path (its bytes are redacted where they are stored)."""
+        path = self.redact(a.path)
+        return a if path == a.path else a.model_copy(update={"path": path})
+
     def trace(self, t: Trace) -> Trace:
+        t = bound_trace_fields(t)
         spans = t.spans[: self.limits.max_spans]
         metadata = self.value(t.metadata)
         if len(t.spans) > self.limits.max_spans:
             metadata = {**metadata, "costar.dropped_spans": len(t.spans) - self.limits.max_spans}
+        agent = t.agent
+        if any(isinstance(v, str) and valid_unicode(v) is not v for v in (agent.name, agent.version, agent.git_sha)):
+            agent = agent.model_copy(update={k: _id(getattr(agent, k)) for k in ("name", "version", "git_sha")})
         return t.model_copy(update={
+            "trace_id": valid_unicode(t.trace_id), "run_id": _id(t.run_id), "scenario_id": _id(t.scenario_id),
+            "agent": agent,
+            "artifacts": [self.artifact(a) for a in t.artifacts],
             "spans": [self.span(s) for s in spans],
             "input": self.value(t.input),
             "output": None if t.output is None else self.text(t.output),

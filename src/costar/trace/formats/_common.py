@@ -14,6 +14,13 @@ from costar.trace.model import Span, SpanKind
 # Formats without timestamps get 1 ms per message; every such trace says so in its metadata.
 STEP_NS = 1_000_000
 SYNTHETIC_TIMING = "costar.synthetic_timing"
+# What an importer read and what it kept, in the trace metadata: an importer never drops input silently.
+IMPORT_STATS = "costar.import"
+
+
+def import_stats(read: int, stored: int, unit: str, notes: list[str] | None = None) -> dict[str, Any]:
+    """The ``costar.import`` metadata entry: ``read`` records (messages, steps, …), ``stored`` of them."""
+    return {"read": read, "stored": stored, "unit": unit, "skipped": read - stored, "notes": list(notes or [])}
 
 
 def stable_id(*parts: Any, size: int = 16) -> str:

@@ -16,9 +16,11 @@ from typing import Any
 
 from costar.errors import ConfigError
 from costar.trace.formats._common import (
+    IMPORT_STATS,
     STEP_NS,
     SYNTHETIC_TIMING,
     SpanBuilder,
+    import_stats,
     llm_attributes,
     load_json,
     match_tool_results,
@@ -58,6 +60,24 @@ def _history(data: dict[str, Any]) -> list[dict[str, Any]]:
     return [m for m in history if isinstance(m, dict)] if isinstance(history, list) else []
 
 
+# SWE-agent's own message fields: a history without any of them is some other program's log.
+SWE_MESSAGE_KEYS = ("agent", "message_type", "action", "thought", "is_demo", "tool_call_ids")
+
+
+def looks_like_sweagent(data: Any) -> bool:
+    """A ``trajectory`` of steps with an ``action``, or a ``history`` written by SWE-agent (its messages
+    carry SWE-agent's fields, or the file has SWE-agent's ``info``)."""
+    if not isinstance(data, dict):
+        return False
+    trajectory = data.get("trajectory")
+    if isinstance(trajectory, list) and trajectory:
+        return all(isinstance(s, dict) and "action" in s for s in trajectory)
+    history = data.get("history")
+    if not isinstance(history, list) or not history or not all(isinstance(m, dict) and "role" in m for m in history):
+        return False
+    return isinstance(data.get("info"), dict) or any(k in m for m in history for k in SWE_MESSAGE_KEYS)
+
+
 def _steps_from_trajectory(data: dict[str, Any]) -> list[_Step]:
     history = _history(data)
     assistant_at = [i for i, m in enumerate(history) if m.get("role") == "assistant"]
@@ -90,6 +110,13 @@ def _function_calls(msgs: list[dict[str, Any]], i: int,
             answer = answers.get((i, j))
             calls.append((part, answer[1] if answer else None, answer is not None))
     return calls
+
+
+def _trailing(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """History messages after the last assistant turn: they belong to no step (e.g. a final observation)."""
+    history = _history(data)
+    last = max((i for i, m in enumerate(history) if m.get("role") == "assistant"), default=-1)
+    return [_parts(m) for m in history[last + 1:]]
 
 
 def _steps_from_history(data: dict[str, Any]) -> list[_Step]:
@@ -165,8 +192,28 @@ def sweagent_from_data(data: Any, *, source: str = "<data>") -> Trace:
     if not isinstance(data, dict) or not (isinstance(data.get("trajectory"), list)
                                           or isinstance(data.get("history"), list)):
         raise ConfigError(f"{source}: not a SWE-agent trajectory (expected a 'trajectory' or 'history' list)")
-    steps = _steps_from_trajectory(data) if data.get("trajectory") else _steps_from_history(data)
+    if not data.get("trajectory") and not any(m.get("role") == "assistant" for m in _history(data)):
+        raise ConfigError(f"{source}: the SWE-agent history has no assistant message, so it holds no step; "
+                          "is it really a SWE-agent trajectory? (try another --format)")
+    from_trajectory = bool(data.get("trajectory"))
+    steps = _steps_from_trajectory(data) if from_trajectory else _steps_from_history(data)
     info = as_dict(data.get("info"))
+    notes: list[str] = []
+    if from_trajectory:
+        raw = data["trajectory"]
+        read, unit = len(raw), "steps"
+        if len(steps) < len(raw):
+            notes.append(f"{len(raw) - len(steps)} trajectory steps are not objects")
+        if steps and steps[0].inputs is None and _history(data):
+            notes.append(f"the history ({len(_history(data))} messages) does not line up with the {len(raw)} steps, "
+                         "so the steps carry no model inputs")
+        trailing: list[dict[str, Any]] = []
+    else:
+        raw = data["history"]
+        read, unit = len(raw), "messages"
+        trailing = _trailing(data)
+        if len(_history(data)) < len(raw):
+            notes.append(f"{len(raw) - len(_history(data))} history items are not message objects")
     trace_id = stable_id(AGENT, data)
     b = SpanBuilder(trace_id)
     root_id = b.new_id()
@@ -178,6 +225,8 @@ def sweagent_from_data(data: Any, *, source: str = "<data>") -> Trace:
     first_user = _first_user_text(data)
     root_attrs: dict[str, Any] = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": AGENT}
     root_attrs |= {k: v for k, v in (("input.value", first_user), ("output.value", output)) if v is not None}
+    if trailing:
+        root_attrs["costar.messages.trailing"] = trailing  # after the last step: kept, not dropped
     root = Span(trace_id=trace_id, span_id=root_id, name=f"invoke_agent {AGENT}", kind=SpanKind.AGENT,
                 start_ns=0, end_ns=clock, attributes=root_attrs)
     spans = [root, *b.spans]
@@ -188,7 +237,9 @@ def sweagent_from_data(data: Any, *, source: str = "<data>") -> Trace:
         input=first_user, output=output, start_ns=0, end_ns=clock, totals=compute_totals(spans, 0.0),
         spans=spans,
         metadata={"source": "swe-agent", "exit_status": exit_status, "environment": data.get("environment"),
-                  "model_stats": info.get("model_stats"), "steps": len(steps), SYNTHETIC_TIMING: True},
+                  "model_stats": info.get("model_stats"), "steps": len(steps), SYNTHETIC_TIMING: True,
+                  IMPORT_STATS: import_stats(read, len(steps) if from_trajectory else len(_history(data)), unit,
+                                             notes)},
     )
     _apply_model_stats(trace, info.get("model_stats"))
     return trace

@@ -16,9 +16,11 @@ from typing import Any
 
 from costar.errors import ConfigError
 from costar.trace.formats._common import (
+    IMPORT_STATS,
     STEP_NS,
     SYNTHETIC_TIMING,
     SpanBuilder,
+    import_stats,
     llm_attributes,
     llm_span_name,
     load_json,
@@ -85,6 +87,17 @@ def transcript_to_trace(messages: Sequence[Any], *, trace_id: str | None = None,
         _add_tool_spans(b, m, i, root_id, results)
         prev = i + 1
     trailing = [m for m in msgs[prev:] if m["role"] != "tool"]
+    # Tool messages after the last assistant turn are kept only as the result of a call they answer.
+    answers = {at for at, _ in results.values()}
+    lost_tools = [i for i in range(prev, len(msgs)) if msgs[i]["role"] == "tool" and i not in answers]
+    not_messages = len(messages) - len(msgs)
+    notes = []
+    if not_messages:
+        notes.append(f"{not_messages} item{'s are' if not_messages > 1 else ' is'} not a message (no object "
+                     "with a 'role')")
+    if lost_tools:
+        notes.append(f"{len(lost_tools)} tool result{'s' if len(lost_tools) > 1 else ''} after the last assistant "
+                     f"turn answer{'' if len(lost_tools) > 1 else 's'} no tool call")
     first_user, final = _first_text(msgs, "user"), _first_text(msgs, "assistant", last=True)
     end = len(msgs) * STEP_NS
     root = Span(trace_id=trace_id, span_id=root_id, name=f"invoke_agent {agent}", kind=SpanKind.AGENT,
@@ -94,7 +107,9 @@ def transcript_to_trace(messages: Sequence[Any], *, trace_id: str | None = None,
                  input=first_user, output=final, start_ns=0, end_ns=end,
                  # Synthetic timing says nothing about latency, so it is reported as unknown (0).
                  totals=compute_totals(spans, 0.0), spans=spans,
-                 metadata={**(metadata or {}), "transcript_messages": len(messages), SYNTHETIC_TIMING: True})
+                 metadata={**(metadata or {}), "transcript_messages": len(messages), SYNTHETIC_TIMING: True,
+                           IMPORT_STATS: import_stats(len(messages), len(messages) - not_messages - len(lost_tools),
+                                                      "messages", notes)})
 
 
 def transcripts_from_data(data: Any, source: str = "<data>") -> list[Trace]:
