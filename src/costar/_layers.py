@@ -74,7 +74,7 @@ PURPOSE: dict[str, str] = {
     "monitor": "(planned) the same judges on sampled production traces",
     "report": "terminal, HTML, JUnit and Markdown reports",
     "ci": "the CI workflows costar ci init writes (GitHub Actions, GitLab CI)",
-    "server": "(planned) one process for a team: OTLP ingest, monitors, a JSON API",
+    "server": "one process for a team: OTLP ingest, trace assembly, tokens, redaction, retention, the JSON API",
     "ui": "(planned) the web app over the server's API",
     "api": "the library API, the front door the CLI and the pytest plugin use",
     "cli": "the costar command: parses, calls the api, prints",

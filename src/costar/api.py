@@ -19,7 +19,9 @@ code then), so importing this module stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -119,6 +121,11 @@ __all__ = [
     "current_tools",
     "select_affected",
     "init_ci",
+    "serve",
+    "create_server_token",
+    "server_tokens",
+    "revoke_server_token",
+    "prune_store",
     *_JUDGE_LOOP,
 ]
 
@@ -349,3 +356,74 @@ def init_ci(provider: str, root: str | Path = ".", *, force: bool = False, **opt
     from costar.ci import CiOptions, write
 
     return write(Path(root), CiOptions(provider=provider, **options), force=force)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- the server
+
+
+@contextlib.contextmanager
+def _opened(store: Store | str | Path | None, *, create: bool = True) -> Iterator[Store]:
+    """``store`` itself when it is a Store, else the store at that location, closed afterwards."""
+    if store is not None and not isinstance(store, str | Path):
+        yield store
+        return
+    st = open_store(store, create=create)
+    try:
+        yield st
+    finally:
+        st.close()
+
+
+def serve(config: Any = None, *, store: Store | str | Path | None = None, host: str | None = None,
+          port: int | None = None, log_level: str = "info") -> None:
+    """Run ``costar server`` in the foreground until SIGINT/SIGTERM. ``config`` is a ServerConfig, a
+    path to a server.yaml, or None (``server.yaml`` in the working directory when it exists);
+    ``store``, ``host`` and ``port`` override it."""
+    from costar.server.config import ServerConfig, load_server_config
+    from costar.server.run import serve as run_server
+
+    cfg = config if isinstance(config, ServerConfig) else load_server_config(config)
+    updates = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    if updates:
+        cfg = ServerConfig.model_validate({**cfg.model_dump(), **updates})
+    with _opened(store if store is not None else cfg.store) as st:
+        run_server(cfg, st, log_level=log_level)
+
+
+def create_server_token(kind: Literal["ingest", "api"], *, project: str | None = None, name: str = "",
+                        store: Store | str | Path | None = None) -> Any:
+    """A new server token (``NewToken``: its record and the token, shown only now)."""
+    from costar.server.auth import create_token
+    from costar.store.server_tables import ServerTables
+
+    with _opened(store) as st:
+        return create_token(ServerTables(st), kind, project=project, name=name)  # type: ignore[arg-type]
+
+
+def server_tokens(*, store: Store | str | Path | None = None) -> list[Any]:
+    """Every token's record (never the tokens themselves), oldest first."""
+    from costar.store.server_tables import ServerTables
+
+    with _opened(store, create=False) as st:
+        return ServerTables(st).tokens()  # type: ignore[arg-type]
+
+
+def revoke_server_token(token_id: str, *, store: Store | str | Path | None = None) -> Any:
+    """Revoke a token by id; the server refuses it from its next request on."""
+    from costar.server.auth import revoke_token
+    from costar.store.server_tables import ServerTables
+
+    with _opened(store, create=False) as st:
+        return revoke_token(ServerTables(st), token_id)  # type: ignore[arg-type]
+
+
+def prune_store(config: Any = None, *, store: Store | str | Path | None = None, project: str | None = None,
+                dry_run: bool = False) -> Any:
+    """Apply the retention rules of ``config`` (a ServerConfig or a server.yaml path) once: a PruneReport."""
+    from costar.server.config import ServerConfig, load_server_config
+    from costar.server.retention import prune
+    from costar.store.server_tables import ServerTables
+
+    cfg = config if isinstance(config, ServerConfig) else load_server_config(config)
+    with _opened(store if store is not None else cfg.store, create=False) as st:
+        return prune(ServerTables(st), cfg, project=project, dry_run=dry_run)  # type: ignore[arg-type]

@@ -477,6 +477,17 @@ class PostgresStore(SQLStore):
                              "digest); repair or remove it in the source store") from None
         return True
 
+    def delete_blob(self, sha256: str) -> bool:
+        """Remove a blob (retention, once no trace refers to it) and its cached copy; False when it
+        was not there."""
+        if not valid_blob_key(sha256):
+            return False
+        with self._write() as c:
+            deleted = c.execute("DELETE FROM blobs WHERE sha256=?", (sha256,)).rowcount
+        with contextlib.suppress(OSError):
+            (self.root / "cache" / "blobs" / sha256[:2] / sha256[2:]).unlink()
+        return bool(deleted)
+
     def blob_keys(self) -> Iterator[str]:
         """Every stored blob's key (for copying a store), in key order."""
         with self._read() as c:

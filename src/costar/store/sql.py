@@ -287,18 +287,27 @@ class SQLStore(ABC):
         stored = [clean.trace(t) for t in traces]
         if not stored:
             return stored
+        with self._write() as c:
+            self._write_traces_in(c, stored)
+        return stored
+
+    def _write_traces_in(self, c: Any, stored: Sequence[Trace]) -> dict[str, int]:
+        """Replace these (already sanitised) traces and their spans inside the caller's transaction.
+        Returns each trace's stored size in bytes (its record and its spans' attributes and events)."""
         latest = {t.trace_id: t for t in stored}  # the same id twice in a batch: the last one wins
         order = sorted(latest)
         rows_t = [trace_row(latest[tid]) for tid in order]
         rows_s = [row for tid in order for row in span_rows(latest[tid])]
-        with self._write() as c:
-            self._many(c, self._upsert("traces", ("trace_id", "run_id", "scenario_id", "trial", "status", "start_ns",
-                                                  "data"), ("trace_id",)), rows_t)
-            for chunk in self._chunks(order):
-                where, args = self._in("trace_id", chunk)
-                c.execute(f"DELETE FROM spans WHERE {where}", args)
-            self._insert_rows(c, "spans", SPAN_COLUMNS, rows_s)
-        return stored
+        self._many(c, self._upsert("traces", ("trace_id", "run_id", "scenario_id", "trial", "status", "start_ns",
+                                              "data"), ("trace_id",)), rows_t)
+        for chunk in self._chunks(order):
+            where, args = self._in("trace_id", chunk)
+            c.execute(f"DELETE FROM spans WHERE {where}", args)
+        self._insert_rows(c, "spans", SPAN_COLUMNS, rows_s)
+        sizes = {r[0]: len(r[6]) for r in rows_t}
+        for r in rows_s:
+            sizes[r[0]] += 64 + len(r[4]) + len(r[10]) + (len(r[11]) if r[11] else 0)
+        return sizes
 
     def _trace_from(self, data: str, spans: list[Span] | None) -> Trace:
         try:

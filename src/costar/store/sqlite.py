@@ -264,6 +264,18 @@ class SQLiteStore(SQLStore):
                              "digest); repair or remove it in the source store") from None
         return True
 
+    def delete_blob(self, sha256: str) -> bool:
+        """Remove a blob (retention, once no trace refers to it); False when it was not there."""
+        if not valid_blob_key(sha256):
+            return False
+        try:
+            self.blob_path(sha256).unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise StoreError(f"cannot delete a blob in {self.root}: {exc.strerror}; fix its permissions") from None
+        return True
+
     def blob_keys(self) -> Iterator[str]:
         """Every stored blob's key (for copying a store), in key order."""
         if not self.blob_dir.is_dir():

@@ -66,6 +66,49 @@ class _Trial:
             self.more_errors += 1
 
 
+SUPPORTED_TYPES = ("application/json", "application/x-protobuf", "application/protobuf")
+
+
+def request_content_type(request: Request) -> str:
+    """The request's media type, lower case (protobuf when it names none, as OTLP/HTTP says)."""
+    return request.headers.get("content-type", "application/x-protobuf").split(";")[0].strip().lower()
+
+
+async def read_body(request: Request, max_body: int) -> bytes:
+    """An OTLP/HTTP request body, inflated when gzip-encoded; at most ``max_body`` bytes either way
+    (:class:`PayloadTooLarge` beyond it, read no further), :class:`OtlpDecodeError` for bad gzip."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_body:
+        raise PayloadTooLarge(f"payload of {declared} bytes exceeds the {max_body}-byte limit")
+    chunks = bytearray()
+    async for chunk in request.stream():
+        chunks += chunk
+        if len(chunks) > max_body:
+            raise PayloadTooLarge(f"payload exceeds the {max_body}-byte limit")
+    body = bytes(chunks)
+    if request.headers.get("content-encoding", "").lower() == "gzip":
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            body = inflater.decompress(body, max_body + 1)
+        except zlib.error as exc:
+            raise OtlpDecodeError(f"invalid gzip body: {exc}") from None
+        if len(body) > max_body or inflater.unconsumed_tail:
+            raise PayloadTooLarge(f"decompressed payload exceeds the {max_body}-byte limit")
+    return body
+
+
+def otlp_error(status: int, message: str, json_body: bool) -> Response:
+    """An OTLP/HTTP error answer (JSON for JSON requests, plain text otherwise)."""
+    return _error(status, message, json_body)
+
+
+def otlp_success(json_body: bool) -> Response:
+    """An OTLP/HTTP success answer: an empty ExportTraceServiceResponse in the request's encoding."""
+    if json_body:
+        return JSONResponse({})
+    return Response(ExportTraceServiceResponse().SerializeToString(), media_type="application/x-protobuf")
+
+
 def _error(status: int, message: str, json_body: bool) -> Response:
     message = valid_unicode(message)[:2000]  # it may quote the body
     if json_body:
@@ -241,42 +284,22 @@ class OtlpReceiver:
 
     # ------------------------------------------------------------------ HTTP
 
-    async def _read_body(self, request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self.max_body:
-            raise PayloadTooLarge(f"payload of {declared} bytes exceeds the {self.max_body}-byte limit")
-        chunks = bytearray()
-        async for chunk in request.stream():
-            chunks += chunk
-            if len(chunks) > self.max_body:
-                raise PayloadTooLarge(f"payload exceeds the {self.max_body}-byte limit")
-        body = bytes(chunks)
-        if request.headers.get("content-encoding", "").lower() == "gzip":
-            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            try:
-                body = inflater.decompress(body, self.max_body + 1)
-            except zlib.error as exc:
-                raise OtlpDecodeError(f"invalid gzip body: {exc}") from None
-            if len(body) > self.max_body or inflater.unconsumed_tail:
-                raise PayloadTooLarge(f"decompressed payload exceeds the {self.max_body}-byte limit")
-        return body
-
     def _known(self, key: str) -> bool:
         with self._lock:
             return key in self._trials
 
     async def _handle(self, request: Request, key: str | None) -> Response:
-        ctype = request.headers.get("content-type", "application/x-protobuf").split(";")[0].strip().lower()
+        ctype = request_content_type(request)
         is_json = ctype == "application/json"
         if key is not None and not self._known(key):
             self._reject(None, f"unknown trial key {key[:80]!r}")
             return _error(404, "unknown trial key: this receiver only accepts spans from the trials it runs "
                                "(use the endpoint in OTEL_EXPORTER_OTLP_ENDPOINT)", is_json)
-        if ctype not in ("application/json", "application/x-protobuf", "application/protobuf"):
+        if ctype not in SUPPORTED_TYPES:
             self._reject(key, f"unsupported content type {ctype!r}")
             return _error(415, "use application/x-protobuf or application/json", is_json)
         try:
-            body = await self._read_body(request)
+            body = await read_body(request, self.max_body)
             spans = parse_export_request(body, ctype)
         except PayloadTooLarge as exc:
             self._reject(key, str(exc))

@@ -1,0 +1,208 @@
+"""The JSON API under ``/api/v1``: what the CLI and the web app read.
+
+Shapes are coSTAR's own contracts (``Trace``, ``Span``, ``Verdict``, ``Run``, ``RunSummary``) inside
+small page envelopes defined here; docs/SERVER.md lists every endpoint. Reads go to the store in a
+worker thread so the event loop keeps ingesting. Every endpoint needs an API token when the server
+requires tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from costar.errors import CostarError, StoreError
+from costar.server.auth import AuthFailure, Caller
+from costar.store.base import Run, SpanQuery
+from costar.store.server_tables import ServerTrace
+from costar.summary import RunSummary, summarize_run
+from costar.trace.model import Span, SpanKind, StatusCode, Trace
+from costar.verdict import Verdict
+
+API_VERSION = 1
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """A page of a listing. Pass ``next`` back as ``cursor`` (or ``offset``) for the following page."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[T]
+    next: str | None = None
+    """The cursor of the next page; None on the last page."""
+    total: int | None = None
+    """How many items the whole listing has, where that is cheap to know."""
+
+
+class ServerInfo(BaseModel):
+    """``GET /api/v1/server``: what this server is and how it is doing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_version: int = API_VERSION
+    costar_version: str
+    store: str
+    """The store, as shown to people (never a password)."""
+    tokens_required: bool
+    ready: bool
+    stats: dict[str, Any]
+    """The server metrics (``GET /metrics`` has them for Prometheus)."""
+
+
+class ProjectInfo(BaseModel):
+    """A project the server has traces of."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project: str
+    traces: int
+    spans: int
+    bytes: int
+    """Approximate stored size of its traces."""
+    last_completed_at: float | None
+
+
+class TraceHead(BaseModel):
+    """``GET /api/v1/traces/{id}``: a trace without its spans (page them with ``/spans``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trace: Trace
+    """The trace record; ``spans`` is empty here."""
+    spans_total: int
+    server: ServerTrace | None
+    """What the server recorded about it (project, amendments), for traces it ingested."""
+
+
+class RunView(BaseModel):
+    """``GET /api/v1/runs/{run}``: a run and its summary."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: Run
+    summary: RunSummary
+
+
+def _encode_cursor(parts: tuple[Any, ...]) -> str:
+    import orjson
+
+    return base64.urlsafe_b64encode(orjson.dumps(list(parts))).decode("ascii")
+
+
+def _decode_cursor(cursor: str) -> list[Any]:
+    import orjson
+
+    try:
+        value = orjson.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+    except (ValueError, orjson.JSONDecodeError):
+        raise HTTPException(400, "bad cursor; pass back the 'next' value of the previous page") from None
+    if not isinstance(value, list):
+        raise HTTPException(400, "bad cursor; pass back the 'next' value of the previous page")
+    return value
+
+
+def build_router(server: Any) -> APIRouter:
+    """The ``/api/v1`` routes over a running :class:`~costar.server.app.CostarServer`."""
+
+    async def caller(request: Request) -> Caller:
+        try:
+            return await asyncio.to_thread(server.auth.check, request.headers.get("authorization"), "api")
+        except AuthFailure as exc:
+            raise HTTPException(exc.status, exc.message,
+                                headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None) from None
+
+    router = APIRouter(prefix="/api/v1", dependencies=[Depends(caller)])
+
+    async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except StoreError as exc:
+            status = 404 if str(exc).startswith(("no trace", "no run")) else 503
+            raise HTTPException(status, str(exc)) from None
+        except CostarError as exc:
+            raise HTTPException(400, str(exc)) from None
+
+    @router.get("/server", response_model=ServerInfo)
+    async def server_info() -> ServerInfo:
+        return ServerInfo(costar_version=server.version, store=server.store.location,
+                          tokens_required=server.auth.required, ready=server.ready, stats=server.metrics())
+
+    @router.get("/projects", response_model=list[ProjectInfo])
+    async def projects() -> list[ProjectInfo]:
+        rows = await run(server.tables.projects)
+        return [ProjectInfo(**r) for r in rows]
+
+    @router.get("/traces", response_model=Page[ServerTrace])
+    async def traces(project: str | None = None, service: str | None = None,
+                     since: Annotated[float | None, Query(description="Unix seconds")] = None,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 50, cursor: str | None = None) -> Page[ServerTrace]:
+        """Traces the server ingested, newest first (by completion)."""
+        before = None
+        if cursor:
+            parts = _decode_cursor(cursor)
+            if len(parts) != 2:
+                raise HTTPException(400, "bad cursor; pass back the 'next' value of the previous page")
+            before = (float(parts[0]), str(parts[1]))
+        rows = await run(server.tables.list_traces, project=project, service=service, since=since, limit=limit + 1,
+                         before=before)
+        nxt = _encode_cursor((rows[limit - 1].completed_at, rows[limit - 1].trace_id)) if len(rows) > limit else None
+        return Page[ServerTrace](items=rows[:limit], next=nxt)
+
+    @router.get("/traces/{trace_id}", response_model=TraceHead)
+    async def trace(trace_id: str) -> TraceHead:
+        head = await run(server.store.get_trace, trace_id, spans=False)
+        total = await run(server.store.count_spans, head.trace_id)
+        info = (await run(server.tables.server_traces, [head.trace_id])).get(head.trace_id)
+        return TraceHead(trace=head, spans_total=total, server=info)
+
+    @router.get("/traces/{trace_id}/spans", response_model=Page[Span])
+    async def spans(trace_id: str, kind: SpanKind | None = None, name: str | None = None,
+                    status: StatusCode | None = None, parent_id: str | None = None,
+                    offset: Annotated[int, Query(ge=0)] = 0,
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Page[Span]:
+        """One page of a trace's spans in recorded order, filtered like ``SpanQuery``."""
+        head = await run(server.store.get_trace, trace_id, spans=False)
+        q = SpanQuery(kind=kind, name=name, status=status, parent_id=parent_id, offset=offset, limit=limit)
+        total = await run(server.store.count_spans, head.trace_id, q)
+        items = await run(server.store.query_spans, head.trace_id, q)
+        nxt = str(offset + limit) if offset + len(items) < total else None
+        return Page[Span](items=items, next=nxt, total=total)
+
+    @router.get("/traces/{trace_id}/verdicts", response_model=list[Verdict])
+    async def verdicts(trace_id: str, latest: bool = True) -> list[Verdict]:
+        head = await run(server.store.get_trace, trace_id, spans=False)
+        return await run(server.store.verdicts, trace_ids=[head.trace_id], latest=latest)
+
+    @router.get("/runs", response_model=list[Run])
+    async def runs(limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[Run]:
+        return await run(server.store.list_runs, limit)
+
+    @router.get("/runs/{run_ref}", response_model=RunView)
+    async def run_view(run_ref: str) -> RunView:
+        r = await run(server.store.get_run, run_ref)
+        summary = await run(summarize_run, server.store, r.run_id)
+        return RunView(run=r, summary=summary)
+
+    @router.get("/runs/{run_ref}/traces", response_model=Page[Trace])
+    async def run_traces(run_ref: str, offset: Annotated[int, Query(ge=0)] = 0,
+                         limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Page[Trace]:
+        """A run's traces without their spans, by scenario and trial."""
+        run_id = await run(server.store.resolve_run_id, run_ref)
+        ids = await run(server.store.trace_ids, run_id)
+        page = await run(server.store.get_traces, ids[offset:offset + limit], spans=False)
+        nxt = str(offset + limit) if offset + limit < len(ids) else None
+        return Page[Trace](items=page, next=nxt, total=len(ids))
+
+    return router
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the API: ``{"detail": "one line saying what is wrong"}``."""
+
+    detail: str = Field(description="What is wrong and how to fix it.")

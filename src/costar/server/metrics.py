@@ -1,0 +1,99 @@
+"""The server's own metrics: queue depth, spans per second, refused requests, stored traces, the
+acknowledgement latency. ``GET /metrics`` serves them in Prometheus' text format, ``GET
+/api/v1/server`` as JSON."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+_HELP = {
+    "costar_server_uptime_seconds": ("gauge", "Seconds since the server started."),
+    "costar_ingest_requests_total": ("counter", "OTLP export requests received."),
+    "costar_ingest_requests_accepted_total": ("counter", "OTLP export requests acknowledged (committed)."),
+    "costar_ingest_requests_rejected_total": ("counter", "OTLP export requests refused, by HTTP status."),
+    "costar_ingest_spans_accepted_total": ("counter", "Spans acknowledged (committed to the write-ahead log)."),
+    "costar_ingest_spans_per_second": ("gauge", "Spans acknowledged per second over the last minute."),
+    "costar_ingest_inflight_bytes": ("gauge", "Request bodies being read, decoded or committed."),
+    "costar_ingest_commits_total": ("counter", "Write-ahead transactions (one holds many requests)."),
+    "costar_ingest_commit_errors_total": ("counter", "Write-ahead transactions that failed (their requests got 503)."),
+    "costar_ingest_ack_latency_seconds": ("gauge", "Acknowledgement latency quantiles over recent requests."),
+    "costar_assembler_open_traces": ("gauge", "Traces not yet complete, held in memory."),
+    "costar_assembler_open_spans": ("gauge", "Spans of open traces (the queue depth)."),
+    "costar_traces_stored_total": ("counter", "Traces stored for the first time."),
+    "costar_traces_amended_total": ("counter", "Stored traces rewritten with late spans."),
+    "costar_traces_incomplete_total": ("counter", "Traces stored before they were complete."),
+    "costar_spans_stored_total": ("counter", "Spans stored in assembled traces."),
+    "costar_spans_refused_total": ("counter", "Spans refused after acknowledgement: a token of one project "
+                                              "sent spans of another project's trace."),
+    "costar_store_commit_errors_total": ("counter", "Failed attempts to store assembled traces (retried)."),
+    "costar_wal_recovered_spans": ("gauge", "Spans replayed from the write-ahead log at start."),
+}
+
+
+class RateMeter:
+    """Spans per second over a sliding window, from (time, total) samples."""
+
+    def __init__(self, window: float = 60.0) -> None:
+        self.window = window
+        self._samples: list[tuple[float, int]] = []
+
+    def rate(self, total: int, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        self._samples.append((now, total))
+        while len(self._samples) > 2 and self._samples[1][0] < now - self.window:
+            self._samples.pop(0)
+        t0, n0 = self._samples[0]
+        return (total - n0) / (now - t0) if now > t0 else 0.0
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def server_metrics(server: Any) -> dict[str, Any]:
+    """Every metric as a JSON-ready dict (labels folded into nested dicts)."""
+    ing = server.ingestor.stats
+    asm = server.assembler.stats
+    meter: RateMeter = server.__dict__.setdefault("_rate_meter", RateMeter())
+    latencies = list(ing.ack_latencies)
+    return {
+        "costar_server_uptime_seconds": round(time.time() - server.started_at, 3),
+        "costar_ingest_requests_total": ing.requests,
+        "costar_ingest_requests_accepted_total": ing.accepted,
+        "costar_ingest_requests_rejected_total": {str(k): v for k, v in sorted(ing.rejected.items())},
+        "costar_ingest_spans_accepted_total": ing.spans_accepted,
+        "costar_ingest_spans_per_second": round(meter.rate(ing.spans_accepted), 3),
+        "costar_ingest_inflight_bytes": ing.inflight_bytes,
+        "costar_ingest_commits_total": ing.commits,
+        "costar_ingest_commit_errors_total": ing.commit_errors,
+        "costar_ingest_ack_latency_seconds": {q: round(_quantile(latencies, float(q)), 6)
+                                              for q in ("0.5", "0.9", "0.99")},
+        "costar_assembler_open_traces": asm.open_traces,
+        "costar_assembler_open_spans": asm.open_spans,
+        "costar_traces_stored_total": asm.traces_stored,
+        "costar_traces_amended_total": asm.traces_amended,
+        "costar_traces_incomplete_total": asm.traces_incomplete,
+        "costar_spans_stored_total": asm.spans_stored,
+        "costar_spans_refused_total": asm.spans_refused,
+        "costar_store_commit_errors_total": asm.commit_errors,
+        "costar_wal_recovered_spans": server.recovered_spans,
+    }
+
+
+def prometheus_text(metrics: dict[str, Any]) -> str:
+    """The metrics in Prometheus' text exposition format."""
+    lines: list[str] = []
+    for name, value in metrics.items():
+        kind, text = _HELP.get(name, ("gauge", name))
+        lines.append(f"# HELP {name} {text}")
+        lines.append(f"# TYPE {name} {kind}")
+        if isinstance(value, dict):
+            label = "quantile" if name.endswith("latency_seconds") else "code"
+            lines += [f'{name}{{{label}="{k}"}} {v}' for k, v in value.items()]
+        else:
+            lines.append(f"{name} {value}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,49 @@
+"""Running the server in the foreground (``costar server``): uvicorn on one socket, stopped by
+SIGINT or SIGTERM (open traces that only wait out their idle time are stored first; the rest stay
+in the write-ahead log for the next start)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+import uvicorn
+
+from costar._util.server import BackgroundServer
+from costar.server.app import CostarServer
+from costar.server.auth import tokens_required
+from costar.server.config import ServerConfig
+from costar.store.base import Store
+
+log = logging.getLogger("costar.server")
+
+
+def serve(config: ServerConfig, store: Store, *, log_level: str = "info",
+          announce: Callable[[str], None] | None = None) -> None:
+    """Serve until stopped. ``announce`` gets one line once the server accepts requests
+    (default: printed to stdout), naming the URL (with the port chosen when ``port`` is 0)."""
+    required = tokens_required(config.host, config.require_tokens)
+    server = CostarServer(config, store)
+    # The socket is bound here, so port 0 picks a free port with no race and errors are one line.
+    sock = BackgroundServer(server.app, config.host, config.port)._listen()
+    host, port = sock.getsockname()[:2]
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    say = announce or (lambda line: print(line, flush=True))
+
+    original_startup = server.startup
+
+    async def startup() -> None:
+        await original_startup()
+        auth = "tokens required" if required else "no tokens required (loopback)"
+        say(f"coSTAR server listening on {url} (store {store.location}; {auth}); OTLP endpoint {url}/v1/traces")
+
+    server.startup = startup  # type: ignore[method-assign]
+    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uv = uvicorn.Server(uvicorn.Config(server.app, log_level=log_level, access_log=False,
+                                       timeout_graceful_shutdown=5, backlog=2048))
+    try:
+        uv.run(sockets=[sock])
+    finally:
+        sock.close()
