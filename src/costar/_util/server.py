@@ -20,13 +20,14 @@ class BackgroundServer:
     the socket is bound here and handed to uvicorn already listening."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, *,
-                 startup_timeout: float = 10.0, log_level: str = "warning") -> None:
+                 startup_timeout: float = 10.0, log_level: str = "warning", lifespan: str = "off") -> None:
         self.app = app
         # "[::1]" (URL style) and "::1" are the same IPv6 address.
         self.host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
         self._requested_port = port
         self._startup_timeout = startup_timeout
         self._log_level = log_level
+        self._lifespan = lifespan  # "on" runs the app's startup and shutdown (costar server's)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -48,7 +49,7 @@ class BackgroundServer:
             return self
         self._socket = sock = self._listen()
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app, log_level=self._log_level, access_log=False, lifespan="off",
+        config = uvicorn.Config(self.app, log_level=self._log_level, access_log=False, lifespan=self._lifespan,  # type: ignore[arg-type]
                                 # Hung handlers are cancelled after this on stop, so stop() stays prompt.
                                 timeout_graceful_shutdown=1)
         self._server = uvicorn.Server(config)
