@@ -124,6 +124,7 @@ __all__ = [
     "serve",
     "create_server_token",
     "server_tokens",
+    "server_traces",
     "revoke_server_token",
     "prune_store",
     *_JUDGE_LOOP,
@@ -406,6 +407,14 @@ def server_tokens(*, store: Store | str | Path | None = None) -> list[Any]:
 
     with _opened(store, create=False) as st:
         return ServerTables(st).tokens()  # type: ignore[arg-type]
+
+
+def server_traces(*, project: str | None = None, limit: int = 50, store: Store | str | Path | None = None) -> list[Any]:
+    """The traces ``costar server`` stored (``ServerTrace`` records), newest first."""
+    from costar.store.server_tables import ServerTables
+
+    with _opened(store, create=False) as st:
+        return ServerTables(st).list_traces(project=project, limit=limit)  # type: ignore[arg-type]
 
 
 def revoke_server_token(token_id: str, *, store: Store | str | Path | None = None) -> Any:

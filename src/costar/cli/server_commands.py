@@ -125,6 +125,40 @@ def token_revoke(token_id: Annotated[str, typer.Argument(help="The token's id (f
     console.print(f"revoked {record.kind} token {record.token_id}", markup=False, highlight=False)
 
 
+@server_app.command("traces")
+def server_traces(
+    project: Annotated[str | None, typer.Option("--project", help="Only this project's traces.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="How many, newest first.")] = 20,
+    store: StoreOpt = None, server_config: ServerConfigOpt = None, config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (the API's GET /api/v1/traces items).")] = False,
+) -> None:
+    """The production traces the server stored, newest first ('costar traces show ID' shows one)."""
+    from rich.table import Table
+
+    from costar import api
+
+    location, local = _store_location(store, server_config, config)
+    st = api.open_store(location, local_dir=local, create=False)
+    try:
+        rows = api.server_traces(project=project, limit=limit, store=st)
+    finally:
+        st.close()
+    if as_json:
+        console.print_json(json.dumps({"items": [r.model_dump() for r in rows]}))
+        return
+    if not rows:
+        console.print("no production traces yet" + (f" in project {project}" if project else ""), markup=False,
+                      highlight=False)
+        return
+    table = Table(box=None)
+    for col in ("trace", "project", "service", "spans", "stored", "amended", "complete"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*cells(r.trace_id, r.project, r.service or "-", r.spans, _when(r.completed_at), r.amended,
+                             "no" if r.incomplete else "yes"))
+    console.print(table)
+
+
 @store_app.command("prune")
 def store_prune(
     store: Annotated[str | None, typer.Argument(help="A store folder or a postgresql:// URL (default: server.yaml's, else COSTAR_STORE, else costar.yaml, else .costar).")] = None,
