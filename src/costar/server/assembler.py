@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 
+from costar.server.redaction import RedactedAtIngest
 from costar.server.wal import SpanGroup, decode
 from costar.store.server_tables import ServerTables, ServerTrace
 from costar.trace.finalize import Pricer, finalize_spans
@@ -42,6 +43,7 @@ from costar.trace.tools import tool_definitions
 
 log = logging.getLogger("costar.server")
 
+_REDACTED_AT_INGEST = RedactedAtIngest()
 PROJECT_KEY = "costar.project"
 SERVER_KEY = "costar.server"
 INFERRED = "costar.inferred"
@@ -310,7 +312,8 @@ class Assembler:
                                        start_ns=trace.start_ns, completed_at=now, amended=amended,
                                        incomplete=reason is not None, spans=len(trace.spans)))
             meta.append((ot.project, prev is not None, reason is not None))
-        stored = self.tables.commit_traces(traces, records, done) if (traces or done) else []
+        stored = self.tables.commit_traces(traces, records, done, sanitizer=_REDACTED_AT_INGEST) \
+            if (traces or done) else []
         with self._lock:
             for (project, _, _), t in zip(meta, stored, strict=True):
                 self._recent[t.trace_id] = project

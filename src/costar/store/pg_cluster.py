@@ -3,8 +3,8 @@ folder and a free loopback port, removed again by :meth:`ThrowawayCluster.stop`.
 
 The server refuses to run as root, so as root the cluster runs as the ``postgres`` system user
 (Debian's ``postgresql`` package creates it). TCP connections need a password (scram-sha-256),
-so tests can check what a wrong one does. Durability is off (``fsync=off``): the data is
-thrown away anyway.
+so tests can check what a wrong one does. Durability is off (``fsync=off``) unless asked for: the
+data is thrown away anyway.
 """
 
 from __future__ import annotations
@@ -48,12 +48,15 @@ class ThrowawayCluster:
 
     user = "postgres"
 
-    def __init__(self, *, base: str | Path | None = None, max_connections: int = 300) -> None:
+    def __init__(self, *, base: str | Path | None = None, max_connections: int = 300, durable: bool = False) -> None:
+        """``durable=True`` keeps PostgreSQL's durability on (fsync, synchronous commit, full page
+        writes), for benchmarks that should measure what a production server pays."""
         self.bin = find_bin_dir()
         self.password = secrets.token_hex(12)
         self.port = 0
         self.host = "127.0.0.1"
         self.max_connections = max_connections
+        self.durable = durable
         self.dir = Path(tempfile.mkdtemp(prefix="costar-pg-", dir=base))
         self.data = self.dir / "data"
         self.log = self.dir / "server.log"
@@ -89,8 +92,9 @@ class ThrowawayCluster:
             raise ClusterUnavailable(f"initdb failed: {(res.stderr or res.stdout).strip()[-500:]}")
         for _attempt in range(5):  # the free port may be taken between choosing and binding it
             self.port = free_port()
-            options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                       f"-c synchronous_commit=off -c full_page_writes=off -c max_connections={self.max_connections}")
+            durability = "" if self.durable else "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 {durability}"
+                       f"-c max_connections={self.max_connections}")
             res = self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
                             "-o", options, "start")
             if res.returncode == 0:

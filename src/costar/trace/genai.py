@@ -20,7 +20,10 @@ import ast
 import contextlib
 import json
 from collections.abc import Callable, Iterable, Mapping
+from operator import methodcaller
 from typing import Any
+
+import orjson
 
 from costar.trace.model import SpanKind
 
@@ -91,6 +94,10 @@ def parse_json(value: Any) -> Any:
         s = value.strip()
         if s.startswith(("{", "[")):
             try:
+                return orjson.loads(s)
+            except orjson.JSONDecodeError:
+                pass  # NaN, integers beyond 64 bits, lone surrogates: the standard library takes those
+            try:
                 return json.loads(s)
             except (ValueError, RecursionError):
                 return value
@@ -148,6 +155,8 @@ def unflatten(attrs: Mapping[str, Any], prefix: str) -> Any:
         return direct
     root: dict[str, Any] = {}
     dotted = prefix + "."
+    if not any(map(methodcaller("startswith", dotted), attrs)):
+        return None
     for key, value in attrs.items():
         if not key.startswith(dotted):
             continue
@@ -529,12 +538,26 @@ def _provider_and_models(out: dict[str, Any], request: Mapping[str, Any], respon
     _set_default(out, RESPONSE_ID, response.get("id") if isinstance(response.get("id"), str) else None)
 
 
+_TOKEN_SOURCE_KEYS = tuple(s for sources in _TOKEN_SOURCES.values() for s in sources)
+
+
 def _usage(out: dict[str, Any], response: Mapping[str, Any]) -> None:
     usage = as_dict(response.get("usage"))
+    if not usage and not any(s in out for s in _TOKEN_SOURCE_KEYS):  # canonical keys only: just make them ints
+        for key in _TOKEN_SOURCES:
+            given = out.get(key)
+            if given is not None and type(given) is not int:
+                current = _as_int(given)
+                if current is not None:
+                    out[key] = current
+        return
     body_tokens = {INPUT_TOKENS: _first(usage, "prompt_tokens", "input_tokens"),
                    OUTPUT_TOKENS: _first(usage, "completion_tokens", "output_tokens")}
     for key, sources in _TOKEN_SOURCES.items():
-        current = _as_int(out.get(key))
+        given = out.get(key)
+        if type(given) is int:  # already canonical (the common case): nothing to derive
+            continue
+        current = _as_int(given)
         if current is None:
             current = next((v for v in (_as_int(out.get(s)) for s in sources) if v is not None), None)
         if current is None:
@@ -545,6 +568,8 @@ def _usage(out: dict[str, Any], response: Mapping[str, Any]) -> None:
 
 def _request_params(out: dict[str, Any], request: Mapping[str, Any]) -> None:
     params = _json_value(out, "llm.invocation_parameters")
+    if not request and not isinstance(params, dict):
+        return  # nothing to lift request parameters from
     for source in (params if isinstance(params, dict) else {}, request):
         for name, key in _REQUEST_PARAMS.items():
             _set_default(out, key, source.get(name))

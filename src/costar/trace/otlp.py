@@ -39,11 +39,11 @@ from costar.trace.model import (
     Span,
     SpanEvent,
     SpanKind,
-    SpanStatus,
     StatusCode,
     Trace,
     TraceStatus,
     compute_totals,
+    make_span,
 )
 from costar.trace.sanitize import valid_unicode
 
@@ -459,15 +459,13 @@ def span_from_pb(pb: PbSpan, *, normalize: bool = True) -> Span:
         attrs[OTLP_KIND_ATTR] = _OTLP_KIND_NAMES.get(pb.kind, "SPAN_KIND_UNSPECIFIED")
     if pb.links:
         attrs[LINKS_ATTR] = _links_from_pb(pb.links)
-    return Span(
-        trace_id=trace_id, span_id=span_id, parent_id=parent_id, name=pb.name, kind=kind,
-        start_ns=pb.start_time_unix_nano, end_ns=pb.end_time_unix_nano or None,
-        status=SpanStatus(code=_STATUS_FROM_PB.get(pb.status.code, StatusCode.UNSET),
-                          message=pb.status.message or None),
-        attributes=attrs,
-        events=[SpanEvent(name=e.name, time_ns=e.time_unix_nano, attributes=from_key_values(e.attributes))
-                for e in pb.events],
-    )
+    # Protobuf already typed every field, so the span is assembled without validating it again.
+    status = pb.status
+    return make_span(trace_id, span_id, parent_id, pb.name, kind, pb.start_time_unix_nano,
+                     pb.end_time_unix_nano or None, _STATUS_FROM_PB.get(status.code, StatusCode.UNSET),
+                     status.message or None, attrs,
+                     [SpanEvent.model_construct(name=e.name, time_ns=e.time_unix_nano,
+                                                attributes=from_key_values(e.attributes)) for e in pb.events])
 
 
 # --------------------------------------------------------------------------- OTLP -> traces
