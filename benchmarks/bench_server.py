@@ -150,16 +150,33 @@ def _client(args: tuple[str, dict[str, str], list[Any], float, float, Any, Any])
             "refused": refused, "errors": errors}
 
 
-def _rss(pid: int) -> int:
-    """Resident memory of a process and its children (bytes)."""
-    total = 0
+def _tree(pid: int) -> list[int]:
     pids = [pid]
     try:
         out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-        pids += [int(p) for p in out.split()]
+        for child in (int(p) for p in out.split()):
+            pids += _tree(child)
     except OSError:
         pass
-    for p in pids:
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its descendants so far."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _rss(pid: int) -> int:
+    """Resident memory of a process and its children (bytes)."""
+    total = 0
+    for p in _tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -185,6 +202,7 @@ def drive(url: str, headers: dict[str, str], templates: list[Any], *, seconds: f
     for p in procs:
         p.start()
     barrier.wait()
+    cpu_start = cpu_seconds(server_pid)
     rss: list[int] = []
     while time.time() < stop_at:
         if time.time() >= start_at:
@@ -203,7 +221,7 @@ def drive(url: str, headers: dict[str, str], templates: list[Any], *, seconds: f
         "errors": sum(r["errors"] for r in results),
         "rss_median_mb": statistics.median(rss) / 1e6 if rss else float("nan"),
         "rss_peak_mb": max(rss) / 1e6 if rss else float("nan"),
-        "load_end": stop_at, "load_start": start_at_holder,
+        "load_end": stop_at, "load_start": start_at_holder, "cpu_start": cpu_start,
     }
 
 
@@ -247,6 +265,7 @@ def run_costar(location: str, workdir: Path, templates: list[Any], *, seconds: f
             time.sleep(0.2)
         out["stored_at"] = time.time()
         out["stored"] = count_spans()
+        out["cpu_us_per_span"] = 1e6 * (cpu_seconds(proc.pid) - out["cpu_start"]) / max(1, out["acked_total"])
     finally:
         _stop(proc)
     out["stored_per_s"] = out["acked_total"] / (out["stored_at"] - out["load_start"])
@@ -297,6 +316,7 @@ def run_mlflow(workdir: Path, templates: list[Any], *, seconds: float, clients: 
             time.sleep(0.5)
         out["stored_at"] = time.time()
         out["stored"] = count()
+        out["cpu_us_per_span"] = 1e6 * (cpu_seconds(proc.pid) - out["cpu_start"]) / max(1, out["acked_total"])
     finally:
         _stop(proc)
     out["stored_per_s"] = out["acked_total"] / (out["stored_at"] - out["load_start"])
@@ -368,25 +388,29 @@ def main() -> None:
                 results[kind].append(out)
                 print(f"run {r + 1} {kind:<10} acked {out['acked_per_s']:>9,.0f} spans/s  stored "
                       f"{out['stored_per_s']:>9,.0f} spans/s  p50 {out['p50_ms']:7.1f} ms  p99 {out['p99_ms']:7.1f} ms"
-                      f"  rss {out['rss_median_mb']:6.0f} MB (peak {out['rss_peak_mb']:.0f})  refused "
+                      f"  cpu {out['cpu_us_per_span']:5.0f} us/span  rss {out['rss_median_mb']:6.0f} MB "
+                      f"(peak {out['rss_peak_mb']:.0f})  refused "
                       f"{out['refused']}  errors {out['errors']}  stored {out['stored']:,}/{out['acked_total']:,}",
                       flush=True)
     finally:
         if cluster is not None:
             cluster.stop()
-    print(f"\nmachine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}; "
+    print(f"\nmachine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, load average "
+          f"{os.getloadavg()[0]:.1f}; "
           f"{args.runs} runs of {args.seconds:g} s, {args.clients} client processes, {TRACES_PER_BATCH * 7} spans "
           "per request; medians")
-    print("| server | acknowledged spans/s | stored spans/s | p50 ack | p99 ack | RSS (median / peak) | lost |")
-    print("|---|---|---|---|---|---|---|")
+    print("| server | acknowledged spans/s | stored spans/s | p50 ack | p99 ack | server CPU per span "
+          "| RSS (median / peak) | lost |")
+    print("|---|---|---|---|---|---|---|---|")
     med = {}
     for kind, runs in results.items():
         m = {k: statistics.median(x[k] for x in runs) for k in
-             ("acked_per_s", "stored_per_s", "p50_ms", "p99_ms", "rss_median_mb", "rss_peak_mb")}
+             ("acked_per_s", "stored_per_s", "p50_ms", "p99_ms", "rss_median_mb", "rss_peak_mb", "cpu_us_per_span")}
         lost = sum(max(0, x["acked_total"] - x["stored"]) for x in runs)
         med[kind] = m
         print(f"| {kind} | {m['acked_per_s']:,.0f} | {m['stored_per_s']:,.0f} | {m['p50_ms']:.1f} ms | "
-              f"{m['p99_ms']:.1f} ms | {m['rss_median_mb']:.0f} / {m['rss_peak_mb']:.0f} MB | {lost} |")
+              f"{m['p99_ms']:.1f} ms | {m['cpu_us_per_span']:.0f} µs | {m['rss_median_mb']:.0f} / "
+              f"{m['rss_peak_mb']:.0f} MB | {lost} |")
     if "mlflow" in med:
         for kind in ("sqlite", "postgresql"):
             if kind in med:

@@ -470,3 +470,16 @@ def test_retention_by_age_and_size_keeps_labeled_traces_and_deletes_verdicts_and
     assert sum(r.bytes for r in remaining.values()) <= 5000
     oldest_kept = min(r.start_ns for r in remaining.values())
     assert all(r.start_ns < oldest_kept for t, r in sizes.items() if t not in remaining)
+
+
+def test_the_readme_server_yaml_example_loads(tmp_path: Path) -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```yaml\n(# server.yaml.*?)```", readme, re.S)
+    assert block is not None
+    (tmp_path / "server.yaml").write_text(block.group(1))
+    cfg = load_server_config(tmp_path / "server.yaml")
+    assert set(cfg.redaction("shop").patterns) == {"email", "card"}
+    assert cfg.retention("shop").max_age == 30 * 86400
+    assert cfg.project_for_service("shop-eu") == "shop"
