@@ -483,3 +483,22 @@ def test_the_readme_server_yaml_example_loads(tmp_path: Path) -> None:
     assert set(cfg.redaction("shop").patterns) == {"email", "card"}
     assert cfg.retention("shop").max_age == 30 * 86400
     assert cfg.project_for_service("shop-eu") == "shop"
+
+
+def test_a_runs_trace_with_the_same_id_is_never_overwritten(make_server) -> None:
+    from costar.store.base import Run
+    from costar.trace.model import Trace
+
+    srv = make_server()
+    spans = agent_spans(1)
+    tid = next(iter(trace_ids(spans)))
+    run = Run()
+    srv.server.store.create_run(run)
+    srv.server.store.write_trace(Trace(trace_id=tid, run_id=run.run_id, scenario_id="s", output="the run's"))
+    assert srv.post(encode(spans)).status_code == 200
+    wait_for(lambda: srv.server.assembler.stats.spans_refused == 3, what="the refusal")
+    kept = srv.server.store.get_trace(tid)
+    assert kept.run_id == run.run_id
+    assert kept.output == "the run's"
+    assert srv.stored(tid) is None
+    assert srv.server.tables.pending_counts() == (0, 0)

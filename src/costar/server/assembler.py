@@ -273,7 +273,11 @@ class Assembler:
                 return total
 
     def _commit(self, items: Sequence[tuple[_Open, str | None]], done: Sequence[int]) -> None:
-        stored_before = self.tables.server_traces([ot.trace_id for ot, _ in items]) if items else {}
+        ids = [ot.trace_id for ot, _ in items]
+        stored_before = self.tables.server_traces(ids) if items else {}
+        # A run's trace with the same id (an agent server exporting here while the harness tests it,
+        # continuing the harness's trace): the server never overwrites it.
+        of_runs = self.tables.run_trace_ids([i for i in ids if i not in stored_before]) if items else set()
         old_traces = {t.trace_id: t for t in self.tables.store.get_traces(sorted(stored_before))} \
             if stored_before else {}
         traces: list[Trace] = []
@@ -281,6 +285,10 @@ class Assembler:
         meta: list[tuple[str, bool, bool]] = []
         now = time.time()
         for ot, reason in items:
+            if ot.trace_id in of_runs:
+                self.stats.spans_refused += len(ot.spans)
+                log.warning("refused %d span(s) of trace %s: a run's trace has that id", len(ot.spans), ot.trace_id)
+                continue
             prev = stored_before.get(ot.trace_id)
             if prev is not None and prev.project != ot.project:
                 if ot.pinned:

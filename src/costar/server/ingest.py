@@ -197,6 +197,9 @@ class Ingestor:
         try:
             try:
                 body = await read_body(request, self.config.limits.max_body)
+                if not size:  # no Content-Length (chunked): count what was read
+                    size = len(body)
+                    self.stats.inflight_bytes += size
                 received = parse_export_request(body, ctype)
             except PayloadTooLarge as exc:
                 return self._refuse(413, str(exc), is_json)

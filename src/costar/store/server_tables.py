@@ -169,6 +169,19 @@ class ServerTables:
                     out[r[0]] = _trace_from_row(r)
         return out
 
+    def run_trace_ids(self, trace_ids: Sequence[str]) -> set[str]:
+        """Those of ``trace_ids`` that are traces of runs (recorded by the harness or imported), which
+        the server must never overwrite."""
+        st = self.store
+        out: set[str] = set()
+        with st._read() as c:
+            for chunk in st._chunks(sorted(set(trace_ids))):
+                where, args = st._in("t.trace_id", chunk)
+                out.update(r[0] for r in c.execute(
+                    f"SELECT t.trace_id FROM traces t WHERE {where} AND NOT EXISTS "
+                    "(SELECT 1 FROM server_traces s WHERE s.trace_id = t.trace_id)", args))
+        return out
+
     def list_traces(self, *, project: str | None = None, limit: int = 50, before: tuple[float, str] | None = None,
                     since: float | None = None, service: str | None = None) -> list[ServerTrace]:
         """Traces newest first (by completion), ``limit`` of them, after the cursor ``before``
