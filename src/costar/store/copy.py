@@ -268,20 +268,20 @@ def _copy_verdicts(src: SQLStore, dst: SQLStore, report: CopyReport, *, write: b
 def _copy_blobs(src: SQLStore, dst: SQLStore, report: CopyReport, *, write: bool,
                 say: Callable[[str, int], None]) -> None:
     count = report.tables["blobs"]
-    for sha in src.blob_keys():  # type: ignore[attr-defined]
-        if dst.has_blob(sha):  # type: ignore[attr-defined]
+    for sha in src.blob_keys():
+        if dst.has_blob(sha):
             count.present += 1
             continue
         if write:
-            found = src.read_blob(sha)  # type: ignore[attr-defined]
+            found = src.read_blob(sha)
             if found is None:
                 continue
             size, chunks = found
             try:
-                dst.import_blob(sha, size, chunks)  # type: ignore[attr-defined]
+                dst.import_blob(sha, size, chunks)
             finally:
                 with contextlib.suppress(Exception):
-                    chunks.close()  # type: ignore[attr-defined]
+                    chunks.close()
         count.copied += 1
         say("blobs", count.copied)
 
@@ -337,7 +337,7 @@ def _is_empty(store: SQLStore) -> bool:
         for table in ("runs", "traces", "verdicts", "labels", "golden_sets", "mcp_snapshots"):
             if c.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None:
                 return False
-    return next(iter(store.blob_keys()), None) is None and not _judge_files(store.root)  # type: ignore[attr-defined]
+    return next(iter(store.blob_keys()), None) is None and not _judge_files(store.root)
 
 
 def _same_store(a: SQLStore, b: SQLStore) -> bool:

@@ -22,7 +22,7 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
@@ -216,7 +216,7 @@ class PostgresStore(SQLStore):
 
         # json columns come back as the text that was stored (parsed by pydantic/orjson, not psycopg).
         conn.adapters.register_loader("json", TextLoader)
-        conn.row_factory = _unescaping_rows  # type: ignore[assignment]
+        conn.row_factory = _unescaping_rows
 
     def _connect_error(self, exc: Exception) -> StoreError:
         msg = _first_line(exc)
@@ -446,7 +446,7 @@ class PostgresStore(SQLStore):
         path = self.blob_path(sha256)
         return path.open("rb") if path.is_file() else None
 
-    def read_blob(self, sha256: str) -> tuple[int, Iterator[bytes]] | None:
+    def read_blob(self, sha256: str) -> tuple[int, Generator[bytes, None, None]] | None:
         """(size, chunks) of a stored blob, streamed from the database on one pooled connection
         held until the chunks are consumed or closed; None when absent."""
         if not valid_blob_key(sha256):
@@ -456,7 +456,7 @@ class PostgresStore(SQLStore):
         if row is None:
             return None
 
-        def chunks() -> Iterator[bytes]:
+        def chunks() -> Generator[bytes, None, None]:
             with self._read() as c:
                 yield from self._chunks_of(c, sha256) or ()
 

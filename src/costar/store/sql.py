@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -153,6 +153,25 @@ class SQLStore(ABC):
     def _migrating(self) -> contextlib.AbstractContextManager[Any]:
         """A transaction that holds off every other migrator; DDL inside it is atomic."""
 
+    # ------------------------------------------------------------------ blobs (each backend keeps them its way)
+
+    @abstractmethod
+    def has_blob(self, sha256: str) -> bool:
+        """Whether the blob is stored (False for a key that is not a sha256)."""
+
+    @abstractmethod
+    def read_blob(self, sha256: str) -> tuple[int, Generator[bytes, None, None]] | None:
+        """(size, chunks) of a stored blob, read lazily (close the chunks to stop early); None when absent."""
+
+    @abstractmethod
+    def import_blob(self, sha256: str, size: int, chunks: Iterator[bytes]) -> bool:
+        """Store a blob from another store unless it is here; raises StoreError when its bytes do not
+        match its key. Returns whether it was written."""
+
+    @abstractmethod
+    def blob_keys(self) -> Iterator[str]:
+        """Every stored blob's key (for copying a store), in key order."""
+
     def _chunks(self, values: Sequence[Any]) -> Iterator[list[Any]]:
         values = list(values)
         for i in range(0, len(values), self._CHUNK):
@@ -207,7 +226,7 @@ class SQLStore(ABC):
         with self._read() as c:
             for table in ("runs", "scenarios", "traces", "spans", "verdicts", "labels", "golden_sets", "mcp_snapshots"):
                 out[table] = int(c.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-        out["blobs"] = sum(1 for _ in self.blob_keys())  # type: ignore[attr-defined]
+        out["blobs"] = sum(1 for _ in self.blob_keys())
         return out
 
     # ------------------------------------------------------------------ runs
@@ -449,9 +468,11 @@ class SQLStore(ABC):
                 rows.sort(key=lambda r: r[0])
                 return rows
             if run_id is not None:
-                return c.execute(f"SELECT {cols} FROM verdicts v JOIN traces t ON v.trace_id = t.trace_id "
+                rows = c.execute(f"SELECT {cols} FROM verdicts v JOIN traces t ON v.trace_id = t.trace_id "
                                  "WHERE t.run_id=? ORDER BY v.id", (run_id,)).fetchall()
-            return c.execute(f"SELECT {cols} FROM verdicts v ORDER BY v.id").fetchall()
+            else:
+                rows = c.execute(f"SELECT {cols} FROM verdicts v ORDER BY v.id").fetchall()
+            return rows
 
     def activate_verdicts(self, trace_ids: Sequence[str], names: Sequence[str]) -> None:
         """Mark the verdicts named ``names`` current on these traces, and retire every other one."""

@@ -9,7 +9,7 @@ import os
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -106,7 +106,8 @@ class SQLiteStore(SQLStore):
     def _snapshot(self) -> Iterator[sqlite3.Connection]:
         with self._guard():
             conn = self._conn()
-            if conn.in_transaction:  # already inside this thread's write: it is the snapshot
+            inside_write = conn.in_transaction
+            if inside_write:  # already inside this thread's write: it is the snapshot
                 yield conn
                 return
             conn.execute("BEGIN")  # deferred: a WAL read snapshot from the first SELECT, no lock
@@ -230,13 +231,13 @@ class SQLiteStore(SQLStore):
         except FileNotFoundError:
             return None
 
-    def read_blob(self, sha256: str) -> tuple[int, Iterator[bytes]] | None:
+    def read_blob(self, sha256: str) -> tuple[int, Generator[bytes, None, None]] | None:
         """(size, chunks) of a stored blob, read lazily; None when absent."""
         if not self.has_blob(sha256):
             return None
         path = self.blob_path(sha256)
 
-        def chunks() -> Iterator[bytes]:
+        def chunks() -> Generator[bytes, None, None]:
             with open(path, "rb") as f:
                 yield from iter(lambda: f.read(1 << 20), b"")
 
