@@ -16,7 +16,8 @@ import importlib.abc
 import importlib.machinery
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from types import ModuleType
 from typing import Any, Protocol
 
 from costar.trace.genai import finish_reason, openai_messages_to_parts
@@ -396,15 +397,16 @@ def _anthropic_messages(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     system = kwargs.get("system")
     if system:
-        text = system if isinstance(system, str) else " ".join(b.get("text", "") for b in system)
-        out.append({"role": "system", "content": text})
+        system_text = system if isinstance(system, str) else " ".join(b.get("text", "") for b in system)
+        out.append({"role": "system", "content": system_text})
     for m in kwargs.get("messages") or []:
         m = _dump(m)
         content = m.get("content")
         if isinstance(content, str):
             out.append({"role": m.get("role", "user"), "content": content})
             continue
-        text, calls = [], []
+        text: list[str] = []
+        calls: list[dict[str, Any]] = []
         for block in content or []:
             block = _dump(block)
             kind = block.get("type")
@@ -429,7 +431,8 @@ def _anthropic_messages(kwargs: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _anthropic_done(span: LiveSpan, kwargs: dict[str, Any], resp: Any) -> None:
-    text, calls = [], []
+    text: list[str] = []
+    calls: list[dict[str, Any]] = []
     for block in getattr(resp, "content", None) or []:
         if getattr(block, "type", None) == "text":
             text.append(block.text)
@@ -605,7 +608,8 @@ def _patch(name: str) -> None:
 class _PatchOnImport(importlib.abc.MetaPathFinder):
     """Wraps an SDK as soon as it is imported, so instrumenting never imports it eagerly."""
 
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
         if fullname not in _PATCHERS or fullname in _PATCHED:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
@@ -614,7 +618,7 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
         loader = spec.loader
         exec_module = loader.exec_module
 
-        def exec_and_patch(module: Any) -> None:
+        def exec_and_patch(module: ModuleType) -> None:
             exec_module(module)
             sys.modules[fullname] = module
             try:
@@ -622,6 +626,7 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
             except Exception as exc:  # an SDK version we do not understand: run it unrecorded
                 print(f"costar: could not instrument {fullname}: {exc}", file=sys.stderr)
 
+        # Patching this one loader instance is the point: the SDK is wrapped right after it loads.
         loader.exec_module = exec_and_patch  # type: ignore[method-assign]
         return spec
 

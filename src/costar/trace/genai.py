@@ -725,5 +725,5 @@ def _langchain_tool_message(value: Any) -> dict[str, Any] | None:
     """A serialised LangChain ``ToolMessage`` (``{"type": "tool", "data": {...}}`` or flat), else None."""
     if not isinstance(value, dict) or value.get("type") != "tool":
         return None
-    data = value.get("data") if isinstance(value.get("data"), dict) else value
+    data = value["data"] if isinstance(value.get("data"), dict) else value
     return data if "content" in data and "tool_call_id" in data else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -216,7 +216,10 @@ _SPAN_FIELDS = frozenset(Span.model_fields)
 _STATUS_FIELDS = frozenset(SpanStatus.model_fields)
 
 
-def _assemble(cls: type[BaseModel], values: dict[str, Any], fields: frozenset[str]) -> Any:
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _assemble(cls: type[_Model], values: dict[str, Any], fields: frozenset[str]) -> _Model:
     # model_construct costs ~3 µs per object; the recorder and the store build millions of spans
     # from values that are already valid, so they fill the instance directly (every field given).
     obj = cls.__new__(cls)

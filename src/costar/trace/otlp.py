@@ -248,7 +248,7 @@ def _b64_to_hex(value: str, size: int) -> str:
 
 def _hex_to_b64(value: str, size: int) -> str:
     """OTLP/JSON ids are hex; protobuf's JSON mapping (and some producers) use base64."""
-    if isinstance(value, str) and len(value) == 2 * size and re.fullmatch(r"[0-9a-fA-F]+", value):
+    if len(value) == 2 * size and re.fullmatch(r"[0-9a-fA-F]+", value):
         return base64.b64encode(bytes.fromhex(value)).decode("ascii")
     return value
 

@@ -226,7 +226,8 @@ class Sanitizer:
             attrs = kept
         elif attrs and self._quick_clean(attrs):
             return attrs
-        return self.value(attrs)
+        sanitized: dict[str, Any] = self.value(attrs)
+        return sanitized
 
     def span(self, s: Span) -> Span:
         s = bound_span(s)

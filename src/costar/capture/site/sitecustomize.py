@@ -7,17 +7,28 @@ from then on and its spans are sent to the harness at exit. It then hands over t
 ``sitecustomize`` on the path.
 """
 
+from __future__ import annotations
+
 import importlib
 import importlib.abc
 import os
 import sys
+
+# The agent's Python may be older than coSTAR's: annotations are never evaluated, and their names
+# are imported for the type checker only (it treats any TYPE_CHECKING as true), not at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
 
 _SDKS = ("openai", "anthropic", "agents", "mcp")  # agents: the OpenAI Agents SDK; mcp: the MCP SDK
 _COSTAR = "costar"
 
 
 class _CaptureOnImport(importlib.abc.MetaPathFinder):
-    def find_spec(self, fullname, path, target=None):
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> ModuleSpec | None:
         if fullname not in _SDKS and fullname != _COSTAR:
             return None
         sys.meta_path.remove(self)
@@ -33,10 +44,10 @@ class _CaptureOnImport(importlib.abc.MetaPathFinder):
             return None
 
     @staticmethod
-    def _costar_spec(path, target):
+    def _costar_spec(path: Sequence[str] | None, target: ModuleType | None) -> ModuleSpec | None:
         # coSTAR itself is being imported (an agent adding its own spans): load it as the other
         # finders would, then start recording once its package exists.
-        spec = None
+        spec: ModuleSpec | None = None
         for finder in sys.meta_path:
             find = getattr(finder, "find_spec", None)
             if find is not None:
@@ -47,7 +58,7 @@ class _CaptureOnImport(importlib.abc.MetaPathFinder):
             return spec
         exec_module = spec.loader.exec_module
 
-        def exec_and_capture(module):
+        def exec_and_capture(module: ModuleType) -> None:
             exec_module(module)
             try:
                 from costar.capture.process import start_process_capture
@@ -56,7 +67,8 @@ class _CaptureOnImport(importlib.abc.MetaPathFinder):
             except Exception as exc:  # never break the agent's import of coSTAR
                 print(f"costar: could not start capture: {exc}", file=sys.stderr)
 
-        spec.loader.exec_module = exec_and_capture
+        # Patching this one loader instance is the point: coSTAR is recorded right after it loads.
+        spec.loader.exec_module = exec_and_capture  # type: ignore[method-assign]
         return spec
 
 
