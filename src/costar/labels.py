@@ -172,7 +172,7 @@ class ValueType(BaseModel):
                 raw = str(normalise_label(raw))
             else:
                 return self.check(raw)
-        text = raw.strip()
+        text: str = raw.strip()
         if not text:
             raise LabelError(f"expected {self.describe()}, got an empty value")
         if self.kind == "bool":

@@ -375,7 +375,7 @@ def _subset(want: Any, have: Any) -> bool:
         return isinstance(have, dict) and all(k in have and _subset(v, have[k]) for k, v in want.items())
     if isinstance(want, str) and isinstance(have, str):
         return want == have or fnmatch.fnmatchcase(have, want)
-    return want == have
+    return bool(want == have)
 
 
 class ToolCalled(Check):

@@ -52,6 +52,4 @@ def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = 
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    if when is None:
-        return None
     return max(when.timestamp() - (time.time() if now is None else now), 0.0)

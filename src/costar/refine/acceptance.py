@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from costar.stats import compare_rates, fisher_one_sided
+from costar.stats import Comparison, compare_rates, fisher_one_sided
 from costar.summary import RunSummary
 
 ScenarioScores = dict[str, tuple[int, int]]  # scenario id -> (passed, decided trials)
@@ -28,7 +28,7 @@ ScenarioScores = dict[str, tuple[int, int]]  # scenario id -> (passed, decided t
 class Decision:
     accepted: bool
     reason: str  # for the human reviewer
-    per_scenario: dict[str, str] = field(default_factory=dict)
+    per_scenario: dict[str, Comparison] = field(default_factory=dict)
     # For the assistant's next brief: never names held-out scenarios, which it must not see.
     feedback: str = ""
 

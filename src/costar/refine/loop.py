@@ -24,6 +24,7 @@ from costar.refine.assistants import AssistantTask, CodingAssistant
 from costar.refine.brief import build_brief
 from costar.run.harness import HarnessOptions
 from costar.scenario import Scenario, load_suite
+from costar.stats import Comparison
 from costar.store.location import open_store
 from costar.suites import Selection, arun_suite
 from costar.summary import RunSummary
@@ -57,7 +58,7 @@ class Attempt(BaseModel):
     run_ids: list[str] = Field(default_factory=list)
     before: dict[str, tuple[int, int]] = Field(default_factory=dict)  # scenario -> (passed, decided)
     after: dict[str, tuple[int, int]] = Field(default_factory=dict)
-    decisions: dict[str, str] = Field(default_factory=dict)  # scenario -> improved/regressed/...
+    decisions: dict[str, Comparison] = Field(default_factory=dict)  # scenario -> improved/regressed/...
     cost_usd: float = 0.0
     seconds: float = 0.0
 

@@ -112,8 +112,8 @@ def junit_xml(summary: RunSummary, *, name: str = "costar") -> str:
     elapsed = f"{summary.totals.usage.latency_s:.3f}"
     for el in (root, suite):
         el.set("time", elapsed)
-        for key, value in counts.items():
-            el.set(key, str(value))
+        for key, count in counts.items():
+            el.set(key, str(count))
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True)
 
