@@ -290,7 +290,7 @@ def corrected_pass_rate(store: Store, judge_name: str, *, run_id: str | None, go
     if not pairs:
         raise NoOverlapError(f"none of the {len(labels)} traces of {scope.text} has a pass/fail verdict from "
                              f"{judge_name!r}; score them first: costar assess RUN")
-    human = {t: y for t, (y, _) in pairs.items()}
+    human = {t: y is True for t, (y, _) in pairs.items()}  # every label is a bool (checked above)
     calls = {t: f for t, (_, f) in pairs.items()}
     fit = binary_agreement(human, calls, True, resamples=0, confidence=confidence)
     passed = sum(judged.values())

@@ -231,8 +231,9 @@ def _check_against_store(store: Store, src: Path, parsed: list[tuple[int, Verdic
         for old in store.labels(name=judge, trace_ids=ids):
             stored[(old.name, str(old.trace_id), str(old.source_id))] = old
     for line, lab in parsed:
-        old = stored.get((lab.name, str(lab.trace_id), str(lab.source_id)))
-        if old is not None and not (same_value(old.value, lab.value) and old.rationale == lab.rationale):
+        existing = stored.get((lab.name, str(lab.trace_id), str(lab.source_id)))
+        if existing is not None and not (same_value(existing.value, lab.value)
+                                         and existing.rationale == lab.rationale):
             raise LabelFileError(
-                f"{lab.source_id!r} already labeled trace {lab.trace_id!r} for {lab.name!r} as {old.value!r} "
+                f"{lab.source_id!r} already labeled trace {lab.trace_id!r} for {lab.name!r} as {existing.value!r} "
                 f"(this line says {lab.value!r}); import with replace (--replace) to overwrite", file=src, line=line)

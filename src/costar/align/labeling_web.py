@@ -259,9 +259,9 @@ def _previews(store: Store, trace: Trace, limits: HtmlLimits) -> Safe | None:
                              el("p", more, class_="note") if more else None])
         blocks.append(el("details", el("summary", el("span", art.path[:300], class_="mono"),
                                        f" · {art.size:,} B"), body, class_="span"))
-    more = len(trace.artifacts) - _MAX_PREVIEWS
+    unpreviewed = len(trace.artifacts) - _MAX_PREVIEWS
     return join([el("h4", "artifact previews"), *blocks,
-                 el("p", f"{more} more artifacts not previewed", class_="note") if more > 0 else None])
+                 el("p", f"{unpreviewed} more artifacts not previewed", class_="note") if unpreviewed > 0 else None])
 
 
 def _trace_page(app: _App, trace_id: str, who: str | None, *, error: str | None = None,
@@ -312,8 +312,8 @@ def _next_trace(app: _App, after: str, who: str) -> str | None:
     start = next((i.position for i in items if i.trace_id == after), -1)
     todo = [i for i in items if not i.done]
     later = [i for i in todo if i.position > start]
-    pick = (later or todo or [None])[0]
-    return pick.trace_id if pick is not None else None
+    pick = later or todo
+    return pick[0].trace_id if pick else None
 
 
 # ----------------------------------------------------------------------------- saving
