@@ -303,6 +303,16 @@ def test_a_golden_set_too_small_for_the_optimizer_says_what_each_split_needs(
     assert not (store.root / "judges").exists() and server.request_count == 0
 
 
+def test_an_unknown_gepa_candidate_selection_is_a_clear_error_before_any_judge_runs(
+        world: tuple[SQLiteStore, Path], server: ScriptedModelServer) -> None:
+    from costar.errors import ConfigError
+
+    store, project = world
+    with pytest.raises(ConfigError, match=r"gepa candidate_selection is 'best'; give one of pareto, current_best"):
+        align_judge(store, JUDGE, "gepa", project_dir=project, options={"candidate_selection": "best"})
+    assert server.request_count == 0
+
+
 def _needs(train: int, validation: int, test: int) -> Any:
     from costar.align.optimize import SplitNeeds
 

@@ -110,7 +110,8 @@ def _as_list(values: Any, name: str) -> list[Any]:
     if isinstance(values, np.ndarray):
         if values.ndim != 1:
             raise AgreementError(f"{name} has shape {values.shape}; pass one label per item (a 1-d array)")
-        return values.tolist()
+        items: list[Any] = values.tolist()
+        return items
     return list(values)
 
 
@@ -287,7 +288,8 @@ class _ItemStats:
 
     def totals(self) -> np.ndarray:
         """Column sums over all items, as a one-row matrix."""
-        return (np.bincount(self.item_pattern, minlength=len(self.patterns)) @ self.patterns)[None, :]
+        sums: np.ndarray = np.bincount(self.item_pattern, minlength=len(self.patterns)) @ self.patterns
+        return sums[None, :]
 
     def bootstrap(self, statistic: Callable[[np.ndarray], np.ndarray], resamples: int,
                   seed: int | None) -> np.ndarray | None:
@@ -683,7 +685,8 @@ def _unit_counts(rows: list[list[LabelValue | None]], pairable: np.ndarray, orde
         for unit, label in enumerate(row):
             if label is not None:
                 counts[unit, index[label]] += 1
-    return counts[pairable]
+    pairable_counts: np.ndarray = counts[pairable]
+    return pairable_counts
 
 
 _Terms = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -744,7 +747,8 @@ def _ordinal_stats(counts: np.ndarray) -> tuple[_ItemStats, _Terms]:
     def stats_of(units: np.ndarray) -> np.ndarray:
         m = units.sum(axis=1)
         pairs = np.einsum("uc,uk->uck", units, units) - units[:, :, None] * np.eye(k)
-        return (pairs / (m - 1)[:, None, None]).reshape(len(units), k * k)
+        per_pair: np.ndarray = pairs / (m - 1)[:, None, None]
+        return per_pair.reshape(len(units), k * k)
 
     def terms(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         coincidence = sums.reshape(-1, k, k)

@@ -72,7 +72,8 @@ def _normalise(rows: np.ndarray) -> np.ndarray:
         rows = rows[None, :]
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return rows / norms
+    unit: np.ndarray = rows / norms
+    return unit
 
 
 def _clip(text: str) -> str:

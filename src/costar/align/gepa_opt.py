@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from costar.align.optimize import (
     AgreementMeter,
@@ -42,11 +42,16 @@ from costar.models.errors import ModelError
 from costar.verdict import Verdict
 
 if TYPE_CHECKING:
+    from gepa.core.adapter import EvaluationBatch, ProposalFn
+    from gepa.core.result import GEPAResult
+
     from costar.models.client import ModelClient
 
 __all__ = ["COMPONENT", "GepaOptimizer", "JudgeInstructionsAdapter", "ReflectionModel"]
 
 COMPONENT = "instructions"
+CandidateSelection = Literal["pareto", "current_best", "epsilon_greedy", "top_k_pareto"]
+"""How GEPA picks the candidate to mutate next (its ``candidate_selection_strategy``)."""
 _LOG_LINES = 200
 
 
@@ -116,13 +121,14 @@ class JudgeInstructionsAdapter:
     rationales: Mapping[str, list[str]]
     invalid: list[str] = field(default_factory=list)
     # GEPA asks the adapter for its own proposer first; None selects GEPA's reflective proposer.
-    propose_new_texts = None
+    propose_new_texts: ProposalFn | None = field(default=None, init=False)
 
     def _spec(self, candidate: Mapping[str, str]) -> JudgeSpec:
         return self.base.with_instructions(candidate[COMPONENT])
 
-    def evaluate(self, batch: list[GoldenExample], candidate: dict[str, str], capture_traces: bool = False) -> Any:
-        from gepa import EvaluationBatch
+    def evaluate(self, batch: list[GoldenExample], candidate: dict[str, str],
+                 capture_traces: bool = False) -> EvaluationBatch[_Trajectory, dict[str, Any]]:
+        from gepa.core.adapter import EvaluationBatch
 
         ids = [e.trace_id for e in batch]
         try:
@@ -132,11 +138,13 @@ class JudgeInstructionsAdapter:
             # not a failed optimization: score them 0 and say why in the feedback.
             message = str(exc)
             self.invalid.append(message)
-            trajectories = [_Trajectory(e, None, None, message) for e in batch]
+            failed = [_Trajectory(e, None, None, message) for e in batch]
             return EvaluationBatch(outputs=[{"error": message}] * len(batch), scores=[0.0] * len(batch),
-                                   trajectories=trajectories if capture_traces else None)
+                                   trajectories=failed if capture_traces else None)
         verdicts = self.meter.verdicts(judge, ids)
-        outputs, scores, trajectories = [], [], []
+        outputs: list[dict[str, Any]] = []
+        scores: list[float] = []
+        trajectories: list[_Trajectory] = []
         for e in batch:
             verdict = verdicts.get(e.trace_id)
             decision = self.meter.decision(verdict)
@@ -145,7 +153,8 @@ class JudgeInstructionsAdapter:
             trajectories.append(_Trajectory(e, verdict, decision, verdict.error if verdict else "no verdict"))
         return EvaluationBatch(outputs=outputs, scores=scores, trajectories=trajectories if capture_traces else None)
 
-    def make_reflective_dataset(self, candidate: dict[str, str], eval_batch: Any,
+    def make_reflective_dataset(self, candidate: dict[str, str],
+                                eval_batch: EvaluationBatch[_Trajectory, dict[str, Any]],
                                 components_to_update: list[str]) -> dict[str, list[dict[str, Any]]]:
         records = []
         for traj in eval_batch.trajectories or []:
@@ -183,10 +192,13 @@ class GepaOptimizer(BaseOptimizer):
     name = "gepa"
 
     def __init__(self, *, reflection_model: str | ModelClient | None = None, minibatch_size: int = 3,
-                 candidate_selection: str = "pareto", use_merge: bool = False,
+                 candidate_selection: CandidateSelection = "pareto", use_merge: bool = False,
                  needs: SplitNeeds | None = None) -> None:
         if minibatch_size < 1:
             raise ConfigError(f"gepa minibatch_size is {minibatch_size}; give 1 or more")
+        if candidate_selection not in get_args(CandidateSelection):  # options come from files: check them here
+            raise ConfigError(f"gepa candidate_selection is {candidate_selection!r}; give one of "
+                              f"{', '.join(get_args(CandidateSelection))}")
         self.reflection_model = reflection_model
         self.minibatch_size = minibatch_size
         self.candidate_selection = candidate_selection
@@ -194,7 +206,7 @@ class GepaOptimizer(BaseOptimizer):
         self.needs = needs or SplitNeeds(train=2, validation=2, test=2)
 
     def propose(self, spec: JudgeSpec, golden: GoldenSet, meter: AgreementMeter, budget: AlignBudget) -> Proposal:
-        import gepa
+        from gepa.api import optimize
         from gepa.utils import TimeoutStopCondition
 
         train, val = golden.split("train"), golden.split("validation")
@@ -207,10 +219,11 @@ class GepaOptimizer(BaseOptimizer):
         reflection = ReflectionModel(self.reflection_model or str(spec.raw.get("model")), seed=budget.seed)
         log = _Log()
         stoppers = [TimeoutStopCondition(budget.max_seconds)] if budget.max_seconds else None
+        result: GEPAResult[dict[str, Any], int]  # a list as the data set: examples are keyed by position
         try:
-            result = gepa.optimize(
+            result = optimize(
                 seed_candidate={COMPONENT: seed_text}, trainset=list(train), valset=list(val), adapter=adapter,
-                reflection_lm=reflection, candidate_selection_strategy=self.candidate_selection,  # type: ignore[arg-type]
+                reflection_lm=reflection, candidate_selection_strategy=self.candidate_selection,
                 reflection_minibatch_size=min(self.minibatch_size, len(train)), use_merge=self.use_merge,
                 max_metric_calls=budget.max_metric_calls, stop_callbacks=stoppers, logger=log, seed=budget.seed,
                 display_progress_bar=False, track_best_outputs=False, raise_on_exception=True)
@@ -218,7 +231,7 @@ class GepaOptimizer(BaseOptimizer):
             reflection.close()
         ranked = []
         for index, candidate in enumerate(result.candidates):
-            text = candidate[COMPONENT] if isinstance(candidate, Mapping) else str(candidate)
+            text = candidate[COMPONENT]
             try:
                 cand_spec = spec.with_instructions(text)
             except ConfigError:

@@ -137,7 +137,7 @@ def reference_labels(labels: Iterable[Verdict]) -> dict[str, tuple[LabelValue, t
         votes.setdefault(str(lab.trace_id), []).append(lab)
     out: dict[str, tuple[LabelValue, tuple[str, ...]]] = {}
     for tid, labs in votes.items():
-        tally = Counter(_label_key(v.value) for v in labs if v.value is not None)  # type: ignore[arg-type]
+        tally = Counter(_label_key(v.value) for v in labs if v.value is not None)
         ranked = tally.most_common()
         if not ranked:
             continue

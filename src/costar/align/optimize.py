@@ -194,9 +194,11 @@ class JudgeSpec:
             where = ".".join(str(p) for p in err["loc"]) or "definition"
             raise ConfigError(f"judge {self.name!r} ({self.source}): {where}: {err['msg']}") from None
         if self.type == "memalign":
-            from costar.align.memalign import build_memory_judge
+            from costar.align.memalign import MemAlignJudgeDefinition, build_memory_judge
 
-            return build_memory_judge(definition, ctx, memories=self.attachments)  # type: ignore[arg-type]
+            # A plugin may replace the memalign type; then its own builder below applies.
+            if isinstance(definition, MemAlignJudgeDefinition):
+                return build_memory_judge(definition, ctx, memories=self.attachments)
         judge = types.get(self.type).build(definition, ctx)
         if judge.name != self.name:
             judge.name = self.name

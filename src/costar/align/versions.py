@@ -488,8 +488,9 @@ class VersionRegistry:
         va, vb = self.get(name, a), self.get(name, b)
         same = va.golden is not None and (va.golden, va.golden_version) == (vb.golden, vb.golden_version)
         decision = None
-        if same and va.held_out() is not None and vb.held_out() is not None:
-            decision = decide_promotion(va.held_out(), vb.held_out())  # type: ignore[arg-type]
+        held_a, held_b = va.held_out(), vb.held_out()
+        if same and held_a is not None and held_b is not None:
+            decision = decide_promotion(held_a, held_b)
         rows = {s: (va.agreement.get(s), vb.agreement.get(s)) for s in SPLITS}
         return VersionComparison(judge=name, a=a, b=b, rows=rows, same_golden=same, decision=decision,
                                  diff=self.diff(name, a, b))
@@ -599,7 +600,8 @@ def get_optimizer(name: str, **options: Any) -> AlignmentOptimizer:
     factory = OPTIMIZERS.find(name)
     if factory is None:
         raise AlignmentError(f"unknown optimizer {name!r}; use one of {', '.join(OPTIMIZERS.names())}")
-    return factory(**options)  # type: ignore[no-any-return]
+    optimizer: AlignmentOptimizer = factory(**options)  # a plugin: its factory is typed by the protocol only
+    return optimizer
 
 
 def align_judge(store: Store, judge: str | JudgeSpec, optimizer: str | AlignmentOptimizer, *,
