@@ -358,6 +358,6 @@ def store_contents(store: SQLStore) -> dict[str, list[tuple[Any, ...]]]:
     with store._read() as c:
         spans = [tuple(r) for r in c.execute(f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans ORDER BY trace_id, seq")]
     out["spans"] = spans
-    out["blobs"] = [(sha, store.get_blob(sha)) for sha in store.blob_keys()]  # type: ignore[attr-defined]
+    out["blobs"] = [(sha, store.get_blob(sha)) for sha in store.blob_keys()]
     out["judge_versions"] = [(str(rel), (store.root / "judges" / rel).read_bytes()) for rel in _judge_files(store.root)]
     return out

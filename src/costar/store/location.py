@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from costar.config import DEFAULT_FOLDER, from_environment, is_url
 from costar.errors import StoreError
-from costar.store.base import Store
 from costar.trace.sanitize import Sanitizer
+
+if TYPE_CHECKING:
+    from costar.store.sql import SQLStore
 
 _POSTGRES = ("postgresql://", "postgres://")
 
@@ -28,7 +31,7 @@ def local_folder(location: str | os.PathLike[str], local_dir: str | os.PathLike[
 
 
 def open_store(location: str | os.PathLike[str] | None = None, *, local_dir: str | os.PathLike[str] | None = None,
-               create: bool = True, sanitizer: Sanitizer | None = None, migrate: bool = True) -> Store:
+               create: bool = True, sanitizer: Sanitizer | None = None, migrate: bool = True) -> SQLStore:
     """Open the store at ``location`` (a folder or ``postgresql://…``; default ``COSTAR_STORE`` or
     ``.costar``). ``create=False`` is for read-only use: a missing store is an error, and a store
     from an older coSTAR is not upgraded (the error names ``costar store migrate``)."""
@@ -57,7 +60,7 @@ def migrate_store(location: str | os.PathLike[str] | None = None, *,
         raise StoreError(f"no coSTAR store at {where}; give the folder that holds costar.db, or a postgresql:// URL")
     store = open_store(where, local_dir=local_dir, migrate=False)
     try:
-        start, end = store.migrate()  # type: ignore[attr-defined]
+        start, end = store.migrate()
         return store.location, start, end
     finally:
         store.close()

@@ -156,6 +156,24 @@ class SQLStore(ABC):
     # ------------------------------------------------------------------ blobs (each backend keeps them its way)
 
     @abstractmethod
+    def put_blob(self, data: bytes) -> str:
+        """Store bytes content-addressed; returns their sha256 (the key). Storing them again is a no-op."""
+
+    @abstractmethod
+    def put_file(self, path: Path) -> tuple[str, int]:
+        """Store a file's bytes content-addressed, streamed; returns (sha256, size)."""
+
+    @abstractmethod
+    def get_blob(self, sha256: str) -> bytes | None:
+        """The blob's bytes; None when it is absent or ``sha256`` is not a valid key."""
+
+    @abstractmethod
+    def blob_path(self, sha256: str) -> Path:
+        """A local file with the blob's bytes (a database store caches it under ``root``); for a blob
+        the store does not hold, a path that does not exist. Raises StoreError for a key that is not a
+        sha256 (it could name a file outside the store)."""
+
+    @abstractmethod
     def has_blob(self, sha256: str) -> bool:
         """Whether the blob is stored (False for a key that is not a sha256)."""
 
