@@ -80,3 +80,10 @@ def test_corrected_pass_rate(labeled: Path) -> None:
 def test_uncertain_queue_when_nothing_is_uncertain(labeled: Path) -> None:
     res = costar("judges", "uncertain", "tau-bench.reward", "--queue-out", "q.txt", cwd=labeled)
     assert res.returncode == 0 and "no unlabeled trace" in res.stdout
+
+
+def test_a_floor_with_an_unknown_metric_is_one_line_naming_the_metrics(tmp_path: Path) -> None:
+    res = costar("judges", "check", "--floor", "outcome:foo>=0.5", cwd=tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.startswith("error: --floor 'outcome:foo>=0.5': metric: Input should be 'kappa'")
+    assert "Traceback" not in res.stderr

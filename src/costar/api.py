@@ -45,18 +45,57 @@ from costar.summary import summarize_run
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    # Also what the names below load on first use are, for type checkers and editors (``X as X``:
+    # re-exported).
     from costar.affected import AffectedSelection
-    from costar.align.gates import JudgeFloor
-    from costar.align.optimize import AlignBudget, AlignmentResult
+    from costar.align.active import format_candidates as format_candidates
+    from costar.align.active import queue_file as queue_file
+    from costar.align.active import rank_for_labeling as rank_for_labeling
+    from costar.align.agreement_files import agreement_between_files as agreement_between_files
+    from costar.align.agreement_results import format_agreement as format_agreement
+    from costar.align.agreement_store import SplitChoice as SplitChoice
+    from costar.align.agreement_store import judge_agreement as judge_agreement
+    from costar.align.agreement_store import judges_agreement as judges_agreement
+    from costar.align.agreement_store import labeler_agreement as labeler_agreement
+    from costar.align.corrected import corrected_pass_rate as corrected_pass_rate
+    from costar.align.gates import JudgeFloor as JudgeFloor
+    from costar.align.gates import check_agreement_floors as check_agreement_floors
+    from costar.align.golden import create_golden_set as create_golden_set
+    from costar.align.golden import diff_golden_set as diff_golden_set
+    from costar.align.golden import extend_golden_set as extend_golden_set
+    from costar.align.golden import get_golden_set as get_golden_set
+    from costar.align.golden import list_golden_sets as list_golden_sets
+    from costar.align.golden import remove_from_golden_set as remove_from_golden_set
+    from costar.align.label_files import export_labels as export_labels
+    from costar.align.label_files import import_labels as import_labels
+    from costar.align.labeling import label_queue as label_queue
+    from costar.align.labeling import new_label as new_label
+    from costar.align.labeling import save_labels as save_labels
+    from costar.align.labeling_terminal import label_in_terminal as label_in_terminal
+    from costar.align.labeling_web import run_label_server as run_label_server
+    from costar.align.labeling_web import start_label_server as start_label_server
+    from costar.align.optimize import AlignBudget as AlignBudget
+    from costar.align.optimize import AlignmentResult
+    from costar.align.versions import PromoteMode as PromoteMode
     from costar.align.versions import Recorded, VersionRegistry
     from costar.compare import Comparison
+    from costar.compare import Correction as Correction
+    from costar.compare import compare_runs as compare_runs
     from costar.config import McpServerConfig
     from costar.judges.registry import JudgeInfo, JudgeRegistry
     from costar.mcp.diff import CatalogDiff
+    from costar.metrics import check_metrics as check_metrics
+    from costar.refine import RefineOptions as RefineOptions
+    from costar.refine import make_assistant as make_assistant
+    from costar.refine import refine as refine
     from costar.rejudge import RejudgeReport
     from costar.scenario import Scenario
+    from costar.scenario import load_suite as load_suite
+    from costar.scenario import scenario_json_schema as scenario_json_schema
     from costar.trace.tool_definition import ToolDefinition
     from costar.trace.tools import McpSnapshot
+    from costar.transfer import export_run as export_run
+    from costar.transfer import import_into_store as import_into_store
 
 _JUDGE_LOOP = {
     "new_label": "costar.align.labeling", "save_labels": "costar.align.labeling",
@@ -70,13 +109,13 @@ _JUDGE_LOOP = {
     "remove_from_golden_set": "costar.align.golden", "get_golden_set": "costar.align.golden",
     "list_golden_sets": "costar.align.golden", "diff_golden_set": "costar.align.golden",
     "judge_agreement": "costar.align.agreement_store", "labeler_agreement": "costar.align.agreement_store",
-    "judges_agreement": "costar.align.agreement_store",
+    "judges_agreement": "costar.align.agreement_store", "SplitChoice": "costar.align.agreement_store",
     "agreement_between_files": "costar.align.agreement_files",
     "format_agreement": "costar.align.agreement_results",
     "JudgeFloor": "costar.align.gates", "check_agreement_floors": "costar.align.gates",
     "corrected_pass_rate": "costar.align.corrected",
-    "AlignBudget": "costar.align.optimize",
-    "compare_runs": "costar.compare", "check_metrics": "costar.metrics",
+    "AlignBudget": "costar.align.optimize", "PromoteMode": "costar.align.versions",
+    "compare_runs": "costar.compare", "Correction": "costar.compare", "check_metrics": "costar.metrics",
     "export_run": "costar.transfer", "import_into_store": "costar.transfer",
     "load_suite": "costar.scenario", "scenario_json_schema": "costar.scenario",
     "RefineOptions": "costar.refine", "make_assistant": "costar.refine", "refine": "costar.refine",

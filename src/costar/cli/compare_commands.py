@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
@@ -20,6 +20,9 @@ from costar.cli.common import (
     write_text_output,
 )
 from costar.errors import ConfigError
+
+if TYPE_CHECKING:
+    from costar.api import Correction
 
 
 @app.command()
@@ -48,7 +51,8 @@ def compare(
         writable_file(markdown)
     cfg = load_project(config)
     st = open_project_store(cfg, store, create=False)
-    comparison = api.compare(base, head, store=st, alpha=alpha, correction=correction,  # type: ignore[arg-type]
+    comparison = api.compare(base, head, store=st, alpha=alpha,
+                             correction=cast("Correction", correction),  # checked above
                              attribution=attribution, rejudge=rejudge,
                              registry=api.project_judges(cfg) if rejudge else None)
     if markdown is not None:

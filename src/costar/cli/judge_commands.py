@@ -6,9 +6,10 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 from rich.text import Text
 
@@ -27,12 +28,20 @@ from costar.cli.common import (
 )
 from costar.errors import ConfigError
 
+if TYPE_CHECKING:
+    from costar.api import PromoteMode, SplitChoice
+
 judges_app = typer.Typer(no_args_is_help=True, help="Judges: list, agreement with humans, gates, labeling queue.")
 app.add_typer(judges_app, name="judges")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 GoldenOpt = Annotated[str | None, typer.Option("--golden", help="Golden set to measure on (default: every labeled trace).")]
 SplitOpt = Annotated[str, typer.Option("--split", help="train, validation, test or all.")]
+
+
+def _split(text: str) -> SplitChoice:
+    """The --split text as the api's type; the api checks it (an unknown split is an AgreementError)."""
+    return cast("SplitChoice", text)
 
 
 def _emit(result: Any, as_json: bool) -> None:
@@ -80,8 +89,13 @@ def judges_check(
         m = _FLOOR.match(text.replace(" ", ""))
         if not m:
             raise ConfigError(f"--floor takes NAME:METRIC>=MIN (e.g. outcome:kappa>=0.6), got {text!r}")
-        floors.append(api.JudgeFloor(name=m["name"], metric=m["metric"], min=float(m["min"]),  # type: ignore[arg-type]
-                                     golden=golden, split=split, use_lower_bound=lower_bound))  # type: ignore[arg-type]
+        try:
+            floors.append(api.JudgeFloor.model_validate(
+                {"name": m["name"], "metric": m["metric"], "min": float(m["min"]), "golden": golden, "split": split,
+                 "use_lower_bound": lower_bound}))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ConfigError(f"--floor {text!r}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
     if not floors:
         # Nothing declared is nothing failing: a CI gate on a fresh project stays green.
         console.print("no agreement floors declared (agreement_floor in judges/, or --floor): nothing to check")
@@ -112,12 +126,12 @@ def judges_agreement_cmd(
     run_id = st.resolve_run_id(run) if run else None
     if labelers:
         result = api.labeler_agreement(st, name, labelers[0], labelers[1], golden=golden, version=version,
-                                   split=split if golden else "all", run_id=run_id)  # type: ignore[arg-type]
+                                   split=_split(split) if golden else "all", run_id=run_id)
     elif vs:
-        result = api.judges_agreement(st, name, vs, golden=golden, version=version, split=split,  # type: ignore[arg-type]
+        result = api.judges_agreement(st, name, vs, golden=golden, version=version, split=_split(split),
                                   run_id=run_id)
     else:
-        result = api.judge_agreement(st, name, golden=golden, version=version, split=split,  # type: ignore[arg-type]
+        result = api.judge_agreement(st, name, golden=golden, version=version, split=_split(split),
                                  labeler=labeler, fingerprint=fingerprint, run_id=run_id)
     _emit(result, as_json)
 
@@ -163,7 +177,7 @@ def judges_corrected(
     """The true pass rate estimated from judge verdicts plus a golden set (Rogan–Gladen and PPI)."""
     cfg = load_project(config)
     st = open_project_store(cfg, store, create=False)
-    _emit(api.corrected_pass_rate(st, name, run_id=st.resolve_run_id(run), golden=golden, split=split,  # type: ignore[arg-type]
+    _emit(api.corrected_pass_rate(st, name, run_id=st.resolve_run_id(run), golden=golden, split=_split(split),
                               seed=seed), as_json)
 
 
@@ -202,7 +216,7 @@ def judges_align(
     result, recorded = api.align_judge(
         name, optimizer, project=cfg, store=st, golden=golden, golden_version=golden_version,
         budget=api.AlignBudget(max_metric_calls=budget, max_seconds=max_seconds, concurrency=concurrency, seed=seed),
-        record=not dry_run, promote=promote, options=options)  # type: ignore[arg-type]
+        record=not dry_run, promote=cast("PromoteMode", promote), options=options)  # checked above
     if as_json:
         payload = {"report": result.report.model_dump(mode="json"),
                    "recorded": recorded.model_dump(mode="json") if recorded else None}
