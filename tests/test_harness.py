@@ -264,3 +264,14 @@ def test_background_children_do_not_keep_the_trial_open(project: Path, store: SQ
         time.sleep(0.1)
     else:
         pytest.fail("the agent's background child survived the trial")
+
+
+def test_a_suite_that_mixes_scenario_objects_and_paths_is_a_clear_error(tmp_path: Path) -> None:
+    from costar.api import run_suite
+    from costar.errors import ConfigError
+
+    scenario_file = tmp_path / "more.yaml"
+    scenario_file.write_text("id: b\nprompt: hi\n")
+    with pytest.raises(ConfigError, match="either Scenario objects or paths to scenario files, not both"):
+        run_suite([Scenario(id="a", prompt="hi"), scenario_file], {"type": "command", "command": "true"},
+                  store=tmp_path / "store")

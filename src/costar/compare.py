@@ -154,7 +154,7 @@ class Comparison(ReportModel):
             out[s.change] = out.get(s.change, 0) + 1
         return out
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy rejects decorators above @property; pydantic documents this
     @property
     def has_significant_regression(self) -> bool:
         """The run as a whole, a scenario, or a gating judge regressed significantly."""
@@ -162,7 +162,7 @@ class Comparison(ReportModel):
                 or any(s.change == "regressed" for s in self.scenarios)
                 or any(j.change == "regressed" and j.gating for j in self.judges))
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy rejects decorators above @property; pydantic documents this
     @property
     def exit_code(self) -> int:
         return 1 if self.has_significant_regression else 0

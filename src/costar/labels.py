@@ -47,7 +47,7 @@ def normalise_label(value: Any, *, coerce: bool = True) -> LabelValue | None:
     if isinstance(value, float):
         if math.isnan(value):
             return None
-        return int(value) if value.is_integer() else value
+        return _integral(value)
     if isinstance(value, str):
         text = value.strip()
         if not text:
@@ -65,8 +65,13 @@ def _parse_text(text: str) -> LabelValue:
     if _INT.fullmatch(text):
         return int(text)
     if _FLOAT.fullmatch(text):
-        return normalise_label(float(text))  # type: ignore[return-value]
+        return _integral(float(text))  # never NaN: the pattern spells digits only
     return text
+
+
+def _integral(value: float) -> int | float:
+    """An integral float as an int, so ``1.0`` and ``1`` are the same label."""
+    return int(value) if value.is_integer() else value
 
 
 
@@ -125,8 +130,9 @@ class ValueType(BaseModel):
         if spec is None:
             return cls()
         if isinstance(spec, str):
-            if spec in ("bool", "number", "any"):
-                return cls(kind=spec)  # type: ignore[arg-type]
+            match spec:
+                case "bool" | "number" | "any":
+                    return cls(kind=spec)
             raise LabelError(f"unknown value type {spec!r}; use 'bool', 'number', 'any' or a list of labels")
         try:
             return cls(kind="label", labels=tuple(str(x) for x in spec))

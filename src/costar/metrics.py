@@ -284,9 +284,9 @@ def detect_anomaly(metric: MetricName, current: float, history: Sequence[float],
     """Decide whether ``current`` is an anomaly against ``history`` (see the module docstring)."""
     _check_detection(threshold, min_change)
     label = LABELS[metric]
-    base = {"metric": metric, "current": current, "history": list(history), "history_runs": list(history_runs)}
     if len(history) < max(1, min_history):
-        return MetricCheck(**base, status="insufficient_history",
+        return MetricCheck(metric=metric, current=current, history=list(history), history_runs=list(history_runs),
+                           status="insufficient_history",
                            message=f"{label}: insufficient history ({len(history)} earlier "
                                    f"{'run' if len(history) == 1 else 'runs'}, {min_history} needed)")
     center = statistics.median(history)
@@ -297,14 +297,15 @@ def detect_anomaly(metric: MetricName, current: float, history: Sequence[float],
     # With no spread in the history any move leaves its range; the relative change decides alone.
     outside = change != 0 if z is None else abs(z) > threshold
     alert = outside and relative >= min_change
-    direction = None if change == 0 else ("up" if change > 0 else "down")
+    direction: Literal["up", "down"] | None = None if change == 0 else ("up" if change > 0 else "down")
     span = _runs_phrase(len(history))
     values = f"median {format_metric(metric, center)} → {format_metric(metric, current)}"
     if alert:
         message = f"{label} {describe_change(center, current)} against {span} ({values})"
     else:
         message = f"{label} within its usual range over {span} ({values})"
-    return MetricCheck(**base, history_median=center, mad=mad, robust_z=z,
+    return MetricCheck(metric=metric, current=current, history=list(history), history_runs=list(history_runs),
+                       history_median=center, mad=mad, robust_z=z,
                        ratio=current / center if center else None, status="alert" if alert else "ok",
                        direction=direction, message=message)
 
@@ -474,7 +475,7 @@ def metrics_verdicts(traces: Iterable[Trace | TraceMetrics], *,
         raise ConfigError(f"unknown metric {unknown[0]!r}; use one of {', '.join(METRICS)}")
     known = _scenario_map(scenarios)
     limits_of: dict[str, dict[MetricName, float]] = {}
-    out = []
+    out: list[Verdict] = []
     for item in traces:
         m = item if isinstance(item, TraceMetrics) else trace_metrics(item)
         if m.scenario_id not in limits_of:
@@ -533,7 +534,7 @@ class MetricsReport(ReportModel):
     def insufficient_history(self) -> bool:
         return any(c.status == "insufficient_history" for s in self.scenarios for c in s.checks)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy rejects decorators above @property; pydantic documents this
     @property
     def exit_code(self) -> int:
         return 1 if self.breaches else 0

@@ -162,9 +162,14 @@ def scenarios_from(suite: Sequence[Scenario] | str | Path | Sequence[str | Path]
     if isinstance(suite, str | Path):
         return load_suite(suite), [str(suite)]
     items = list(suite)
-    if items and all(isinstance(s, Scenario) for s in items):
-        return items, [str(s.source) for s in items if isinstance(s, Scenario) and s.source]  # type: ignore[misc]
-    return load_suite(items), [str(p) for p in items]  # type: ignore[arg-type]
+    scenarios = [s for s in items if isinstance(s, Scenario)]
+    paths = [s for s in items if not isinstance(s, Scenario)]
+    if scenarios and paths:
+        raise ConfigError("a suite is either Scenario objects or paths to scenario files, not both; "
+                          "load the paths with costar.load_suite and pass one list of scenarios")
+    if scenarios:
+        return scenarios, [str(s.source) for s in scenarios if s.source]
+    return load_suite(paths), [str(p) for p in paths]
 
 
 SuiteArg = Sequence[Scenario] | str | Path | Sequence[str | Path] | None

@@ -150,9 +150,9 @@ def _read_otlp_with_blobs(path: Path) -> ImportResult | None:
             raise ConfigError(f"{path}: each OTLP JSON 'resourceSpans' entry must be an object, got "
                               f"{type(rs).__name__}; fix or re-export the file")
         resource = rs.get("resource")
-        attrs = resource.get("attributes") if isinstance(resource, dict) else None
-        if not isinstance(attrs, list):
+        if not isinstance(resource, dict) or not isinstance(resource.get("attributes"), list):
             continue  # no attributes of ours here; the OTLP mapping judges the rest of the shape
+        attrs = resource["attributes"]
         keep = []
         for kv in attrs:
             if isinstance(kv, dict) and kv.get("key") == BLOBS_KEY:
@@ -176,8 +176,8 @@ def _read_otlp_with_blobs(path: Path) -> ImportResult | None:
 def _verify_blobs(path: Path, blobs: dict[str, bytes]) -> None:
     """Every blob must be stored under the hash of its bytes: the key names a file in the store."""
     for sha, data in blobs.items():
-        if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
-            raise ConfigError(f"{path}: blob key {str(sha)[:80]!r} is not a sha256 (64 lowercase hex digits); "
+        if not _SHA256.fullmatch(sha):  # JSON object keys are always strings
+            raise ConfigError(f"{path}: blob key {sha[:80]!r} is not a sha256 (64 lowercase hex digits); "
                               "the file is damaged or crafted, so nothing was imported")
         if hashlib.sha256(data).hexdigest() != sha:
             raise ConfigError(f"{path}: blob {sha} does not match its sha256 (damaged file); re-export it")

@@ -78,13 +78,14 @@ async def run_command(argv: list[str] | str, *, cwd: Path, env: dict[str, str], 
     SIGTERM first, SIGKILL after ``grace_s``. When the command exits, children it left behind are
     killed too (they would otherwise keep its output pipes, and the trial, open)."""
     started = time.perf_counter()
-    common = dict(cwd=str(cwd), env=env, stdin=asyncio.subprocess.PIPE if stdin is not None
-                  else asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                  stderr=asyncio.subprocess.PIPE, start_new_session=True, limit=1 << 16)
+    pipe = asyncio.subprocess.PIPE
+    stdin_from = pipe if stdin is not None else asyncio.subprocess.DEVNULL
     if isinstance(argv, str):
-        proc = await asyncio.create_subprocess_shell(argv, **common)  # type: ignore[arg-type]
+        proc = await asyncio.create_subprocess_shell(argv, cwd=str(cwd), env=env, stdin=stdin_from, stdout=pipe,
+                                                     stderr=pipe, start_new_session=True, limit=1 << 16)
     else:
-        proc = await asyncio.create_subprocess_exec(*argv, **common)  # type: ignore[arg-type]
+        proc = await asyncio.create_subprocess_exec(*argv, cwd=str(cwd), env=env, stdin=stdin_from, stdout=pipe,
+                                                    stderr=pipe, start_new_session=True, limit=1 << 16)
     out, err = BoundedBuffer.make(max_output), BoundedBuffer.make(max_output)
 
     async def feed_stdin() -> None:

@@ -265,7 +265,7 @@ class Harness:
         ws: Workspace | None = None
         outcome = AgentResult()
         notes: list[str] = []
-        artifacts = []
+        artifacts: list[Artifact] = []
         with rec:
             try:
                 ws_root = root / _safe_name(sc.id)

@@ -16,7 +16,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast, overload
 
 from costar._util.gcpause import gc_paused
 from costar.trace.model import (
@@ -249,8 +249,17 @@ def _structured(v: Any, limit: int = 65536) -> Any:
     return json.loads(text) if len(text) <= limit else text[:limit] + "…"
 
 
+@overload
+def traced(fn: F, *, name: str | None = None, kind: SpanKind | str = SpanKind.CHAIN, capture: bool = True) -> F: ...
+
+
+@overload
+def traced(fn: None = None, *, name: str | None = None, kind: SpanKind | str = SpanKind.CHAIN,
+           capture: bool = True) -> Callable[[F], F]: ...
+
+
 def traced(fn: F | None = None, *, name: str | None = None, kind: SpanKind | str = SpanKind.CHAIN,
-           capture: bool = True) -> Any:
+           capture: bool = True) -> F | Callable[[F], F]:
     """Decorate a function (sync or async) so each call is a span; TOOL spans follow gen_ai.tool.*."""
 
     def wrap(f: F) -> F:
@@ -289,7 +298,7 @@ def traced(fn: F | None = None, *, name: str | None = None, kind: SpanKind | str
                     result = await f(*args, **kwargs)
                     finish(s, result)
                     return result
-            return awrapper  # type: ignore[return-value]
+            return cast(F, awrapper)  # functools.wraps keeps f's signature, which F stands for
 
         @functools.wraps(f)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -297,7 +306,7 @@ def traced(fn: F | None = None, *, name: str | None = None, kind: SpanKind | str
                 result = f(*args, **kwargs)
                 finish(s, result)
                 return result
-        return wrapper  # type: ignore[return-value]
+        return cast(F, wrapper)
 
     return wrap(fn) if fn is not None else wrap
 
