@@ -16,6 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from costar.trace.tool_definition import ToolDefinition
 
+# Fields are documented with attribute docstrings, for editors and readers. Unlike the other
+# contracts these models do not ask pydantic to copy them into field descriptions
+# (``use_attribute_docstrings``): every agent the harness captures imports this module, and reading
+# the docstrings at import costs it 15-30 ms (inspect and tokenize on the class sources).
+
 # Numeric bounds. Stores keep times, trials and sizes in 64-bit integer columns (SQLite INTEGER,
 # PostgreSQL BIGINT), so a value outside them would fail the write of the whole batch. Values come
 # from untrusted producers (OTLP clients, imported files, agent code), so every one is checked where
@@ -42,43 +47,74 @@ def _out_of_range(value: int | None) -> bool:
 
 
 class SpanKind(StrEnum):
+    """What a span records (the OpenInference span kinds): model calls, tool runs, agent steps."""
+
     AGENT = "AGENT"
+    """An agent's run or one of its steps (``invoke_agent``)."""
     LLM = "LLM"
+    """One model call (``chat {model}``): messages, tokens, cost."""
     TOOL = "TOOL"
+    """One tool run (``execute_tool {tool}``): arguments and result."""
     RETRIEVER = "RETRIEVER"
+    """A retrieval from an index or a search."""
     CHAIN = "CHAIN"
+    """A step of the agent's own code that groups others (the default for ``@traced``)."""
     EMBEDDING = "EMBEDDING"
+    """An embedding model call."""
     RERANKER = "RERANKER"
+    """A reranking of retrieved documents."""
     GUARDRAIL = "GUARDRAIL"
+    """A guardrail's check of an input or output."""
     EVALUATOR = "EVALUATOR"
+    """An evaluation the agent ran on itself."""
     UNKNOWN = "UNKNOWN"
+    """A span whose kind its producer did not say."""
 
 
 class StatusCode(StrEnum):
+    """A span's status, as OpenTelemetry defines it."""
+
     UNSET = "UNSET"
+    """Nothing was said: the default, and not an error."""
     OK = "OK"
+    """The operation was explicitly marked successful."""
     ERROR = "ERROR"
+    """The operation failed (the span status message says why)."""
 
 
 class TraceStatus(StrEnum):
+    """How the agent's trial ended, as the harness saw it (judges decide whether it passed)."""
+
     OK = "ok"
+    """The agent returned (or exited 0)."""
     ERROR = "error"
+    """The agent raised, exited non-zero or could not start; ``Trace.error`` says why."""
     TIMEOUT = "timeout"
+    """The agent ran past the scenario's timeout and was stopped."""
 
 
 class SpanStatus(BaseModel):
+    """A span's status code and, for an error, its message."""
+
     model_config = ConfigDict(extra="forbid")
 
     code: StatusCode = StatusCode.UNSET
+    """UNSET, OK or ERROR."""
     message: str | None = None
+    """What went wrong, for an ERROR status."""
 
 
 class SpanEvent(BaseModel):
+    """Something that happened at one moment inside a span (an exception, a log line)."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str
+    """The event's name (``exception`` for a recorded exception)."""
     time_ns: int
+    """When it happened (Unix nanoseconds)."""
     attributes: dict[str, Any] = Field(default_factory=dict)
+    """Its attributes (``exception.type``, ``exception.message``, ...)."""
 
     @model_validator(mode="after")
     def _bounded(self) -> SpanEvent:
@@ -89,18 +125,35 @@ class SpanEvent(BaseModel):
 
 
 class Span(BaseModel):
+    """One operation inside a trace: a model call, a tool run, an agent step.
+
+    Shaped like an OpenTelemetry span; attributes follow the OpenTelemetry GenAI conventions
+    (``gen_ai.*``, see docs/CONVENTIONS.md) and coSTAR's own facts live under ``costar.*``.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
     trace_id: str
+    """The trace this span belongs to (32 hex digits)."""
     span_id: str
+    """This span's id (16 hex digits), unique within its trace."""
     parent_id: str | None = None
+    """The enclosing span's id; None for a root span."""
     name: str
+    """The operation, e.g. ``chat gpt-4.1-mini`` or ``execute_tool get_weather``."""
     kind: SpanKind = SpanKind.UNKNOWN
+    """What the span records (LLM, TOOL, AGENT, ...)."""
     start_ns: int
+    """When the operation started (Unix nanoseconds)."""
     end_ns: int | None = None
+    """When it ended (Unix nanoseconds); None while it is still open."""
     status: SpanStatus = Field(default_factory=SpanStatus)
+    """Whether the operation failed, and why."""
     attributes: dict[str, Any] = Field(default_factory=dict)
+    """What the operation was about: model, messages, tokens, tool arguments and result. Structured
+    values (lists, dicts) stay structured."""
     events: list[SpanEvent] = Field(default_factory=list)
+    """Things that happened during the span (exceptions, log lines)."""
 
     @model_validator(mode="after")
     def _bounded(self) -> Span:
@@ -111,39 +164,56 @@ class Span(BaseModel):
 
     @property
     def duration_s(self) -> float:
+        """How long the operation took, in seconds (0 while the span is open)."""
         if self.end_ns is None:
             return 0.0
         return max(0, self.end_ns - self.start_ns) / 1e9
 
     @property
     def is_error(self) -> bool:
+        """Whether the span's status is ERROR."""
         return self.status.code == StatusCode.ERROR
 
 
 class AgentInfo(BaseModel):
-    """Who was tested: two runs with the same identity ran the same agent."""
+    """Which agent ran: its name and, when known, its version and git commit. Two runs with the same
+    identity ran the same agent."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = "agent"
+    """The agent's name (from its spec, or the module or command it runs)."""
     version: str | None = None
+    """The agent's own version string, when it has one."""
     git_sha: str | None = None
+    """The commit of the agent's repository when it ran, when it is in one."""
     spec_fingerprint: str | None = None
     """Hash of the agent's configuration as stored with the run (``costar.run.agents.spec_fingerprint``)."""
 
 
 class Totals(BaseModel):
+    """A trace's totals, derived from its spans by :func:`compute_totals`."""
+
     model_config = ConfigDict(extra="forbid")
 
     input_tokens: int = 0
+    """Prompt tokens over every LLM span."""
     output_tokens: int = 0
+    """Completion tokens over every LLM span."""
     total_tokens: int = 0
+    """input_tokens + output_tokens."""
     cost_usd: float = 0.0
+    """The model calls' price in US dollars (unknown prices count 0)."""
     latency_s: float = 0.0
+    """The trial's wall time in seconds."""
     llm_calls: int = 0
+    """How many LLM spans (model calls) the trace has."""
     tool_calls: int = 0
+    """How many TOOL spans (tool runs, emitted or inferred) the trace has."""
     error_spans: int = 0
+    """How many spans have an ERROR status."""
     retries: int = 0
+    """Model-call retries the model client made (``costar.retries`` on LLM spans)."""
 
 
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -155,13 +225,16 @@ class Artifact(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: str
-    # The blob store's key, so it must be a plain hex digest: anything else (``../``, ``/etc``)
-    # would make the blob path point outside the store.
+    """The file's path relative to the workspace (forward slashes)."""
     sha256: str = Field(pattern=SHA256_PATTERN)
+    """The blob store's key: a plain hex digest, since anything else (``../``, ``/etc``) would make
+    the blob path point outside the store."""
     size: int = Field(ge=0, le=INT64_MAX)
+    """The file's size in bytes."""
     media_type: str | None = None
-    # "setup" marks a file that is byte-identical to what the scenario put there.
+    """Its media type guessed from the name (``text/csv``), when one is known."""
     origin: Literal["agent", "setup"] = "agent"
+    """``setup`` marks a file that is byte-identical to what the scenario put there; ``agent`` the rest."""
     redacted: bool = False
     """Secret values in the file's text were replaced by [REDACTED] before its bytes were stored."""
     holds_secret: bool = False
@@ -169,25 +242,47 @@ class Artifact(BaseModel):
 
 
 class Trace(BaseModel):
+    """One trial of one scenario (or one imported or received trace): what the agent did, as spans,
+    plus the facts judges need: its input and final output, status, totals and the files it left.
+
+    Judges read traces from the store; every trace is finalised before it is stored (see
+    :mod:`costar.trace.finalize`): one span per model call, a cost on each, inferred tool spans.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
     trace_id: str
+    """The trace's id (32 hex digits)."""
     run_id: str | None = None
+    """The run it belongs to; None for a trace not stored in a run yet."""
     scenario_id: str | None = None
+    """The scenario it is a trial of; None for a trace from production or an import without one."""
     trial: int = Field(0, ge=0, le=MAX_TRIAL)
+    """Which trial of the scenario, from 0."""
     agent: AgentInfo = Field(default_factory=AgentInfo)
+    """The agent that ran."""
     status: TraceStatus = TraceStatus.OK
+    """How the trial ended: ok, error or timeout (whether it passed is for the judges)."""
     error: str | None = None
+    """Why the agent failed, for an error or timeout status."""
     input: Any = None
+    """What the agent was given: the scenario's prompt (a list of turns for a conversation)."""
     output: str | None = None
+    """The agent's final answer, as text."""
     start_ns: int = 0
+    """When the trial started (Unix nanoseconds)."""
     end_ns: int = 0
+    """When it ended (Unix nanoseconds)."""
     totals: Totals = Field(default_factory=Totals)
+    """Tokens, cost, latency and counts, derived from the spans."""
     artifacts: list[Artifact] = Field(default_factory=list)
+    """Files the agent left in its workspace."""
     spans: list[Span] = Field(default_factory=list)
+    """Every span of the trace (empty when the trace was read without its spans)."""
     tools: list[ToolDefinition] = Field(default_factory=list)
     """The tool definitions the agent saw, with their fingerprints (``costar.trace.tools``)."""
     metadata: dict[str, Any] = Field(default_factory=dict)
+    """Anything else: what the agent reported, notes on files not stored, the OTel resource."""
 
     @model_validator(mode="after")
     def _bounded(self) -> Trace:
@@ -198,16 +293,20 @@ class Trace(BaseModel):
         return self
 
     def root_spans(self) -> list[Span]:
+        """Spans without a parent in this trace (their parent is None or was not recorded)."""
         ids = {s.span_id for s in self.spans}
         return [s for s in self.spans if s.parent_id is None or s.parent_id not in ids]
 
     def children(self, span_id: str) -> list[Span]:
+        """The spans whose parent is ``span_id``."""
         return [s for s in self.spans if s.parent_id == span_id]
 
     def spans_of_kind(self, kind: SpanKind) -> list[Span]:
+        """The spans of one kind (``SpanKind.TOOL``...), in order."""
         return [s for s in self.spans if s.kind == kind]
 
     def artifact(self, path: str) -> Artifact | None:
+        """The artifact at ``path`` (relative to the workspace; a leading ``./`` is ignored), or None."""
         norm = path.removeprefix("./")
         return next((a for a in self.artifacts if a.path == norm), None)
 
@@ -289,10 +388,12 @@ def make_span(trace_id: str, span_id: str, parent_id: str | None, name: str, kin
 
 
 def new_trace_id() -> str:
+    """A fresh random trace id (32 hex digits, as OpenTelemetry's)."""
     return os.urandom(16).hex()
 
 
 def new_span_id() -> str:
+    """A fresh random span id (16 hex digits, as OpenTelemetry's)."""
     return os.urandom(8).hex()
 
 
