@@ -35,7 +35,7 @@ class CheckOptions(BaseModel):
     """The options of one kind of check, as a scenario writes them. Subclasses declare the options as
     fields and set ``kind``; :class:`costar.judges.checks.Check` adds what the check does."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     kind: ClassVar[str] = ""
     """The check key in a scenario, e.g. ``output_contains``."""
@@ -72,7 +72,7 @@ class CheckSpec(BaseModel):
     and how its verdict is named and gates. Built from what a scenario file says (any of the forms
     above); it dumps back to that form, so a stored scenario reloads to the same spec."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
 
     options: CheckOptions
     """The check kind's options model, validated (its class says the kind)."""
@@ -87,6 +87,7 @@ class CheckSpec(BaseModel):
 
     @property
     def kind(self) -> str:
+        """The check's key (``output_contains``...)."""
         return self.options.kind
 
     @classmethod
@@ -183,7 +184,9 @@ def check_json_schema() -> dict[str, Any]:
     """JSON Schema for one entry of ``expectations.checks`` (for editors), over every check kind."""
     variants: list[dict[str, Any]] = []
     defs: dict[str, Any] = {}
-    common = {"name": {"type": "string"}, "gate": {"type": "boolean"}, "description": {"type": "string"}}
+    fields = CheckSpec.model_fields
+    common = {key: {"type": kind, "description": fields[key].description}
+              for key, kind in (("name", "string"), ("gate", "boolean"), ("description", "string"))}
     for kind in CHECKS.names():
         cls = CHECKS.get(kind)
         params = cls.model_json_schema(by_alias=True)
@@ -197,6 +200,7 @@ def check_json_schema() -> dict[str, Any]:
         for key in (kind, f"not_{kind}"):
             variants.append({"type": "object", "properties": {key: value_schema, **common},
                              "required": [key], "additionalProperties": False})
-    variants.append({"type": "object", "properties": {"not": {"type": "object"}, **common},
+    negated = {"type": "object", "description": "Any check, negated: passes when that check fails."}
+    variants.append({"type": "object", "properties": {"not": negated, **common},
                      "required": ["not"], "additionalProperties": False})
     return {"oneOf": variants, "$defs": defs}

@@ -19,16 +19,20 @@ from costar.config import find_config
 from costar.scenario.checks import CheckSpec
 
 SCENARIO_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]*$"
+"""What a scenario id may be: a letter or digit, then letters, digits and ``_.:/@+-``."""
 
 
 class SetupFile(BaseModel):
     """A file or folder copied into the workspace (``src``), or a file written from ``content``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     src: str | None = None
+    """A file or folder to copy, relative to the scenario file's folder."""
     dest: str | None = None
+    """Where it goes, relative to the workspace (default: ``src``'s name at the top)."""
     content: str | None = None
+    """Text to write to ``dest`` instead of copying a file."""
 
     @model_validator(mode="after")
     def _one_source(self) -> SetupFile:
@@ -42,11 +46,12 @@ class SetupFile(BaseModel):
 
     @property
     def target(self) -> str:
+        """The path in the workspace this entry writes."""
         return self.dest or Path(self.src or "").name
 
 
 class Setup(BaseModel):
-    """The workspace a trial starts from.
+    """The workspace a trial starts from: files placed, then commands run in it.
 
     ``files`` are copied from the project (the folder holding costar.yaml): a path that leaves it
     (``../..``, an absolute path, a symlink pointing out) is refused unless ``allow_outside_project``
@@ -54,14 +59,20 @@ class Setup(BaseModel):
     After the trial only what the agent produced or changed is stored; ``store_inputs`` also keeps
     the setup files it left untouched (e.g. for judges that compare an output with its input)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     files: list[SetupFile] = Field(default_factory=list)
+    """Files and folders to place in the workspace (a bare string is ``src``)."""
     env: dict[str, str] = Field(default_factory=dict)
+    """Environment variables for the setup commands and the agent (non-string values are written as JSON)."""
     commands: list[str] = Field(default_factory=list)
+    """Shell commands run in the workspace, in order, before the agent starts; one that fails fails the trial."""
     command_timeout: float = Field(120.0, gt=0)
-    allow_outside_project: bool = Field(False, description="allow setup files from outside the project folder")
-    store_inputs: bool = Field(False, description="also store the setup files the agent left unchanged")
+    """Seconds each setup command may run."""
+    allow_outside_project: bool = False
+    """Allow setup files from outside the project folder."""
+    store_inputs: bool = False
+    """Also store the setup files the agent left unchanged (by default only what it produced or changed)."""
 
     @field_validator("files", mode="before")
     @classmethod
@@ -79,15 +90,19 @@ class Setup(BaseModel):
 
 
 class Expectations(BaseModel):
-    """``checks`` are deterministic; ``criteria`` are natural-language, kept for model judges."""
+    """What a passing trial looks like: ``checks`` are deterministic; ``criteria`` are
+    natural-language, for model judges."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    # Each entry is parsed and validated once, here, so errors carry the entry's index.
     checks: list[CheckSpec] = Field(default_factory=list)
+    """Deterministic checks, each a mapping with one check key (``output_contains: total``); each is
+    parsed and validated once, when the scenario loads, so an error names the entry."""
     criteria: list[str] = Field(default_factory=list)
-    # The implicit "agent_completed" gate; switch off for scenarios that expect a crash.
+    """What a good answer does, in words; LLM and agentic judges read them (a single string is one criterion)."""
     require_completion: bool = True
+    """The implicit ``agent_completed`` gate: the agent must finish without error or timeout. Switch
+    off for scenarios that expect a crash."""
 
     @field_validator("criteria", mode="before")
     @classmethod
@@ -98,27 +113,47 @@ class Expectations(BaseModel):
 class JudgeRef(BaseModel):
     """A named judge to apply (from the project's ``judges/`` folder, entry points or ``module:attr``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     name: str
+    """The judge's name (a file in ``judges/``, a plugin, a built-in template) or ``module:attr``."""
     gate: bool = True
+    """Whether the judge's verdict decides the trial; False makes it a diagnostic. Written here, it
+    overrides the judge definition's own."""
     options: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments for a Python judge (``module:attr``)."""
 
 
 class Scenario(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A test fixture for an agent: the workspace it starts in, what it is asked, and what a good
+    run looks like. Written in YAML (``costar schema`` gives editors the schema) or built in Python;
+    the harness runs it ``trials`` times, each in a fresh workspace."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     id: str = Field(pattern=SCENARIO_ID_PATTERN)
+    """Unique within the suite; names the scenario in reports and on the command line."""
     description: str = ""
+    """What the scenario tests, for people reading reports."""
     tags: list[str] = Field(default_factory=list)
+    """Labels to select scenarios by (``costar run --tag``); a single string is one tag."""
     split: Literal["train", "holdout"] = "train"
+    """``holdout`` scenarios are never shown to the coding assistant of ``costar refine``: they catch
+    changes that only fit the scenarios it saw."""
     setup: Setup = Field(default_factory=Setup)
+    """The workspace's initial state: files, environment, commands."""
     prompt: str | list[str]
+    """What the agent is asked; a list is a conversation, one user turn per item."""
     expectations: Expectations = Field(default_factory=Expectations)
+    """Checks and criteria a passing trial meets."""
     judges: list[JudgeRef] = Field(default_factory=list)
+    """Named judges to apply besides the checks (a bare string is a name)."""
     trials: int = Field(1, ge=1, le=10_000)
-    timeout: float = Field(300.0, gt=0, description="seconds per trial")
+    """How many times to run the scenario (pass rates and pass@k need several)."""
+    timeout: float = Field(300.0, gt=0)
+    """Seconds each trial may run before the agent is stopped."""
     metadata: dict[str, Any] = Field(default_factory=dict)
+    """Anything else, kept with the scenario (judges and reports may read it)."""
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -143,6 +178,7 @@ class Scenario(BaseModel):
 
     @property
     def turns(self) -> list[str]:
+        """The prompt as a list of user turns (one for a plain prompt)."""
         return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
 
     @property
@@ -177,8 +213,10 @@ class Scenario(BaseModel):
         return out
 
     def with_source(self, path: Path | None) -> Scenario:
+        """Record the file this scenario came from (setup paths resolve from its folder); returns self."""
         self._source = path
         return self
 
     def missing_setup_files(self) -> list[str]:
+        """The setup ``src`` paths that do not exist."""
         return [f.src for f in self.setup.files if f.src and not (self.base_dir / f.src).exists()]
