@@ -17,45 +17,69 @@ from costar.trace.sanitize import Sanitizer
 from costar.trace.tools import McpSnapshot
 from costar.verdict import Verdict
 
-# "failed": the run stopped because something other than the agent broke (its traces could not be
-# stored, a judge crashed the pipeline); ``Run.error`` says what. Finished trials are kept, and
-# ``costar run --resume`` runs the rest once the cause is fixed.
 RunStatus = Literal["running", "finished", "interrupted", "failed", "imported"]
+"""A run's state: ``running`` (or died while running), ``finished``, ``interrupted`` (Ctrl-C),
+``failed`` (something other than the agent broke: its traces could not be stored, a judge crashed
+the pipeline; ``Run.error`` says what), ``imported`` (traces read from a file). An interrupted or
+failed run keeps its finished trials; ``costar run --resume`` runs the rest."""
 
 
 def new_run_id() -> str:
+    """A fresh run id: the UTC time it was made, then 6 random hex digits (``20250101-120000-a1b2c3``)."""
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + os.urandom(3).hex()
 
 
 class Run(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """One run of a suite (or one import of traces): the record its traces and verdicts belong to,
+    with what is needed to resume it."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     run_id: str = Field(default_factory=new_run_id)
+    """The run's id; commands accept a unique prefix of it, or ``latest``."""
     created_at: float = Field(default_factory=time.time)
+    """When the run started (Unix seconds)."""
     finished_at: float | None = None
+    """When it finished; None while running, or when it was interrupted."""
     status: RunStatus = "running"
+    """running, finished, interrupted, failed or imported."""
     error: str | None = None
     """Why a failed run stopped (one line); None unless ``status`` is "failed"."""
     agent: AgentInfo = Field(default_factory=AgentInfo)
-    # Enough to resume: the agent spec, the suite paths, the selection and run options.
+    """The agent that ran."""
     agent_spec: dict[str, Any] = Field(default_factory=dict)
+    """The agent's spec (``{"type": "command", ...}``), secrets redacted, to resume the run."""
     suite: list[str] = Field(default_factory=list)
+    """The scenario files and folders the run was given."""
     selection: dict[str, Any] = Field(default_factory=dict)
+    """Which scenarios were selected (ids, tags, split), to resume the run."""
     options: dict[str, Any] = Field(default_factory=dict)
+    """The harness options that change results (trials, timeout), to resume the run."""
     project_dir: str | None = None
+    """The folder the run was started in."""
     description: str = ""
+    """What the run is for, in the words of whoever started it."""
     metadata: dict[str, Any] = Field(default_factory=dict)
+    """Anything else recorded with the run."""
 
 
 class SpanQuery(BaseModel):
-    """Filters for paging through a large trace without loading it whole."""
+    """Filters for paging through a large trace without loading it whole; every filter given must match."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
 
     kind: SpanKind | None = None
-    name: str | None = None  # glob
+    """Only spans of this kind."""
+    name: str | None = None
+    """Only spans whose name matches this shell glob (``chat *``), case-sensitively."""
     status: StatusCode | None = None
+    """Only spans with this status (``ERROR``)."""
     parent_id: str | None = None
+    """Only the children of this span."""
     offset: int = 0
+    """How many matching spans to skip (in recorded order)."""
     limit: int = 100
+    """How many matching spans to return at most."""
 
 
 # ----------------------------------------------------------------------------- run selectors
@@ -130,67 +154,165 @@ class Store(Protocol):
 
     Implementations: :class:`~costar.store.sqlite.SQLiteStore` (embedded, a folder) and
     :class:`~costar.store.postgres.PostgresStore` (shared, a database); open either by location with
-    :func:`costar.store.location.open_store`.
+    :func:`costar.store.open_store`. Every method raises :class:`~costar.errors.StoreError` when the
+    store cannot be read or written (locked, disk full, database unreachable), with a message that
+    says what to do; the errors below are the ones particular to each method.
     """
 
-    #: This machine's folder for local state (workspaces, cached files, judge versions). For the
-    #: embedded store it is the store itself; for a database store it is a separate local folder.
     root: Path
-    #: The store as shown to people: a folder, or a database URL without its password.
+    """This machine's folder for local state (workspaces, cached files, judge versions). For the
+    embedded store it is the store itself; for a database store it is a separate local folder."""
     location: str
+    """The store as shown to people: a folder, or a database URL without its password."""
 
     # runs
-    def create_run(self, run: Run) -> None: ...
-    def update_run(self, run: Run) -> None: ...
-    def get_run(self, run_id: str) -> Run: ...
-    def resolve_run_id(self, ref: str) -> str: ...
-    def list_runs(self, limit: int = 50) -> list[Run]: ...
-    def save_scenarios(self, run_id: str, scenarios: Sequence[Any]) -> None: ...
-    def load_scenarios(self, run_id: str) -> list[Any]: ...
+    def create_run(self, run: Run) -> None:
+        """Record a new run (before its traces). Raises StoreError when a run with its id exists."""
+
+    def update_run(self, run: Run) -> None:
+        """Replace a run's record (its status, finish time...) with ``run``."""
+
+    def get_run(self, run_id: str) -> Run:
+        """The run named by ``run_id`` (anything :meth:`resolve_run_id` accepts). Raises StoreError
+        when there is no such run or the reference is ambiguous."""
+
+    def resolve_run_id(self, ref: str) -> str:
+        """The full id of the run ``ref`` names: an id, a unique prefix, ``latest``/``last``, or a
+        selector (``branch:NAME``, ``tag:NAME``, each with ``~N`` for an older run). Raises StoreError
+        when no run matches (or none exists yet) and when the prefix is ambiguous."""
+
+    def list_runs(self, limit: int = 50) -> list[Run]:
+        """The newest ``limit`` runs, newest first."""
+
+    def save_scenarios(self, run_id: str, scenarios: Sequence[Any]) -> None:
+        """Keep the definitions of a run's scenarios (each replaces the one with its id), so the run can
+        be resumed and re-scored exactly as it ran."""
+
+    def load_scenarios(self, run_id: str) -> list[Any]:
+        """The scenarios saved for a run, in the order saved, each knowing its source file."""
 
     # traces and spans
-    def write_trace(self, trace: Trace, *, sanitizer: Sanitizer | None = None) -> Trace: ...
-    def write_traces(self, traces: Sequence[Trace], *, sanitizer: Sanitizer | None = None) -> list[Trace]: ...
-    def get_trace(self, trace_id: str, *, spans: bool = True) -> Trace: ...
-    def iter_traces(self, run_id: str | None = None, *, spans: bool = True) -> Iterator[Trace]: ...
-    def get_traces(self, trace_ids: Sequence[str], *, spans: bool = True) -> list[Trace]: ...
-    def trace_ids(self, run_id: str | None = None) -> list[str]: ...
-    def finished_trials(self, run_id: str) -> set[tuple[str, int]]: ...
-    def count_spans(self, trace_id: str, query: SpanQuery | None = None) -> int: ...
-    def query_spans(self, trace_id: str, query: SpanQuery) -> list[Span]: ...
-    def get_span(self, trace_id: str, span_id: str) -> Span | None: ...
+    def write_trace(self, trace: Trace, *, sanitizer: Sanitizer | None = None) -> Trace:
+        """Store one trace; see :meth:`write_traces`. Returns it as stored."""
+
+    def write_traces(self, traces: Sequence[Trace], *, sanitizer: Sanitizer | None = None) -> list[Trace]:
+        """Redact secrets and bound sizes (with ``sanitizer``, default the store's), then store the
+        traces and their spans in one transaction. A trace written again replaces the stored one and
+        its spans. Returns the traces as stored, which is what judges should see. Raises StoreError
+        when the disk is full (nothing of the batch is stored)."""
+
+    def get_trace(self, trace_id: str, *, spans: bool = True) -> Trace:
+        """The trace with this id (or unique prefix), with its spans unless ``spans`` is False (a
+        trace's head is much cheaper). Raises StoreError when there is no such trace, or the stored one
+        is invalid."""
+
+    def iter_traces(self, run_id: str | None = None, *, spans: bool = True) -> Iterator[Trace]:
+        """Every trace of a run (of the store when ``run_id`` is None), by scenario and trial, read in
+        batches so memory stays bounded."""
+
+    def get_traces(self, trace_ids: Sequence[str], *, spans: bool = True) -> list[Trace]:
+        """Several traces in the order given; unknown ids are skipped."""
+
+    def trace_ids(self, run_id: str | None = None) -> list[str]:
+        """The ids of a run's traces by scenario and trial (of every trace by start time when
+        ``run_id`` is None), without loading them."""
+
+    def finished_trials(self, run_id: str) -> set[tuple[str, int]]:
+        """(scenario id, trial) of every trial stored for a run: what a resumed run skips."""
+
+    def count_spans(self, trace_id: str, query: SpanQuery | None = None) -> int:
+        """How many of a trace's spans match ``query`` (all of them without one)."""
+
+    def query_spans(self, trace_id: str, query: SpanQuery) -> list[Span]:
+        """One page of a trace's spans matching ``query``, in recorded order; only that page is read."""
+
+    def get_span(self, trace_id: str, span_id: str) -> Span | None:
+        """One span of a trace, or None when the trace has no such span."""
 
     # artifacts
-    def put_blob(self, data: bytes) -> str: ...
-    def put_file(self, path: Path) -> tuple[str, int]: ...
-    def get_blob(self, sha256: str) -> bytes | None: ...
-    def blob_path(self, sha256: str) -> Path: ...
+    def put_blob(self, data: bytes) -> str:
+        """Store bytes content-addressed; returns their sha256, the key. Storing the same bytes again
+        is a no-op. Raises StoreError when the disk is full."""
+
+    def put_file(self, path: Path) -> tuple[str, int]:
+        """Store a file's bytes content-addressed, streamed; returns (sha256, size). Raises StoreError
+        when the disk is full, OSError when the file cannot be read."""
+
+    def get_blob(self, sha256: str) -> bytes | None:
+        """A blob's bytes; None when it is absent or ``sha256`` is not a valid key."""
+
+    def blob_path(self, sha256: str) -> Path:
+        """A local file with a blob's bytes (a database store caches it under ``root``); for a blob the
+        store does not hold, a path that does not exist. Raises StoreError for a key that is not a
+        sha256 (it could name a file outside the store)."""
 
     # verdicts
-    def write_verdicts(self, verdicts: Sequence[Verdict], run_id: str | None = None) -> None: ...
-    def verdicts(self, *, run_id: str | None = None, trace_ids: Sequence[str] | None = None,
-                 latest: bool = True) -> list[Verdict]: ...
-    def activate_verdicts(self, trace_ids: Sequence[str], names: Sequence[str]) -> None: ...
-    def trace_keys(self, run_id: str | None = None) -> list[tuple[str, str | None, int]]: ...
-    def latest_fingerprints(self, trace_ids: Sequence[str]) -> dict[tuple[str, str], str | None]: ...
-    def find_verdict(self, trace_id: str, fingerprint: str, name: str) -> Verdict | None: ...
+    def write_verdicts(self, verdicts: Sequence[Verdict], run_id: str | None = None) -> None:
+        """Add verdicts (earlier ones of the same judge stay, as history), in one transaction."""
 
-    # human labels: one per (trace, name, labeler); see validate_label for what is checked
+    def verdicts(self, *, run_id: str | None = None, trace_ids: Sequence[str] | None = None,
+                 latest: bool = True) -> list[Verdict]:
+        """Verdicts on a run's traces, or on ``trace_ids`` (on every trace when both are None), oldest
+        first. With ``latest``, only the newest per (trace, name) among the current judges: verdicts of
+        judges retired by :meth:`activate_verdicts` are left out."""
+
+    def activate_verdicts(self, trace_ids: Sequence[str], names: Sequence[str]) -> None:
+        """On these traces, mark the verdicts named ``names`` current and retire every other one (a
+        judge removed or renamed since they were scored)."""
+
+    def trace_keys(self, run_id: str | None = None) -> list[tuple[str, str | None, int]]:
+        """(trace id, scenario id, trial) of a run's traces (of every trace when ``run_id`` is None),
+        without loading them."""
+
+    def latest_fingerprints(self, trace_ids: Sequence[str]) -> dict[tuple[str, str], str | None]:
+        """The fingerprint of the newest verdict per (trace id, verdict name)."""
+
+    def find_verdict(self, trace_id: str, fingerprint: str, name: str) -> Verdict | None:
+        """The newest verdict named ``name`` a judge with this fingerprint gave the trace, or None: what
+        lets an unchanged judge skip a trace it already scored."""
+
+    # human labels: one per (trace, name, labeler)
     def write_labels(self, labels: Sequence[Verdict], *, replace: bool = False,
-                     value_type: ValueType | None = None) -> int: ...
+                     value_type: ValueType | None = None) -> int:
+        """Store human labels (one per trace, name and labeler), all or none. Each is checked and put
+        in canonical form by :func:`costar.labels.validate_label` (``value_type`` checks its value); a
+        label equal to the stored one is left as it is; a different one needs ``replace``. Returns how
+        many were written. Raises LabelError for an invalid label, UnknownTraceError for a trace the
+        store does not hold, LabelConflictError for a changed label without ``replace`` (or two
+        different labels of one labeler in the batch)."""
+
     def labels(self, *, name: str | None = None, trace_ids: Sequence[str] | None = None,
-               labeler: str | None = None) -> list[Verdict]: ...
+               labeler: str | None = None) -> list[Verdict]:
+        """Human labels, oldest first, filtered by judge name, traces and labeler."""
+
     def delete_labels(self, *, name: str, trace_ids: Sequence[str] | None = None,
-                      labeler: str | None = None) -> int: ...
+                      labeler: str | None = None) -> int:
+        """Delete a judge's labels (only on ``trace_ids``, only by ``labeler`` when given), all at once;
+        returns how many were deleted."""
 
     # golden sets: immutable versions, written once each
-    def write_golden_set(self, golden: GoldenSet) -> None: ...
-    def golden_set(self, name: str, version: int | None = None) -> GoldenSet: ...
-    def golden_sets(self, name: str | None = None) -> list[GoldenSetInfo]: ...
+    def write_golden_set(self, golden: GoldenSet) -> None:
+        """Save a new version of a golden set. Raises GoldenSetError unless it is the next version
+        (so two concurrent edits cannot both win: reload and apply the change again)."""
+
+    def golden_set(self, name: str, version: int | None = None) -> GoldenSet:
+        """A version of a golden set (the latest when ``version`` is None). Raises GoldenSetError when
+        there is no such set or version (the message lists what exists)."""
+
+    def golden_sets(self, name: str | None = None) -> list[GoldenSetInfo]:
+        """Every version of one set (of every set when ``name`` is None), by name then version, without
+        their examples."""
 
     # MCP server snapshots: by id, by name (newest), "latest", each with ~N for older ones
-    def write_mcp_snapshot(self, snapshot: McpSnapshot) -> None: ...
-    def mcp_snapshot(self, ref: str) -> McpSnapshot: ...
-    def mcp_snapshots(self, name: str | None = None, limit: int = 50) -> list[McpSnapshot]: ...
+    def write_mcp_snapshot(self, snapshot: McpSnapshot) -> None:
+        """Store a snapshot of an MCP server's catalog (its tools and their fingerprints)."""
 
-    def close(self) -> None: ...
+    def mcp_snapshot(self, ref: str) -> McpSnapshot:
+        """The snapshot ``ref`` names: an id (or unique prefix), a server name (its newest), or
+        ``latest``, each with ``~N`` for the Nth older one. Raises UnknownSnapshotError when none matches."""
+
+    def mcp_snapshots(self, name: str | None = None, limit: int = 50) -> list[McpSnapshot]:
+        """The newest ``limit`` snapshots (of one server when ``name`` is given), newest first."""
+
+    def close(self) -> None:
+        """Release connections and files. The store cannot be used afterwards."""
