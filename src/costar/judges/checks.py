@@ -33,10 +33,18 @@ from costar.verdict import Verdict, VerdictSource
 
 
 class CheckResult(BaseModel):
+    """What a check's ``run`` returns; the check judge turns it into a Verdict."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
     passed: bool
+    """Whether the check holds."""
     rationale: str
+    """Why, in one line a person can act on."""
     value: bool | int | float | str | None = None
+    """What the check measured (a count, a size), when it measured something."""
     evidence: list[str] = Field(default_factory=list)
+    """Span ids that show it, earliest first."""
 
 
 class Check(CheckOptions):
@@ -44,6 +52,8 @@ class Check(CheckOptions):
     optionally ``primary``, ``version``, ``uses_spans``) and implement ``run``."""
 
     def run(self, ctx: JudgeContext) -> CheckResult:
+        """Check one trace (``ctx.trace``; its files through ``ctx``). A check that cannot tell says why in
+        a failing result; an exception is recorded as a judge error."""
         raise NotImplementedError
 
 
@@ -67,12 +77,17 @@ def _short(text: str, n: int = 120) -> str:
 
 
 class OutputContains(Check):
+    """The agent's final output contains a text (or all, or any, of several)."""
+
     kind: ClassVar[str] = "output_contains"
     primary: ClassVar[str | None] = "value"
 
     value: str | list[str]
+    """The text, or a list of texts, to look for."""
     ignore_case: bool = False
+    """Compare without regard to case."""
     mode: str = Field("all", pattern="^(all|any)$")
+    """With a list: ``all`` of the texts must appear, or ``any`` one of them."""
 
     def run(self, ctx: JudgeContext) -> CheckResult:
         out = _output(ctx)
@@ -88,12 +103,17 @@ class OutputContains(Check):
 
 
 class OutputEquals(Check):
+    """The agent's final output is exactly a text."""
+
     kind: ClassVar[str] = "output_equals"
     primary: ClassVar[str | None] = "value"
 
     value: str
+    """The expected output."""
     strip: bool = True
+    """Ignore leading and trailing whitespace on both sides."""
     ignore_case: bool = False
+    """Compare without regard to case."""
 
     def run(self, ctx: JudgeContext) -> CheckResult:
         out, want = _output(ctx), self.value
@@ -107,12 +127,17 @@ class OutputEquals(Check):
 
 
 class OutputMatches(Check):
+    """The agent's final output matches a regular expression (anywhere in it)."""
+
     kind: ClassVar[str] = "output_matches"
     primary: ClassVar[str | None] = "pattern"
 
     pattern: str
+    """A Python regular expression, searched for in the output."""
     ignore_case: bool = False
+    """Match without regard to case."""
     multiline: bool = True
+    """``^`` and ``$`` match at every line, not only at the ends of the output."""
 
     @model_validator(mode="after")
     def _compiles(self) -> OutputMatches:
@@ -146,7 +171,9 @@ _FENCE = re.compile(r"```(?:json|yaml|yml)?\s*\n(.*?)```", re.DOTALL)
 
 class _StructuredCheck(Check):
     file: str | None = None
+    """A workspace file to read; none: the agent's final output (a fenced code block in it is accepted)."""
     schema_: dict[str, Any] | None = Field(None, alias="schema")
+    """A JSON Schema the parsed document must satisfy."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -191,6 +218,8 @@ class _StructuredCheck(Check):
 
 
 class JsonCheck(_StructuredCheck):
+    """The output (or a workspace file) is valid JSON, optionally matching a JSON Schema."""
+
     kind: ClassVar[str] = "json"
     primary: ClassVar[str | None] = "file"
 
@@ -202,6 +231,8 @@ class JsonCheck(_StructuredCheck):
 
 
 class YamlCheck(_StructuredCheck):
+    """The output (or a workspace file) is valid YAML, optionally matching a JSON Schema."""
+
     kind: ClassVar[str] = "yaml"
     primary: ClassVar[str | None] = "file"
 
@@ -213,12 +244,17 @@ class YamlCheck(_StructuredCheck):
 
 
 class FileExists(Check):
+    """A file the agent left in its workspace matches a path."""
+
     kind: ClassVar[str] = "file_exists"
     primary: ClassVar[str | None] = "path"
 
     path: str
+    """The file's path in the workspace; a shell glob (``reports/*.csv``) matches any file."""
     min_size: int = 0
+    """The least size in bytes a matching file must have."""
     created_by_agent: bool = False
+    """Only files the agent wrote or changed count, not setup files left as they were."""
 
     def run(self, ctx: JudgeContext) -> CheckResult:
         matches = [a for a in ctx.trace.artifacts if fnmatch.fnmatchcase(a.path, self.path.removeprefix("./"))]
@@ -233,11 +269,16 @@ class FileExists(Check):
 
 
 class FileContains(Check):
+    """A workspace file contains a text."""
+
     kind: ClassVar[str] = "file_contains"
 
     path: str
+    """The file's path in the workspace."""
     value: str
+    """The text to look for."""
     ignore_case: bool = False
+    """Compare without regard to case."""
 
     def run(self, ctx: JudgeContext) -> CheckResult:
         text = ctx.artifact_text(self.path)
@@ -259,17 +300,27 @@ _CSV_TYPES: dict[str, Callable[[str], Any]] = {
 
 
 class CsvCheck(Check):
+    """A workspace file is CSV with the expected header, column types and row count."""
+
     kind: ClassVar[str] = "csv"
     primary: ClassVar[str | None] = "file"
 
     file: str
+    """The CSV file's path in the workspace."""
     columns: list[str] | None = None
+    """Columns the header must have."""
     exact_columns: bool = False
+    """The header must have exactly ``columns``, no others."""
     types: dict[str, str] = Field(default_factory=dict)
+    """Column -> type every non-empty value must parse as: int, float, str, bool or date (ISO)."""
     min_rows: int | None = None
+    """The least number of data rows."""
     max_rows: int | None = None
+    """The most data rows."""
     no_missing: list[str] = Field(default_factory=list)
+    """Columns that must have a value in every row."""
     delimiter: str = ","
+    """The field separator."""
 
     @model_validator(mode="after")
     def _known_types(self) -> CsvCheck:
@@ -379,14 +430,20 @@ def _subset(want: Any, have: Any) -> bool:
 
 
 class ToolCalled(Check):
+    """The agent ran a tool (a TOOL span, emitted or inferred from the model's messages), a number of times."""
+
     kind: ClassVar[str] = "tool_called"
     uses_spans: ClassVar[bool] = True
     primary: ClassVar[str | None] = "name"
 
     name: str
+    """The tool's name; a shell glob (``search_*``) matches several."""
     args: dict[str, Any] | None = None
+    """Arguments a call must have (a subset; string values may be shell globs)."""
     min: int = 1
+    """The least number of matching calls."""
     max: int | None = None
+    """The most matching calls (none: no limit)."""
 
     def run(self, ctx: JudgeContext) -> CheckResult:
         calls = [s for s in tool_calls(ctx.trace.spans) if fnmatch.fnmatchcase(tool_name(s), self.name)]
@@ -432,11 +489,14 @@ def seen_tool_requests(spans: list[Span], pattern: str) -> str:
 
 
 class ToolOrder(Check):
+    """The agent ran tools in an order."""
+
     kind: ClassVar[str] = "tool_order"
     uses_spans: ClassVar[bool] = True
     primary: ClassVar[str | None] = "sequence"
 
     sequence: list[str] = Field(min_length=1)
+    """Tool names (shell globs) that must be called in this order; other calls may come between."""
 
     def run(self, ctx: JudgeContext) -> CheckResult:
         timeline = tool_calls(ctx.trace.spans)
@@ -477,11 +537,15 @@ def skill_spans(spans: Iterable[Span], skill: str) -> list[Span]:
 
 
 class SkillInvoked(Check):
+    """The agent used a skill: a span names it (``costar.skill.name``), a skill tool loaded it, or a
+    tool read the skill's folder."""
+
     kind: ClassVar[str] = "skill_invoked"
     uses_spans: ClassVar[bool] = True
     primary: ClassVar[str | None] = "name"
 
     name: str
+    """The skill's name."""
 
     def run(self, ctx: JudgeContext) -> CheckResult:
         found = skill_spans(ctx.trace.spans, self.name)
@@ -492,12 +556,16 @@ class SkillInvoked(Check):
 
 
 class NoErrorSpans(Check):
+    """No span of the trace ended in error (a failed tool run, a failed model call)."""
+
     kind: ClassVar[str] = "no_error_spans"
     uses_spans: ClassVar[bool] = True
     primary: ClassVar[str | None] = "enabled"
 
     enabled: bool = True
+    """False turns the check off (it then always passes)."""
     kinds: list[SpanKind] | None = None
+    """Only spans of these kinds count (``[TOOL]``); none: every span."""
 
     def run(self, ctx: JudgeContext) -> CheckResult:
         errs = [s for s in ctx.trace.spans if s.status.code == StatusCode.ERROR
@@ -516,6 +584,7 @@ class _UpperBound(Check):
     primary: ClassVar[str | None] = "limit"
 
     limit: float = Field(ge=0)
+    """The most the trace may use."""
 
     def run(self, ctx: JudgeContext) -> CheckResult:
         actual = getattr(ctx.trace.totals, self.attribute)
@@ -526,28 +595,38 @@ class _UpperBound(Check):
 
 
 class MaxTokens(_UpperBound):
+    """An upper bound on tokens (input and output) over the trace's model calls."""
+
     kind: ClassVar[str] = "max_tokens"
     attribute: ClassVar[str] = "total_tokens"
 
 
 class MaxCost(_UpperBound):
+    """An upper bound on the price of the trace's model calls, in US dollars."""
+
     kind: ClassVar[str] = "max_cost"
     attribute: ClassVar[str] = "cost_usd"
     unit: ClassVar[str] = " USD"
 
 
 class MaxLatency(_UpperBound):
+    """An upper bound on the trial's wall time, in seconds."""
+
     kind: ClassVar[str] = "max_latency"
     attribute: ClassVar[str] = "latency_s"
     unit: ClassVar[str] = " s"
 
 
 class MaxToolCalls(_UpperBound):
+    """An upper bound on the number of tool runs."""
+
     kind: ClassVar[str] = "max_tool_calls"
     attribute: ClassVar[str] = "tool_calls"
 
 
 class MaxLlmCalls(_UpperBound):
+    """An upper bound on the number of model calls."""
+
     kind: ClassVar[str] = "max_llm_calls"
     attribute: ClassVar[str] = "llm_calls"
 
@@ -559,6 +638,7 @@ class AgentCompleted(Check):
     primary: ClassVar[str | None] = "enabled"
 
     enabled: bool = True
+    """False turns the check off (it then always passes)."""
 
     def run(self, ctx: JudgeContext) -> CheckResult:
         t = ctx.trace
@@ -576,7 +656,9 @@ class PythonCheck(Check):
     primary: ClassVar[str | None] = "function"
 
     function: str
+    """The function, ``module:function`` (importable from the project)."""
     args: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments passed to it after ``ctx``."""
 
     def run(self, ctx: JudgeContext) -> CheckResult:
         fn = import_object(self.function)

@@ -45,27 +45,42 @@ class AgentTask:
     """What an agent receives for one trial."""
 
     scenario: Scenario
+    """The scenario being run."""
     trial: int
+    """Which trial of it, from 0."""
     run_id: str
+    """The run the trial belongs to."""
     workspace: Path
+    """The trial's fresh workspace folder (the agent runs in it; the files it leaves there are kept)."""
     env: dict[str, str]
+    """The environment for the agent: the harness's, the scenario's ``setup.env`` and ``COSTAR_*``
+    variables (run id, scenario id, trial, workspace)."""
     timeout: float
+    """Seconds the trial may take."""
 
     @property
     def prompt(self) -> str:
+        """The first (for most scenarios the only) user turn."""
         return self.scenario.turns[0]
 
     @property
     def turns(self) -> list[str]:
+        """Every user turn, in order."""
         return self.scenario.turns
 
 
 @dataclass
 class AgentResult:
+    """What an agent's run of one trial returned."""
+
     output: str | None = None
+    """The agent's final answer, as text."""
     status: TraceStatus = TraceStatus.OK
+    """ok, error or timeout."""
     error: str | None = None
+    """Why the agent failed, for an error or timeout."""
     metadata: dict[str, Any] = field(default_factory=dict)
+    """Anything else to keep in the trace's metadata."""
 
 
 class RunContext:
@@ -97,6 +112,7 @@ class RunContext:
             return self.receiver
 
     def close(self) -> None:
+        """Stop the receivers and release the thread pool (without waiting on abandoned threads)."""
         for receiver in self.fixed_receivers.values():
             receiver.stop()
         self.fixed_receivers.clear()
@@ -108,15 +124,22 @@ class RunContext:
 
 
 class Agent(ABC):
+    """An agent the harness can run: a Python callable, a command, an HTTP endpoint, or a plugin's
+    (the ``costar.agents`` group). Build one from a spec with :func:`make_agent`."""
+
     info: AgentInfo
+    """The agent's name, version and git commit, recorded with every trace."""
     kind: str = ""
+    """The agent's type (``python``, ``command``, ``http``...)."""
 
     @abstractmethod
     def spec(self) -> dict[str, Any]:
         """The configuration mapping that recreates this agent (stored with the run for --resume)."""
 
     @abstractmethod
-    async def run(self, task: AgentTask, recording: Recording, ctx: RunContext) -> AgentResult: ...
+    async def run(self, task: AgentTask, recording: Recording, ctx: RunContext) -> AgentResult:
+        """Run one trial: record what the agent does into ``recording`` and return its result. A
+        failure of the agent is returned as an error result; raise only for a problem of coSTAR's own."""
 
 
 def _git_sha(path: Path) -> str | None:
@@ -136,22 +159,32 @@ def _git_sha(path: Path) -> str | None:
 
 
 class _Base(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     type: str
+    """The agent's type: ``python``, ``command``, ``http`` or a plugin's."""
     name: str | None = None
+    """The agent's name in reports (default: derived from the target, command or URL)."""
     version: str | None = None
+    """The agent's version, recorded with each trace."""
     env: dict[str, str] = Field(default_factory=dict)
-    cwd: str | None = None  # where the agent's code lives (for git identity and imports)
+    """Environment variables for the agent (credential-like values are redacted before the spec is stored)."""
+    cwd: str | None = None
+    """Where the agent's code lives (for its git commit and imports); default: the working directory."""
 
 
 # --------------------------------------------------------------------------- python callable
 
 
 class PythonAgentConfig(_Base):
+    """A Python callable run in-process (``type: python``)."""
+
     type: Literal["python"] = "python"
-    target: str  # module:function
-    capture_sdk: bool = True  # record openai/anthropic SDK calls as LLM spans
+    """Selects this kind of agent."""
+    target: str
+    """The function to call, ``module:function``."""
+    capture_sdk: bool = True
+    """Record the openai/anthropic SDK calls it makes as LLM spans."""
 
 
 class PythonAgent(Agent):
@@ -205,15 +238,28 @@ def _coerce_result(result: Any) -> AgentResult:
 
 
 class CommandAgentConfig(_Base):
+    """A command run in the trial's workspace, once per user turn (``type: command``)."""
+
     type: Literal["command"] = "command"
+    """Selects this kind of agent."""
     command: str | list[str]
+    """The command: a string (split like a shell would) or a list of arguments. A bare ``python``
+    means the interpreter coSTAR runs in."""
     prompt_via: Literal["stdin", "arg", "env"] = "stdin"
+    """How the turn reaches the command: on stdin, as an argument (in place of ``{prompt}``, else
+    last), or in the environment variable ``prompt_env``."""
     prompt_env: str = "COSTAR_PROMPT"
-    output: str = "stdout"  # or "file:<path in workspace>"
+    """The environment variable that holds the turn (always set, whatever ``prompt_via`` says)."""
+    output: str = "stdout"
+    """Where the answer is: ``stdout``, or ``file:<path in the workspace>``."""
     shell: bool = False
+    """Run the command through the shell (pipes, redirections)."""
     capture_otlp: bool = True
-    capture_sdk: bool = True  # Python children: record openai/anthropic SDK calls with no code change
+    """Receive the OpenTelemetry spans the agent exports (the harness sets its OTLP endpoint)."""
+    capture_sdk: bool = True
+    """For Python agents: record their openai/anthropic SDK calls as LLM spans, with no code change."""
     max_output_bytes: int = Field(1 << 20, gt=0)
+    """The most of stdout and of stderr kept per turn; the rest is counted and dropped."""
 
 
 class CommandAgent(Agent):
@@ -358,18 +404,28 @@ def _attach_otlp(recording: Recording, receiver: Any, key: str, parent: str) -> 
 
 
 class HttpAgentConfig(_Base):
+    """An agent served behind an OpenAI-compatible chat endpoint, one request per turn (``type: http``)."""
+
     type: Literal["http"] = "http"
-    url: str  # an OpenAI-compatible /v1/chat/completions URL (or its base)
+    """Selects this kind of agent."""
+    url: str
+    """The endpoint: an OpenAI-compatible ``/v1/chat/completions`` URL (or its base)."""
     model: str = "agent"
+    """The ``model`` field of each request."""
     headers: dict[str, str] = Field(default_factory=dict)
+    """Extra HTTP headers for each request."""
     api_key_env: str | None = None
+    """An environment variable holding a bearer token for the ``Authorization`` header."""
     system: str | None = None
+    """A system message sent before the conversation."""
     request_timeout: float = Field(600.0, gt=0)
-    # "host:port" where the agent server exports its OpenTelemetry spans (its
-    # OTEL_EXPORTER_OTLP_ENDPOINT): coSTAR listens there during the run and sends each request a
-    # W3C traceparent, so the spans of the server's work join the trial's trace.
+    """Seconds one request may take."""
     otlp_receiver: str | None = None
-    otlp_wait: float = Field(3.0, ge=0)  # seconds to wait after a reply for the server's spans to arrive
+    """``host:port`` where the agent server exports its OpenTelemetry spans (its
+    OTEL_EXPORTER_OTLP_ENDPOINT): coSTAR listens there during the run and sends each request a W3C
+    traceparent, so the spans of the server's work join the trial's trace."""
+    otlp_wait: float = Field(3.0, ge=0)
+    """Seconds to wait after a reply for the server's spans to arrive."""
 
 
 def _address(text: str) -> tuple[str, int]:

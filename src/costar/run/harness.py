@@ -41,30 +41,49 @@ class TraceWriterError(CostarError):
 
 @dataclass
 class HarnessOptions:
+    """How the harness runs a suite; what a scenario says applies unless an option here overrides it."""
+
     concurrency: int = 4
-    trials: int | None = None  # overrides every scenario's trial count
-    timeout: float | None = None  # overrides every scenario's timeout (seconds)
+    """How many trials run at once."""
+    trials: int | None = None
+    """Trials per scenario for every scenario (None: each scenario's own ``trials``)."""
+    timeout: float | None = None
+    """Seconds per trial for every scenario (None: each scenario's own ``timeout``)."""
     keep_workspaces: bool = False
-    workspace_root: Path | None = None  # default: <store>/workspaces
-    # Binary workspace files holding a secret value are not stored at all (else stored, flagged).
+    """Keep each trial's workspace folder after the run (for debugging); its path goes in the trace's metadata."""
+    workspace_root: Path | None = None
+    """Where workspaces are made (None: ``<store>/workspaces/<run id>``)."""
     drop_secret_binaries: bool = False
+    """Binary workspace files holding a secret value are not stored at all (by default they are
+    stored, flagged ``holds_secret``)."""
 
 
 @dataclass
 class TrialJob:
+    """One trial to run: a scenario and the trial's number."""
+
     scenario: Scenario
+    """The scenario to run."""
     trial: int
+    """Which trial, from 0."""
 
 
 @dataclass
 class HarnessResult:
+    """What :meth:`Harness.run` did."""
+
     trace_ids: list[str] = field(default_factory=list)
-    skipped: int = 0  # trials already finished in a resumed run
+    """The traces it recorded, in the order the trials finished."""
+    skipped: int = 0
+    """Trials already finished in a resumed run, so not run again."""
     interrupted: bool = False
-    abandoned: int = 0  # in-process agent calls that timed out and are still running in a thread
+    """Whether the run was cancelled (Ctrl-C) before every trial finished."""
+    abandoned: int = 0
+    """In-process agent calls that timed out and are still running in a thread (they cannot be killed)."""
 
 
 OnStored = Callable[[list[tuple[Trace, Scenario]]], Awaitable[None]]
+"""Called with each batch of traces once it is stored (as stored: redacted and bounded)."""
 
 
 class BatchWriter:
@@ -93,12 +112,14 @@ class BatchWriter:
         return self._task.exception()
 
     async def put(self, trace: Trace, scenario: Scenario) -> None:
+        """Queue a finished trial; raises TraceWriterError if the writer has failed (a full disk)."""
         failure = self.failure()
         if failure is not None:
             raise TraceWriterError(failure, self.run_id)
         await self._queue.put((trace, scenario))
 
     async def close(self) -> None:
+        """Store what is queued, then stop; raises TraceWriterError if storing failed."""
         if self.failure() is None:
             await self._queue.put(None)
         try:
@@ -175,6 +196,15 @@ def run_sanitizer(scenarios: list[Scenario], agent: Agent, env: dict[str, str] |
 
 
 class Harness:
+    """Runs scenarios × trials against an agent and records each trial as a trace in the store.
+
+    Each trial gets a fresh workspace (the scenario's setup files and commands), its own recording
+    (the agent's spans, captured model calls) and a timeout; a crash or timeout of the agent is
+    recorded in its trace and the suite goes on. Finished trials are stored in batches; a resumed
+    run skips the trials already stored. Most code calls :func:`costar.api.run_suite`, which adds
+    judging and the summary.
+    """
+
     def __init__(self, agent: Agent, store: Store, options: HarnessOptions | None = None) -> None:
         self.agent = agent
         self.store = store
@@ -185,6 +215,10 @@ class Harness:
 
     async def run(self, scenarios: list[Scenario], run: Run, *, on_stored: OnStored | None = None,
                   on_start: Callable[[int, int], None] | None = None) -> HarnessResult:
+        """Run every trial of ``scenarios`` not yet stored for ``run``; ``on_start`` gets (trials to
+        run, trials skipped) once planned, ``on_stored`` each stored batch (e.g. to judge it at once).
+        Raises CostarError for a problem of coSTAR's own (an unwritable store); agent failures are
+        recorded, not raised."""
         # Literal values of credential-like env vars the agent can see are redacted from its traces.
         self._base_env = dict(os.environ)
         self._sanitizer = run_sanitizer(scenarios, self.agent, self._base_env)
@@ -255,6 +289,7 @@ class Harness:
         return env
 
     async def run_trial(self, job: TrialJob, run: Run, ctx: RunContext, root: Path) -> Trace:
+        """Run one trial in a fresh workspace under ``root`` and return its finalised trace (not stored)."""
         sc = job.scenario
         timeout = self.options.timeout or sc.timeout
         started_ns = time.time_ns()
