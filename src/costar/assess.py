@@ -22,13 +22,22 @@ from costar.verdict import Verdict
 
 @dataclass
 class AssessStats:
+    """What scoring a run did."""
+
     traces: int = 0
-    judged: int = 0  # judge calls made
-    cached: int = 0  # verdicts already current
-    restored: int = 0  # older verdicts brought back for a rolled-back judge
-    errors: int = 0  # judge errors (never pass)
+    """Traces considered."""
+    judged: int = 0
+    """Judge calls made."""
+    cached: int = 0
+    """Verdicts already current (the same judge, unchanged, had scored the trace): not recomputed."""
+    restored: int = 0
+    """Older verdicts brought back for a judge rolled back to an earlier version."""
+    errors: int = 0
+    """Judge errors (a judge that could not decide; never a pass)."""
     missing_scenarios: set[str] = field(default_factory=set)
-    warnings: list[str] = field(default_factory=list)  # e.g. a scenario file that no longer loads
+    """Scenarios of the run's traces whose definition was not found: their traces were not judged."""
+    warnings: list[str] = field(default_factory=list)
+    """Things worth telling the user, e.g. a scenario file that no longer loads."""
 
 
 def current_scenarios(store: Store, run_id: str, problems: list[str] | None = None) -> dict[str, Scenario]:
@@ -51,6 +60,10 @@ def current_scenarios(store: Store, run_id: str, problems: list[str] | None = No
 
 
 class Assessor:
+    """Scores stored traces with the judges each scenario names (from ``registry``) plus
+    ``extra_judges``, storing the verdicts. A verdict is cached by (trace, judge fingerprint): an
+    unchanged judge never re-scores a trace, a changed one does."""
+
     def __init__(self, store: Store, registry: JudgeRegistry | None = None, *, concurrency: int = 8,
                  extra_judges: Sequence[Judge] = (), batch_size: int = 256) -> None:
         self.store = store
@@ -61,6 +74,9 @@ class Assessor:
         self._judges_cache: dict[str, list[Judge]] = {}
 
     def judges_for(self, scenario: Scenario | None) -> list[Judge]:
+        """The judges of one scenario (its checks, the judges it names or that apply to it, the extra
+        judges); only the extra judges for a trace without a scenario. Raises ConfigError for a judge
+        that does not exist."""
         if scenario is None:
             return list(self.extra_judges)
         cached = self._judges_cache.get(scenario.id)
@@ -71,6 +87,7 @@ class Assessor:
 
     async def judge_trace(self, trace: Trace, scenario: Scenario | None,
                           judges: Sequence[Judge] | None = None) -> list[Verdict]:
+        """The verdicts of ``judges`` (default: the scenario's) on one trace, not stored."""
         ctx = JudgeContext(trace=trace, scenario=scenario, store=self.store)
         judges = self.judges_for(scenario) if judges is None else judges
         return [await j.judge(ctx) for j in judges]
@@ -93,6 +110,9 @@ class Assessor:
     async def assess_run(self, run_id: str, *, force: bool = False,
                          scenarios: dict[str, Scenario] | None = None,
                          on_progress: Callable[[int, int], None] | None = None) -> AssessStats:
+        """Score every trace of a run with its current judges and store the verdicts. A verdict already
+        stored for the same judge fingerprint is kept (``force`` recomputes it); verdicts of judges no
+        longer configured are retired. ``on_progress`` gets (traces done, traces to judge)."""
         scenarios = scenarios if scenarios is not None else current_scenarios(self.store, run_id)
         keys = self.store.trace_keys(run_id)
         stats = AssessStats(traces=len(keys))

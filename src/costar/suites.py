@@ -39,14 +39,20 @@ class Selection:
     """Which scenarios of a suite to run: id globs (any of), tags (any of), excluded tags, a split."""
 
     ids: Sequence[str] = ()
+    """Shell globs of scenario ids (``billing-*``); a scenario matching any is kept. Empty: every id."""
     tags: Sequence[str] = ()
+    """Tags; a scenario with any of them is kept. Empty: every scenario."""
     exclude_tags: Sequence[str] = ()
+    """Tags; a scenario with any of them is dropped."""
     split: str | None = None
+    """Only scenarios of this split (``train`` or ``holdout``); None: both."""
 
     def apply(self, scenarios: list[Scenario]) -> list[Scenario]:
+        """The scenarios this selection keeps, in their order."""
         return select(scenarios, ids=self.ids, tags=self.tags, exclude_tags=self.exclude_tags, split=self.split)
 
     def as_dict(self) -> dict[str, Any]:
+        """The selection as JSON values (kept with the run, to resume it)."""
         return {"ids": list(self.ids), "tags": list(self.tags), "exclude_tags": list(self.exclude_tags),
                 "split": self.split}
 
@@ -55,8 +61,11 @@ class Selection:
 class RunEvents:
     """Callbacks for progress displays; all optional."""
 
-    on_start: Callable[[int, int], None] | None = None  # (trials to run, trials skipped on resume)
+    on_start: Callable[[int, int], None] | None = None
+    """Called once the trials are planned, with (trials to run, trials skipped because a resumed run
+    already has them)."""
     on_trial: Callable[[Trace, list[Verdict]], None] | None = None
+    """Called as each trial is stored and judged, with its trace (as stored) and its verdicts."""
 
 
 @dataclass
@@ -65,13 +74,19 @@ class RunOutcome:
     agent ran, the harness's and the assessor's statistics."""
 
     run: Run
+    """The run's record (its id, status, agent, what it was given)."""
     summary: RunSummary
+    """The run's verdicts folded into pass rates: per trial, scenario, judge and for the run."""
     harness: HarnessResult | None = None
+    """What the harness did (traces recorded, trials skipped or abandoned); None when re-scoring."""
     assess: AssessStats | None = None
+    """What judging did (judge calls, cached verdicts, errors, warnings)."""
     store: Store | None = field(default=None, repr=False)
+    """The store the run is in, still open (to read its traces and verdicts)."""
 
     @property
     def exit_code(self) -> int:
+        """0 when every gating verdict passed, else 1: what ``costar run`` exits with."""
         return 0 if self.summary.all_gates_passed else 1
 
 
@@ -195,6 +210,7 @@ async def arun_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | P
                      resume: str | None = None, registry: JudgeRegistry | None = None,
                      extra_judges: Sequence[Judge] = (), events: RunEvents | None = None,
                      description: str = "", run_tags: Sequence[str] = ()) -> RunOutcome:
+    """:func:`run_suite` for async code (an event loop already running): the same arguments and result."""
     st = open_store(store)
     options = options or HarnessOptions()
     events = events or RunEvents()

@@ -39,7 +39,9 @@ if TYPE_CHECKING:
     from costar.store.base import Run, Store
 
 TrialStatus = Literal["pass", "fail", "error", "unscored"]
+"""How a trial came out (the rules are in this module's docstring)."""
 ScenarioStatus = Literal["pass", "fail", "error", "incomplete"]
+"""How a scenario came out: ``pass`` only when every trial meant to run was recorded and passed."""
 
 NO_SCENARIO = "(no scenario)"
 # Summaries are meant to be printed, written to JUnit and compared; a judge's essay is not needed
@@ -71,17 +73,24 @@ class ReportModel(BaseModel):
 class Rate(BaseModel):
     """``successes`` out of ``n`` with a Wilson interval; ``value`` is None when n is 0."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     successes: int
+    """How many passed."""
     n: int
+    """Out of how many (decided trials: passes and fails)."""
     value: float | None
+    """successes / n; None when n is 0."""
     low: float
+    """Lower end of the Wilson interval."""
     high: float
+    """Upper end of the Wilson interval."""
     confidence: float = 0.95
+    """The interval's confidence level."""
 
     @classmethod
     def of(cls, successes: int, n: int, confidence: float = 0.95) -> Rate:
+        """The rate of ``successes`` in ``n`` with its Wilson interval at ``confidence``."""
         low, high = wilson_interval(successes, n, confidence)
         return cls(successes=successes, n=n, value=successes / n if n else None, low=low, high=high,
                    confidence=confidence)
@@ -90,28 +99,39 @@ class Rate(BaseModel):
 class CurvePoint(BaseModel):
     """A suite-level estimate at one k, averaged over the ``scenarios`` that ran at least k trials."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     k: int
+    """The number of trials."""
     value: float
+    """The mean estimate (pass@k or pass^k) over the scenarios that ran at least k trials."""
     scenarios: int
+    """How many scenarios that is."""
 
 
 class VerdictBrief(BaseModel):
     """The part of a verdict a summary needs (rationale clipped to ``MAX_SUMMARY_TEXT``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     name: str
+    """The verdict's name."""
     outcome: Outcome
+    """pass, fail, error or metric."""
     gating: bool
+    """Whether it decides its trial."""
     rationale: str = ""
+    """The judge's rationale, clipped (untrusted text)."""
     error: str | None = None
+    """Why the judge could not decide, clipped; None when it did."""
     confidence: float | None = None
+    """The judge's confidence, when it gave one."""
     fingerprint: str | None = None
+    """The judge configuration's fingerprint."""
 
     @classmethod
     def of(cls, v: Verdict) -> VerdictBrief:
+        """The brief of a verdict."""
         return cls(name=v.name, outcome=v.outcome, gating=v.gating,
                    rationale=clip(v.rationale, MAX_SUMMARY_TEXT),
                    error=None if v.error is None else clip(v.error, MAX_SUMMARY_TEXT),
@@ -121,26 +141,34 @@ class VerdictBrief(BaseModel):
 class Usage(BaseModel):
     """Tokens, money and wall time over a set of traces."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     traces: int = 0
+    """How many traces."""
     total_tokens: int = 0
+    """Tokens over them (input and output)."""
     cost_usd: float = 0.0
+    """The agent's model cost over them, in US dollars."""
     latency_s: float = 0.0
+    """Their wall time added up, in seconds."""
 
     @property
     def mean_tokens(self) -> float | None:
+        """Tokens per trace; None without traces."""
         return self.total_tokens / self.traces if self.traces else None
 
     @property
     def mean_cost_usd(self) -> float | None:
+        """Cost per trace; None without traces."""
         return self.cost_usd / self.traces if self.traces else None
 
     @property
     def mean_latency_s(self) -> float | None:
+        """Seconds per trace; None without traces."""
         return self.latency_s / self.traces if self.traces else None
 
     def add(self, other: Usage) -> None:
+        """Add ``other``'s counts to these."""
         self.traces += other.traces
         self.total_tokens += other.total_tokens
         self.cost_usd += other.cost_usd
@@ -148,58 +176,92 @@ class Usage(BaseModel):
 
 
 class TrialSummary(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """One trial: how it came out and which verdicts made it so."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     scenario_id: str
+    """The scenario (``(no scenario)`` for a trace without one)."""
     trial: int
+    """Which trial, from 0."""
     trace_id: str
+    """The trial's trace."""
     status: TrialStatus
+    """pass, fail, error (a deciding judge could not decide) or unscored (no deciding verdict)."""
     agent_status: TraceStatus
+    """How the agent's run ended: ok, error or timeout."""
     agent_error: str | None = None
-    # Gating verdicts that failed; judge errors (gating or not); non-gating verdicts that failed.
+    """Why the agent failed, clipped."""
     failures: list[VerdictBrief] = Field(default_factory=list)
+    """Gating verdicts that failed."""
     judge_errors: list[VerdictBrief] = Field(default_factory=list)
+    """Verdicts of judges that could not decide (gating or not)."""
     diagnostics: list[VerdictBrief] = Field(default_factory=list)
+    """Non-gating verdicts that failed: reported, never failing the trial."""
     verdicts: int = 0
+    """How many verdicts the trial has."""
     usage: Usage = Field(default_factory=Usage)
+    """The trial's tokens, cost and wall time."""
 
     @property
     def label(self) -> str:
+        """``scenario[trial]``, as reports name a trial."""
         return f"{self.scenario_id}[{self.trial}]"
 
 
 class ScenarioSummary(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """One scenario over its trials."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     scenario_id: str
+    """The scenario."""
     description: str = ""
+    """The scenario's description."""
     tags: list[str] = Field(default_factory=list)
+    """The scenario's tags."""
     split: str | None = None
+    """train or holdout; None when the scenario's definition was not at hand."""
     status: ScenarioStatus
+    """pass (every trial meant to run was recorded and passed), fail, error or incomplete."""
     expected_trials: int | None = None
+    """How many trials were meant to run; None when unknown."""
     missing_trials: list[int] = Field(default_factory=list)
+    """Trials meant to run that have no trace (an interrupted run)."""
     trials: int
+    """Trials recorded."""
     passed: int
+    """Trials that passed."""
     failed: int
+    """Trials that failed."""
     errored: int
+    """Trials a deciding judge could not decide."""
     unscored: int
+    """Trials without any deciding verdict."""
     rate: Rate
-    # Index k-1 holds the estimate for k = 1..decided trials; empty when nothing was decided.
+    """Pass rate over decided trials (passed + failed)."""
     pass_at_k: list[float] = Field(default_factory=list)
+    """pass@k for k = 1..decided trials (index k-1): the chance at least one of k trials passes."""
     pass_hat_k: list[float] = Field(default_factory=list)
+    """pass^k for k = 1..decided trials (index k-1): the chance all of k trials pass."""
     usage: Usage = Field(default_factory=Usage)
+    """Tokens, cost and wall time over the scenario's trials."""
     trial_results: list[TrialSummary] = Field(default_factory=list)
+    """Each trial, in trial order."""
 
     @property
     def decided(self) -> int:
+        """Trials that passed or failed (errors and unscored ones are left out of rates)."""
         return self.passed + self.failed
 
     @property
     def pass_at_n(self) -> float | None:
+        """pass@k at k = every decided trial; None when nothing was decided."""
         return self.pass_at_k[-1] if self.pass_at_k else None
 
     @property
     def pass_hat_n(self) -> float | None:
+        """pass^k at k = every decided trial; None when nothing was decided."""
         return self.pass_hat_k[-1] if self.pass_hat_k else None
 
 
@@ -207,71 +269,122 @@ class JudgeSummary(BaseModel):
     """One verdict name across the run; ``gating`` is True if any of its verdicts took part in
     deciding a trial (a gating pass, fail or judge error)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     name: str
+    """The verdict name."""
     gating: bool
+    """Whether any of its verdicts took part in deciding a trial."""
     passed: int = 0
+    """Verdicts that passed."""
     failed: int = 0
+    """Verdicts that failed."""
     errors: int = 0
+    """Verdicts where the judge could not decide."""
     metrics: int = 0
+    """Verdicts that only measure (no pass or fail)."""
     rate: Rate
+    """Pass rate over its passes and fails."""
     mean_value: float | None = None
+    """The mean of its numeric values (scores, metrics); None when it gave none."""
     fingerprints: list[str] = Field(default_factory=list)
+    """The judge configurations that produced these verdicts (more than one: the judge changed mid-run)."""
     sources: list[str] = Field(default_factory=list)
+    """What kinds of judge produced them (code, llm, agent, human)."""
     cost_usd: float = 0.0
+    """What the judge's model calls cost over the run, in US dollars."""
     seconds: float = 0.0
-    # Over the scenarios this judge decided, averaged per k like the run's curves.
+    """Time the judge spent over the run."""
     pass_at_k: list[CurvePoint] = Field(default_factory=list)
+    """pass@k over the scenarios this judge decided, averaged per k like the run's curves."""
     pass_hat_k: list[CurvePoint] = Field(default_factory=list)
+    """pass^k over the scenarios this judge decided, averaged per k."""
 
     @property
     def role(self) -> Literal["gate", "diagnostic", "metric"]:
+        """``gate`` when it decides trials, ``metric`` when it only measures, else ``diagnostic``."""
         if self.gating:
             return "gate"
         return "metric" if self.metrics and not (self.passed or self.failed or self.errors) else "diagnostic"
 
 
 class RunTotals(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Counts over the whole run."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     scenarios: int = 0
+    """Scenarios in the run."""
     scenarios_passed: int = 0
+    """Scenarios that passed."""
     trials: int = 0
+    """Trials recorded."""
     passed: int = 0
+    """Trials that passed."""
     failed: int = 0
+    """Trials that failed."""
     errored: int = 0
+    """Trials a deciding judge could not decide."""
     unscored: int = 0
+    """Trials without any deciding verdict."""
     missing: int = 0
+    """Trials meant to run that have no trace."""
     judge_errors: int = 0
+    """Verdicts where a judge could not decide."""
     diagnostics_failed: int = 0
+    """Non-gating verdicts that failed."""
     agent_errors: int = 0
+    """Trials where the agent failed or timed out."""
     usage: Usage = Field(default_factory=Usage)
+    """The agent's tokens, cost and wall time over every trial."""
     judge_cost_usd: float = 0.0
+    """What the judges' model calls cost, in US dollars."""
 
 
 class RunSummary(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A run's verdicts folded into rates: per trial, per scenario, per judge and for the run.
+
+    Self-contained (it round-trips through JSON): the reports, the JUnit writer and comparisons of
+    runs need nothing else. ``all_gates_passed`` is what ``costar run`` exits on.
+    """
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     run_id: str | None = None
+    """The run; None for a summary of loose traces."""
     description: str = ""
+    """The run's description."""
     created_at: float | None = None
+    """When the run started (Unix seconds)."""
     finished_at: float | None = None
+    """When it finished; None while running or when interrupted."""
     run_status: str | None = None
-    run_error: str | None = None  # why a failed run stopped
+    """The run's status: running, finished, interrupted, failed or imported."""
+    run_error: str | None = None
+    """Why a failed run stopped; None unless it failed."""
     agent: AgentInfo = Field(default_factory=AgentInfo)
+    """The agent that ran."""
     scenarios: list[ScenarioSummary] = Field(default_factory=list)
+    """Each scenario, in suite order (scenarios not in the suite after them, by natural id order)."""
     judges: list[JudgeSummary] = Field(default_factory=list)
+    """Each verdict name, by name."""
     totals: RunTotals = Field(default_factory=RunTotals)
+    """Counts over the run."""
     trial_rate: Rate
+    """Pass rate over every decided trial."""
     pass_at_k: list[CurvePoint] = Field(default_factory=list)
+    """pass@k averaged over scenarios, per k."""
     pass_hat_k: list[CurvePoint] = Field(default_factory=list)
+    """pass^k averaged over scenarios, per k."""
     all_gates_passed: bool
+    """True when there is at least one scenario and every scenario passed."""
 
     def scenario(self, scenario_id: str) -> ScenarioSummary | None:
+        """The summary of one scenario, or None."""
         return next((s for s in self.scenarios if s.scenario_id == scenario_id), None)
 
     def trials(self) -> list[TrialSummary]:
+        """Every trial of every scenario."""
         return [t for s in self.scenarios for t in s.trial_results]
 
 
