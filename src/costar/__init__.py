@@ -8,7 +8,32 @@ Everything the ``costar`` command does is available here. Names load on first us
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    # What the names below load on first use are, for type checkers and editors (``X as X``: re-exported).
+    from costar.api import RunEvents as RunEvents
+    from costar.api import RunOutcome as RunOutcome
+    from costar.api import Selection as Selection
+    from costar.api import arun_suite as arun_suite
+    from costar.api import assess_run as assess_run
+    from costar.api import open_store as open_store
+    from costar.api import run_suite as run_suite
+    from costar.api import summarize_run as summarize_run
+    from costar.run.agents import AgentResult as AgentResult
+    from costar.run.agents import AgentTask as AgentTask
+    from costar.run.agents import make_agent as make_agent
+    from costar.run.harness import HarnessOptions as HarnessOptions
+    from costar.scenario import Scenario as Scenario
+    from costar.scenario import load_suite as load_suite
+    from costar.scenario import select as select
+    from costar.trace import Recording as Recording
+    from costar.trace import Span as Span
+    from costar.trace import SpanKind as SpanKind
+    from costar.trace import Trace as Trace
+    from costar.trace import span as span
+    from costar.trace import traced as traced
+    from costar.verdict import Verdict as Verdict
 
 __version__ = "0.1.0"
 

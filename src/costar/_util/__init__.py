@@ -4,9 +4,12 @@
 * :mod:`~costar._util.aio` — calling async code from sync code (one way, one event loop);
 * :mod:`~costar._util.gcpause` — pausing the cyclic garbage collector around bulk construction;
 * :mod:`~costar._util.imports` — importing an object named ``module:attribute``;
+* :mod:`~costar._util.lazy` — package names imported on first use;
 * :mod:`~costar._util.process` — subprocesses with bounded output, killed as a process group;
 * :mod:`~costar._util.server` — an ASGI app on loopback in a background thread;
 * :mod:`~costar._util.yamlfile` — YAML that remembers the line of every key.
 
 Private: the names here may change between releases; the public API is :mod:`costar.api`.
 """
+
+__all__: list[str] = []  # nothing here is public API

@@ -16,7 +16,11 @@ for _module in ("run_commands", "compare_commands", "trace_commands", "mcp_comma
     importlib.import_module(f"costar.cli.{_module}")
 
 
+__all__ = ["app", "main"]
+
+
 def main() -> None:
+    """The ``costar`` command: run it; a CostarError is printed as one ``error:`` line and exits with its code (2)."""
     try:
         app(standalone_mode=True)
     except CostarError as exc:
