@@ -17,8 +17,15 @@ if TYPE_CHECKING:
     from costar.api import Selection as Selection
     from costar.api import arun_suite as arun_suite
     from costar.api import assess_run as assess_run
+    from costar.api import compare as compare
+    from costar.api import diff_mcp as diff_mcp
+    from costar.api import init_ci as init_ci
     from costar.api import open_store as open_store
+    from costar.api import rejudge as rejudge
     from costar.api import run_suite as run_suite
+    from costar.api import select_affected as select_affected
+    from costar.api import snapshot_mcp_server as snapshot_mcp_server
+    from costar.api import snapshot_mcp_servers as snapshot_mcp_servers
     from costar.api import summarize_run as summarize_run
     from costar.run.agents import AgentResult as AgentResult
     from costar.run.agents import AgentTask as AgentTask

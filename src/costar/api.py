@@ -20,10 +20,11 @@ code then), so importing this module stays cheap.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from costar.config import ProjectConfig, load_config
 from costar.plugins import PluginInfo, describe_groups
@@ -307,7 +308,7 @@ def snapshot_mcp_servers(servers: dict[str, McpServerConfig], *, root: str | Pat
     taken, failed = [], []
     for name in chosen:
         try:
-            snap = run_sync(lambda name=name: snapshot_configured(name, servers[name], base))  # type: ignore[misc]
+            snap = run_sync(functools.partial(snapshot_configured, name, servers[name], base))
         except McpServerError as exc:
             failed.append(f"{name}: {exc}")
             continue
@@ -393,9 +394,10 @@ def select_affected(base: str, suite: SuiteArg, agent: AgentArg, *, store: Store
 
 def init_ci(provider: str, root: str | Path = ".", *, force: bool = False, **options: Any) -> list[Path]:
     """Write the CI workflows for ``github`` or ``gitlab`` under ``root`` (``costar.ci.CiOptions``)."""
-    from costar.ci import CiOptions, write
+    from costar.ci import CiOptions, Provider, write
 
-    return write(Path(root), CiOptions(provider=provider, **options), force=force)  # type: ignore[arg-type]
+    # CiOptions checks the provider (a ConfigError names the choices).
+    return write(Path(root), CiOptions(provider=cast("Provider", provider), **options), force=force)
 
 
 # --------------------------------------------------------------------------- the server

@@ -322,7 +322,8 @@ def _noise(sid: str, k: int, judges: Sequence[Judge], base_id: str, head_id: str
                       cost_usd=cost, warnings=warnings)
 
 
-def rejudge(store: Store, base_run_id: str, head_run_id: str, scenario_ids: Sequence[str], **kwargs: object
-            ) -> RejudgeReport:
+def rejudge(store: Store, base_run_id: str, head_run_id: str, scenario_ids: Sequence[str], *, k: int = 5,
+            registry: JudgeRegistry | None = None, seed: int = 0, concurrency: int = 8) -> RejudgeReport:
     """``arejudge`` for callers without an event loop."""
-    return run_sync(lambda: arejudge(store, base_run_id, head_run_id, scenario_ids, **kwargs))  # type: ignore[arg-type]
+    return run_sync(lambda: arejudge(store, base_run_id, head_run_id, scenario_ids, k=k, registry=registry,
+                                     seed=seed, concurrency=concurrency))

@@ -197,7 +197,7 @@ def _wrap_list_tools(cls: Any) -> None:
         span.end()
         return result
 
-    list_tools.__costar_wrapped__ = True  # type: ignore[attr-defined]
+    list_tools.__costar_wrapped__ = True  # type: ignore[attr-defined]  # a marker on our wrapper: patched once
     cls.list_tools = list_tools
 
 
@@ -233,7 +233,7 @@ def _wrap_call_tool(cls: Any) -> None:
         _finish_call(span, result)
         return result
 
-    call_tool.__costar_wrapped__ = True  # type: ignore[attr-defined]
+    call_tool.__costar_wrapped__ = True  # type: ignore[attr-defined]  # a marker on our wrapper: patched once
     cls.call_tool = call_tool
 
 

@@ -29,6 +29,8 @@ from typing import Literal
 
 from costar.errors import ConfigError
 
+__all__ = ["CiOptions", "FailOn", "Provider", "StoreMode", "render", "write"]
+
 Provider = Literal["github", "gitlab"]
 StoreMode = Literal["artifact", "shared"]
 FailOn = Literal["regression", "gates"]

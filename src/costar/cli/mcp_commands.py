@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -25,6 +25,9 @@ from costar.cli.common import (
     write_text_output,
 )
 from costar.errors import ConfigError
+
+if TYPE_CHECKING:
+    from costar.mcp.diff import CatalogDiff
 
 mcp_app = typer.Typer(no_args_is_help=True, help="MCP servers: snapshot their tools, prompts and resources; diff them.")
 app.add_typer(mcp_app, name="mcp")
@@ -104,16 +107,15 @@ def snapshots(
     console.print(table)
 
 
-def _render(diff: object) -> None:
-    d = diff
+def _render(d: CatalogDiff) -> None:
     head = Text("MCP diff ", style="bold")
-    head.append(f"{d.base.kind} {d.base.ref} → {d.head.kind} {d.head.ref}")  # type: ignore[attr-defined]
-    for server, b, h in d.server_versions:  # type: ignore[attr-defined]
+    head.append(f"{d.base.kind} {d.base.ref} → {d.head.kind} {d.head.ref}")
+    for server, b, h in d.server_versions:
         head.append(f" · {server} {b or '—'} → {h or '—'}", style="dim")
     console.print(head)
-    if not d.changed:  # type: ignore[attr-defined]
-        console.print(Text(f"no change ({d.unchanged_tools} tools unchanged)", style="green"))  # type: ignore[attr-defined]
-    for t in d.tools:  # type: ignore[attr-defined]
+    if not d.changed:
+        console.print(Text(f"no change ({d.unchanged_tools} tools unchanged)", style="green"))
+    for t in d.tools:
         style = "bold red" if t.breaking else "yellow" if t.change == "changed" else "cyan"
         line = Text(f"{'BREAKING' if t.breaking else 'ok':8} ", style=style)
         line.append(f"{t.change:8} ", style="bold")
@@ -121,10 +123,10 @@ def _render(diff: object) -> None:
         console.print(line)
         for c in t.changes:
             console.print(Text(f"    {'✗' if c.breaking else '·'} {c.detail}", style="red" if c.breaking else "dim"))
-    for i in [*d.prompts, *d.resources]:  # type: ignore[attr-defined]
+    for i in [*d.prompts, *d.resources]:
         console.print(Text(f"{'BREAKING' if i.breaking else 'ok':8} {i.change:8} {i.kind} {i.key}",
                            style="bold red" if i.breaking else "yellow"))
-    for w in d.warnings:  # type: ignore[attr-defined]
+    for w in d.warnings:
         console.print(Text("⚠ " + w, style="yellow"))
 
 

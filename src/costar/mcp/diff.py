@@ -140,7 +140,8 @@ class CatalogDiff(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def breaking(self) -> bool:
-        return any(c.breaking for c in [*self.tools, *self.prompts, *self.resources])
+        changes: list[ToolChange | ItemChange] = [*self.tools, *self.prompts, *self.resources]
+        return any(c.breaking for c in changes)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -358,8 +359,8 @@ class _Comparer:
                 self.add(path, "default changed", False, f"{path}: default {_fmt(b)} → {_fmt(a)}", b, a)
 
     def _object(self, old: Mapping[str, Any], new: Mapping[str, Any], path: str) -> None:
-        op = old.get("properties") if isinstance(old.get("properties"), dict) else {}
-        np_ = new.get("properties") if isinstance(new.get("properties"), dict) else {}
+        op: Mapping[str, Any] = old["properties"] if isinstance(old.get("properties"), dict) else {}
+        np_: Mapping[str, Any] = new["properties"] if isinstance(new.get("properties"), dict) else {}
         oreq = set(old.get("required") or []) if isinstance(old.get("required"), list) else set()
         nreq = set(new.get("required") or []) if isinstance(new.get("required"), list) else set()
         prefix = f"{path}." if path else ""

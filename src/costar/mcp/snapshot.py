@@ -17,7 +17,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from costar.config import McpServerConfig, expand_vars
@@ -25,6 +25,9 @@ from costar.errors import CostarError
 from costar.trace.sanitize import DEFAULT_SANITIZER
 from costar.trace.tool_definition import ToolDefinition
 from costar.trace.tools import McpSnapshot, PromptArgument, PromptDefinition, ResourceDefinition, ServerInfo
+
+Transport = Literal["stdio", "streamable-http"]
+"""How coSTAR reaches an MCP server."""
 
 DEFAULT_TIMEOUT_S = 30.0
 _MAX_PAGES = 100
@@ -124,7 +127,7 @@ async def _optional(capability: Any, fetch: Any, key: str) -> list[Any]:
     return await _pages(fetch, key)
 
 
-async def _collect(client: Any, name: str, target: str, transport: str) -> McpSnapshot:
+async def _collect(client: Any, name: str, target: str, transport: Transport) -> McpSnapshot:
     info = client.server_info
     caps = client.server_capabilities
     server = ServerInfo(name=getattr(info, "name", None), version=getattr(info, "version", None) or None,
@@ -136,7 +139,7 @@ async def _collect(client: Any, name: str, target: str, transport: str) -> McpSn
     templates = await _optional(getattr(caps, "resources", None), client.list_resource_templates,
                                 "resource_templates")
     return McpSnapshot(
-        name=name, server=server, target=target, transport=transport,  # type: ignore[arg-type]
+        name=name, server=server, target=target, transport=transport,
         tools=[d for d in (ToolDefinition.from_any(t, server=server.name, server_version=server.version)
                            for t in tools) if d is not None],
         prompts=[PromptDefinition(name=p.name, description=p.description or "",
@@ -152,7 +155,7 @@ async def _collect(client: Any, name: str, target: str, transport: str) -> McpSn
 
 async def _connect_and_list(*, command: list[str] | None, url: str | None, cwd: str | None,
                             env: Mapping[str, str] | None, headers: Mapping[str, str] | None, errlog: Any,
-                            timeout: float, name: str, target: str, transport: str) -> McpSnapshot:
+                            timeout: float, name: str, target: str, transport: Transport) -> McpSnapshot:
     import anyio
     from mcp import Client, StdioServerParameters
 
@@ -197,7 +200,8 @@ async def snapshot_server(*, command: Sequence[str] | None = None, url: str | No
         elif os.sep not in argv[0] and shutil.which(argv[0]) is None:
             raise McpServerError(f"cannot start the MCP server: command {argv[0]!r} not found on PATH; give the "
                                  "full path or install it")
-        target_text, transport = DEFAULT_SANITIZER.text(shlex.join(command)), "stdio"
+        target_text = DEFAULT_SANITIZER.text(shlex.join(command))
+        transport: Transport = "stdio"
         where = f"`{target_text}`"
     else:
         assert url is not None

@@ -14,10 +14,10 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from costar.summary import RunSummary, ScenarioSummary, fmt_cost, fmt_rate, fmt_tokens, headline, plural
+from costar.summary import Rate, RunSummary, ScenarioSummary, fmt_cost, fmt_rate, fmt_tokens, headline, plural
 
 if TYPE_CHECKING:
-    from costar.attribution import Attribution, ScenarioAttribution
+    from costar.attribution import Attribution, ScenarioAttribution, ToolUse
     from costar.compare import Comparison, ScenarioComparison
     from costar.mcp.diff import CatalogDiff, ToolChange
     from costar.rejudge import JudgeNoise, RejudgeReport
@@ -134,10 +134,10 @@ _CHANGE_ICON = {"regressed": "❌", "improved": "✅", "unchanged": "", "inconcl
                 "removed": "➖"}
 
 
-def _rate(rate: object) -> str:
+def _rate(rate: Rate | None) -> str:
     if rate is None:
         return "—"
-    return f"{rate.successes}/{rate.n} {fmt_rate(rate)}"  # type: ignore[attr-defined]
+    return f"{rate.successes}/{rate.n} {fmt_rate(rate)}"
 
 
 def _p(s: ScenarioComparison) -> str:
@@ -147,14 +147,14 @@ def _p(s: ScenarioComparison) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _tool_line(t: object) -> str:
-    change = t.change  # type: ignore[attr-defined]
+def _tool_line(t: ToolUse) -> str:
+    change = t.change
     kind = "breaking" if change.breaking else "not breaking"
     calls = ""
-    if t.head_calls or t.base_calls:  # type: ignore[attr-defined]
-        calls = (f"; its calls failed {t.head_errors}/{t.head_calls} in head, "  # type: ignore[attr-defined]
-                 f"{t.base_errors}/{t.base_calls} in base")  # type: ignore[attr-defined]
-    return f"{md_code(t.label)} ({kind}: {md_text(change.summary())}{calls})"  # type: ignore[attr-defined]
+    if t.head_calls or t.base_calls:
+        calls = (f"; its calls failed {t.head_errors}/{t.head_calls} in head, "
+                 f"{t.base_errors}/{t.base_calls} in base")
+    return f"{md_code(t.label)} ({kind}: {md_text(change.summary())}{calls})"
 
 
 def _attribution_lines(a: ScenarioAttribution, agent_differences: Sequence[str]) -> list[str]:
@@ -268,7 +268,7 @@ def diff_markdown(diffs: Sequence[CatalogDiff], notes: Sequence[str] = ()) -> st
         if not d.changed:
             lines += ["", f"No change ({plural(d.unchanged_tools, 'tool')} unchanged)."]
             continue
-        breaking = sum(c.breaking for c in [*d.tools, *d.prompts, *d.resources])
+        breaking = sum(c.breaking for c in d.tools) + sum(c.breaking for c in [*d.prompts, *d.resources])
         lines += ["", f"{'❗ **' + plural(breaking, 'breaking change') + '**' if breaking else 'No breaking change'}"
                   f" · {plural(len(d.tools), 'tool')} changed · {d.unchanged_tools} unchanged", ""]
         if d.tools:

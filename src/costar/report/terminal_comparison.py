@@ -7,6 +7,7 @@ screen as ``Text`` (never parsed as markup) with control characters removed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
@@ -24,6 +25,9 @@ from costar.compare import (
 from costar.metrics import LABELS, MetricName, MetricsReport, ScenarioMetrics, format_metric
 from costar.summary import Rate, fmt_cost, fmt_rate, fmt_seconds, fmt_tokens, one_line, plural
 from costar.trace.model import AgentInfo
+
+if TYPE_CHECKING:
+    from costar.attribution import ToolUse
 
 CHANGE_STYLE = {
     "improved": "bold green",
@@ -193,10 +197,10 @@ def render_comparison(comparison: Comparison, console: Console, *, hide_unchange
     console.print(_headline(comparison))
 
 
-def _tool_text(t: object) -> str:
-    change = t.change  # type: ignore[attr-defined]
-    return (f"{t.label} ({'breaking' if change.breaking else 'not breaking'}: {change.summary()}; "  # type: ignore[attr-defined]
-            f"calls failed {t.head_errors}/{t.head_calls} in head, {t.base_errors}/{t.base_calls} in base)")  # type: ignore[attr-defined]
+def _tool_text(t: ToolUse) -> str:
+    change = t.change
+    return (f"{t.label} ({'breaking' if change.breaking else 'not breaking'}: {change.summary()}; "
+            f"calls failed {t.head_errors}/{t.head_calls} in head, {t.base_errors}/{t.base_calls} in base)")
 
 
 def render_attribution(comparison: Comparison, console: Console) -> None:
