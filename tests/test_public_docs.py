@@ -232,3 +232,13 @@ def test_every_built_in_check_says_what_it_checks_and_what_each_option_means() -
         assert (cls.__doc__ or "").strip(), f"check {cls.kind!r} ({cls.__name__}) has no docstring"
         undescribed = [name for name, field in cls.model_fields.items() if not field.description]
         assert not undescribed, f"check {cls.kind!r}: options without a description: {', '.join(undescribed)}"
+
+
+def test_no_name_costar_exports_is_also_one_of_its_modules() -> None:
+    # Importing costar.X sets the attribute X on the package to the module, replacing a function of
+    # that name: which one ``costar.X`` is would depend on what was imported before.
+    import costar
+
+    modules = {p.stem for p in SRC.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
+    clashes = sorted(set(costar.__all__) & modules)
+    assert not clashes, f"costar exports names that are also its modules: {', '.join(clashes)}"

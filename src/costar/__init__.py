@@ -17,11 +17,9 @@ if TYPE_CHECKING:
     from costar.api import Selection as Selection
     from costar.api import arun_suite as arun_suite
     from costar.api import assess_run as assess_run
-    from costar.api import compare as compare
     from costar.api import diff_mcp as diff_mcp
     from costar.api import init_ci as init_ci
     from costar.api import open_store as open_store
-    from costar.api import rejudge as rejudge
     from costar.api import run_suite as run_suite
     from costar.api import select_affected as select_affected
     from costar.api import snapshot_mcp_server as snapshot_mcp_server
@@ -47,7 +45,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "RunEvents": "costar.api", "RunOutcome": "costar.api", "Selection": "costar.api", "arun_suite": "costar.api",
     "assess_run": "costar.api", "open_store": "costar.api", "run_suite": "costar.api", "summarize_run": "costar.api",
-    "compare": "costar.api", "rejudge": "costar.api", "select_affected": "costar.api", "init_ci": "costar.api",
+    # Not compare and rejudge: costar.compare and costar.rejudge are modules, and importing one would
+    # replace the function here (use costar.api.compare, costar.api.rejudge).
+    "select_affected": "costar.api", "init_ci": "costar.api",
     "snapshot_mcp_server": "costar.api", "snapshot_mcp_servers": "costar.api", "diff_mcp": "costar.api",
     "AgentResult": "costar.run.agents", "AgentTask": "costar.run.agents", "make_agent": "costar.run.agents",
     "HarnessOptions": "costar.run.harness",

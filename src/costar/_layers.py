@@ -42,7 +42,8 @@ SAME_LAYER: dict[tuple[str, str], str] = {
 
 PURPOSE: dict[str, str] = {
     "errors": "CostarError and its kinds: one-line messages that say what is wrong and how to fix it",
-    "_util": "private helpers: process groups, importing by name, YAML with lines, run_sync, loopback servers",
+    "_util": ("private helpers: process groups, importing by name, lazy package exports, YAML with lines, "
+              "run_sync, loopback servers"),
     "stats": "intervals, exact tests, pass@k and pass^k",
     "verdict": "the Verdict: what a judge (or a human) said about one trace",
     "safe_text": "untrusted text made safe to print on a terminal (escapes shown, never sent; bounded)",
