@@ -137,18 +137,18 @@ class CatalogDiff(BaseModel):
     """(server, base version, head version) for servers whose version changed."""
     warnings: list[str] = Field(default_factory=list)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy rejects decorators above @property; pydantic documents this
     @property
     def breaking(self) -> bool:
         changes: list[ToolChange | ItemChange] = [*self.tools, *self.prompts, *self.resources]
         return any(c.breaking for c in changes)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy rejects decorators above @property; pydantic documents this
     @property
     def changed(self) -> bool:
         return bool(self.tools or self.prompts or self.resources)
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy rejects decorators above @property; pydantic documents this
     @property
     def exit_code(self) -> int:
         return 1 if self.breaking else 0

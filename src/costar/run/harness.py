@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from costar.errors import CostarError
 from costar.models.pricing import PriceTable
@@ -107,6 +108,7 @@ class BatchWriter:
         return self._task
 
     def failure(self) -> BaseException | None:
+        """Why the writer stopped, once it has failed; None while it runs (or was cancelled)."""
         if not self._task.done() or self._task.cancelled():
             return None
         return self._task.exception()
@@ -245,7 +247,8 @@ class Harness:
             trials = asyncio.gather(*tasks, return_exceptions=True)
             # A failed writer stops the run at once: the trials still running are cancelled (their
             # agents killed) instead of running on only to lose their traces as well.
-            await asyncio.wait({trials, writer.task}, return_when=asyncio.FIRST_COMPLETED)
+            first: set[asyncio.Future[Any]] = {trials, writer.task}
+            await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
             if not trials.done():
                 for t in tasks:
                     t.cancel()

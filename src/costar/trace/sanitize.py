@@ -198,7 +198,7 @@ class Sanitizer:
         return v
 
     def _dict(self, v: dict[Any, Any], depth: int) -> dict[Any, Any]:
-        out = None
+        out: dict[Any, Any] | None = None
         for k, x in v.items():
             y = self.value(x, depth + 1)
             key = k if type(k) is not str or k.isascii() else valid_unicode(k)
@@ -216,8 +216,9 @@ class Sanitizer:
 
     def _list(self, v: list[Any] | tuple[Any, ...], depth: int) -> list[Any]:
         items = [self.value(x, depth + 1) for x in v]
-        same = isinstance(v, list) and all(a is b for a, b in zip(items, v, strict=True))
-        return v if same else items  # type: ignore[return-value]
+        if isinstance(v, list) and all(a is b for a, b in zip(items, v, strict=True)):
+            return v
+        return items
 
     def attributes(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if len(attrs) > self.limits.max_attributes:
