@@ -186,7 +186,8 @@ class ServerTables:
                     since: float | None = None, service: str | None = None) -> list[ServerTrace]:
         """Traces newest first (by completion), ``limit`` of them, after the cursor ``before``
         (the last row's ``(completed_at, trace_id)``)."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | float] = []
         if project is not None:
             where.append("project=?")
             args.append(project)
