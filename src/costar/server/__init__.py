@@ -8,14 +8,17 @@ Public: :class:`CostarServer` (the app over a store), :func:`serve` (run it in t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from costar._util.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from costar.server.app import CostarServer
-    from costar.server.assembler import CompletedTrace
-    from costar.server.config import ServerConfig, load_server_config
-    from costar.server.retention import prune
-    from costar.server.run import serve
+    from costar.server.app import CostarServer as CostarServer
+    from costar.server.assembler import CompletedTrace as CompletedTrace
+    from costar.server.config import ServerConfig as ServerConfig
+    from costar.server.config import load_server_config as load_server_config
+    from costar.server.retention import prune as prune
+    from costar.server.run import serve as serve
 
 _LAZY = {
     "CostarServer": "costar.server.app",
@@ -26,13 +29,5 @@ _LAZY = {
     "serve": "costar.server.run",
 }
 
-__all__ = ["CompletedTrace", "CostarServer", "ServerConfig", "load_server_config", "prune", "serve"]
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'costar.server' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+__all__ = sorted(_LAZY)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
