@@ -82,8 +82,10 @@ def test_ranking_reasons_and_exclusions(scene: SQLiteStore) -> None:
     # Equal scores (1.0 each) break on signal count, then on trace id: the order is reproducible.
     assert [c.trace_id for c in rank_for_labeling(scene, JUDGE, related=["outcome"])] == list(by_id)
     text = format_candidates(ranked)
-    assert text.splitlines()[0].split() == ["1.", "1.00", "flipped", "versions", "disagree:", "fail", "(fp",
-                                            "c3d4e5f6)", "vs", "pass", "(fp", "a1b2c3d4)"]
+    # rank, score, trace id, its scenario and trial, why
+    first = ranked[0]
+    assert text.splitlines()[0].split() == ["1.", "1.00", "flipped", f"{first.scenario_id}[{first.trial}]", "versions",
+                                            "disagree:", "fail", "(fp", "c3d4e5f6)", "vs", "pass", "(fp", "a1b2c3d4)"]
 
 
 def test_labeler_filter_k_weights_and_run(scene: SQLiteStore) -> None:

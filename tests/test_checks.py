@@ -172,7 +172,12 @@ def test_fingerprint_changes_with_parameters_only() -> None:
     ({"output_contain": "x"}, "unknown check 'output_contain'"),
     ({"output_contains": "x", "tool_called": "y"}, "exactly one check key"),
     ({"output_contains": "x", "gte": False}, "unknown option 'gte' next to check 'output_contains'"),
-    ({"csv": {"file": "a.csv", "rows": 3}}, "rows: Extra inputs are not permitted"),
+    ({"csv": {"file": "a.csv", "rows": 3}}, "unknown option 'rows' (did you mean 'min_rows'?) (options: file (or path), columns,"),
+    # Every problem is named: the unknown option and the missing one (not only "Field required").
+    ({"file_contains": {"file": "x", "text": "y"}},
+     "check 'file_contains': unknown option 'text'; missing option 'value' (options: file (or path), value, ignore_case)"),
+    ({"file_contains": {"path": "x", "file": "x", "value": "y"}}, "'path' is another name for 'file'; give only one"),
+    ({"json": {"fil": "out.json"}}, "unknown option 'fil' (did you mean 'file'?)"),
     ({"csv": {"file": "a.csv", "types": {"a": "decimal"}}}, "unknown column type"),
     ({"max_tokens": -1}, "greater than or equal to 0"),
     ({"output_contains": "x", "gate": "yes"}, "'gate' must be true or false"),
@@ -185,8 +190,45 @@ def test_bad_check_specs(spec: object, fragment: str) -> None:
     assert fragment in str(err.value)
 
 
+def test_every_check_names_a_workspace_file_the_same_way() -> None:
+    from costar.scenario.checks import CHECKS, option_names
+
+    for kind in ("json", "yaml", "csv", "file_exists", "file_contains"):
+        assert option_names(CHECKS.get(kind))[0].split(" ")[0] == "file", kind
+    # ``path`` stays an alias where it used to be the name, and writes back as ``file``.
+    old = parse_check({"file_contains": {"path": "notes.md", "value": "x"}})
+    assert old.spec() == {"file_contains": {"file": "notes.md", "value": "x"}}
+    assert parse_check({"file_exists": {"path": "a.txt"}}).spec() == {"file_exists": "a.txt"}
+
+
 def test_spec_round_trips() -> None:
     for spec, _ in CASES:
         j = parse_check(spec)
         again = parse_check(j.spec())
         assert again.fingerprint() == j.fingerprint(), spec
+
+
+def test_checks_md_is_generated_from_the_check_models() -> None:
+    """docs/CHECKS.md cannot drift: it must equal what the models generate (regenerate with
+    `costar checks --markdown > docs/CHECKS.md`), list every check, and every example must parse."""
+    import yaml
+
+    from costar.scenario.checks import CHECKS, option_names
+    from costar.scenario.checks_reference import checks_markdown
+    from costar.scenario.model import Expectations
+
+    committed = (Path(__file__).resolve().parents[1] / "docs" / "CHECKS.md").read_text(encoding="utf-8")
+    assert committed == checks_markdown(), "stale: run costar checks --markdown > docs/CHECKS.md"
+    for kind in CHECKS.names():
+        cls = CHECKS.get(kind)
+        assert f"## `{kind}`" in committed and cls.__doc__ and cls.example, kind
+        for option in option_names(cls):
+            assert f"`{option.split(' ')[0]}`" in committed, (kind, option)
+        written = yaml.safe_load(cls.example)
+        if isinstance(written, list):
+            for entry in written:
+                assert parse_check(entry).check.kind == kind.removeprefix("not_"), entry
+        else:
+            Expectations.model_validate(written["expectations"])
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert "docs/CHECKS.md" in readme

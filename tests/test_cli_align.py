@@ -29,6 +29,9 @@ def test_align_promote_rollback_and_assess_with_the_active_version(tmp_path: Pat
     assert "promoted" in res.stdout.lower()
     versions = costar("judges", "versions", JUDGE, cwd=tmp_path)
     assert versions.returncode == 0 and "*" in versions.stdout and "v2" in versions.stdout.replace(" ", ""), versions.stdout
+    diff = costar("judges", "diff", JUDGE, "1", "2", cwd=tmp_path)
+    assert diff.returncode == 0, diff.stderr
+    assert diff.stdout.count("--- v1") == 1 and diff.stdout.count("+++ v2") == 1, diff.stdout  # printed once
 
     # The registry now resolves the judge to the aligned version: it judges stored traces correctly.
     run = Run(run_id="20990101-000000-aaaaaa")

@@ -44,7 +44,7 @@ def labeled(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_list_shows_project_judges_and_templates(labeled: Path) -> None:
     res = costar("judges", "list", "--json", cwd=labeled)
     assert res.returncode == 0, res.stderr
-    infos = {i["name"]: i for i in json.loads(res.stdout)}
+    infos = {i["name"]: i for i in json.loads(res.stdout)["judges"]}
     assert infos["tau-bench.reward"]["type"] == "llm" and infos["tau-bench.reward"]["agreement_floor"]["min"] == 0.95
     assert {"outcome", "skill_invocation", "best_practices"} <= set(infos)
 
@@ -78,8 +78,58 @@ def test_corrected_pass_rate(labeled: Path) -> None:
 
 
 def test_uncertain_queue_when_nothing_is_uncertain(labeled: Path) -> None:
+    (labeled / "q.txt").write_text("an-old-trace-id\n")
     res = costar("judges", "uncertain", "tau-bench.reward", "--queue-out", "q.txt", cwd=labeled)
     assert res.returncode == 0 and "no unlabeled trace" in res.stdout
+    # The queue file is written (empty) even when nothing is uncertain: no stale queue survives.
+    assert (labeled / "q.txt").read_text() == ""
+    assert "q.txt is empty" in res.stdout
+
+
+def test_uncertain_lists_scenario_names(tmp_path: Path) -> None:
+    from costar.store.base import Run
+    from costar.trace.model import Trace
+    from costar.verdict import Verdict
+
+    st = SQLiteStore(tmp_path / ".costar")
+    st.create_run(Run(run_id="20990101-000000-abcdef"))
+    st.write_traces([Trace(trace_id=f"{i:032x}", run_id="20990101-000000-abcdef", scenario_id="refund-policy",
+                           trial=i) for i in range(2)])
+    st.write_verdicts([Verdict(name="polite", passed=True, value=True, trace_id=f"{i:032x}", confidence=0.5,
+                               metadata={"samples": [True, False]}) for i in range(2)])
+    st.close()
+    res = costar("judges", "uncertain", "polite", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "refund-policy[0]" in res.stdout and "refund-policy[1]" in res.stdout, res.stdout
+
+
+def test_labelers_take_a_comma_list_or_the_flag_twice(labeled: Path) -> None:
+    st = SQLiteStore(labeled / ".costar")
+    ann = [v for v in st.labels(name="tau-bench.reward", labeler="ann")][:40]
+    st.close()
+    with open(labeled / "bob.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["trace_id", "name", "value", "labeler"])
+        for i, v in enumerate(ann):
+            w.writerow([v.trace_id, "tau-bench.reward", str(v.value if i % 4 else not v.value).lower(), "bob"])
+    assert costar("labels", "import", "bob.csv", "--type", "bool", cwd=labeled).returncode == 0
+    comma = costar("judges", "agreement", "tau-bench.reward", "--labelers", "ann,bob", cwd=labeled)
+    assert comma.returncode == 0, comma.stderr
+    twice = costar("judges", "agreement", "tau-bench.reward", "--labelers", "ann", "--labelers", "bob", cwd=labeled)
+    assert twice.returncode == 0 and twice.stdout == comma.stdout
+    # The confusion matrix says which side is which.
+    assert "confusion (rows: human, labeler 'ann'; columns: human, labeler 'bob')" in comma.stdout, comma.stdout
+    one = costar("judges", "agreement", "tau-bench.reward", "--labelers", "ann", cwd=labeled)
+    assert one.returncode == 2 and "--labelers takes two different labelers (e.g. --labelers ann,bob)" in one.stderr
+    helped = costar("judges", "agreement", "--help", cwd=labeled)
+    assert "<str,str>" not in helped.stdout and "ann,bob" in helped.stdout
+
+
+def test_judge_agreement_names_the_human_and_the_judge_axes(labeled: Path) -> None:
+    res = costar("judges", "agreement", "tau-bench.reward", "--split", "all", cwd=labeled)
+    assert res.returncode == 0, res.stderr
+    line = next(x for x in res.stdout.splitlines() if "confusion" in x)
+    assert line.strip().startswith("confusion (rows: human, ") and "; columns: judge, " in line, line
 
 
 def test_a_floor_with_an_unknown_metric_is_one_line_naming_the_metrics(tmp_path: Path) -> None:

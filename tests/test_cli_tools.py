@@ -96,7 +96,7 @@ def test_compare_and_metrics_commands_gate_on_regressions(tmp_path: Path) -> Non
     assert costar("run", cwd=tmp_path).returncode == 0
     (tmp_path / "mode.txt").write_text("bad")
     assert costar("run", cwd=tmp_path).returncode == 1
-    runs = [r.split()[1] for r in costar("runs", cwd=tmp_path).stdout.splitlines() if r.startswith("│ 2")]
+    runs = [r["run_id"] for r in json.loads(costar("runs", "--json", cwd=tmp_path).stdout)["runs"]]
     head, base = runs[0], runs[1]
     res = costar("compare", base, head, "--json", cwd=tmp_path)
     assert res.returncode == 1, res.stdout + res.stderr

@@ -128,14 +128,19 @@ def test_red_to_green_with_the_held_out_guard(repo: Path, tmp_path: Path) -> Non
     assert "median" in sh("git", "show", f"{second.branch}:agent/skill.md", cwd=repo)
     assert "skill.md" in second.diff_stat
     md = (Path(report.session_dir) / "report.md").read_text()
+    # The report carries the patch itself, not only the diffstat.
+    assert "+Fill skewed columns with the median" in second.diff
+    assert "```diff" in md and "+Fill skewed columns with the median" in md
     assert "Recommended for review" in md and second.branch in md and "[" in md  # rates with intervals
     brief = (Path(report.session_dir) / "attempt-1.brief.md").read_text()
     assert "output lacks 'median'" in brief and "symmetric-age" not in brief
 
 
 def test_bad_attempts_are_rejected_and_the_loop_goes_on(repo: Path, tmp_path: Path) -> None:
-    for mode, fragment in (("outside", "edited files outside the agent"), ("fail", "exited with code 1"),
-                           ("nothing", "changed nothing")):
+    # An edit outside the agent names the files edited and what may be edited.
+    for mode, fragment in (("outside", "edited files outside the agent: scenarios/suite.yaml; only files under "
+                                       "agent/ may change (refine.agent_dir), never costar.yaml, judges/, scenarios/"),
+                           ("fail", "exited with code 1: assistant crashed"), ("nothing", "changed nothing")):
         report = Refiner(repo / "costar.yaml", assistant(tmp_path, mode), RefineOptions(iterations=1)).run()
         [attempt] = report.attempts
         assert attempt.status == "rejected" and fragment in attempt.reason, attempt.reason
@@ -149,14 +154,76 @@ def test_preconditions(repo: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="uncommitted changes"):
         Refiner(repo / "costar.yaml", assistant(tmp_path)).run()
     sh("git", "checkout", "--", "agent/skill.md", cwd=repo)
-    with pytest.raises(ConfigError, match="assistant command not found"):
+    # A missing assistant command or a model that does not answer stops refinement before the
+    # baseline run: no run is recorded.
+    with pytest.raises(ConfigError, match="assistant command not found: no-such-assistant-xyz"):
         Refiner(repo / "costar.yaml", CommandAssistant(["no-such-assistant-xyz", "{brief}"]),
                 RefineOptions(iterations=1)).run()
+    with ScriptedModelServer([{"status": 401, "error_message": "invalid api key"}]) as srv:
+        silent = BuiltinAssistant(srv.model_uri("reflector"), ["skill.md"], client_options={"cache": "off"})
+        with pytest.raises(ConfigError, match=r"the built-in assistant's model .* does not answer"):
+            Refiner(repo / "costar.yaml", silent, RefineOptions(iterations=1)).run()
+    assert not (repo / ".costar" / "costar.db").exists() or "costar run" in _no_runs(repo)
     plain = tmp_path / "plain"
     plain.mkdir()
     (plain / "costar.yaml").write_text("suite: s\n")
     with pytest.raises(ConfigError, match="not inside a git repository"):
         Refiner(plain / "costar.yaml", assistant(tmp_path))
+
+
+def _no_runs(repo: Path) -> str:
+    from costar.store.sqlite import SQLiteStore
+
+    with SQLiteStore(repo / ".costar") as st:
+        try:
+            st.resolve_run_id("latest")
+        except ConfigError as exc:
+            return str(exc)
+        except Exception as exc:  # StoreError
+            return str(exc)
+    return "a run was recorded"
+
+
+def test_refine_runs_are_never_latest_and_clean_removes_worktrees_and_branches(repo: Path, tmp_path: Path) -> None:
+    from costar.refine.cleanup import clean_sessions
+
+    ours = subprocess.run([*costar_cmd(), "run", "--no-progress"], cwd=repo, capture_output=True, text=True,
+                          timeout=300, env=child_env())
+    assert ours.returncode == 1, ours.stdout + ours.stderr
+    mine = ours.stdout.strip().splitlines()[-1].removeprefix("run id: ")
+    first = Refiner(repo / "costar.yaml", assistant(tmp_path, "good"), RefineOptions(iterations=1)).run()
+    second = Refiner(repo / "costar.yaml", assistant(tmp_path, "good"), RefineOptions(iterations=1)).run()
+    # Refinement's own runs do not become 'latest': the user's run still is.
+    latest = subprocess.run([*costar_cmd(), "report", "--json"], cwd=repo, capture_output=True, text=True,
+                            env=child_env())
+    assert json.loads(latest.stdout)["run_id"] == mine
+    listed = json.loads(subprocess.run([*costar_cmd(), "runs", "--all", "--json"], cwd=repo, capture_output=True,
+                                       text=True, env=child_env()).stdout)["runs"]
+    assert {r["origin"] for r in listed} == {"cli", "refine"}
+    hidden = json.loads(subprocess.run([*costar_cmd(), "runs", "--json"], cwd=repo, capture_output=True,
+                                       text=True, env=child_env()).stdout)
+    assert [r["run_id"] for r in hidden["runs"]] == [mine] and hidden["hidden"] >= 2
+
+    branches = sh("git", "branch", "--list", "costar/refine/*", cwd=repo).split()
+    assert first.attempts[0].branch in branches and second.attempts[0].branch in branches
+    dry = clean_sessions(repo / "costar.yaml", keep=1, dry_run=True)
+    assert dry.sessions == [first.session] and dry.kept == [second.session]
+    assert Path(first.attempts[0].worktree).exists()  # a dry run removes nothing
+    res = subprocess.run([*costar_cmd(), "refine", "clean", "--keep", "1"], cwd=repo, capture_output=True,
+                         text=True, env=child_env())
+    assert res.returncode == 0 and first.session in res.stdout, res.stdout + res.stderr
+    branches = sh("git", "branch", "--list", "costar/refine/*", cwd=repo).split()
+    assert first.attempts[0].branch not in branches and second.attempts[0].branch in branches
+    assert not Path(first.attempts[0].worktree).exists() and Path(second.attempts[0].worktree).exists()
+    assert (Path(first.session_dir) / "report.md").exists()  # the report stays
+    everything = subprocess.run([*costar_cmd(), "refine", "clean"], cwd=repo, capture_output=True, text=True,
+                                env=child_env())
+    assert everything.returncode == 0
+    assert sh("git", "branch", "--list", "costar/refine/*", cwd=repo).split() == []
+    assert "costar/refine" not in sh("git", "worktree", "list", cwd=repo)
+    again = subprocess.run([*costar_cmd(), "refine", "clean"], cwd=repo, capture_output=True, text=True,
+                           env=child_env())
+    assert again.returncode == 0 and "nothing to clean" in again.stdout
 
 
 def test_nothing_to_refine(repo: Path, tmp_path: Path) -> None:
@@ -172,7 +239,9 @@ def test_builtin_assistant_rewrites_a_component_with_a_model(repo: Path) -> None
             "component": "skill.md", "new_text": good, "rationale": "skew needs the median"}}]) as srv:
         helper = BuiltinAssistant(srv.model_uri("reflector"), ["skill.md"], client_options={"cache": "off"})
         report = Refiner(repo / "costar.yaml", helper, RefineOptions(iterations=1)).run()
-        prompt = srv.requests[0].body["messages"][0]["content"]
+        prompts = [r.body["messages"][0]["content"] for r in srv.requests]
+    assert prompts[0] == "Reply with the word OK."  # the model was checked before the baseline run
+    prompt = prompts[-1]
     [attempt] = report.attempts
     assert attempt.status == "accepted", attempt.reason
     assert "Fill missing values with the mean." in prompt  # the component was shown to the model

@@ -41,7 +41,9 @@ def test_red_to_green_on_the_data_analyst_example(tmp_path: Path) -> None:
     with ScriptedModelServer(rules) as srv:
         helper = BuiltinAssistant(srv.model_uri("reflector"), ["skills/*/SKILL.md"], client_options={"cache": "off"})
         report = Refiner(repo / "costar.rule.yaml", helper, RefineOptions(iterations=2, trials=4)).run()
-        reflections = [r.body["messages"][0]["content"] for r in srv.requests]
+        prompts = [r.body["messages"][0]["content"] for r in srv.requests]
+    assert prompts[0] == "Reply with the word OK."  # the model was checked before the baseline run
+    reflections = prompts[1:]
 
     assert report.baseline["impute-skewed-income"] == (0, 4)
     assert report.baseline["impute-symmetric-height"] == (4, 4)

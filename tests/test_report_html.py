@@ -276,3 +276,35 @@ def test_real_tau_bench_conversation_renders_as_chat() -> None:
     assert last_user["content"][:60] in page.visible
     called = next(m for m in reversed(run_record["traj"]) if m.get("tool_calls"))
     assert f"→ tool call {called['tool_calls'][0]['function']['name']}" in page.visible
+
+
+def test_text_artifacts_show_their_contents_escaped_collapsed_and_bounded(tmp_path: Path) -> None:
+    run = make_run()
+    trace = make_trace("files", 0)
+    with SQLiteStore(tmp_path / ".costar") as store:
+        notes = store.put_blob(("<script>alert(1)</script> total 42\n" + "x" * 10_000).encode())
+        image = store.put_blob(b"\x89PNG\r\n\x1a\n\x00\x00binary")
+        trace.artifacts = [Artifact(path="notes.md", sha256=notes, size=10_036, media_type="text/markdown"),
+                           Artifact(path="plot.png", sha256=image, size=16, media_type="image/png")]
+        store.create_run(run)
+        store.write_traces([trace])
+        summary = summarize(run, [trace], [])
+        markup = render_html(summary, [trace], [], limits=HtmlLimits(max_artifact_chars=500), store=store)
+    page = Page(markup)
+    _assert_no_live_injection(page)
+    assert "<script>alert(1)</script> total 42" in page.visible  # the text, as text
+    assert "truncated: showing the first 500 characters of 10,036 bytes" in page.visible
+    assert "x" * 600 not in page.visible
+    previews = [attrs for attrs in page.names("details") if attrs.get("class") == "artifact"]
+    assert len(previews) == 1 and "open" not in previews[0]  # collapsed; the binary file is not shown
+    # Without a store the artifacts are listed, not read.
+    assert "total 42" not in Page(render_html(summary, [trace], [])).visible
+
+
+def test_pass_hat_k_has_one_decimal() -> None:
+    traces = [make_trace("a", i) for i in range(3)] + [make_trace("b", i) for i in range(3)]
+    passed = {("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1)}
+    verdicts = [verdict(t, "ok", (t.scenario_id, t.trial) in passed) for t in traces]
+    page = Page(render_html(summarize(make_run(), traces, verdicts), traces, verdicts))
+    # pass^2 over a (3/3) and b (2/3): (1 + 1/3) / 2 = 0.6667; pass^3: 0.5.
+    assert "66.7%" in page.visible and "50.0%" in page.visible

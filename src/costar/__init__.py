@@ -16,9 +16,11 @@ if TYPE_CHECKING:
     from costar.api import RunOutcome as RunOutcome
     from costar.api import Selection as Selection
     from costar.api import arun_suite as arun_suite
+    from costar.api import assert_passes as assert_passes
     from costar.api import assess_run as assess_run
     from costar.api import diff_mcp as diff_mcp
     from costar.api import init_ci as init_ci
+    from costar.api import judge_trace as judge_trace
     from costar.api import open_store as open_store
     from costar.api import run_suite as run_suite
     from costar.api import select_affected as select_affected
@@ -49,6 +51,7 @@ _EXPORTS = {
     # replace the function here (use costar.api.compare, costar.api.rejudge).
     "select_affected": "costar.api", "init_ci": "costar.api",
     "snapshot_mcp_server": "costar.api", "snapshot_mcp_servers": "costar.api", "diff_mcp": "costar.api",
+    "assert_passes": "costar.api", "judge_trace": "costar.api",
     "AgentResult": "costar.run.agents", "AgentTask": "costar.run.agents", "make_agent": "costar.run.agents",
     "HarnessOptions": "costar.run.harness",
     "Scenario": "costar.scenario", "load_suite": "costar.scenario", "select": "costar.scenario",

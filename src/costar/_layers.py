@@ -20,10 +20,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("judges", "run"),
     ("summary", "attribution"),
     ("assess", "metrics", "compare", "suites", "rejudge", "affected"),
-    ("align", "refine", "monitor", "report", "ci"),
+    ("align", "refine", "monitor", "report", "ci", "views"),
     ("server", "ui"),
     ("api",),
-    ("cli",),
+    ("cli", "pytest_plugin"),
 )
 """Packages by layer, lowest first."""
 
@@ -36,6 +36,7 @@ SAME_LAYER: dict[tuple[str, str], str] = {
     ("rejudge", "assess"): "re-judging asks each scenario the judges the assessor gives it",
     ("compare", "rejudge"): "a comparison can re-judge its regressed scenarios (flaky judge or flaky agent?)",
     ("align", "report"): "the labeling page shows a trace with the HTML report's escaping builder",
+    ("report", "views"): "the terminal shows the views --json prints, so the two never disagree",
     ("refine", "align"): "refinement runs the suite with the project's judges, promoted aligned versions included",
 }
 """Imports allowed inside one layer: (importer, imported) -> why."""
@@ -75,10 +76,12 @@ PURPOSE: dict[str, str] = {
     "monitor": "(planned) the same judges on sampled production traces",
     "report": "terminal, HTML, JUnit and Markdown reports",
     "ci": "the CI workflows costar ci init writes (GitHub Actions, GitLab CI)",
+    "views": "the versioned JSON shapes of runs, traces, reports, judges, metrics, comparisons (--json)",
     "server": "one process for a team: OTLP ingest, trace assembly, tokens, redaction, retention, the JSON API",
     "ui": "(planned) the web app over the server's API",
     "api": "the library API, the front door the CLI and the pytest plugin use",
     "cli": "the costar command: parses, calls the api, prints",
+    "pytest_plugin": "pytest --costar: scenarios as pytest test items, over the api",
 }
 """What each package is for, in one line."""
 

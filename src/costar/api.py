@@ -13,6 +13,16 @@ judges of a project (:func:`project_judges`, :func:`list_judges`) and the judge 
 :func:`check_agreement_floors`...) and alignment (:func:`align_judge`, :func:`judge_versions`). The
 CLI, the web pages and the pytest plugin are faces over these functions.
 
+Every function that reads or writes a store takes it as ``store=``: a Store, a folder, or a
+``postgresql://`` URL, or None for the project's own (``--store``'s rules: COSTAR_STORE, else
+``costar.yaml``, else ``.costar``); what the function is about (a run, a judge) comes first:
+``summarize_run("latest", store=".costar")``. The older order, a Store object first
+(``summarize_run(store, run_id)``), still works.
+
+What ``--json`` prints comes from here too, as the versioned views of :mod:`costar.views`
+(:func:`list_runs`, :func:`list_traces`, :func:`show_trace`, :func:`run_report`, :func:`judge_list`,
+:func:`compare_runs`, :func:`check_metrics`), the same shapes the server's API serves.
+
 The judge-loop functions load on first use (``costar.api.judge_agreement`` imports the agreement
 code then), so importing this module stays cheap.
 """
@@ -22,7 +32,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-from collections.abc import Iterator
+import inspect
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -41,7 +52,8 @@ from costar.suites import (
     assess_run,
     run_suite,
 )
-from costar.summary import summarize_run
+from costar.summary import RunSummary
+from costar.summary import summarize_run as _summarize_run
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -79,24 +91,27 @@ if TYPE_CHECKING:
     from costar.align.optimize import AlignmentResult
     from costar.align.versions import PromoteMode as PromoteMode
     from costar.align.versions import Recorded, VersionRegistry
-    from costar.compare import Comparison
     from costar.compare import Correction as Correction
-    from costar.compare import compare_runs as compare_runs
     from costar.config import McpServerConfig
+    from costar.judges.base import Judge
     from costar.judges.registry import JudgeInfo, JudgeRegistry
     from costar.mcp.diff import CatalogDiff
-    from costar.metrics import check_metrics as check_metrics
     from costar.refine import RefineOptions as RefineOptions
     from costar.refine import make_assistant as make_assistant
     from costar.refine import refine as refine
+    from costar.refine import refine_clean as refine_clean
     from costar.rejudge import RejudgeReport
     from costar.scenario import Scenario
     from costar.scenario import load_suite as load_suite
     from costar.scenario import scenario_json_schema as scenario_json_schema
+    from costar.trace.model import Trace
+    from costar.trace.recorder import Recording
     from costar.trace.tool_definition import ToolDefinition
     from costar.trace.tools import McpSnapshot
     from costar.transfer import export_run as export_run
     from costar.transfer import import_into_store as import_into_store
+    from costar.verdict import Verdict
+    from costar.views import ComparisonView, JudgeList, MetricsView, RunList, RunReport, TraceDetail, TraceList
 
 _JUDGE_LOOP = {
     "new_label": "costar.align.labeling", "save_labels": "costar.align.labeling",
@@ -116,13 +131,20 @@ _JUDGE_LOOP = {
     "JudgeFloor": "costar.align.gates", "check_agreement_floors": "costar.align.gates",
     "corrected_pass_rate": "costar.align.corrected",
     "AlignBudget": "costar.align.optimize", "PromoteMode": "costar.align.versions",
-    "compare_runs": "costar.compare", "Correction": "costar.compare", "check_metrics": "costar.metrics",
+    "Correction": "costar.compare",
     "export_run": "costar.transfer", "import_into_store": "costar.transfer",
     "load_suite": "costar.scenario", "scenario_json_schema": "costar.scenario",
     "RefineOptions": "costar.refine", "make_assistant": "costar.refine", "refine": "costar.refine",
+    "refine_clean": "costar.refine",
 }
 """Names this module re-exports, loaded on first use: the judge loop, comparisons and metrics,
 moving runs in and out, scenario files, refinement."""
+
+
+_WRITERS = frozenset({"save_labels", "import_labels", "create_golden_set", "extend_golden_set",
+                      "remove_from_golden_set", "import_into_store", "label_in_terminal", "run_label_server",
+                      "start_label_server"})
+"""Re-exported functions that write a store: given a location, they create the store if needed."""
 
 
 def __getattr__(name: str) -> Any:
@@ -130,8 +152,32 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'costar.api' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
+    if inspect.isfunction(value) and next(iter(inspect.signature(value).parameters), None) == "store":
+        value = _store_keyword(value, create=name in _WRITERS)
     globals()[name] = value
     return value
+
+
+def _open(store: Store | str | Path | None, *, create: bool = False) -> Store:
+    """``store`` itself when it is a Store, else the store at that location, else the project's
+    (COSTAR_STORE, else ``costar.yaml``'s ``store``, else ``.costar``)."""
+    if isinstance(store, Store):
+        return store
+    cfg = load_config(None)
+    return open_store(cfg.store_location(store), local_dir=cfg.local_path(store), create=create)
+
+
+def _store_keyword(fn: Callable[..., Any], *, create: bool) -> Callable[..., Any]:
+    """``fn(store, a, b, ...)`` callable as ``fn(a, b, ..., store=LOCATION)`` as well (a Store, a
+    folder, a URL, or None for the project's store), and still as ``fn(store_object, a, b)``."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, store: Store | str | Path | None = None, **kwargs: Any) -> Any:
+        if args and store is None and isinstance(args[0], Store):
+            return fn(*args, **kwargs)
+        return fn(_open(store, create=create), *args, **kwargs)
+
+    return call
 
 
 __all__ = [
@@ -167,6 +213,16 @@ __all__ = [
     "server_traces",
     "revoke_server_token",
     "prune_store",
+    "list_runs",
+    "list_traces",
+    "show_trace",
+    "run_report",
+    "judge_list",
+    "compare_runs",
+    "check_metrics",
+    "judge_trace",
+    "assert_passes",
+    "TraceFailed",
     *_JUDGE_LOOP,
 ]
 
@@ -261,17 +317,18 @@ def list_plugins() -> dict[str, list[PluginInfo]]:
 
 def compare(base: str, head: str = "latest", *, store: Store | str | Path | None = None, alpha: float = 0.05,
             correction: Literal["holm", "none"] = "holm", attribution: bool = True, rejudge: int | None = None,
-            registry: JudgeRegistry | None = None) -> Comparison:
+            registry: JudgeRegistry | None = None) -> ComparisonView:
     """BASE against HEAD (ids, prefixes, ``latest``, ``branch:NAME``, ``tag:NAME``): per scenario and
     judge, improved / regressed / unchanged / inconclusive; for each scenario, the changed tools it used
     and whether the agent changed; with ``rejudge=k``, how much of each regression is the judge's noise
     (re-judged with ``registry``, default the judges of the project in the working directory)."""
     from costar.compare import compare_runs
+    from costar.views import ComparisonView
 
     if rejudge is not None and registry is None:
         registry = project_judges()
-    return compare_runs(open_store(store), base, head, alpha=alpha, correction=correction,
-                        attribute_tools=attribution, rejudge=rejudge, registry=registry)
+    return ComparisonView.of(compare_runs(_open(store), base, head, alpha=alpha, correction=correction,
+                                          attribute_tools=attribution, rejudge=rejudge, registry=registry))
 
 
 def rejudge(base: str, head: str, scenario_ids: Sequence[str], *, k: int = 5,
@@ -477,3 +534,190 @@ def prune_store(config: Any = None, *, store: Store | str | Path | None = None, 
     cfg = config if isinstance(config, ServerConfig) else load_server_config(config)
     with _opened(store if store is not None else cfg.store, create=False) as st:
         return prune(ServerTables(st), cfg, project=project, dry_run=dry_run)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- runs, traces and reports
+
+
+def _store_first(args: tuple[Any, ...], store: Any) -> tuple[tuple[Any, ...], Any]:
+    """Calls written the older way, a Store object first (``summarize_run(store, run_id)``): the
+    store and the remaining arguments."""
+    if args and isinstance(args[0], Store) and store is None:
+        return args[1:], args[0]
+    return args, store
+
+
+def summarize_run(*args: Any, store: Store | str | Path | None = None,
+                  scenarios: Sequence[Scenario] | dict[str, Scenario] | None = None) -> RunSummary:
+    """``summarize_run(run="latest", store=None)``: a stored run's verdicts folded into rates (``run``:
+    an id, a unique prefix or ``latest``; ``scenarios`` as for :func:`costar.summary.summarize`)."""
+    rest, store = _store_first(args, store)
+    run = rest[0] if rest else "latest"
+    return _summarize_run(_open(store), run, *rest[1:2], **({"scenarios": scenarios} if scenarios else {}))
+
+
+def list_runs(*, store: Store | str | Path | None = None, limit: int = 20,
+              origins: Sequence[str] = ()) -> RunList:
+    """The newest runs with their pass rates, trials, tokens, cost, agent commit and origin
+    (``origins``: only runs from these, e.g. ``["cli", "ci"]``). What ``costar runs`` shows."""
+    from costar.views import run_list
+
+    return run_list(_open(store), limit=limit, origins=origins)
+
+
+def list_traces(run: str = "latest", *, store: Store | str | Path | None = None) -> TraceList:
+    """A run's traces with whole ids, status, outcome and totals. What ``costar traces list`` shows."""
+    from costar.views import trace_list
+
+    return trace_list(_open(store), run)
+
+
+def show_trace(trace_id: str, *, store: Store | str | Path | None = None, max_spans: int = 500,
+               attributes: bool = True, artifact_chars: int = 4000) -> TraceDetail:
+    """One trace (a whole id or a unique prefix): spans with tokens and cost (``attributes``: every
+    attribute too), artifacts with the start of each text file (``artifact_chars``), verdicts."""
+    from costar.views import trace_detail
+
+    return trace_detail(_open(store), trace_id, max_spans=max_spans, attributes=attributes,
+                        artifact_chars=artifact_chars)
+
+
+def run_report(run: str = "latest", *, store: Store | str | Path | None = None) -> RunReport:
+    """A stored run's report (its summary as a versioned view). What ``costar report --json`` prints."""
+    from costar.views import run_report as report_of
+
+    return report_of(_open(store), run)
+
+
+def judge_list(project: ProjectConfig | str | Path | None = None) -> JudgeList:
+    """Every judge a project can use, as a versioned view. What ``costar judges list --json`` prints."""
+    from costar.views import judge_list as view_of
+
+    return view_of(list_judges(project))
+
+
+def compare_runs(*args: Any, store: Store | str | Path | None = None, alpha: float = 0.05,
+                 correction: Literal["holm", "none"] = "holm", attribute_tools: bool = True,
+                 rejudge: int | None = None, registry: JudgeRegistry | None = None) -> ComparisonView:
+    """``compare_runs(base, head="latest", store=None)``: :func:`compare` under its older name, which
+    also takes the older order, a Store object first (``compare_runs(store, base, head)``)."""
+    rest, store = _store_first(args, store)
+    if not rest:
+        raise TypeError("compare_runs() needs the base run: compare_runs(base, head='latest', store=...)")
+    return compare(rest[0], rest[1] if len(rest) > 1 else "latest", store=store, alpha=alpha,
+                   correction=correction, attribution=attribute_tools, rejudge=rejudge, registry=registry)
+
+
+def check_metrics(*args: Any, store: Store | str | Path | None = None, **options: Any) -> MetricsView:
+    """``check_metrics(run="latest", store=None, history=10, ...)``: a run's operational metrics per
+    scenario against its history, with alerts and breached limits (``options`` as for
+    :func:`costar.metrics.check_metrics`). What ``costar metrics`` shows."""
+    from costar.metrics import check_metrics as check
+    from costar.views import MetricsView
+
+    rest, store = _store_first(args, store)
+    st = _open(store)
+    run = st.resolve_run_id(rest[0] if rest else "latest")
+    return MetricsView.of(check(st, run, **options))
+
+
+# --------------------------------------------------------------------------- one trace, inline
+
+
+class TraceFailed(AssertionError):
+    """:func:`assert_passes` found a judge that failed or could not decide; ``verdicts`` has them all."""
+
+    def __init__(self, message: str, verdicts: list[Verdict]) -> None:
+        super().__init__(message)
+        self.verdicts = verdicts
+
+
+def _as_trace(trace: Trace | Recording | str, store: Store | str | Path | None,
+              output: str | None) -> tuple[Trace, Store | None]:
+    from costar.trace.finalize import finalize_spans
+    from costar.trace.model import Trace, compute_totals
+    from costar.trace.recorder import Recording
+
+    if isinstance(trace, str):
+        stored = _open(store)
+        return stored.get_trace(trace), stored
+    st = _open(store) if store is not None else None
+    if isinstance(trace, Recording):
+        spans = finalize_spans(trace.spans())
+        root = next((sp for sp in spans if sp.span_id == trace.root.span_id), None)
+        start = min((sp.start_ns for sp in spans), default=0)
+        end = max((sp.end_ns or sp.start_ns for sp in spans), default=0)
+        said = output if output is not None else (root.attributes.get("output.value") if root else None)
+        return Trace(trace_id=trace.trace_id, spans=spans, output=None if said is None else str(said),
+                     start_ns=start, end_ns=end, totals=compute_totals(spans, (end - start) / 1e9)), st
+    if output is not None:
+        trace = trace.model_copy(update={"output": output})
+    return trace, st
+
+
+def _as_judges(judges: Sequence[Any], project: ProjectConfig | str | Path | None) -> list[Judge]:
+    from costar.judges.base import Judge
+    from costar.judges.checks import parse_check
+    from costar.scenario.checks import CHECKS
+    from costar.scenario.model import JudgeRef
+
+    out: list[Judge] = []
+    registry: JudgeRegistry | None = None
+    for j in judges:
+        if isinstance(j, Judge):
+            out.append(j)
+            continue
+        kind = j.removeprefix("not_") if isinstance(j, str) else None
+        if isinstance(j, str) and kind not in CHECKS:
+            registry = registry or project_judges(project)
+            out.append(registry.resolve(JudgeRef(name=j)))
+            continue
+        try:
+            out.append(parse_check(j))
+        except ValueError as exc:
+            from costar.errors import ConfigError
+
+            raise ConfigError(f"{exc}; a judge is a check entry ({{output_contains: '42'}}), a judge name, or a "
+                              "Judge") from None
+    return out
+
+
+def judge_trace(trace: Trace | Recording | str, judges: Sequence[Any], *,
+                store: Store | str | Path | None = None, project: ProjectConfig | str | Path | None = None,
+                output: str | None = None) -> list[Verdict]:
+    """The verdicts of ``judges`` on one trace, without storing anything.
+
+    ``trace``: a Trace, a :class:`~costar.trace.recorder.Recording` you just recorded (``output``
+    sets what the agent answered), or the id (or a unique prefix) of a stored trace. ``judges``: check
+    entries as a scenario writes them (``{"output_contains": "42"}``, ``"no_error_spans"``), names of
+    the project's judges (``"outcome"``), or Judge objects. A stored trace's files are read from
+    ``store``, so file checks work on it."""
+    from costar._util.aio import run_sync
+    from costar.judges.base import JudgeContext
+
+    subject, st = _as_trace(trace, store, output)
+    chosen = _as_judges(judges, project)
+    ctx = JudgeContext(trace=subject, store=st)
+
+    async def score() -> list[Verdict]:
+        return [await j.judge(ctx) for j in chosen]
+
+    return run_sync(score)
+
+
+def assert_passes(trace: Trace | Recording | str, judges: Sequence[Any], *,
+                  store: Store | str | Path | None = None, project: ProjectConfig | str | Path | None = None,
+                  output: str | None = None) -> list[Verdict]:
+    """Assert that every judge passes ``trace`` (see :func:`judge_trace` for the arguments); return
+    the verdicts. A judge that fails, or cannot decide (a judge error), raises :class:`TraceFailed`
+    (an AssertionError) whose message lists each with its rationale, one per line."""
+    verdicts = judge_trace(trace, judges, store=store, project=project, output=output)
+    bad = [v for v in verdicts if v.outcome in ("fail", "error")]
+    if bad:
+        subject = trace if isinstance(trace, str) else getattr(trace, "trace_id", "")
+        lines = [f"trace {subject}: {len(bad)} of {len(verdicts)} judges did not pass"]
+        for v in bad:
+            mark = "✗" if v.outcome == "fail" else "‼ judge error:"
+            lines.append(f"  {mark} {v.name}: {v.error or v.rationale}")
+        raise TraceFailed("\n".join(lines), verdicts)
+    return verdicts

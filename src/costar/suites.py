@@ -66,6 +66,9 @@ class RunEvents:
     already has them)."""
     on_trial: Callable[[Trace, list[Verdict]], None] | None = None
     """Called as each trial is stored and judged, with its trace (as stored) and its verdicts."""
+    on_plan: Callable[[dict[str, int]], None] | None = None
+    """Called once before the first trial with the trials to run per scenario (a resumed run's
+    finished trials left out), so a display can tell when a scenario is done."""
 
 
 @dataclass
@@ -195,21 +198,23 @@ def run_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | Path | N
               selection: Selection | None = None,
               options: HarnessOptions | None = None, resume: str | None = None,
               registry: JudgeRegistry | None = None, extra_judges: Sequence[Judge] = (),
-              events: RunEvents | None = None, description: str = "", run_tags: Sequence[str] = ()) -> RunOutcome:
+              events: RunEvents | None = None, description: str = "", run_tags: Sequence[str] = (),
+              origin: str = "api") -> RunOutcome:
     """Run scenarios × trials against the agent, store the traces, score them, summarise.
 
     The run records the branch and commit it is of and ``run_tags``, so ``branch:NAME`` and ``tag:NAME``
-    name it later (``costar compare branch:main latest``)."""
+    name it later (``costar compare branch:main latest``), and ``origin`` (``Run.origin``: ``cli``,
+    ``api``, ``pytest``, ``refine``...): ``costar runs`` shows it, and ``latest`` skips refinement's runs."""
     return run_sync(lambda: arun_suite(suite, agent, store=store, selection=selection, options=options, resume=resume,
                                   registry=registry, extra_judges=extra_judges, events=events,
-                                  description=description, run_tags=run_tags))
+                                  description=description, run_tags=run_tags, origin=origin))
 
 
 async def arun_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | Path | None = None,
                      selection: Selection | None = None, options: HarnessOptions | None = None,
                      resume: str | None = None, registry: JudgeRegistry | None = None,
                      extra_judges: Sequence[Judge] = (), events: RunEvents | None = None,
-                     description: str = "", run_tags: Sequence[str] = ()) -> RunOutcome:
+                     description: str = "", run_tags: Sequence[str] = (), origin: str = "api") -> RunOutcome:
     """:func:`run_suite` for async code (an event loop already running): the same arguments and result."""
     st = open_store(store)
     options = options or HarnessOptions()
@@ -241,7 +246,8 @@ async def arun_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | P
                   selection=selection.as_dict(), options={"trials": options.trials, "timeout": options.timeout,
                                                           "concurrency": options.concurrency},
                   project_dir=str(Path.cwd()), description=description,
-                  metadata={"vcs": vcs_info(_agent_dir(agent_obj)), "tags": list(dict.fromkeys(run_tags))})
+                  metadata={"vcs": vcs_info(_agent_dir(agent_obj)), "tags": list(dict.fromkeys(run_tags)),
+                            "origin": origin})
         st.create_run(run)
         sanitizer = run_sanitizer(scenarios, agent_obj)
         st.save_scenarios(run.run_id, [_snapshot(sc, sanitizer) for sc in scenarios])
@@ -255,6 +261,10 @@ async def arun_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | P
             if events.on_trial is not None:
                 events.on_trial(trace, verdicts)
 
+    if events.on_plan is not None:
+        done = st.finished_trials(run.run_id) if resume else set()
+        events.on_plan({sc.id: sum(1 for i in range(options.trials or sc.trials) if (sc.id, i) not in done)
+                        for sc in scenarios})
     harness = Harness(agent_obj, st, options)
     try:
         hres = await harness.run(scenarios, run, on_stored=on_stored, on_start=events.on_start)

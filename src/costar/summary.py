@@ -643,8 +643,8 @@ def run_state_note(summary: RunSummary) -> str | None:
     return None
 
 
-def fmt_pct(value: float | None) -> str:
-    return "—" if value is None else f"{value * 100:.0f}%"
+def fmt_pct(value: float | None, decimals: int = 0) -> str:
+    return "—" if value is None else f"{value * 100:.{decimals}f}%"
 
 
 def fmt_rate(rate: Rate) -> str:
@@ -679,7 +679,7 @@ def fmt_seconds(seconds: float | None) -> str:
     return f"{seconds / 60:.1f}min"
 
 
-def fmt_curves(j: JudgeSummary) -> str:
+def fmt_curves(j: JudgeSummary, decimals: int = 0) -> str:
     """pass@k and pass^k at the largest k every judged scenario reached (k=1 is the pass rate)."""
     if not j.pass_hat_k:
         return "—"
@@ -687,7 +687,7 @@ def fmt_curves(j: JudgeSummary) -> str:
     k = full[-1].k if full else 1
     at = next(p.value for p in j.pass_at_k if p.k == k)
     hat = next(p.value for p in j.pass_hat_k if p.k == k)
-    return f"{fmt_pct(at)} / {fmt_pct(hat)} (k={k})"
+    return f"{fmt_pct(at, decimals)} / {fmt_pct(hat, decimals)} (k={k})"
 
 
 def plural(n: int, word: str) -> str:

@@ -188,7 +188,8 @@ def _create_missing_runs(store: Store, trace_ids: list[str], known_runs: set[str
     for i in range(0, len(trace_ids), 500):
         for t in store.get_traces(trace_ids[i:i + 500], spans=False):
             if t.run_id and t.run_id not in known_runs:
-                store.create_run(Run(run_id=t.run_id, status="imported", agent=t.agent, description=description))
+                store.create_run(Run(run_id=t.run_id, status="imported", agent=t.agent, description=description,
+                                     metadata={"origin": "import"}))
                 known_runs.add(t.run_id)
 
 
@@ -243,7 +244,8 @@ def import_into_store(store: Store, path: Path, *, run_id: str | None = None, fm
             store.write_traces(traces[i:i + 200])
         if rid not in known_runs:
             store.create_run(Run(run_id=rid, status="imported", agent=traces[0].agent,
-                                 description=f"imported from {path.name} ({res.format})"))
+                                 description=f"imported from {path.name} ({res.format})",
+                                 metadata={"origin": "import"}))
             known_runs.add(rid)
     if skipped:
         _create_missing_runs(store, [t.trace_id for t in res.traces if t.trace_id in existing], known_runs,

@@ -81,6 +81,9 @@ class Candidate(BaseModel):
     score: float
     signals: dict[str, float] = Field(default_factory=dict)  # signal -> uncertainty before weighting
     reasons: list[str] = Field(default_factory=list)
+    scenario_id: str | None = None
+    """The scenario the trace ran (with ``trial``), so a reader knows what a trace is about."""
+    trial: int | None = None
 
     @property
     def reason(self) -> str:
@@ -259,7 +262,12 @@ def rank_for_labeling(store: Store, name: str, *, k: int = 20, run_id: str | Non
         if candidate is not None:
             out.append(candidate)
     out.sort(key=lambda c: (-c.score, -len(c.signals), c.trace_id))
-    return out[:k]
+    chosen = out[:k]
+    heads = {t.trace_id: t for t in store.get_traces([c.trace_id for c in chosen], spans=False)}
+    for c in chosen:
+        if c.trace_id in heads:
+            c.scenario_id, c.trial = heads[c.trace_id].scenario_id, heads[c.trace_id].trial
+    return chosen
 
 
 def _score(tid: str, name: str, tv: _TraceVerdicts, w: Weights, threshold: float | None,
@@ -296,9 +304,11 @@ def queue_file(candidates: Sequence[Candidate], path: str | Path) -> Path:
 
 
 def format_candidates(candidates: Sequence[Candidate]) -> str:
-    """One line per trace: rank, score, trace id, reasons."""
+    """One line per trace: rank, score, trace id, scenario and trial, reasons."""
     if not candidates:
         return "no unlabeled trace shows judge uncertainty"
     width = max(len(c.trace_id) for c in candidates)
-    return "\n".join(f"{i:>3}. {c.score:5.2f}  {c.trace_id:<{width}}  {c.reason}"
-                     for i, c in enumerate(candidates, 1))
+    where = [f"{c.scenario_id}[{c.trial}]" if c.scenario_id is not None else "" for c in candidates]
+    place = max(len(w) for w in where)
+    return "\n".join(f"{i:>3}. {c.score:5.2f}  {c.trace_id:<{width}}  {w:<{place}}  {c.reason}".rstrip()
+                     for i, (c, w) in enumerate(zip(candidates, where, strict=True), 1))

@@ -157,8 +157,9 @@ class _Result(BaseModel, ABC):
         return self.model_dump(mode="json")
 
     @abstractmethod
-    def format(self) -> str:
-        """Compact terminal text."""
+    def format(self, a: str = "a", b: str = "b") -> str:
+        """Compact terminal text; ``a`` and ``b`` name the two sides (the confusion matrix's rows
+        and columns), e.g. the human labels and the judge."""
 
 
 class BinaryAgreement(_Result):
@@ -184,7 +185,7 @@ class BinaryAgreement(_Result):
     settings: Settings
     notes: list[str] = Field(default_factory=list)
 
-    def format(self) -> str:
+    def format(self, a: str = "a", b: str = "b") -> str:
         lines = [f"binary agreement, positive label {self.positive!r}: {_coverage_text(self.coverage)}",
                  _proportion_line("accuracy", self.accuracy),
                  *_kappa_lines("Cohen's kappa", self.kappa),
@@ -195,7 +196,7 @@ class BinaryAgreement(_Result):
                  _statistic_line("F1", self.f1),
                  f"  {'positive rate':<19}a {_num(self.positive_rate_a.value)}, "
                  f"b {_num(self.positive_rate_b.value)}"]
-        return "\n".join([*lines, *_confusion_lines(self.confusion), *_note_lines(self.notes)])
+        return "\n".join([*lines, *_confusion_lines(self.confusion, a, b), *_note_lines(self.notes)])
 
 
 class CategoricalAgreement(_Result):
@@ -212,7 +213,7 @@ class CategoricalAgreement(_Result):
     settings: Settings
     notes: list[str] = Field(default_factory=list)
 
-    def format(self) -> str:
+    def format(self, a: str = "a", b: str = "b") -> str:
         lines = [f"categorical agreement over {len(self.labels)} labels: {_coverage_text(self.coverage)}",
                  _proportion_line("accuracy", self.accuracy),
                  *_kappa_lines("Cohen's kappa", self.kappa)]
@@ -225,7 +226,7 @@ class CategoricalAgreement(_Result):
         for stats in self.per_label:
             lines.append(f"    {label_text(stats.label):>{width}}  a {stats.count_a:>5}  b {stats.count_b:>5}"
                          f"  recall {_num(stats.recall.value)}  precision {_num(stats.precision.value)}")
-        return "\n".join([*lines, *_confusion_lines(self.confusion), *_note_lines(self.notes)])
+        return "\n".join([*lines, *_confusion_lines(self.confusion, a, b), *_note_lines(self.notes)])
 
 
 class MultiRaterAgreement(_Result):
@@ -249,7 +250,7 @@ class MultiRaterAgreement(_Result):
     settings: Settings
     notes: list[str] = Field(default_factory=list)
 
-    def format(self) -> str:
+    def format(self, a: str = "a", b: str = "b") -> str:
         if self.kind == "fleiss_kappa":
             title = "Fleiss' kappa"
             detail = (f"{self.n_items_used} items x {self.n_raters} raters; "
@@ -276,10 +277,11 @@ def format_agreement(result: Mapping[str, Any] | _Result) -> str:
     kind = body.get("kind")
     if kind not in _RESULT_TYPES:
         raise AgreementError(f"not an agreement result (kind={kind!r}); pass what agreement_between_files returns")
-    text = _RESULT_TYPES[kind].model_validate(body).format()
     sources = result.get("sources")
     if not sources:
-        return text
+        return _RESULT_TYPES[kind].model_validate(body).format()
+    text = _RESULT_TYPES[kind].model_validate(body).format(
+        *(f"{side} = {src['path']} [{src['field']}]" for side, src in sources.items()))
     header = [f"{side} = {src['path']} [{src['field']}] by {src['key']}" + (" (reference)" if side == "a" else "")
               for side, src in sources.items()]
     return "\n".join([*header, text])
@@ -324,10 +326,11 @@ def _kappa_lines(name: str, kappa: Kappa) -> list[str]:
             f"bootstrap {_interval_text(kappa.ci_bootstrap)}"]
 
 
-def _confusion_lines(confusion: ConfusionMatrix) -> list[str]:
+def _confusion_lines(confusion: ConfusionMatrix, a: str = "a", b: str = "b") -> list[str]:
     names = [label_text(x) for x in confusion.labels]
     width = max(6, *(len(x) for x in names), *(len(str(c)) for row in confusion.counts for c in row))
-    lines = ["  confusion (rows a, columns b):", "    " + " " * width + "".join(f" {x:>{width}}" for x in names)]
+    lines = [f"  confusion (rows: {a}; columns: {b}):",
+             "    " + " " * width + "".join(f" {x:>{width}}" for x in names)]
     for name, row in zip(names, confusion.counts, strict=True):
         lines.append(f"    {name:>{width}}" + "".join(f" {c:>{width}}" for c in row))
     return lines

@@ -103,6 +103,10 @@ class StoreAgreement(BaseModel):
     name: str
     reference: str
     compared: str
+    reference_kind: Literal["human", "judge"] = "human"
+    """Who the reference side (a, the confusion matrix's rows) is."""
+    compared_kind: Literal["human", "judge"] = "judge"
+    """Who the compared side (b, the columns) is."""
     scope: str
     on: Literal["passed", "value"]
     result: AgreementResult = Field(discriminator="kind")
@@ -122,7 +126,9 @@ class StoreAgreement(BaseModel):
                 f"  coverage: {self.coverage.format()}"]
         for reason, ids in self.coverage.examples.items():
             head.append(f"  {reason}: " + ", ".join(ids))
-        return "\n".join([*head, self.result.format(), *(f"  note: {n}" for n in self.notes)])
+        return "\n".join([*head, self.result.format(a=f"{self.reference_kind}, {self.reference}",
+                                                   b=f"{self.compared_kind}, {self.compared}"),
+                          *(f"  note: {n}" for n in self.notes)])
 
 
 # ----------------------------------------------------------------------------- sides
@@ -393,7 +399,7 @@ def labeler_agreement(store: Store, name: str, labeler_a: str, labeler_b: str, *
                              f"{scope.text}; have both label the same traces (costar label {name} --queue FILE)")
     result = _measure(a, b, labels=labels, confidence=confidence, resamples=resamples, seed=seed)
     out = StoreAgreement(name=name, reference=f"labeler {labeler_a!r}", compared=f"labeler {labeler_b!r}",
-                         scope=scope.text, on="value", result=result, coverage=coverage)
+                         compared_kind="human", scope=scope.text, on="value", result=result, coverage=coverage)
     out._pairs = (a, b)
     return out
 
@@ -432,7 +438,7 @@ def judges_agreement(store: Store, name_a: str, name_b: str | None = None, *, fi
                              f"{scope.text} ({coverage.errors} errors, {coverage.no_verdict} not judged by both)")
     result = _measure(a, b, labels=labels, confidence=confidence, resamples=resamples, seed=seed)
     out = StoreAgreement(name=name_a if name_a == name_b else f"{name_a} vs {name_b}",
-                         reference=_describe_judge(name_a, va),
+                         reference=_describe_judge(name_a, va), reference_kind="judge",
                          compared=_describe_judge(name_b, vb), scope=scope.text, on=on,
                          result=result, coverage=coverage)
     out._pairs = (a, b)

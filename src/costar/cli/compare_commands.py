@@ -34,7 +34,7 @@ def compare(
     alpha: Annotated[float, typer.Option("--alpha", min=0.0001, max=0.5, help="Significance level.")] = 0.05,
     correction: Annotated[str, typer.Option("--correction", help="holm or none (multiple comparisons).")] = "holm",
     changed_only: Annotated[bool, typer.Option("--changed-only", help="Hide unchanged scenarios.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (docs/JSON.md: 'comparison').")] = False,
     markdown: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown summary here ('-': print it), e.g. for a pull-request comment.")] = None,
     rejudge: Annotated[int | None, typer.Option("--rejudge", min=2, help="Re-judge each regressed scenario's stored traces K times (model cache bypassed): flaky judge or flaky agent?")] = None,
     attribution: Annotated[bool, typer.Option("--attribution/--no-attribution", help="Name the changed tools each scenario used (reads every trace's spans).")] = True,
@@ -92,7 +92,7 @@ def metrics(
     threshold: Annotated[float, typer.Option("--threshold", min=0.1, help="Robust z-score for an alert.")] = 3.5,
     min_change: Annotated[float, typer.Option("--min-change", min=0.0, help="Relative change an alert needs.")] = 0.25,
     limits: Annotated[list[str] | None, typer.Option("--max", help="METRIC=LIMIT upper bound (gates; repeatable).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (docs/JSON.md: 'metrics').")] = False,
 ) -> None:
     """Tokens, cost, latency, calls, errors and retries per scenario, with alerts against history.
 
@@ -101,8 +101,8 @@ def metrics(
 
     cfg = load_project(config)
     st = open_project_store(cfg, store, create=False)
-    report = api.check_metrics(st, st.resolve_run_id(run_id), history=history, threshold=threshold,
-                           min_change=min_change, thresholds=_limits(limits))
+    report = api.check_metrics(run_id, store=st, history=history, threshold=threshold,
+                               min_change=min_change, thresholds=_limits(limits))
     if as_json:
         sys.stdout.write(report.model_dump_json(indent=2) + "\n")
     else:

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from pydantic import ValidationError
-from rich.table import Table
 from rich.text import Text
 
 from costar import api
@@ -18,7 +17,6 @@ from costar.cli.common import (
     ConfigOpt,
     StoreOpt,
     app,
-    cells,
     console,
     load_project,
     open_project_store,
@@ -27,6 +25,7 @@ from costar.cli.common import (
     writing,
 )
 from costar.errors import ConfigError
+from costar.safe_text import for_terminal
 
 if TYPE_CHECKING:
     from costar.api import PromoteMode, SplitChoice
@@ -52,21 +51,32 @@ def _emit(result: Any, as_json: bool) -> None:
 
 
 @judges_app.command("list")
-def judges_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+def judges_list(config: ConfigOpt = None,
+                as_json: Annotated[bool, typer.Option("--json", help="Print JSON (docs/JSON.md: 'judges').")] = False) -> None:
     """The judges this project can use: its judges/ folder, plugins and built-in templates."""
-    from dataclasses import asdict
+    from costar.report.fit import Column, dropped_note, fitted_table
 
-    cfg = load_project(config)
-    infos = api.list_judges(cfg)
+    listing = api.judge_list(load_project(config))
     if as_json:
-        sys.stdout.write(json.dumps([asdict(i) for i in infos], indent=2, default=str) + "\n")
+        sys.stdout.write(listing.model_dump_json(indent=2) + "\n")
         return
-    table = Table("name", "type", "source", "model", "role", "fingerprint", "agreement floor")
-    for i in infos:
+    columns = [Column("name"), Column("type"), Column("role"), Column("model", priority=2),
+               Column("fingerprint", priority=3), Column("agreement floor", priority=4),
+               Column("source", priority=5)]
+    rows = []
+    for i in listing.judges:
         floor = f"{i.agreement_floor['metric']} ≥ {i.agreement_floor['min']}" if i.agreement_floor else ""
-        table.add_row(*cells(i.name, i.type, i.source, i.model or "", "gate" if i.gating else "diagnostic",
-                             i.fingerprint or Text(str(i.error), style="red"), floor))
-    console.print(table)
+        rows.append([i.name, i.type, "gate" if i.gating else "diagnostic", i.model or "",
+                     i.fingerprint or Text("cannot be built", style="red"), floor, i.source])
+    table, dropped = fitted_table(console, columns, rows)
+    console.print(table, soft_wrap=False)
+    for i in listing.judges:
+        if i.error:
+            console.print(Text.assemble((for_terminal(f"{i.name}: ", 200, one_line=True), "bold red"),
+                                        for_terminal(str(i.error), 2000, one_line=True)), soft_wrap=False)
+    note = dropped_note(dropped)
+    if note is not None:
+        console.print(note, soft_wrap=False)
 
 
 _FLOOR = re.compile(r"^(?P<name>[^:]+):(?P<metric>\w+)>=(?P<min>-?[\d.]+)$")
@@ -116,7 +126,7 @@ def judges_agreement_cmd(
     labeler: Annotated[str | None, typer.Option("--labeler", help="Only this labeler's labels.")] = None,
     fingerprint: Annotated[str | None, typer.Option("--fingerprint", help="One judge version (a unique prefix).")] = None,
     run: Annotated[str | None, typer.Option("--run", help="Only this run's traces.")] = None,
-    labelers: Annotated[tuple[str, str] | None, typer.Option("--labelers", help="Two labelers: human vs human.")] = None,
+    labelers: Annotated[list[str] | None, typer.Option("--labelers", metavar="A,B", help="Two labelers, human vs human: --labelers ann,bob (or the flag twice).")] = None,
     vs: Annotated[str | None, typer.Option("--vs", help="Another judge: judge vs judge.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -125,7 +135,8 @@ def judges_agreement_cmd(
     st = open_project_store(cfg, store, create=False)
     run_id = st.resolve_run_id(run) if run else None
     if labelers:
-        result = api.labeler_agreement(st, name, labelers[0], labelers[1], golden=golden, version=version,
+        pair = _two_labelers(labelers)
+        result = api.labeler_agreement(st, name, pair[0], pair[1], golden=golden, version=version,
                                    split=_split(split) if golden else "all", run_id=run_id)
     elif vs:
         result = api.judges_agreement(st, name, vs, golden=golden, version=version, split=_split(split),
@@ -134,6 +145,14 @@ def judges_agreement_cmd(
         result = api.judge_agreement(st, name, golden=golden, version=version, split=_split(split),
                                  labeler=labeler, fingerprint=fingerprint, run_id=run_id)
     _emit(result, as_json)
+
+
+def _two_labelers(given: list[str]) -> tuple[str, str]:
+    """``--labelers ann,bob`` or ``--labelers ann --labelers bob``: exactly two names."""
+    names = [n.strip() for g in given for n in g.split(",") if n.strip()]
+    if len(names) != 2 or names[0] == names[1]:
+        raise ConfigError(f"--labelers takes two different labelers (e.g. --labelers ann,bob), got {', '.join(names) or 'none'}")
+    return names[0], names[1]
 
 
 @judges_app.command("uncertain")
@@ -157,10 +176,14 @@ def judges_uncertain(
     candidates = api.rank_for_labeling(st, name, k=k, run_id=st.resolve_run_id(run) if run else None, labeler=labeler,
                                    related=related or (), threshold=threshold, margin=margin)
     say(api.format_candidates(candidates))
-    if queue_out is not None and candidates:
+    if queue_out is not None:
+        # Written even when empty: a script that labels the queue next must not read an old one.
         with writing(queue_out):
             api.queue_file(candidates, queue_out)
-        say(f"queue: {queue_out} (label them with: costar label {name} --queue {queue_out})")
+        if candidates:
+            say(f"queue: {queue_out} (label them with: costar label {name} --queue {queue_out})")
+        else:
+            say(f"queue: {queue_out} is empty (nothing to label for {name})")
 
 
 @judges_app.command("corrected")
@@ -284,5 +307,4 @@ def judges_diff(name: Annotated[str, typer.Argument()], a: Annotated[int, typer.
                 b: Annotated[int, typer.Argument()], config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """The definition diff between two stored versions, with their agreement side by side."""
     reg = _versions(load_project(config), store, create=False)
-    say(reg.compare(name, a, b).format())
-    say(reg.diff(name, a, b))
+    say(reg.compare(name, a, b).format())  # the diff included

@@ -1,4 +1,4 @@
-"""costar refine: the agent loop."""
+"""costar refine: the agent loop, and cleaning up after it."""
 
 from __future__ import annotations
 
@@ -12,9 +12,16 @@ from costar import api
 from costar.cli.common import ConfigOpt, app, console, load_project, say
 from costar.errors import ConfigError
 
+refine_app = typer.Typer(
+    help="Run the suite, brief a coding assistant on the failures, try its patches in git worktrees, "
+         "keep only attempts that improve without regressions (train and held-out). Nothing is merged. "
+         "'costar refine clean' removes the worktrees and branches of old sessions.")
+app.add_typer(refine_app, name="refine")
 
-@app.command()
+
+@refine_app.callback(invoke_without_command=True)
 def refine(
+    ctx: typer.Context,
     config: ConfigOpt = None,
     assistant: Annotated[str | None, typer.Option("--assistant", help="'cmd:<template with {brief} {repo}>' or 'builtin:<model uri>' (default: refine.assistant in costar.yaml).")] = None,
     iterations: Annotated[int | None, typer.Option("--iterations", min=1)] = None,
@@ -26,6 +33,8 @@ def refine(
 ) -> None:
     """Run the suite, brief a coding assistant on the failures, try its patches in git worktrees,
     keep only attempts that improve without regressions (train and held-out). Nothing is merged."""
+    if ctx.invoked_subcommand is not None:
+        return
     from costar.refine.report import render_markdown
 
     cfg = load_project(config)
@@ -34,8 +43,8 @@ def refine(
         raise ConfigError("no coding assistant: pass --assistant or set refine.assistant in costar.yaml")
     helper = api.make_assistant(spec, components=cfg.refine.components)
     options = api.RefineOptions(iterations=iterations or cfg.refine.iterations, trials=trials,
-                            budget_usd=budget_usd, budget_seconds=budget_seconds,
-                            exclude_tags=tuple(exclude_tag or ()))
+                                budget_usd=budget_usd, budget_seconds=budget_seconds,
+                                exclude_tags=tuple(exclude_tag or ()))
     path = config or (cfg.root / "costar.yaml" if (cfg.root / "costar.yaml").exists() else None)
     report = api.refine(path, helper, options, say=lambda m: say(m))
     if as_json:
@@ -43,5 +52,24 @@ def refine(
     else:
         say(render_markdown(report))
         console.print(f"report: {Path(report.session_dir) / 'report.md'}")
+        console.print("when done reviewing: costar refine clean (--keep N keeps the newest sessions)",
+                      style="dim", highlight=False)
     nothing_to_do = report.stopped_because.startswith("nothing to refine")
     raise typer.Exit(0 if report.accepted or nothing_to_do else 1)
+
+
+@refine_app.command("clean")
+def refine_clean(
+    config: ConfigOpt = None,
+    keep: Annotated[int, typer.Option("--keep", min=0, help="Keep the newest N sessions as they are.")] = 0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was removed as JSON.")] = False,
+) -> None:
+    """Remove the worktrees and branches refine sessions left (reports and briefs stay)."""
+    from costar.refine.cleanup import describe
+
+    report = api.refine_clean(load_project(config), keep=keep, dry_run=dry_run)
+    if as_json:
+        sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+    else:
+        console.print(describe(report), markup=False, highlight=False)

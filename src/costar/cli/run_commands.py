@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +32,7 @@ from costar.cli.common import (
 )
 from costar.errors import CostarError
 from costar.safe_text import for_terminal
+from costar.summary import one_line
 
 
 def _check_outputs(*paths: Path | None) -> None:
@@ -40,28 +42,70 @@ def _check_outputs(*paths: Path | None) -> None:
             writable_file(path)
 
 
-def _write_reports(outcome: api.RunOutcome, html: Path | None, junit: Path | None) -> None:
+def _write_reports(outcome: api.RunOutcome, html: Path | None, junit: Path | None, *, quiet: bool = False) -> None:
+    """Write the reports asked for; ``quiet``: say where on stderr (stdout holds JSON)."""
     from costar.report.html import write_html
     from costar.report.junit import write_junit
 
     if junit is not None:
         with writing(junit):
             write_junit(junit, outcome.summary)
-        say(f"JUnit XML: {junit}")
+        say(f"JUnit XML: {junit}", err=quiet)
     if html is not None:
         st = outcome.store
         assert st is not None
         traces = list(st.iter_traces(outcome.run.run_id))
         with writing(html):
             write_html(html, outcome.summary, traces, st.verdicts(run_id=outcome.run.run_id),
-                       title=f"coSTAR run {outcome.run.run_id}")
-        say(f"HTML report: {html}")
+                       title=f"coSTAR run {outcome.run.run_id}", store=st)
+        say(f"HTML report: {html}", err=quiet)
 
 
-def _render(outcome: api.RunOutcome) -> None:
+FullOpt = Annotated[bool, typer.Option("--full", help="Every failure, with judge names and rationales whole.")]
+
+
+def _render(outcome: api.RunOutcome, full: bool = False) -> None:
     from costar.report.terminal import render_summary
 
-    render_summary(outcome.summary, console)
+    render_summary(outcome.summary, console, full=full)
+
+
+def _origin() -> str:
+    """``ci`` inside a CI job (GitHub Actions, GitLab CI and most others set ``CI``), else ``cli``."""
+    return "ci" if os.environ.get("CI", "").lower() not in ("", "0", "false") else "cli"
+
+
+class ScenarioLines:
+    """Progress without a terminal (a pipe, a CI log): one line per finished scenario, as it finishes."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.started = time.monotonic()
+        self.left: dict[str, int] = {}
+        self.passed: dict[str, int] = {}
+        self.ran: dict[str, int] = {}
+        self.total = 0
+        self.done = 0
+
+    def plan(self, trials: dict[str, int]) -> None:
+        self.left = {sid: n for sid, n in trials.items() if n}
+
+    def trial(self, scenario_id: str, ok: bool) -> None:
+        self.done += 1
+        self.ran[scenario_id] = self.ran.get(scenario_id, 0) + 1
+        self.passed[scenario_id] = self.passed.get(scenario_id, 0) + ok
+        if scenario_id not in self.left:
+            return
+        self.left[scenario_id] -= 1
+        if self.left[scenario_id] > 0:
+            return
+        del self.left[scenario_id]
+        passed, ran = self.passed[scenario_id], self.ran[scenario_id]
+        mark = "✓" if passed == ran else "✗"
+        elapsed = time.monotonic() - self.started
+        self.out.print(f"{mark} {one_line(scenario_id, 200)}  {passed}/{ran} trials passed  "
+                       f"[{self.done}/{self.total or '?'} trials done, {elapsed:.0f}s]",
+                       markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -81,11 +125,12 @@ def run(
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
     keep_workspaces: Annotated[bool, typer.Option("--keep-workspaces", help="Keep each trial's workspace.")] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress: a live bar on a terminal, one line per finished scenario otherwise.")] = True,
     affected_by: Annotated[str | None, typer.Option("--affected-by", help="Run only the scenarios a change since this run can have affected (a changed tool they used; all when the agent changed).")] = None,
     run_tags: Annotated[list[str] | None, typer.Option("--run-tag", help="Tag the run (repeatable); 'tag:NAME' names its newest tagged run later.")] = None,
     id_file: Annotated[Path | None, typer.Option("--id-file", help="Write the run id to this file (for scripts and CI).")] = None,
     allow_unsandboxed: AllowUnsandboxedOpt = False,
+    full: FullOpt = False,
 ) -> None:
     """Run the suite against the agent, record traces, apply the judges, report."""
     if allow_unsandboxed:
@@ -112,15 +157,17 @@ def run(
             console.print(f"no scenario is affected by a change since {affected.base_run_id}: nothing to run")
             raise typer.Exit(0)
         selection = api.Selection()
-    show = progress and console.is_terminal
+    live = progress and console.is_terminal
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
-                   disable=not show, transient=True)
-    counts = {"pass": 0, "fail": 0}
+                   disable=not live, transient=True)
     task_id = bar.add_task("trials", total=None, status="")
+    lines = ScenarioLines(err_console) if progress and not live else None
 
     def on_start(total: int, skipped: int) -> None:
         bar.update(task_id, total=total)
+        if lines is not None:
+            lines.total = total
         if skipped:
             console.print(f"resuming: {skipped} trial(s) already finished, {total} to run")
 
@@ -128,17 +175,21 @@ def run(
         ok = all(v.outcome == "pass" for v in verdicts if v.gating)
         counts["pass" if ok else "fail"] += 1
         bar.update(task_id, advance=1, status=f"[green]{counts['pass']} passed[/] [red]{counts['fail']} failed[/]")
+        if lines is not None:
+            lines.trial(trace.scenario_id or "", ok)
 
-    events = api.RunEvents(on_start=on_start, on_trial=on_trial)
+    counts = {"pass": 0, "fail": 0}
+    events = api.RunEvents(on_start=on_start, on_trial=on_trial,
+                           on_plan=lines.plan if lines is not None else None)
     with bar:
         try:
             outcome = api.run_suite(chosen, agent_spec, store=open_project_store(cfg, store), selection=selection,
                                     options=options, resume=resume, events=events, registry=api.project_judges(cfg),
-                                    run_tags=run_tags or ())
+                                    run_tags=run_tags or (), origin=_origin())
         except KeyboardInterrupt:
             err_console.print("interrupted: finished trials are stored; resume with 'costar run --resume latest'")
             raise typer.Exit(130) from None
-    _render(outcome)
+    _render(outcome, full)
     _metric_alerts(outcome)
     _write_reports(outcome, html, junit)
     say(f"run id: {outcome.run.run_id}")
@@ -178,7 +229,7 @@ def _metric_alerts(outcome: api.RunOutcome) -> None:
     """Operational anomalies against this agent's earlier runs: they inform, they never gate."""
     if outcome.store is None:
         return
-    report = api.check_metrics(outcome.store, outcome.run.run_id)
+    report = api.check_metrics(outcome.run.run_id, store=outcome.store)
     for scenario_id, check in report.alerts:
         console.print(Text.assemble(("⚠ metric alert", "yellow"), " ", for_terminal(scenario_id, 200, one_line=True),
                                     ": ", for_terminal(check.message, 1000, one_line=True)), highlight=False)
@@ -194,6 +245,7 @@ def assess(
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
     allow_unsandboxed: AllowUnsandboxedOpt = False,
+    full: FullOpt = False,
 ) -> None:
     """Re-score stored traces with the current judges, without running the agent."""
     if allow_unsandboxed:
@@ -211,7 +263,7 @@ def assess(
             err=True)
     for warning in s.warnings:
         say(f"warning: {warning}", err=True)
-    _render(outcome)
+    _render(outcome, full)
     _write_reports(outcome, html, junit)
     raise typer.Exit(outcome.exit_code)
 
@@ -224,43 +276,53 @@ def report(
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
     markdown: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown summary here ('-': print it), e.g. for a pull-request comment.")] = None,
+    full: FullOpt = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (docs/JSON.md: 'report').")] = False,
 ) -> None:
-    """Show a stored run's results (and write HTML / JUnit / Markdown reports)."""
+    """Show a stored run's results (and write HTML / JUnit / Markdown reports). Exits 1 when a gate failed."""
     _check_outputs(junit, html, None if markdown is None or str(markdown) == "-" else markdown)
     cfg = load_project(config)
     st = open_project_store(cfg, store, create=False)
-    run_obj = st.get_run(run_id)
-    outcome = api.RunOutcome(run=run_obj, summary=api.summarize_run(st, run_obj.run_id), store=st)
+    view = api.run_report(run_id, store=st)
+    outcome = api.RunOutcome(run=st.get_run(view.run_id or run_id), summary=view, store=st)
     if markdown is not None:
         from costar.report.markdown import run_markdown
 
         write_text_output(markdown, run_markdown(outcome.summary))
         if str(markdown) == "-":
             raise typer.Exit(outcome.exit_code)
-    _render(outcome)
-    _write_reports(outcome, html, junit)
+    if as_json:
+        sys.stdout.write(view.model_dump_json(indent=2) + "\n")
+    else:
+        _render(outcome, full)
+    _write_reports(outcome, html, junit, quiet=as_json)
     raise typer.Exit(outcome.exit_code)
 
 
 @app.command()
 def runs(config: ConfigOpt = None, store: StoreOpt = None,
-         limit: Annotated[int, typer.Option("--limit", min=1)] = 20) -> None:
-    """List recorded runs, newest first (with the branch and tags 'branch:NAME' and 'tag:NAME' select by)."""
-    from rich.table import Table
+         limit: Annotated[int, typer.Option("--limit", min=1, help="How many runs, newest first.")] = 20,
+         origin: Annotated[list[str] | None, typer.Option("--origin", help="Only runs from here: cli, api, pytest, refine, import, ci, monitor (repeatable).")] = None,
+         show_all: Annotated[bool, typer.Option("--all", help="Include refine's own runs (hidden by default).")] = False,
+         as_json: Annotated[bool, typer.Option("--json", help="Print JSON (docs/JSON.md: 'runs').")] = False) -> None:
+    """List recorded runs, newest first: pass rate, trials, tokens, cost, agent commit, origin."""
+    from costar.store.base import NOT_LATEST, ORIGINS
 
+    for o in origin or []:
+        if o not in ORIGINS:
+            raise typer.BadParameter(f"unknown origin {o!r}; use one of {', '.join(ORIGINS)}", param_hint="--origin")
     cfg = load_project(config)
     st = open_project_store(cfg, store, create=False)
-    table = Table("run id", "status", "agent", "branch", "tags", "suite", "created", "note")
-    import datetime as dt
+    origins = tuple(origin or ()) or (() if show_all else tuple(o for o in ORIGINS if o not in NOT_LATEST))
+    listing = api.list_runs(store=st, limit=limit, origins=origins)
+    if as_json:
+        sys.stdout.write(listing.model_dump_json(indent=2) + "\n")
+        return
+    from costar.report.terminal_store import render_runs
 
-    for r in st.list_runs(limit):
-        created = dt.datetime.fromtimestamp(r.created_at).strftime("%Y-%m-%d %H:%M:%S")
-        vcs = r.metadata.get("vcs") if isinstance(r.metadata.get("vcs"), dict) else {}
-        tags = r.metadata.get("tags") if isinstance(r.metadata.get("tags"), list) else []
-        note = for_terminal(r.error or "", 240, one_line=True)
-        table.add_row(*cells(r.run_id, r.status, r.agent.name, vcs.get("branch", ""), ", ".join(map(str, tags)),
-                             ", ".join(r.suite)[:50], created), Text(note, style="red"))
-    console.print(table)
+    render_runs(listing, console)
+    if listing.hidden and not origin:
+        console.print(f"({listing.hidden} refine run(s) hidden; --all lists them)", style="dim", highlight=False)
 
 
 @app.command()
@@ -301,3 +363,21 @@ def scenarios(
     console.print(f"{len(found)} scenario(s) valid")
 
 
+
+
+@app.command()
+def checks(markdown: Annotated[bool, typer.Option("--markdown", help="Print docs/CHECKS.md: every check with its options and an example.")] = False) -> None:
+    """The checks scenarios can use (built-in and from plugins), with their options."""
+    from costar.scenario.checks_reference import checks_markdown, checks_summary
+
+    if markdown:
+        sys.stdout.write(checks_markdown())
+        return
+    from costar.report.fit import Column, fitted_table
+
+    table, _ = fitted_table(console, [Column("check"), Column("what it checks", flexible=True, min_width=30),
+                                      Column("options", priority=1, flexible=True, min_width=20)],
+                            [list(row) for row in checks_summary()])
+    console.print(table, soft_wrap=False)
+    console.print("docs/CHECKS.md (or costar checks --markdown) has each check's options and an example",
+                  style="dim", highlight=False)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -12,7 +13,6 @@ from costar.cli.common import (
     ConfigOpt,
     StoreOpt,
     app,
-    cells,
     console,
     load_project,
     open_project_store,
@@ -20,7 +20,6 @@ from costar.cli.common import (
     writable_file,
     writing,
 )
-from costar.safe_text import for_terminal
 from costar.trace.formats import FORMAT_HELP
 
 traces_app = typer.Typer(no_args_is_help=True, help="List, show, import and export recorded traces.")
@@ -29,49 +28,41 @@ app.add_typer(traces_app, name="traces")
 
 
 @traces_app.command("list")
-def traces_list(run_id: Annotated[str, typer.Argument()] = "latest", config: ConfigOpt = None,
-                store: StoreOpt = None) -> None:
-    """List a run's traces."""
-    from rich.table import Table
-
+def traces_list(run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix, or 'latest').")] = "latest",
+                config: ConfigOpt = None, store: StoreOpt = None,
+                as_json: Annotated[bool, typer.Option("--json", help="Print JSON (docs/JSON.md: 'traces').")] = False) -> None:
+    """List a run's traces with whole ids (any unique prefix works in 'traces show')."""
     cfg = load_project(config)
-    st = open_project_store(cfg, store, create=False)
-    rid = st.resolve_run_id(run_id)
-    table = Table("trace id", "scenario", "trial", "status", "spans", "tokens", "latency s")
-    for t in st.iter_traces(rid, spans=False):
-        table.add_row(*cells(t.trace_id, t.scenario_id or "", t.trial, t.status.value, st.count_spans(t.trace_id),
-                             t.totals.total_tokens, f"{t.totals.latency_s:.2f}"))
-    console.print(table)
+    listing = api.list_traces(run_id, store=open_project_store(cfg, store, create=False))
+    if as_json:
+        sys.stdout.write(listing.model_dump_json(indent=2) + "\n")
+        return
+    from costar.report.terminal_store import render_trace_list
+
+    render_trace_list(listing, console)
 
 
 @traces_app.command("show")
-def traces_show(trace_id: str, config: ConfigOpt = None, store: StoreOpt = None,
-                max_spans: Annotated[int, typer.Option("--max-spans", min=1)] = 500) -> None:
-    """Print a trace's span tree."""
-    from rich.text import Text
-    from rich.tree import Tree
-
+def traces_show(
+    trace_id: Annotated[str, typer.Argument(help="Trace id, or any unique prefix of one.")],
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    max_spans: Annotated[int, typer.Option("--max-spans", min=1, help="Spans to show.")] = 500,
+    attributes: Annotated[bool, typer.Option("--attributes", "-a", help="Every attribute of every span.")] = False,
+    artifact_chars: Annotated[int, typer.Option("--artifact-chars", min=0, help="Characters of each text artifact to read (0: none).")] = 2000,
+    artifact_lines: Annotated[int, typer.Option("--artifact-lines", min=0, help="Lines of each text artifact to print.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (docs/JSON.md: 'trace'); attributes included.")] = False,
+) -> None:
+    """A trace: its span tree (model, tokens, cost per span), output, verdicts and artifacts."""
     cfg = load_project(config)
-    st = open_project_store(cfg, store, create=False)
-    t = st.get_trace(trace_id)
-    # Everything from the trace is data: Text pieces keep it literal (never markup), and
-    # for_terminal keeps it from driving the terminal (escape sequences, bidi overrides).
-    root = Tree(Text.assemble((for_terminal(t.trace_id, 200, one_line=True), "bold"),
-                              " " + for_terminal(f"{t.scenario_id or ''}[{t.trial}] {t.status.value}", 300,
-                                                 one_line=True)))
-    nodes: dict[str | None, Any] = {}
-    ids = {s.span_id for s in t.spans}
-    for s in t.spans[:max_spans]:
-        parent = nodes.get(s.parent_id) if s.parent_id in ids else root
-        label = Text.assemble((s.kind.value, "cyan"),
-                              f" {for_terminal(s.name, 300, one_line=True)} ({s.duration_s * 1000:.1f} ms)")
-        if s.is_error:
-            label.append(" ERROR " + for_terminal(s.status.message or "", 500, one_line=True), style="red")
-        nodes[s.span_id] = (parent or root).add(label)
-    console.print(root)
-    if len(t.spans) > max_spans:
-        console.print(f"… {len(t.spans) - max_spans} more spans (use --max-spans)")
-    say(f"output: {for_terminal(t.output or '', 2000)}")
+    detail = api.show_trace(trace_id, store=open_project_store(cfg, store, create=False), max_spans=max_spans,
+                            attributes=attributes or as_json, artifact_chars=artifact_chars)
+    if as_json:
+        sys.stdout.write(detail.model_dump_json(indent=2) + "\n")
+        return
+    from costar.report.terminal_store import render_trace
+
+    render_trace(detail, console, attributes=attributes, artifact_lines=artifact_lines)
 
 
 @traces_app.command("export")

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import jsonschema
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from costar import plugins
 from costar._util.imports import import_object
@@ -81,13 +81,15 @@ class OutputContains(Check):
 
     kind: ClassVar[str] = "output_contains"
     primary: ClassVar[str | None] = "value"
+    example: ClassVar[str] = ('- output_contains: "total: 42"\n'
+                              "- output_contains: {value: [median, mean], mode: any, ignore_case: true}")
 
     value: str | list[str]
-    """The text, or a list of texts, to look for."""
+    """The text, or a list of texts."""
     ignore_case: bool = False
     """Compare without regard to case."""
     mode: str = Field("all", pattern="^(all|any)$")
-    """With a list: ``all`` of the texts must appear, or ``any`` one of them."""
+    """With a list: ``all`` must appear, or ``any`` one of them."""
 
     def run(self, ctx: JudgeContext) -> CheckResult:
         out = _output(ctx)
@@ -107,6 +109,7 @@ class OutputEquals(Check):
 
     kind: ClassVar[str] = "output_equals"
     primary: ClassVar[str | None] = "value"
+    example: ClassVar[str] = '- output_equals: "42"'
 
     value: str
     """The expected output."""
@@ -127,17 +130,18 @@ class OutputEquals(Check):
 
 
 class OutputMatches(Check):
-    """The agent's final output matches a regular expression (anywhere in it)."""
+    """The agent's final output matches a regular expression (Python ``re.search``)."""
 
     kind: ClassVar[str] = "output_matches"
     primary: ClassVar[str | None] = "pattern"
+    example: ClassVar[str] = "- output_matches: 'total:? \\$?[0-9,]+(\\.[0-9]+)?'"
 
     pattern: str
-    """A Python regular expression, searched for in the output."""
+    """The regular expression; checked when the scenario loads."""
     ignore_case: bool = False
     """Match without regard to case."""
     multiline: bool = True
-    """``^`` and ``$`` match at every line, not only at the ends of the output."""
+    """``^`` and ``$`` match at every line."""
 
     @model_validator(mode="after")
     def _compiles(self) -> OutputMatches:
@@ -170,12 +174,12 @@ _FENCE = re.compile(r"```(?:json|yaml|yml)?\s*\n(.*?)```", re.DOTALL)
 
 
 class _StructuredCheck(Check):
-    file: str | None = None
-    """A workspace file to read; none: the agent's final output (a fenced code block in it is accepted)."""
+    file: str | None = Field(None, validation_alias=AliasChoices("file", "path"))
+    """A workspace file to read; without it, the agent's final output (a fenced block in it counts)."""
     schema_: dict[str, Any] | None = Field(None, alias="schema")
-    """A JSON Schema the parsed document must satisfy."""
+    """A JSON Schema the parsed value must match; checked when the scenario loads."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, use_attribute_docstrings=True)
 
     @model_validator(mode="after")
     def _schema_valid(self) -> _StructuredCheck:
@@ -218,10 +222,12 @@ class _StructuredCheck(Check):
 
 
 class JsonCheck(_StructuredCheck):
-    """The output (or a workspace file) is valid JSON, optionally matching a JSON Schema."""
+    """A workspace file (or the output) parses as JSON, optionally matching a JSON Schema."""
 
     kind: ClassVar[str] = "json"
     primary: ClassVar[str | None] = "file"
+    example: ClassVar[str] = ("- json: total.json\n"
+                              "- json: {file: total.json, schema: {type: object, required: [total]}}")
 
     def parse(self, text: str) -> Any:
         try:
@@ -231,10 +237,11 @@ class JsonCheck(_StructuredCheck):
 
 
 class YamlCheck(_StructuredCheck):
-    """The output (or a workspace file) is valid YAML, optionally matching a JSON Schema."""
+    """A workspace file (or the output) parses as YAML, optionally matching a JSON Schema."""
 
     kind: ClassVar[str] = "yaml"
     primary: ClassVar[str | None] = "file"
+    example: ClassVar[str] = "- yaml: {file: config.yaml, schema: {type: object, required: [name]}}"
 
     def parse(self, text: str) -> Any:
         try:
@@ -243,28 +250,35 @@ class YamlCheck(_StructuredCheck):
             raise ValueError(str(exc).replace("\n", " ")) from None
 
 
+def _workspace_file() -> Any:
+    """The option naming a workspace file: ``file`` in every check, ``path`` accepted as an alias."""
+    return Field(validation_alias=AliasChoices("file", "path"))
+
+
 class FileExists(Check):
-    """A file the agent left in its workspace matches a path."""
+    """A workspace file (a glob) exists at the end of the trial."""
 
     kind: ClassVar[str] = "file_exists"
-    primary: ClassVar[str | None] = "path"
+    primary: ClassVar[str | None] = "file"
+    example: ClassVar[str] = ("- file_exists: report.md\n"
+                              '- file_exists: {file: "out/*.csv", min_size: 1, created_by_agent: true}')
 
-    path: str
-    """The file's path in the workspace; a shell glob (``reports/*.csv``) matches any file."""
+    file: str = _workspace_file()
+    """The file, or a glob (``reports/*.csv``)."""
     min_size: int = 0
-    """The least size in bytes a matching file must have."""
+    """The smallest size in bytes that counts."""
     created_by_agent: bool = False
-    """Only files the agent wrote or changed count, not setup files left as they were."""
+    """Only files the agent made or changed count (not ones the scenario put there)."""
 
     def run(self, ctx: JudgeContext) -> CheckResult:
-        matches = [a for a in ctx.trace.artifacts if fnmatch.fnmatchcase(a.path, self.path.removeprefix("./"))]
+        matches = [a for a in ctx.trace.artifacts if fnmatch.fnmatchcase(a.path, self.file.removeprefix("./"))]
         if self.created_by_agent:
             matches = [a for a in matches if a.origin == "agent"]
         matches = [a for a in matches if a.size >= self.min_size]
         if matches:
             return CheckResult(passed=True, rationale=f"found {', '.join(a.path for a in matches[:5])}")
         present = ", ".join(a.path for a in ctx.trace.artifacts[:10]) or "none"
-        return CheckResult(passed=False, rationale=f"no workspace file matches {self.path!r} "
+        return CheckResult(passed=False, rationale=f"no workspace file matches {self.file!r} "
                            f"(files: {present})")
 
 
@@ -272,22 +286,23 @@ class FileContains(Check):
     """A workspace file contains a text."""
 
     kind: ClassVar[str] = "file_contains"
+    example: ClassVar[str] = '- file_contains: {file: counts.csv, value: "alpha,59855"}'
 
-    path: str
-    """The file's path in the workspace."""
+    file: str = _workspace_file()
+    """The file, relative to the workspace."""
     value: str
-    """The text to look for."""
+    """The text it must contain."""
     ignore_case: bool = False
     """Compare without regard to case."""
 
     def run(self, ctx: JudgeContext) -> CheckResult:
-        text = ctx.artifact_text(self.path)
+        text = ctx.artifact_text(self.file)
         if text is None:
-            return CheckResult(passed=False, rationale=f"file {self.path!r} does not exist")
+            return CheckResult(passed=False, rationale=f"file {self.file!r} does not exist")
         hay, needle = (text.lower(), self.value.lower()) if self.ignore_case else (text, self.value)
         if needle in hay:
-            return CheckResult(passed=True, rationale=f"file {self.path!r} contains {self.value!r}")
-        return CheckResult(passed=False, rationale=f"file {self.path!r} lacks {self.value!r}")
+            return CheckResult(passed=True, rationale=f"file {self.file!r} contains {self.value!r}")
+        return CheckResult(passed=False, rationale=f"file {self.file!r} lacks {self.value!r}")
 
 
 _CSV_TYPES: dict[str, Callable[[str], Any]] = {
@@ -300,25 +315,27 @@ _CSV_TYPES: dict[str, Callable[[str], Any]] = {
 
 
 class CsvCheck(Check):
-    """A workspace file is CSV with the expected header, column types and row count."""
+    """A workspace CSV file has the columns, value types, filled cells and row count asked for."""
 
     kind: ClassVar[str] = "csv"
     primary: ClassVar[str | None] = "file"
+    example: ClassVar[str] = ("- csv: {file: clean.csv, columns: [id, price], types: {price: float}, "
+                              "no_missing: [price], min_rows: 1}")
 
-    file: str
-    """The CSV file's path in the workspace."""
+    file: str = _workspace_file()
+    """The CSV file, relative to the workspace."""
     columns: list[str] | None = None
     """Columns the header must have."""
     exact_columns: bool = False
-    """The header must have exactly ``columns``, no others."""
+    """The header has exactly ``columns``, no others."""
     types: dict[str, str] = Field(default_factory=dict)
-    """Column -> type every non-empty value must parse as: int, float, str, bool or date (ISO)."""
+    """Column name to type (``int``, ``float``, ``str``, ``bool``, ``date``); empty cells are not checked."""
     min_rows: int | None = None
-    """The least number of data rows."""
+    """The fewest data rows (the header not counted)."""
     max_rows: int | None = None
     """The most data rows."""
     no_missing: list[str] = Field(default_factory=list)
-    """Columns that must have a value in every row."""
+    """Columns that may have no empty cell."""
     delimiter: str = ","
     """The field separator."""
 
@@ -430,20 +447,23 @@ def _subset(want: Any, have: Any) -> bool:
 
 
 class ToolCalled(Check):
-    """The agent ran a tool (a TOOL span, emitted or inferred from the model's messages), a number of times."""
+    """The agent ran a tool (a TOOL span: emitted by the agent, or inferred from the model's messages),
+    optionally with some arguments, a number of times."""
 
     kind: ClassVar[str] = "tool_called"
     uses_spans: ClassVar[bool] = True
     primary: ClassVar[str | None] = "name"
+    example: ClassVar[str] = ("- tool_called: read_file\n"
+                              "- tool_called: {name: read_file, args: {path: sales.csv}, max: 2}")
 
     name: str
-    """The tool's name; a shell glob (``search_*``) matches several."""
+    """The tool's name; a glob (``search_*``) matches several."""
     args: dict[str, Any] | None = None
-    """Arguments a call must have (a subset; string values may be shell globs)."""
+    """Arguments the call must have (a subset; string values may be globs)."""
     min: int = 1
-    """The least number of matching calls."""
+    """The fewest matching calls."""
     max: int | None = None
-    """The most matching calls (none: no limit)."""
+    """The most matching calls (``min: 0, max: 0``: never called)."""
 
     def run(self, ctx: JudgeContext) -> CheckResult:
         calls = [s for s in tool_calls(ctx.trace.spans) if fnmatch.fnmatchcase(tool_name(s), self.name)]
@@ -489,14 +509,15 @@ def seen_tool_requests(spans: list[Span], pattern: str) -> str:
 
 
 class ToolOrder(Check):
-    """The agent ran tools in an order."""
+    """Tools were called in this order (other calls may come between them)."""
 
     kind: ClassVar[str] = "tool_order"
     uses_spans: ClassVar[bool] = True
     primary: ClassVar[str | None] = "sequence"
+    example: ClassVar[str] = "- tool_order: [list_files, read_file, write_file]"
 
     sequence: list[str] = Field(min_length=1)
-    """Tool names (shell globs) that must be called in this order; other calls may come between."""
+    """Tool names (globs allowed), in the order they must first be called."""
 
     def run(self, ctx: JudgeContext) -> CheckResult:
         timeline = tool_calls(ctx.trace.spans)
@@ -537,12 +558,13 @@ def skill_spans(spans: Iterable[Span], skill: str) -> list[Span]:
 
 
 class SkillInvoked(Check):
-    """The agent used a skill: a span names it (``costar.skill.name``), a skill tool loaded it, or a
-    tool read the skill's folder."""
+    """The agent used a skill: a span named for it (``costar.skill.name``), a skill tool called with
+    its name, or a tool call that read the skill's folder."""
 
     kind: ClassVar[str] = "skill_invoked"
     uses_spans: ClassVar[bool] = True
     primary: ClassVar[str | None] = "name"
+    example: ClassVar[str] = "- skill_invoked: data-cleaning"
 
     name: str
     """The skill's name."""
@@ -556,16 +578,17 @@ class SkillInvoked(Check):
 
 
 class NoErrorSpans(Check):
-    """No span of the trace ended in error (a failed tool run, a failed model call)."""
+    """No span of the trace ended in error (a failed tool, model call or step)."""
 
     kind: ClassVar[str] = "no_error_spans"
     uses_spans: ClassVar[bool] = True
     primary: ClassVar[str | None] = "enabled"
+    example: ClassVar[str] = "- no_error_spans\n- no_error_spans: {kinds: [TOOL]}\n  gate: false"
 
     enabled: bool = True
-    """False turns the check off (it then always passes)."""
+    """False turns the check off."""
     kinds: list[SpanKind] | None = None
-    """Only spans of these kinds count (``[TOOL]``); none: every span."""
+    """Only spans of these kinds count (``LLM``, ``TOOL``, ``AGENT``...)."""
 
     def run(self, ctx: JudgeContext) -> CheckResult:
         errs = [s for s in ctx.trace.spans if s.status.code == StatusCode.ERROR
@@ -584,7 +607,7 @@ class _UpperBound(Check):
     primary: ClassVar[str | None] = "limit"
 
     limit: float = Field(ge=0)
-    """The most the trace may use."""
+    """The largest value that passes."""
 
     def run(self, ctx: JudgeContext) -> CheckResult:
         actual = getattr(ctx.trace.totals, self.attribute)
@@ -595,40 +618,45 @@ class _UpperBound(Check):
 
 
 class MaxTokens(_UpperBound):
-    """An upper bound on tokens (input and output) over the trace's model calls."""
+    """The trial used at most this many tokens (input plus output, over every model call)."""
 
     kind: ClassVar[str] = "max_tokens"
     attribute: ClassVar[str] = "total_tokens"
+    example: ClassVar[str] = "- max_tokens: 20000\n  gate: false"
 
 
 class MaxCost(_UpperBound):
-    """An upper bound on the price of the trace's model calls, in US dollars."""
+    """The trial's model calls cost at most this many US dollars."""
 
     kind: ClassVar[str] = "max_cost"
     attribute: ClassVar[str] = "cost_usd"
     unit: ClassVar[str] = " USD"
+    example: ClassVar[str] = "- max_cost: 0.05"
 
 
 class MaxLatency(_UpperBound):
-    """An upper bound on the trial's wall time, in seconds."""
+    """The trial took at most this many seconds."""
 
     kind: ClassVar[str] = "max_latency"
     attribute: ClassVar[str] = "latency_s"
     unit: ClassVar[str] = " s"
+    example: ClassVar[str] = "- max_latency: 60"
 
 
 class MaxToolCalls(_UpperBound):
-    """An upper bound on the number of tool runs."""
+    """The agent ran at most this many tools."""
 
     kind: ClassVar[str] = "max_tool_calls"
     attribute: ClassVar[str] = "tool_calls"
+    example: ClassVar[str] = "- max_tool_calls: 8"
 
 
 class MaxLlmCalls(_UpperBound):
-    """An upper bound on the number of model calls."""
+    """The agent called its model at most this many times."""
 
     kind: ClassVar[str] = "max_llm_calls"
     attribute: ClassVar[str] = "llm_calls"
+    example: ClassVar[str] = "- max_llm_calls: 10"
 
 
 class AgentCompleted(Check):
@@ -636,9 +664,10 @@ class AgentCompleted(Check):
 
     kind: ClassVar[str] = "agent_completed"
     primary: ClassVar[str | None] = "enabled"
+    example: ClassVar[str] = "expectations:\n  require_completion: false   # drop the check every scenario gets"
 
     enabled: bool = True
-    """False turns the check off (it then always passes)."""
+    """False turns the check off."""
 
     def run(self, ctx: JudgeContext) -> CheckResult:
         t = ctx.trace
@@ -654,11 +683,12 @@ class PythonCheck(Check):
     kind: ClassVar[str] = "python"
     uses_spans: ClassVar[bool] = True
     primary: ClassVar[str | None] = "function"
+    example: ClassVar[str] = "- python: {function: my_checks:totals_add_up, args: {tolerance: 0.01}}"
 
     function: str
-    """The function, ``module:function`` (importable from the project)."""
+    """``module:function``, importable from the project folder."""
     args: dict[str, Any] = Field(default_factory=dict)
-    """Keyword arguments passed to it after ``ctx``."""
+    """Keyword arguments passed to the function after the context."""
 
     def run(self, ctx: JudgeContext) -> CheckResult:
         fn = import_object(self.function)
@@ -724,7 +754,7 @@ class CheckJudge(Judge):
     def evaluate(self, ctx: JudgeContext) -> Verdict:
         r = self.check.run(ctx)
         passed = r.passed != self.negate
-        target = getattr(self.check, "file", None) or getattr(self.check, "path", None)
+        target = getattr(self.check, "file", None)
         if not passed and not r.evidence and isinstance(target, str):
             # A failing file check points at the tool calls that produced (or should have) the file.
             r.evidence = producing_spans(ctx, target)

@@ -566,9 +566,11 @@ def _entry(data: dict[str, Any], doc: YamlDocument, prefix: tuple[Any, ...], fil
         err = exc.errors()[0]
         loc = tuple(err["loc"])
         msg = _message(err, jtype.definition)
-        more = len(exc.errors()) - 1
-        if more:
-            msg += f" (+{more} more problem{'s' if more > 1 else ''})"
+        for other in exc.errors()[1:]:  # every problem, each with its own line and field
+            where = tuple(other["loc"])
+            other_line = doc.line_of(prefix + where)
+            msg += (f"; also{f' line {other_line}' if other_line is not None else ''} field '{_field(where)}': "
+                    f"{_message(other, jtype.definition)}")
         raise JudgeDefinitionError(msg, file=file, line=doc.line_of(prefix + loc), field=_field(loc) or None) from None
     where = source or f"{file}:{line}"
     ctx = BuildContext(base_dir=ctx.base_dir, project_dir=ctx.project_dir, default_model=ctx.default_model,

@@ -3,7 +3,9 @@ worktrees, accepted only when the statistics say it helped and hurt nothing held
 
 from costar.refine.assistants import BuiltinAssistant, CodingAssistant, CommandAssistant, make_assistant
 from costar.refine.brief import FailureBrief, build_brief
+from costar.refine.cleanup import CleanReport
+from costar.refine.cleanup import clean_sessions as refine_clean
 from costar.refine.loop import RefineOptions, Refiner, RefineReport, refine
 
-__all__ = ["BuiltinAssistant", "CodingAssistant", "CommandAssistant", "FailureBrief", "RefineOptions",
-           "RefineReport", "Refiner", "build_brief", "make_assistant", "refine"]
+__all__ = ["BuiltinAssistant", "CleanReport", "CodingAssistant", "CommandAssistant", "FailureBrief",
+           "RefineOptions", "RefineReport", "Refiner", "build_brief", "make_assistant", "refine", "refine_clean"]

@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from costar._util.process import run_command
+from costar._util.text import head_and_tail_lines
 from costar.errors import ConfigError
 from costar.refine.brief import FailureBrief
 
@@ -47,6 +50,10 @@ class CodingAssistant(ABC):
     @abstractmethod
     async def propose(self, task: AssistantTask) -> AssistantOutcome: ...
 
+    async def check(self) -> None:  # noqa: B027 (a no-op unless an assistant has something to check)
+        """Raise a ConfigError when the assistant cannot work (a missing command, a model that does
+        not answer). Refinement calls it before the baseline run, so a typo costs seconds, not a run."""
+
 
 class CommandAssistant(CodingAssistant):
     def __init__(self, command: str | Sequence[str], *, timeout: float = 1800.0,
@@ -60,6 +67,16 @@ class CommandAssistant(CodingAssistant):
             raise ConfigError("the refine assistant command is empty; set refine.assistant.command")
         self.name = Path(first).name
 
+    async def check(self) -> None:
+        parts = shlex.split(self.command) if isinstance(self.command, str) else list(self.command)
+        program = parts[0]
+        if "{" in program:  # the program itself comes from a placeholder: known only per attempt
+            return
+        found = shutil.which(program) if os.sep not in program else (program if os.access(program, os.X_OK) else None)
+        if found is None:
+            raise ConfigError(f"assistant command not found: {program}; install it or fix the assistant "
+                              "(--assistant 'cmd:...' or refine.assistant.command in costar.yaml)")
+
     def _argv(self, task: AssistantTask) -> list[str]:
         values = {"brief": str(task.brief_md), "brief_json": str(task.brief_json), "repo": str(task.worktree),
                   "agent_dir": str(task.agent_dir)}
@@ -71,8 +88,6 @@ class CommandAssistant(CodingAssistant):
                               "{repo} or {agent_dir}") from None
 
     async def propose(self, task: AssistantTask) -> AssistantOutcome:
-        import os
-
         argv = self._argv(task)
         env = {**os.environ, **self.env, "COSTAR_BRIEF": str(task.brief_md), "COSTAR_BRIEF_JSON": str(task.brief_json),
                "COSTAR_AGENT_DIR": str(task.agent_dir)}
@@ -88,8 +103,8 @@ class CommandAssistant(CodingAssistant):
             return AssistantOutcome(False, f"the assistant timed out after {self.timeout:g}s and was stopped",
                                     seconds=seconds, log=log)
         if res.returncode != 0:
-            tail = " | ".join(res.stderr.strip().splitlines()[-3:])[:400]
-            return AssistantOutcome(False, f"the assistant exited with code {res.returncode}: {tail}",
+            excerpt = head_and_tail_lines(res.stderr or res.stdout) or "(no output)"
+            return AssistantOutcome(False, f"the assistant exited with code {res.returncode}: {excerpt}",
                                     seconds=seconds, log=log)
         return AssistantOutcome(True, "the assistant finished", seconds=seconds, log=log)
 
@@ -124,6 +139,18 @@ class BuiltinAssistant(CodingAssistant):
         self.components = list(components)
         self.max_chars = max_chars
         self.client_options = client_options or {}
+
+    async def check(self) -> None:
+        """Ask the model for one word: a wrong URI, a missing key or a server that is down shows now."""
+        from costar.models import ModelClient
+        from costar.models.errors import ModelError
+
+        try:
+            with ModelClient(self.model, **self.client_options) as client:
+                await client.achat([{"role": "user", "content": "Reply with the word OK."}], max_tokens=8)
+        except ModelError as exc:
+            raise ConfigError(f"the built-in assistant's model {self.model} does not answer: {exc}; check the "
+                              "model URI and its credentials (--assistant builtin:MODEL)") from None
 
     def files(self, agent_dir: Path) -> list[Path]:
         found: list[Path] = []

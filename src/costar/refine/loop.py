@@ -55,6 +55,8 @@ class Attempt(BaseModel):
     feedback: str = ""  # what the next brief tells the assistant (held-out names withheld)
     changed_files: list[str] = Field(default_factory=list)
     diff_stat: str = ""
+    diff: str = ""
+    """The attempt's patch (``git diff`` against its parent), bounded by ``MAX_DIFF_CHARS``."""
     run_ids: list[str] = Field(default_factory=list)
     before: dict[str, tuple[int, int]] = Field(default_factory=dict)  # scenario -> (passed, decided)
     after: dict[str, tuple[int, int]] = Field(default_factory=dict)
@@ -167,6 +169,15 @@ class Refiner:
                 bad.append(f)
         return bad
 
+    def _editable(self) -> str:
+        """Which files an attempt may edit, in words a reviewer and the assistant can act on."""
+        agent_rel = self.agent_dir.relative_to(self.root).as_posix()
+        where = "any file in the repository" if agent_rel == "." else f"files under {agent_rel}/"
+        judges = (self.project_dir / self.cfg.judges_dir).resolve()
+        protected = sorted({(p.relative_to(self.root).as_posix() + ("/" if p.is_dir() or p == judges else ""))
+                            for p in self._protected() if p.is_relative_to(self.root)})
+        return f"only {where} may change (refine.agent_dir), never {', '.join(protected)}"
+
     # ------------------------------------------------------------------ running
 
     def _worktree_config(self, worktree: Path) -> ProjectConfig:
@@ -181,7 +192,7 @@ class Refiner:
                                  timeout=cfg.timeout, drop_secret_binaries=cfg.secrets.drop_binary_artifacts)
         outcome = await arun_suite(scenarios, cfg.agent_spec(), store=self.store, selection=Selection(ids=ids),
                                    options=options, description=f"refine {self.session} {label}",
-                                   registry=project_judges(cfg))
+                                   registry=project_judges(cfg), origin="refine")
         return outcome.summary
 
     def _scenarios(self) -> dict[str, Scenario]:
@@ -193,6 +204,8 @@ class Refiner:
 
     async def arun(self) -> RefineReport:
         self.preflight()
+        # Before the baseline run, which may take long: a missing command or a silent model now.
+        await self.assistant.check()
         started = time.monotonic()
         scenarios = self._scenarios()
         train = [s for s, sc in scenarios.items() if sc.split == "train"]
@@ -273,6 +286,7 @@ class Refiner:
         attempt.commit = git.commit_all(wt, f"coSTAR refine {self.session} {name}: {outcome.message[:200]}")
         if attempt.commit:
             attempt.diff_stat = git.diff(self.root, parent.commit, attempt.commit, stat=True)
+            attempt.diff = bounded_diff(git.diff(self.root, parent.commit, attempt.commit))
 
         def reject(reason: str, feedback: str | None = None) -> tuple[Attempt, None, float]:
             attempt.status, attempt.reason = "rejected", reason
@@ -290,8 +304,7 @@ class Refiner:
             return reject("the assistant changed nothing")
         outside = self._outside_agent(wt, changed)
         if outside:
-            return reject(f"edited files outside the agent ({', '.join(outside[:5])}); only "
-                          f"{self.agent_dir.relative_to(self.root)} may change, never the scenarios or judges")
+            return reject(f"edited files outside the agent: {', '.join(outside)}; {self._editable()}")
         # The failing scenarios first: no improvement there means no need to run the rest.
         targets = list(parent.failing_train)
         first = await self._run(wt, targets, f"{name} failing")
@@ -339,6 +352,20 @@ class Refiner:
 
     def run(self) -> RefineReport:
         return run_sync(self.arun)
+
+
+MAX_DIFF_CHARS = 20_000
+"""How much of an attempt's patch the report keeps (the branch has all of it)."""
+
+
+def bounded_diff(patch: str, limit: int = MAX_DIFF_CHARS) -> str:
+    """``patch`` whole when it fits, else its start cut at a line with a note of what was left out."""
+    if len(patch) <= limit:
+        return patch
+    cut = patch.rfind("\n", 0, limit) + 1 or limit
+    rest = patch[cut:]
+    return (patch[:cut] + f"… {rest.count(chr(10)):,} more lines ({len(rest):,} characters) not shown; "
+            "'git diff' on the branch shows them\n")
 
 
 def _only(summary: RunSummary, ids: list[str]) -> RunSummary:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from costar.stats import wilson_interval
@@ -26,6 +27,12 @@ def _table(report: RefineReport, attempt: Attempt) -> list[str]:
     return lines
 
 
+def _fence(text: str) -> str:
+    """A code fence longer than any run of backticks in ``text``, so a patch cannot close it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
+
+
 def render_markdown(report: RefineReport) -> str:
     out = [f"# coSTAR refine session {report.session}", "",
            f"- project: `{report.project_dir}` at `{report.base_commit[:12]}`",
@@ -47,6 +54,9 @@ def render_markdown(report: RefineReport) -> str:
                 f"- cost ${a.cost_usd:.4f} · time {a.seconds:.0f} s · runs {', '.join(a.run_ids) or '—'}", ""]
         if a.diff_stat:
             out += ["```", a.diff_stat.rstrip(), "```", ""]
+        if a.diff:
+            fence = _fence(a.diff)
+            out += [f"{fence}diff", a.diff.rstrip(), fence, ""]
         if a.after:
             out += [*_table(report, a), ""]
     return "\n".join(out)

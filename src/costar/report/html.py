@@ -28,6 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from costar.store.base import Store
 from costar.summary import (
     JudgeSummary,
     RunSummary,
@@ -46,6 +47,7 @@ from costar.summary import (
 )
 from costar.trace.model import Span, Trace
 from costar.verdict import Verdict
+from costar.views import artifact_text
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class HtmlLimits:
     max_parts: int = 20  # per message
     max_events: int = 50  # per span
     max_artifacts: int = 500  # listed per trace
+    max_artifact_previews: int = 20  # text artifacts shown (collapsed) per trace
+    max_artifact_chars: int = 4_000  # of each text artifact shown
     max_trace_chars: int = 3_000_000  # span bodies per trace; beyond it, span headers only
     max_page_chars: int = 40_000_000  # span trees over the whole page; beyond it, trees are omitted
 
@@ -388,7 +392,29 @@ def verdict_table(verdicts: Sequence[Verdict], anchors: dict[str, str], limits: 
     return el("table", head, *rows, class_="verdicts")
 
 
-def artifact_table(trace: Trace, limits: HtmlLimits) -> Safe | None:
+def artifact_previews(trace: Trace, store: Store | None, limits: HtmlLimits) -> Safe | None:
+    """The text of the trace's text artifacts (escaped, each collapsed, each bounded), agent-made
+    files first; binary files and missing blobs are left out."""
+    if store is None or limits.max_artifact_previews <= 0:
+        return None
+    shown: list[Safe] = []
+    for a in sorted(trace.artifacts, key=lambda a: a.origin != "agent"):
+        if len(shown) >= limits.max_artifact_previews:
+            break
+        text, truncated, binary = artifact_text(store, a, limits.max_artifact_chars)
+        if text is None or binary:
+            continue
+        note = (el("span", f"truncated: showing the first {len(text):,} characters of {a.size:,} bytes",
+                   class_="trunc") if truncated else None)
+        shown.append(el("details", el("summary", el("span", a.path, class_="mono"),
+                                      el("span", f" · {a.size:,} B · {a.origin}", class_="muted")),
+                        el("pre", text, class_="text"), note, class_="artifact"))
+    if not shown:
+        return None
+    return join([el("h4", "artifact contents"), *shown])
+
+
+def artifact_table(trace: Trace, limits: HtmlLimits, store: Store | None = None) -> Safe | None:
     if not trace.artifacts:
         return None
     rows = [el("tr", el("td", a.path, class_="mono"), el("td", f"{a.size:,} B", class_="num"),
@@ -399,11 +425,12 @@ def artifact_table(trace: Trace, limits: HtmlLimits) -> Safe | None:
     head = el("tr", *[el("th", h) for h in ("path", "size", "origin", "type", "sha256")])
     more = len(trace.artifacts) - limits.max_artifacts
     note = el("p", f"{more} more artifacts not shown", class_="note") if more > 0 else None
-    return join([el("h4", f"artifacts ({len(trace.artifacts)})"), el("table", head, *rows), note])
+    return join([el("h4", f"artifacts ({len(trace.artifacts)})"), el("table", head, *rows), note,
+                 artifact_previews(trace, store, limits)])
 
 
 def trace_details(trace: Trace, verdicts: Sequence[Verdict], anchor: str, limits: HtmlLimits,
-                  page: CharBudget) -> Safe:
+                  page: CharBudget, store: Store | None = None) -> Safe:
     """Everything below a trial's summary line: verdicts, agent input/output, artifacts, spans."""
     tree = _SpanTree(trace, anchor, limits, page)
     if page.spent:
@@ -425,7 +452,7 @@ def trace_details(trace: Trace, verdicts: Sequence[Verdict], anchor: str, limits
         blocks += [el("h4", "input"), value_block(trace.input, limits.max_text_chars, "text")]
     if trace.output is not None:
         blocks += [el("h4", "output"), value_block(trace.output, limits.max_text_chars, "text")]
-    blocks.append(artifact_table(trace, limits))
+    blocks.append(artifact_table(trace, limits, store))
     dropped = trace.metadata.get("costar.dropped_spans")
     if dropped:
         blocks.append(el("p", f"{dropped} spans were dropped when this trace was stored", class_="note"))
@@ -459,7 +486,7 @@ def _scenario_rows(summary: RunSummary) -> Safe:
         if s.missing_trials:
             extra.append(f"{len(s.missing_trials)} missing")
         trials = f"{s.passed}/{s.decided}" + (f" (+{', '.join(extra)})" if extra else "")
-        pass_hat = "—" if s.pass_hat_n is None else f"{s.pass_hat_n:.2f} (k={s.decided})"
+        pass_hat = "—" if s.pass_hat_n is None else f"{fmt_pct(s.pass_hat_n, 1)} (k={s.decided})"
         rows.append(el("tr", el("td", el("a", s.scenario_id, href=f"#sc-{i}")), el("td", trials, class_="num"),
                        el("td", fmt_rate(s.rate), class_="num"), el("td", pass_hat, class_="num"),
                        el("td", fmt_tokens(s.usage.mean_tokens), class_="num"),
@@ -476,7 +503,7 @@ def _judge_rows(judges: Sequence[JudgeSummary]) -> Safe:
     rows = [el("tr", el("td", j.name), el("td", j.role),
                el("td", j.passed, class_="num"), el("td", j.failed, class_="num"),
                el("td", j.errors, class_="num"), el("td", j.metrics, class_="num"),
-               el("td", fmt_rate(j.rate), class_="num"), el("td", fmt_curves(j), class_="num"),
+               el("td", fmt_rate(j.rate), class_="num"), el("td", fmt_curves(j, 1), class_="num"),
                el("td", "—" if j.mean_value is None else f"{j.mean_value:.3g}", class_="num"),
                el("td", ", ".join(j.fingerprints[:5]) + (" …" if len(j.fingerprints) > 5 else ""), class_="mono"),
                el("td", fmt_cost(j.cost_usd), class_="num"))
@@ -489,8 +516,8 @@ def _curve_rows(summary: RunSummary) -> Safe | None:
         return None
     at = {p.k: p.value for p in summary.pass_at_k}
     head = el("tr", *[el("th", h, class_="num") for h in ("k", "pass@k", "pass^k", "scenarios")])
-    rows = [el("tr", el("td", p.k, class_="num"), el("td", fmt_pct(at.get(p.k)), class_="num"),
-               el("td", fmt_pct(p.value), class_="num"), el("td", p.scenarios, class_="num"))
+    rows = [el("tr", el("td", p.k, class_="num"), el("td", fmt_pct(at.get(p.k), 1), class_="num"),
+               el("td", fmt_pct(p.value, 1), class_="num"), el("td", p.scenarios, class_="num"))
             for p in summary.pass_hat_k]
     return join([el("h2", "Reliability over k trials"),
                  el("p", "pass@k: at least one of k trials passes; pass^k: all k pass. Averaged over the "
@@ -538,12 +565,12 @@ def _csp_hash(text: str) -> str:
 
 
 def render_html(summary: RunSummary, traces: Iterable[Trace], verdicts: Iterable[Verdict], *,
-                title: str = "coSTAR report", limits: HtmlLimits | None = None) -> str:
+                title: str = "coSTAR report", limits: HtmlLimits | None = None, store: Store | None = None) -> str:
     """The whole report as one HTML document with no external references.
 
     ``traces`` may be a stream (``store.iter_traces(run_id)``): each trace is rendered as it
     arrives and dropped. Trials in ``summary`` without a matching trace say so; traces that are
-    not in ``summary`` are ignored.
+    not in ``summary`` are ignored. With ``store``, text artifacts show their contents.
     """
     limits = limits or HtmlLimits()
     by_trace = latest_per_name(verdicts)
@@ -552,7 +579,8 @@ def render_html(summary: RunSummary, traces: Iterable[Trace], verdicts: Iterable
     details: dict[str, Safe] = {}
     for n, trace in enumerate(traces):
         if trace.trace_id in wanted and trace.trace_id not in details:
-            details[trace.trace_id] = trace_details(trace, by_trace.get(trace.trace_id, []), f"t{n}", limits, page)
+            details[trace.trace_id] = trace_details(trace, by_trace.get(trace.trace_id, []), f"t{n}", limits, page,
+                                                    store)
 
     sections = []
     for i, s in enumerate(summary.scenarios):
@@ -581,9 +609,9 @@ def render_html(summary: RunSummary, traces: Iterable[Trace], verdicts: Iterable
 
 
 def write_html(path: str | Path, summary: RunSummary, traces: Iterable[Trace], verdicts: Iterable[Verdict], *,
-               title: str = "coSTAR report", limits: HtmlLimits | None = None) -> Path:
+               title: str = "coSTAR report", limits: HtmlLimits | None = None, store: Store | None = None) -> Path:
     """Render the report and write it to ``path`` (parent folders are created)."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(summary, traces, verdicts, title=title, limits=limits), encoding="utf-8")
+    out.write_text(render_html(summary, traces, verdicts, title=title, limits=limits, store=store), encoding="utf-8")
     return out

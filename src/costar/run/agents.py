@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from costar._util.imports import import_object
 from costar._util.process import run_command
+from costar._util.text import head_and_tail_lines
 from costar.capture import instrument
 from costar.errors import AgentConfigError
 from costar.plugins import AGENTS, PluginGroup
@@ -357,10 +358,11 @@ class CommandAgent(Agent):
                     return AgentResult(output=output, status=TraceStatus.TIMEOUT, metadata=meta,
                                        error=f"timed out after {task.timeout:g}s; the process group was killed")
                 if res.returncode != 0:
-                    tail = " | ".join(res.stderr.strip().splitlines()[-3:])[:500]
+                    # The cause is usually near the top of stderr and the context at the bottom.
+                    excerpt = head_and_tail_lines(res.stderr) or "(nothing on stderr)"
                     sp.set_status(StatusCode.ERROR, f"exit code {res.returncode}")
                     return AgentResult(output=output, status=TraceStatus.ERROR, metadata=meta,
-                                       error=f"agent exited with code {res.returncode}: {tail}")
+                                       error=f"agent exited with code {res.returncode}: {excerpt}")
         return AgentResult(output=output, metadata=meta)
 
 

@@ -45,6 +45,8 @@ class CheckOptions(BaseModel):
     """Part of the check's fingerprint: raise it when the check's meaning changes."""
     uses_spans: ClassVar[bool] = False
     """True when the check reads spans (the trace head is enough for the rest)."""
+    example: ClassVar[str] = ""
+    """How a scenario writes it: YAML list entries of ``expectations.checks`` (docs/CHECKS.md shows them)."""
 
     def describe(self) -> str:
         """The verdict name a check gets when the scenario names none, e.g. ``max_tokens(100)``."""
@@ -52,9 +54,15 @@ class CheckOptions(BaseModel):
         if not params:
             return self.kind
         if self.primary and set(params) == {self.primary}:
-            return f"{self.kind}({json.dumps(params.get(self.primary), default=str)[:60]})"
-        args = ", ".join(f"{k}={json.dumps(v, default=str)[:40]}" for k, v in params.items())
+            return f"{self.kind}({_clipped(json.dumps(params.get(self.primary), default=str), 60)})"
+        args = ", ".join(f"{k}={_clipped(json.dumps(v, default=str), 40)}" for k, v in params.items())
         return f"{self.kind}({args})"
+
+
+def _clipped(text: str, limit: int) -> str:
+    """An argument in a verdict name: whole, or its start marked as cut (never a silent cut that
+    would read as another value)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _not_a_check(obj: Any) -> str | None:
@@ -174,10 +182,50 @@ def _parse(spec: Any) -> dict[str, Any]:
     try:
         options = cls.model_validate(params)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise ValueError(f"check {kind!r}: {where + ': ' if where else ''}{err['msg']}") from None
+        raise ValueError(f"check {kind!r}: {options_problems(cls, exc)}") from None
     return {"options": options, "negate": negate, **extra}
+
+
+def option_names(cls: type[CheckOptions]) -> list[str]:
+    """The options a check takes, as a scenario writes them, with their aliases: ``file (or path)``."""
+    names = []
+    for name, info in cls.model_fields.items():
+        written = info.alias or name
+        aliases = [a for a in getattr(info.validation_alias, "choices", []) if isinstance(a, str) and a != written]
+        names.append(written + (f" (or {', '.join(aliases)})" if aliases else ""))
+    return names
+
+
+def options_problems(cls: type[CheckOptions], exc: ValidationError) -> str:
+    """Every problem with a check's options on one line: unknown options (with the closest known
+    name), missing ones, wrong values, and the options the check takes."""
+    known = [n.split(" ")[0] for n in option_names(cls)]
+    canonical = {a: info.alias or name for name, info in cls.model_fields.items()
+                 for a in getattr(info.validation_alias, "choices", []) if isinstance(a, str)}
+    accepted = set(canonical) | set(known)
+    unknown, missing, wrong = [], [], []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden" and where not in accepted:
+            close = difflib.get_close_matches(where, known, n=1, cutoff=0.5)
+            unknown.append(f"{where!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        elif err["type"] == "extra_forbidden":
+            wrong.append(f"{where!r} is another name for {canonical.get(where, where)!r}; give only one of them")
+        elif err["type"] == "missing":
+            missing.append(repr(where))
+        else:
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            wrong.append(f"{where}: {msg}" if where else msg)
+    parts = []
+    if unknown:
+        parts.append(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
+    if missing:
+        parts.append(f"missing option{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    parts += wrong
+    text = "; ".join(parts)
+    if unknown or missing:
+        text += f" (options: {', '.join(option_names(cls))})"
+    return text
 
 
 def check_json_schema() -> dict[str, Any]:

@@ -16,20 +16,31 @@ from costar.scenario.checks import check_json_schema
 from costar.scenario.model import Scenario
 
 
+def _problem(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown field; remove it or check its spelling (run 'costar schema' for the fields)"
+    if err["type"] == "missing":
+        return "required field is missing"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _field_of(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in loc).replace(".[", "[")
+
+
 def _format_validation_error(exc: ValidationError, doc: YamlDocument, file: str,
                              prefix: tuple[str | int, ...]) -> ScenarioError:
-    err = exc.errors()[0]
-    loc = tuple(err["loc"])
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown field; remove it or check its spelling (run 'costar schema' for the fields)"
-    elif err["type"] == "missing":
-        msg = "required field is missing"
-    field = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in loc).replace(".[", "[")
-    more = len(exc.errors()) - 1
-    if more:
-        msg += f" (+{more} more problem{'s' if more > 1 else ''})"
-    return ScenarioError(msg, file=file, line=doc.line_of(prefix + loc), field=field or None)
+    """Every problem of a scenario on one line: the first with the file, line and field, each
+    other with its own line and field."""
+    errors = exc.errors()
+    first = errors[0]
+    loc = tuple(first["loc"])
+    msg = _problem(first)
+    for err in errors[1:]:
+        other = tuple(err["loc"])
+        line = doc.line_of(prefix + other)
+        msg += f"; also{f' line {line}' if line is not None else ''} field '{_field_of(other)}': {_problem(err)}"
+    return ScenarioError(msg, file=file, line=doc.line_of(prefix + loc), field=_field_of(loc) or None)
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

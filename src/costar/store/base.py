@@ -23,6 +23,12 @@ RunStatus = Literal["running", "finished", "interrupted", "failed", "imported"]
 the pipeline; ``Run.error`` says what), ``imported`` (traces read from a file). An interrupted or
 failed run keeps its finished trials; ``costar run --resume`` runs the rest."""
 
+ORIGINS = ("cli", "api", "pytest", "refine", "import", "ci", "monitor")
+"""Where a run can come from (``Run.origin``): the ``costar run`` command, a library call, the
+pytest plugin, ``costar refine``'s own runs, ``costar traces import``, a CI job, a monitor."""
+NOT_LATEST = frozenset({"refine"})
+"""Origins whose runs ``latest`` skips: refinement's internal runs are not the user's last run."""
+
 
 def new_run_id() -> str:
     """A fresh run id: the UTC time it was made, then 6 random hex digits (``20250101-120000-a1b2c3``)."""
@@ -60,7 +66,18 @@ class Run(BaseModel):
     description: str = ""
     """What the run is for, in the words of whoever started it."""
     metadata: dict[str, Any] = Field(default_factory=dict)
-    """Anything else recorded with the run."""
+    """Free-form facts about the run; ``origin`` (one of :data:`ORIGINS`) says where it came from."""
+
+    @property
+    def origin(self) -> str:
+        """Where the run came from (:data:`ORIGINS`). Kept in ``metadata`` so stores written before
+        origins existed read as before; their runs are told apart by what they recorded."""
+        origin = self.metadata.get("origin")
+        if isinstance(origin, str) and origin:
+            return origin
+        if self.status == "imported":
+            return "import"
+        return "refine" if self.description.startswith("refine ") else "cli"
 
 
 class SpanQuery(BaseModel):

@@ -32,6 +32,7 @@ from costar.labels import (
     validate_label,
 )
 from costar.store.base import (
+    NOT_LATEST,
     Run,
     SpanQuery,
     UnknownSnapshotError,
@@ -266,10 +267,7 @@ class SQLStore(ABC):
             return select_run([Run.model_validate_json(r[0]) for r in rows], ref, self.location)
         with self._read() as c:
             if ref in ("latest", "last", "@latest"):
-                row = c.execute("SELECT run_id FROM runs ORDER BY created_at DESC LIMIT 1").fetchone()
-                if row is None:
-                    raise StoreError(f"the store {self.location} has no runs yet; run 'costar run' first")
-                return str(row[0])
+                return self._latest_run_id(c)
             rows = c.execute("SELECT run_id FROM runs WHERE run_id = ? OR run_id LIKE ? ORDER BY run_id LIMIT 3",
                              (ref, _like_prefix(ref))).fetchall()
         exact = [r[0] for r in rows if r[0] == ref]
@@ -280,6 +278,25 @@ class SQLStore(ABC):
         if not rows:
             raise StoreError(f"no run {ref!r} in {self.location}; 'costar runs' lists the runs")
         raise StoreError(f"run id {ref!r} is ambiguous ({', '.join(r[0] for r in rows)}); give more of it")
+
+    def _latest_run_id(self, c: Any) -> str:
+        """The newest run that is not one of refinement's internal runs (those say so in their
+        origin; when every run is one, the newest of them)."""
+        newest: str | None = None
+        offset = 0
+        while True:
+            rows = c.execute("SELECT run_id, data FROM runs ORDER BY created_at DESC LIMIT 50 OFFSET ?",
+                             (offset,)).fetchall()
+            for run_id, data in rows:
+                newest = newest or str(run_id)
+                if Run.model_validate_json(data).origin not in NOT_LATEST:
+                    return str(run_id)
+            if len(rows) < 50:
+                break
+            offset += 50
+        if newest is None:
+            raise StoreError(f"the store {self.location} has no runs yet; run 'costar run' first")
+        return newest
 
     def get_run(self, run_id: str) -> Run:
         run_id = self.resolve_run_id(run_id)
@@ -364,9 +381,12 @@ class SQLStore(ABC):
             row = c.execute("SELECT data FROM traces WHERE trace_id=?", (trace_id,)).fetchone()
             if row is None:
                 rows = c.execute("SELECT data FROM traces WHERE trace_id LIKE ? LIMIT 2",
-                                 (_like_prefix(trace_id),)).fetchall()
-                if len(rows) != 1:
-                    raise StoreError(f"no trace {trace_id!r} in {self.location}")
+                                 (_like_prefix(trace_id),)).fetchall() if trace_id else []
+                if not rows:
+                    raise StoreError(f"no trace {trace_id!r} in {self.location}; 'costar traces list RUN' "
+                                     "lists a run's trace ids")
+                if len(rows) > 1:
+                    raise StoreError(f"trace id {trace_id!r} is the start of several trace ids; give more of it")
                 row = rows[0]
             t = self._trace_from(row[0], None)
             if spans:

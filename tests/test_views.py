@@ -1,0 +1,56 @@
+"""The JSON views (``--json``): one module of versioned shapes, documented by docs/JSON.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from costar.store.sqlite import SQLiteStore
+from costar.summary import summarize
+from costar.views import (
+    SCHEMA_VERSION,
+    VIEWS,
+    RunList,
+    RunReport,
+    TraceDetail,
+    TraceList,
+    json_reference,
+    run_list,
+    run_report,
+    trace_detail,
+    trace_list,
+)
+from test_report_support import sample_run
+
+
+def test_json_md_is_generated_from_the_views() -> None:
+    committed = (Path(__file__).resolve().parents[1] / "docs" / "JSON.md").read_text(encoding="utf-8")
+    assert committed == json_reference(), "stale: run python -m costar.views > docs/JSON.md"
+    for view in VIEWS:
+        assert f"## {view.__name__}" in committed and f"`{view.kind_name}`" in committed
+        view.model_json_schema()  # every view has a JSON Schema (the server publishes them)
+
+
+def test_views_round_trip_with_whole_ids(tmp_path: Path) -> None:
+    run, traces, verdicts = sample_run()
+    with SQLiteStore(tmp_path / ".costar") as store:
+        store.create_run(run)
+        store.write_traces(traces)
+        store.write_verdicts(verdicts, run_id=run.run_id)
+        views = [run_list(store), trace_list(store, run.run_id), trace_detail(store, traces[0].trace_id[:10]),
+                 run_report(store, run.run_id)]
+    for view in views:
+        text = view.model_dump_json()
+        data = json.loads(text)
+        assert list(data)[:2] == ["schema_version", "kind"] and data["schema_version"] == SCHEMA_VERSION
+        again = type(view).model_validate_json(text)
+        assert again == view
+    runs, listed, detail, report = views
+    assert isinstance(runs, RunList) and runs.runs[0].run_id == run.run_id
+    assert isinstance(listed, TraceList) and {t.trace_id for t in listed.traces} == {t.trace_id for t in traces}
+    keys = [(t.scenario_id, t.trial) for t in listed.traces]
+    assert keys == sorted(keys)
+    assert isinstance(detail, TraceDetail) and detail.trace_id == traces[0].trace_id  # a prefix in, a whole id out
+    assert isinstance(report, RunReport)
+    assert report.model_dump(exclude={"schema_version", "kind", "origin"}) == \
+        summarize(run, traces, verdicts).model_dump()
