@@ -107,6 +107,17 @@ def test_report_reads_at_80_columns(project: Path) -> None:
     assert re.search(r"pass@k\s+k=1 \S+ · k=2 \S+ · k=3 ", res.stdout), res.stdout
 
 
+def test_compare_and_metrics_read_at_80_columns(project: Path) -> None:
+    base, head = _runs(project)[1], _runs(project)[0]
+    for args in (("compare", base, head), ("metrics", head)):
+        res = costar(*args, cwd=project)
+        lines = res.stdout.splitlines()
+        assert res.returncode in (0, 1) and lines, res.stderr
+        assert max(len(line) for line in lines) <= 80, "\n".join(line for line in lines if len(line) > 80)
+        assert any(LONG_ID in line for line in lines), res.stdout  # the id whole, on one line
+        assert "…" not in "".join(line for line in lines if LONG_ID in line)
+
+
 def test_a_crashed_agent_keeps_the_cause_and_the_end_of_its_stderr(project: Path) -> None:
     res = costar("report", cwd=project)
     text = " ".join(res.stdout.split())

@@ -38,6 +38,7 @@ def compare(
     markdown: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown summary here ('-': print it), e.g. for a pull-request comment.")] = None,
     rejudge: Annotated[int | None, typer.Option("--rejudge", min=2, help="Re-judge each regressed scenario's stored traces K times (model cache bypassed): flaky judge or flaky agent?")] = None,
     attribution: Annotated[bool, typer.Option("--attribution/--no-attribution", help="Name the changed tools each scenario used (reads every trace's spans).")] = True,
+    full: Annotated[bool, typer.Option("--full", help="Judge names whole.")] = False,
 ) -> None:
     """Per scenario and judge: improved / regressed / unchanged / inconclusive (exact test over trials),
     and for each regression the changed tools it used and whether the agent changed.
@@ -64,7 +65,7 @@ def compare(
     if as_json:
         sys.stdout.write(comparison.model_dump_json(indent=2) + "\n")
     else:
-        render_comparison(comparison, console, hide_unchanged=changed_only)
+        render_comparison(comparison, console, hide_unchanged=changed_only, full=full)
     raise typer.Exit(comparison.exit_code)
 
 

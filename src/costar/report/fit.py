@@ -10,13 +10,12 @@ description) is wrapped, at word boundaries.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rich import box
 from rich.console import Console, Group
 from rich.measure import Measurement
-from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -71,6 +70,14 @@ def fitted_table(console: Console, columns: Sequence[Column], rows: Sequence[Seq
     until the table's natural width fits; a flexible column then takes what is left, wrapping at
     spaces. When even the priority-0 columns do not fit (a very long id), each row becomes a block
     instead: its first cell on a line of its own, every other cell named on the lines below."""
+    table, dropped = _fit(console, columns, rows, title)
+    if table is None:
+        return stacked(columns, rows, console.width, title=title), []
+    return table, dropped
+
+
+def _fit(console: Console, columns: Sequence[Column], rows: Sequence[Sequence[Cell | None]],
+         title: str | None) -> tuple[Table | None, list[str]]:
     keep = list(range(len(columns)))
     has_flexible = any(c.flexible for c in columns)
     droppable = sorted((i for i, c in enumerate(columns) if c.priority > 0),
@@ -82,24 +89,45 @@ def fitted_table(console: Console, columns: Sequence[Column], rows: Sequence[Seq
         keep.remove(i)
         table = _build(columns, rows, keep, title)
     if _width(console, table, has_flexible) > console.width:
-        return stacked(columns, rows, title=title), []
-    dropped = [columns[i].header for i in range(len(columns)) if i not in keep]
-    return table, dropped
+        return None, []
+    return table, [columns[i].header for i in range(len(columns)) if i not in keep]
 
 
-def stacked(columns: Sequence[Column], rows: Sequence[Sequence[Cell | None]], *, title: str | None = None) -> Group:
+def fitted_table_with_names(console: Console, columns: Sequence[Column],
+                            rows_for: Callable[[int | None], Sequence[Sequence[Cell | None]]], *, longest: int,
+                            shortest: int, title: str | None = None) -> tuple[Table | Group, list[str]]:
+    """Like :func:`fitted_table` for a table whose first column holds long names that may be
+    shortened: ``rows_for(limit)`` gives the rows with names cut to ``limit`` characters (None: whole).
+    Names are shortened step by step, never below ``shortest``, until the table fits; when it
+    cannot, the rows are stacked with their names whole."""
+    limit = longest
+    while True:
+        table, dropped = _fit(console, columns, rows_for(limit), title)
+        if table is not None:
+            return table, dropped
+        if limit <= shortest:
+            return stacked(columns, rows_for(None), console.width, title=title), []
+        limit = max(shortest, limit - max(2, (limit - shortest) // 3))
+
+
+def stacked(columns: Sequence[Column], rows: Sequence[Sequence[Cell | None]], width: int, *,
+            title: str | None = None) -> Group:
     """Rows as blocks for a terminal too narrow for a table: the first cell whole on its own line,
-    then ``header value`` for each other cell, wrapping between cells."""
-    parts: list[Text | Padding] = [Text(title, style="bold")] if title else []
+    then ``header value`` for each other cell, indented, wrapped between cells."""
+    parts: list[Text] = [Text(title, style="bold")] if title else []
     for row in rows:
         parts.append(_cell(row[0]).copy())
-        line = Text()
+        line = Text("  ")
         for i, column in enumerate(columns[1:], start=1):
-            if i > 1:
+            piece = Text(f"{column.header} ", style="dim")
+            piece.append_text(_cell(row[i]))
+            if len(line) > 2 and len(line) + 3 + len(piece) > width:
+                parts.append(line)
+                line = Text("  ")
+            elif len(line) > 2:
                 line.append(" · ", style="dim")
-            line.append(f"{column.header} ", style="dim")
-            line.append_text(_cell(row[i]))
-        parts.append(Padding(line, (0, 0, 0, 2), expand=False))
+            line.append_text(piece)
+        parts.append(line)
     return Group(*parts)
 
 

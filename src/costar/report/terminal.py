@@ -21,7 +21,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from costar.report.fit import Column, dropped_note, fitted_table
+from costar.report.fit import Column, dropped_note, fitted_table, fitted_table_with_names
 from costar.safe_text import for_terminal
 from costar.summary import (
     CurvePoint,
@@ -176,16 +176,13 @@ def judge_table(judges: Sequence[JudgeSummary], console: Console, *,
                Column("pass@k / pass^k", justify="right", priority=1)]
     if full:
         return fitted_table(console, columns, _judge_rows(judges, None), title="Judges")
-    longest = max((len(clean(j.name)) for j in judges), default=0)
-    limit = longest
-    while True:
-        table, dropped = fitted_table(console, columns, _judge_rows(judges, limit), title="Judges")
-        if limit <= JUDGE_NAME_MIN or not _too_wide(console, table):
-            return table, dropped
-        limit = max(JUDGE_NAME_MIN, limit - max(2, (limit - JUDGE_NAME_MIN) // 3))
+    return fitted_table_with_names(console, columns, lambda limit: _judge_rows(judges, limit),
+                                   longest=max((len(clean(j.name)) for j in judges), default=0),
+                                   shortest=JUDGE_NAME_MIN, title="Judges")
 
 
-def _too_wide(console: Console, table: Table | Group) -> bool:
+def too_wide(console: Console, table: Table | Group) -> bool:
+    """Whether ``table`` at its natural width is wider than the console."""
     from rich.measure import Measurement
 
     return Measurement.get(console, console.options.update_width(1_000_000), table).maximum > console.width
@@ -264,7 +261,7 @@ def _section(console: Console, title: str, style: str, trials: Findings, limit: 
     for head, findings in trials:
         if shown == 0 and hidden == 0:
             console.print()
-            console.print(Text(title, style=style))
+            console.print(Text(title, style=style), soft_wrap=False)
         room = len(findings) if limit is None else max(0, limit - shown)
         if room:
             console.print(head, soft_wrap=False)
@@ -273,7 +270,8 @@ def _section(console: Console, title: str, style: str, trials: Findings, limit: 
         shown += min(room, len(findings))
         hidden += len(findings) - min(room, len(findings))
     if hidden:
-        console.print(Text(f"  … and {hidden} more (--full lists them all, as does the HTML report)", style="dim"))
+        console.print(Text(f"  … and {hidden} more (--full lists them all, as does the HTML report)", style="dim"),
+                      soft_wrap=False)
 
 
 def _run_header(summary: RunSummary) -> Text:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
@@ -23,7 +23,9 @@ from costar.compare import (
     UsageMetric,
 )
 from costar.metrics import LABELS, MetricName, MetricsReport, ScenarioMetrics, format_metric
-from costar.summary import Rate, fmt_cost, fmt_rate, fmt_seconds, fmt_tokens, one_line, plural
+from costar.report.fit import Column, dropped_note, fitted_table, fitted_table_with_names
+from costar.report.terminal import JUDGE_NAME_MIN, clean, short_name
+from costar.summary import Rate, fmt_cost, fmt_pct, fmt_rate, fmt_seconds, fmt_tokens, one_line, plural
 from costar.trace.model import AgentInfo
 
 if TYPE_CHECKING:
@@ -101,30 +103,27 @@ def _recorded(deltas: Sequence[MetricDelta], metric: str) -> bool:
     return any(d.metric == metric and (d.base or d.head) for d in deltas)
 
 
-def comparison_scenario_table(comparison: Comparison, *, hide_unchanged: bool = False) -> Table:
-    table = Table(title="Scenarios", title_justify="left")
-    table.add_column("scenario", overflow="fold")
-    table.add_column("base [95% CI]", justify="right")
-    table.add_column("head [95% CI]", justify="right")
-    table.add_column("p", justify="right")
-    table.add_column("pass^k", justify="right")
+def comparison_scenario_table(comparison: Comparison, console: Console, *,
+                              hide_unchanged: bool = False) -> tuple[Table | Group, list[str]]:
+    """The scenarios fitted to ``console`` (ids whole; columns that do not fit left out), and the
+    columns left out."""
     # Traces imported without usage (e.g. from transcripts) would fill these columns with zeros.
     usage = [m for m in USAGE_METRICS if any(_recorded(s.metrics, m) for s in comparison.scenarios)]
-    for metric in usage:
-        table.add_column(USAGE_HEADERS[metric], justify="right")
-    table.add_column("change")
-    for s in comparison.scenarios:
-        if hide_unchanged and s.change in ("unchanged", "inconclusive"):
-            continue
-        table.add_row(Text(one_line(s.scenario_id, 80)), _rate_cell(s.base_rate), _rate_cell(s.head_rate),
-                      _p_cell(s.rates, comparison.correction), _pass_hat_cell(s),
-                      *(_delta_cell(s.metrics, m) for m in usage), _change_cell(s.change))
-    return table
+    columns = [Column("scenario"), Column("base [95% CI]", justify="right"), Column("head [95% CI]", justify="right"),
+               Column("p", justify="right", priority=2), Column("pass^k", justify="right", priority=3),
+               *(Column(USAGE_HEADERS[m], justify="right", priority=4 + i) for i, m in enumerate(usage)),
+               Column("change")]
+    rows = [[Text(clean(s.scenario_id)), _rate_cell(s.base_rate), _rate_cell(s.head_rate),
+             _p_cell(s.rates, comparison.correction), _pass_hat_cell(s),
+             *(_delta_cell(s.metrics, m) for m in usage), _change_cell(s.change)]
+            for s in comparison.scenarios
+            if not (hide_unchanged and s.change in ("unchanged", "inconclusive"))]
+    return fitted_table(console, columns, rows, title="Scenarios")
 
 
 def _pass_hat_cell(s: ScenarioComparison) -> str:
     p = s.pass_hat_k
-    return "—" if p is None else f"{p.base:.2f} → {p.head:.2f} (k={p.k})"
+    return "—" if p is None else f"{fmt_pct(p.base)} → {fmt_pct(p.head)} (k={p.k})"
 
 
 def _mean_cell(j: JudgeComparison) -> str:
@@ -133,24 +132,32 @@ def _mean_cell(j: JudgeComparison) -> str:
     return " → ".join("—" if v is None else f"{v:,.4g}" for v in (j.base_mean, j.head_mean))
 
 
-def comparison_judge_table(comparison: Comparison) -> Table:
-    table = Table(title="Judges", title_justify="left")
-    table.add_column("judge", overflow="fold")
-    table.add_column("base [95% CI]", justify="right")
-    table.add_column("head [95% CI]", justify="right")
-    table.add_column("p", justify="right")
-    table.add_column("mean value", justify="right")
-    table.add_column("change")
-    for j in comparison.judges:
-        name = Text(one_line(j.name, 60))
-        if j.fingerprint_changed:
-            name.append(" (changed)", style="bold yellow")
-        if not j.gating and j.change != "metric":
-            name.append(" (diagnostic)", style="dim")
-        rates = j.rates
-        table.add_row(name, _rate_cell(rates.base if rates else None), _rate_cell(rates.head if rates else None),
-                      _p_cell(rates, comparison.correction), _mean_cell(j), _change_cell(j.change))
-    return table
+def _judge_name(j: JudgeComparison, limit: int | None) -> Text:
+    name = Text(clean(j.name) if limit is None else short_name(j.name, limit))
+    if j.fingerprint_changed:
+        name.append(" (changed)", style="bold yellow")
+    if not j.gating and j.change != "metric":
+        name.append(" (diagnostic)", style="dim")
+    return name
+
+
+def comparison_judge_table(comparison: Comparison, console: Console, *,
+                           full: bool = False) -> tuple[Table | Group, list[str]]:
+    """The judges fitted to ``console``: long names shortened until the table fits (``full``: whole)."""
+    columns = [Column("judge", flexible=full), Column("base [95% CI]", justify="right"),
+               Column("head [95% CI]", justify="right"), Column("p", justify="right", priority=2),
+               Column("mean value", justify="right", priority=3), Column("change")]
+
+    def rows(limit: int | None) -> list[list[Text | str]]:
+        return [[_judge_name(j, limit), _rate_cell(j.rates.base if j.rates else None),
+                 _rate_cell(j.rates.head if j.rates else None), _p_cell(j.rates, comparison.correction),
+                 _mean_cell(j), _change_cell(j.change)] for j in comparison.judges]
+
+    if full:
+        return fitted_table(console, columns, rows(None), title="Judges")
+    return fitted_table_with_names(console, columns, rows,
+                                   longest=max((len(clean(j.name)) for j in comparison.judges), default=0),
+                                   shortest=JUDGE_NAME_MIN, title="Judges")
 
 
 def _overall_line(comparison: Comparison) -> Text:
@@ -176,7 +183,7 @@ def _headline(comparison: Comparison) -> Text:
 
 
 def render_comparison(comparison: Comparison, console: Console, *, hide_unchanged: bool = False,
-                      show_judges: bool = True) -> None:
+                      show_judges: bool = True, full: bool = False) -> None:
     """Print BASE vs HEAD: scenarios, judges, warnings, then the overall verdict."""
     head = Text("Compare ", style="bold")
     head.append(one_line(comparison.base_run_id or "(base)", 60), style="bold")
@@ -184,17 +191,23 @@ def render_comparison(comparison: Comparison, console: Console, *, hide_unchange
     head.append(one_line(comparison.head_run_id or "(head)", 60), style="bold")
     head.append(" · " + one_line(f"{_agent(comparison.base_agent)} → {_agent(comparison.head_agent)}", 120),
                 style="dim")
-    console.print(head)
-    console.print(comparison_scenario_table(comparison, hide_unchanged=hide_unchanged))
+    console.print(head, soft_wrap=False)
+    table, dropped = comparison_scenario_table(comparison, console, hide_unchanged=hide_unchanged)
+    console.print(table, soft_wrap=False)
     if show_judges and comparison.judges:
-        console.print(comparison_judge_table(comparison))
+        judges, more = comparison_judge_table(comparison, console, full=full)
+        console.print(judges, soft_wrap=False)
+        dropped += [d for d in more if d not in dropped]
+    note = dropped_note(dropped)
+    if note is not None:
+        console.print(note, soft_wrap=False)
     render_attribution(comparison, console)
     for w in comparison.warnings:
-        console.print(Text("⚠ " + one_line(w, 400), style="yellow"))
-    console.print(_overall_line(comparison))
+        console.print(Text("⚠ " + clean(w), style="yellow"), soft_wrap=False)
+    console.print(_overall_line(comparison), soft_wrap=False)
     correction = "Holm-adjusted per family" if comparison.correction == "holm" else "uncorrected"
-    console.print(Text(f"Fisher's exact test over decided trials, {correction}", style="dim"))
-    console.print(_headline(comparison))
+    console.print(Text(f"Fisher's exact test over decided trials, {correction}", style="dim"), soft_wrap=False)
+    console.print(_headline(comparison), soft_wrap=False)
 
 
 def _tool_text(t: ToolUse) -> str:
@@ -214,21 +227,24 @@ def render_attribution(comparison: Comparison, console: Console) -> None:
         sa = a.scenario(s.scenario_id) if a is not None else None
         if sa is not None:
             line.append(f"  {sa.cause}", style="bold")
-        console.print(line)
+        console.print(line, soft_wrap=False)
         if sa is not None and sa.likely:
-            console.print(Text("    likely cause: " + one_line("; ".join(_tool_text(t) for t in sa.likely), 600)))
+            console.print(Text("    likely cause: " + one_line("; ".join(_tool_text(t) for t in sa.likely), 600)),
+                          soft_wrap=False)
         others = [t for t in sa.tools if not t.likely_cause] if sa is not None else []
         if others:
             text = one_line("; ".join(_tool_text(t) for t in others), 600)
-            console.print(Text("    also changed: " + text, style="dim"))
+            console.print(Text("    also changed: " + text, style="dim"), soft_wrap=False)
         if sa is not None and sa.cause in ("agent changed", "both") and a is not None:
-            console.print(Text("    agent: " + one_line("; ".join(a.agent.differences), 300), style="dim"))
+            console.print(Text("    agent: " + one_line("; ".join(a.agent.differences), 300), style="dim"),
+                          soft_wrap=False)
         noise = r.scenario(s.scenario_id) if r is not None else None
         if noise is not None:
-            console.print(Text(f"    flaky judge or agent? {noise.call}: " + one_line(noise.explanation, 400)))
+            console.print(Text(f"    flaky judge or agent? {noise.call}: " + one_line(noise.explanation, 400)),
+                          soft_wrap=False)
         for f in s.head_failures[:2]:
             why = one_line(f.rationale or f.error or "", 240)
-            console.print(Text(f"    {one_line(f.name, 60)}: {why}", style="dim"))
+            console.print(Text(f"    {one_line(f.name, 60)}: {why}", style="dim"), soft_wrap=False)
     if a is not None and a.tools.tools:
         table = Table(title="Tool changes between the runs", title_justify="left")
         table.add_column("tool", overflow="fold")
@@ -238,7 +254,7 @@ def render_attribution(comparison: Comparison, console: Console) -> None:
         for t in a.tools.tools[:50]:
             table.add_row(Text(one_line(t.label, 80)), t.change, Text("yes", style="bold red") if t.breaking else "no",
                           Text(one_line(t.summary(), 300)))
-        console.print(table)
+        console.print(table, soft_wrap=False)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -273,17 +289,15 @@ def _seen(s: ScenarioMetrics, metric: MetricName) -> bool:
                 or metric in s.limits)
 
 
-def metrics_table(report: MetricsReport) -> Table:
-    table = Table(title="Metrics per scenario: median per trial (history median)", title_justify="left")
-    table.add_column("scenario", overflow="fold")
-    table.add_column("trials", justify="right")
+def metrics_table(report: MetricsReport, console: Console) -> tuple[Table | Group, list[str]]:
+    """The metrics per scenario fitted to ``console``, and the metrics left out."""
     # A metric nobody recorded (no pricing, no retries) would be a column of zeros.
     shown = [m for m in TABLE_METRICS if any(_seen(s, m) for s in report.scenarios)]
-    for metric in shown:
-        table.add_column(LABELS[metric], justify="right")
-    for s in report.scenarios:
-        table.add_row(Text(one_line(s.scenario_id, 80)), str(s.trials), *(_metric_cell(s, m) for m in shown))
-    return table
+    columns = [Column("scenario"), Column("trials", justify="right"),
+               *(Column(LABELS[m], justify="right", priority=1 + i) for i, m in enumerate(shown))]
+    rows = [[Text(clean(s.scenario_id)), str(s.trials), *(_metric_cell(s, m) for m in shown)]
+            for s in report.scenarios]
+    return fitted_table(console, columns, rows, title="Metrics per scenario: median per trial (history median)")
 
 
 def render_metrics(report: MetricsReport, console: Console, *, max_lines: int = 30) -> None:
@@ -292,28 +306,32 @@ def render_metrics(report: MetricsReport, console: Console, *, max_lines: int = 
     head.append(one_line(report.run_id, 80), style="bold")
     head.append(" · agent " + one_line(_agent(report.agent), 80))
     head.append(f" · history {plural(len(report.history_run_ids), 'run')}", style="dim")
-    console.print(head)
+    console.print(head, soft_wrap=False)
     alerts = report.alerts
     breaches = report.breaches
     if alerts:
         console.print(Text(f"Alerts (robust z > {report.threshold:g} and change ≥ {report.min_change:.0%})",
-                           style="bold yellow"))
+                           style="bold yellow"), soft_wrap=False)
         for sid, check in alerts[:max_lines]:
-            console.print(_alert_line(sid, check.message, check.direction == "up"))
+            console.print(_alert_line(sid, check.message, check.direction == "up"), soft_wrap=False)
         if len(alerts) > max_lines:
-            console.print(Text(f"  … and {len(alerts) - max_lines} more", style="dim"))
+            console.print(Text(f"  … and {len(alerts) - max_lines} more", style="dim"), soft_wrap=False)
     if breaches:
-        console.print(Text("Limits exceeded (these gate)", style="bold red"))
+        console.print(Text("Limits exceeded (these gate)", style="bold red"), soft_wrap=False)
         for b in breaches[:max_lines]:
             line = Text("✗ ", style="red")
             line.append(one_line(f"{b.scenario_id}[{b.trial}]", 80), style="bold")
             line.append("  " + b.message)
-            console.print(line)
+            console.print(line, soft_wrap=False)
         if len(breaches) > max_lines:
-            console.print(Text(f"  … and {len(breaches) - max_lines} more", style="dim"))
-    console.print(metrics_table(report))
+            console.print(Text(f"  … and {len(breaches) - max_lines} more", style="dim"), soft_wrap=False)
+    table, dropped = metrics_table(report, console)
+    console.print(table, soft_wrap=False)
+    note = dropped_note(dropped)
+    if note is not None:
+        console.print(note, soft_wrap=False)
     if report.insufficient_history:
         console.print(Text(f"insufficient history for some scenarios (fewer than {report.min_history} earlier "
-                           "runs of this agent): no alerts for them", style="dim"))
+                           "runs of this agent): no alerts for them", style="dim"), soft_wrap=False)
     if not alerts and not breaches:
-        console.print(Text("no metric alerts", style="bold green"))
+        console.print(Text("no metric alerts", style="bold green"), soft_wrap=False)

@@ -46,7 +46,7 @@ def _commit(sha: str | None) -> str:
 def render_runs(listing: RunList, console: Console) -> None:
     """``costar runs``: one line per run, whole run ids; narrow terminals drop the least useful columns."""
     if not listing.runs:
-        console.print(f"no runs in {listing.store} yet; 'costar run' records one", highlight=False)
+        console.print(f"no runs in {listing.store} yet; 'costar run' records one", highlight=False, soft_wrap=False)
         return
     columns = [Column("run id"), Column("created", priority=5), Column("origin", priority=3),
                Column("status"), Column("pass", justify="right"), Column("trials", justify="right"),
@@ -78,7 +78,7 @@ def render_runs(listing: RunList, console: Console) -> None:
 def render_trace_list(listing: TraceList, console: Console) -> None:
     """``costar traces list``: whole trace ids (``costar traces show`` takes them, or any unique prefix)."""
     if not listing.traces:
-        console.print(f"run {listing.run_id} has no traces", highlight=False)
+        console.print(f"run {listing.run_id} has no traces", highlight=False, soft_wrap=False)
         return
     columns = [Column("trace id"), Column("scenario"), Column("trial", justify="right"),
                Column("agent", priority=2), Column("judged"), Column("spans", justify="right", priority=4),
@@ -155,9 +155,9 @@ def render_trace(detail: TraceDetail, console: Console, *, attributes: bool = Fa
     head.append(f"\nrun {detail.run_id or '—'} · {fmt_tokens(t.total_tokens)} tokens ({t.input_tokens} in, "
                 f"{t.output_tokens} out) · {fmt_cost(t.cost_usd)} · {fmt_seconds(t.latency_s)} · "
                 f"{t.llm_calls} model calls · {t.tool_calls} tool calls", style="dim")
-    console.print(head)
+    console.print(head, soft_wrap=False)
     if detail.error:
-        console.print(Text("agent error: ", style="bold red") + printable(detail.error, 4000))
+        console.print(Text("agent error: ", style="bold red") + printable(detail.error, 4000), soft_wrap=False)
     root = Tree(Text("spans", style="bold"), guide_style="dim")
     nodes: dict[str, Tree] = {}
     for s in detail.spans:
@@ -168,11 +168,12 @@ def render_trace(detail: TraceDetail, console: Console, *, attributes: bool = Fa
         nodes[s.span_id] = node
     console.print(root, soft_wrap=False)
     if detail.spans_total > len(detail.spans):
-        console.print(f"… {detail.spans_total - len(detail.spans)} more spans (--max-spans shows more)", style="dim")
-    console.print(Text("output:", style="bold"))
-    console.print(printable(detail.output or "", output_chars))
+        console.print(f"… {detail.spans_total - len(detail.spans)} more spans (--max-spans shows more)", style="dim",
+                      soft_wrap=False)
+    console.print(Text("output:", style="bold"), soft_wrap=False)
+    console.print(printable(detail.output or "", output_chars), soft_wrap=False)
     if detail.verdicts:
-        console.print(Text("verdicts:", style="bold"))
+        console.print(Text("verdicts:", style="bold"), soft_wrap=False)
         for v in detail.verdicts:
             style = {"pass": "green", "fail": "red", "error": "magenta"}.get(v.outcome, "dim")
             line = Text(f"  {v.outcome:<6} ", style=style)
@@ -181,8 +182,8 @@ def render_trace(detail: TraceDetail, console: Console, *, attributes: bool = Fa
             if text:
                 line.append(": ")
                 line.append_text(printable(one_line(text, 100_000), 2000))
-            console.print(line)
+            console.print(line, soft_wrap=False)
     if detail.artifacts:
-        console.print(Text(f"artifacts ({len(detail.artifacts)}):", style="bold"))
+        console.print(Text(f"artifacts ({len(detail.artifacts)}):", style="bold"), soft_wrap=False)
         for a in detail.artifacts:
-            console.print(_artifact_block(a, artifact_lines))
+            console.print(_artifact_block(a, artifact_lines), soft_wrap=False)
