@@ -116,7 +116,7 @@ def test_judges_commands_print_no_raw_escapes(tmp_path: Path) -> None:
     (tmp_path / "queue.txt").write_text("t-plain\n", encoding="utf-8")
     labeled = costar("label", "quality", "--labeler", "bob", "--queue", "queue.txt", cwd=tmp_path, stdin="f\n\n")
     assert "1 label saved" in assert_clean(labeled), labeled.stdout
-    res = costar("judges", "agreement", "quality", "--labelers", "ana", "bob", cwd=tmp_path)
+    res = costar("judges", "agreement", "quality", "--labelers", "ana,bob", cwd=tmp_path)
     out = assert_clean(res)
     assert "t-\\x1b]0;pwned\\x07" in out, out
     out = assert_clean(costar("traces", "list", cwd=tmp_path))

@@ -132,3 +132,15 @@ def test_assert_passes_on_a_stored_trace_reads_its_files(tmp_path: Path) -> None
         api.assert_passes(trace.trace_id, [{"csv": {"file": "out.csv", "min_rows": 5}}], store=tmp_path / ".costar")
     with pytest.raises(Exception, match="unknown check 'output_contain'"):
         api.assert_passes(trace.trace_id, [{"output_contain": "x"}], store=tmp_path / ".costar")
+
+
+def test_failure_message_shows_trace_content_inert() -> None:
+    from costar.pytest_plugin import failure_message
+    from costar.summary import summarize
+    from test_report_support import make_run, make_trace, verdict
+
+    t = make_trace("s", 0)
+    summary = summarize(make_run(), [t], [verdict(t, "ok", False, rationale="output starts '\x1b]0;pwned\x07\x1b[2J'")])
+    text = failure_message(summary.scenario("s"), "run-1")
+    assert "\x1b" not in text and "\x07" not in text
+    assert "\\x1b]0;pwned\\x07" in text and f"trace {t.trace_id}" in text

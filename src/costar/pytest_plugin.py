@@ -163,7 +163,14 @@ class ScenarioItem(pytest.Item):
 
 
 def failure_message(result: ScenarioSummary | None, run_id: str) -> str:
-    """Why a scenario failed, one line per failing verdict, with the ids to look further."""
+    """Why a scenario failed, one line per failing verdict, with the ids to look further. Trace
+    content in it (rationales quote the agent) cannot drive the terminal pytest prints to."""
+    from costar.safe_text import for_terminal
+
+    return for_terminal(_failure_text(result, run_id), None)
+
+
+def _failure_text(result: ScenarioSummary | None, run_id: str) -> str:
     from costar.summary import fmt_rate
 
     if result is None:

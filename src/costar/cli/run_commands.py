@@ -32,7 +32,6 @@ from costar.cli.common import (
 )
 from costar.errors import CostarError
 from costar.safe_text import for_terminal
-from costar.summary import one_line
 
 
 def _check_outputs(*paths: Path | None) -> None:
@@ -103,7 +102,7 @@ class ScenarioLines:
         passed, ran = self.passed[scenario_id], self.ran[scenario_id]
         mark = "✓" if passed == ran else "✗"
         elapsed = time.monotonic() - self.started
-        self.out.print(f"{mark} {one_line(scenario_id, 200)}  {passed}/{ran} trials passed  "
+        self.out.print(f"{mark} {for_terminal(scenario_id, None, one_line=True)}  {passed}/{ran} trials passed  "
                        f"[{self.done}/{self.total or '?'} trials done, {elapsed:.0f}s]",
                        markup=False, highlight=False, soft_wrap=True)
 

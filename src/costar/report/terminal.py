@@ -194,7 +194,7 @@ def too_wide(console: Console, table: Table | Group) -> bool:
 def _trial_head(marker: str, style: str, trial: TrialSummary) -> Text:
     line = Text(f"{marker} ", style=style)
     line.append(clean(trial.label), style="bold")
-    line.append(f"  trace {trial.trace_id}", style="dim")
+    line.append(f"  trace {clean(trial.trace_id)}", style="dim")
     return line
 
 

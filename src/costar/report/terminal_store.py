@@ -32,6 +32,12 @@ def printable(text: str, limit: int | None = None) -> Text:
     return Text(for_terminal(text, limit))
 
 
+def _id(text: str | None) -> str:
+    """An id as printed: whole, on one line, terminal controls shown as escapes (an imported trace
+    can carry any id)."""
+    return for_terminal(text or "—", None, one_line=True)
+
+
 def _when(ts: float | None) -> str:
     return "—" if ts is None else dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
 
@@ -46,7 +52,8 @@ def _commit(sha: str | None) -> str:
 def render_runs(listing: RunList, console: Console) -> None:
     """``costar runs``: one line per run, whole run ids; narrow terminals drop the least useful columns."""
     if not listing.runs:
-        console.print(f"no runs in {listing.store} yet; 'costar run' records one", highlight=False, soft_wrap=False)
+        console.print(f"no runs in {_id(listing.store)} yet; 'costar run' records one", markup=False,
+                      highlight=False, soft_wrap=False)
         return
     columns = [Column("run id"), Column("created", priority=5), Column("origin", priority=3),
                Column("status"), Column("pass", justify="right"), Column("trials", justify="right"),
@@ -58,7 +65,7 @@ def render_runs(listing: RunList, console: Console) -> None:
         agent = r.agent.name + (f" {r.agent.version}" if r.agent.version else "")
         status = Text(r.status, style="red" if r.status in ("interrupted", "failed") else "")
         rate = Text(fmt_pct(r.pass_rate), style="green" if r.all_gates_passed else "red" if r.failed else "")
-        rows.append([r.run_id, _when(r.created_at), r.origin, status, rate, f"{r.passed}/{r.trials}",
+        rows.append([_id(r.run_id), _when(r.created_at), _id(r.origin), status, rate, f"{r.passed}/{r.trials}",
                      fmt_tokens(r.total_tokens), fmt_cost(r.cost_usd), _commit(r.agent.git_sha),
                      one_line(r.branch or "—", 60), one_line(", ".join(r.tags) or "—", 60), one_line(agent, 40)])
     table, dropped = fitted_table(console, columns, rows)
@@ -69,7 +76,7 @@ def render_runs(listing: RunList, console: Console) -> None:
     for r in listing.runs:
         if r.error:
             line = Text("✗ ", style="red")
-            line.append(r.run_id, style="bold")
+            line.append(_id(r.run_id), style="bold")
             line.append(f" {r.status}: ", style="red")
             line.append(one_line(r.error, 600))
             console.print(line, soft_wrap=False)
@@ -78,7 +85,7 @@ def render_runs(listing: RunList, console: Console) -> None:
 def render_trace_list(listing: TraceList, console: Console) -> None:
     """``costar traces list``: whole trace ids (``costar traces show`` takes them, or any unique prefix)."""
     if not listing.traces:
-        console.print(f"run {listing.run_id} has no traces", highlight=False, soft_wrap=False)
+        console.print(f"run {_id(listing.run_id)} has no traces", markup=False, highlight=False, soft_wrap=False)
         return
     columns = [Column("trace id"), Column("scenario"), Column("trial", justify="right"),
                Column("agent", priority=2), Column("judged"), Column("spans", justify="right", priority=4),
@@ -86,7 +93,7 @@ def render_trace_list(listing: TraceList, console: Console) -> None:
                Column("latency", justify="right", priority=3)]
     rows = []
     for t in listing.traces:
-        rows.append([t.trace_id, Text(one_line(t.scenario_id or "—", 200)), str(t.trial),
+        rows.append([_id(t.trace_id), Text(_id(t.scenario_id)), str(t.trial),
                      Text(t.status, style="" if t.status == "ok" else "red"),
                      Text(t.outcome, style=_OUTCOME_STYLE.get(t.outcome, "")), str(t.spans),
                      fmt_tokens(t.totals.total_tokens), fmt_cost(t.totals.cost_usd), fmt_seconds(t.totals.latency_s)])
@@ -148,11 +155,11 @@ def render_trace(detail: TraceDetail, console: Console, *, attributes: bool = Fa
                  output_chars: int = 4000) -> None:
     """``costar traces show``: the span tree with model, tokens and cost per span (``attributes``:
     every attribute under its span), the output, the verdicts, and each artifact (text shown)."""
-    head = Text.assemble(("trace ", "bold"), (detail.trace_id, "bold"))
-    head.append(f"  {one_line(detail.scenario_id or '—', 200)}[{detail.trial}]  ")
-    head.append(detail.status, style="green" if detail.status == "ok" else "red")
+    head = Text.assemble(("trace ", "bold"), (_id(detail.trace_id), "bold"))
+    head.append(f"  {_id(detail.scenario_id)}[{detail.trial}]  ")
+    head.append(_id(detail.status), style="green" if detail.status == "ok" else "red")
     t = detail.totals
-    head.append(f"\nrun {detail.run_id or '—'} · {fmt_tokens(t.total_tokens)} tokens ({t.input_tokens} in, "
+    head.append(f"\nrun {_id(detail.run_id)} · {fmt_tokens(t.total_tokens)} tokens ({t.input_tokens} in, "
                 f"{t.output_tokens} out) · {fmt_cost(t.cost_usd)} · {fmt_seconds(t.latency_s)} · "
                 f"{t.llm_calls} model calls · {t.tool_calls} tool calls", style="dim")
     console.print(head, soft_wrap=False)
@@ -170,14 +177,13 @@ def render_trace(detail: TraceDetail, console: Console, *, attributes: bool = Fa
     if detail.spans_total > len(detail.spans):
         console.print(f"… {detail.spans_total - len(detail.spans)} more spans (--max-spans shows more)", style="dim",
                       soft_wrap=False)
-    console.print(Text("output:", style="bold"), soft_wrap=False)
-    console.print(printable(detail.output or "", output_chars), soft_wrap=False)
+    console.print(Text("output: ", style="bold") + printable(detail.output or "", output_chars), soft_wrap=False)
     if detail.verdicts:
         console.print(Text("verdicts:", style="bold"), soft_wrap=False)
         for v in detail.verdicts:
             style = {"pass": "green", "fail": "red", "error": "magenta"}.get(v.outcome, "dim")
             line = Text(f"  {v.outcome:<6} ", style=style)
-            line.append(one_line(v.name, 200), style="bold")
+            line.append(_id(v.name), style="bold")
             text = v.error or v.rationale
             if text:
                 line.append(": ")
