@@ -50,9 +50,10 @@ scenarios:
 """
 
 
-def costar(*args: str, cwd: Path, columns: int = 80) -> subprocess.CompletedProcess[str]:
+def costar(*args: str, cwd: Path, columns: int = 80, ci: str = "") -> subprocess.CompletedProcess[str]:
+    # CI is set explicitly: a run's origin is 'ci' inside a CI job, 'cli' otherwise.
     return subprocess.run([*costar_cmd(), *args], cwd=cwd, capture_output=True, text=True, timeout=180,
-                          env=child_env(COLUMNS=str(columns)))
+                          env=child_env(COLUMNS=str(columns), CI=ci))
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +85,11 @@ def test_progress_when_piped_is_one_line_per_finished_scenario(tmp_path: Path) -
     assert any(LONG_ID in line and "3/3 trials passed" in line for line in lines)
     assert any("crashes" in line and "0/2 trials passed" in line for line in lines)
     assert "\x1b[" not in res.stderr + res.stdout
-    quiet = costar("run", "--no-progress", cwd=tmp_path)
+    quiet = costar("run", "--no-progress", cwd=tmp_path, ci="true")
     assert "trials passed" not in quiet.stderr
+    # A run inside a CI job says so.
+    assert [r.origin for r in RunList.model_validate_json(costar("runs", "--json", cwd=tmp_path).stdout).runs] == \
+        ["ci", "cli"]
 
 
 def test_report_reads_at_80_columns(project: Path) -> None:

@@ -188,7 +188,7 @@ def test_refine_runs_are_never_latest_and_clean_removes_worktrees_and_branches(r
     from costar.refine.cleanup import clean_sessions
 
     ours = subprocess.run([*costar_cmd(), "run", "--no-progress"], cwd=repo, capture_output=True, text=True,
-                          timeout=300, env=child_env())
+                          timeout=300, env=child_env(CI=""))
     assert ours.returncode == 1, ours.stdout + ours.stderr
     mine = ours.stdout.strip().splitlines()[-1].removeprefix("run id: ")
     first = Refiner(repo / "costar.yaml", assistant(tmp_path, "good"), RefineOptions(iterations=1)).run()
