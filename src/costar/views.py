@@ -119,8 +119,9 @@ class RunRow(BaseModel):
     @classmethod
     def of(cls, run: Run, summary: RunSummary) -> RunRow:
         t = summary.totals
-        vcs = run.metadata.get("vcs") if isinstance(run.metadata.get("vcs"), dict) else {}
-        tags = run.metadata.get("tags") if isinstance(run.metadata.get("tags"), list) else []
+        raw_vcs, raw_tags = run.metadata.get("vcs"), run.metadata.get("tags")
+        vcs: dict[str, Any] = raw_vcs if isinstance(raw_vcs, dict) else {}
+        tags: list[Any] = raw_tags if isinstance(raw_tags, list) else []
         return cls(run_id=run.run_id, status=run.status, error=run.error, origin=run.origin, created_at=run.created_at,
                    finished_at=run.finished_at, agent=run.agent, branch=vcs.get("branch") or None,
                    tags=[str(t) for t in tags], suite=list(run.suite),

@@ -567,9 +567,8 @@ def _entry(data: dict[str, Any], doc: YamlDocument, prefix: tuple[Any, ...], fil
         loc = tuple(err["loc"])
         msg = _message(err, jtype.definition)
         for other in exc.errors()[1:]:  # every problem, each with its own line and field
-            where = tuple(other["loc"])
-            other_line = doc.line_of(prefix + where)
-            msg += (f"; also{f' line {other_line}' if other_line is not None else ''} field '{_field(where)}': "
+            at = tuple(other["loc"])
+            msg += (f"; also line {doc.line_of(prefix + at)} field '{_field(at)}': "
                     f"{_message(other, jtype.definition)}")
         raise JudgeDefinitionError(msg, file=file, line=doc.line_of(prefix + loc), field=_field(loc) or None) from None
     where = source or f"{file}:{line}"

@@ -21,7 +21,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from costar.report.fit import Column, dropped_note, fitted_table, fitted_table_with_names
+from costar.report.fit import Cell, Column, dropped_note, fitted_table, fitted_table_with_names
 from costar.safe_text import for_terminal
 from costar.summary import (
     CurvePoint,
@@ -154,7 +154,7 @@ def scenario_table(summary: RunSummary, console: Console) -> tuple[Table | Group
                Column("pass^k", justify="right", priority=1), Column("tokens/trial", justify="right", priority=3),
                Column("cost", justify="right", priority=2), Column("latency/trial", justify="right", priority=4),
                Column("status")]
-    rows = [[Text(clean(s.scenario_id)), _trials_cell(s), fmt_rate(s.rate), _pass_hat_cell(s),
+    rows: list[list[Cell | None]] = [[Text(clean(s.scenario_id)), _trials_cell(s), fmt_rate(s.rate), _pass_hat_cell(s),
              fmt_tokens(s.usage.mean_tokens), fmt_cost(s.usage.cost_usd), fmt_seconds(s.usage.mean_latency_s),
              Text(s.status.upper(), style=STATUS_STYLE[s.status])]
             for s in summary.scenarios]

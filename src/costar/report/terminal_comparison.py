@@ -23,7 +23,7 @@ from costar.compare import (
     UsageMetric,
 )
 from costar.metrics import LABELS, MetricName, MetricsReport, ScenarioMetrics, format_metric
-from costar.report.fit import Column, dropped_note, fitted_table, fitted_table_with_names
+from costar.report.fit import Cell, Column, dropped_note, fitted_table, fitted_table_with_names
 from costar.report.terminal import JUDGE_NAME_MIN, clean, short_name
 from costar.summary import Rate, fmt_cost, fmt_pct, fmt_rate, fmt_seconds, fmt_tokens, one_line, plural
 from costar.trace.model import AgentInfo
@@ -113,7 +113,7 @@ def comparison_scenario_table(comparison: Comparison, console: Console, *,
                Column("p", justify="right", priority=2), Column("pass^k", justify="right", priority=3),
                *(Column(USAGE_HEADERS[m], justify="right", priority=4 + i) for i, m in enumerate(usage)),
                Column("change")]
-    rows = [[Text(clean(s.scenario_id)), _rate_cell(s.base_rate), _rate_cell(s.head_rate),
+    rows: list[list[Cell | None]] = [[Text(clean(s.scenario_id)), _rate_cell(s.base_rate), _rate_cell(s.head_rate),
              _p_cell(s.rates, comparison.correction), _pass_hat_cell(s),
              *(_delta_cell(s.metrics, m) for m in usage), _change_cell(s.change)]
             for s in comparison.scenarios
@@ -295,7 +295,7 @@ def metrics_table(report: MetricsReport, console: Console) -> tuple[Table | Grou
     shown = [m for m in TABLE_METRICS if any(_seen(s, m) for s in report.scenarios)]
     columns = [Column("scenario"), Column("trials", justify="right"),
                *(Column(LABELS[m], justify="right", priority=1 + i) for i, m in enumerate(shown))]
-    rows = [[Text(clean(s.scenario_id)), str(s.trials), *(_metric_cell(s, m) for m in shown)]
+    rows: list[list[Cell | None]] = [[Text(clean(s.scenario_id)), str(s.trials), *(_metric_cell(s, m) for m in shown)]
             for s in report.scenarios]
     return fitted_table(console, columns, rows, title="Metrics per scenario: median per trial (history median)")
 

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.text import Text
 from rich.tree import Tree
 
-from costar.report.fit import Column, dropped_note, fitted_table
+from costar.report.fit import Cell, Column, dropped_note, fitted_table
 from costar.safe_text import for_terminal
 from costar.summary import fmt_cost, fmt_pct, fmt_seconds, fmt_tokens, one_line
 from costar.views import ArtifactRow, RunList, SpanRow, TraceDetail, TraceList
@@ -60,7 +60,7 @@ def render_runs(listing: RunList, console: Console) -> None:
                Column("tokens", justify="right", priority=4), Column("cost", justify="right", priority=4),
                Column("commit", priority=6), Column("branch", priority=7), Column("tags", priority=8),
                Column("agent", priority=9)]
-    rows = []
+    rows: list[list[Cell | None]] = []
     for r in listing.runs:
         agent = r.agent.name + (f" {r.agent.version}" if r.agent.version else "")
         status = Text(r.status, style="red" if r.status in ("interrupted", "failed") else "")
@@ -91,7 +91,7 @@ def render_trace_list(listing: TraceList, console: Console) -> None:
                Column("agent", priority=2), Column("judged"), Column("spans", justify="right", priority=4),
                Column("tokens", justify="right", priority=3), Column("cost", justify="right", priority=5),
                Column("latency", justify="right", priority=3)]
-    rows = []
+    rows: list[list[Cell | None]] = []
     for t in listing.traces:
         rows.append([_id(t.trace_id), Text(_id(t.scenario_id)), str(t.trial),
                      Text(t.status, style="" if t.status == "ok" else "red"),

@@ -72,7 +72,7 @@ _DEFS: dict[str, Any] = {}
 
 
 def _ref_enum(ref: str) -> list[Any]:
-    return _DEFS.get(ref.rsplit("/", 1)[-1], {}).get("enum", [])
+    return list(_DEFS.get(ref.rsplit("/", 1)[-1], {}).get("enum", []))
 
 
 def _default_text(info: FieldInfo) -> str:

@@ -38,8 +38,7 @@ def _format_validation_error(exc: ValidationError, doc: YamlDocument, file: str,
     msg = _problem(first)
     for err in errors[1:]:
         other = tuple(err["loc"])
-        line = doc.line_of(prefix + other)
-        msg += f"; also{f' line {line}' if line is not None else ''} field '{_field_of(other)}': {_problem(err)}"
+        msg += f"; also line {doc.line_of(prefix + other)} field '{_field_of(other)}': {_problem(err)}"
     return ScenarioError(msg, file=file, line=doc.line_of(prefix + loc), field=_field_of(loc) or None)
 
 
