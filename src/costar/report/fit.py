@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rich import box
-from rich.console import Console, Group
+from rich.console import Console, Group, JustifyMethod
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
@@ -25,7 +25,8 @@ class Column:
     """One column of a fitted table."""
 
     header: str
-    justify: str = "left"
+    """The column's heading."""
+    justify: JustifyMethod = "left"
     """``left`` or ``right``."""
     priority: int = 0
     """0: always shown; higher numbers are dropped first when the table does not fit."""
@@ -48,7 +49,7 @@ def _build(columns: Sequence[Column], rows: Sequence[Sequence[Cell | None]], kee
                   show_edge=False, header_style="bold", title_style="bold", collapse_padding=True)
     for i in keep:
         c = columns[i]
-        table.add_column(c.header, justify=c.justify,  # type: ignore[arg-type]
+        table.add_column(c.header, justify=c.justify,
                          no_wrap=not c.flexible, overflow="fold" if c.flexible else "ignore",
                          min_width=c.min_width if c.flexible else None)
     for row in rows:
