@@ -31,6 +31,7 @@ _SCENARIO_SUFFIXES = (".yaml", ".yml")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--costar [SUITE]`` and its options."""
     group = parser.getgroup("costar", "coSTAR scenarios as tests")
     group.addoption("--costar", nargs="?", const="", default=None, metavar="SUITE",
                     help="Collect coSTAR scenarios as tests: the suite in costar.yaml, or these scenario "
@@ -78,6 +79,7 @@ class _Suite:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``costar`` marker."""
     config.addinivalue_line("markers", "costar: a coSTAR scenario run as a test (pytest --costar)")
     if config.getoption("costar", default=None) is None:
         return
@@ -92,6 +94,7 @@ _SUITE = pytest.StashKey[_Suite]()
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """With ``--costar``: the scenario files of the suite, each a collector of its scenarios."""
     suite = parent.config.stash.get(_SUITE, None)
     if suite is None or not suite.owns(file_path):
         return None
@@ -102,6 +105,7 @@ class ScenarioFile(pytest.File):
     """A scenario file: one test item per scenario."""
 
     def collect(self) -> Any:
+        """One test item per scenario in the file; a file that does not load is a collection error saying why."""
         from costar.errors import CostarError
         from costar.scenario import load_scenario_file
 
@@ -130,6 +134,7 @@ class ScenarioItem(pytest.Item):
                 self.add_marker(tag)
 
     def runtest(self) -> None:
+        """Run the scenario's trials and judges, recorded as a run with origin ``pytest``."""
         from costar import api
         from costar.errors import CostarError
 
@@ -154,11 +159,13 @@ class ScenarioItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str | Any:
+        """The verdicts of the failing trials, instead of a traceback into coSTAR."""
         if isinstance(excinfo.value, ScenarioFailed):
             return str(excinfo.value)
         return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
+        """Where the item comes from, as pytest prints it."""
         return self.path, None, f"scenario {self.scenario.id}"
 
 

@@ -49,6 +49,7 @@ class View(BaseModel):
     """Which view this is: ``runs``, ``traces``, ``trace``, ``report``, ``judges``, ``metrics``, ``comparison``."""
 
     def model_post_init(self, context: Any) -> None:
+        """Fill ``kind`` from the class when it was not given."""
         if not self.kind:
             self.kind = self.kind_name
 
@@ -118,6 +119,7 @@ class RunRow(BaseModel):
 
     @classmethod
     def of(cls, run: Run, summary: RunSummary) -> RunRow:
+        """The row of ``run``, from its summary."""
         t = summary.totals
         raw_vcs, raw_tags = run.metadata.get("vcs"), run.metadata.get("tags")
         vcs: dict[str, Any] = raw_vcs if isinstance(raw_vcs, dict) else {}
@@ -243,6 +245,7 @@ class SpanRow(BaseModel):
 
     @classmethod
     def of(cls, s: Span, *, attributes: bool) -> SpanRow:
+        """The row of span ``s``; with ``attributes``, every attribute too (else None)."""
         a = s.attributes
         model = a.get("gen_ai.response.model") or a.get("gen_ai.request.model")
         return cls(span_id=s.span_id, parent_id=s.parent_id, name=s.name, kind=s.kind, start_ns=s.start_ns,
@@ -373,6 +376,7 @@ class RunReport(View, RunSummary):
 
     @classmethod
     def of(cls, run: Run | None, summary: RunSummary) -> RunReport:
+        """The report of ``run`` (None: a summary not stored as a run, origin ``api``)."""
         return cls(**summary.model_dump(), origin=run.origin if run is not None else "api")
 
 
@@ -392,6 +396,7 @@ class ComparisonView(View, Comparison):
 
     @classmethod
     def of(cls, comparison: Comparison) -> ComparisonView:
+        """``comparison`` as a versioned view."""
         return cls.model_validate(comparison.model_dump())
 
 
@@ -403,6 +408,7 @@ class MetricsView(View, MetricsReport):
 
     @classmethod
     def of(cls, report: MetricsReport) -> MetricsView:
+        """``report`` as a versioned view."""
         return cls.model_validate(report.model_dump())
 
 
@@ -445,6 +451,7 @@ class JudgeList(View):
 
 
 def judge_list(infos: Iterable[JudgeInfo]) -> JudgeList:
+    """The judges ``infos`` describe, as a view (what ``costar judges list --json`` prints)."""
     return JudgeList(judges=[JudgeRow(**asdict(i)) for i in infos])
 
 

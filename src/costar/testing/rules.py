@@ -107,6 +107,7 @@ class Rule(BaseModel):
         return pattern
 
     def matches(self, req: IncomingRequest) -> bool:
+        """Whether this rule answers ``req``: every condition it sets (api, call, model, tools, messages) holds."""
         if self.api is not None and self.api != req.api:
             return False
         if self.call_index is not None:
