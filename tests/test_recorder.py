@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from costar.trace import Recording, SpanKind, StatusCode, current_span, propagate, span, traced
+from costar.trace import Recording, SpanKind, StatusCode, current_span, propagate, span, traced, unrecorded
 
 
 def by_name(rec: Recording) -> dict:
@@ -111,6 +112,52 @@ def test_threads_without_context_attach_to_the_single_active_recording() -> None
     names = [s.name for s in rec.spans()]
     assert names.count("in-thread") == 4
     assert all(s.parent_id == rec.root.span_id for s in rec.spans() if s.name == "in-thread")
+
+
+def test_unrecorded_work_never_falls_back_to_the_single_active_recording() -> None:
+    """Judges scoring a trace while one trial still records: nothing they open joins that trial,
+    in the block itself, in tasks it starts, or in worker threads it hands work to."""
+
+    def work() -> None:
+        with span("judge-work"):
+            pass
+
+    async def judge() -> None:
+        with span("judge-task"):
+            await asyncio.to_thread(work)
+
+    with Recording() as rec:
+        with unrecorded():
+            assert current_span() is None
+            work()
+            asyncio.run(judge())
+            with ThreadPoolExecutor(1) as pool:  # an executor that carries the context along
+                pool.submit(contextvars.copy_context().run, work).result()
+        with span("agent-work"):
+            pass
+    names = [s.name for s in rec.spans()]
+    assert "judge-work" not in names
+    assert "judge-task" not in names
+    assert "agent-work" in names
+
+
+def test_a_recording_entered_inside_unrecorded_work_records() -> None:
+    with unrecorded(), Recording("trial") as rec, span("step"):
+        assert current_span() is not None
+    assert {s.name for s in rec.spans()} == {"trial", "step"}
+
+
+def test_a_recording_without_fallback_takes_no_context_less_threads() -> None:
+    """A command agent's trial: its code runs in another process, so nothing of this one may land in it."""
+    def work() -> None:
+        with span("stray"):
+            pass
+
+    with Recording(fallback=False) as rec:
+        t = threading.Thread(target=work)
+        t.start()
+        t.join()
+    assert [s.name for s in rec.spans()] == ["agent"]
 
 
 def test_propagate_carries_the_current_span_into_a_thread() -> None:

@@ -11,6 +11,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from costar.models.telemetry import UsageMeter, metered
+from costar.trace.recorder import unrecorded
 from costar.verdict import Verdict, VerdictCost, VerdictSource
 
 if TYPE_CHECKING:
@@ -89,22 +91,33 @@ class Judge(ABC):
         return await asyncio.to_thread(self.evaluate, ctx)
 
     async def judge(self, ctx: JudgeContext) -> Verdict:
-        """Run the judge; any exception becomes an error verdict, never a pass."""
+        """Run the judge; any exception becomes an error verdict, never a pass.
+
+        The judge runs unrecorded: its model calls are not the agent's, so they never join a trace
+        (not even while trials of the same run are still recording), and they are metered instead,
+        so the verdict carries the judge's tokens and money."""
         started = time.perf_counter()
-        try:
-            verdict = await self.aevaluate(ctx)
-        except Exception as exc:  # a broken judge must not stop the run
-            verdict = Verdict.failure(self.name, f"{type(exc).__name__}: {exc}", source=self.source)
+        with unrecorded(), metered() as meter:
+            try:
+                verdict = await self.aevaluate(ctx)
+            except Exception as exc:  # a broken judge must not stop the run
+                verdict = Verdict.failure(self.name, f"{type(exc).__name__}: {exc}", source=self.source)
         elapsed = time.perf_counter() - started
         updates: dict[str, Any] = {
             "trace_id": ctx.trace.trace_id,
             "fingerprint": self.fingerprint(),
             "gating": self.gating,
             "source_id": verdict.source_id or self.name,
+            "cost": _cost(verdict.cost, meter, elapsed),
         }
-        if verdict.cost.seconds == 0.0:
-            updates["cost"] = VerdictCost(
-                input_tokens=verdict.cost.input_tokens, output_tokens=verdict.cost.output_tokens,
-                cost_usd=verdict.cost.cost_usd, seconds=elapsed,
-            )
         return verdict.model_copy(update=updates)
+
+
+def _cost(reported: VerdictCost, meter: UsageMeter, elapsed: float) -> VerdictCost:
+    """The verdict's cost: what the judge reported, or what its model calls were metered at when it
+    reported none (a python judge calling a model, a judge that raised after spending)."""
+    seconds = reported.seconds or elapsed
+    if reported.input_tokens or reported.output_tokens or reported.cost_usd or not meter.calls:
+        return reported.model_copy(update={"seconds": seconds})
+    return VerdictCost(input_tokens=meter.input_tokens, output_tokens=meter.output_tokens,
+                       cost_usd=meter.cost_usd, seconds=seconds)

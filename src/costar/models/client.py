@@ -27,7 +27,7 @@ from costar.models.providers.base import Provider, ProviderSettings, failure_err
 from costar.models.registry import ProviderRegistry, default_registry
 from costar.models.request import build_request
 from costar.models.retry import RetryPolicy
-from costar.models.telemetry import fail_llm_span, finish_llm_span, start_llm_span
+from costar.models.telemetry import fail_llm_span, finish_llm_span, record_usage, start_llm_span
 from costar.models.types import ChatRequest, ChatResult, ProviderReply, Usage
 from costar.models.uri import ModelSpec, parse_model_uri
 
@@ -148,6 +148,7 @@ class ModelClient:
                 fail_llm_span(span, exc, attempts.retries)
                 raise
             finish_llm_span(span, result)
+        record_usage(result)
         return result
 
     async def achat_request(self, request: ChatRequest, *, timeout: float | None = None) -> ChatResult:
@@ -166,6 +167,7 @@ class ModelClient:
                 fail_llm_span(span, exc, attempts.retries)
                 raise
             finish_llm_span(span, result)
+        record_usage(result)
         return result
 
     def close(self) -> None:

@@ -1,7 +1,18 @@
-"""LLM spans for model calls made while a coSTAR recording is active (docs/CONVENTIONS.md)."""
+"""What a model call leaves behind: an LLM span when a coSTAR recording is active
+(docs/CONVENTIONS.md), and its usage on every usage meter open in the caller's context.
+
+A meter is how work that is never recorded into a trace still accounts for its model calls: a
+judge runs unrecorded (its calls are not the agent's) and meters them, so its tokens and money go
+to its verdict whatever the judge reports itself.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from costar.models.types import ChatRequest, ChatResult
@@ -9,6 +20,47 @@ from costar.models.uri import ModelSpec
 from costar.trace.genai import finish_reason, openai_messages_to_parts
 from costar.trace.model import SpanKind
 from costar.trace.recorder import NOOP_SPAN, LiveSpan, _NoopSpan, current_span
+
+
+@dataclass
+class UsageMeter:
+    """Model calls made in a block (see ``metered``): summed over every task and thread it started."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    cost_known: bool = True
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, result: ChatResult) -> None:
+        with self._lock:
+            self.calls += 1
+            self.input_tokens += result.usage.input_tokens
+            self.output_tokens += result.usage.output_tokens
+            self.cost_usd += result.cost_usd
+            self.cost_known = self.cost_known and result.cost_known
+
+
+_meters: contextvars.ContextVar[tuple[UsageMeter, ...]] = contextvars.ContextVar("costar_meters", default=())
+
+
+@contextlib.contextmanager
+def metered() -> Iterator[UsageMeter]:
+    """Meter the model calls of a block (nested meters each see the calls of their block)."""
+    meter = UsageMeter()
+    token = _meters.set((*_meters.get(), meter))
+    try:
+        yield meter
+    finally:
+        _meters.reset(token)
+
+
+def record_usage(result: ChatResult) -> None:
+    """Add a finished call's usage to every meter open in this context."""
+    for meter in _meters.get():
+        meter.add(result)
+
 
 _REQUEST_PARAMS = {"temperature": "gen_ai.request.temperature", "max_tokens": "gen_ai.request.max_tokens",
                    "top_p": "gen_ai.request.top_p", "seed": "gen_ai.request.seed"}

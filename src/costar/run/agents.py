@@ -132,6 +132,9 @@ class Agent(ABC):
     """The agent's name, version and git commit, recorded with every trace."""
     kind: str = ""
     """The agent's type (``python``, ``command``, ``http``...)."""
+    in_process: bool = False
+    """Whether the agent's code runs in the harness's process (its threads may then record into the
+    trial without carrying context); a command or HTTP agent runs elsewhere."""
 
     @abstractmethod
     def spec(self) -> dict[str, Any]:
@@ -194,6 +197,7 @@ class PythonAgent(Agent):
     ``AgentResult`` or a dict with ``output``. Sync functions run in a worker thread."""
 
     kind = "python"
+    in_process = True
 
     def __init__(self, cfg: PythonAgentConfig) -> None:
         self.cfg = cfg

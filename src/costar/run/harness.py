@@ -19,7 +19,7 @@ from costar.scenario import Scenario
 from costar.store.base import Run, Store
 from costar.trace.finalize import finalize_spans
 from costar.trace.model import Artifact, StatusCode, Trace, TraceStatus, compute_totals
-from costar.trace.recorder import Recording
+from costar.trace.recorder import Recording, unrecorded
 from costar.trace.sanitize import Sanitizer, secret_env_values
 from costar.trace.tools import tool_definitions
 
@@ -233,7 +233,10 @@ class Harness:
         sem = asyncio.Semaphore(max(1, self.options.concurrency))
         root = self.options.workspace_root or (self.store.root / "workspaces" / run.run_id)
 
-        writer = BatchWriter(self.store, self._sanitizer, on_stored, run_id=run.run_id)
+        # The writer's task stores traces and runs the judges on them while later trials still
+        # record: nothing it does belongs to a trace.
+        with unrecorded():
+            writer = BatchWriter(self.store, self._sanitizer, on_stored, run_id=run.run_id)
 
         async def one(job: TrialJob) -> None:
             async with sem:
@@ -299,7 +302,9 @@ class Harness:
         t0 = time.perf_counter()
         rec = Recording(self.agent.info.name, attributes={
             "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": self.agent.info.name,
-            "costar.scenario.id": sc.id, "costar.trial": job.trial, "input.value": sc.turns[0]})
+            "costar.scenario.id": sc.id, "costar.trial": job.trial, "input.value": sc.turns[0]},
+            # Threads without context may fall back to this trial only when the agent's code runs here.
+            fallback=self.agent.in_process)
         ws: Workspace | None = None
         outcome = AgentResult()
         notes: list[str] = []

@@ -12,9 +12,9 @@ from costar.trace.model import (
     Trace,
     TraceStatus,
 )
-from costar.trace.recorder import Recording, current_span, propagate, span, traced
+from costar.trace.recorder import Recording, current_span, propagate, span, traced, unrecorded
 
 __all__ = [
     "AgentInfo", "Artifact", "Recording", "Span", "SpanEvent", "SpanKind", "SpanStatus", "StatusCode", "Totals",
-    "Trace", "TraceStatus", "current_span", "propagate", "span", "traced",
+    "Trace", "TraceStatus", "current_span", "propagate", "span", "traced", "unrecorded",
 ]

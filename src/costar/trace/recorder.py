@@ -2,20 +2,27 @@
 
 The current span lives in a ContextVar, so nesting is correct across asyncio tasks (each
 task copies its context). Threads do not inherit context in Python; spans opened in a thread
-with no context attach to the process's single active recording when there is exactly one
-(the common case: one agent run at a time), and ``propagate`` carries context explicitly
-when several recordings run concurrently.
+with no context at all attach to the process's single *fallback* recording when there is exactly
+one (a recording that owns the process's agent code: the capture of a command agent's own process,
+or an in-process agent's trial), and ``propagate`` carries context explicitly when several
+recordings run concurrently.
+
+Work that is not the agent's (judges scoring traces while later trials run, the harness's own
+bookkeeping) runs under :func:`unrecorded`: nothing opened there is recorded, and it never falls
+back to a recording, however it reaches a thread (asyncio tasks and ``asyncio.to_thread`` carry
+the mark along). A recording entered inside it records as usual.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import inspect
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast, overload
 
 from costar._util.gcpause import gc_paused
@@ -31,7 +38,18 @@ from costar.trace.model import (
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_current_span: contextvars.ContextVar[LiveSpan | None] = contextvars.ContextVar("costar_span", default=None)
+
+
+class _Unrecorded:
+    """The current-span value of work that must not be recorded (see ``unrecorded``)."""
+
+    __slots__ = ()
+
+
+_UNRECORDED = _Unrecorded()
+# None: nothing set in this context (a thread started without one): the fallback recording applies.
+_current_span: contextvars.ContextVar[LiveSpan | _Unrecorded | None] = contextvars.ContextVar(
+    "costar_span", default=None)
 _active: list[Recording] = []
 _active_lock = threading.Lock()
 
@@ -55,7 +73,7 @@ class LiveSpan:
         self.events: list[SpanEvent] = []
         self.status_code = StatusCode.UNSET
         self.status_message: str | None = None
-        self._token: contextvars.Token[LiveSpan | None] | None = None
+        self._token: contextvars.Token[LiveSpan | _Unrecorded | None] | None = None
 
     @property
     def trace_id(self) -> str:
@@ -109,11 +127,19 @@ class LiveSpan:
 
 
 class Recording:
-    """Collects the spans of one trace. Use as a context manager; the root span is its body."""
+    """Collects the spans of one trace. Use as a context manager; the root span is its body.
+
+    ``fallback``: while entered, the recording also takes spans opened in threads that have no
+    context at all, when it is the only such recording in the process. Right when the code being
+    recorded runs in this process and may start threads of its own; a recording of code that runs
+    elsewhere (a command agent's process) passes False, so nothing of this process can land in it.
+    """
 
     def __init__(self, name: str = "agent", *, kind: SpanKind = SpanKind.AGENT,
-                 trace_id: str | None = None, attributes: dict[str, Any] | None = None) -> None:
+                 trace_id: str | None = None, attributes: dict[str, Any] | None = None,
+                 fallback: bool = True) -> None:
         self.trace_id = trace_id or new_trace_id()
+        self.fallback = fallback
         self._lock = threading.Lock()
         self._finished: list[LiveSpan] = []
         self._open: dict[str, LiveSpan] = {}
@@ -170,7 +196,8 @@ class Recording:
                 _active.remove(self)
 
     def __enter__(self) -> Recording:
-        self.activate()
+        if self.fallback:
+            self.activate()
         self.root.__enter__()
         return self
 
@@ -183,13 +210,32 @@ class Recording:
 
 def current_span() -> LiveSpan | None:
     s = _current_span.get()
+    if isinstance(s, _Unrecorded):
+        return None
     if s is not None and s.end_ns is None:
         return s
     # A thread that did not inherit context: fall back to the only active recording's root.
     with _active_lock:
         if len(_active) == 1:
             return _active[0].root
-    return s if s is not None else None
+    return s
+
+
+@contextlib.contextmanager
+def unrecorded() -> Iterator[None]:
+    """Run a block whose spans (model calls, tool calls, ``span``) are recorded nowhere: not into
+    the current span's trace, not into a fallback recording. Judges run in it, so scoring a trace
+    while other trials still run never adds the judge's model calls to an agent's trace."""
+    token = _current_span.set(_UNRECORDED)
+    try:
+        yield
+    finally:
+        _current_span.reset(token)
+
+
+def is_unrecorded() -> bool:
+    """Whether this context runs under ``unrecorded`` (outside any recording entered inside it)."""
+    return isinstance(_current_span.get(), _Unrecorded)
 
 
 def current_recording() -> Recording | None:
