@@ -103,6 +103,21 @@ def test_verdicts_latest_and_fingerprint_lookup(store: SQLiteStore) -> None:
     assert store.find_verdict(t.trace_id, "nope", "j") is None
 
 
+def test_an_error_verdict_is_never_a_cached_result(store: SQLiteStore) -> None:
+    """The scoring cache skips judge errors: the next assess asks the judge again (issue 9, item 3)."""
+    run = Run()
+    store.create_run(run)
+    t = make_trace(run.run_id, "s", 0)
+    store.write_trace(t)
+    ok = Verdict(name="j", passed=True, fingerprint="fp1", trace_id=t.trace_id, created_at=1)
+    err = Verdict.failure("j", "model call failed: connection refused", fingerprint="fp1", trace_id=t.trace_id)
+    only_err = Verdict.failure("k", "model call failed: connection refused", fingerprint="fp9", trace_id=t.trace_id)
+    store.write_verdicts([ok, err, only_err], run.run_id)
+    assert store.latest_fingerprints([t.trace_id]) == {}  # both newest verdicts are errors
+    assert store.find_verdict(t.trace_id, "fp1", "j") == ok  # the same judge's last real answer
+    assert store.find_verdict(t.trace_id, "fp9", "k") is None
+
+
 def test_blobs_are_content_addressed(tmp_path: Path, store: SQLiteStore) -> None:
     sha = store.put_blob(b"hello")
     assert store.put_blob(b"hello") == sha

@@ -2,7 +2,8 @@
 
 A verdict is reused when the newest verdict of that name on that trace came from a judge with
 the same fingerprint; an older verdict with the same fingerprint is brought back (no judge
-call) when a judge's configuration is rolled back; only new or changed judges run.
+call) when a judge's configuration is rolled back; only new or changed judges run. A judge
+error is never reused: the next assess asks the judge again (its model may be back).
 """
 
 from __future__ import annotations

@@ -255,8 +255,10 @@ def assess(
                              suite=[str(p) for p in suite] if suite else None, registry=api.project_judges(cfg))
     s = outcome.assess
     assert s is not None
+    # The run's judge errors, as the table counts them (errors are never cached: each was computed now,
+    # except on traces whose scenario has no definition to re-score them with, warned about below).
     console.print(f"assessed {s.traces} traces: {s.judged} verdicts computed, {s.cached} cached, "
-                  f"{s.restored} restored, {s.errors} judge errors")
+                  f"{s.restored} restored, {outcome.summary.totals.judge_errors} judge errors")
     if s.missing_scenarios:
         say(f"warning: no definition for scenarios {sorted(s.missing_scenarios)}; their traces were not re-scored",
             err=True)

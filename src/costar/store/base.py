@@ -282,11 +282,13 @@ class Store(Protocol):
         without loading them."""
 
     def latest_fingerprints(self, trace_ids: Sequence[str]) -> dict[tuple[str, str], str | None]:
-        """The fingerprint of the newest verdict per (trace id, verdict name)."""
+        """The fingerprint of the newest verdict per (trace id, verdict name), leaving out the pairs
+        whose newest verdict is a judge error: an error is never a cached result, so the next assess
+        retries it."""
 
     def find_verdict(self, trace_id: str, fingerprint: str, name: str) -> Verdict | None:
-        """The newest verdict named ``name`` a judge with this fingerprint gave the trace, or None: what
-        lets an unchanged judge skip a trace it already scored."""
+        """The newest verdict named ``name`` a judge with this fingerprint gave the trace that is not a
+        judge error, or None: what lets an unchanged judge skip a trace it already scored."""
 
     # human labels: one per (trace, name, labeler)
     def write_labels(self, labels: Sequence[Verdict], *, replace: bool = False,

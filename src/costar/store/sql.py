@@ -536,21 +536,23 @@ class SQLStore(ABC):
             return [(r[0], r[1], r[2]) for r in rows]
 
     def latest_fingerprints(self, trace_ids: Sequence[str]) -> dict[tuple[str, str], str | None]:
-        """The fingerprint of the newest verdict per (trace, verdict name)."""
-        out: dict[tuple[str, str], tuple[int, str | None]] = {}
+        """The fingerprint of the newest verdict per (trace, verdict name); pairs whose newest
+        verdict is a judge error are left out (an error is never a cached result)."""
+        out: dict[tuple[str, str], tuple[str | None, str]] = {}
         with self._read() as c:
             for chunk in self._chunks(trace_ids):
                 where, args = self._in("trace_id", chunk)
-                for vid, tid, name, fp in c.execute(
-                        f"SELECT id, trace_id, name, fingerprint FROM verdicts WHERE {where} ORDER BY id", args):
-                    out[(tid, name)] = (vid, fp)
-        return {k: v[1] for k, v in out.items()}
+                for tid, name, fp, outcome in c.execute(
+                        f"SELECT trace_id, name, fingerprint, outcome FROM verdicts WHERE {where} ORDER BY id", args):
+                    out[(tid, name)] = (fp, outcome)
+        return {k: fp for k, (fp, outcome) in out.items() if outcome != "error"}
 
     def find_verdict(self, trace_id: str, fingerprint: str, name: str) -> Verdict | None:
+        """The newest verdict of this fingerprint that is not a judge error (errors are retried)."""
         with self._read() as c:
             row = c.execute(
-                "SELECT data FROM verdicts WHERE trace_id=? AND fingerprint=? AND name=? ORDER BY id DESC LIMIT 1",
-                (trace_id, fingerprint, name)).fetchone()
+                "SELECT data FROM verdicts WHERE trace_id=? AND fingerprint=? AND name=? AND outcome <> 'error' "
+                "ORDER BY id DESC LIMIT 1", (trace_id, fingerprint, name)).fetchone()
         return Verdict.model_validate_json(row[0]) if row else None
 
     # ------------------------------------------------------------------ human labels
