@@ -14,15 +14,19 @@ from conftest import child_env, costar_cmd
 from costar.errors import ConfigError
 from costar.refine import BuiltinAssistant, CommandAssistant, RefineOptions, Refiner
 from costar.refine.acceptance import decide
-from costar.stats import fisher_one_sided
+from costar.stats import boschloo_exact
 from costar.testing import ScriptedModelServer
 
 AGENT = """
-import pathlib, sys
+import os, pathlib, re, sys
 prompt = sys.stdin.read().lower()
 skill = pathlib.Path(__file__).with_name("skill.md").read_text().lower()
 always_median = "always" in skill and "median" in skill
 skew_rule = "skewed" in skill and "median" in skill
+# A partial fix ("... from trial K"): the trials before K still get it wrong.
+late = re.search(r"from trial (\\d+)", skill)
+if late and int(os.environ["COSTAR_TRIAL"]) < int(late.group(1)):
+    skew_rule = False
 if "skewed" in prompt:
     stat = "median" if (always_median or skew_rule) else "mean"
 elif "symmetric" in prompt:
@@ -65,6 +69,8 @@ if mode == "overfit":
     skill.write_text("Always fill missing values with the median.\\n")
 elif mode == "good":
     skill.write_text("Fill skewed columns with the median; symmetric ones with the mean.\\n")
+elif mode.startswith("partial:"):
+    skill.write_text(f"Fill skewed columns with the median from trial {mode[8:]}; symmetric ones with the mean.\\n")
 elif mode == "outside":
     (repo / "scenarios" / "suite.yaml").write_text("id: cheat\\nprompt: x\\n")
 elif mode == "fail":
@@ -260,16 +266,88 @@ def test_cli_refine(repo: Path, tmp_path: Path) -> None:
     assert none.returncode == 2 and "no coding assistant" in none.stderr
 
 
-def test_acceptance_rules_and_one_sided_fisher() -> None:
+def test_acceptance_rules_and_one_sided_boschloo() -> None:
     scipy = pytest.importorskip("scipy.stats")
     for a, an, b, bn in [(0, 6, 6, 6), (3, 6, 4, 6), (2, 10, 8, 10)]:
-        assert fisher_one_sided(a, an, b, bn, alternative="better") == pytest.approx(
-            scipy.fisher_exact([[a, an - a], [b, bn - b]], alternative="less")[1])
+        assert boschloo_exact(a, an, b, bn, alternative="better") == pytest.approx(
+            scipy.boschloo_exact([[a, b], [an - a, bn - b]], alternative="less").pvalue)
     base = {"t": (0, 3), "h": (3, 3)}
     assert not decide(base, {"t": (1, 3)}, targets=["t"], train_rest=[], holdout=[]).accepted  # lucky run
+    assert not decide(base, {"t": (2, 3)}, targets=["t"], train_rest=[], holdout=[]).accepted  # p = 0.11
     ok = decide(base, {"t": (3, 3), "h": (3, 3)}, targets=["t"], train_rest=[], holdout=["h"])
-    assert not ok.accepted and "did not improve enough" in ok.reason  # 0/3 → 3/3: p = 0.05, not < 0.05
+    assert ok.accepted, ok.reason  # 0/3 → 3/3: p = 1/64 (Fisher's test said 0.05 and rejected it)
     big = {"t": (0, 6), "h": (6, 6)}
     assert decide(big, {"t": (6, 6), "h": (6, 6)}, targets=["t"], train_rest=[], holdout=["h"]).accepted
     guard = decide(big, {"t": (6, 6), "h": (2, 6)}, targets=["t"], train_rest=[], holdout=["h"])
     assert not guard.accepted and "held-out guard" in guard.reason
+
+
+# ----------------------------------------------------------------------------- power at few trials (issue 9, item 4)
+
+
+@pytest.mark.parametrize(("trials", "first_fixed_trial", "after"), [
+    (3, 0, (3, 3)),  # 0/3 → 3/3: p = 1/64 (one-sided Fisher: 0.050, rejected by "p < 0.05")
+    (4, 1, (3, 4)),  # 0/4 → 3/4: p = 0.035 (Fisher: 0.071)
+    (5, 2, (3, 5)),  # 0/5 → 3/5: p = 0.031 (Fisher: 0.083)
+])
+def test_a_real_fix_is_accepted_at_the_trial_counts_the_readme_shows(
+        repo: Path, tmp_path: Path, trials: int, first_fixed_trial: int, after: tuple[int, int]) -> None:
+    said: list[str] = []
+    report = Refiner(repo / "costar.yaml", assistant(tmp_path, f"partial:{first_fixed_trial}"),
+                     RefineOptions(iterations=1, trials=trials), say=said.append).run()
+    assert report.baseline["skewed-income"] == (0, trials)
+    [attempt] = report.attempts
+    assert attempt.after["skewed-income"] == after
+    assert attempt.status == "accepted", attempt.reason
+    assert report.warnings == [] and not any(m.startswith("warning") for m in said)
+
+
+@pytest.mark.parametrize(("i", "k", "n", "accepted"), [
+    (0, 3, 3, True), (0, 2, 3, False),
+    (0, 3, 4, True), (0, 2, 4, False),
+    (0, 3, 5, True), (0, 2, 5, False), (1, 5, 5, True),
+])
+def test_acceptance_at_three_four_and_five_trials(i: int, k: int, n: int, accepted: bool) -> None:
+    decision = decide({"t": (i, n)}, {"t": (k, n)}, targets=["t"], train_rest=[], holdout=[])
+    assert decision.accepted is accepted, decision.reason
+
+
+def test_too_few_trials_are_said_before_the_baseline_runs(repo: Path, tmp_path: Path) -> None:
+    said: list[str] = []
+    report = Refiner(repo / "costar.yaml", assistant(tmp_path, "good"), RefineOptions(iterations=1, trials=2),
+                     say=said.append).run()
+    warning = next(i for i, m in enumerate(said) if m.startswith("warning:"))
+    baseline = next(i for i, m in enumerate(said) if m.startswith("baseline:"))
+    assert warning < baseline
+    assert "0/2 → 2/2 gives p = 0.0625" in said[warning] and "at least 3 trials" in said[warning], said[warning]
+    assert report.warnings and "at least 3 trials" in report.warnings[0]
+    [attempt] = report.attempts
+    assert attempt.status == "rejected" and attempt.after["skewed-income"] == (2, 2)  # fixed, and unprovable
+    assert "Warning:" in (Path(report.session_dir) / "report.md").read_text()
+
+
+def test_alpha_comes_from_costar_yaml_and_the_flag(repo: Path, tmp_path: Path) -> None:
+    config = repo / "costar.yaml"
+    config.write_text(config.read_text() + "  alpha: 0.01\n")
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "alpha", cwd=repo)
+    said: list[str] = []
+    strict = Refiner(config, assistant(tmp_path, "good"), RefineOptions(iterations=1, trials=3),
+                     say=said.append).run()
+    assert strict.alpha == 0.01
+    assert any("at least 4 trials" in m for m in said), said  # 0/3 → 3/3 is p = 0.0156
+    assert strict.attempts[0].status == "rejected" and "needs < 0.01" in strict.attempts[0].reason
+    loose = Refiner(config, assistant(tmp_path, "good"), RefineOptions(iterations=1, trials=3, alpha=0.05)).run()
+    assert loose.alpha == 0.05 and loose.attempts[0].status == "accepted", loose.attempts[0].reason
+    with pytest.raises(ConfigError, match="alpha must be between 0 and 1"):
+        Refiner(config, assistant(tmp_path), RefineOptions(alpha=1.5))
+
+
+def test_identical_attempts_are_not_run_again(repo: Path, tmp_path: Path) -> None:
+    report = Refiner(repo / "costar.yaml", assistant(tmp_path, "overfit"), RefineOptions(iterations=2)).run()
+    first, second = report.attempts
+    assert first.status == "rejected" and first.reason.startswith("held-out guard"), first.reason
+    assert first.run_ids
+    assert second.status == "rejected" and "the same code as attempt-1" in second.reason, second.reason
+    assert "not run again" in second.reason
+    assert second.run_ids == [] and second.after == {}
+    assert "symmetric-age" not in second.feedback  # held-out names stay out of what the assistant reads

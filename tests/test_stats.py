@@ -12,10 +12,14 @@ import pytest
 
 from conftest import EXTERNAL
 from costar.stats import (
+    EXACT_PAIRS_LIMIT,
+    boschloo_exact,
     compare_rates,
     fisher_exact,
+    fisher_one_sided,
     mean_pass_at_k,
     mean_pass_hat_k,
+    min_trials_to_detect,
     pass_at_k,
     pass_hat_k,
     wilson_interval,
@@ -195,15 +199,75 @@ def test_fisher_is_fast_for_thousands_of_trials() -> None:
     assert 0.0 < p < 0.01
 
 
+# ----------------------------------------------------------------------------- Boschloo
+
+
+def test_boschloo_hand_computed_tables() -> None:
+    # 0/n -> n/n: the only table as extreme is the observed one, P = (pi (1 - pi))^n, largest at pi = 1/2.
+    for n in (1, 2, 3, 4, 5):
+        assert boschloo_exact(0, n, n, n, alternative="better") == pytest.approx(4.0 ** -n)
+        assert boschloo_exact(0, n, n, n) == pytest.approx(min(1.0, 2 * 4.0 ** -n))
+    assert boschloo_exact(0, 3, 3, 3, alternative="better") == pytest.approx(0.015625)  # Fisher: 0.05
+    assert fisher_one_sided(0, 3, 3, 3, alternative="better") == pytest.approx(0.05)
+    assert boschloo_exact(0, 2, 2, 2, alternative="better") == pytest.approx(0.0625)
+    assert boschloo_exact(0, 3, 3, 3, alternative="worse") == 1.0
+    assert boschloo_exact(3, 3, 0, 3, alternative="worse") == pytest.approx(0.015625)
+
+
+def test_boschloo_degenerate_tables() -> None:
+    assert boschloo_exact(0, 0, 3, 5) == 1.0
+    assert boschloo_exact(0, 4, 0, 6, alternative="better") == 1.0  # nobody passed
+    assert boschloo_exact(4, 4, 6, 6, alternative="worse") == 1.0  # everybody passed
+    with pytest.raises(ValueError):
+        boschloo_exact(1, 2, 1, 2, alternative="sideways")  # type: ignore[arg-type]
+
+
+def test_boschloo_matches_scipy_on_every_small_table() -> None:
+    """scipy's implementation (an optimiser over the nuisance parameter) is the reference."""
+    scipy_stats = pytest.importorskip("scipy.stats")
+    for an, bn in itertools.product(range(1, 5), repeat=2):
+        for a, b in itertools.product(range(an + 1), range(bn + 1)):
+            table = [[a, b], [an - a, bn - b]]
+            for ours, theirs in (("better", "less"), ("worse", "greater")):
+                expected = scipy_stats.boschloo_exact(table, alternative=theirs).pvalue
+                expected = 1.0 if math.isnan(expected) else expected
+                assert boschloo_exact(a, an, b, bn, alternative=ours) == pytest.approx(expected, abs=1e-9), \
+                    (a, an, b, bn, ours)
+
+
+def test_boschloo_matches_scipy_on_larger_tables_and_never_exceeds_fisher() -> None:
+    scipy_stats = pytest.importorskip("scipy.stats")
+    for a, an, b, bn in [(7, 20, 14, 20), (30, 45, 20, 38), (2, 12, 9, 30), (55, 60, 48, 60), (0, 25, 4, 25)]:
+        expected = scipy_stats.boschloo_exact([[a, b], [an - a, bn - b]], alternative="less").pvalue
+        ours = boschloo_exact(a, an, b, bn, alternative="better")
+        assert ours == pytest.approx(expected, rel=1e-6, abs=1e-12), (a, an, b, bn)
+        assert ours <= fisher_one_sided(a, an, b, bn, alternative="better") + 1e-12
+
+
+def test_boschloo_above_the_exact_limit_is_bounded_by_fisher() -> None:
+    n = 2 * math.isqrt(EXACT_PAIRS_LIMIT)
+    p = boschloo_exact(n // 2, n, n // 2 + n // 20, n, alternative="better")
+    assert p == fisher_one_sided(n // 2, n, n // 2 + n // 20, n, alternative="better")
+    assert 0.0 < p < 0.01
+
+
+def test_min_trials_to_detect() -> None:
+    assert min_trials_to_detect(0.05) == 3  # 0/2 -> 2/2 is p = 0.0625
+    assert min_trials_to_detect(0.05, alternative="two-sided") == 3  # 2 * 4^-3 = 0.031
+    assert min_trials_to_detect(0.01) == 4  # 4^-3 = 0.0156, 4^-4 = 0.0039
+    assert min_trials_to_detect(0.2) == 2
+
+
 # ----------------------------------------------------------------------------- compare_rates
 
 
 @pytest.mark.parametrize(("counts", "expected"), [
     ((10, 10, 2, 10), "regressed"),
     ((2, 10, 10, 10), "improved"),
-    ((5, 10, 6, 10), "unchanged"),  # not significant, and 0/10 would have been (p = 0.033)
-    ((2, 3, 1, 3), "inconclusive"),  # even 2/3 vs 0/3 is p = 0.4
-    ((3, 3, 0, 3), "inconclusive"),  # the largest possible change, still p = 0.1
+    ((5, 10, 6, 10), "unchanged"),  # not significant, and 0/10 would have been (p = 0.013)
+    ((2, 3, 1, 3), "inconclusive"),  # even 2/3 vs 0/3 is p = 0.22
+    ((3, 3, 0, 3), "regressed"),  # the largest possible change: p = 0.031 (Fisher's test: 0.1)
+    ((2, 2, 0, 2), "inconclusive"),  # p = 0.125: two trials cannot tell
     ((1, 1, 1, 1), "unchanged"),  # equal observed rates
     ((4, 8, 2, 4), "unchanged"),  # equal rates at different trial counts
     ((0, 0, 3, 3), "inconclusive"),
@@ -214,9 +278,9 @@ def test_compare_rates(counts: tuple[int, int, int, int], expected: str) -> None
 
 
 def test_compare_rates_alpha_moves_the_line() -> None:
-    # 3/3 vs 0/3 has p = 0.1: significant at alpha 0.2, not at 0.05.
-    assert compare_rates(3, 3, 0, 3, alpha=0.2) == "regressed"
-    assert compare_rates(3, 3, 0, 3, alpha=0.05) == "inconclusive"
+    # 3/3 vs 0/3 has p = 0.031: significant at alpha 0.05, not at 0.01.
+    assert compare_rates(3, 3, 0, 3, alpha=0.05) == "regressed"
+    assert compare_rates(3, 3, 0, 3, alpha=0.01) == "inconclusive"
 
 
 def test_compare_rates_large_runs_call_small_differences_unchanged() -> None:

@@ -1,7 +1,8 @@
 """Two runs side by side: did the agent get better, worse, or can the trials not tell?
 
-Every pass-rate difference is decided by Fisher's exact test over the trials
-(:func:`costar.stats.compare_rates`), never by comparing two numbers. With many scenarios some
+Every pass-rate difference is decided by Boschloo's exact test over the trials
+(:func:`costar.stats.compare_rates`, the same test refinement accepts attempts with), never by
+comparing two numbers. With many scenarios some
 test comes out "significant" by luck (at alpha 0.05, about one in twenty when nothing changed), so
 by default the per-scenario and per-judge p-values are Holm-adjusted within their family before a
 difference is called improved or regressed; a difference that is significant on its own but not
@@ -24,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 from costar.attribution import Attribution, attribute
 from costar.judges.registry import JudgeRegistry
 from costar.rejudge import RejudgeReport
-from costar.stats import compare_rates, fisher_exact
+from costar.stats import boschloo_exact, compare_rates
 from costar.store.base import Store
 from costar.summary import (
     JudgeSummary,
@@ -67,7 +68,7 @@ class MetricDelta(BaseModel):
 
 
 class RateChange(BaseModel):
-    """One pass rate in both runs, with Fisher's exact p-value and the decision."""
+    """One pass rate in both runs, with Boschloo's exact p-value (two-sided) and the decision."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -196,7 +197,7 @@ def _decide(base: Rate, head: Rate, p_adjusted: float, alpha: float) -> Change:
 
 
 def _rate_changes(pairs: Sequence[tuple[Rate, Rate]], alpha: float, correction: Correction) -> list[RateChange]:
-    p_values = [fisher_exact(b.successes, b.n, h.successes, h.n) for b, h in pairs]
+    p_values = [boschloo_exact(b.successes, b.n, h.successes, h.n) for b, h in pairs]
     adjusted = list(p_values)
     if correction == "holm":
         # A side with no decided trial is no test at all; counting it would only penalise the others.

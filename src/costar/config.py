@@ -47,6 +47,9 @@ class RefineConfig(BaseModel):
     trials: int | None = Field(None, ge=1)
     budget_usd: float | None = Field(None, gt=0)
     budget_seconds: float | None = Field(None, gt=0)
+    # The significance level an attempt must reach to be accepted (one-sided Boschloo test over
+    # the failing scenarios' trials; docs/STATISTICS.md).
+    alpha: float = Field(0.05, gt=0, lt=1)
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -1,17 +1,26 @@
 """Statistics over trials: rates with intervals, pass@k / pass^k, and run-to-run comparisons.
 
-Everything here is exact or closed-form and pure Python (``math.comb``, ``statistics.NormalDist``),
-so the package does not depend on scipy.
+Rates, intervals and Fisher's test are exact or closed-form in pure Python (``math.comb``,
+``statistics.NormalDist``). Whether two pass rates differ is decided by one test everywhere
+(:func:`boschloo_exact`: ``costar compare``, refinement's acceptance and its guards); it uses scipy's
+special functions and is imported only when a comparison is made. docs/STATISTICS.md says why.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from statistics import NormalDist
-from typing import Literal
+from typing import Any, Literal
 
 Comparison = Literal["improved", "regressed", "unchanged", "inconclusive"]
+Alternative = Literal["two-sided", "better", "worse"]
+
+# Above this many (a_n * b_n) trial pairs, Boschloo's p-value is bounded by Fisher's conditional
+# one (it is never larger): at 1,000 trials a side the exact computation takes about 0.3 s, and the
+# two differ by a few percent of the p-value (docs/STATISTICS.md).
+EXACT_PAIRS_LIMIT = 1_000_000
 
 # The swing ``compare_rates`` must have been able to detect before it calls a non-significant
 # difference "unchanged": half of the whole 0..1 range.
@@ -153,6 +162,101 @@ def fisher_one_sided(a_successes: int, a_n: int, b_successes: int, b_n: int, *, 
     return min(1.0, sum(tail) / sum(terms))
 
 
+def boschloo_exact(a_successes: int, a_n: int, b_successes: int, b_n: int, *,
+                   alternative: Alternative = "two-sided") -> float:
+    """P-value of Boschloo's exact unconditional test that B's pass rate is ``"better"`` (higher),
+    ``"worse"`` (lower) or, ``"two-sided"``, different from A's.
+
+    The statistic is Fisher's one-sided conditional p-value; the p-value is the largest chance,
+    over every common pass rate the two could share, of a table at least as extreme. Unlike
+    Fisher's test it does not condition on the total number of passes, which at a handful of
+    trials costs Fisher most of its power: 0/3 → 3/3 is p = 0.050 one-sided for Fisher and
+    p = 1/64 = 0.0156 here; 0/n → n/n is 4^-n. It is never larger than Fisher's p-value, and keeps
+    its level exactly (no approximation). Two-sided is twice the smaller one-sided p (as scipy's
+    ``boschloo_exact``, which the tests check this against). Above ``EXACT_PAIRS_LIMIT`` trial pairs
+    Fisher's one-sided p-value stands in: an upper bound, so the answer errs towards "no change".
+    """
+    _check_counts(a_successes, a_n)
+    _check_counts(b_successes, b_n)
+    if alternative == "two-sided":
+        one = min(boschloo_exact(a_successes, a_n, b_successes, b_n, alternative="better"),
+                  boschloo_exact(a_successes, a_n, b_successes, b_n, alternative="worse"))
+        return min(1.0, 2.0 * one)
+    if alternative == "worse":  # B worse than A is A better than B
+        return boschloo_exact(b_successes, b_n, a_successes, a_n, alternative="better")
+    if alternative != "better":
+        raise ValueError(f"alternative must be 'two-sided', 'better' or 'worse', got {alternative!r}")
+    passes = a_successes + b_successes
+    if 0 in (a_n, b_n) or passes in (0, a_n + b_n):
+        return 1.0  # one side has no trials, or every trial agrees: nothing to tell apart
+    if a_n * b_n > EXACT_PAIRS_LIMIT:
+        return fisher_one_sided(a_successes, a_n, b_successes, b_n, alternative="better")
+    return _boschloo_better(a_successes, a_n, b_successes, b_n)
+
+
+@functools.lru_cache(maxsize=4096)
+def _boschloo_better(a_c: int, a_n: int, b_c: int, b_n: int) -> float:
+    """Boschloo's one-sided p-value (B better than A) for a table with uncertainty in it.
+
+    Fisher's statistic for a table (y1 passes of A, y2 of B) is ``P(X <= y1)`` with X
+    hypergeometric given y1 + y2 passes; it never grows with y2, so the tables at least as extreme
+    as the observed one are, for each y1, those with y2 >= c(y1), found by bisection. The chance of
+    that region when both pass at rate π is then a sum over y1 alone, maximised over π on a grid
+    and refined around its best points. Cached: a comparison asks about the same small tables often.
+    """
+    import numpy as np
+    from scipy import optimize, special
+    from scipy.stats import hypergeom
+
+    total = a_n + b_n
+    # scipy's tolerance for "as extreme" (equal statistics must not be lost to rounding).
+    threshold = float(hypergeom.cdf(a_c, total, a_c + b_c, a_n)) * (1 + 1e-13)
+    y1 = np.arange(a_n + 1)
+    lo = np.zeros(a_n + 1, dtype=np.int64)
+    hi = np.full(a_n + 1, b_n + 1, dtype=np.int64)  # b_n + 1: no y2 is extreme enough
+    while bool((lo < hi).any()):
+        active = lo < hi
+        mid = (lo + hi) // 2
+        extreme = (mid <= b_n) & (hypergeom.cdf(y1, total, y1 + np.minimum(mid, b_n), a_n) <= threshold)
+        hi = np.where(active & extreme, mid, hi)
+        lo = np.where(active & ~extreme, mid + 1, lo)
+    inside = lo <= b_n
+    ys, cs = y1[inside].astype(float), lo[inside].astype(float)
+    log_comb = special.gammaln(a_n + 1) - special.gammaln(ys + 1) - special.gammaln(a_n - ys + 1)
+
+    def size(pi: Any) -> Any:
+        """The region's probability at each common pass rate in ``pi`` (an array inside (0, 1))."""
+        pi = np.asarray(pi, dtype=float).reshape(-1, 1)
+        pmf = np.exp(log_comb + ys * np.log(pi) + (a_n - ys) * np.log1p(-pi))
+        # P(Y2 >= c) for Y2 ~ Binomial(b_n, pi) is the regularised incomplete beta I_pi(c, b_n - c + 1).
+        tail = np.where(cs <= 0, 1.0, special.betainc(np.maximum(cs, 1.0), b_n - cs + 1.0, pi))
+        return (pmf * tail).sum(axis=1)
+
+    grid = np.linspace(0.0, 1.0, 201)[1:-1]
+    values = size(grid)
+    # At pi = 0 (1) every trial fails (passes): the region holds that table or it does not.
+    ends = [float(bool(np.any((ys == 0) & (cs <= 0)))), float(bool(np.any((ys == a_n) & (cs <= b_n))))]
+    best = max(float(values.max()), *ends)
+    peaks = [int(i) for i in np.argsort(values)[::-1][:2]]
+    for i in peaks:
+        left, right = (grid[i - 1] if i > 0 else 0.0), (grid[i + 1] if i + 1 < len(grid) else 1.0)
+        found = optimize.minimize_scalar(lambda p: -float(size(p)[0]), bounds=(left, right), method="bounded",
+                                         options={"xatol": 1e-9})
+        best = max(best, -float(found.fun))
+    return min(1.0, best)
+
+
+def min_trials_to_detect(alpha: float, *, alternative: Alternative = "better", limit: int = 1000) -> int:
+    """The fewest trials per side at which even the largest possible change, 0/n → n/n, reaches
+    p < ``alpha`` with :func:`boschloo_exact` (3 at alpha 0.05 one-sided: 0/2 → 2/2 is p = 0.0625)."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    for n in range(1, limit + 1):
+        if boschloo_exact(0, n, n, n, alternative=alternative) < alpha:
+            return n
+    raise ValueError(f"no trial count up to {limit} can reach p < {alpha}")
+
+
 def _round_half_up(x: float) -> int:
     return math.floor(x + 0.5)
 
@@ -161,7 +265,7 @@ def _could_detect_large_change(base_c: int, base_n: int, head_n: int, alpha: flo
     base_rate = base_c / base_n
     shifted = base_rate - LARGE_CHANGE if base_rate >= 0.5 else base_rate + LARGE_CHANGE
     head_c = min(head_n, max(0, _round_half_up(shifted * head_n)))
-    return fisher_exact(base_c, base_n, head_c, head_n) < alpha
+    return boschloo_exact(base_c, base_n, head_c, head_n) < alpha
 
 
 def compare_rates(base_c: int, base_n: int, head_c: int, head_n: int, alpha: float = 0.05) -> Comparison:
@@ -170,8 +274,8 @@ def compare_rates(base_c: int, base_n: int, head_c: int, head_n: int, alpha: flo
     The rule, in order:
 
     1. ``inconclusive`` when either run has no trials.
-    2. ``improved`` / ``regressed`` when Fisher's exact test (two-sided, :func:`fisher_exact`) gives
-       p < ``alpha``; the direction is the sign of ``head_c/head_n - base_c/base_n``.
+    2. ``improved`` / ``regressed`` when Boschloo's exact test (two-sided, :func:`boschloo_exact`)
+       gives p < ``alpha``; the direction is the sign of ``head_c/head_n - base_c/base_n``.
     3. ``unchanged`` when the observed rates are exactly equal.
     4. ``unchanged`` when the test was not significant but the data could have detected a large
        change: keeping both trial counts and the base's pass count, a head whose pass count is
@@ -180,8 +284,9 @@ def compare_rates(base_c: int, base_n: int, head_c: int, head_n: int, alpha: flo
        p < ``alpha``.
     5. ``inconclusive`` otherwise: too few trials to tell a real change from noise.
 
-    For example 5/10 vs 6/10 is ``unchanged`` (a swing to 0/10 gives p = 0.033), while 2/3 vs 1/3 is
-    ``inconclusive`` (even 2/3 vs 0/3 is p = 0.4).
+    For example 5/10 vs 6/10 is ``unchanged`` (a swing to 0/10 gives p = 0.013), while 2/3 vs 1/3 is
+    ``inconclusive`` (even 2/3 vs 0/3 is p = 0.22); 3/3 vs 0/3 is ``regressed`` (p = 0.031, where
+    Fisher's test gives 0.1 and could call no change at 3 trials a regression).
     """
     _check_counts(base_c, base_n)
     _check_counts(head_c, head_n)
@@ -189,7 +294,7 @@ def compare_rates(base_c: int, base_n: int, head_c: int, head_n: int, alpha: flo
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
     if base_n == 0 or head_n == 0:
         return "inconclusive"
-    if fisher_exact(base_c, base_n, head_c, head_n) < alpha:
+    if boschloo_exact(base_c, base_n, head_c, head_n) < alpha:
         # Cross-multiplied so the direction is decided on integers, not rounded floats.
         return "improved" if head_c * base_n > base_c * head_n else "regressed"
     if head_c * base_n == base_c * head_n:

@@ -26,6 +26,7 @@ def refine(
     assistant: Annotated[str | None, typer.Option("--assistant", help="'cmd:<template with {brief} {repo}>' or 'builtin:<model uri>' (default: refine.assistant in costar.yaml).")] = None,
     iterations: Annotated[int | None, typer.Option("--iterations", min=1)] = None,
     trials: Annotated[int | None, typer.Option("--trials", min=1, help="Trials per scenario for every run.")] = None,
+    alpha: Annotated[float | None, typer.Option("--alpha", help="Significance level an attempt must reach (default: refine.alpha in costar.yaml, else 0.05).")] = None,
     budget_usd: Annotated[float | None, typer.Option("--budget-usd", min=0.0)] = None,
     budget_seconds: Annotated[float | None, typer.Option("--budget-seconds", min=1.0)] = None,
     exclude_tag: Annotated[list[str] | None, typer.Option("--exclude-tag", help="Leave scenarios with this tag out (repeatable).")] = None,
@@ -42,7 +43,7 @@ def refine(
     if spec is None:
         raise ConfigError("no coding assistant: pass --assistant or set refine.assistant in costar.yaml")
     helper = api.make_assistant(spec, components=cfg.refine.components)
-    options = api.RefineOptions(iterations=iterations or cfg.refine.iterations, trials=trials,
+    options = api.RefineOptions(iterations=iterations or cfg.refine.iterations, trials=trials, alpha=alpha,
                                 budget_usd=budget_usd, budget_seconds=budget_seconds,
                                 exclude_tags=tuple(exclude_tag or ()))
     path = config or (cfg.root / "costar.yaml" if (cfg.root / "costar.yaml").exists() else None)

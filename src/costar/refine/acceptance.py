@@ -3,12 +3,13 @@
 An attempt is accepted when, against the version it started from:
 
 1. the scenarios that were failing improve: pooled over their trials a higher pass rate with a
-   one-sided Fisher exact test p < ``alpha`` (default 0.05), or one of them on its own with
+   one-sided Boschloo exact test p < ``alpha`` (default 0.05), or one of them on its own with
    p < ``alpha`` / (number of failing scenarios) (Bonferroni), so a fix for one failure is not
-   drowned by failures it was never meant to address;
+   drowned by failures it was never meant to address. Boschloo's test, not Fisher's: at 3 trials
+   0/3 → 3/3 is p = 0.016 (Fisher: 0.050, which "p < 0.05" rejects); docs/STATISTICS.md;
 2. no scenario regresses (``stats.compare_rates`` says "regressed");
 3. the rest of the train split does not get worse, pooled: a lower pass rate with one-sided
-   p < ``guard_alpha`` (default 0.2, deliberately loose: a guard should err towards rejecting);
+   (Boschloo) p < ``guard_alpha`` (default 0.2, deliberately loose: a guard should err towards rejecting);
 4. the held-out split does not get worse, by the same rule. The assistant never sees held-out
    scenarios, so this is what catches an attempt that only fits the scenarios it was shown.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from costar.stats import Comparison, compare_rates, fisher_one_sided
+from costar.stats import Comparison, boschloo_exact, compare_rates, min_trials_to_detect
 from costar.summary import RunSummary
 
 ScenarioScores = dict[str, tuple[int, int]]  # scenario id -> (passed, decided trials)
@@ -57,8 +58,8 @@ def decide(before: ScenarioScores, after: ScenarioScores, *, targets: list[str],
     per = {s: compare_rates(*before.get(s, (0, 0)), *after[s], alpha=alpha) for s in after}
     bc, bn = _pool(before, targets)
     ac, an = _pool(after, targets)
-    p_better = fisher_one_sided(bc, bn, ac, an, alternative="better")
-    single = [fisher_one_sided(*before.get(t, (0, 0)), *after[t], alternative="better") * len(targets)
+    p_better = boschloo_exact(bc, bn, ac, an, alternative="better")
+    single = [boschloo_exact(*before.get(t, (0, 0)), *after[t], alternative="better") * len(targets)
               for t in targets if t in after and after[t][1]]
     p_better = min([p_better, *single])
     if an == 0 or not (ac / an > (bc / bn if bn else 0.0)) or p_better >= alpha:
@@ -80,7 +81,7 @@ def decide(before: ScenarioScores, after: ScenarioScores, *, targets: list[str],
         rc, rn = _pool(before, ids)
         hc, hn = _pool(after, ids)
         if rn and hn and hc / hn < rc / rn:
-            p_worse = fisher_one_sided(rc, rn, hc, hn, alternative="worse")
+            p_worse = boschloo_exact(rc, rn, hc, hn, alternative="worse")
             if p_worse < guard_alpha:
                 held_out = label == "the held-out split"
                 reason = (f"{'held-out guard: ' if held_out else ''}worse on {label} ({_fmt(rc, rn)} → "
@@ -90,3 +91,16 @@ def decide(before: ScenarioScores, after: ScenarioScores, *, targets: list[str],
                     "make a more general fix" if held_out else reason))
     return Decision(True, f"failing scenarios {_fmt(bc, bn)} → {_fmt(ac, an)} (p={p_better:.3f}); no regression "
                           "on the rest of the train split or the held-out split", per)
+
+
+def detectability_warning(trials: int, alpha: float) -> str | None:
+    """Said before the baseline runs: the trial count at which no attempt could ever be accepted for
+    fixing a scenario on its own, because even 0/n → n/n does not reach p < ``alpha``."""
+    needed = min_trials_to_detect(alpha, alternative="better")
+    if trials >= needed:
+        return None
+    p = boschloo_exact(0, trials, trials, trials, alternative="better")
+    return (f"{trials} trial(s) per scenario cannot show that one failing scenario improved: even "
+            f"0/{trials} → {trials}/{trials} gives p = {p:.4f}, not < alpha {alpha:g}; an attempt is accepted "
+            f"only when several failing scenarios improve together. Use at least {needed} trials "
+            f"(--trials {needed}, or refine.trials in costar.yaml)")

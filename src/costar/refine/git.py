@@ -74,5 +74,10 @@ def commit_all(worktree: Path, message: str) -> str | None:
     return head_sha(worktree)
 
 
+def tree_sha(root: Path, commit: str) -> str:
+    """The id of a commit's tree: two commits with the same files have the same tree."""
+    return git(["rev-parse", f"{commit}^{{tree}}"], root).strip()
+
+
 def diff(root: Path, base: str, head: str, *, stat: bool = False) -> str:
     return git(["diff", "--stat" if stat else "--patch", f"{base}..{head}"], root)

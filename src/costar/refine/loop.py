@@ -19,7 +19,7 @@ from costar.align.versions import project_judges
 from costar.config import ProjectConfig, load_config
 from costar.errors import ConfigError
 from costar.refine import git
-from costar.refine.acceptance import Decision, ScenarioScores, decide, scores_of
+from costar.refine.acceptance import Decision, ScenarioScores, decide, detectability_warning, scores_of
 from costar.refine.assistants import AssistantTask, CodingAssistant
 from costar.refine.brief import build_brief
 from costar.run.harness import HarnessOptions
@@ -37,7 +37,7 @@ class RefineOptions:
     budget_usd: float | None = None
     budget_seconds: float | None = None
     concurrency: int | None = None
-    alpha: float = 0.05
+    alpha: float | None = None  # None: refine.alpha in costar.yaml (default 0.05)
     guard_alpha: float = 0.2
     seed: int = 0
     exclude_tags: tuple[str, ...] = ()
@@ -75,6 +75,8 @@ class RefineReport(BaseModel):
     attempts: list[Attempt] = Field(default_factory=list)
     best: str | None = None  # branch of the best accepted attempt
     stopped_because: str = ""
+    alpha: float = 0.05
+    warnings: list[str] = Field(default_factory=list)  # said before the baseline ran, and kept here
     cost_usd: float = 0.0
     seconds: float = 0.0
     session_dir: str = ""
@@ -130,6 +132,11 @@ class Refiner:
         self.store = open_store(self.cfg.store_location(), local_dir=self.cfg.store_path)
         self.session = time.strftime("%Y%m%d-%H%M%S") + "-" + os.urandom(2).hex()
         self.session_dir = self.cfg.store_path / "refine" / self.session
+        self.alpha = self.options.alpha if self.options.alpha is not None else self.cfg.refine.alpha
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"alpha must be between 0 and 1, got {self.alpha:g}")
+        # Tree id -> (attempt name, what its evaluation said): the same code is never run twice.
+        self._evaluated: dict[str, tuple[str, str]] = {}
 
     # ------------------------------------------------------------------ guards
 
@@ -184,12 +191,15 @@ class Refiner:
         cfg = load_config(worktree / self.rel_project / self.config_name)
         return cfg
 
+    def _trials_override(self, cfg: ProjectConfig) -> int | None:
+        return self.options.trials or self.cfg.refine.trials or cfg.trials
+
     async def _run(self, worktree: Path, ids: list[str], label: str) -> RunSummary:
         cfg = self._worktree_config(worktree)
         scenarios = load_suite([cfg.path(s) for s in cfg.suite])
         options = HarnessOptions(concurrency=self.options.concurrency or cfg.concurrency,
-                                 trials=self.options.trials or self.cfg.refine.trials or cfg.trials,
-                                 timeout=cfg.timeout, drop_secret_binaries=cfg.secrets.drop_binary_artifacts)
+                                 trials=self._trials_override(cfg), timeout=cfg.timeout,
+                                 drop_secret_binaries=cfg.secrets.drop_binary_artifacts)
         outcome = await arun_suite(scenarios, cfg.agent_spec(), store=self.store, selection=Selection(ids=ids),
                                    options=options, description=f"refine {self.session} {label}",
                                    registry=project_judges(cfg), origin="refine")
@@ -211,6 +221,14 @@ class Refiner:
         train = [s for s, sc in scenarios.items() if sc.split == "train"]
         holdout = [s for s, sc in scenarios.items() if sc.split == "holdout"]
         base_commit = git.head_sha(self.root)
+        # Before any trial runs: a trial count at which no single fix could ever be accepted.
+        warnings = []
+        fewest = min((self._trials_override(self.cfg) or sc.trials for s, sc in scenarios.items() if s in train),
+                     default=None)
+        warning = detectability_warning(fewest, self.alpha) if fewest is not None else None
+        if warning is not None:
+            warnings.append(warning)
+            self.say(f"warning: {warning}")
         base_wt = self.session_dir / "baseline"
         git.git(["worktree", "add", "-q", "--detach", str(base_wt), base_commit], self.root)
         self.say(f"baseline: running {len(scenarios)} scenarios at {base_commit[:10]}")
@@ -220,12 +238,13 @@ class Refiner:
         report = RefineReport(session=self.session, project_dir=str(self.project_dir), base_commit=base_commit,
                               baseline_run_id=base_summary.run_id or "", baseline=base_scores,
                               splits={s: sc.split for s, sc in scenarios.items()},
-                              session_dir=str(self.session_dir))
+                              session_dir=str(self.session_dir), alpha=self.alpha, warnings=warnings)
         cost = base_summary.totals.usage.cost_usd
         if not failing:
             report.stopped_because = "nothing to refine: every train scenario passes at the baseline"
             return self._finish(report, started, cost)
         candidates = [_Candidate("baseline", base_commit, base_wt, base_scores, failing, base_summary)]
+        self._evaluated[git.tree_sha(self.root, base_commit)] = ("the baseline", "the code refinement started from")
         rng = random.Random(self.options.seed)
         feedback: list[str] = []
         iterations = self.options.iterations or self.cfg.refine.iterations
@@ -305,6 +324,12 @@ class Refiner:
         outside = self._outside_agent(wt, changed)
         if outside:
             return reject(f"edited files outside the agent: {', '.join(outside)}; {self._editable()}")
+        tree = git.tree_sha(self.root, attempt.commit or parent.commit)
+        seen = self._evaluated.get(tree)
+        if seen is not None:
+            # Running the same code again could only re-roll its luck: the statistics already spoke.
+            return reject(f"the same code as {seen[0]}, already evaluated ({seen[1]}); not run again",
+                          f"this change leaves the agent exactly as {seen[0]} ({seen[1]}); try something different")
         # The failing scenarios first: no improvement there means no need to run the rest.
         targets = list(parent.failing_train)
         first = await self._run(wt, targets, f"{name} failing")
@@ -312,9 +337,10 @@ class Refiner:
         attempt.run_ids.append(first.run_id or "")
         after = scores_of(first)
         decision = decide(parent.scores, after, targets=targets, train_rest=[], holdout=[],
-                          alpha=self.options.alpha, guard_alpha=self.options.guard_alpha)
+                          alpha=self.alpha, guard_alpha=self.options.guard_alpha)
         if not decision.accepted:
             attempt.after, attempt.decisions = after, decision.per_scenario
+            self._evaluated[tree] = (name, f"rejected: {decision.feedback}")
             return reject(decision.reason, decision.feedback)
         rest = [s for s in scenarios if s not in targets]
         if rest:
@@ -324,10 +350,12 @@ class Refiner:
             after.update(scores_of(second))
         rest_train = [s for s in train if s not in targets]
         decision = decide(parent.scores, after, targets=targets, train_rest=rest_train, holdout=holdout,
-                          alpha=self.options.alpha, guard_alpha=self.options.guard_alpha)
+                          alpha=self.alpha, guard_alpha=self.options.guard_alpha)
         attempt.after, attempt.decisions = after, decision.per_scenario
         if not decision.accepted:
+            self._evaluated[tree] = (name, f"rejected: {decision.feedback}")
             return reject(decision.reason, decision.feedback)
+        self._evaluated[tree] = (name, "accepted")
         attempt.status, attempt.reason = "accepted", decision.reason
         attempt.seconds, attempt.cost_usd = time.monotonic() - t0, spent
         self.say(f"{name}: accepted — {decision.reason}")

@@ -39,7 +39,9 @@ def render_markdown(report: RefineReport) -> str:
            f"- baseline run: `{report.baseline_run_id}`",
            f"- stopped: {report.stopped_because}",
            f"- cost ${report.cost_usd:.4f} · time {report.seconds:.0f} s",
-           f"- attempts: {len(report.attempts)}, accepted: {len(report.accepted)}", ""]
+           f"- attempts: {len(report.attempts)}, accepted: {len(report.accepted)} "
+           f"(one-sided Boschloo test, alpha {report.alpha:g})", ""]
+    out += [f"**Warning:** {w}" for w in report.warnings] + ([""] if report.warnings else [])
     if report.best:
         out += [f"**Recommended for review:** branch `{report.best}`. Nothing was merged; to take it:",
                 "", "```", f"git diff HEAD {report.best}", f"git merge {report.best}", "```", ""]

@@ -206,7 +206,7 @@ def render_comparison(comparison: Comparison, console: Console, *, hide_unchange
         console.print(Text("⚠ " + clean(w), style="yellow"), soft_wrap=False)
     console.print(_overall_line(comparison), soft_wrap=False)
     correction = "Holm-adjusted per family" if comparison.correction == "holm" else "uncorrected"
-    console.print(Text(f"Fisher's exact test over decided trials, {correction}", style="dim"), soft_wrap=False)
+    console.print(Text(f"Boschloo's exact test over decided trials, {correction}", style="dim"), soft_wrap=False)
     console.print(_headline(comparison), soft_wrap=False)
 
 
