@@ -336,15 +336,24 @@ def test_judges_without_instructions_cannot_be_aligned(store: SQLiteStore, tmp_p
         align_judge(store, "has_csv", "dspy", project_dir=tmp_path)
 
 
-def _agreement(kappa: float | None, accuracy: float, *, errors: int = 0, compared: int = 10) -> SplitAgreement:
-    return SplitAgreement(split="test", examples=compared + errors, compared=compared, errors=errors,
+def _agreement(kappa: float | None, accuracy: float, *, errors: int = 0, compared: int = 10,
+               split: str = "test") -> SplitAgreement:
+    return SplitAgreement(split=split, examples=compared + errors, compared=compared, errors=errors,  # type: ignore[arg-type]
                           kappa=kappa, accuracy=accuracy)
 
 
 def test_the_promotion_rule_on_the_held_out_split() -> None:
     assert decide_promotion(_agreement(0.4, 0.7), _agreement(0.6, 0.8)).promote
-    tie = decide_promotion(_agreement(0.5, 0.75), _agreement(0.5, 0.75))
-    assert tie.promote and "tie" in tie.reason
+    # A version that improved nothing is not promoted (issue 9, item 5): a tie everywhere is no change.
+    same = {"train": _agreement(0.6, 0.8, split="train"), "test": _agreement(0.5, 0.75)}
+    tie = decide_promotion(_agreement(0.5, 0.75), _agreement(0.5, 0.75), before=same, after=same)
+    assert not tie.promote and tie.reason.startswith("no change, not promoted"), tie.reason
+    assert "train kappa 0.600 -> 0.600" in tie.reason
+    assert not decide_promotion(_agreement(0.5, 0.75), _agreement(0.5, 0.75)).promote
+    # A tie on the held-out split is not a drop when the version improved elsewhere.
+    better = {"train": _agreement(0.8, 0.9, split="train"), "test": _agreement(0.5, 0.75)}
+    tie_up = decide_promotion(_agreement(0.5, 0.75), _agreement(0.5, 0.75), before=same, after=better)
+    assert tie_up.promote and "train kappa 0.600 -> 0.800" in tie_up.reason, tie_up.reason
     drop = decide_promotion(_agreement(0.5, 0.75), _agreement(0.45, 0.9))
     assert not drop.promote and drop.metric == "kappa"  # kappa decides even when accuracy rose
     # A single class on both sides leaves kappa undefined: accuracy decides.

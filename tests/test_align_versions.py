@@ -70,10 +70,14 @@ def test_rollback_restores_the_previous_active_version(world: tuple[SQLiteStore,
     second_result, second = align_judge(store, JUDGE, GepaOptimizer(), project_dir=project, budget=BUDGET)
     assert second_result.base_definition.type == "memalign"
     assert second_result.report.before["test"].kappa == 1.0 and second_result.report.after["test"].kappa == 1.0
-    assert second is not None and second.baseline is None and second.promoted  # a tie is not a drop
-    assert "tie" in second.reason and (second.version, second.active) == (3, 3)
+    # It improved nothing (kappa 1.0 everywhere before and after): stored, not promoted (issue 9, item 5).
+    assert second is not None and second.baseline is None and not second.promoted
+    assert second.reason.startswith("no change, not promoted") and (second.version, second.active) == (3, 2)
     assert [(v.version, v.optimizer, v.parent) for v in registry.versions(JUDGE)] == [
         (1, "baseline", None), (2, "memalign", 1), (3, "gepa", 2)]
+    with pytest.raises(AlignmentError, match="no change, not promoted"):
+        registry.promote(JUDGE, 3)
+    registry.promote(JUDGE, 3, force=True)
     (entry,) = active_definitions(project)
     assert entry.definition is not None and entry.definition.type == "llm"
     assert entry.judge().instructions == GENERAL  # type: ignore[attr-defined]

@@ -48,3 +48,40 @@ def test_align_promote_rollback_and_assess_with_the_active_version(tmp_path: Pat
     assert back.returncode == 0 and "project definition" in back.stdout, back.stdout + back.stderr
     rescored = costar("assess", run.run_id, cwd=tmp_path)
     assert rescored.returncode == 0, rescored.stdout  # the unaligned judge passes everything again
+
+
+def test_a_promoted_version_keeps_the_files_floor_and_says_which_version_is_active(
+        tmp_path: Path, scripted_model_server: Any) -> None:
+    """Issue 9, item 5: the version owns its instructions (and memory); the floor, added to the file
+    after the promotion, still gates, and an edit of what the version owns is reported, not lost."""
+    import json
+
+    server = scripted_model_server([Rule(name="distil", system="distil the judgment", json={"guidelines": [GUIDELINE]}),
+                                    judge_says(False, when=both(GUIDELINE, OUTPUT_HAS_TODO)), judge_says(True)])
+    store = SQLiteStore(tmp_path / ".costar")
+    build_world(store, tmp_path, server.model_uri())
+    aligned = costar("judges", "align", JUDGE, "--optimizer", "memalign", "--embedder", "hashing", cwd=tmp_path)
+    assert aligned.returncode == 0 and "promoted" in aligned.stdout, aligned.stdout + aligned.stderr
+
+    yaml_file = tmp_path / "judges" / f"{JUDGE}.yaml"
+    yaml_file.write_text(yaml_file.read_text() + "agreement_floor: {metric: kappa, min: 0.9, golden: gs}\n")
+    check = costar("judges", "check", "--json", cwd=tmp_path)
+    assert "nothing to check" not in check.stdout, check.stdout
+    [result] = json.loads(check.stdout)["results"]
+    assert (result["floor"]["name"], result["floor"]["min"], result["floor"]["golden"]) == (JUDGE, 0.9, "gs")
+    assert "uses aligned version v2 (memalign" in check.stderr, check.stderr
+    assert "agreement_floor from the file applies" in check.stderr, check.stderr
+    listed = costar("judges", "list", "--json", cwd=tmp_path)
+    [info] = [i for i in json.loads(listed.stdout) if i["name"] == JUDGE]
+    assert info["type"] == "memalign" and info["agreement_floor"]["min"] == 0.9
+    assert info["notes"] and "v2" in info["notes"][0]
+
+    # Instructions edited after the promotion: the version keeps its own, and says so.
+    yaml_file.write_text(yaml_file.read_text().replace("complete and acceptable", "acceptable"))
+    edited = costar("judges", "check", "--json", cwd=tmp_path)
+    assert "its instructions stay v2's, not the file's" in edited.stderr, edited.stderr
+    assert f"costar judges deactivate {JUDGE}" in edited.stderr
+    # Back to the file: no version, no note, the file's floor.
+    assert costar("judges", "deactivate", JUDGE, cwd=tmp_path).returncode == 0
+    plain = costar("judges", "check", "--json", cwd=tmp_path)
+    assert "note:" not in plain.stderr and json.loads(plain.stdout)["results"][0]["floor"]["min"] == 0.9

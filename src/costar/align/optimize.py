@@ -11,14 +11,15 @@ Every optimizer is held to the same protocol:
   held out and only measured, before and after, in the report;
 * the result is a new *definition* (a mapping the judge types build), never a patched judge
   object, so it can be stored as a version, diffed, promoted and rolled back;
-* :func:`decide_promotion` promotes only when held-out agreement does not drop.
+* :func:`decide_promotion` promotes only when held-out agreement does not drop and something improved.
 
 Promotion rule: on the test split, compare Cohen's kappa of the new definition with the old;
 when either kappa is undefined (a single class on both sides), compare accuracy. The new version
-is promoted when it is at least as good (a tie promotes: the rule guards against regressions,
-and with small test splits ties are common — refusing them would block every improvement the
-test split is too small to show). It is never promoted when it makes more judge errors on the
-test split than the old one, since errors are left out of agreement and could flatter it.
+is promoted when it is better there, or tied there and better on another split (with small test
+splits ties are common: refusing them would block every improvement the test split is too small
+to show, but a tie is not a drop only when something else rose). A version that improved nothing
+is not promoted ("no change, not promoted"). It is never promoted when it makes more judge errors
+on the test split than the old one, since errors are left out of agreement and could flatter it.
 """
 
 from __future__ import annotations
@@ -349,8 +350,24 @@ class AlignmentResult:
         return self.report.decision.promote
 
 
-def decide_promotion(old: SplitAgreement, new: SplitAgreement) -> PromotionDecision:
-    """The promotion rule on the held-out split (see the module docstring)."""
+def _compared_metric(old: SplitAgreement,
+                     new: SplitAgreement) -> tuple[Literal["kappa", "accuracy"], float, float] | None:
+    """The statistic two agreements are compared on (kappa when both have one, else accuracy)."""
+    if not old.compared or not new.compared:
+        return None
+    metric: Literal["kappa", "accuracy"] = "kappa" if old.kappa is not None and new.kappa is not None else "accuracy"
+    a = old.kappa if metric == "kappa" else old.accuracy
+    b = new.kappa if metric == "kappa" else new.accuracy
+    if a is None or b is None:
+        return None
+    return metric, a, b
+
+
+def decide_promotion(old: SplitAgreement, new: SplitAgreement, *,
+                     before: Mapping[Split, SplitAgreement] | None = None,
+                     after: Mapping[Split, SplitAgreement] | None = None) -> PromotionDecision:
+    """The promotion rule on the held-out split ``old`` → ``new`` (see the module docstring);
+    ``before`` / ``after`` are every split, to tell a tie that improved elsewhere from no change."""
     if not new.examples:
         return PromotionDecision(promote=False, reason="the golden set has no test split to check the new version on")
     if not new.compared:
@@ -362,20 +379,32 @@ def decide_promotion(old: SplitAgreement, new: SplitAgreement) -> PromotionDecis
     if not old.compared:
         return PromotionDecision(promote=True, metric=new.metric()[0], new=new.metric()[1],
                                  reason="the old version gave no usable verdict on the test split")
-    metric: Literal["kappa", "accuracy"] = "kappa" if old.kappa is not None and new.kappa is not None else "accuracy"
-    a = old.kappa if metric == "kappa" else old.accuracy
-    b = new.kappa if metric == "kappa" else new.accuracy
-    assert a is not None and b is not None  # accuracy is defined whenever something was compared
+    compared = _compared_metric(old, new)
+    assert compared is not None  # accuracy is defined whenever something was compared
+    metric, a, b = compared
     delta = b - a
     if delta < -_TIE:
         return PromotionDecision(promote=False, metric=metric, old=a, new=b,
                                  reason=f"held-out {metric} dropped {a:.3f} -> {b:.3f} ({delta:+.3f}); "
                                         "the version is stored but not active")
-    if delta <= _TIE:
+    if delta > _TIE:
         return PromotionDecision(promote=True, metric=metric, old=a, new=b,
-                                 reason=f"held-out {metric} unchanged at {b:.3f} (a tie does not count as a drop)")
-    return PromotionDecision(promote=True, metric=metric, old=a, new=b,
-                             reason=f"held-out {metric} rose {a:.3f} -> {b:.3f} ({delta:+.3f})")
+                                 reason=f"held-out {metric} rose {a:.3f} -> {b:.3f} ({delta:+.3f})")
+    rose, flat = [], []
+    for split in ("train", "validation"):
+        pair = (before or {}).get(split), (after or {}).get(split)  # type: ignore[call-overload]
+        other = _compared_metric(*pair) if pair[0] is not None and pair[1] is not None else None
+        if other is None:
+            continue
+        name, x, y = other
+        (rose if y - x > _TIE else flat).append(f"{split} {name} {x:.3f} -> {y:.3f}")
+    if rose:
+        return PromotionDecision(promote=True, metric=metric, old=a, new=b,
+                                 reason=f"held-out {metric} unchanged at {b:.3f} (a tie is not a drop) and "
+                                        f"{', '.join(rose)}")
+    elsewhere = f"; {', '.join(flat)}" if flat else ""
+    return PromotionDecision(promote=False, metric=metric, old=a, new=b,
+                             reason=f"no change, not promoted: held-out {metric} unchanged at {b:.3f}{elsewhere}")
 
 
 # --------------------------------------------------------------------------- running judges
@@ -644,7 +673,7 @@ class BaseOptimizer:
         before = meter.measure_all(before_judge)
         after = meter.measure_all(after_judge) if changed else before
         if changed:
-            decision = decide_promotion(before["test"], after["test"])
+            decision = decide_promotion(before["test"], after["test"], before=before, after=after)
         else:
             decision = PromotionDecision(promote=False, reason=f"{self.name} found nothing better than the "
                                                                "current definition; nothing to store")

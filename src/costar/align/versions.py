@@ -11,6 +11,13 @@ Without an ``active`` file (or with ``"version": null``) the judge is the one de
 project's ``judges/`` folder. With one, :func:`active_definitions` returns the active version's
 definition so the judge registry resolves the name to it.
 
+A version owns only what alignment changed: the instructions, the model they were aligned against,
+and (MemAlign) the memory. Every other setting (``agreement_floor`` above all, ``gate``,
+``apply_to``, sampling, budgets) comes from the project's definition as it is now, so editing
+``judges/<name>.yaml`` after a promotion still takes effect; when the file changed since the
+version was aligned from it, the entry carries a note saying which version is active, why, and
+which of the file's settings it does not use.
+
 Writes are atomic (temporary file, then rename) and ordered so an interruption leaves nothing
 half-written: memory files first (content-addressed, so a leftover is harmless), then the version
 file (claimed with an exclusive create, so two alignments never take the same number), then the
@@ -200,6 +207,61 @@ def _light(agreement: Mapping[Split, SplitAgreement]) -> dict[Split, SplitAgreem
     # Listings read every version file; the full statistics stay in the stored report.
     return {s: a.model_copy(update={"result": None}) for s, a in agreement.items()}
 
+# What an aligned version owns. Everything else comes from the project's current definition.
+_OWNED = ("type", "instructions", "model")
+_MEMALIGN_OWNED = ("type", "memory", "memory_sha256", "k", "embedder")
+# Settings a memalign definition keeps at its top level (the registry reads them there).
+_TOP_LEVEL = ("description", "gate", "version", "agreement_floor", "apply_to")
+
+
+def _file_settings(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of a definition as a judges/ file would spell them (a memalign definition's
+    base, with its top-level settings)."""
+    if definition.get("type") == "memalign" and isinstance(definition.get("base"), Mapping):
+        out = dict(definition["base"])
+        out.update({k: definition[k] for k in _TOP_LEVEL if k in definition})
+        return out
+    return dict(definition)
+
+
+def effective_definition(stored: Mapping[str, Any], current: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The definition a version stands for now: what alignment owns from ``stored`` (the version),
+    every other setting from ``current`` (the project's definition, normalised as alignment does);
+    the version as stored when the project no longer defines the judge or defines an aligned one."""
+    if current is None or current.get("type") == "memalign":
+        return copy.deepcopy(dict(stored))
+    current = copy.deepcopy(dict(current))
+    if stored.get("type") != "memalign":
+        out = {k: v for k, v in current.items()}
+        out.update({k: copy.deepcopy(stored[k]) for k in _OWNED if k in stored})
+        return out
+    stored_base = stored.get("base") or {}
+    base = {k: v for k, v in current.items() if k not in _TOP_LEVEL}
+    base.update({k: copy.deepcopy(stored_base[k]) for k in _OWNED if k in stored_base})
+    out = {"name": stored.get("name", current.get("name")), "base": base}
+    out.update({k: copy.deepcopy(stored[k]) for k in _MEMALIGN_OWNED if k in stored})
+    out.update({k: current[k] for k in _TOP_LEVEL if k in current})
+    return out
+
+
+def _owned_key(definition: Mapping[str, Any]) -> str:
+    """What alignment owns in a definition, as one comparable string."""
+    if definition.get("type") == "memalign":
+        base = definition.get("base") or {}
+        owned = {**{k: definition.get(k) for k in _MEMALIGN_OWNED if k != "memory"},
+                 "base": {k: base.get(k) for k in _OWNED}}
+    else:
+        owned = {k: definition.get(k) for k in _OWNED}
+    return json.dumps(owned, sort_keys=True, default=str)
+
+
+def file_changes(origin: Mapping[str, Any], current: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(settings of the file that changed since ``origin`` and now apply, those the version keeps its
+    own of): what a version's note says when judges/<name>.yaml was edited after alignment."""
+    before, now = _file_settings(origin), _file_settings(current)
+    changed = sorted(k for k in set(before) | set(now) if k != "name" and before.get(k) != now.get(k))
+    return [k for k in changed if k not in _OWNED], [k for k in changed if k in _OWNED]
+
 
 class VersionRegistry:
     """The versions of every aligned judge of one project, under ``store_dir/judges``."""
@@ -348,6 +410,12 @@ class VersionRegistry:
         with _locked(self._folder(name)):
             existing = {v.definition_sha256: v for v in self.versions(name)}
             parent = existing.get(base.digest())
+            if parent is None:
+                # Aligned from a version as it resolves now (its owned parts, the file's other
+                # settings): that version is the parent, the active one first.
+                pointer = self.pointer(name)
+                same = [v for v in existing.values() if _owned_key(v.definition) == _owned_key(base.raw)]
+                parent = next((v for v in same if v.version == pointer.version), same[-1] if same else None)
             baseline = None
             if parent is None:
                 parent = self._claim(JudgeVersion(
@@ -415,7 +483,7 @@ class VersionRegistry:
         old, new = current.held_out(), target.held_out()
         if old is None or new is None:
             return PromotionDecision(promote=False, reason="a version has no held-out measurement")
-        return decide_promotion(old, new)
+        return decide_promotion(old, new, before=current.agreement, after=target.agreement)
 
     def rollback(self, name: str, version: int | None = None) -> int | None:
         """Restore the previous active version (or ``version``); returns the new active version,
@@ -490,35 +558,87 @@ class VersionRegistry:
         decision = None
         held_a, held_b = va.held_out(), vb.held_out()
         if same and held_a is not None and held_b is not None:
-            decision = decide_promotion(held_a, held_b)
+            decision = decide_promotion(held_a, held_b, before=va.agreement, after=vb.agreement)
         rows = {s: (va.agreement.get(s), vb.agreement.get(s)) for s in SPLITS}
         return VersionComparison(judge=name, a=a, b=b, rows=rows, same_golden=same, decision=decision,
                                  diff=self.diff(name, a, b))
 
     # -- the judge registry's view -----------------------------------------------------------------
 
-    def entries(self, *, default_model: str | None = None) -> list[DefinitionEntry]:
-        """The active version of every judge that has one, as definition entries."""
+    def origin(self, name: str, version: int) -> JudgeVersion | None:
+        """The definition the version's line of alignments started from (its baseline ancestor)."""
+        seen: set[int] = set()
+        v: JudgeVersion | None = self.get(name, version)
+        while v is not None and v.optimizer != BASELINE and v.parent is not None and v.parent not in seen:
+            seen.add(v.version)
+            v = self.get(name, v.parent) if v.parent in self._numbers(name) else None
+        return v if v is not None and v.optimizer == BASELINE else None
+
+    def entries(self, *, default_model: str | None = None,
+                current: Mapping[str, DefinitionEntry] | None = None) -> list[DefinitionEntry]:
+        """The active version of every judge that has one, as definition entries: what alignment owns
+        from the version, every other setting from ``current`` (the project's definitions by name)."""
         from costar.judges.definitions import BuildContext, DefinitionEntry, default_judge_types
 
         out = []
         types = default_judge_types()
         for name in self.names():
-            number = self.active_version(name)
+            pointer = self.pointer(name)
+            number = pointer.version
             if number is None:
                 continue
             v = self.get(name, number)
             source = f"{self._path(name, number)} (v{number}, {v.optimizer})"
+            file_entry = (current or {}).get(name)
+            file_raw = _current_settings(file_entry, default_model)
+            raw = effective_definition(v.definition, file_raw)
+            notes = self._notes(name, v, pointer, file_entry, file_raw) if current is not None else []
+            kind = str(raw.get("type", v.type))
             try:
-                definition = types.get(v.type).definition.model_validate(v.definition)
+                definition = types.get(kind).definition.model_validate(raw)
             except ValidationError as exc:
                 err = exc.errors()[0]
-                raise ConfigError(f"{source}: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+                raise ConfigError(f"{source} with the settings of {file_entry.source if file_entry else 'no file'}: "
+                                  f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
             ctx = BuildContext(base_dir=self.project_dir, project_dir=self.project_dir,
                                default_model=default_model, source=source)
-            out.append(DefinitionEntry(name=name, type=v.type, source=source, raw=copy.deepcopy(v.definition),
-                                       definition=definition, build_ctx=ctx, types=types))
+            out.append(DefinitionEntry(name=name, type=kind, source=source, raw=raw, definition=definition,
+                                       build_ctx=ctx, types=types, notes=notes))
         return out
+
+    def _notes(self, name: str, v: JudgeVersion, pointer: ActivePointer, file_entry: DefinitionEntry | None,
+               file_raw: dict[str, Any] | None) -> list[str]:
+        why = f"active since: {pointer.reason}" if pointer.reason else "promoted"
+        head = f"judge {name!r} uses aligned version v{v.version} ({v.optimizer}; {why})"
+        if file_entry is None:
+            return [f"{head}; the project no longer defines it, so v{v.version} is used as stored "
+                    f"(costar judges deactivate {name} to stop using it)"]
+        if file_raw is None or file_raw.get("type") == "memalign":
+            return []
+        origin = self.origin(name, v.version)
+        if origin is None:
+            return []
+        applied, kept = file_changes(origin.definition, file_raw)
+        if not applied and not kept:
+            return []
+        parts = []
+        if applied:
+            parts.append(f"{', '.join(applied)} from the file {'apply' if len(applied) > 1 else 'applies'}")
+        if kept:
+            parts.append(f"its {', '.join(kept)} stay v{v.version}'s, not the file's (costar judges deactivate "
+                         f"{name} to use the file, or align it again)")
+        return [f"{head}; {file_entry.source} changed since v{v.version} was aligned from it: {'; '.join(parts)}"]
+
+
+def _current_settings(entry: DefinitionEntry | None, default_model: str | None) -> dict[str, Any] | None:
+    """The project's definition of a judge normalised as alignment normalises one (instructions
+    inline, documents project-relative, the model pinned), or None when it has none to merge."""
+    if entry is None or entry.raw is None or entry.build_ctx is None:
+        return None
+    try:
+        return JudgeSpec.from_entry(entry).raw
+    except (AlignmentError, ConfigError, OSError):
+        return None  # not alignable (a check judge of that name) or unreadable: the version stands alone
 
 
 # --------------------------------------------------------------------------- project helpers
@@ -536,22 +656,32 @@ def store_dir_of(project_dir: str | Path) -> Path:
 
 
 def active_definitions(project_dir: str | Path, store_dir: str | Path | None = None, *,
-                       default_model: str | None = None) -> list[DefinitionEntry]:
-    """Definition entries for the judges whose active version is an aligned one (see
+                       default_model: str | None = None,
+                       current: Mapping[str, DefinitionEntry] | None = None) -> list[DefinitionEntry]:
+    """Definition entries for the judges whose active version is an aligned one, with every setting
+    alignment does not own taken from ``current`` (the project's definitions by name; see
     :func:`register_active_versions`)."""
     store = Path(store_dir) if store_dir is not None else store_dir_of(project_dir)
     if not (store / "judges").is_dir():
         return []
-    return VersionRegistry(store, project_dir).entries(default_model=default_model)
+    return VersionRegistry(store, project_dir).entries(default_model=default_model, current=current)
 
 
 def register_active_versions(registry: JudgeRegistry, project_dir: str | Path, store_dir: str | Path | None = None,
                              *, default_model: str | None = None) -> list[str]:
     """Push the active aligned version of every judge that has one into ``registry``, after the
-    project's own judges, so each name resolves to its promoted version. Returns their names."""
-    entries = active_definitions(project_dir, store_dir, default_model=default_model)
+    project's own judges, so each name resolves to its promoted version (with the settings of the
+    project's definition that alignment does not own). Returns their names; what commands should say
+    about them (a judges/ file edited since alignment) is added to ``registry.notices``."""
+    store = Path(store_dir) if store_dir is not None else store_dir_of(project_dir)
+    if not (store / "judges").is_dir():
+        return []
+    versions = VersionRegistry(store, project_dir)
+    current = {name: entry for name in versions.names() if (entry := registry.definition(name)) is not None}
+    entries = versions.entries(default_model=default_model, current=current)
     for entry in entries:
         registry.register_definition(entry)
+        registry.notices.extend(entry.notes)
     return [e.name for e in entries]
 
 
@@ -573,15 +703,13 @@ def resolve_definition(project_dir: str | Path, name: str, *, store_dir: str | P
     from costar.judges.definitions import discover_judges, template_entries
 
     root = Path(project_dir).resolve()
-    for entry in active_definitions(root, store_dir, default_model=default_model):
+    defined = {e.name: e for e in template_entries(default_model=default_model, project_dir=root)}
+    defined.update({e.name: e for e in discover_judges(root, judges_dir, default_model=default_model)})
+    for entry in active_definitions(root, store_dir, default_model=default_model, current=defined):
         if entry.name == name:
             return JudgeSpec.from_entry(entry)
-    for entry in discover_judges(root, judges_dir, default_model=default_model):
-        if entry.name == name:
-            return JudgeSpec.from_entry(entry)
-    for entry in template_entries(default_model=default_model, project_dir=root):
-        if entry.name == name:
-            return JudgeSpec.from_entry(entry)
+    if name in defined:
+        return JudgeSpec.from_entry(defined[name])
     raise AlignmentError(f"unknown judge {name!r}: define it in {root / judges_dir} (costar judges list shows "
                          "the judges there)")
 

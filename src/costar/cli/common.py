@@ -47,6 +47,15 @@ def allow_unsandboxed_code() -> None:
     os.environ[ALLOW_ENV] = "1"
 
 
+def project_judges(cfg: ProjectConfig) -> Any:
+    """The project's judge registry (``api.project_judges``), saying on stderr what it notices about
+    them (an aligned version in use although its judges/ file changed since)."""
+    registry = api.project_judges(cfg)
+    for note in registry.notices:
+        say(f"note: {note}", err=True)
+    return registry
+
+
 def open_project_store(cfg: ProjectConfig, store: str | Path | None, *, create: bool = True) -> Any:
     """The project's store (``--store``, else COSTAR_STORE, else costar.yaml). Read-only commands
     pass ``create=False``: a missing store is then a one-line error instead of a new, empty

@@ -20,6 +20,7 @@ from costar.cli.common import (
     console,
     load_project,
     open_project_store,
+    project_judges,
     say,
     writable_file,
     writing,
@@ -56,7 +57,9 @@ def judges_list(config: ConfigOpt = None,
     """The judges this project can use: its judges/ folder, plugins and built-in templates."""
     from costar.report.fit import Column, dropped_note, fitted_table
 
-    listing = api.judge_list(load_project(config))
+    cfg = load_project(config)
+    project_judges(cfg)  # says which aligned versions are in use when their files changed since
+    listing = api.judge_list(cfg)
     if as_json:
         sys.stdout.write(listing.model_dump_json(indent=2) + "\n")
         return
@@ -94,6 +97,7 @@ def judges_check(
 ) -> None:
     """Fail (exit 1) when a judge's agreement with human labels is below its declared floor."""
     cfg = load_project(config)
+    project_judges(cfg)  # says which aligned versions are in use when their files changed since
     floors = api.agreement_floors(cfg, golden=golden, split=split, lower_bound=lower_bound)
     for text in floor or []:
         m = _FLOOR.match(text.replace(" ", ""))

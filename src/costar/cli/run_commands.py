@@ -25,6 +25,7 @@ from costar.cli.common import (
     err_console,
     load_project,
     open_project_store,
+    project_judges,
     say,
     writable_file,
     write_text_output,
@@ -183,7 +184,7 @@ def run(
     with bar:
         try:
             outcome = api.run_suite(chosen, agent_spec, store=open_project_store(cfg, store), selection=selection,
-                                    options=options, resume=resume, events=events, registry=api.project_judges(cfg),
+                                    options=options, resume=resume, events=events, registry=project_judges(cfg),
                                     run_tags=run_tags or (), origin=_origin())
         except KeyboardInterrupt:
             err_console.print("interrupted: finished trials are stored; resume with 'costar run --resume latest'")
@@ -252,7 +253,7 @@ def assess(
     _check_outputs(junit, html)
     cfg = load_project(config)
     outcome = api.assess_run(run_id, store=open_project_store(cfg, store), force=force,
-                             suite=[str(p) for p in suite] if suite else None, registry=api.project_judges(cfg))
+                             suite=[str(p) for p in suite] if suite else None, registry=project_judges(cfg))
     s = outcome.assess
     assert s is not None
     # The run's judge errors, as the table counts them (errors are never cached: each was computed now,

@@ -385,6 +385,9 @@ class DefinitionEntry:
     build_ctx: BuildContext | None = None
     prebuilt: Judge | None = None
     types: JudgeTypeRegistry | None = None
+    notes: list[str] = field(default_factory=list)
+    """What commands should say about how this definition was resolved (e.g. an aligned version in
+    use although the judge's file changed since)."""
     _judge: Judge | None = field(default=None, repr=False)
     _variants: dict[str, Judge] = field(default_factory=dict, repr=False)
 

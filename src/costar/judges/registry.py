@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +79,7 @@ class JudgeInfo:
     agreement_floor: dict[str, Any] | None = None
     applies_to: dict[str, Any] | None = None
     error: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 class JudgeRegistry:
@@ -94,6 +95,9 @@ class JudgeRegistry:
         self._templates: dict[str, DefinitionEntry] | None = None
         self._project_dir: Path | None = None
         self._default_model: str | None = None
+        self.notices: list[str] = []
+        """What commands should say about how names resolve (an aligned version in use although
+        the judge's file changed since it was aligned, ...)."""
 
     def register(self, name: str, judge: Judge | JudgeFactory) -> None:
         if isinstance(judge, Judge):
@@ -126,6 +130,14 @@ class JudgeRegistry:
         for e in entries:
             self.register_definition(e)
         return sorted(e.name for e in entries)
+
+    def definition(self, name: str) -> DefinitionEntry | None:
+        """The definition ``name`` resolves to when it is one (a judges/ file, a template), else None."""
+        if name in self._entries:
+            return self._entries[name]
+        if name in self._factories or name in self._plugin_names():
+            return None
+        return self._template_entries().get(name)
 
     def names(self) -> list[str]:
         return sorted(set(self._factories) | self._plugin_names() | set(self._template_entries()))
@@ -218,7 +230,8 @@ def _info(name: str, judge: Judge, source: str, entry: DefinitionEntry | None) -
         fingerprint=judge.fingerprint(), model=getattr(judge, "model", None), gating=judge.gating,
         description=(entry.description if entry is not None else "") or str(getattr(judge, "description", "") or ""),
         agreement_floor=floor.model_dump() if floor is not None else None,
-        applies_to=applies.model_dump(exclude_defaults=True) if applies is not None else None)
+        applies_to=applies.model_dump(exclude_defaults=True) if applies is not None else None,
+        notes=list(entry.notes) if entry is not None else [])
 
 
 def _from_entry(entry: DefinitionEntry, ref: JudgeRef) -> Judge:
