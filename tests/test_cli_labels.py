@@ -46,6 +46,15 @@ def test_label_import_export_terminal_and_golden(tmp_path: Path) -> None:
     gs = costar("golden", "create", "airline", "tau-bench.reward", "--labeler", "ann", "--seed", "7", cwd=tmp_path)
     assert gs.returncode == 0 and "train" in gs.stdout and "test" in gs.stdout, gs.stdout + gs.stderr
     first = st.golden_set("airline")
+    # The four trials of each tau-bench task stay in one split (issue 9, item 6), and --traces shows where.
+    task_of = {t.trace_id: t.scenario_id for t in st.get_traces(first.trace_ids(), spans=False)}
+    splits_of_task: dict[str, set[str]] = {}
+    for e in first.examples:
+        splits_of_task.setdefault(str(task_of[e.trace_id]), set()).add(e.split)
+    assert len(splits_of_task) > 10 and all(len(s) == 1 for s in splits_of_task.values())
+    shown = costar("golden", "show", "airline", "--traces", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert first.trace_ids("test")[0] in shown.stdout and "warning" not in shown.stdout
     removed = first.trace_ids("test")[0]
     assert costar("golden", "remove", "airline", removed, cwd=tmp_path).returncode == 0
     diff = costar("golden", "diff", "airline", "1", cwd=tmp_path)

@@ -127,7 +127,7 @@ def build(store: SQLiteStore, *, n: int, labeled: int, seed: int, tpr: float, tn
     rng = np.random.default_rng(seed)
     ids = [f"t{i:04d}" for i in range(n)]
     store.create_run(Run(run_id="run1"))
-    store.write_traces([Trace(trace_id=t, run_id="run1", scenario_id="s", trial=i) for i, t in enumerate(ids)])
+    store.write_traces([Trace(trace_id=t, run_id="run1", scenario_id=f"item-{i}", trial=0) for i, t in enumerate(ids)])
     truth = {t: bool(x) for t, x in zip(ids, rng.random(n) < theta, strict=True)}
     u = rng.random(n)
     judge = {t: bool(u[i] < tpr) if truth[t] else bool(u[i] >= tnr) for i, t in enumerate(ids)}

@@ -18,7 +18,7 @@ from costar.verdict import Verdict, VerdictSource
 
 def write_judge(store: SQLiteStore, name: str, human: dict[str, object], judge: dict[str, object],
                 vtype: object = "bool") -> None:
-    store.write_traces([Trace(trace_id=t, scenario_id="s", trial=i) for i, t in enumerate(human)])
+    store.write_traces([Trace(trace_id=t, scenario_id=f"item-{i}", trial=0) for i, t in enumerate(human)])
     store.write_labels([new_label(t, name, v, labeler="ana", value_type=vtype) for t, v in human.items()])
     store.write_verdicts([Verdict(name=name, value=v, passed=v if isinstance(v, bool) else None, trace_id=t,
                                   fingerprint="fp", source=VerdictSource.LLM) for t, v in judge.items()])

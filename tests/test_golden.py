@@ -30,7 +30,8 @@ JUDGE = "correctness"
 
 
 def add_traces(store: SQLiteStore, ids: list[str]) -> None:
-    store.write_traces([Trace(trace_id=t, scenario_id="s", trial=i) for i, t in enumerate(ids)])
+    """One trace per scenario: each is its own split group (trials of one scenario stay together)."""
+    store.write_traces([Trace(trace_id=t, scenario_id=f"s-{t}", trial=0) for t in ids])
 
 
 def label(store: SQLiteStore, values: dict[str, object], labeler: str = "ana", judge: str = JUDGE) -> None:
@@ -216,3 +217,75 @@ def test_golden_labels_feed_agreement(store: SQLiteStore) -> None:
     assert result.n == len(test_ids) == 6
     assert result.accuracy.value == pytest.approx(5 / 6)
     assert SPLITS == ("train", "validation", "test")
+
+
+# ----------------------------------------------------------------------------- grouped splits (issue 9, item 6)
+
+
+def _trials_of_scenarios(store: SQLiteStore, scenarios: int, trials: int) -> dict[str, bool]:
+    """``trials`` traces of each scenario (one prompt each), passing on every other trial."""
+    values: dict[str, bool] = {}
+    traces = []
+    for s in range(scenarios):
+        for k in range(trials):
+            tid = f"sc{s:02d}-t{k}"
+            traces.append(Trace(trace_id=tid, scenario_id=f"scenario-{s:02d}", trial=k, input=f"task {s}"))
+            values[tid] = (s + k) % 2 == 0
+    store.write_traces(traces)
+    label(store, values)
+    return values
+
+
+def test_no_scenario_and_no_input_lies_in_two_splits(store: SQLiteStore) -> None:
+    from costar.align.golden import golden_set_splits
+
+    _trials_of_scenarios(store, scenarios=10, trials=3)
+    # Two imported traces without a scenario that asked the same thing, and one that asked the same as scenario 3.
+    store.write_traces([Trace(trace_id="imp-a", input="Refund order 17"), Trace(trace_id="imp-b", input="Refund order 17"),
+                        Trace(trace_id="imp-c", input="task 3")])
+    label(store, {"imp-a": True, "imp-b": False, "imp-c": True})
+    golden = create_golden_set(store, "gs", JUDGE, seed=5)
+    splits = splits_of(golden)
+    by_scenario: dict[str, set[str]] = {}
+    for tid, split in splits.items():
+        if tid.startswith("sc"):
+            by_scenario.setdefault(tid.split("-")[0], set()).add(split)
+    assert all(len(s) == 1 for s in by_scenario.values()), by_scenario
+    assert splits["imp-a"] == splits["imp-b"]
+    assert splits["imp-c"] == splits["sc03-t0"]
+    assert {split for split in splits.values()} == set(SPLITS)  # still split three ways, every class in each
+    assert all(set(c) == {"true", "false"} for c in golden.counts().values()), golden.counts()
+
+    shown = golden_set_splits(store, "gs")
+    assert {m.trace_id: m.split for m in shown.members} == splits
+    assert shown.leaks == {}
+    members = {m.trace_id: m for m in shown.members}
+    assert members["sc03-t1"].scenario_id == "scenario-03" and members["sc03-t1"].group == members["imp-c"].group
+    text = shown.format()
+    test_line = next(line for line in text.splitlines() if line.startswith("test ("))
+    assert "scenario-" in test_line
+
+    # Growing the set: a new trial of a scenario joins the split its scenario is in.
+    store.write_traces([Trace(trace_id="sc07-t3", scenario_id="scenario-07", trial=3, input="task 7")])
+    label(store, {"sc07-t3": False})
+    grown = extend_golden_set(store, "gs")
+    assert splits_of(grown)["sc07-t3"] == splits["sc07-t0"]
+
+
+def test_a_set_split_before_grouping_is_reported(store: SQLiteStore) -> None:
+    from costar.align.golden import golden_set_splits
+
+    _trials_of_scenarios(store, scenarios=1, trials=4)
+    examples = [("sc00-t0", "train"), ("sc00-t1", "train"), ("sc00-t2", "test"), ("sc00-t3", "validation")]
+    store.write_golden_set(GoldenSet(name="old", judge_name=JUDGE, examples=[
+        {"trace_id": t, "label": (int(t[-1]) % 2 == 0), "split": s} for t, s in examples]))
+    shown = golden_set_splits(store, "old")
+    assert shown.leaks == {"scenario-00": ["train", "validation", "test"]}
+    assert "warning: scenario-00 is in train and validation and test" in shown.format()
+
+
+def test_too_few_scenarios_to_split_by_scenario(store: SQLiteStore) -> None:
+    _trials_of_scenarios(store, scenarios=2, trials=5)
+    with pytest.raises(GoldenSetError, match=r"its 10 traces form 2 group\(s\), as traces of one scenario \(or with "
+                                             r"the same input\) stay in one split"):
+        create_golden_set(store, "gs", JUDGE)

@@ -34,7 +34,7 @@ FP_NEW = "bbbb2222" * 2
 def add_traces(store: SQLiteStore, ids: list[str], run_id: str | None = None) -> None:
     if run_id is not None:
         store.create_run(Run(run_id=run_id))
-    store.write_traces([Trace(trace_id=t, run_id=run_id, scenario_id="s", trial=i) for i, t in enumerate(ids)])
+    store.write_traces([Trace(trace_id=t, run_id=run_id, scenario_id=f"item-{i}", trial=0) for i, t in enumerate(ids)])
 
 
 def verdict(tid: str, value: object, *, name: str = JUDGE, fp: str = FP_NEW, passed: bool | None = None,

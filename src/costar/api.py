@@ -124,6 +124,7 @@ _JUDGE_LOOP = {
     "create_golden_set": "costar.align.golden", "extend_golden_set": "costar.align.golden",
     "remove_from_golden_set": "costar.align.golden", "get_golden_set": "costar.align.golden",
     "list_golden_sets": "costar.align.golden", "diff_golden_set": "costar.align.golden",
+    "golden_set_splits": "costar.align.golden",
     "judge_agreement": "costar.align.agreement_store", "labeler_agreement": "costar.align.agreement_store",
     "judges_agreement": "costar.align.agreement_store", "SplitChoice": "costar.align.agreement_store",
     "agreement_between_files": "costar.align.agreement_files",

@@ -10,11 +10,16 @@ the labelers' majority (or one labeler's label). Splits are fixed by the seed:
   test split later, which would inflate the judge's measured agreement.
 * **Stratified.** Targets are computed per label class (for pass/fail and categorical labels),
   with at least ``min_per_class`` of every class in every requested split.
+* **Grouped.** Traces of one scenario, and traces with the same input, are one group, and a group
+  lies in one split: trials of a scenario in both train and test would let test agreement leak
+  from what a judge was tuned on. Groups are dealt out whole (the larger first), each to the split
+  whose per-class shortfall it fills best; :func:`golden_set_splits` shows which trace is where.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from collections import Counter
@@ -46,15 +51,18 @@ __all__ = [
     "GoldenSet",
     "GoldenSetError",
     "GoldenSetInfo",
+    "GoldenSplits",
     "Move",
     "Relabel",
     "Split",
+    "SplitMember",
     "assign_splits",
     "create_golden_set",
     "diff_golden_set",
     "diff_golden_sets",
     "extend_golden_set",
     "get_golden_set",
+    "golden_set_splits",
     "list_golden_sets",
     "reference_labels",
     "remove_from_golden_set",
@@ -100,30 +108,89 @@ def _label_key(value: LabelValue) -> tuple[str, LabelValue]:
 
 def assign_splits(labels: Mapping[str, LabelValue], *, seed: int, fractions: Sequence[float] = DEFAULT_FRACTIONS,
                   min_per_class: int = 1, stratify: bool = True,
-                  previous: Mapping[str, Split] | None = None) -> dict[str, Split]:
-    """trace id -> split. Traces in ``previous`` keep their split; the others fill each class's
-    (or, without ``stratify``, the whole set's) shortfall against its targets, in seeded-hash order."""
+                  previous: Mapping[str, Split] | None = None,
+                  groups: Mapping[str, str] | None = None) -> dict[str, Split]:
+    """trace id -> split. Traces in ``previous`` keep their split; a group (``groups``: trace id ->
+    group key; default every trace its own group) lies in one split: new members join the split its
+    earlier members are in, and new groups, the larger first and then in seeded-hash order, go to
+    the split whose per-class (or, without ``stratify``, whole-set) shortfall against its targets
+    they fill best."""
     previous = previous or {}
-    strata: dict[tuple[str, LabelValue], list[str]] = {}
-    for tid, value in labels.items():
-        strata.setdefault(_label_key(value) if stratify else ("", ""), []).append(tid)
+    groups = groups or {}
+
+    def cls(value: LabelValue) -> tuple[str, LabelValue]:
+        return _label_key(value) if stratify else ("", "")
+
     requested = [i for i, f in enumerate(fractions) if f > 0]
+    sizes = Counter(cls(v) for v in labels.values())
+    targets = {c: _targets(n, fractions, min_per_class) for c, n in sizes.items()}
+    counts = {c: [0, 0, 0] for c in sizes}
+    members: dict[str, list[str]] = {}
+    for tid in labels:
+        members.setdefault(groups.get(tid, "trace:" + tid), []).append(tid)
     out: dict[str, Split] = {}
-    for members in strata.values():
-        targets = _targets(len(members), fractions, min_per_class)
-        counts = [0, 0, 0]
-        free = []
-        for tid in members:
-            if tid in previous:
-                out[tid] = previous[tid]
-                counts[SPLITS.index(previous[tid])] += 1
-            else:
-                free.append(tid)
-        for tid in sorted(free, key=lambda t: _rank(seed, t)):
-            i = max(requested, key=lambda j: (targets[j] - counts[j], fractions[j], -j))
-            counts[i] += 1
-            out[tid] = SPLITS[i]
+    free: list[tuple[str, list[str]]] = []
+    for key, tids in members.items():
+        placed = [previous[t] for t in tids if t in previous]
+        if not placed:
+            free.append((key, tids))
+            continue
+        # Earlier members fix the group's split (the most common one, should an old set have split it).
+        home = Counter(placed).most_common(1)[0][0]
+        for t in tids:
+            out[t] = previous.get(t, home)
+            counts[cls(labels[t])][SPLITS.index(out[t])] += 1
+
+    def score(i: int, composition: Counter[tuple[str, LabelValue]]) -> tuple[int, int, float, int]:
+        filled = overshoot = deficit = 0
+        for c, k in composition.items():
+            short = targets[c][i] - counts[c][i]
+            filled += min(k, max(0, short))
+            overshoot += max(0, k - max(0, short))
+            deficit += k * short
+        return filled - overshoot, deficit, fractions[i], -i
+
+    # A group is ranked by its smallest trace id: a set of one-trace groups splits as it always has.
+    for _key, tids in sorted(free, key=lambda kv: (-len(kv[1]), _rank(seed, min(kv[1])))):
+        composition = Counter(cls(labels[t]) for t in tids)
+        i = max(requested, key=lambda j: score(j, composition))
+        for t in tids:
+            out[t] = SPLITS[i]
+            counts[cls(labels[t])][i] += 1
     return out
+
+
+def split_groups(store: Store, trace_ids: Sequence[str]) -> dict[str, str]:
+    """trace id -> group key: traces of one scenario, or with the same input, share a group (and,
+    through either, every trace linked to them). Traces the store lacks are left out."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def order(key: str) -> tuple[int, str]:
+        # A group is named after a scenario when it has one, else after an input, else a trace.
+        return ({"scenario": 0, "input": 1}.get(key.split(":", 1)[0], 2), key)
+
+    def union(a: str, b: str) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            first, second = sorted((ra, rb), key=order)
+            parent[second] = first
+
+    traces = store.get_traces(list(trace_ids), spans=False)
+    for t in traces:
+        node = "trace:" + t.trace_id
+        find(node)
+        if t.scenario_id:
+            union(node, "scenario:" + t.scenario_id)
+        if t.input not in (None, "", [], {}):
+            text = t.input if isinstance(t.input, str) else json.dumps(t.input, sort_keys=True, default=str)
+            union(node, "input:" + hashlib.sha256(text.strip().encode()).hexdigest()[:16])
+    return {t.trace_id: find("trace:" + t.trace_id) for t in traces}
 
 
 # ----------------------------------------------------------------------------- reference labels
@@ -209,7 +276,7 @@ def _check_size(name: str, refs: Mapping[str, LabelValue], fractions: Sequence[f
 
 
 def _check_filled(name: str, refs: Mapping[str, LabelValue], splits: Mapping[str, Split],
-                  fractions: Sequence[float], minimum: int, categorical: bool) -> None:
+                  fractions: Sequence[float], minimum: int, categorical: bool, groups: int) -> None:
     """After assignment: existing examples keep their split, so a gap can remain that only new
     examples can fill."""
     have = Counter((splits[t], _label_key(v) if categorical else ("", "all")) for t, v in refs.items())
@@ -222,9 +289,10 @@ def _check_filled(name: str, refs: Mapping[str, LabelValue], splits: Mapping[str
             if count < minimum:
                 what = f"examples labeled {_show(cls[1])}" if categorical else "examples"
                 raise GoldenSetError(
-                    f"golden set {name!r}: the {SPLITS[i]} split would have {count} {what} (needs {minimum}) because "
-                    f"existing examples keep their split; add more such traces (new ones fill the gaps) or lower "
-                    "min_per_class")
+                    f"golden set {name!r}: the {SPLITS[i]} split would have {count} {what} (needs {minimum}): its "
+                    f"{len(refs)} traces form {groups} group(s), as traces of one scenario (or with the same input) "
+                    "stay in one split and existing examples keep theirs; label traces of more scenarios, lower "
+                    "min_per_class, or give a split a fraction of 0")
 
 
 @dataclass
@@ -278,9 +346,11 @@ def _build(store: Store, plan: _Plan) -> GoldenSet:
         previous = {**plan.previous.retired, **{e.trace_id: e.split for e in plan.previous.examples}}
     if not all(t in previous for t in refs):  # only new traces can be placed, so only then can size fail
         _check_size(plan.name, refs, plan.fractions, plan.min_per_class, categorical)
+    groups = split_groups(store, list(refs))
     splits = assign_splits(refs, seed=plan.seed, fractions=plan.fractions, min_per_class=plan.min_per_class,
-                           stratify=categorical, previous=previous)
-    _check_filled(plan.name, refs, splits, plan.fractions, plan.min_per_class, categorical)
+                           stratify=categorical, previous=previous, groups=groups)
+    _check_filled(plan.name, refs, splits, plan.fractions, plan.min_per_class, categorical,
+                  len({groups.get(t, t) for t in refs}))
     examples = [GoldenExample(trace_id=t, label=refs[t], split=splits[t], labelers=refs_all[t][1]) for t in members]
     retired = {t: s for t, s in previous.items() if t not in refs}
     version = 1 if plan.previous is None else plan.previous.version + 1
@@ -389,6 +459,73 @@ def list_golden_sets(store: Store, name: str | None = None, *, all_versions: boo
     for info in infos:
         latest[info.name] = info
     return list(latest.values())
+
+
+# ----------------------------------------------------------------------------- which trace is where
+
+
+class SplitMember(BaseModel):
+    """One example of a golden set with what groups it: its scenario and its split group."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trace_id: str
+    split: Split
+    label: LabelValue
+    scenario_id: str | None = None
+    group: str | None = None
+    """Traces with the same group (one scenario, or the same input) belong in one split."""
+
+
+class GoldenSplits(BaseModel):
+    """Every example of one golden set version by split, and any group found in more than one split
+    (a set built before splits were grouped)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    version: int
+    members: list[SplitMember] = Field(default_factory=list)
+    leaks: dict[str, list[Split]] = Field(default_factory=dict)
+
+    def by_split(self) -> dict[Split, list[SplitMember]]:
+        out: dict[Split, list[SplitMember]] = {s: [] for s in SPLITS}
+        for m in self.members:
+            out[m.split].append(m)
+        return out
+
+    def format(self) -> str:
+        lines = [f"golden set {self.name} v{self.version}"]
+        for split, members in self.by_split().items():
+            scenarios = sorted({m.scenario_id or "(no scenario)" for m in members})
+            lines.append(f"{split} ({len(members)} traces, {len(scenarios)} scenarios: {', '.join(scenarios)})")
+            lines.extend(f"  {m.trace_id}  {m.scenario_id or '-'}  {_show(m.label)}" for m in members)
+        for group, splits in sorted(self.leaks.items()):
+            lines.append(f"warning: {group} is in {' and '.join(splits)}: test agreement can leak from train; "
+                         "create the set again under a new name to regroup it")
+        return "\n".join(lines)
+
+
+def _group_label(group: str) -> str:
+    kind, _, key = group.partition(":")
+    return key if kind == "scenario" else f"{kind} {key}"
+
+
+def golden_set_splits(store: Store, name: str, version: int | None = None) -> GoldenSplits:
+    """Which trace of a golden set version is in which split, with its scenario and group."""
+    gs = store.golden_set(name, version)
+    ids = gs.trace_ids()
+    groups = split_groups(store, ids)
+    scenarios = {t.trace_id: t.scenario_id for t in store.get_traces(ids, spans=False)}
+    members = [SplitMember(trace_id=e.trace_id, split=e.split, label=e.label, scenario_id=scenarios.get(e.trace_id),
+                           group=_group_label(groups[e.trace_id]) if e.trace_id in groups else None)
+               for e in gs.examples]
+    spread: dict[str, set[Split]] = {}
+    for m in members:
+        if m.group is not None:
+            spread.setdefault(m.group, set()).add(m.split)
+    leaks = {g: sorted(s, key=SPLITS.index) for g, s in spread.items() if len(s) > 1}
+    return GoldenSplits(name=gs.name, version=gs.version, members=members, leaks=leaks)
 
 
 # ----------------------------------------------------------------------------- diff

@@ -163,9 +163,13 @@ def golden_remove(name: Annotated[str, typer.Argument()], trace_ids: Annotated[l
 
 @golden_app.command("show")
 def golden_show(name: Annotated[str, typer.Argument()], version: Annotated[int | None, typer.Option("--version")] = None,
+                traces: Annotated[bool, typer.Option("--traces", help="List every trace by split, with its scenario.")] = False,
                 config: ConfigOpt = None, store: StoreOpt = None) -> None:
-    """A golden set's splits and label counts."""
-    _show_set(api.get_golden_set(open_project_store(load_project(config), store, create=False), name, version))
+    """A golden set's splits and label counts (with --traces, which trace is in which split)."""
+    st = open_project_store(load_project(config), store, create=False)
+    _show_set(api.get_golden_set(st, name, version))
+    if traces:
+        console.print(api.golden_set_splits(st, name, version).format(), markup=False, highlight=False)
 
 
 @golden_app.command("list")
