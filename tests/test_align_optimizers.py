@@ -105,7 +105,11 @@ def test_memalign_distils_the_flaw_into_a_guideline_and_is_promoted(world: tuple
     # With the distilled guideline it agrees with the expert everywhere, held-out split included.
     for split in ("train", "validation", "test"):
         assert (report.after[split].accuracy, report.after[split].kappa) == (1.0, 1.0), split
-    assert report.after["test"].kappa_ci is not None and report.after["test"].compared == 4
+    # 4 held-out examples: kappa gets no interval (it printed [1.000, 1.000]) and promotion warns (issue 9, item 7).
+    assert report.after["test"].kappa_ci is None and report.after["test"].compared == 4
+    assert "(no interval: too few)" in report.after["test"].short()
+    assert report.decision.warnings and "4 compared example(s): too few" in report.decision.warnings[0]
+    assert "warning: the held-out split has 4" in report.format()
     assert report.details["guideline_source"] == "model" and report.details["guidelines"] == [GUIDELINE]
     assert report.details["train_disagreements"] == 6 and report.details["cases"] == 12
     assert report.decision.promote and report.decision.metric == "kappa"

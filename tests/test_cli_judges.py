@@ -132,6 +132,35 @@ def test_judge_agreement_names_the_human_and_the_judge_axes(labeled: Path) -> No
     assert line.strip().startswith("confusion (rows: human, ") and "; columns: judge, " in line, line
 
 
+def test_judges_check_split_all_measures_every_split(tmp_path: Path) -> None:
+    """Issue 9, item 7: --split all did not reach a floor declared with its own golden set."""
+    from costar.align.golden import create_golden_set
+    from costar.align.labeling import new_label
+    from costar.trace.model import Trace
+    from costar.verdict import Verdict, VerdictSource
+
+    store = SQLiteStore(tmp_path / ".costar")
+    human = {f"t{i:02d}": i % 2 == 0 for i in range(20)}
+    store.write_traces([Trace(trace_id=t, scenario_id=f"item-{t}") for t in human])
+    store.write_labels([new_label(t, "polite", v, labeler="ana") for t, v in human.items()])
+    store.write_verdicts([Verdict(name="polite", value=v, passed=v, trace_id=t, fingerprint="fp",
+                                  source=VerdictSource.LLM) for t, v in human.items()])
+    create_golden_set(store, "gs", "polite", seed=1)
+    store.close()
+    (tmp_path / "judges").mkdir()
+    (tmp_path / "judges" / "polite.yaml").write_text(
+        "name: polite\ntype: llm\ninstructions: Is it polite?\n"
+        "agreement_floor: {metric: kappa, min: 0.6, golden: gs}\n")
+    default = costar("judges", "check", "--json", cwd=tmp_path)
+    [on_test] = json.loads(default.stdout)["results"]
+    assert (on_test["floor"]["split"], on_test["compared"]) == ("test", 4)
+    assert on_test["warnings"] and "16 needed" in on_test["warnings"][0]
+    every = costar("judges", "check", "--split", "all", "--json", cwd=tmp_path)
+    [on_all] = json.loads(every.stdout)["results"]
+    assert (on_all["floor"]["split"], on_all["compared"]) == ("all", 20), every.stdout
+    assert on_all["warnings"] == []
+
+
 def test_a_floor_with_an_unknown_metric_is_one_line_naming_the_metrics(tmp_path: Path) -> None:
     res = costar("judges", "check", "--floor", "outcome:foo>=0.5", cwd=tmp_path)
     assert res.returncode == 2

@@ -69,7 +69,30 @@ def test_ppi_by_hand() -> None:
     with pytest.raises(AgreementError, match="at least 2 unlabeled"):
         ppi_mean([1], [1, 0], [1, 0])
     perfect = ppi_mean([1, 0, 1], [1, 0], [1, 0])
-    assert any("too narrow" in n for n in perfect.notes)
+    assert any("matched all 2 labels" in n for n in perfect.notes)
+
+
+def test_ppi_interval_stays_honest_at_small_n() -> None:
+    """Issue 9, item 7: a judge that passed every trace and matched 4 of 4 labels printed
+    1.000 [1.000, 1.000]; an estimate above 1 printed a zero-width clipped interval."""
+    z = 1.959964
+    perfect = ppi_mean([1] * 20, [1, 1, 1, 1], [1, 1, 1, 1])
+    assert perfect.value == 1.0 and perfect.ci is not None
+    # Both variances are 0; each is bounded as a proportion with z²/2 pseudo-observations a side.
+    v_f = ((20 + z * z / 2) / (20 + z * z)) * (1 - (20 + z * z / 2) / (20 + z * z))
+    v_r = ((z * z / 2) / (4 + z * z)) * (1 - (z * z / 2) / (4 + z * z))
+    assert perfect.se == pytest.approx(math.sqrt(v_f / 20 + v_r / 4), rel=1e-6)
+    assert perfect.ci.high == 1.0 and perfect.ci.low == pytest.approx(1 - z * perfect.se, rel=1e-6)
+    assert perfect.ci.low < 0.7
+    # An unclipped estimate of 1.5 with its interval still reaching below 1: clipped, said, interval to 1.
+    over = ppi_mean([1] * 20, [0, 1, 1, 0], [1, 1, 1, 1])
+    assert over.unclipped == pytest.approx(1.5) and over.value == 1.0
+    assert over.ci is not None and over.ci.low < 1.0 and over.ci.high == 1.0
+    assert any("clipped to 1.000 from 1.500" in n for n in over.notes)
+    # A whole interval above 1: no interval at all, and why.
+    beyond = ppi_mean([1] * 400, [0] * 100 + [1] * 100, [1] * 200)
+    assert beyond.unclipped > 1.0 and beyond.ci is None
+    assert any("whole interval lie outside [0, 1]" in n for n in beyond.notes)
 
 
 # ----------------------------------------------------------------------------- simulations

@@ -137,3 +137,35 @@ def test_floor_validation() -> None:
     assert JudgeFloor(name="j", min=0.6).describe() == "j: kappa >= 0.6 on all labeled traces"
     empty = GateReport()
     assert empty.format() == "no agreement floors to check" and empty.exit_code == 0
+
+
+# ----------------------------------------------------------------------------- small n (issue 9, item 7)
+
+
+def test_items_needed_for_a_floor() -> None:
+    from costar.align.gates import items_needed
+
+    # Perfect agreement on n items has a Wilson lower bound n / (n + 3.84): kappa >= 0.6 needs agreement 0.8.
+    assert items_needed("kappa", 0.6) == 16
+    assert items_needed("accuracy", 0.8) == 16
+    assert items_needed("kappa", 0.0) == 10  # kappa has no interval below 10 items at all
+    assert items_needed("accuracy", 1.0) is None
+
+
+def test_a_floor_on_too_few_traces_warns_and_split_all_uses_every_split(store: SQLiteStore) -> None:
+    human = {f"t{i:02d}": i % 2 == 0 for i in range(20)}
+    write_judge(store, "tiny", human, dict(human))  # the judge agrees on every trace
+    gs = create_golden_set(store, "gs", "tiny", seed=1)
+    test_n = len(gs.trace_ids("test"))
+    assert test_n == 4
+    on_test, on_all = check_agreement_floors(store, [
+        JudgeFloor(name="tiny", metric="kappa", min=0.6, golden="gs"),
+        JudgeFloor(name="tiny", metric="kappa", min=0.6, golden="gs", split="all")]).results
+    assert on_test.status == "pass" and on_test.compared == 4
+    assert on_test.ci is None  # n = 4: no interval (it printed [1.000, 1.000])
+    assert on_test.warnings == ["n = 4: too few to show kappa >= 0.6 even if the judge agreed with the humans on "
+                                "every trace (16 needed at 95%); label more traces"]
+    assert on_all.compared == 20 and on_all.warnings == []
+    assert on_all.ci is not None and on_all.ci.method == "wilson" and on_all.ci.low < 1.0 < on_all.ci.high + 1e-9
+    text = check_agreement_floors(store, [JudgeFloor(name="tiny", metric="kappa", min=0.6, golden="gs")]).format()
+    assert "warning: n = 4: too few to show kappa >= 0.6" in text

@@ -287,10 +287,11 @@ def align_judge(name: str, optimizer: str = "memalign", *, project: ProjectConfi
 
 
 def agreement_floors(project: ProjectConfig | str | Path | None = None, *, golden: str | None = None,
-                     split: str = "test", lower_bound: bool = False) -> list[JudgeFloor]:
+                     split: str | None = None, lower_bound: bool = False) -> list[JudgeFloor]:
     """The agreement floors a project's judges declare (``agreement_floor`` in their definitions), as
-    gates for :func:`check_agreement_floors`; ``golden`` (with ``split``) measures every floor on one
-    golden set, ``lower_bound`` gates each on its interval's lower bound."""
+    gates for :func:`check_agreement_floors`; ``golden`` measures every floor on one golden set,
+    ``split`` on one split of each floor's golden set (``"all"``: every split; default each floor's
+    own, else the held-out test split), ``lower_bound`` gates each on its interval's lower bound."""
     from costar.align.gates import JudgeFloor
 
     floors = []
@@ -299,7 +300,9 @@ def agreement_floors(project: ProjectConfig | str | Path | None = None, *, golde
             spec = {**info.agreement_floor,
                     "use_lower_bound": lower_bound or info.agreement_floor.get("use_lower_bound", False)}
             if golden:
-                spec["golden"], spec["split"] = golden, split
+                spec["golden"] = golden
+            if split is not None:
+                spec["split"] = split
             floors.append(JudgeFloor(name=info.name, **spec))
     return floors
 

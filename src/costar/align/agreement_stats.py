@@ -19,6 +19,11 @@ Conventions, and why:
   carries the large-sample interval from the Fleiss, Cohen & Everitt (1969) standard error and
   a percentile bootstrap over items. For two raters, resampling items is a multinomial draw
   on the confusion table, so a replicate costs O(k²) whatever the number of items.
+* No interval claims certainty the data cannot give. Below ``MIN_KAPPA_ITEMS`` items kappa has
+  no interval ("too few to estimate"); when its standard error is 0 (every item agreed) the
+  interval comes from the Wilson interval of the observed agreement at the observed chance
+  agreement, which cannot collapse to a point; a bootstrap interval of zero width (every
+  resample gave the same value) is withheld. docs/STATISTICS.md has the reasons.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ from costar.stats import wilson_interval
 __all__ = [
     "DEFAULT_RESAMPLES",
     "DEFAULT_SEED",
+    "MIN_KAPPA_ITEMS",
     "binary_agreement",
     "categorical_agreement",
     "fleiss_kappa",
@@ -77,6 +83,9 @@ _DEGENERATE = 1e-12
 # A bootstrap interval built from fewer than half the replicates would describe a selected
 # subset of resamples, not the sampling distribution; below that share it is withheld.
 _MIN_DEFINED_SHARE = 0.5
+# Kappa's large-sample interval, and its bootstrap, say little below this many items (at 4 items
+# perfect agreement gives [1.000, 1.000]): no interval is given, with a note saying why.
+MIN_KAPPA_ITEMS = 10
 # Bound on the resampling-weight matrix (replicates x items) materialised at once.
 _BOOTSTRAP_CELLS = 4_000_000
 # Ordinal alpha needs a k x k coincidence table per unit; beyond this many distinct values the
@@ -248,6 +257,10 @@ def percentile_interval(samples: np.ndarray | None, confidence: float) -> Interv
         return None
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(finite, [tail, 100 - tail])
+    if high - low <= 1e-12:
+        # Every resample gave one value (a perfect table, say): resampling cannot show the
+        # uncertainty there is, and a zero-width interval would claim there is none.
+        return None
     return Interval(low=float(low), high=float(high), method="bootstrap-percentile")
 
 
@@ -353,14 +366,33 @@ def _kappa_se(table: np.ndarray, weights: np.ndarray, kappa: float) -> float:
     return math.sqrt(max(float(variance), 0.0))
 
 
+def _wilson_bounds(p: float, n: int, z: float) -> tuple[float, float]:
+    """Wilson's interval for a proportion ``p`` of ``n`` (``p`` may be a weighted share)."""
+    z2n = z * z / n
+    center = (p + z2n / 2) / (1 + z2n)
+    half = z / (1 + z2n) * math.sqrt(max(p * (1 - p), 0.0) / n + z2n / (4 * n))
+    return max(0.0, center - half), min(1.0, center + half)
+
+
 def _kappa(table: np.ndarray, weighting: Weighting, boot: np.ndarray | None, confidence: float) -> Kappa:
     weights = _agreement_weights(table.shape[0], weighting)
     value = float(_kappa_values(table, weights))
     if math.isnan(value):
         return Kappa(value=None, weights=weighting)
+    n = int(table.sum())
     se = _kappa_se(table, weights, value)
-    half = _z(confidence) * se
-    ci = Interval(low=max(-1.0, value - half), high=min(1.0, value + half), method="normal-se")
+    if n < MIN_KAPPA_ITEMS:
+        return Kappa(value=value, weights=weighting, se=se)  # too few items for any interval (see _kappa_notes)
+    z = _z(confidence)
+    if se > 0:
+        ci = Interval(low=max(-1.0, value - z * se), high=min(1.0, value + z * se), method="normal-se")
+    else:
+        # A zero standard error (every item agreed) is no certainty: bound the observed agreement
+        # with Wilson's interval and carry it through kappa at the observed chance agreement.
+        observed, chance = (float(x) for x in _kappa_terms(table, weights))
+        low, high = _wilson_bounds(observed, n, z)
+        ci = Interval(low=max(-1.0, (low - chance) / (1 - chance)), high=min(1.0, (high - chance) / (1 - chance)),
+                      method="wilson")
     samples = None if boot is None else _kappa_values(boot, weights)
     return Kappa(value=value, weights=weighting, se=se, ci=ci,
                  ci_bootstrap=percentile_interval(samples, confidence))
@@ -368,6 +400,9 @@ def _kappa(table: np.ndarray, weighting: Weighting, boot: np.ndarray | None, con
 
 def _kappa_notes(kappa: Kappa, labels: Sequence[LabelValue]) -> list[str]:
     if kappa.value is not None:
+        if kappa.ci is None and len(labels) < MIN_KAPPA_ITEMS:
+            return [f"n = {len(labels)}: too few to estimate an interval for kappa (needs at least "
+                    f"{MIN_KAPPA_ITEMS} items); label more traces"]
         return []
     return [f"kappa is undefined: both sides give every item the same label ({label_text(labels[0])}), "
             "so chance agreement is 1; report accuracy, or add items of other classes"]

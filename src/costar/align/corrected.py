@@ -125,6 +125,10 @@ def rogan_gladen(passed: int, judged: int, tp: int, fn: int, fp: int, tn: int, *
     if resamples > 0:
         samples, undefined = _rg_bootstrap(passed, judged, (tp, fn, fp, tn), resamples, seed)
         ci = percentile_interval(samples, confidence)
+        finite = samples[np.isfinite(samples)]
+        if ci is None and finite.size and float(finite.max() - finite.min()) <= 1e-12:
+            notes.append(f"every resample gave {float(finite[0]):.3f} (clipped to [0, 1]): the bootstrap cannot "
+                         "show the uncertainty; no interval")
         if undefined:
             notes.append(f"{undefined} of {resamples} resamples had a judge no better than chance and were left out"
                          + ("; too many to give an interval" if ci is None else ", so the interval is optimistic"))
@@ -169,13 +173,34 @@ def ppi_mean(judge_unlabeled: ArrayLike, judge_labeled: ArrayLike, human_labeled
         raise AgreementError(f"PPI needs at least 2 unlabeled and 2 labeled traces, got {f_u.size} and {f_l.size}")
     rectifier = f_l - y_l
     raw = float(f_u.mean() - rectifier.mean())
-    se = math.sqrt(float(f_u.var(ddof=1)) / f_u.size + float(rectifier.var(ddof=1)) / f_l.size)
     notes = []
-    if not rectifier.any():
-        notes.append("the judge matched every label, so the labeled traces add no variance; with few labels "
-                     "the interval is too narrow")
-    ci = Interval(low=_clip(raw - z * se), high=_clip(raw + z * se), method="normal-se")
+    binary = bool(np.isin(f_u, (0.0, 1.0)).all() and np.isin(f_l, (0.0, 1.0)).all() and np.isin(y_l, (0.0, 1.0)).all())
+    var_f, var_r = float(f_u.var(ddof=1)), float(rectifier.var(ddof=1))
+    # A zero sample variance (every judge value equal, or the judge matched every label) is no
+    # certainty: for pass/fail values the variance of a proportion with z²/2 pseudo-observations
+    # on each side (Agresti-Coull) stands in, so a handful of perfect matches gives a real interval.
+    if binary and var_f == 0.0:
+        var_f = _pseudo_variance(float(f_u.sum()), f_u.size, z)
+    if binary and var_r == 0.0:
+        var_r = _pseudo_variance(float(np.abs(rectifier).sum()), f_l.size, z)
+        notes.append(f"the judge matched all {f_l.size} labels, so the labeled traces show no error variance; "
+                     "it is bounded as for a proportion (Agresti-Coull) instead of taken as 0")
+    se = math.sqrt(var_f / f_u.size + var_r / f_l.size)
+    low, high = raw - z * se, raw + z * se
+    ci: Interval | None = Interval(low=_clip(low), high=_clip(high), method="normal-se")
+    if high < 0.0 or low > 1.0:
+        ci = None
+        notes.append(f"the estimate and its whole interval lie outside [0, 1] (unclipped {raw:.3f} "
+                     f"[{low:.3f}, {high:.3f}]): the labeled traces do not look like the judged ones; no interval")
+    elif raw != _clip(raw):
+        notes.append(f"clipped to {_clip(raw):.3f} from {raw:.3f}; the interval is clipped to [0, 1] too")
     return Estimate(method="ppi", value=_clip(raw), unclipped=raw, ci=ci, se=se, notes=notes)
+
+
+def _pseudo_variance(count: float, n: int, z: float) -> float:
+    """p(1 - p) of the proportion ``count / n`` with z²/2 pseudo-successes and pseudo-failures added."""
+    shrunk = (count + z * z / 2) / (n + z * z)
+    return shrunk * (1 - shrunk)
 
 
 # ----------------------------------------------------------------------------- from the store

@@ -10,17 +10,23 @@ fails, since an unmeasured judge has not shown it agrees with anyone.
 sure kappa is at least 0.6" rather than "kappa came out at 0.6 on these 30 traces". The interval
 is Wilson for proportions, the normal (standard-error) interval for kappas, and the percentile
 bootstrap for balanced accuracy, F1 and alpha.
+
+A floor checked on fewer traces than its statistic needs carries a warning: below
+:func:`items_needed`, not even a judge that agreed on every trace could show the floor is met, so
+a pass there rests on a point estimate.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from statistics import NormalDist
 from typing import Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from costar.align.agreement_results import BinaryAgreement, Interval, Kappa, Proportion, Statistic
-from costar.align.agreement_stats import DEFAULT_RESAMPLES, DEFAULT_SEED, krippendorff_alpha
+from costar.align.agreement_stats import DEFAULT_RESAMPLES, DEFAULT_SEED, MIN_KAPPA_ITEMS, krippendorff_alpha
 from costar.align.agreement_store import NoLabelsError, SplitChoice, StoreAgreement, judge_agreement
 from costar.errors import CostarError
 from costar.store.base import Store
@@ -32,6 +38,7 @@ __all__ = [
     "JudgeFloor",
     "check_agreement_floors",
     "check_floor",
+    "items_needed",
     "metric_value",
 ]
 
@@ -82,6 +89,7 @@ class FloorResult(BaseModel):
     ci: Interval | None = None
     compared: int = 0
     reason: str
+    warnings: list[str] = Field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -112,7 +120,10 @@ class GateReport(BaseModel):
             return "no agreement floors to check"
         marks = {"pass": "PASS", "fail": "FAIL", "no_labels": "FAIL", "error": "FAIL"}
         width = max(len(r.floor.name) for r in self.results)
-        lines = [f"{marks[r.status]}  {r.floor.name:<{width}}  {r.reason}" for r in self.results]
+        lines = []
+        for r in self.results:
+            lines.append(f"{marks[r.status]}  {r.floor.name:<{width}}  {r.reason}")
+            lines.extend(f"      warning: {w}" for w in r.warnings)
         missed = sum(not r.passed for r in self.results)
         tail = "all agreement floors met" if not missed else f"{missed} of {len(self.results)} agreement floors missed"
         return "\n".join([*lines, tail])
@@ -148,6 +159,39 @@ def metric_value(agreement: StoreAgreement, metric: FloorMetric, *, confidence: 
     raise CostarError(f"unknown agreement metric {metric!r}")  # the Literal type makes this unreachable
 
 
+def items_needed(metric: FloorMetric, floor: float, confidence: float = 0.95) -> int | None:
+    """The fewest traces at which a judge agreeing with the humans on every one could show
+    ``metric >= floor`` by its interval's lower bound (None: no count can, e.g. a floor of 1).
+
+    Perfect agreement on n items has a Wilson lower bound of n / (n + z²); a chance-corrected
+    statistic is read at chance agreement 1/2 (two balanced classes), where it is 2·agreement − 1.
+    Kappa needs ``MIN_KAPPA_ITEMS`` at least, below which it has no interval at all.
+    """
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    chance_corrected = metric in _CHANCE_CORRECTED
+    target = (1 + floor) / 2 if chance_corrected else floor
+    if target >= 1:
+        return None
+    needed = max(1, math.ceil(z * z * max(target, 0.0) / (1 - target) - 1e-9))
+    return max(needed, MIN_KAPPA_ITEMS) if chance_corrected else needed
+
+
+def _sample_size(agreement: StoreAgreement, metric: FloorMetric) -> int:
+    """How many traces the statistic rests on (TPR on the human passes, TNR on the fails, ...)."""
+    result = agreement.result
+    n = agreement.coverage.compared
+    if isinstance(result, BinaryAgreement):
+        if metric == "tpr":
+            return result.tpr.total
+        if metric == "tnr":
+            return result.tnr.total
+        if metric == "precision":
+            return result.precision.total
+        if metric in ("balanced_accuracy", "f1"):
+            return min(result.tpr.total, result.tnr.total) if metric == "balanced_accuracy" else result.tpr.total
+    return n
+
+
 def _fmt(ci: Interval | None) -> str:
     return "" if ci is None else f"CI [{ci.low:.3f}, {ci.high:.3f}], "
 
@@ -181,7 +225,13 @@ def check_floor(store: Store, floor: JudgeFloor, *, confidence: float = 0.95, re
     skipped = excluded.no_verdict + excluded.errors + excluded.no_value
     reason = (f"{shown} {'>=' if ok else '<'} {floor.min:g} ({_fmt(ci)}{n} traces"
               f"{f', {skipped} labeled traces not compared' if skipped else ''}; {agreement.scope})")
-    return FloorResult(floor=floor, status="pass" if ok else "fail", value=value, ci=ci, compared=n, reason=reason)
+    warnings = []
+    needed, size = items_needed(floor.metric, floor.min, confidence), _sample_size(agreement, floor.metric)
+    if needed is not None and size < needed:
+        warnings.append(f"n = {size}: too few to show {label} >= {floor.min:g} even if the judge agreed with the "
+                        f"humans on every trace ({needed} needed at {confidence:.0%}); label more traces")
+    return FloorResult(floor=floor, status="pass" if ok else "fail", value=value, ci=ci, compared=n, reason=reason,
+                       warnings=warnings)
 
 
 def check_agreement_floors(store: Store, floors: Sequence[JudgeFloor], *, confidence: float = 0.95,

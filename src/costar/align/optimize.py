@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from costar._util.aio import run_sync
 from costar.align.agreement_results import BinaryAgreement, CategoricalAgreement
-from costar.align.agreement_stats import DEFAULT_RESAMPLES, binary_agreement, categorical_agreement
+from costar.align.agreement_stats import DEFAULT_RESAMPLES, MIN_KAPPA_ITEMS, binary_agreement, categorical_agreement
 from costar.align.agreement_store import judge_decision
 from costar.errors import ConfigError, CostarError
 from costar.judges.base import Judge, JudgeContext
@@ -279,6 +279,8 @@ class SplitAgreement(BaseModel):
         acc = "-" if self.accuracy is None else f"{self.accuracy:.2f}"
         kap = "-" if self.kappa is None else f"{self.kappa:+.2f}"
         ci = f" [{self.kappa_ci[0]:+.2f}, {self.kappa_ci[1]:+.2f}]" if self.kappa_ci else ""
+        if self.kappa is not None and not self.kappa_ci and self.compared < MIN_KAPPA_ITEMS:
+            ci = " (no interval: too few)"
         err = f", {self.errors} errors" if self.errors else ""
         return f"n={self.compared} acc {acc} kappa {kap}{ci}{err}"
 
@@ -291,6 +293,8 @@ class PromotionDecision(BaseModel):
     old: float | None = None
     new: float | None = None
     reason: str
+    warnings: list[str] = Field(default_factory=list)
+    """Why the decision is weaker than it looks (a held-out split too small for its statistic)."""
 
 
 class AlignmentReport(BaseModel):
@@ -323,6 +327,7 @@ class AlignmentReport(BaseModel):
                          f"{self.after[split].short()}{held}")
         verb = "promote" if self.decision.promote else "do not promote"
         lines.append(f"  decision: {verb}: {self.decision.reason}")
+        lines.extend(f"  warning: {w}" for w in self.decision.warnings)
         lines.append(f"  cost: {self.judge_runs} judge runs, {self.seconds:.1f} s")
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
@@ -367,7 +372,20 @@ def decide_promotion(old: SplitAgreement, new: SplitAgreement, *,
                      before: Mapping[Split, SplitAgreement] | None = None,
                      after: Mapping[Split, SplitAgreement] | None = None) -> PromotionDecision:
     """The promotion rule on the held-out split ``old`` → ``new`` (see the module docstring);
-    ``before`` / ``after`` are every split, to tell a tie that improved elsewhere from no change."""
+    ``before`` / ``after`` are every split, to tell a tie that improved elsewhere from no change.
+    A held-out split too small for its statistic adds a warning to the decision."""
+    decision = _decide_promotion(old, new, before, after)
+    n = min(old.compared, new.compared) if old.compared else new.compared
+    if new.examples and n < MIN_KAPPA_ITEMS:
+        decision.warnings.append(
+            f"the held-out split has {n} compared example(s): too few for kappa or accuracy to tell two versions "
+            f"apart (kappa has no interval below {MIN_KAPPA_ITEMS}); the decision rests on point estimates: label "
+            "more traces and extend the golden set")
+    return decision
+
+
+def _decide_promotion(old: SplitAgreement, new: SplitAgreement, before: Mapping[Split, SplitAgreement] | None,
+                      after: Mapping[Split, SplitAgreement] | None) -> PromotionDecision:
     if not new.examples:
         return PromotionDecision(promote=False, reason="the golden set has no test split to check the new version on")
     if not new.compared:

@@ -91,7 +91,7 @@ def judges_check(
     store: StoreOpt = None,
     floor: Annotated[list[str] | None, typer.Option("--floor", help="NAME:METRIC>=MIN, e.g. outcome:kappa>=0.6 (repeatable).")] = None,
     golden: GoldenOpt = None,
-    split: SplitOpt = "test",
+    split: Annotated[str | None, typer.Option("--split", help="train, validation, test or all (default: each floor's own, else test).")] = None,
     lower_bound: Annotated[bool, typer.Option("--lower-bound", help="Gate on the interval's lower bound, not the estimate.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -105,7 +105,7 @@ def judges_check(
             raise ConfigError(f"--floor takes NAME:METRIC>=MIN (e.g. outcome:kappa>=0.6), got {text!r}")
         try:
             floors.append(api.JudgeFloor.model_validate(
-                {"name": m["name"], "metric": m["metric"], "min": float(m["min"]), "golden": golden, "split": split,
+                {"name": m["name"], "metric": m["metric"], "min": float(m["min"]), "golden": golden, "split": split or "test",
                  "use_lower_bound": lower_bound}))
         except ValidationError as exc:
             err = exc.errors()[0]
@@ -287,6 +287,8 @@ def judges_promote(name: Annotated[str, typer.Argument()], version: Annotated[in
     """Make a stored version the active one (the held-out rule applies unless --force)."""
     decision = _versions(load_project(config), store).promote(name, version, force=force)
     say(decision.reason)
+    for warning in decision.warnings:
+        say(f"warning: {warning}", err=True)
     raise typer.Exit(0 if decision.promote else 1)
 
 
