@@ -4,12 +4,20 @@ The trace is never put into the prompt: the judge asks for pages of it (trace_to
 against a copy of the workspace files (sandbox), and finishes by calling ``submit_verdict`` with a
 value, a rationale and the span ids its verdict rests on. Iterations, tokens and money are budgeted;
 running out of any is an error verdict that names the budget.
+
+The exploration fits the model's context window when the model layer knows it (a local model's
+``n_ctx``, ``?context_window=`` on any URI): the answer's share is reserved, the tool set shrinks to
+the core tools when the full one would leave too little room, tool results are clipped and old ones
+elided so the history fits what is left, and a request the model still rejects as too long is
+retried with less history before it becomes an error verdict saying so. On the last turn
+``submit_verdict`` is the only tool and the model must call it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,8 +41,8 @@ from costar.judges.llm import (
     template_variables,
 )
 from costar.judges.sandbox import Sandbox, SandboxLimits
-from costar.judges.trace_tools import ALL_TOOLS, ToolLimits, TraceToolbox, TraceView, clip
-from costar.models.errors import ModelError
+from costar.judges.trace_tools import ALL_TOOLS, ToolLimits, TraceToolbox, TraceView, clip, tool_specs
+from costar.models.errors import ContextWindowError, ModelError, ModelOutputError
 from costar.verdict import Verdict, VerdictSource
 
 if TYPE_CHECKING:
@@ -59,6 +67,52 @@ You have at most {iterations} turns."""
 
 TASK_FOOTER = "\n\nExplore the trace with the tools (trace_info is a good start), then call submit_verdict."
 NUDGE = "Keep using the tools if you need more evidence; when you are done, call submit_verdict."
+LAST_TURN = ("This is your last turn: call submit_verdict now, with the value, a rationale from what you saw, "
+             "and the span ids it rests on.")
+
+# Fitting a context window without a tokenizer: data (CSV, JSON) tokenizes at 1.7–2.5 characters per
+# token (SmolLM2's tokenizer), tool schemas at 3.4, prose at 4–5; each estimate errs on the safe side,
+# and the first call's prompt tokens, as the model counted them, replace the estimate of the start.
+DATA_CHARS_PER_TOKEN = 1.5
+PROMPT_CHARS_PER_TOKEN = 2.0
+MESSAGE_OVERHEAD_CHARS = 8  # a chat template's framing of each message (role, separators), in characters
+# The tools a judge keeps when the full set's schemas would leave too little room for the history.
+CORE_TOOLS = ("trace_info", "list_spans", "get_span", "tool_call_timeline", "list_artifacts", "read_artifact")
+MIN_HISTORY_TOKENS = 300
+# Shrinking the history and asking again, when the model still rejects a request as too long.
+MAX_SHRINKS = 3
+
+
+@dataclass(frozen=True)
+class WindowFit:
+    """How one exploration fits the model's context window (``window`` None: not known, defaults apply)."""
+
+    window: int | None
+    tools: tuple[str, ...]
+    max_output_tokens: int
+    max_result_chars: int
+    history_tokens: int | None  # room left for tool results and turns, before the first call measures it
+
+    def context_chars(self, start_chars: int, base_tokens: int | None, default: int) -> int:
+        """The characters of message content the conversation may hold: everything the start holds
+        plus what fits in the room left, measured once the first call reported its prompt's tokens
+        (``base_tokens``: the start and the tool schemas, as the model's tokenizer counts them)."""
+        room = self.room(base_tokens)
+        if room is None:
+            return default
+        return min(default, start_chars + max(0, int(room * DATA_CHARS_PER_TOKEN)))
+
+    def room(self, base_tokens: int | None) -> int | None:
+        """Tokens left for the history: estimated, or measured from the first prompt's tokens."""
+        if self.window is None or self.history_tokens is None:
+            return None
+        if base_tokens is None:
+            return self.history_tokens
+        return self.window - self.max_output_tokens - base_tokens - _margin(self.window)
+
+
+def _margin(window: int) -> int:
+    return 32 + window // 32
 
 
 @dataclass(frozen=True)
@@ -77,15 +131,15 @@ def _content_chars(m: Mapping[str, Any]) -> int:
     return n
 
 
-def bound_history(messages: list[dict[str, Any]], max_chars: int, elided: set[int]) -> None:
+def bound_history(messages: list[dict[str, Any]], max_chars: int, elided: set[int], *, keep: int = 2) -> None:
     """Elide the oldest tool results until the conversation fits ``max_chars``: every turn resends the
-    history, so without this a long exploration grows its prompt without bound. The latest two results
-    are always kept."""
-    total = sum(_content_chars(m) for m in messages)
+    history, so without this a long exploration grows its prompt without bound. The latest ``keep``
+    results are always kept."""
+    total = sum(_content_chars(m) + MESSAGE_OVERHEAD_CHARS for m in messages)
     if total <= max_chars:
         return
     tool_idx = [i for i, m in enumerate(messages) if m.get("role") == "tool" and i not in elided]
-    for i in tool_idx[:-2]:
+    for i in tool_idx[:len(tool_idx) - keep]:
         old = messages[i]["content"] or ""
         note = f"[elided: an earlier tool result of {len(old)} characters; call the tool again if you need it]"
         messages[i] = {**messages[i], "content": note}
@@ -93,6 +147,26 @@ def bound_history(messages: list[dict[str, Any]], max_chars: int, elided: set[in
         total -= len(old) - len(note)
         if total <= max_chars:
             return
+
+
+def _clip_latest(messages: list[dict[str, Any]]) -> bool:
+    """Halve the latest tool result in place (with a note saying so); False when none is worth it."""
+    for i in range(len(messages) - 1, -1, -1):
+        m = messages[i]
+        if m.get("role") == "tool":
+            text = m.get("content") or ""
+            if len(text) < 200:
+                return False
+            messages[i] = {**m, "content": clip(text, len(text) // 2, hint="result cut to fit the context window")}
+            return True
+    return False
+
+
+def _elidable(messages: Sequence[Mapping[str, Any]], elided: set[int]) -> bool:
+    """Whether the history still holds a tool result that could be elided (all but the latest)."""
+    return sum(1 for i, m in enumerate(messages) if m.get("role") == "tool" and i not in elided) > 1
+
+
 
 
 def order_evidence(view: TraceView, ids: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -199,21 +273,53 @@ class AgenticJudge(Judge):
                                                      iterations=self.budget.max_iterations)
         return [{"role": "system", "content": system}, {"role": "user", "content": render(self._prompt, values)}]
 
+    def fit(self, window: int | None, start: Sequence[Mapping[str, Any]]) -> WindowFit | str:
+        """How to fit ``window`` tokens (None: unknown, the configured limits apply), or why the
+        judge cannot: its instructions and the submit tool alone leave no room to explore."""
+        if window is None:
+            return WindowFit(None, tuple(self.tools), self.max_output_tokens, self.tool_limits.max_result_chars, None)
+        out = min(self.max_output_tokens, max(128, window // 8))
+        start_tokens = sum(_content_chars(m) + MESSAGE_OVERHEAD_CHARS for m in start) / PROMPT_CHARS_PER_TOKEN
+        candidates = [tuple(t for t in self.tools if t != "read_doc" or self.docs)]
+        core = tuple(t for t in self.tools if t in CORE_TOOLS)
+        if core and core != candidates[0]:
+            candidates.append(core)
+        for tools in candidates:
+            schemas = len(json.dumps([*tool_specs(tools), self.submit_spec()])) / PROMPT_CHARS_PER_TOKEN
+            room = int(window - out - start_tokens - schemas - _margin(window))
+            if room >= max(MIN_HISTORY_TOKENS, window // 4) or (tools == candidates[-1] and room >= MIN_HISTORY_TOKENS):
+                # Room for three results at least: the history keeps the latest two whole.
+                clip_at = min(self.tool_limits.max_result_chars, int(room * DATA_CHARS_PER_TOKEN / 3))
+                return WindowFit(window, tools, out, max(200, clip_at), room)
+        return (f"the judge's instructions and tools alone need about {int(start_tokens + schemas)} of the "
+                f"{window} tokens of {self.model}'s context window, leaving no room to explore the trace: use a "
+                "model with a longer context (a local model: ?n_ctx=8192) or shorter instructions")
+
     async def aevaluate(self, ctx: JudgeContext) -> Verdict:
         started = time.perf_counter()
         view = TraceView.of(ctx)
-        sandbox = Sandbox(ctx.trace.artifacts, ctx.store, self.sandbox_limits) if "run_python" in self.tools else None
+        messages = await asyncio.to_thread(self.messages, ctx)
+        fit = self.fit(self._clients.get().context_window, messages)
+        if isinstance(fit, str):
+            return build_verdict(self.name, self.value, [Sample(error=fit)], Spend(), started, source=self.source,
+                                 model=self.model, metadata={"turns": 0})
+        limits = dataclasses.replace(self.tool_limits, max_result_chars=fit.max_result_chars)
+        sandbox = Sandbox(ctx.trace.artifacts, ctx.store, self.sandbox_limits) if "run_python" in fit.tools else None
         try:
-            toolbox = TraceToolbox(view, limits=self.tool_limits, enabled=self.tools, sandbox=sandbox, docs=self.docs)
-            messages = await asyncio.to_thread(self.messages, ctx)
+            toolbox = TraceToolbox(view, limits=limits, enabled=list(fit.tools), sandbox=sandbox, docs=self.docs)
             spend = Spend()
-            samples = await asyncio.gather(*(self._explore(toolbox, messages, seed, spend) for seed in self._seeds))
+            samples = await asyncio.gather(*(self._explore(toolbox, messages, seed, spend, fit)
+                                             for seed in self._seeds))
         finally:
             if sandbox is not None:
                 sandbox.close()
         meta: dict[str, Any] = {"turns": spend.calls, "tool_calls": dict(toolbox.calls)}
         if sandbox is not None and sandbox.modes:
             meta["sandbox"] = ", ".join(sorted(sandbox.modes))
+        if fit.window is not None:
+            meta["context_window"] = {"tokens": fit.window, "tools": list(toolbox.tools),
+                                      "max_result_chars": toolbox.limits.max_result_chars,
+                                      "max_output_tokens": fit.max_output_tokens}
         verdict = build_verdict(self.name, self.value, samples, spend, started, source=self.source, model=self.model,
                                 metadata=meta)
         note = _sandbox_note(sandbox)
@@ -225,20 +331,59 @@ class AgenticJudge(Judge):
         return verdict
 
     async def _explore(self, toolbox: TraceToolbox, start: list[dict[str, Any]], seed: int | None,
-                       total: Spend) -> Sample:
+                       total: Spend, fit: WindowFit) -> Sample:
         client = self._clients.get()
         specs = [*toolbox.specs(), self.submit_spec()]
         messages = list(start)
+        start_chars = sum(_content_chars(m) + MESSAGE_OVERHEAD_CHARS for m in start)
         elided: set[int] = set()
         mine = Spend()  # budgets hold per exploration; ``total`` is what the verdict reports
         b = self.budget
-        for turn in range(1, b.max_iterations + 1):
-            bound_history(messages, self.max_context_chars, elided)
+        base_tokens: int | None = None
+        shrink = 1.0
+        overflows = 0
+        last_reply = ""
+        turn = 0
+        while turn < b.max_iterations:
+            turn += 1
+            last = turn == b.max_iterations
+            if last:
+                messages.append({"role": "user", "content": LAST_TURN})
+            limit = fit.context_chars(start_chars, base_tokens, self.max_context_chars)
+            bound_history(messages, int(limit * shrink), elided, keep=2 if shrink == 1.0 else 1)
             try:
-                r = await client.achat(messages, tools=specs, tool_choice=self.tool_choice,
-                                       temperature=self.temperature, seed=seed, max_tokens=self.max_output_tokens)
+                # The last turn offers submit_verdict alone and requires it: the model must answer.
+                r = await client.achat(messages, tools=[self.submit_spec()] if last else specs,
+                                       tool_choice="required" if last else self.tool_choice,
+                                       temperature=self.temperature, seed=seed, max_tokens=fit.max_output_tokens)
+            except ContextWindowError as exc:
+                # The estimate of the history's size was too low: ask again with half of it (older
+                # results elided, then the latest clipped), a few times, before giving up.
+                overflows += 1
+                if overflows > MAX_SHRINKS or not (_elidable(messages, elided) or _clip_latest(messages)):
+                    return Sample(error=f"the conversation does not fit the model's context window even with its "
+                                        f"history cut down (turn {turn}): {exc}", attempts=turn)
+                shrink = max(shrink / 2, 1 / 16)
+                turn -= 1
+                if last:
+                    messages.pop()
+                continue
+            except ModelOutputError as exc:
+                if last:
+                    return Sample(error=f"no verdict after {turn} turn(s) (max_iterations={b.max_iterations}): on "
+                                        "the last turn, where submit_verdict was the only tool and required, the "
+                                        f"model answered otherwise ({exc})", attempts=turn)
+                return Sample(error=f"model call failed on turn {turn}: {exc}", attempts=turn)
             except ModelError as exc:
                 return Sample(error=f"model call failed on turn {turn}: {exc}", attempts=turn)
+            overflows = 0
+            if base_tokens is None and turn == 1 and r.usage.input_tokens:
+                base_tokens = r.usage.input_tokens
+                room = fit.room(base_tokens)
+                if room is not None:  # measured: results clipped so that three fit what is left
+                    clip_at = max(200, int(room * DATA_CHARS_PER_TOKEN / 3))
+                    if clip_at < toolbox.limits.max_result_chars:
+                        toolbox.limits = dataclasses.replace(toolbox.limits, max_result_chars=clip_at)
             mine.add(r)
             total.add(r)
             if b.max_tokens is not None and mine.tokens > b.max_tokens:
@@ -252,6 +397,7 @@ class AgenticJudge(Judge):
                 return Sample(error=f"money budget exceeded: ${mine.cost_usd:.4f} after {turn} turn(s) "
                                     f"(max_cost_usd={b.max_cost_usd:g})", attempts=turn)
             messages.append(r.message())
+            last_reply = r.text or ", ".join(c.name for c in r.tool_calls)
             if not r.tool_calls:
                 messages.append({"role": "user", "content": NUDGE})
                 continue
@@ -262,11 +408,16 @@ class AgenticJudge(Judge):
                         outcome.attempts = turn
                         return outcome
                     text = outcome
+                    if last:
+                        return Sample(error=f"no usable verdict: the model's submit_verdict on its last turn was "
+                                            f"unusable ({text.removeprefix('error: ')})", attempts=turn)
                 else:
                     text = await toolbox.call(call.name, call.arguments)
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
-        return Sample(error=f"iteration budget exhausted: {b.max_iterations} turn(s) without a submitted verdict "
-                            f"(max_iterations={b.max_iterations})", attempts=b.max_iterations)
+        shown = clip(" ".join(last_reply.split()), 160) if last_reply else "nothing"
+        return Sample(error=f"no verdict after {b.max_iterations} turn(s) (max_iterations={b.max_iterations}): the "
+                            "model did not call submit_verdict, not even on the last turn where it was the only tool "
+                            f"and required (its last reply: {shown})", attempts=b.max_iterations)
 
     async def _submission(self, args: Mapping[str, Any], view: TraceView) -> Sample | str:
         """A Sample when the submission is usable; otherwise an error text the model gets back."""

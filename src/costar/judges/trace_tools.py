@@ -391,6 +391,17 @@ class _Tool:
     is_async: bool = False
 
 
+def _spec(tool: _Tool) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": tool.name, "description": tool.description,
+                                             "parameters": inline_schema(tool.args)}}
+
+
+def tool_specs(names: Sequence[str]) -> list[dict[str, Any]]:
+    """The schemas of trace tools by name, without a trace to bind them to (to size a prompt)."""
+    catalog = TraceToolbox._catalog(object.__new__(TraceToolbox))
+    return [_spec(catalog[n]) for n in names if n in catalog]
+
+
 ALL_TOOLS = ("trace_info", "list_spans", "get_span", "search_trace", "tool_call_timeline", "list_artifacts",
              "read_artifact", "run_python", "read_doc")
 
@@ -445,9 +456,7 @@ class TraceToolbox:
         return {t.name: t for t in tools}
 
     def specs(self) -> list[dict[str, Any]]:
-        return [{"type": "function", "function": {"name": t.name, "description": t.description,
-                                                  "parameters": inline_schema(t.args)}}
-                for t in self.tools.values()]
+        return [_spec(t) for t in self.tools.values()]
 
     async def call(self, name: str, arguments: Mapping[str, Any]) -> str:
         tool = self.tools.get(name)

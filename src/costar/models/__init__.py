@@ -9,6 +9,7 @@ from costar.models.cassette import Cassette, CassetteMode
 from costar.models.client import ModelClient
 from costar.models.errors import (
     CassetteMissError,
+    ContextWindowError,
     EndpointUnreachableError,
     LocalModelUnavailableError,
     MissingAPIKeyError,
@@ -38,6 +39,7 @@ __all__ = [
     "CassetteMode",
     "ChatRequest",
     "ChatResult",
+    "ContextWindowError",
     "EndpointUnreachableError",
     "LocalModelUnavailableError",
     "MissingAPIKeyError",

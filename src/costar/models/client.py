@@ -88,6 +88,15 @@ class ModelClient:
 
     # -- public API -------------------------------------------------------------------------------
 
+    @property
+    def context_window(self) -> int | None:
+        """Tokens a call can hold (prompt and output), when known: ``?context_window=`` in the URI,
+        else what the provider knows (a local model's ``n_ctx``); None when neither says."""
+        if self.spec.context_window is not None:
+            return self.spec.context_window
+        window = getattr(self._provider, "context_window", None)
+        return int(window) if isinstance(window, int) else None
+
     def chat(
         self,
         messages: str | Iterable[Any],

@@ -53,6 +53,10 @@ class ModelRequestError(ModelError):
     """The endpoint rejected the request itself (HTTP 4xx other than 401/403/404/429)."""
 
 
+class ContextWindowError(ModelRequestError):
+    """The request does not fit the model's context window (prompt plus the tokens asked for)."""
+
+
 class ModelOutputError(ModelError):
     """The model kept answering with malformed tool calls or JSON that fails the requested schema."""
 

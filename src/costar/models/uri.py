@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from costar.models.registry import ProviderRegistry
 
 # Query parameters with a meaning of their own; every other one is passed to the provider as an option.
-_RESERVED = ("base_url", "api_key_env")
+_RESERVED = ("base_url", "api_key_env", "context_window")
 
 
 class ModelSpec(BaseModel):
@@ -27,6 +27,9 @@ class ModelSpec(BaseModel):
     base_url: str | None = None
     api_key_env: str | None = None
     api_key_required: bool = False
+    context_window: int | None = Field(None, gt=0)
+    """Tokens the model reads and writes per call (``?context_window=``), when the URI says; the
+    client falls back to what its provider knows (a local model's ``n_ctx``)."""
     options: dict[str, str] = Field(default_factory=dict)
 
     @property
@@ -55,10 +58,14 @@ def parse_model_uri(uri: str, *, registry: ProviderRegistry | None = None) -> Mo
                           "e.g. openai:/gpt-4.1-mini")
     params = dict(parse_qsl(query, keep_blank_values=True))
     factory = reg.get(provider.lower())
+    window = params.get("context_window") or None
+    if window is not None and (not window.isdigit() or int(window) <= 0):
+        raise ConfigError(f"?context_window= in model URI '{uri}' must be a positive number of tokens")
     spec = ModelSpec(
         uri=text, provider=provider.lower(), model=model,
         base_url=(params.get("base_url") or None),
         api_key_env=(params.get("api_key_env") or None),
+        context_window=int(window) if window is not None else None,
         options={k: v for k, v in params.items() if k not in _RESERVED},
     )
     return factory.configure(spec)

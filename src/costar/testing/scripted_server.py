@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 import time
 from collections.abc import Iterable
@@ -53,9 +54,17 @@ class ReceivedRequest:
 
 
 class ScriptedModelServer:
+    """``context_window``: enforce a context like a real server's: a chat request whose messages and
+    tools (counted at ``chars_per_token`` characters of their JSON per token) plus the tokens it asks
+    for exceed it gets the 400 "maximum context length" error OpenAI sends, and answered requests
+    report that count as their input tokens."""
+
     def __init__(self, rules: Iterable[Rule | dict[str, Any]] = (), *,
                  default: Rule | dict[str, Any] | str | None = None,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 host: str = "127.0.0.1", port: int = 0, context_window: int | None = None,
+                 chars_per_token: float = 2.0) -> None:
+        self.context_window = context_window
+        self.chars_per_token = chars_per_token
         self._lock = threading.Lock()
         self._rules: list[Rule] = [_as_rule(r) for r in rules]
         self._uses: list[int] = [0] * len(self._rules)
@@ -133,6 +142,23 @@ class ScriptedModelServer:
 
     # -- observations ------------------------------------------------------------------------------
 
+    def prompt_tokens(self, body: dict[str, Any]) -> int:
+        """A request's prompt as this server counts it against ``context_window``: the text of every
+        message (content, tool-call names and arguments) and the tools' JSON at ``chars_per_token``,
+        plus 4 tokens a message for its role and framing, as chat templates add."""
+        messages = body.get("messages") or body.get("input") or []
+        chars = len(json.dumps(body.get("tools") or []))
+        for m in messages if isinstance(messages, list) else []:
+            if not isinstance(m, dict):
+                continue
+            content = m.get("content")
+            chars += len(content) if isinstance(content, str) else len(json.dumps(content or ""))
+            for call in m.get("tool_calls") or []:
+                fn = call.get("function") or {}
+                args = fn.get("arguments")
+                chars += len(str(fn.get("name") or "")) + len(args if isinstance(args, str) else json.dumps(args))
+        return math.ceil(chars / self.chars_per_token) + 4 * len(messages)
+
     @property
     def requests(self) -> list[ReceivedRequest]:
         with self._lock:
@@ -200,6 +226,16 @@ class ScriptedModelServer:
             return JSONResponse(error_body(api, 400, "request body must be a JSON object"), status_code=400)
         req, rule = self._begin(api, body, dict(request.headers))
         try:
+            if self.context_window is not None:
+                prompt = self.prompt_tokens(body)
+                asked = int(body.get("max_tokens") or body.get("max_completion_tokens") or 0)
+                if prompt + asked > self.context_window:
+                    message = (f"This model's maximum context length is {self.context_window} tokens. However, you "
+                               f"requested {prompt + asked} tokens ({prompt} in the messages, {asked} in the "
+                               "completion). Please reduce the length of the messages or completion.")
+                    return JSONResponse(error_body(api, 400, message), status_code=400)
+                if rule.input_tokens is None:
+                    rule = rule.model_copy(update={"input_tokens": prompt})
             if rule.latency > 0 and not await self._pause(rule.latency, request):
                 return Response(status_code=499)
             if rule.hang and not await self._pause(rule.hang, request):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from costar.models.errors import (
+    ContextWindowError,
     EndpointUnreachableError,
     ModelAuthError,
     ModelError,
@@ -45,7 +46,11 @@ class Provider(Protocol):
     def close(self) -> None: ...
 
 
-FailureKind = Literal["rate_limit", "server", "timeout", "connection", "bad_body", "not_found", "auth", "request"]
+FailureKind = Literal["rate_limit", "server", "timeout", "connection", "bad_body", "not_found", "auth", "request",
+                      "context"]
+# How servers say a request is longer than the model's context (OpenAI, vLLM, llama-server, Ollama, Anthropic).
+_CONTEXT_WORDS = re.compile(r"context[ _](length|window)|maximum context|too many tokens|prompt is too long|"
+                            r"exceeds? the (available )?context", re.IGNORECASE)
 _RETRYABLE: frozenset[str] = frozenset({"rate_limit", "server", "timeout", "connection", "bad_body"})
 
 
@@ -74,6 +79,8 @@ def failure_from_status(status: int, headers: Any, body: Any, message: str) -> F
         return Failure("timeout", detail, status, retry_after)
     if status == 409 or status >= 500:  # 409: lock contention, documented as retryable by OpenAI
         return Failure("server", detail, status, retry_after)
+    if status in (400, 413) and _CONTEXT_WORDS.search(f"{detail} {body}"):
+        return Failure("context", detail, status)
     return Failure("request", detail, status)
 
 
@@ -126,6 +133,11 @@ def failure_error(failure: Failure, *, spec: ModelSpec, endpoint: str, attempts:
             var = spec.api_key_env or "the API key"
             return ModelAuthError(f"{endpoint} rejected the credentials for {spec.uri} ({status}): "
                                   f"check {var}")
+        case "context":
+            window = f" of {spec.context_window} tokens" if spec.context_window else ""
+            return ContextWindowError(
+                f"the request does not fit the context window{window} of {spec.uri} ({status}): shorten it, or use "
+                "a model with a longer context (a local model: ?n_ctx=8192)")
         case _:
             return ModelRequestError(f"{endpoint} rejected the request for {spec.uri} ({status}): "
                                      "fix the request (messages, tools, parameters)")

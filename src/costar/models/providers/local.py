@@ -139,9 +139,14 @@ class LocalProvider:
     async def acomplete(self, request: ChatRequest, *, timeout: float) -> ProviderReply:
         return await asyncio.to_thread(self.complete, request, timeout=timeout)
 
+    @property
+    def context_window(self) -> int:
+        """The llama.cpp context size this model is loaded with (``?n_ctx=``, default 4,096)."""
+        return self._n_ctx
+
     def classify(self, exc: BaseException) -> Failure | None:
         if isinstance(exc, ValueError) and "context window" in str(exc):
-            return Failure("request", f"{exc}; pass ?n_ctx= (currently {self._n_ctx}) in the model URI")
+            return Failure("context", f"{exc}; pass ?n_ctx= (currently {self._n_ctx}) in the model URI")
         return None
 
     def close(self) -> None:
