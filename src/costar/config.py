@@ -122,6 +122,9 @@ class ProjectConfig(BaseModel):
     trials: int | None = Field(None, ge=1)
     timeout: float | None = Field(None, gt=0)
     judges_dir: str = "judges"
+    # Judges every scenario gets, as if each listed them (a name, or {name, options, gate}); a
+    # scenario that lists one itself keeps its own options.
+    judges: list[str | dict[str, Any]] = Field(default_factory=list)
     # models.judge: the default model of judges that name none (else COSTAR_JUDGE_MODEL, else local:/smollm2).
     models: dict[str, Any] = Field(default_factory=dict)
     refine: RefineConfig = Field(default_factory=RefineConfig)

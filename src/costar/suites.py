@@ -69,6 +69,9 @@ class RunEvents:
     on_plan: Callable[[dict[str, int]], None] | None = None
     """Called once before the first trial with the trials to run per scenario (a resumed run's
     finished trials left out), so a display can tell when a scenario is done."""
+    on_warning: Callable[[str], None] | None = None
+    """Called before the first trial with each warning (e.g. scenarios whose natural-language criteria
+    no judge applies)."""
 
 
 @dataclass
@@ -86,6 +89,8 @@ class RunOutcome:
     """What judging did (judge calls, cached verdicts, errors, warnings)."""
     store: Store | None = field(default=None, repr=False)
     """The store the run is in, still open (to read its traces and verdicts)."""
+    warnings: list[str] = field(default_factory=list)
+    """What was said before the first trial (e.g. criteria no judge applies)."""
 
     @property
     def exit_code(self) -> int:
@@ -255,6 +260,10 @@ async def arun_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | P
     assessor = Assessor(st, registry, extra_judges=extra_judges)
     for sc in scenarios:
         assessor.judges_for(sc)
+    warnings = [] if any(j.uses_criteria for j in extra_judges) else assessor.registry.unapplied_criteria(scenarios)
+    for warning in warnings:
+        if events.on_warning is not None:
+            events.on_warning(warning)
 
     async def on_stored(batch: list[tuple[Trace, Scenario]]) -> None:
         for trace, verdicts in await assessor.assess_new_traces(batch):
@@ -282,7 +291,7 @@ async def arun_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | P
     st.update_run(run)
     # Reports show the scenarios as stored with the run (secret values redacted), like the traces.
     summary = summarize_run(st, run.run_id, {sc.id: sc for sc in st.load_scenarios(run.run_id)})
-    return RunOutcome(run=run, summary=summary, harness=hres, assess=stats, store=st)
+    return RunOutcome(run=run, summary=summary, harness=hres, assess=stats, store=st, warnings=warnings)
 
 
 def _mark_failed(st: Store, run: Run, exc: BaseException) -> None:

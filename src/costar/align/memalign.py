@@ -296,6 +296,10 @@ class MemoryJudge(Judge):
         return getattr(self.inner, "model", None)
 
     @property
+    def uses_criteria(self) -> bool:
+        return self.inner.uses_criteria
+
+    @property
     def instructions(self) -> str:
         return str(getattr(self.inner, "instructions", ""))
 

@@ -687,12 +687,15 @@ def register_active_versions(registry: JudgeRegistry, project_dir: str | Path, s
 
 def project_judges(cfg: ProjectConfig) -> JudgeRegistry:
     """The judges a project's runs resolve: its ``judges/`` folder, plugins and templates, with the
-    promoted version of each aligned judge (from the project's store folder) in place of its file's."""
+    promoted version of each aligned judge (from the project's store folder) in place of its file's,
+    and the judges ``judges:`` in costar.yaml gives every scenario."""
     from costar.judges.registry import project_registry
 
     model = cfg.models.get("judge")
     registry = project_registry(cfg.root, cfg.judges_dir, default_model=model)
     register_active_versions(registry, cfg.root, cfg.store_path, default_model=model)
+    if cfg.judges:
+        registry.apply_to_every_scenario(cfg.judges, source=str(cfg.root / "costar.yaml"))
     return registry
 
 

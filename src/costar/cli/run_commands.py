@@ -179,7 +179,11 @@ def run(
             lines.trial(trace.scenario_id or "", ok)
 
     counts = {"pass": 0, "fail": 0}
-    events = api.RunEvents(on_start=on_start, on_trial=on_trial,
+
+    def on_warning(text: str) -> None:
+        err_console.print(f"warning: {text}", markup=False, highlight=False)
+
+    events = api.RunEvents(on_start=on_start, on_trial=on_trial, on_warning=on_warning,
                            on_plan=lines.plan if lines is not None else None)
     with bar:
         try:
@@ -357,6 +361,8 @@ def scenarios(
     if not paths:
         raise CostarError("no scenarios given: pass a path or set 'suite' in costar.yaml")
     found = api.Selection(ids=ids or (), tags=tags or (), split=split).apply(api.load_suite(paths))
+    for warning in project_judges(cfg).unapplied_criteria(found):
+        err_console.print(f"warning: {warning}", markup=False, highlight=False)
     table = Table("id", "split", "tags", "trials", "checks", "criteria", "judges")
     for sc in found:
         table.add_row(*cells(sc.id, sc.split, ",".join(sc.tags), sc.trials, len(sc.expectations.checks),

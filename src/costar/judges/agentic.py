@@ -246,6 +246,10 @@ class AgenticJudge(Judge):
     def model(self) -> str:
         return self._clients.uri
 
+    @property
+    def uses_criteria(self) -> bool:
+        return "criteria" in self._prompt_vars
+
     def config(self) -> dict[str, Any]:
         return {"type": "agentic", "instructions": self.instructions, "system": self.system, "model": self.model,
                 "value": self.value.model_dump(exclude_defaults=True), "tools": sorted(self.tools),

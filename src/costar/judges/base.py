@@ -61,6 +61,12 @@ class Judge(ABC):
     # from the store itself: re-scoring then never loads whole span lists.
     needs_spans: bool = True
 
+    @property
+    def uses_criteria(self) -> bool:
+        """Whether the judge reads a scenario's natural-language criteria (a model judge whose
+        instructions use ``{{criteria}}``): a scenario with criteria and no such judge gets a warning."""
+        return False
+
     @abstractmethod
     def config(self) -> dict[str, Any]: ...
 

@@ -442,6 +442,10 @@ class LlmJudge(Judge):
     def model(self) -> str:
         return self._clients.uri
 
+    @property
+    def uses_criteria(self) -> bool:
+        return "criteria" in self._prompt_vars
+
     def config(self) -> dict[str, Any]:
         return {"type": "llm", "instructions": self.instructions, "system": self.system, "model": self.model,
                 "value": self.value.model_dump(exclude_defaults=True), "samples": self.samples,

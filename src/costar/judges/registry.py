@@ -5,20 +5,23 @@ Lookup order for a name follows :mod:`costar.plugins`: judges registered in code
 the project (its ``judges/`` folder; promoted aligned versions, which :mod:`costar.align` registers
 on top) come first, then plugins (entry-point group ``costar.judges``), then the built-in templates
 (``skill_invocation``, ``best_practices``, ``outcome``). Project judges with ``apply_to`` join every
-matching scenario.
+matching scenario (``apply_to: all``: every scenario), and the judges ``costar.yaml`` lists under
+``judges:`` join every scenario (:meth:`JudgeRegistry.apply_to_every_scenario`).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from costar._util.imports import import_object
-from costar.errors import ConfigError
+from costar.errors import ConfigError, CostarError
 from costar.judges.base import Judge, JudgeContext
 from costar.judges.checks import parse_check, scenario_checks
 from costar.plugins import JUDGES, PluginGroup
@@ -95,6 +98,7 @@ class JudgeRegistry:
         self._templates: dict[str, DefinitionEntry] | None = None
         self._project_dir: Path | None = None
         self._default_model: str | None = None
+        self._every: list[JudgeRef] = []
         self.notices: list[str] = []
         """What commands should say about how names resolve (an aligned version in use although
         the judge's file changed since it was aligned, ...)."""
@@ -190,14 +194,65 @@ class JudgeRegistry:
         raise ConfigError(f"unknown judge {ref.name!r} (known: {known}); define it in the project's judges/ "
                           "folder, install a plugin, or reference a Python object as 'module:attr'")
 
+    def apply_to_every_scenario(self, refs: Sequence[JudgeRef | str | Mapping[str, Any]], *,
+                                source: str = "costar.yaml") -> None:
+        """Judges every scenario gets (``judges:`` in costar.yaml), as if each listed them; a scenario
+        that lists one itself keeps its own options. Each must resolve now: a typo fails before a run."""
+        parsed: list[JudgeRef] = []
+        for i, raw in enumerate(refs):
+            try:
+                ref = raw if isinstance(raw, JudgeRef) else JudgeRef.model_validate(
+                    {"name": raw} if isinstance(raw, str) else raw)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                where = ".".join(str(x) for x in err["loc"]) or "entry"
+                raise ConfigError(f"{source}: judges[{i}]: {where}: {err['msg']} (a judge name, or "
+                                  "{name, options, gate})") from None
+            try:
+                self.resolve(ref)
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: judges[{i}]: {exc}") from None
+            parsed.append(ref)
+        self._every = parsed
+
     def judges_for(self, scenario: Scenario) -> list[Judge]:
         judges: list[Judge] = list(scenario_checks(scenario))
         judges.extend(self.resolve(ref) for ref in scenario.judges)
         listed = {ref.name for ref in scenario.judges}
+        for ref in self._every:
+            if ref.name not in listed:
+                judges.append(self.resolve(ref))
+                listed.add(ref.name)
         for name, entry in self._entries.items():
             if name not in listed and entry.apply_to is not None and entry.apply_to.matches(scenario):
                 judges.append(entry.judge())
         return judges
+
+    def unapplied_criteria(self, scenarios: Sequence[Scenario], *, limit: int = 5) -> list[str]:
+        """Warnings for scenarios with natural-language criteria that no judge of theirs reads (no
+        model judge whose instructions use ``{{criteria}}``): their criteria would be ignored."""
+        missing: list[Scenario] = []
+        for sc in scenarios:
+            if not sc.expectations.criteria:
+                continue
+            try:
+                judges = self.judges_for(sc)
+            except CostarError:
+                continue  # a judge that does not resolve is reported by the run itself
+            if not any(j.uses_criteria for j in judges):
+                missing.append(sc)
+        out = []
+        for sc in missing[:limit]:
+            where = f" ({sc.source})" if sc.source is not None else ""
+            out.append(f"scenario {sc.id!r}{where} has {len(sc.expectations.criteria)} natural-language "
+                       "criteria but no model judge applies them, so they are ignored")
+        if len(missing) > limit:
+            out.append(f"… and {len(missing) - limit} more scenario(s) with criteria no judge applies")
+        if out:
+            out.append("to apply criteria, name a model judge that reads {{criteria}} (e.g. the built-in outcome): "
+                       "judges: [outcome] in the scenario, judges: [outcome] in costar.yaml for every scenario, "
+                       "or apply_to: all in a judge file under judges/")
+        return out
 
     def infos(self) -> list[JudgeInfo]:
         """Every judge this registry can resolve by name, for listing."""
