@@ -59,7 +59,8 @@ def test_criteria_without_a_model_judge_are_warned_about_at_load(tmp_path: Path)
     listed = costar("scenarios", cwd=proj)
     assert listed.returncode == 0, listed.stderr
     # 'tone' applies to every scenario but never reads {{criteria}}: the criteria would be ignored.
-    assert "scenario 'greets'" in listed.stderr and "no model judge applies them" in listed.stderr, listed.stderr
+    assert "scenario 'greets'" in listed.stderr and "1 natural-language criterion but no model judge applies it" \
+        in listed.stderr, listed.stderr
     assert "'counts'" not in listed.stderr  # no criteria, nothing to warn about
     assert "judges: [outcome] in costar.yaml" in listed.stderr and "apply_to: all" in listed.stderr
     run = costar("run", "--no-progress", "--id", "greets", cwd=proj,

@@ -244,8 +244,10 @@ class JudgeRegistry:
         out = []
         for sc in missing[:limit]:
             where = f" ({sc.source})" if sc.source is not None else ""
-            out.append(f"scenario {sc.id!r}{where} has {len(sc.expectations.criteria)} natural-language "
-                       "criteria but no model judge applies them, so they are ignored")
+            n = len(sc.expectations.criteria)
+            what, it, is_ = ("criterion", "it", "it is") if n == 1 else ("criteria", "them", "they are")
+            out.append(f"scenario {sc.id!r}{where} has {n} natural-language {what} but no model judge applies "
+                       f"{it}, so {is_} ignored")
         if len(missing) > limit:
             out.append(f"… and {len(missing) - limit} more scenario(s) with criteria no judge applies")
         if out:
