@@ -80,6 +80,7 @@ def test_yaml_files_hold_one_or_many_judges(tmp_path: Path) -> None:
         instructions: Explore.
         tools: [trace_info, list_spans]
         max_iterations: 4
+        scan_spans: 2500
         """)
     entries = {e.name: e for e in discover_judges(tmp_path)}
     assert sorted(entries) == ["explorer", "has-total", "polite", "score", "tone"]
@@ -93,6 +94,7 @@ def test_yaml_files_hold_one_or_many_judges(tmp_path: Path) -> None:
     explorer = entries["explorer"].judge()
     assert isinstance(explorer, AgenticJudge) and explorer.tools == ["trace_info", "list_spans"]
     assert explorer.budget.max_iterations == 4
+    assert explorer.tool_limits.scan_spans == 2500
 
 
 @pytest.mark.parametrize(("text", "line", "needle"), [
@@ -105,6 +107,8 @@ def test_yaml_files_hold_one_or_many_judges(tmp_path: Path) -> None:
     ("name: a\ninstructions: [unclosed\n", 3, "invalid YAML"),
     ("name: a\ninstructions: x\ninstructions_file: y.md\n", 1, "exactly one of 'instructions'"),
     ("name: a\ntype: agentic\ninstructions: x\ntools: [trace_info, rm_rf]\n", 4, "unknown tool(s) ['rm_rf']"),
+    ("name: a\ntype: agentic\ninstructions: x\nscan_seconds: 3\n", 1,
+     "'scan_seconds' was replaced by 'scan_spans'"),
     ("name: a\ninstructions: x\ndocs: [missing.md]\n", 3, "'missing.md' does not exist"),
     ("name: a\ntype: check\ncheck: {output_contians: x}\n", 3, "unknown check 'output_contians'"),
     ("judges: {name: a}\n", 1, "'judges' must be a list"),

@@ -236,10 +236,9 @@ def test_a_10000_span_trace_is_explored_with_bounded_prompts(server: ScriptedMod
     ])
     judge = AgenticJudge("outcome", "Did every part process cleanly?", model=server.model_uri(),
                          tool_limits=ToolLimits(max_result_chars=4000), max_context_chars=20_000)
-    started = time.perf_counter()
     v = _run(judge, head, store)
-    assert v.passed is False and v.evidence == ["s009001"]
-    assert time.perf_counter() - started < 15
+    assert v.passed is False
+    assert v.evidence == ["s009001"]
     sizes = [len(json.dumps(r.body["messages"])) for r in server.requests]
     assert whole_chars > 5_000_000 and max(sizes) < 30_000, (whole_chars, sizes)
     results = [json.loads(r) if r.startswith("{") else r for r in _tool_results(server)]
@@ -254,17 +253,35 @@ def test_a_10000_span_trace_is_explored_with_bounded_prompts(server: ScriptedMod
     assert "more characters" in json.dumps(results[4]["attributes"]["gen_ai.tool.call.result"])
     assert results[5]["offset"] == 20_000 and results[5]["total_chars"] > 50_000 and results[5]["next_offset"]
     assert results[6]["calls"][0]["n"] == 4991 and results[6]["next_offset"] in (None, 4990 + len(results[6]["calls"]))
-    assert results[7]["complete"] is True and results[7]["matches"] == []
+    assert results[7]["complete"] is True
+    assert results[7]["matches"] == []
 
 
 def test_search_stops_at_its_scan_budget_and_says_where_to_resume(store: SQLiteStore) -> None:
+    """The budget counts spans, not seconds: the same calls give the same pages on any machine."""
     from costar.judges.trace_tools import SearchTraceArgs, TraceToolbox, TraceView
 
     tid, _ = _big_trace(store, 3000)
     view = TraceView.of(JudgeContext(trace=store.get_trace(tid, spans=False), store=store))
-    box = TraceToolbox(view, limits=ToolLimits(scan_seconds=0.0, scan_page=500))
+    box = TraceToolbox(view, limits=ToolLimits(scan_spans=500, scan_page=200))
     out = box.search_trace(SearchTraceArgs(pattern="NEEDLE"))
-    assert out["complete"] is False and out["next_start"] == 500 and "start=500" in out["note"]
+    assert out["complete"] is False
+    assert out["next_start"] == 500
+    assert "after 500 spans" in out["note"]
+    assert "start=500" in out["note"]
+    # Resuming from next_start scans every span once: the matches at both edges of each page are found.
+    pattern = r"^span (499|500|1999|2000|2999)$"
+    found: list[str] = []
+    calls = 0
+    start: int | None = 0
+    while start is not None:
+        out = box.search_trace(SearchTraceArgs(pattern=pattern, start=start, limit=30))
+        found.extend(m["span_id"] for m in out["matches"])
+        start = out["next_start"]
+        calls += 1
+    assert calls == 6
+    assert found == ["s000499", "s000500", "s001999", "s002000", "s002999"]
+    assert "note" not in out
 
 
 def test_search_results_that_do_not_fit_resume_after_the_last_match_shown(store: SQLiteStore) -> None:

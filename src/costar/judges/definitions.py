@@ -183,11 +183,19 @@ class AgenticJudgeDefinition(ModelJudgeDefinition):
     max_cost_usd: float | None = Field(default=None, gt=0)
     max_result_chars: int = Field(default=4000, ge=500, le=100_000)
     max_context_chars: int = Field(default=40_000, ge=2000, le=2_000_000)
-    scan_seconds: float = Field(default=3.0, gt=0, le=120)
+    scan_spans: int = Field(default=10_000, ge=100, le=10_000_000)
     max_output_tokens: int = Field(default=1024, ge=16, le=65_536)
     max_chars: int = Field(default=4000, ge=200, le=500_000)
     sandbox: SandboxConfig = Field(default_factory=lambda: SandboxConfig())
     tool_choice: Literal["required", "auto"] = "required"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_scan_budget(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "scan_seconds" in data:
+            raise ValueError("'scan_seconds' was replaced by 'scan_spans' (spans one search_trace call scans, "
+                             "default 10000); rename it")
+        return data
 
     @field_validator("tools")
     @classmethod
@@ -289,7 +297,7 @@ class AgenticType:
             d.name, _instructions(d, ctx), model=ctx.model(d.model), value=d.value, tools=d.tools,
             budget=Budget(max_iterations=d.max_iterations, max_tokens=d.max_tokens, max_cost_usd=d.max_cost_usd),
             samples=d.samples, temperature=d.temperature, seed=d.seed,
-            tool_limits=ToolLimits(max_result_chars=d.max_result_chars, scan_seconds=d.scan_seconds),
+            tool_limits=ToolLimits(max_result_chars=d.max_result_chars, scan_spans=d.scan_spans),
             sandbox=SandboxLimits(timeout_s=d.sandbox.timeout_s, memory_mb=d.sandbox.memory_mb,
                                   max_output_chars=d.sandbox.max_output_chars),
             max_context_chars=d.max_context_chars, max_output_tokens=d.max_output_tokens, max_chars=d.max_chars,
