@@ -20,6 +20,7 @@ from costar.align.labeling import new_label
 from costar.align.memalign import MemAlign, MemoryJudge
 from costar.align.optimize import AlignBudget, AlignmentError, SplitAgreement, decide_promotion
 from costar.align.versions import VersionRegistry, active_definitions, align_judge, resolve_definition
+from costar.labels import Split
 from costar.store.sqlite import SQLiteStore
 from costar.testing import Rule, ScriptedModelServer
 from costar.trace.model import Trace
@@ -341,8 +342,8 @@ def test_judges_without_instructions_cannot_be_aligned(store: SQLiteStore, tmp_p
 
 
 def _agreement(kappa: float | None, accuracy: float, *, errors: int = 0, compared: int = 10,
-               split: str = "test") -> SplitAgreement:
-    return SplitAgreement(split=split, examples=compared + errors, compared=compared, errors=errors,  # type: ignore[arg-type]
+               split: Split = "test") -> SplitAgreement:
+    return SplitAgreement(split=split, examples=compared + errors, compared=compared, errors=errors,
                           kappa=kappa, accuracy=accuracy)
 
 

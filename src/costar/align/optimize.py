@@ -408,10 +408,12 @@ def _decide_promotion(old: SplitAgreement, new: SplitAgreement, before: Mapping[
     if delta > _TIE:
         return PromotionDecision(promote=True, metric=metric, old=a, new=b,
                                  reason=f"held-out {metric} rose {a:.3f} -> {b:.3f} ({delta:+.3f})")
-    rose, flat = [], []
-    for split in ("train", "validation"):
-        pair = (before or {}).get(split), (after or {}).get(split)  # type: ignore[call-overload]
-        other = _compared_metric(*pair) if pair[0] is not None and pair[1] is not None else None
+    rose: list[str] = []
+    flat: list[str] = []
+    splits: tuple[Split, ...] = ("train", "validation")
+    for split in splits:
+        was, now = (before or {}).get(split), (after or {}).get(split)
+        other = _compared_metric(was, now) if was is not None and now is not None else None
         if other is None:
             continue
         name, x, y = other
