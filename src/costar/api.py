@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     from costar.align.golden import diff_golden_set as diff_golden_set
     from costar.align.golden import extend_golden_set as extend_golden_set
     from costar.align.golden import get_golden_set as get_golden_set
+    from costar.align.golden import golden_set_splits as golden_set_splits
     from costar.align.golden import list_golden_sets as list_golden_sets
     from costar.align.golden import remove_from_golden_set as remove_from_golden_set
     from costar.align.label_files import export_labels as export_labels
