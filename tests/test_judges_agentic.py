@@ -16,6 +16,7 @@ from costar.judges.base import JudgeContext
 from costar.judges.sandbox import Sandbox, SandboxLimits
 from costar.judges.trace_tools import ToolLimits
 from costar.models import ModelClient
+from costar.models.errors import ContextWindowError
 from costar.store.sqlite import SQLiteStore
 from costar.testing import Rule, ScriptedModelServer
 from costar.trace.model import Artifact, Span, SpanKind, SpanStatus, StatusCode, Trace, new_trace_id
@@ -439,16 +440,37 @@ def test_exploration_fits_a_4096_token_context(store: SQLiteStore) -> None:
     assert offered == {*fitted["tools"], "submit_verdict"}
 
 
-def test_a_window_smaller_than_the_uri_says_is_met_by_asking_again_with_less_history(store: SQLiteStore) -> None:
+def test_a_window_smaller_than_the_uri_says_is_met_by_refitting_to_the_window_the_server_names(
+        store: SQLiteStore) -> None:
     tid, _ = _big_trace(store, 10_000)
     head = store.get_trace(tid, spans=False)
     with ScriptedModelServer(_exploring_rules(6), context_window=4096) as srv:
         judge = AgenticJudge("outcome", "Did every part process cleanly?",
                              model=srv.model_uri() + "&context_window=8192", max_output_tokens=512)
         v = _run(judge, head, store)
-        statuses = [srv.prompt_tokens(r.body) + r.body["max_tokens"] <= 4096 for r in srv.requests]
+        requests = srv.requests
+        statuses = [srv.prompt_tokens(r.body) + r.body["max_tokens"] <= 4096 for r in requests]
     assert v.outcome == "fail" and v.error is None, v.error
-    assert not all(statuses) and statuses[-1]  # rejected as too long, then asked again with less
+    # Rejected as too long, then fitted to the 4,096 tokens the server named (and its history cut when
+    # the estimate still fell short).
+    assert not all(statuses)
+    assert statuses[-1]
+    assert v.metadata["context_window"]["tokens"] == 4096
+    after = requests[statuses.index(False) + 1:]
+    assert max(len(r.body["tools"]) for r in after) < len(requests[0].body["tools"])  # the core tools, to leave room
+
+
+def test_a_context_error_names_the_window_the_server_said() -> None:
+    from costar.models.providers.base import failure_error, failure_from_status
+    from costar.models.uri import parse_model_uri
+
+    spec = parse_model_uri("openai-compatible:/m?base_url=http://127.0.0.1:9/v1")
+    for detail, window in [("This model's maximum context length is 4096 tokens. However, you requested 4128", 4096),
+                           ("the request exceeds the available context size, try increasing it", None)]:
+        failure = failure_from_status(400, None, {"error": {"message": detail}}, detail)
+        err = failure_error(failure, spec=spec, endpoint="http://127.0.0.1:9/v1", attempts=1, timeout=1.0)
+        assert isinstance(err, ContextWindowError)
+        assert err.window == window
 
 
 def test_instructions_that_leave_no_room_are_an_error_naming_the_window(store: SQLiteStore) -> None:
@@ -467,7 +489,9 @@ def test_a_context_error_that_cannot_be_shrunk_names_the_cause(store: SQLiteStor
     with ScriptedModelServer([_submit(True)], context_window=600) as srv:
         v = _run(AgenticJudge("outcome", "Judge it.", model=srv.model_uri()), head, store)
     assert v.outcome == "error"
-    assert "context window" in (v.error or "") and "maximum context length is 600" in (v.error or "")
+    # The server named its window (600 tokens): the judge fits that, and says it leaves no room.
+    assert "of the 600 tokens of" in (v.error or "")
+    assert "context window" in (v.error or "")
 
 
 @pytest.mark.local_model

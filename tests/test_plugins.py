@@ -115,13 +115,19 @@ def test_the_documented_plugins_run_through_costar(tmp_path: Path) -> None:
         assert {r.model for r in server.requests} == {"judge-model"}
 
         # The optimizer: align the gateway-judged judge on a golden set of labeled traces.
-        costar("run", "--trials", "5", "--id", "revenue")
-        ids = [t.trace_id for t in store.iter_traces(spans=False) if t.scenario_id == "revenue"]
+        # Traces of one input stay in one split (revenue and shouting ask the same), so a scenario with
+        # another input gives the set its second group: one is train, the other held out.
+        (project / "scenarios" / "north.yaml").write_text(
+            "scenarios:\n  - id: revenue-north\n    prompt: What is the revenue of the north region?\n"
+            "    judges: [complete]\n", encoding="utf-8")
+        costar("run", "--trials", "5", check=False)  # shouting still fails
+        trials = {t.trace_id: t.trial for t in store.iter_traces(spans=False)
+                  if t.scenario_id in ("revenue", "revenue-north")}
         labels = project / "labels.csv"
-        labels.write_text("trace_id,name,value,labeler\n" + "".join(
-            f"{t},complete,{'true' if i % 2 else 'false'},ana\n" for i, t in enumerate(ids)), encoding="utf-8")
+        labels.write_text("trace_id,name,value,labeler\n" + "".join(  # both labels in each scenario
+            f"{t},complete,{'true' if k % 2 else 'false'},ana\n" for t, k in trials.items()), encoding="utf-8")
         costar("labels", "import", str(labels))
-        costar("golden", "create", "gold", "complete", "--seed", "1")
+        costar("golden", "create", "gold", "complete", "--seed", "1", "--fractions", ".5,0,.5")
         aligned = costar("judges", "align", "complete", "--optimizer", "append_guideline", "--golden", "gold",
                          "--json")
         report = json.loads(aligned.stdout)

@@ -312,8 +312,10 @@ class AgenticJudge(Judge):
         try:
             toolbox = TraceToolbox(view, limits=limits, enabled=list(fit.tools), sandbox=sandbox, docs=self.docs)
             spend = Spend()
-            samples = await asyncio.gather(*(self._explore(toolbox, messages, seed, spend, fit)
+            refits: list[WindowFit] = []
+            samples = await asyncio.gather(*(self._explore(toolbox, messages, seed, spend, fit, refits)
                                              for seed in self._seeds))
+            fit = min(refits, key=lambda f: f.window or 0, default=fit)
         finally:
             if sandbox is not None:
                 sandbox.close()
@@ -335,7 +337,7 @@ class AgenticJudge(Judge):
         return verdict
 
     async def _explore(self, toolbox: TraceToolbox, start: list[dict[str, Any]], seed: int | None,
-                       total: Spend, fit: WindowFit) -> Sample:
+                       total: Spend, fit: WindowFit, refits: list[WindowFit]) -> Sample:
         client = self._clients.get()
         specs = [*toolbox.specs(), self.submit_spec()]
         messages = list(start)
@@ -361,6 +363,21 @@ class AgenticJudge(Judge):
                                        tool_choice="required" if last else self.tool_choice,
                                        temperature=self.temperature, seed=seed, max_tokens=fit.max_output_tokens)
             except ContextWindowError as exc:
+                if exc.window is not None and (fit.window is None or exc.window < fit.window):
+                    # The model's window is smaller than we were told: fit that one (fewer tools, a
+                    # shorter answer, smaller results) and ask again.
+                    refit = self.fit(exc.window, start)
+                    if isinstance(refit, str):
+                        return Sample(error=refit, attempts=turn)
+                    fit, base_tokens = refit, None
+                    refits.append(fit)
+                    specs = [s for s in specs if s["function"]["name"] in (*fit.tools, SUBMIT)]
+                    if fit.max_result_chars < toolbox.limits.max_result_chars:
+                        toolbox.limits = dataclasses.replace(toolbox.limits, max_result_chars=fit.max_result_chars)
+                    turn -= 1
+                    if last:
+                        messages.pop()
+                    continue
                 # The estimate of the history's size was too low: ask again with half of it (older
                 # results elided, then the latest clipped), a few times, before giving up.
                 overflows += 1

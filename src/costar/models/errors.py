@@ -56,6 +56,11 @@ class ModelRequestError(ModelError):
 class ContextWindowError(ModelRequestError):
     """The request does not fit the model's context window (prompt plus the tokens asked for)."""
 
+    def __init__(self, message: str, *, window: int | None = None) -> None:
+        super().__init__(message)
+        self.window = window
+        """The model's context window in tokens, when the server's answer said it (None otherwise)."""
+
 
 class ModelOutputError(ModelError):
     """The model kept answering with malformed tool calls or JSON that fails the requested schema."""

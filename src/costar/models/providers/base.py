@@ -22,6 +22,10 @@ from costar.models.retry import parse_retry_after
 from costar.models.types import ChatRequest, ProviderReply
 from costar.models.uri import ModelSpec
 
+# The window a server names when it rejects a request as too long (OpenAI, vLLM, llama.cpp's server).
+_WINDOW_SAID = re.compile(r"(?:maximum context length is|context (?:window|length) of|n_ctx\D{0,16})\s*(\d{3,8})",
+                          re.IGNORECASE)
+
 
 @dataclass(frozen=True)
 class ProviderSettings:
@@ -135,9 +139,10 @@ def failure_error(failure: Failure, *, spec: ModelSpec, endpoint: str, attempts:
                                   f"check {var}")
         case "context":
             window = f" of {spec.context_window} tokens" if spec.context_window else ""
+            said = _WINDOW_SAID.search(failure.detail)
             return ContextWindowError(
                 f"the request does not fit the context window{window} of {spec.uri} ({status}): shorten it, or use "
-                "a model with a longer context (a local model: ?n_ctx=8192)")
+                "a model with a longer context (a local model: ?n_ctx=8192)", window=int(said[1]) if said else None)
         case _:
             return ModelRequestError(f"{endpoint} rejected the request for {spec.uri} ({status}): "
                                      "fix the request (messages, tools, parameters)")
