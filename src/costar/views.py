@@ -440,6 +440,9 @@ class JudgeRow(BaseModel):
     """Which scenarios it applies to, when limited."""
     error: str | None
     """Why it cannot be built as configured."""
+    notes: list[str] = Field(default_factory=list)
+    """What the project should know about it, e.g. an aligned version in use although its judges/
+    file changed since."""
 
 
 class JudgeList(View):
