@@ -269,8 +269,57 @@ def bench_finalize(reps: int) -> None:
                f"{wall * 1e3:.2f} ms ({wall / n * 1e6:.0f} µs/call)", "recorded")
 
 
+# --------------------------------------------------------------------------- commands
+
+
+def bench_commands(reps: int) -> None:
+    """What process control costs per command: run_command (own session, PR_SET_PDEATHSIG in the
+    child, the watchdog told, the /proc scan for escaped children, pipes closed) against plain
+    asyncio.create_subprocess_exec + communicate of the same /bin/true (the anchor)."""
+    import os
+
+    from costar._util.process import run_command
+    from costar._util.reaper import processes_with_markers
+
+    n = 100
+    cwd = Path.cwd()
+    env = dict(os.environ)
+
+    async def plain() -> None:
+        for _ in range(n):
+            proc = await asyncio.create_subprocess_exec("true", stdout=asyncio.subprocess.PIPE,
+                                                        stderr=asyncio.subprocess.PIPE)
+            await proc.communicate()
+
+    async def controlled() -> None:
+        for _ in range(n):
+            await run_command(["true"], cwd=cwd, env=env)
+
+    def timed(fn: Callable[[], object]) -> float:
+        t0 = time.perf_counter()
+        asyncio.run(fn())  # type: ignore[arg-type]
+        return (time.perf_counter() - t0) / n
+
+    anchor = median_of(reps, lambda: timed(plain))
+    ours = median_of(reps, lambda: timed(controlled))
+    report(f"command: asyncio subprocess of /bin/true, sequential (anchor, {n} per rep)", f"{anchor * 1e3:.2f} ms",
+           "—")
+    report("command: run_command of /bin/true (session, pdeathsig, watchdog, marker scan)",
+           f"{ours * 1e3:.2f} ms = {ours / anchor:.2f}× the anchor", "recorded")
+
+    def scan() -> float:
+        t0 = time.perf_counter()
+        for _ in range(20):
+            processes_with_markers({"0" * 32})
+        return (time.perf_counter() - t0) / 20
+
+    procs = sum(1 for name in os.listdir("/proc") if name.isdigit()) if os.path.isdir("/proc") else 0
+    report(f"command: /proc scan for escaped children ({procs} processes)", f"{median_of(reps, scan) * 1e3:.2f} ms",
+           "recorded")
+
+
 BENCHES = {"recording": bench_recording, "harness": bench_harness, "store": bench_store, "assess": bench_assess,
-           "finalize": bench_finalize}
+           "finalize": bench_finalize, "commands": bench_commands}
 
 
 def main() -> None:

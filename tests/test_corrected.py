@@ -231,7 +231,7 @@ def test_pandalm_correction_moves_towards_annotator1(store: SQLiteStore) -> None
     human, judge = pandalm()
     ids = sorted(human)
     store.create_run(Run(run_id="pandalm"))
-    store.write_traces([Trace(trace_id=t, run_id="pandalm", scenario_id="pandalm") for t in ids])
+    store.write_traces([Trace(trace_id=t, run_id="pandalm", scenario_id="pandalm", trial=i) for i, t in enumerate(ids)])
     store.write_verdicts([verdict(t, v) if v is not None else verdict(t, None, error="unparseable answer")
                           for t, v in judge.items()])
     # One fixed random subset of 100 judged items. With 100 labels a single subset's correction is

@@ -323,6 +323,7 @@ def test_store_create_false(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no coSTAR store at"):
         SQLiteStore(tmp_path / "nope", create=False)
     assert not (tmp_path / "nope").exists()
-    SQLiteStore(tmp_path / "yes").close()
+    with SQLiteStore(tmp_path / "yes") as st:
+        st.migrate()  # a store is created by its first write
     with SQLiteStore(tmp_path / "yes", create=False) as st:
         assert st.list_runs() == []

@@ -152,7 +152,7 @@ def test_secrets_are_redacted_and_sizes_bounded_before_storing(store: SQLiteStor
 
 def test_locked_store_gives_a_clear_error(tmp_path: Path) -> None:
     root = tmp_path / "locked"
-    SQLiteStore(root).close()
+    SQLiteStore(root).migrate()  # creates it: a store exists once it is written
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sqlite3, sys, time
         c = sqlite3.connect({str(root / 'costar.db')!r}, isolation_level=None)
@@ -197,6 +197,7 @@ def test_blob_write_on_a_full_disk(tmp_path: Path) -> None:
         from costar.store.sqlite import SQLiteStore
         from costar.errors import StoreError
         st = SQLiteStore({str(tmp_path / 's')!r})
+        st.migrate()  # the database exists: only the blob hits the limit
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
         try:

@@ -128,15 +128,15 @@ _WRITER = textwrap.dedent("""
     url, local, me, n_own, shared = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
     st = PostgresStore(url, local_dir=local)
 
-    def trace(tid, n):
+    def trace(tid, n, trial):
         spans = [Span(trace_id=tid, span_id=f"{tid}-{i}", name=f"step {i}", kind=SpanKind.TOOL, start_ns=i,
                       end_ns=i + 1, attributes={"writer": me}) for i in range(n)]
-        return Trace(trace_id=tid, run_id="r", scenario_id="s", trial=0, spans=spans)
+        return Trace(trace_id=tid, run_id="r", scenario_id="s", trial=trial, spans=spans)
 
     for k in range(n_own):
         tid = f"w{me}-{k}"
         # batches that overlap with every other writer's: the shared traces are rewritten by all
-        st.write_traces([trace(tid, 7), *[trace(f"shared-{j}", 9) for j in range(shared)]])
+        st.write_traces([trace(tid, 7, 1000 * (me + 1) + k), *[trace(f"shared-{j}", 9, j) for j in range(shared)]])
         st.write_verdicts([Verdict(name="j", passed=True, trace_id=tid)], "r")
     st.close()
     print("done")

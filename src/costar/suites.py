@@ -28,6 +28,7 @@ from costar.run.vcs import vcs_info
 from costar.scenario import Scenario, load_scenario_file, load_suite, select
 from costar.store import open_store
 from costar.store.base import Run, Store
+from costar.store.lease import LeaseLostError, RunLease, hold_run
 from costar.summary import RunSummary, summarize_run
 from costar.trace.model import Trace
 from costar.trace.sanitize import REDACTED, Sanitizer, redact_env, restore_env
@@ -221,41 +222,73 @@ async def arun_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | P
                      extra_judges: Sequence[Judge] = (), events: RunEvents | None = None,
                      description: str = "", run_tags: Sequence[str] = (), origin: str = "api") -> RunOutcome:
     """:func:`run_suite` for async code (an event loop already running): the same arguments and result."""
-    st = open_store(store)
     options = options or HarnessOptions()
     events = events or RunEvents()
     selection = selection or Selection()
     if resume:
+        st = open_store(store)
         run = st.get_run(resume)
-        agent_obj = agent if isinstance(agent, Agent) else make_agent(agent or _restored_spec(run.agent_spec))
-        scenarios = _restored_scenarios(st.load_scenarios(run.run_id), agent_obj)
-        stored = run.options
-        options = HarnessOptions(concurrency=options.concurrency, trials=stored.get("trials"),
-                                 timeout=stored.get("timeout"), keep_workspaces=options.keep_workspaces,
-                                 workspace_root=options.workspace_root,
-                                 drop_secret_binaries=options.drop_secret_binaries)
-        run.status = "running"
-        run.error = None
-        st.update_run(run)
-    else:
-        if suite is None:
-            raise ConfigError("no scenarios given: pass a suite path or set 'suite' in costar.yaml")
-        if agent is None:
-            raise ConfigError("no agent given: pass --agent or set 'agent' in costar.yaml")
-        all_scenarios, suite_paths = scenarios_from(suite)
-        scenarios = selection.apply(all_scenarios)
-        if not scenarios:
-            raise ConfigError(f"no scenarios selected (of {len(all_scenarios)}); check --id/--tag/--split")
-        agent_obj = agent if isinstance(agent, Agent) else make_agent(agent)
-        run = Run(agent=agent_obj.info, agent_spec=redacted_spec(agent_obj.spec()), suite=suite_paths,
-                  selection=selection.as_dict(), options={"trials": options.trials, "timeout": options.timeout,
-                                                          "concurrency": options.concurrency},
-                  project_dir=str(Path.cwd()), description=description,
-                  metadata={"vcs": vcs_info(_agent_dir(agent_obj)), "tags": list(dict.fromkeys(run_tags)),
-                            "origin": origin})
-        st.create_run(run)
-        sanitizer = run_sanitizer(scenarios, agent_obj)
-        st.save_scenarios(run.run_id, [_snapshot(sc, sanitizer) for sc in scenarios])
+    else:  # everything that can be checked without the store is checked before it is opened
+        run, scenarios, agent_obj = _new_run(suite, agent, selection, options, description, run_tags, origin)
+        st = open_store(store)
+    # One process runs a run at a time: a second resumer is refused here, before it changes anything.
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    lease = hold_run(st, run.run_id, on_lost=lambda: loop.call_soon_threadsafe(task.cancel) if task else None)
+    try:
+        if lease.replaced and events.on_warning is not None:
+            events.on_warning(f"took over run {run.run_id}: {lease.replaced}")
+        if resume:
+            agent_obj = agent if isinstance(agent, Agent) else make_agent(agent or _restored_spec(run.agent_spec))
+            scenarios = _restored_scenarios(st.load_scenarios(run.run_id), agent_obj)
+            stored = run.options
+            options = HarnessOptions(concurrency=options.concurrency, trials=stored.get("trials"),
+                                     timeout=stored.get("timeout"), keep_workspaces=options.keep_workspaces,
+                                     workspace_root=options.workspace_root,
+                                     drop_secret_binaries=options.drop_secret_binaries)
+            run.status = "running"
+            run.error = None
+            st.update_run(run)
+        else:
+            st.create_run(run)
+            sanitizer = run_sanitizer(scenarios, agent_obj)
+            st.save_scenarios(run.run_id, [_snapshot(sc, sanitizer) for sc in scenarios])
+        return await _leased_run(st, run, scenarios, agent_obj, options, registry, extra_judges, events, lease,
+                                 resumed=bool(resume))
+    except asyncio.CancelledError:
+        if lease.lost.is_set():  # another process took the run over: it is not ours to mark
+            if task is not None:
+                task.uncancel()  # the cancellation was ours, and is answered by this error
+            raise LeaseLostError(run.run_id, lease.taken_by()) from None
+        raise
+    finally:
+        lease.release()
+
+
+def _new_run(suite: SuiteArg, agent: AgentArg, selection: Selection, options: HarnessOptions, description: str,
+             run_tags: Sequence[str], origin: str) -> tuple[Run, list[Scenario], Agent]:
+    """A new run's record, its scenarios and its agent; ConfigError when any is missing."""
+    if suite is None:
+        raise ConfigError("no scenarios given: pass a suite path or set 'suite' in costar.yaml")
+    if agent is None:
+        raise ConfigError("no agent given: pass --agent or set 'agent' in costar.yaml")
+    all_scenarios, suite_paths = scenarios_from(suite)
+    scenarios = selection.apply(all_scenarios)
+    if not scenarios:
+        raise ConfigError(f"no scenarios selected (of {len(all_scenarios)}); check --id/--tag/--split")
+    agent_obj = agent if isinstance(agent, Agent) else make_agent(agent)
+    run = Run(agent=agent_obj.info, agent_spec=redacted_spec(agent_obj.spec()), suite=suite_paths,
+              selection=selection.as_dict(), options={"trials": options.trials, "timeout": options.timeout,
+                                                      "concurrency": options.concurrency},
+              project_dir=str(Path.cwd()), description=description,
+              metadata={"vcs": vcs_info(_agent_dir(agent_obj)), "tags": list(dict.fromkeys(run_tags)),
+                        "origin": origin})
+    return run, scenarios, agent_obj
+
+
+async def _leased_run(st: Store, run: Run, scenarios: list[Scenario], agent_obj: Agent, options: HarnessOptions,
+                      registry: JudgeRegistry | None, extra_judges: Sequence[Judge], events: RunEvents,
+                      lease: RunLease, *, resumed: bool) -> RunOutcome:
     # Validate every judge before the first trial, so a typo fails fast rather than after the run.
     assessor = Assessor(st, registry, extra_judges=extra_judges)
     for sc in scenarios:
@@ -271,21 +304,22 @@ async def arun_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | P
                 events.on_trial(trace, verdicts)
 
     if events.on_plan is not None:
-        done = st.finished_trials(run.run_id) if resume else set()
+        done = st.finished_trials(run.run_id) if resumed else set()
         events.on_plan({sc.id: sum(1 for i in range(options.trials or sc.trials) if (sc.id, i) not in done)
                         for sc in scenarios})
     harness = Harness(agent_obj, st, options)
     try:
         hres = await harness.run(scenarios, run, on_stored=on_stored, on_start=events.on_start)
+        # Traces written by an earlier, killed attempt may lack verdicts: score whatever is missing.
+        stats = await assessor.assess_run(run.run_id, scenarios={sc.id: sc for sc in scenarios})
     except (asyncio.CancelledError, KeyboardInterrupt):
-        run.status = "interrupted"
-        st.update_run(run)
+        if not lease.lost.is_set():
+            run.status = "interrupted"
+            st.update_run(run)
         raise
     except Exception as exc:
         _mark_failed(st, run, exc)
         raise
-    # Traces written by an earlier, killed attempt may lack verdicts: score whatever is missing.
-    stats = await assessor.assess_run(run.run_id, scenarios={sc.id: sc for sc in scenarios})
     run.status = "finished"
     run.finished_at = time.time()
     st.update_run(run)

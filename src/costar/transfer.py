@@ -201,6 +201,7 @@ class ImportOutcome:
     skipped: int  # traces already in the store
     format: str
     read: str = ""  # what the importer read, kept and skipped (ImportResult.describe)
+    renumbered: int = 0  # traces given the next free trial number: their (scenario, trial) was taken
 
 
 def _finalized(trace: Trace) -> Trace:
@@ -239,7 +240,11 @@ def import_into_store(store: Store, path: Path, *, run_id: str | None = None, fm
     known_runs = {r.run_id for r in store.list_runs(limit=1_000_000)}
     # Traces first, their run after: an import that fails half-way leaves no empty run behind, and
     # re-importing the file skips what was stored and creates the runs it still lacks.
+    renumbered = 0
     for rid, traces in groups.items():
+        taken = {(sc, trial) for _, sc, trial in store.trace_keys(rid)}
+        traces[:], moved = _distinct_trials(traces, taken)
+        renumbered += moved
         for i in range(0, len(traces), 200):
             store.write_traces(traces[i:i + 200])
         if rid not in known_runs:
@@ -261,4 +266,27 @@ def import_into_store(store: Store, path: Path, *, run_id: str | None = None, fm
     if not fresh:
         raise ConfigError(f"{path}: all {skipped} traces are already in the store; nothing imported")
     return ImportOutcome(run_ids=sorted(groups), traces=len(fresh), verdicts=len(verdicts), skipped=skipped,
-                         format=res.format, read=res.describe())
+                         format=res.format, read=res.describe(), renumbered=renumbered)
+
+
+def _distinct_trials(traces: list[Trace], taken: set[tuple[str | None, int]]) -> tuple[list[Trace], int]:
+    """A run stores one trace per (scenario, trial). Imported traces of a (scenario, trial) already
+    taken (several trajectories of one task in a file, a second file into the same run) are further
+    trials of that scenario: each gets the next free trial number. Returns them and how many moved."""
+    out: list[Trace] = []
+    moved = 0
+    next_free: dict[str, int] = {}
+    for t in traces:
+        scenario = t.scenario_id
+        if scenario is not None and (scenario, t.trial) in taken:
+            n = next_free.get(scenario)
+            if n is None:
+                n = max(trial for sc, trial in taken if sc == scenario) + 1
+            while (scenario, n) in taken:
+                n += 1
+            t = t.model_copy(update={"trial": n})
+            next_free[scenario] = n + 1
+            moved += 1
+        taken.add((t.scenario_id, t.trial))
+        out.append(t)
+    return out, moved

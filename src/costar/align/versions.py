@@ -188,7 +188,12 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
+def _locked(folder: Path, *, create: bool = True) -> Iterator[None]:
+    """Exclusive access to a judge's versions folder. ``create=False``: a judge without the folder
+    has no versions to guard, and none is created (a failed promote leaves nothing behind)."""
+    if not create and not folder.is_dir():
+        yield
+        return
     folder.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
@@ -458,7 +463,7 @@ class VersionRegistry:
     def promote(self, name: str, version: int, *, force: bool = False) -> PromotionDecision:
         """Make ``version`` active. Unless ``force``, its held-out agreement must not be below the
         active version's (or the baseline's), measured on the same golden set version."""
-        with _locked(self._folder(name)):
+        with _locked(self._folder(name), create=False):
             target = self.get(name, version)
             pointer = self.pointer(name)
             if pointer.version == version:
@@ -488,7 +493,7 @@ class VersionRegistry:
     def rollback(self, name: str, version: int | None = None) -> int | None:
         """Restore the previous active version (or ``version``); returns the new active version,
         None meaning the project's own definition."""
-        with _locked(self._folder(name)):
+        with _locked(self._folder(name), create=False):
             pointer = self.pointer(name)
             if version is not None:
                 self.get(name, version)  # must exist
@@ -505,7 +510,7 @@ class VersionRegistry:
 
     def deactivate(self, name: str) -> None:
         """Use the project's own definition again (versions are kept)."""
-        with _locked(self._folder(name)):
+        with _locked(self._folder(name), create=False):
             pointer = self.pointer(name)
             if pointer.version is not None:
                 self._write_pointer(name, ActivePointer(version=None, history=[*pointer.history, pointer.version],

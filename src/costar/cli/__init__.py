@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from costar._util.signals import terminations_interrupt
 from costar.cli.common import app, err_console
 from costar.errors import CostarError
 from costar.safe_text import for_terminal
@@ -22,7 +23,10 @@ __all__ = ["app", "main"]
 def main() -> None:
     """The ``costar`` command: run it; a CostarError is printed as one ``error:`` line and exits with its code (2)."""
     try:
-        app(standalone_mode=True)
+        # SIGTERM (a CI cancel) and SIGHUP (a closed terminal) stop a command the way Ctrl-C does:
+        # agents' process groups are killed and a run is marked interrupted.
+        with terminations_interrupt():
+            app(standalone_mode=True)
     except CostarError as exc:
         _error(exc)
         sys.exit(exc.exit_code)

@@ -60,7 +60,10 @@ def open_project_store(cfg: ProjectConfig, store: str | Path | None, *, create: 
     """The project's store (``--store``, else COSTAR_STORE, else costar.yaml). Read-only commands
     pass ``create=False``: a missing store is then a one-line error instead of a new, empty
     ``.costar`` folder wherever the command ran, and an old store is not silently upgraded."""
-    return api.open_store(cfg.store_location(store), local_dir=cfg.local_path(store), create=create)
+    st = api.open_store(cfg.store_location(store), local_dir=cfg.local_path(store), create=create)
+    for note in getattr(st, "migration_notes", ()):  # what upgrading an older store changed in its data
+        err_console.print(f"note: {note}", markup=False, highlight=False)
+    return st
 
 
 CELL_LIMIT = 500

@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from costar import api
-from costar.cli.common import ConfigOpt, app, console, load_project, say
+from costar._util.signals import Terminated, exit_code
+from costar.cli.common import ConfigOpt, app, console, err_console, load_project, say
 from costar.errors import ConfigError
 
 refine_app = typer.Typer(
@@ -47,7 +48,13 @@ def refine(
                                 budget_usd=budget_usd, budget_seconds=budget_seconds,
                                 exclude_tags=tuple(exclude_tag or ()))
     path = config or (cfg.root / "costar.yaml" if (cfg.root / "costar.yaml").exists() else None)
-    report = api.refine(path, helper, options, say=lambda m: say(m))
+    try:
+        report = api.refine(path, helper, options, say=lambda m: say(m))
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the assistant and agents are already stopped
+        reason = f"interrupted by {exc.args[0]}" if isinstance(exc, Terminated) else "interrupted"
+        err_console.print(f"{reason}: no report was written; the attempts' branches are kept "
+                          "(git branch --list 'costar/refine/*')", markup=False, highlight=False)
+        raise typer.Exit(exit_code(exc)) from None
     if as_json:
         sys.stdout.write(report.model_dump_json(indent=2) + "\n")
     else:

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from costar import api
+from costar._util.signals import Terminated, exit_code
 from costar.cli.common import (
     AllowUnsandboxedOpt,
     ConfigOpt,
@@ -190,9 +191,10 @@ def run(
             outcome = api.run_suite(chosen, agent_spec, store=open_project_store(cfg, store), selection=selection,
                                     options=options, resume=resume, events=events, registry=project_judges(cfg),
                                     run_tags=run_tags or (), origin=_origin())
-        except KeyboardInterrupt:
-            err_console.print("interrupted: finished trials are stored; resume with 'costar run --resume latest'")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as exc:
+            err_console.print(f"{_interruption(exc)}: finished trials are stored; resume with "
+                              "'costar run --resume latest'")
+            raise typer.Exit(exit_code(exc)) from None
     _render(outcome, full)
     _metric_alerts(outcome)
     _write_reports(outcome, html, junit)
@@ -227,6 +229,10 @@ def _print_affected(affected: Any) -> None:
         console.print(Text(f"skip {len(affected.skipped)} scenario(s) nothing has changed for: "
                            + ", ".join(affected.skipped[:20]) + (" …" if len(affected.skipped) > 20 else ""),
                            style="dim"))
+
+
+def _interruption(exc: KeyboardInterrupt) -> str:
+    return f"interrupted by {exc.args[0]}" if isinstance(exc, Terminated) else "interrupted"
 
 
 def _metric_alerts(outcome: api.RunOutcome) -> None:

@@ -21,11 +21,13 @@ def store_migrate(store: StoreArg = None, config: ConfigOpt = None) -> None:
     from costar.store.location import migrate_store
 
     cfg = load_project(config)
-    where, start, end = migrate_store(cfg.store_location(store), local_dir=cfg.local_path(store))
+    where, start, end, notes = migrate_store(cfg.store_location(store), local_dir=cfg.local_path(store))
     if start == end:
         say(f"{where}: already at schema {end}")
     else:
         say(f"{where}: migrated schema {start} → {end}")
+    for note in notes:
+        say(f"note: {note}")
 
 
 @store_app.command("info")

@@ -106,6 +106,8 @@ def traces_import(
     say(f"imported {res.traces} traces ({res.format}) into run {', '.join(res.run_ids)}"
         + (f" with {res.verdicts} verdicts" if res.verdicts else "")
         + (f"; {res.skipped} already in the store were skipped" if res.skipped else "")
+        + (f"; {res.renumbered} got the next free trial number (their scenario's trial was taken)"
+           if res.renumbered else "")
         + (f"; {res.read}" if res.read else ""))
 
 

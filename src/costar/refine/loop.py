@@ -5,6 +5,7 @@ nothing (train and held-out). The user's working tree is never touched; nothing 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import time
@@ -20,7 +21,7 @@ from costar.config import ProjectConfig, load_config
 from costar.errors import ConfigError
 from costar.refine import git
 from costar.refine.acceptance import Decision, ScenarioScores, decide, detectability_warning, scores_of
-from costar.refine.assistants import AssistantTask, CodingAssistant
+from costar.refine.assistants import AssistantOutcome, AssistantTask, CodingAssistant
 from costar.refine.brief import build_brief
 from costar.run.harness import HarnessOptions
 from costar.scenario import Scenario, load_suite
@@ -97,6 +98,8 @@ class _Candidate:
 
 
 Say = Callable[[str], None]
+# How a reason starts when the time budget stopped something that was running.
+_CUT = "stopped when the time budget ran out"
 
 
 def _pareto_parent(candidates: list[_Candidate], train: list[str], rng: random.Random) -> _Candidate:
@@ -137,6 +140,7 @@ class Refiner:
             raise ConfigError(f"alpha must be between 0 and 1, got {self.alpha:g}")
         # Tree id -> (attempt name, what its evaluation said): the same code is never run twice.
         self._evaluated: dict[str, tuple[str, str]] = {}
+        self._deadline_at: float | None = None
 
     # ------------------------------------------------------------------ guards
 
@@ -205,6 +209,14 @@ class Refiner:
                                    registry=project_judges(cfg), origin="refine")
         return outcome.summary
 
+    async def _run_in_budget(self, worktree: Path, ids: list[str], label: str) -> RunSummary | None:
+        """:meth:`_run`, stopped when the time budget runs out (then None; the run is marked interrupted)."""
+        try:
+            async with asyncio.timeout_at(self._deadline_at):
+                return await self._run(worktree, ids, label)
+        except TimeoutError:
+            return None
+
     def _scenarios(self) -> dict[str, Scenario]:
         excluded = set(self.options.exclude_tags or self.cfg.refine.exclude_tags)
         return {sc.id: sc for sc in load_suite([self.cfg.path(s) for s in self.cfg.suite])
@@ -212,11 +224,21 @@ class Refiner:
 
     # ------------------------------------------------------------------ the loop
 
+    def _deadline(self, started: float) -> float | None:
+        """When the time budget runs out, on the event loop's clock (None without one)."""
+        secs = self.options.budget_seconds or self.cfg.refine.budget_seconds
+        if secs is None:
+            return None
+        return asyncio.get_running_loop().time() + secs - (time.monotonic() - started)
+
     async def arun(self) -> RefineReport:
         self.preflight()
         # Before the baseline run, which may take long: a missing command or a silent model now.
         await self.assistant.check()
         started = time.monotonic()
+        # The time budget is a hard stop: an assistant or a run still going when it runs out is
+        # stopped (its process groups killed), not waited for.
+        self._deadline_at = self._deadline(started)
         scenarios = self._scenarios()
         train = [s for s, sc in scenarios.items() if sc.split == "train"]
         holdout = [s for s, sc in scenarios.items() if sc.split == "holdout"]
@@ -232,7 +254,15 @@ class Refiner:
         base_wt = self.session_dir / "baseline"
         git.git(["worktree", "add", "-q", "--detach", str(base_wt), base_commit], self.root)
         self.say(f"baseline: running {len(scenarios)} scenarios at {base_commit[:10]}")
-        base_summary = await self._run(base_wt, list(scenarios), "baseline")
+        base_summary = await self._run_in_budget(base_wt, list(scenarios), "baseline")
+        if base_summary is None:
+            report = RefineReport(session=self.session, project_dir=str(self.project_dir), base_commit=base_commit,
+                                  baseline_run_id="", splits={s: sc.split for s, sc in scenarios.items()},
+                                  session_dir=str(self.session_dir), alpha=self.alpha, warnings=warnings)
+            report.stopped_because = (f"{self._time_spent(started)} during the baseline run, which was stopped; "
+                                      "no attempt was made")
+            self.say(f"stopped: {report.stopped_because}")
+            return self._finish(report, started, 0.0)
         base_scores = scores_of(base_summary)
         failing = [s for s in train if base_scores.get(s, (0, 0))[0] < base_scores.get(s, (0, 1))[1]]
         report = RefineReport(session=self.session, project_dir=str(self.project_dir), base_commit=base_commit,
@@ -264,6 +294,9 @@ class Refiner:
                 candidates.append(candidate)
             else:
                 feedback.append(f"attempt {index}: {attempt.feedback}")
+            if attempt.reason.startswith(_CUT):
+                report.stopped_because = f"{self._time_spent(started)}; attempt {index} {attempt.reason}"
+                break
         else:
             report.stopped_because = f"ran {iterations} iteration(s)"
         if not report.stopped_because:
@@ -276,8 +309,12 @@ class Refiner:
         if usd is not None and cost >= usd:
             return f"money budget spent (${cost:.4f} of ${usd:.4f})"
         if secs is not None and time.monotonic() - started >= secs:
-            return f"time budget spent ({time.monotonic() - started:.0f} s of {secs:.0f} s)"
+            return self._time_spent(started)
         return None
+
+    def _time_spent(self, started: float) -> str:
+        secs = self.options.budget_seconds or self.cfg.refine.budget_seconds or 0.0
+        return f"time budget spent ({time.monotonic() - started:.0f} s of {secs:.0f} s)"
 
     async def _attempt(self, index: int, parent: _Candidate, scenarios: dict[str, Scenario], train: list[str],
                        holdout: list[str], feedback: list[str]) -> tuple[Attempt, _Candidate | None, float]:
@@ -297,7 +334,14 @@ class Refiner:
         brief_json.write_text(brief.to_json(), encoding="utf-8")
         self.say(f"{name}: briefing {self.assistant.name} on {len(brief.failures)} failing scenario(s) "
                  f"(from {parent.name})")
-        outcome = await self.assistant.propose(AssistantTask(brief, wt, agent_dir, brief_md, brief_json))
+        assistant_started = time.monotonic()
+        try:
+            async with asyncio.timeout_at(self._deadline_at):
+                outcome = await self.assistant.propose(AssistantTask(brief, wt, agent_dir, brief_md, brief_json))
+        except TimeoutError:
+            ran = time.monotonic() - assistant_started
+            outcome = AssistantOutcome(False, f"{_CUT}: the assistant had run for {ran:.0f} s; its processes were "
+                                              "killed", seconds=ran)
         attempt.assistant_message = outcome.message
         spent = outcome.cost_usd
         changed = git.changed_files(wt)
@@ -330,9 +374,12 @@ class Refiner:
             # Running the same code again could only re-roll its luck: the statistics already spoke.
             return reject(f"the same code as {seen[0]}, already evaluated ({seen[1]}); not run again",
                           f"this change leaves the agent exactly as {seen[0]} ({seen[1]}); try something different")
+        out_of_time = f"{_CUT} while the attempt was evaluated; its run was marked interrupted"
         # The failing scenarios first: no improvement there means no need to run the rest.
         targets = list(parent.failing_train)
-        first = await self._run(wt, targets, f"{name} failing")
+        first = await self._run_in_budget(wt, targets, f"{name} failing")
+        if first is None:
+            return reject(out_of_time)
         spent += first.totals.usage.cost_usd
         attempt.run_ids.append(first.run_id or "")
         after = scores_of(first)
@@ -344,7 +391,9 @@ class Refiner:
             return reject(decision.reason, decision.feedback)
         rest = [s for s in scenarios if s not in targets]
         if rest:
-            second = await self._run(wt, rest, f"{name} rest")
+            second = await self._run_in_budget(wt, rest, f"{name} rest")
+            if second is None:
+                return reject(out_of_time)
             spent += second.totals.usage.cost_usd
             attempt.run_ids.append(second.run_id or "")
             after.update(scores_of(second))

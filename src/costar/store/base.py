@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from costar.errors import CostarError, StoreError
 from costar.labels import GoldenSet, GoldenSetInfo, ValueType
+from costar.store.lease import RunHolder
 from costar.trace.model import AgentInfo, Span, SpanKind, StatusCode, Trace
 from costar.trace.sanitize import Sanitizer
 from costar.trace.tools import McpSnapshot
@@ -28,6 +29,23 @@ ORIGINS = ("cli", "api", "pytest", "refine", "import", "ci", "monitor")
 pytest plugin, ``costar refine``'s own runs, ``costar traces import``, a CI job, a monitor."""
 NOT_LATEST = frozenset({"refine"})
 """Origins whose runs ``latest`` skips: refinement's internal runs are not the user's last run."""
+
+
+class DuplicateTrialError(StoreError):
+    """A second, different trace of a (run, scenario, trial) the store already holds: each trial of a
+    run is stored exactly once, whoever ran it (a trace written again under its own id is fine)."""
+
+    def __init__(self, run_id: str | None = None, scenario_id: str | None = None, trial: int | None = None,
+                 stored: str | None = None, refused: str | None = None) -> None:
+        self.key = (run_id, scenario_id, trial)
+        self.stored, self.refused = stored, refused
+        if run_id is None:
+            what = "a trace of a (run, scenario, trial) the store already holds"
+        else:
+            what = (f"trace {refused} of run {run_id}, scenario {scenario_id!r}, trial {trial}: the store already "
+                    f"holds trace {stored} of that trial")
+        super().__init__(f"refused {what}; each trial of a run is stored once (was the run resumed twice at once? "
+                         "'costar run --resume' leases the run to one process)")
 
 
 def new_run_id() -> str:
@@ -199,7 +217,24 @@ class Store(Protocol):
         when no run matches (or none exists yet) and when the prefix is ambiguous."""
 
     def list_runs(self, limit: int = 50) -> list[Run]:
-        """The newest ``limit`` runs, newest first."""
+        """The newest ``limit`` runs, newest first. A ``running`` run whose lease holder is known to
+        be dead reads ``interrupted``."""
+
+    # run leases: one process runs a run at a time (see costar.store.lease)
+    def acquire_run(self, holder: RunHolder, *, stale_after_s: float = ...) -> tuple[RunHolder, str | None]:
+        """Lease a run to ``holder`` and return it as stored (times set by the store's clock) with why
+        a stale lease was taken over (None when the run was free). Raises
+        :class:`~costar.store.lease.RunLeasedError` naming the holder while a live process holds it."""
+
+    def renew_run(self, run_id: str, token: str) -> bool:
+        """Renew the heartbeat of the lease acquired with ``token``; False when it is no longer that
+        token's (another process took the run over)."""
+
+    def release_run(self, run_id: str, token: str) -> None:
+        """Give up the lease acquired with ``token`` (nothing happens when it is no longer that token's)."""
+
+    def run_holders(self, run_ids: Sequence[str]) -> dict[str, RunHolder]:
+        """Who holds each of these runs' leases (runs nobody holds are absent)."""
 
     def save_scenarios(self, run_id: str, scenarios: Sequence[Any]) -> None:
         """Keep the definitions of a run's scenarios (each replaces the one with its id), so the run can
@@ -216,7 +251,8 @@ class Store(Protocol):
         """Redact secrets and bound sizes (with ``sanitizer``, default the store's), then store the
         traces and their spans in one transaction. A trace written again replaces the stored one and
         its spans. Returns the traces as stored, which is what judges should see. Raises StoreError
-        when the disk is full (nothing of the batch is stored)."""
+        when the disk is full, and :class:`DuplicateTrialError` for a second, different trace of a
+        (run, scenario, trial) already stored (nothing of the batch is stored either way)."""
 
     def get_trace(self, trace_id: str, *, spans: bool = True) -> Trace:
         """The trace with this id (or unique prefix), with its spans unless ``spans`` is False (a

@@ -52,15 +52,16 @@ def open_store(location: str | os.PathLike[str] | None = None, *, local_dir: str
 
 
 def migrate_store(location: str | os.PathLike[str] | None = None, *,
-                  local_dir: str | os.PathLike[str] | None = None) -> tuple[str, int, int]:
+                  local_dir: str | os.PathLike[str] | None = None) -> tuple[str, int, int, list[str]]:
     """Upgrade the store at ``location`` to this coSTAR's schema (an empty database gets the whole
-    schema); returns (where, from version, to version). A folder that holds no store is an error."""
+    schema); returns (where, from version, to version, notes on what the upgrade changed in the
+    data). A folder that holds no store is an error."""
     where = from_environment(location) or DEFAULT_FOLDER
     if not is_url(where) and not (Path(where) / "costar.db").is_file():
         raise StoreError(f"no coSTAR store at {where}; give the folder that holds costar.db, or a postgresql:// URL")
     store = open_store(where, local_dir=local_dir, migrate=False)
     try:
         start, end = store.migrate()
-        return store.location, start, end
+        return store.location, start, end, list(store.migration_notes)
     finally:
         store.close()

@@ -107,16 +107,56 @@ def _backfill_verdict_digests(c: Any, backend: Backend) -> None:
         last = rows[-1][0]
 
 
+def _drop_duplicate_trials(c: Any, backend: Backend) -> list[str]:
+    """Before (run, scenario, trial) becomes unique: where two processes resumed one run at once,
+    each trial may have been stored twice. Keep the first of each (the one a human labeled, if
+    one was); remove the others with their spans and verdicts. Returns what was removed, per run."""
+    rows = c.execute(
+        "SELECT t.run_id, t.scenario_id, t.trial, t.trace_id, t.start_ns FROM traces t JOIN "
+        "(SELECT run_id, scenario_id, trial FROM traces WHERE run_id IS NOT NULL AND scenario_id IS NOT NULL "
+        " GROUP BY run_id, scenario_id, trial HAVING count(*) > 1) d "
+        "ON t.run_id = d.run_id AND t.scenario_id = d.scenario_id AND t.trial = d.trial").fetchall()
+    if not rows:
+        return []
+    labeled = {r[0] for r in c.execute("SELECT DISTINCT l.trace_id FROM labels l JOIN traces t "
+                                       "ON l.trace_id = t.trace_id WHERE t.run_id IS NOT NULL").fetchall()}
+    groups: dict[tuple[str, str, int], list[tuple[str, int]]] = {}
+    for run_id, scenario_id, trial, trace_id, start_ns in rows:
+        groups.setdefault((run_id, scenario_id, trial), []).append((trace_id, start_ns))
+    dropped: dict[str, list[str]] = {}
+    for (run_id, _, _), traces in sorted(groups.items()):
+        traces.sort(key=lambda t: (t[0] not in labeled, t[1], t[0]))
+        dropped.setdefault(run_id, []).extend(t[0] for t in traces[1:])
+    notes = []
+    for run_id, ids in dropped.items():
+        lost_labels = 0
+        for table in ("spans", "verdicts", "labels", "traces"):
+            for trace_id in ids:
+                n = c.execute(f"DELETE FROM {table} WHERE trace_id=?", (trace_id,)).rowcount
+                lost_labels += n if table == "labels" else 0
+        trials = sum(1 for key in groups if key[0] == run_id)
+        notes.append(f"run {run_id}: removed {len(ids)} duplicate trace(s) of {trials} trial(s) that were stored "
+                     "twice (two resumes at once); kept the first of each"
+                     + (f"; {lost_labels} human label(s) on the removed copies went with them" if lost_labels
+                        else ""))
+    return notes
+
+
+Step = Callable[[Any, Backend], list[str] | None]
+
+
 @dataclass(frozen=True)
 class Migration:
-    """One step of the schema: the statements of each backend, then an optional data step."""
+    """One step of the schema: an optional data step, the statements of each backend, then another
+    optional data step. Data steps run in the same transaction, with ``?`` placeholders on either
+    backend, and may return notes on what they changed (shown to the user)."""
 
     version: int
     description: str
     sqlite: tuple[str, ...]
     postgresql: tuple[str, ...]
-    # Runs after the statements, in the same transaction, with ``?`` placeholders on either backend.
-    backfill: Callable[[Any, Backend], None] | None = None
+    backfill: Step | None = None  # after the statements
+    prepare: Step | None = None  # before the statements (e.g. clearing what a new constraint forbids)
 
     def statements(self, backend: Backend) -> tuple[str, ...]:
         return self.sqlite if backend == "sqlite" else self.postgresql
@@ -165,6 +205,19 @@ MIGRATIONS: tuple[Migration, ...] = (
          "CREATE TABLE server_tokens (token_id TEXT PRIMARY KEY, kind TEXT NOT NULL, project TEXT,"
          " name TEXT NOT NULL, digest TEXT NOT NULL UNIQUE, created_at DOUBLE PRECISION NOT NULL,"
          " revoked_at DOUBLE PRECISION, last_used_at DOUBLE PRECISION)")),
+    Migration(
+        5, "run leases (one process runs a run at a time) and one stored trace per (run, scenario, trial)",
+        ("CREATE TABLE run_leases (run_id TEXT PRIMARY KEY, token TEXT NOT NULL, host TEXT NOT NULL,"
+         " machine TEXT NOT NULL, pid INTEGER NOT NULL, process_started REAL, acquired_at REAL NOT NULL,"
+         " heartbeat_at REAL NOT NULL)",
+         "CREATE UNIQUE INDEX traces_trial ON traces (run_id, scenario_id, trial)",
+         "DROP INDEX IF EXISTS traces_run"),
+        ("CREATE TABLE run_leases (run_id TEXT PRIMARY KEY, token TEXT NOT NULL, host TEXT NOT NULL,"
+         " machine TEXT NOT NULL, pid BIGINT NOT NULL, process_started DOUBLE PRECISION,"
+         " acquired_at DOUBLE PRECISION NOT NULL, heartbeat_at DOUBLE PRECISION NOT NULL)",
+         "CREATE UNIQUE INDEX traces_trial ON traces (run_id, scenario_id, trial)",
+         "DROP INDEX IF EXISTS traces_run"),
+        prepare=_drop_duplicate_trials),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar
 
 from costar.errors import StoreError
+from costar.store.base import DuplicateTrialError
 from costar.store.blobs import check_blob_key, valid_blob_key
 from costar.store.migrations import Backend
 from costar.store.sql import SQLStore
@@ -147,6 +148,7 @@ class PostgresStore(SQLStore):
     """
 
     backend: ClassVar[Backend] = "postgresql"
+    _NOW: ClassVar[str] = "CAST(extract(epoch FROM clock_timestamp()) AS DOUBLE PRECISION)"
     _INSERT_ORDER: ClassVar[str] = "id"
     _CHUNK: ClassVar[int] = 1000  # ids per array parameter: bounds what one query brings back
 
@@ -255,6 +257,8 @@ class PostgresStore(SQLStore):
         if isinstance(exc, e.InsufficientPrivilege | e.ReadOnlySqlTransaction):
             return StoreError(f"the PostgreSQL user of {where} may not write this database "
                               f"({_first_line(exc)}); grant it the rights or use another user")
+        if isinstance(exc, e.UniqueViolation) and getattr(exc.diag, "constraint_name", None) == "traces_trial":
+            return DuplicateTrialError()
         if isinstance(exc, e.UndefinedTable | e.UndefinedColumn):
             return StoreError(f"the database of {where} does not hold the tables coSTAR expects "
                               f"({_first_line(exc)}); run 'costar store migrate {where}'")

@@ -33,6 +33,7 @@ from costar.labels import (
 )
 from costar.store.base import (
     NOT_LATEST,
+    DuplicateTrialError,
     Run,
     SpanQuery,
     UnknownSnapshotError,
@@ -40,6 +41,7 @@ from costar.store.base import (
     parse_snapshot_ref,
     select_run,
 )
+from costar.store.lease import STALE_AFTER_S, RunHolder, RunLeasedError
 from costar.store.migrations import SCHEMA_VERSION, Backend, Migration, pending, verdict_digest
 from costar.trace.model import Span, SpanEvent, SpanKind, StatusCode, Trace, make_span
 from costar.trace.sanitize import DEFAULT_SANITIZER, Sanitizer
@@ -101,6 +103,8 @@ class SQLStore(ABC):
     _INSERT_ORDER: ClassVar[str] = "rowid"
     # Largest number of values in one IN list.
     _CHUNK: ClassVar[int] = 900
+    # The database's clock in seconds since the epoch, as SQL: lease ages are measured on one clock.
+    _NOW: ClassVar[str]
 
     root: Path
     location: str
@@ -110,6 +114,8 @@ class SQLStore(ABC):
         self.root = root
         self.location = location
         self.sanitizer = sanitizer or DEFAULT_SANITIZER
+        #: What migrations run by this object changed in the data (e.g. duplicates removed), for people.
+        self.migration_notes: list[str] = []
 
     # ------------------------------------------------------------------ backend hooks
 
@@ -225,18 +231,22 @@ class SQLStore(ABC):
     def migrate(self) -> tuple[int, int]:
         """Upgrade the schema to this coSTAR's version; returns (from, to). Safe to run from several
         processes at once: one migrates, the others find it done."""
+        notes: list[str] = []
         with self._migrating() as c:
             start = self._schema_version(c)
             self._check_version(start, upgrade=True)
             steps: list[Migration] = pending(start)
             for step in steps:
+                if step.prepare is not None:
+                    notes += step.prepare(c, self.backend) or []
                 for statement in step.statements(self.backend):
                     c.execute(statement)
                 if step.backfill is not None:
-                    step.backfill(c, self.backend)
+                    notes += step.backfill(c, self.backend) or []
             if steps:
                 for key, value in (("schema_version", str(SCHEMA_VERSION)), ("costar_version", _costar_version())):
                     c.execute(self._upsert("meta", ("key", "value"), ("key",)), (key, value))
+        self.migration_notes += notes  # only once the migration committed
         return start, SCHEMA_VERSION
 
     def table_counts(self) -> dict[str, int]:
@@ -302,12 +312,79 @@ class SQLStore(ABC):
         run_id = self.resolve_run_id(run_id)
         with self._read() as c:
             row = c.execute("SELECT data FROM runs WHERE run_id=?", (run_id,)).fetchone()
-        return Run.model_validate_json(row[0])
+        return self._as_seen([Run.model_validate_json(row[0])])[0]
 
     def list_runs(self, limit: int = 50) -> list[Run]:
         with self._read() as c:
             rows = c.execute("SELECT data FROM runs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
-        return [Run.model_validate_json(r[0]) for r in rows]
+        return self._as_seen([Run.model_validate_json(r[0]) for r in rows])
+
+    def _as_seen(self, runs: list[Run]) -> list[Run]:
+        """A run stored as "running" whose lease is stale (its process was killed outright, so it
+        could not say so) is shown as "interrupted". A run written without a lease (directly through
+        the store API) is shown as stored."""
+        running = [r.run_id for r in runs if r.status == "running"]
+        if not running:
+            return runs
+        holders, now = self._holders(running)
+        for r in runs:
+            if r.status == "running":
+                holder = holders.get(r.run_id)
+                if holder is not None and holder.stale_because(now) is not None:
+                    r.status = "interrupted"
+        return runs
+
+    # ------------------------------------------------------------------ run leases
+
+    _LEASE_COLUMNS: ClassVar[tuple[str, ...]] = (
+        "run_id", "token", "host", "machine", "pid", "process_started", "acquired_at", "heartbeat_at")
+
+    def _holders(self, run_ids: Sequence[str]) -> tuple[dict[str, RunHolder], float]:
+        out: dict[str, RunHolder] = {}
+        with self._read() as c:
+            now = float(c.execute(f"SELECT {self._NOW}").fetchone()[0])
+            for chunk in self._chunks(run_ids):
+                where, args = self._in("run_id", chunk)
+                for row in c.execute(f"SELECT {', '.join(self._LEASE_COLUMNS)} FROM run_leases WHERE {where}", args):
+                    out[row[0]] = RunHolder(**dict(zip(self._LEASE_COLUMNS, row, strict=True)))
+        return out, now
+
+    def run_holders(self, run_ids: Sequence[str]) -> dict[str, RunHolder]:
+        """Who holds the lease of each of these runs (stale leases included; runs nobody holds absent)."""
+        return self._holders(run_ids)[0]
+
+    def acquire_run(self, holder: RunHolder, *,
+                    stale_after_s: float = STALE_AFTER_S) -> tuple[RunHolder, str | None]:
+        """Lease ``holder.run_id`` to ``holder``: refused with :class:`RunLeasedError` while a live
+        process holds it; a stale lease is taken over. Returns the lease as stored (times from the
+        database's clock) and why a stale lease was replaced (None when the run was free)."""
+        with self._write() as c:
+            self._lock(c, "lease:" + holder.run_id)
+            now = float(c.execute(f"SELECT {self._NOW}").fetchone()[0])
+            row = c.execute(f"SELECT {', '.join(self._LEASE_COLUMNS)} FROM run_leases WHERE run_id=?",
+                            (holder.run_id,)).fetchone()
+            replaced = None
+            if row is not None:
+                current = RunHolder(**dict(zip(self._LEASE_COLUMNS, row, strict=True)))
+                replaced = current.stale_because(now, stale_after_s)
+                if replaced is None:
+                    raise RunLeasedError(current, now)
+            ours = holder.model_copy(update={"acquired_at": now, "heartbeat_at": now})
+            c.execute(self._upsert("run_leases", self._LEASE_COLUMNS, ("run_id",)),
+                      tuple(getattr(ours, k) for k in self._LEASE_COLUMNS))
+        return ours, replaced
+
+    def renew_run(self, run_id: str, token: str) -> bool:
+        """Renew a held lease's heartbeat; False when it is no longer this token's (taken over)."""
+        with self._write() as c:
+            cur = c.execute(f"UPDATE run_leases SET heartbeat_at = {self._NOW} WHERE run_id=? AND token=?",
+                            (run_id, token))
+            return bool(cur.rowcount)
+
+    def release_run(self, run_id: str, token: str) -> None:
+        """Give a run up (a no-op when the lease is no longer this token's)."""
+        with self._write() as c:
+            c.execute("DELETE FROM run_leases WHERE run_id=? AND token=?", (run_id, token))
 
     def save_scenarios(self, run_id: str, scenarios: Sequence[Any]) -> None:
         rows = [(run_id, sc.id, str(sc.source) if sc.source else None, sc.model_dump_json()) for sc in scenarios]
@@ -352,6 +429,7 @@ class SQLStore(ABC):
         order = sorted(latest)
         rows_t = [trace_row(latest[tid]) for tid in order]
         rows_s = [row for tid in order for row in span_rows(latest[tid])]
+        self._refuse_second_traces(c, [latest[tid] for tid in order])
         self._many(c, self._upsert("traces", ("trace_id", "run_id", "scenario_id", "trial", "status", "start_ns",
                                               "data"), ("trace_id",)), rows_t)
         for chunk in self._chunks(order):
@@ -362,6 +440,26 @@ class SQLStore(ABC):
         for r in rows_s:
             sizes[r[0]] += 64 + len(r[4]) + len(r[10]) + (len(r[11]) if r[11] else 0)
         return sizes
+
+    def _refuse_second_traces(self, c: Any, traces: Sequence[Trace]) -> None:
+        """Each (run, scenario, trial) is stored once: a trace of a trial that already has another
+        trace (in the store or earlier in the batch) is refused, and nothing of the batch is written.
+        The unique key is the final word (two writers at once); this names the trial first."""
+        wanted: dict[str, dict[tuple[str, int], str]] = {}
+        for t in traces:
+            if t.run_id is None or t.scenario_id is None:
+                continue  # NULLs never collide in the key either
+            first = wanted.setdefault(t.run_id, {}).setdefault((t.scenario_id, t.trial), t.trace_id)
+            if first != t.trace_id:
+                raise DuplicateTrialError(t.run_id, t.scenario_id, t.trial, stored=first, refused=t.trace_id)
+        for run_id, keys in wanted.items():
+            for chunk in self._chunks(sorted({sc for sc, _ in keys})):
+                where, args = self._in("scenario_id", chunk)
+                for sc, trial, tid in c.execute(
+                        f"SELECT scenario_id, trial, trace_id FROM traces WHERE run_id=? AND {where}", [run_id, *args]):
+                    mine = keys.get((sc, trial))
+                    if mine is not None and mine != tid:
+                        raise DuplicateTrialError(run_id, sc, trial, stored=tid, refused=mine)
 
     def _trace_from(self, data: str, spans: list[Span] | None) -> Trace:
         try:

@@ -14,20 +14,26 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from costar.errors import StoreError
+from costar.store.base import DuplicateTrialError
 from costar.store.blobs import check_blob_key, valid_blob_key
-from costar.store.migrations import Backend
+from costar.store.migrations import MIGRATIONS, SCHEMA_VERSION, Backend
 from costar.store.sql import SQLStore
 from costar.trace.sanitize import Sanitizer
 
 
 def _translate(exc: sqlite3.Error, path: Path) -> StoreError:
     msg = str(exc).lower()
+    if "unique constraint failed: traces.run_id" in msg:
+        return DuplicateTrialError()
     if "locked" in msg or "busy" in msg:
         return StoreError(f"the store {path} is locked by another process; wait for it to finish "
                           "or point --store at another folder")
     if "full" in msg:
         return StoreError(f"the disk holding {path} is full; free some space, then re-run with "
                           "--resume to finish the run (nothing already stored is lost)")
+    if "disk i/o error" in msg:
+        return StoreError(f"cannot write the store {path} (disk I/O error: the disk may be full, failing or "
+                          "gone); free some space or check the disk, then re-run with --resume")
     if "readonly" in msg or "read-only" in msg:
         return StoreError(f"the store {path} is read-only; fix its permissions or use --store")
     if "not a database" in msg or "malformed" in msg:
@@ -39,6 +45,16 @@ class _DamagedBlob(Exception):
     pass
 
 
+def _empty_database() -> sqlite3.Connection:
+    """An in-memory database with the current schema: what a store that does not exist yet reads as."""
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    for step in MIGRATIONS:
+        for statement in step.sqlite:
+            conn.execute(statement)
+    conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    return conn
+
+
 class SQLiteStore(SQLStore):
     """Thread-safe: one connection per thread, writes serialised by a lock (SQLite has one writer).
 
@@ -47,6 +63,7 @@ class SQLiteStore(SQLStore):
     """
 
     backend: ClassVar[Backend] = "sqlite"
+    _NOW: ClassVar[str] = "(julianday('now') - 2440587.5) * 86400.0"
 
     def __init__(self, root: str | Path = ".costar", *, sanitizer: Sanitizer | None = None,
                  busy_timeout_s: float = 10.0, create: bool = True, migrate: bool = True) -> None:
@@ -61,15 +78,17 @@ class SQLiteStore(SQLStore):
         self._local = threading.local()
         self._write_lock = threading.RLock()
         self._connections: list[sqlite3.Connection] = []
-        if not create:
-            if not self.db_path.is_file():
+        # A store that does not exist yet is created by its first write, not by opening it: until
+        # then it reads as empty. A command that only reads, or fails before it writes anything
+        # (no suite, a typo in a file name), leaves no empty .costar folder behind.
+        self._virtual = False
+        if not self.db_path.is_file():
+            if not create:
                 raise StoreError(f"no coSTAR store at {self.root}; run 'costar run' first or pass --store")
-        else:
-            try:
-                self.root.mkdir(parents=True, exist_ok=True)
-                self.blob_dir.mkdir(exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"cannot create the store folder {self.root}: {exc.strerror}") from None
+            if self.root.exists() and not self.root.is_dir():
+                raise StoreError(f"cannot create the store folder {self.root}: it is a file; pass --store "
+                                 "with a folder")
+            self._virtual = True
         try:
             self._open_schema(upgrade=create, migrate=migrate)
         except BaseException:
@@ -80,15 +99,34 @@ class SQLiteStore(SQLStore):
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.virtual and not self._virtual:
+            conn = None  # the store was created since this thread last read: read the real one
         if conn is None:
-            conn = sqlite3.connect(self.db_path, timeout=self._busy_ms / 1000, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+            if self._virtual:
+                conn = _empty_database()
+            else:
+                conn = sqlite3.connect(self.db_path, timeout=self._busy_ms / 1000, isolation_level=None,
+                                       check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
             self._local.conn = conn
+            self._local.virtual = self._virtual
             self._connections.append(conn)
         return conn
+
+    def _materialize(self) -> None:
+        """Create the store on disk (its first write is about to happen). Holds the write lock."""
+        with self._write_lock:
+            if not self._virtual:
+                return
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                self.blob_dir.mkdir(exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the store folder {self.root}: {exc.strerror}") from None
+            self._virtual = False
+            self._open_schema(upgrade=True)
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
@@ -120,6 +158,8 @@ class SQLiteStore(SQLStore):
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._write_lock, self._guard():
+            if self._virtual:
+                self._materialize()
             conn = self._conn()
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -131,6 +171,12 @@ class SQLiteStore(SQLStore):
                         conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+    def delete_labels(self, *, name: str, trace_ids: Sequence[str] | None = None,
+                      labeler: str | None = None) -> int:
+        if self._virtual:  # nothing is stored yet, so nothing to delete (and no store to create)
+            return 0
+        return super().delete_labels(name=name, trace_ids=trace_ids, labeler=labeler)
 
     # BEGIN IMMEDIATE takes the database's one write lock: a migration excludes every writer.
     _migrating = _write
@@ -148,7 +194,12 @@ class SQLiteStore(SQLStore):
         return f"{column} GLOB ?", pattern
 
     def _upsert(self, table: str, columns: Sequence[str], key: Sequence[str]) -> str:
-        return f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({','.join('?' * len(columns))})"
+        # Not INSERT OR REPLACE: that also deletes a row conflicting on any *other* unique key (a
+        # second trace of the same trial would silently replace the first) and renumbers the rowid.
+        rest = [c for c in columns if c not in key]
+        action = f"UPDATE SET {', '.join(f'{c}=excluded.{c}' for c in rest)}" if rest else "NOTHING"
+        return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({','.join('?' * len(columns))}) "
+                f"ON CONFLICT ({', '.join(key)}) DO {action}")
 
     def _insert_rows(self, c: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if rows:
@@ -180,6 +231,9 @@ class SQLiteStore(SQLStore):
         return valid_blob_key(sha256) and self.blob_path(sha256).is_file()
 
     def _store_blob(self, sha: str, write: Any) -> None:
+        if self._virtual:
+            with self._guard():
+                self._materialize()
         dest = self.blob_path(sha)
         if dest.exists():
             return
