@@ -100,7 +100,8 @@ def test_a_failing_trace_writer_marks_the_run_failed_and_resume_finishes_it(tmp_
         trials: 4
         expectations: {checks: [{output_contains: done}]}
         """, "concurrency: 1\n")
-    SQLiteStore(proj / ".costar").close()
+    with SQLiteStore(proj / ".costar") as created:
+        created.migrate()  # a store exists once it is written
     db = proj / ".costar" / "costar.db"
     with sqlite3.connect(db) as c:  # a real SQLite failure on the second trial's write
         c.execute("CREATE TRIGGER fail_trial_1 BEFORE INSERT ON traces WHEN NEW.trial = 1 "
@@ -156,7 +157,8 @@ def test_an_import_with_a_huge_trial_is_one_line_and_leaves_no_run(tmp_path: Pat
 def test_an_import_whose_write_fails_leaves_no_empty_run(tmp_path: Path) -> None:
     traces = [Trace(trace_id=f"{i:032x}", scenario_id="s", trial=i).model_dump(mode="json") for i in range(3)]
     (tmp_path / "t.jsonl").write_text("".join(json.dumps(t) + "\n" for t in traces), encoding="utf-8")
-    SQLiteStore(tmp_path / ".costar").close()
+    with SQLiteStore(tmp_path / ".costar") as created:
+        created.migrate()  # a store exists once it is written
     with sqlite3.connect(tmp_path / ".costar" / "costar.db") as c:
         c.execute("CREATE TRIGGER no_traces BEFORE INSERT ON traces BEGIN SELECT RAISE(ABORT, 'disk gone'); END")
     res = costar("traces", "import", "t.jsonl", cwd=tmp_path)

@@ -4,6 +4,7 @@ empty folder creates no ``.costar`` (nor any other file). The store is created b
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,31 @@ def test_a_blob_written_first_creates_the_store(tmp_path: Path) -> None:
         assert (tmp_path / "s" / "costar.db").is_file()
     finally:
         st.close()
+
+
+def test_a_store_opened_before_it_existed_reads_what_another_process_then_wrote(tmp_path: Path) -> None:
+    """A reader (a server, a long-running command) opened before the store existed sees it once
+    another process creates it, instead of its empty stand-in for good."""
+    from costar.store.base import Run
+
+    early = SQLiteStore(tmp_path / ".costar")
+    try:
+        assert early.list_runs() == []
+        code = ("import sys\nfrom costar.store.sqlite import SQLiteStore\nfrom costar.store.base import Run\n"
+                "with SQLiteStore(sys.argv[1]) as st:\n    st.create_run(Run(run_id='elsewhere'))\n")
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / ".costar")], check=True, timeout=60)
+        assert [r.run_id for r in early.list_runs()] == ["elsewhere"]
+        early.create_run(Run(run_id="here"))  # and writes go to the same database
+    finally:
+        early.close()
+    with SQLiteStore(tmp_path / ".costar", create=False) as again:
+        assert sorted(r.run_id for r in again.list_runs()) == ["elsewhere", "here"]
+
+
+def test_create_if_missing_creates_the_store_at_once(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "s") as st:
+        st.create_if_missing()
+        assert (tmp_path / "s" / "costar.db").is_file()
+        st.create_if_missing()  # and is a no-op after
+    with SQLiteStore(tmp_path / "s", create=False) as again:
+        assert again.list_runs() == []

@@ -72,6 +72,9 @@ class CostarServer:
     # ------------------------------------------------------------------ lifecycle
 
     async def startup(self) -> None:
+        # A server takes writes: its store exists from the start (`costar server traces` and the
+        # token commands can open it before the first span arrives).
+        await asyncio.to_thread(self.tables.store.create_if_missing)
         self.recovered_spans = await asyncio.to_thread(self.assembler.recover)
         if self.recovered_spans:
             log.info("recovered %d span(s) from the write-ahead log", self.recovered_spans)

@@ -204,6 +204,11 @@ class SQLStore(ABC):
 
     # ------------------------------------------------------------------ schema
 
+    def create_if_missing(self) -> None:
+        """Create the store now if it does not exist yet, for a process about to take writes from
+        others (the server): readers can open it at once. A database store exists once opened."""
+        return None
+
     def schema_version(self) -> int:
         with self._read() as c:
             return self._schema_version(c)

@@ -98,6 +98,8 @@ class SQLiteStore(SQLStore):
     # ------------------------------------------------------------------ plumbing
 
     def _conn(self) -> sqlite3.Connection:
+        if self._virtual and self.db_path.is_file():
+            self._adopt()
         conn = getattr(self._local, "conn", None)
         if conn is not None and self._local.virtual and not self._virtual:
             conn = None  # the store was created since this thread last read: read the real one
@@ -114,6 +116,18 @@ class SQLiteStore(SQLStore):
             self._local.virtual = self._virtual
             self._connections.append(conn)
         return conn
+
+    def _adopt(self) -> None:
+        """Another process (or another store object) created the store since this one was opened:
+        read and write the real one from now on."""
+        with self._write_lock:
+            if self._virtual and self.db_path.is_file():
+                self._virtual = False
+                self._open_schema(upgrade=True)
+
+    def create_if_missing(self) -> None:
+        with self._guard():
+            self._materialize()
 
     def _materialize(self) -> None:
         """Create the store on disk (its first write is about to happen). Holds the write lock."""
