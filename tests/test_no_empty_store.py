@@ -21,7 +21,8 @@ from costar.store.sqlite import SQLiteStore
 # added here (the test below checks the table covers the CLI).
 COMMANDS: dict[str, list[str]] = {
     "run": [], "assess": [], "report": [], "runs": [], "schema": [], "scenarios": [], "compare": ["a", "b"],
-    "metrics": [], "label": ["correct"], "refine": [], "agreement": ["a.csv", "b.csv"], "plugins": [],
+    "metrics": [], "label": ["correct"], "refine": [], "refine clean": [], "agreement": ["a.csv", "b.csv"],
+    "plugins": [], "checks": [],
     "traces list": [], "traces show": ["t1"], "traces export": ["latest"], "traces import": ["missing.json"],
     "judges list": [], "judges check": [], "judges agreement": ["correct"], "judges uncertain": ["correct"],
     "judges corrected": ["correct"], "judges align": ["correct"], "judges versions": ["correct"],
@@ -40,9 +41,15 @@ COMMANDS: dict[str, list[str]] = {
 }
 
 
+# Groups that do something of their own without a subcommand; `server` serves (and writes) until stopped.
+NOT_READ_ONLY = {"server"}
+
+
 def _commands() -> list[str]:
     def walk(cmd, prefix: tuple[str, ...] = ()):
         if hasattr(cmd, "commands"):
+            if prefix and cmd.invoke_without_command and " ".join(prefix) not in NOT_READ_ONLY:
+                yield " ".join(prefix)
             for name, sub in cmd.commands.items():
                 yield from walk(sub, (*prefix, name))
         else:

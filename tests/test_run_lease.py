@@ -306,3 +306,22 @@ def test_a_run_whose_lease_is_taken_over_stops_without_marking_the_run(store: An
         assert store.run_holders(stolen)[stolen[0]].token == "someone-else"
     finally:
         kill_all(pids)
+
+
+def test_resuming_a_run_whose_holder_died_says_it_took_over(store: Any) -> None:
+    from costar.scenario import Scenario
+    from costar.suites import RunEvents, run_suite
+
+    agent = {"type": "command", "command": [sys.executable, "-c", "print('hi')"]}
+    first = run_suite([Scenario(id="s", prompt="p")], agent, store=store)
+    rid = first.run.run_id
+    assert store.run_holders([rid]) == {}  # released when the run ended
+    gone = dead_pid()
+    store.acquire_run(this_process(rid).model_copy(update={"pid": gone}))  # as if a killed resume held it
+    warnings: list[str] = []
+    again = run_suite(None, None, store=store, resume=rid, events=RunEvents(on_warning=warnings.append))
+    assert again.run.status == "finished"
+    [took] = [w for w in warnings if w.startswith("took over")]
+    assert took.startswith(f"took over run {rid}: its holder, pid {gone} on ")
+    assert took.endswith("is no longer running")
+    assert store.run_holders([rid]) == {}
