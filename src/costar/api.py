@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from costar.config import ProjectConfig, load_config
 from costar.plugins import PluginInfo, describe_groups
+from costar.run.executors import Executor, executor_spec, make_executor
 from costar.run.harness import HarnessOptions
 from costar.store import open_store
 from costar.store.base import Store
@@ -184,6 +185,7 @@ def _store_keyword(fn: Callable[..., Any], *, create: bool) -> Callable[..., Any
 
 __all__ = [
     "AgentArg",
+    "Executor",
     "HarnessOptions",
     "RunEvents",
     "RunOutcome",
@@ -191,7 +193,9 @@ __all__ = [
     "SuiteArg",
     "arun_suite",
     "assess_run",
+    "executor_spec",
     "list_judges",
+    "make_executor",
     "open_store",
     "project_config",
     "project_judges",

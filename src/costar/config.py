@@ -119,6 +119,9 @@ class ProjectConfig(BaseModel):
     # cache, judge versions); default .costar beside this file. A folder store is its own.
     local_dir: str | None = None
     concurrency: int = Field(4, ge=1, le=1024)
+    # Where trials (and `costar assess` judges) run: "local" (default), "ray", "ray:ADDRESS" or a mapping
+    # {type: ray, address: …, max_retries: …}; --executor overrides it. See docs/SCALING.md.
+    executor: str | dict[str, Any] | None = None
     trials: int | None = Field(None, ge=1)
     timeout: float | None = Field(None, gt=0)
     judges_dir: str = "judges"

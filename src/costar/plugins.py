@@ -1,6 +1,6 @@
 """Plugins: every pluggable kind of thing is found by name, one way.
 
-A plugin group is an entry-point group. coSTAR reads six (:data:`GROUPS`); its own built-ins are
+A plugin group is an entry-point group. coSTAR reads seven (:data:`GROUPS`); its own built-ins are
 entry points of the ``costar`` distribution, declared in its ``pyproject.toml`` like any plugin's.
 Where a name comes from, lowest precedence first:
 
@@ -38,6 +38,7 @@ JUDGES = "costar.judges"
 AGENTS = "costar.agents"
 MODEL_PROVIDERS = "costar.model_providers"
 ALIGN_OPTIMIZERS = "costar.align_optimizers"
+EXECUTORS = "costar.executors"
 
 GROUPS: dict[str, str] = {
     CHECKS: "a deterministic check: a costar.judges.checks.Check subclass (its options are its fields)",
@@ -46,6 +47,7 @@ GROUPS: dict[str, str] = {
     AGENTS: "an agent type: a function f(spec: dict) -> Agent",
     MODEL_PROVIDERS: "a model provider: a ProviderFactory (configure(spec) and create(spec, settings))",
     ALIGN_OPTIMIZERS: "an alignment optimizer: a class or function f(**options) -> AlignmentOptimizer",
+    EXECUTORS: "an executor (where trials run): a function f(spec: dict) -> Executor",
 }
 """Every entry-point group coSTAR reads, and what a plugin in it is."""
 

@@ -62,6 +62,18 @@ def _write_reports(outcome: api.RunOutcome, html: Path | None, junit: Path | Non
         say(f"HTML report: {html}", err=quiet)
 
 
+def _executor(given: str | None, configured: Any) -> Any:
+    """--executor (its options from costar.yaml when it names the same executor), else costar.yaml's."""
+    if given is None:
+        return configured
+    spec = api.executor_spec(given)
+    if configured is not None:
+        base = api.executor_spec(configured)
+        if base["type"] == spec["type"]:
+            return {**base, **spec}
+    return spec
+
+
 FullOpt = Annotated[bool, typer.Option("--full", help="Every failure, with judge names and rationales whole.")]
 
 
@@ -126,6 +138,7 @@ def run(
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
     keep_workspaces: Annotated[bool, typer.Option("--keep-workspaces", help="Keep each trial's workspace.")] = False,
+    executor: Annotated[str | None, typer.Option("--executor", help="Where trials run: 'local' (default) or 'ray[:ADDRESS]' (a Ray cluster; pip install 'costar[ray]'). Default: 'executor' in costar.yaml.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress: a live bar on a terminal, one line per finished scenario otherwise.")] = True,
     affected_by: Annotated[str | None, typer.Option("--affected-by", help="Run only the scenarios a change since this run can have affected (a changed tool they used; all when the agent changed).")] = None,
     run_tags: Annotated[list[str] | None, typer.Option("--run-tag", help="Tag the run (repeatable); 'tag:NAME' names its newest tagged run later.")] = None,
@@ -147,7 +160,8 @@ def run(
     agent_spec = agent if agent is not None else (None if resume else cfg.agent_spec())
     options = api.HarnessOptions(concurrency=concurrency or cfg.concurrency, trials=trials or cfg.trials,
                                  timeout=timeout or cfg.timeout, keep_workspaces=keep_workspaces,
-                                 drop_secret_binaries=cfg.secrets.drop_binary_artifacts)
+                                 drop_secret_binaries=cfg.secrets.drop_binary_artifacts,
+                                 executor=_executor(executor, cfg.executor))
     selection = api.Selection(ids=ids or (), tags=tags or (), exclude_tags=exclude_tags or (), split=split)
     chosen: Any = paths
     if affected_by is not None:

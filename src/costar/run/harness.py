@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from costar.errors import CostarError
-from costar.models.pricing import PriceTable
-from costar.run.agents import Agent, AgentResult, AgentTask, RunContext
-from costar.run.workspace import SecretPolicy, SetupError, Workspace, collect_artifacts, prepare_workspace
+from costar.run.agents import Agent
+from costar.run.executors import TrialPlan, make_executor
+from costar.run.trial import HarnessOptions, TrialJob, TrialRunner
 from costar.scenario import Scenario
 from costar.store.base import Run, Store
-from costar.trace.finalize import finalize_spans
-from costar.trace.model import Artifact, StatusCode, Trace, TraceStatus, compute_totals
-from costar.trace.recorder import Recording, unrecorded
+from costar.trace.model import Trace
+from costar.trace.recorder import unrecorded
 from costar.trace.sanitize import Sanitizer, secret_env_values
-from costar.trace.tools import tool_definitions
+
+__all__ = ["BatchWriter", "Harness", "HarnessOptions", "HarnessResult", "OnStored", "TraceWriterError", "TrialJob",
+           "plan_trials", "run_sanitizer"]
 
 
 class TraceWriterError(CostarError):
@@ -38,35 +36,6 @@ class TraceWriterError(CostarError):
         self.summary = f"storing traces failed: {text}"
         super().__init__(f"storing the traces failed, so the run stopped ({text}); the finished trials are "
                          f"kept: fix the cause, then run the rest with '{resume}'")
-
-
-@dataclass
-class HarnessOptions:
-    """How the harness runs a suite; what a scenario says applies unless an option here overrides it."""
-
-    concurrency: int = 4
-    """How many trials run at once."""
-    trials: int | None = None
-    """Trials per scenario for every scenario (None: each scenario's own ``trials``)."""
-    timeout: float | None = None
-    """Seconds per trial for every scenario (None: each scenario's own ``timeout``)."""
-    keep_workspaces: bool = False
-    """Keep each trial's workspace folder after the run (for debugging); its path goes in the trace's metadata."""
-    workspace_root: Path | None = None
-    """Where workspaces are made (None: ``<store>/workspaces/<run id>``)."""
-    drop_secret_binaries: bool = False
-    """Binary workspace files holding a secret value are not stored at all (by default they are
-    stored, flagged ``holds_secret``)."""
-
-
-@dataclass
-class TrialJob:
-    """One trial to run: a scenario and the trial's number."""
-
-    scenario: Scenario
-    """The scenario to run."""
-    trial: int
-    """Which trial, from 0."""
 
 
 @dataclass
@@ -178,15 +147,6 @@ def plan_trials(scenarios: list[Scenario], options: HarnessOptions,
     return jobs, skipped
 
 
-def _is_empty(folder: Path) -> bool:
-    with os.scandir(folder) as entries:
-        return next(entries, None) is None
-
-
-def _safe_name(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:60]
-
-
 def run_sanitizer(scenarios: list[Scenario], agent: Agent, env: dict[str, str] | None = None) -> Sanitizer:
     """The sanitizer of a run: literal values of credential-like variables the agent can see (the
     environment, the scenarios' setup.env, the agent's env) are redacted, with the usual patterns."""
@@ -202,18 +162,16 @@ class Harness:
 
     Each trial gets a fresh workspace (the scenario's setup files and commands), its own recording
     (the agent's spans, captured model calls) and a timeout; a crash or timeout of the agent is
-    recorded in its trace and the suite goes on. Finished trials are stored in batches; a resumed
-    run skips the trials already stored. Most code calls :func:`costar.api.run_suite`, which adds
-    judging and the summary.
+    recorded in its trace and the suite goes on. The harness plans the trials; its executor
+    (``HarnessOptions.executor``: this process by default, or a Ray cluster) places each one; finished
+    trials are stored in batches, once per (run, scenario, trial); a resumed run skips the trials
+    already stored. Most code calls :func:`costar.api.run_suite`, which adds judging and the summary.
     """
 
     def __init__(self, agent: Agent, store: Store, options: HarnessOptions | None = None) -> None:
         self.agent = agent
         self.store = store
         self.options = options or HarnessOptions()
-        self._sanitizer = Sanitizer()
-        self._base_env: dict[str, str] = {}
-        self._prices = PriceTable()  # prices LLM spans that arrive over OpenTelemetry without a cost
 
     async def run(self, scenarios: list[Scenario], run: Run, *, on_stored: OnStored | None = None,
                   on_start: Callable[[int, int], None] | None = None) -> HarnessResult:
@@ -221,31 +179,33 @@ class Harness:
         run, trials skipped) once planned, ``on_stored`` each stored batch (e.g. to judge it at once).
         Raises CostarError for a problem of coSTAR's own (an unwritable store); agent failures are
         recorded, not raised."""
+        executor = make_executor(self.options.executor)
         # Literal values of credential-like env vars the agent can see are redacted from its traces.
-        self._base_env = dict(os.environ)
-        self._sanitizer = run_sanitizer(scenarios, self.agent, self._base_env)
+        base_env = dict(os.environ)
+        sanitizer = run_sanitizer(scenarios, self.agent, base_env)
         finished = self.store.finished_trials(run.run_id)
         jobs, skipped = plan_trials(scenarios, self.options, finished)
         if on_start is not None:
             on_start(len(jobs), skipped)
         result = HarnessResult(skipped=skipped)
-        ctx = RunContext(self.options.concurrency)
-        sem = asyncio.Semaphore(max(1, self.options.concurrency))
         root = self.options.workspace_root or (self.store.root / "workspaces" / run.run_id)
-
+        runner = TrialRunner(self.agent, self.store, self.options, sanitizer, base_env)
         # The writer's task stores traces and runs the judges on them while later trials still
         # record: nothing it does belongs to a trace.
         with unrecorded():
-            writer = BatchWriter(self.store, self._sanitizer, on_stored, run_id=run.run_id)
-
-        async def one(job: TrialJob) -> None:
-            async with sem:
-                trace = await self.run_trial(job, run, ctx, root)
-            result.trace_ids.append(trace.trace_id)
-            await writer.put(trace, job.scenario)
-
+            writer = BatchWriter(self.store, sanitizer, on_stored, run_id=run.run_id)
         tasks: list[asyncio.Future[None]] = []
         try:
+            slots = await executor.open(TrialPlan(runner=runner, run=run, scenarios=scenarios, store=self.store,
+                                                  root=root, concurrency=self.options.concurrency))
+            sem = asyncio.Semaphore(max(1, slots))
+
+            async def one(job: TrialJob) -> None:
+                async with sem:
+                    trace = await executor.run_trial(job)
+                result.trace_ids.append(trace.trace_id)
+                await writer.put(trace, job.scenario)
+
             tasks = [asyncio.ensure_future(one(j)) for j in jobs]
             trials = asyncio.gather(*tasks, return_exceptions=True)
             # A failed writer stops the run at once: the trials still running are cancelled (their
@@ -267,94 +227,10 @@ class Harness:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+        except BaseException:
+            writer.cancel()
+            raise
         finally:
-            result.abandoned = ctx.abandoned
-            ctx.close()
-            if not self.options.keep_workspaces:
-                shutil.rmtree(root, ignore_errors=True)
+            result.abandoned = executor.abandoned
+            await executor.close()
         return result
-
-    def _harvest(self, ws: Workspace) -> tuple[list[Artifact], list[str]]:
-        """Store the workspace's files as artifacts, then remove it (one thread hop for both)."""
-        try:
-            return collect_artifacts(ws, self.store, secrets=SecretPolicy(
-                self._sanitizer, drop_binaries=self.options.drop_secret_binaries))
-        finally:
-            if not self.options.keep_workspaces:
-                ws.remove()
-
-    def _env(self, job: TrialJob, run: Run, workspace: Path) -> dict[str, str]:
-        env = dict(self._base_env or os.environ)
-        env.update(job.scenario.setup.env)
-        env.update({
-            "COSTAR_RUN_ID": run.run_id,
-            "COSTAR_SCENARIO_ID": job.scenario.id,
-            "COSTAR_TRIAL": str(job.trial),
-            "COSTAR_WORKSPACE": str(workspace),
-        })
-        return env
-
-    async def run_trial(self, job: TrialJob, run: Run, ctx: RunContext, root: Path) -> Trace:
-        """Run one trial in a fresh workspace under ``root`` and return its finalised trace (not stored)."""
-        sc = job.scenario
-        timeout = self.options.timeout or sc.timeout
-        started_ns = time.time_ns()
-        t0 = time.perf_counter()
-        rec = Recording(self.agent.info.name, attributes={
-            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": self.agent.info.name,
-            "costar.scenario.id": sc.id, "costar.trial": job.trial, "input.value": sc.turns[0]},
-            # Threads without context may fall back to this trial only when the agent's code runs here.
-            fallback=self.agent.in_process)
-        ws: Workspace | None = None
-        outcome = AgentResult()
-        notes: list[str] = []
-        artifacts: list[Artifact] = []
-        with rec:
-            try:
-                ws_root = root / _safe_name(sc.id)
-                ws = await prepare_workspace(sc, ws_root, f"t{job.trial}",
-                                             {**(self._base_env or os.environ), **sc.setup.env})
-                env = self._env(job, run, ws.path)
-                task = AgentTask(scenario=sc, trial=job.trial, run_id=run.run_id, workspace=ws.path,
-                                 env=env, timeout=timeout)
-                # A command agent enforces its own timeout (and kills its process group): this is
-                # only the safety net for it. An in-process agent has nothing else.
-                limit = timeout if self.agent.kind == "python" else timeout + 5.0
-                async with asyncio.timeout(limit):  # cheaper than wait_for: no extra task
-                    outcome = await self.agent.run(task, rec, ctx)
-            except TimeoutError:
-                if self.agent.kind == "python":
-                    ctx.abandoned += 1
-                outcome = AgentResult(status=TraceStatus.TIMEOUT, error=(
-                    f"timed out after {timeout:g}s" + (
-                        "; in-process Python agents cannot be killed, run it as a command agent "
-                        "to have its process group killed" if self.agent.kind == "python" else "")))
-            except SetupError as exc:
-                outcome = AgentResult(status=TraceStatus.ERROR, error=f"setup failed: {exc}")
-            except CostarError:
-                raise
-            except Exception as exc:  # the agent under test crashed: record it, keep running the suite
-                outcome = AgentResult(status=TraceStatus.ERROR, error=f"{type(exc).__name__}: {exc}")
-                rec.root.record_exception(exc)
-            if outcome.status != TraceStatus.OK and rec.root.status_code != StatusCode.ERROR:
-                rec.root.set_status(StatusCode.ERROR, outcome.error)
-            rec.root.set_attribute("output.value", outcome.output or "")
-        latency = time.perf_counter() - t0
-        if ws is not None:
-            if _is_empty(ws.path):  # nothing to store: skip the hop to a thread
-                artifacts, notes = [], []
-                if not self.options.keep_workspaces:
-                    ws.remove()
-            else:
-                artifacts, notes = await asyncio.to_thread(self._harvest, ws)
-        # One span per model call, a cost on each, a TOOL span per tool run the messages prove.
-        spans = finalize_spans(rec.spans(), price=self._prices.cost)
-        trace = Trace(
-            trace_id=rec.trace_id, run_id=run.run_id, scenario_id=sc.id, trial=job.trial, agent=self.agent.info,
-            status=outcome.status, error=outcome.error, input=sc.prompt, output=outcome.output,
-            start_ns=started_ns, end_ns=started_ns + int(latency * 1e9), totals=compute_totals(spans, latency),
-            artifacts=artifacts, spans=spans, tools=tool_definitions(spans),
-            metadata={**outcome.metadata, **({"artifact_notes": notes} if notes else {}),
-                      **({"workspace": str(ws.path)} if ws is not None and self.options.keep_workspaces else {})},
-        )
-        return trace

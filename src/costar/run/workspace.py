@@ -7,8 +7,10 @@ import mimetypes
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from costar._util.process import run_command
 from costar.errors import ConfigError
@@ -18,6 +20,19 @@ from costar.trace.model import Artifact
 from costar.trace.sanitize import Sanitizer
 
 SKIP_DIRS = {".git", "__pycache__", "node_modules", ".venv", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+
+
+class BlobSink(Protocol):
+    """Where a workspace's files are put, content-addressed: the store, or memory on a Ray worker
+    that sends its trial back to the driver."""
+
+    def put_blob(self, data: bytes) -> str:
+        """Keep ``data``; returns its sha256."""
+        ...
+
+    def put_file(self, path: Path) -> tuple[str, int]:
+        """Keep the file's bytes; returns (sha256, size)."""
+        ...
 
 
 class SetupError(Exception):
@@ -53,7 +68,7 @@ def _scan_file(path: Path, sanitizer: Sanitizer, chunk: int = 1 << 20, overlap: 
     return False
 
 
-def _store_file(path: Path, rel: str, size: int, store: Store, policy: SecretPolicy | None,
+def _store_file(path: Path, rel: str, size: int, store: BlobSink, policy: SecretPolicy | None,
                 limits: ArtifactLimits) -> tuple[str, int, dict[str, bool]] | str:
     """(sha256, size, artifact flags), or why the file was not stored."""
     if policy is None:
@@ -161,13 +176,20 @@ def place_files(scenario: Scenario, root: Path, name: str) -> Workspace:
     return ws
 
 
-async def prepare_workspace(scenario: Scenario, root: Path, name: str, env: dict[str, str]) -> Workspace:
+PlaceFiles = Callable[[Scenario, Path, str], Workspace]
+"""Makes a trial's workspace: a fresh folder under a root, named after the trial, holding the setup files."""
+
+
+async def prepare_workspace(scenario: Scenario, root: Path, name: str, env: dict[str, str],
+                            place: PlaceFiles | None = None) -> Workspace:
     """Place the scenario's files in a fresh folder (off the event loop: files can be large),
-    then run its setup commands there."""
+    then run its setup commands there. ``place`` makes the folder (default :func:`place_files`:
+    copied from the project; a Ray worker unpacks what the driver sent)."""
+    place = place or place_files
     if scenario.setup.files:
-        ws = await asyncio.to_thread(place_files, scenario, root, name)
+        ws = await asyncio.to_thread(place, scenario, root, name)
     else:  # just a folder: cheaper than a hop to a thread
-        ws = place_files(scenario, root, name)
+        ws = place(scenario, root, name)
     for cmd in scenario.setup.commands:
         res = await run_command(cmd, cwd=ws.path, env=env, timeout=scenario.setup.command_timeout,
                                 max_output=64 * 1024)
@@ -190,7 +212,7 @@ def _walk(root: Path) -> list[Path]:
     return out
 
 
-def collect_artifacts(ws: Workspace, store: Store, limits: ArtifactLimits | None = None,
+def collect_artifacts(ws: Workspace, store: BlobSink, limits: ArtifactLimits | None = None,
                       secrets: SecretPolicy | None = None) -> tuple[list[Artifact], list[str]]:
     """Store what the agent produced or changed, content-addressed; returns artifacts and notes on what
     was skipped. With ``secrets``, text files are stored with secret values redacted and binary files

@@ -14,7 +14,15 @@ from costar.scenario.files import (
     scenario_json_schema,
     select,
 )
-from costar.scenario.model import SCENARIO_ID_PATTERN, Expectations, JudgeRef, Scenario, Setup, SetupFile
+from costar.scenario.model import (
+    SCENARIO_ID_PATTERN,
+    Expectations,
+    JudgeRef,
+    Resources,
+    Scenario,
+    Setup,
+    SetupFile,
+)
 
 __all__ = [
     "CHECKS",
@@ -24,6 +32,7 @@ __all__ = [
     "CheckSpec",
     "Expectations",
     "JudgeRef",
+    "Resources",
     "Scenario",
     "Setup",
     "SetupFile",

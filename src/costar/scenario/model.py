@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -89,6 +91,64 @@ class Setup(BaseModel):
         return v
 
 
+_MEMORY_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+                 "t": 1000**4, "tb": 1000**4, "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2,
+                 "gi": 1024**3, "gib": 1024**3, "ti": 1024**4, "tib": 1024**4}
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_memory(value: Any) -> int:
+    """Bytes from ``2147483648``, ``"2GiB"``, ``"512Mi"``, ``"1.5GB"``; a ValueError names the forms."""
+    if isinstance(value, bool):
+        raise ValueError("memory must be a number of bytes or a size like '2GiB' or '512MB'")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("memory cannot be negative")
+        return int(value)
+    match = _MEMORY.match(str(value))
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _MEMORY_UNITS:
+        raise ValueError(f"memory {value!r}: write bytes or a size like '2GiB', '512MiB', '1.5GB'")
+    return int(float(match.group(1)) * _MEMORY_UNITS[unit])
+
+
+class Resources(BaseModel):
+    """What one trial of the scenario needs on the machine that runs it. The Ray executor
+    (``costar run --executor ray``) places each trial on a node that has them free and reserves them
+    while it runs; the local executor runs trials in its own process and ignores them."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    cpus: float = Field(1.0, ge=0, le=1024)
+    """CPU cores a trial holds while it runs (fractions allowed: 0.5 lets two share one core)."""
+    gpus: float = Field(0.0, ge=0, le=64)
+    """GPUs a trial holds (Ray's ``num_gpus``)."""
+    memory: Annotated[int | None, WithJsonSchema({
+        "anyOf": [{"type": "integer", "minimum": 0},
+                  {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*([KkMmGgTt][Ii]?[Bb]?|[Bb])?\s*$"},
+                  {"type": "null"}],
+        "description": "memory a trial reserves: bytes or a size like '4GiB'"})] = None
+    """Memory a trial reserves on its node, in bytes (``"4GiB"`` and ``"512MB"`` are accepted)."""
+    custom: dict[str, float] = Field(default_factory=dict)
+    """Custom resources declared by nodes (``ray start --resources '{"a100": 4}'``), e.g. to place a
+    trial on a node with a particular accelerator, licence or dataset."""
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, v: Any) -> Any:
+        return None if v is None else parse_memory(v)
+
+    @field_validator("custom")
+    @classmethod
+    def _custom(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, amount in v.items():
+            if name in ("CPU", "GPU", "memory", "object_store_memory"):
+                raise ValueError(f"{name!r} is not a custom resource: use cpus, gpus or memory")
+            if amount < 0:
+                raise ValueError(f"custom resource {name!r}: amount cannot be negative")
+        return v
+
+
 class Expectations(BaseModel):
     """What a passing trial looks like: ``checks`` are deterministic; ``criteria`` are
     natural-language, for model judges."""
@@ -152,6 +212,9 @@ class Scenario(BaseModel):
     """How many times to run the scenario (pass rates and pass@k need several)."""
     timeout: float = Field(300.0, gt=0)
     """Seconds each trial may run before the agent is stopped."""
+    resources: Resources = Field(default_factory=Resources)
+    """What each trial needs on the machine that runs it (cpus, gpus, memory, custom resources): the
+    Ray executor places trials by it; the local executor ignores it."""
     metadata: dict[str, Any] = Field(default_factory=dict)
     """Anything else, kept with the scenario (judges and reports may read it)."""
 
