@@ -302,7 +302,11 @@ class RayExecutor(Executor):
                                       f"Ray cluster has ({len(nodes)} node(s)); lower its resources, add such a node, "
                                       "or set executor.check_resources: false for an autoscaling cluster")
         options = dataclasses.replace(plan.runner.options, executor=None, workspace_root=None)
-        self._shared = ray.put(RunOnWorkers(agent_spec=plan.runner.agent.spec(), run=plan.run, options=options,
+        spec = plan.runner.agent.spec()
+        if plan.runner.agent.kind in ("command", "python", "http") and not spec.get("cwd"):
+            # Resolved here: a worker's own working directory is Ray's, not the project's.
+            spec = {**spec, "cwd": str(Path.cwd())}
+        self._shared = ray.put(RunOnWorkers(agent_spec=spec, run=plan.run, options=options,
                                             max_result_bytes=self.config.max_result_bytes))
         for sc in plan.scenarios:
             if sc.setup.files:
@@ -317,7 +321,7 @@ class RayExecutor(Executor):
         address = self.config.address or None
         try:
             ray.init(address=address, namespace="costar", runtime_env=self.config.runtime_env or None,
-                     logging_level=logging.WARNING, log_to_driver=False, include_dashboard=False)
+                     logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = address or os.environ.get("RAY_ADDRESS") or "this machine"
             text = " ".join(str(exc).split())[:300]

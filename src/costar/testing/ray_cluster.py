@@ -130,26 +130,38 @@ class LocalRayCluster:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def worker_pids(self) -> list[int]:
-        """Process ids of this cluster's Ray workers (the processes running tasks)."""
-        return [pid for pid, cmd in self._own_processes() if "default_worker.py" in cmd]
+        """Process ids of this cluster's Ray workers (the processes running tasks: ``ray::…`` titles)."""
+        return [pid for pid, cmd in self.processes() if cmd.startswith("ray::")]
 
-    def _own_processes(self) -> list[tuple[int, str]]:
-        """Processes started by this cluster: their command line names one of its folders."""
-        mine = str(self.folder)
-        out = []
+    def processes(self) -> list[tuple[int, str]]:
+        """Processes this cluster started: descendants of its ``ray start`` processes, and any process
+        whose command line names its folder (one whose parent died before it)."""
+        parents: dict[int, int] = {}
+        commands: dict[int, str] = {}
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
-                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                stat = (entry / "stat").read_text()
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
             except OSError:
                 continue
-            if mine in cmd:
-                out.append((int(entry.name), cmd))
-        return out
+            pid = int(entry.name)
+            parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
+            commands[pid] = cmd
+        ours = {p.pid for p in self._procs}
+        changed = True
+        while changed:
+            found = {pid for pid, parent in parents.items() if parent in ours and pid not in ours}
+            changed = bool(found)
+            ours |= found
+        mine = str(self.folder)
+        ours |= {pid for pid, cmd in commands.items() if mine in cmd}
+        return sorted((pid, commands[pid]) for pid in ours if pid in commands and pid != os.getpid())
 
     def stop(self) -> None:
         """Stop every node and whatever it started; remove the cluster's folder."""
+        started = [pid for pid, _ in self.processes()]  # while the tree still says who started whom
         for proc in reversed(self._procs):
             if proc.poll() is None:
                 _signal_group(proc.pid, signal.SIGTERM)
@@ -163,8 +175,13 @@ class LocalRayCluster:
             _signal_group(proc.pid, signal.SIGKILL)
             if proc.poll() is None:
                 proc.wait(timeout=10)
+        for pid in started:  # workers that left the nodes' process groups
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         deadline = time.monotonic() + 10
-        while (left := self._own_processes()) and time.monotonic() < deadline:
+        while (left := self.processes()) and time.monotonic() < deadline:
             for pid, _ in left:
                 try:
                     os.kill(pid, signal.SIGKILL)
