@@ -90,7 +90,8 @@ def test_the_documented_plugins_run_through_costar(tmp_path: Path) -> None:
         mine = {(g, i["name"]): i for g, infos in listed.items() for i in infos if i["origin"] == "plugin"}
         assert set(mine) == {("costar.checks", "word_count"), ("costar.judge_types", "keywords"),
                              ("costar.judges", "no_shouting"), ("costar.agents", "canned"),
-                             ("costar.model_providers", "gateway"), ("costar.align_optimizers", "append_guideline")}
+                             ("costar.model_providers", "gateway"), ("costar.align_optimizers", "append_guideline"),
+                             ("costar.executors", "serial")}
         assert mine[("costar.checks", "word_count")]["distribution"] == "costar-example-plugins 0.1.0"
 
         # The model provider: a model URI reaches the gateway the environment names.
@@ -113,6 +114,12 @@ def test_the_documented_plugins_run_through_costar(tmp_path: Path) -> None:
         assert "TOTAL" in verdicts[("shouting", "no_shouting")].rationale
         assert verdicts[("revenue", "complete")].passed is True
         assert {r.model for r in server.requests} == {"judge-model"}
+
+        # The executor: it ran the trials (and marked them), the harness stored them.
+        serial = costar("run", "--executor", "serial", "--trials", "2", "--id", "revenue", "--no-progress")
+        run_id = serial.stdout.rsplit("run id: ", 1)[1].split()[0]
+        marks = [t.metadata.get("executor") for t in store.iter_traces(run_id, spans=False)]
+        assert marks == [{"name": "serial"}, {"name": "serial"}]
 
         # The optimizer: align the gateway-judged judge on a golden set of labeled traces.
         # Traces of one input stay in one split (revenue and shouting ask the same), so a scenario with
