@@ -351,3 +351,82 @@ def test_memory_blobs_are_content_addressed(tmp_path: Path) -> None:
     assert list(blobs.blobs) == [sha]
     store = SQLiteStore(tmp_path / "store")
     assert store.put_blob(b"abc") == sha  # the same key the store gives it
+
+
+# --------------------------------------------------------------------------- costar assess --executor ray
+
+
+def _judged_project(root: Path, model_uri: str, scenarios: int) -> Path:
+    """A project whose run is stored (no model judge yet), then given an LLM judge to score it with."""
+    root.mkdir(parents=True)
+    (root / "costar.yaml").write_text("suite: scenarios.yaml\nstore: .costar\nagent: 'cmd:echo the total is 42'\n")
+    body = "".join(f"- {{id: s{i}, prompt: 'total?'}}\n" for i in range(scenarios))
+    (root / "scenarios.yaml").write_text(body)
+    res = subprocess.run([*costar_cmd(), "run", "--no-progress"], cwd=root, env=child_env(), capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    (root / "judges").mkdir()
+    (root / "judges" / "quality.yaml").write_text(
+        f"name: quality\ntype: llm\nmodel: {model_uri}\ninstructions: Does the answer give the total?\n")
+    (root / "scenarios.yaml").write_text(body.replace("prompt: 'total?'", "prompt: 'total?', judges: [quality]"))
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray_cluster")
+def test_assess_on_the_cluster_honours_one_rate_limit_across_workers(ray_cluster, tmp_path: Path) -> None:
+    from costar.testing import Rule, ScriptedModelServer
+
+    server = ScriptedModelServer([], default=Rule(name="judge", json={"value": True, "rationale": "It says 42."}))
+    server.start()
+    try:
+        proj = _judged_project(tmp_path / "p", f"openai-compatible:/judge?base_url={server.base_url}", 16)
+        rpm = 240  # 4 calls a second for the whole cluster
+        res = subprocess.run([*costar_cmd(), "assess", "--executor", f"ray:{ray_cluster.address}", "--rpm", str(rpm)],
+                             cwd=proj, env=child_env(), capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "16 verdicts computed" in res.stdout
+        times = sorted(r.received_at for r in server.requests)
+    finally:
+        server.stop()
+    assert len(times) == 16
+    # Measured at the model server: requests per second across every worker stay within the limit
+    # (a token bucket with a burst of one: n requests need at least (n - 1) / rate seconds).
+    rate = rpm / 60
+    assert (len(times) - 1) / (times[-1] - times[0]) <= rate * 1.05
+    for i, t in enumerate(times):
+        assert sum(1 for u in times[i:] if u - t < 1.0) <= rate + 1  # no second holds more than rate + burst
+    store = SQLiteStore(proj / ".costar")
+    verdicts = [v for v in store.verdicts() if v.name == "quality"]
+    assert len(verdicts) == 16
+    assert all(v.passed is True for v in verdicts)
+    assert len({v.metadata["executor"]["pid"] for v in verdicts}) >= 2  # judged by more than one worker process
+    store.close()
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray_cluster")
+def test_assess_on_the_cluster_stops_at_one_money_budget(ray_cluster, tmp_path: Path) -> None:
+    from costar.testing import Rule, ScriptedModelServer
+
+    server = ScriptedModelServer([], default=Rule(name="judge", json={"value": True, "rationale": "It says 42."}))
+    server.start()
+    try:
+        # gpt-4o has a price, so each call costs something; the budget is spent by the first.
+        proj = _judged_project(tmp_path / "p", f"openai-compatible:/gpt-4o?base_url={server.base_url}", 8)
+        res = subprocess.run([*costar_cmd(), "assess", "--executor", f"ray:{ray_cluster.address}", "--rpm", "120",
+                              "--budget-usd", "0.000001"],
+                             cwd=proj, env=child_env(), capture_output=True, text=True, timeout=300)
+        requests = len(server.requests)
+    finally:
+        server.stop()
+    assert res.returncode == 1, res.stdout + res.stderr  # error verdicts never pass
+    assert requests == 1  # one budget for the cluster, not one per worker process
+    store = SQLiteStore(proj / ".costar")
+    verdicts = [v for v in store.verdicts() if v.name == "quality"]
+    assert len(verdicts) == 8
+    assert sum(v.passed is True for v in verdicts) == 1
+    refused = [v for v in verdicts if v.error]
+    assert len(refused) == 7
+    assert all("the model budget of $0.0000 is spent" in (v.error or "") for v in refused)
+    store.close()

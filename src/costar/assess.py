@@ -9,8 +9,9 @@ error is never reused: the next assess asks the judge again (its model may be ba
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from costar.errors import CostarError
 from costar.judges.base import Judge, JudgeContext
@@ -60,14 +61,25 @@ def current_scenarios(store: Store, run_id: str, problems: list[str] | None = No
     return {**snapshot, **fresh}
 
 
+JudgeItem = tuple[str, Scenario | None, list[Judge]]
+"""A stored trace to score: its id, its scenario, the judges that have no current verdict on it."""
+
+RemoteJudging = Callable[[list[JudgeItem], bool], Awaitable[list[list[Verdict] | None]]]
+"""Scores a batch somewhere else (a Ray cluster): each item's verdicts, None for a trace no longer stored.
+The flag says whether the judges need the traces' spans."""
+
+
 class Assessor:
     """Scores stored traces with the judges each scenario names (from ``registry``) plus
     ``extra_judges``, storing the verdicts. A verdict is cached by (trace, judge fingerprint): an
     unchanged judge never re-scores a trace, a changed one does."""
 
     def __init__(self, store: Store, registry: JudgeRegistry | None = None, *, concurrency: int = 8,
-                 extra_judges: Sequence[Judge] = (), batch_size: int = 256) -> None:
+                 extra_judges: Sequence[Judge] = (), batch_size: int = 256,
+                 remote: RemoteJudging | None = None) -> None:
         self.store = store
+        self.remote = remote
+        """Where re-scoring runs the judges (None: in this process)."""
         self.batch_size = batch_size
         self.registry = registry or DEFAULT_REGISTRY
         self.concurrency = max(1, concurrency)
@@ -159,9 +171,12 @@ class Assessor:
         for i in range(0, len(plan), self.batch_size):
             batch = plan[i:i + self.batch_size]
             spans = any(j.needs_spans for _, _, judges in batch for j in judges)
-            traces = {t.trace_id: t for t in await asyncio.to_thread(
-                self.store.get_traces, [p[0] for p in batch], spans=spans)}
-            results = await asyncio.gather(*(one(traces[tid], sc, js) for tid, sc, js in batch if tid in traces))
+            if self.remote is not None:
+                results = [vs for vs in await self.remote(batch, spans) if vs is not None]
+            else:
+                traces = {t.trace_id: t for t in await asyncio.to_thread(
+                    self.store.get_traces, [p[0] for p in batch], spans=spans)}
+                results = await asyncio.gather(*(one(traces[tid], sc, js) for tid, sc, js in batch if tid in traces))
             verdicts = [v for vs in results for v in vs]
             await asyncio.to_thread(self.store.write_verdicts, verdicts, run_id)
             stats.judged += len(verdicts)
@@ -170,3 +185,146 @@ class Assessor:
             if on_progress is not None:
                 on_progress(done, len(plan))
         return stats
+
+
+# --------------------------------------------------------------------------- on a Ray cluster
+
+
+@dataclass
+class RemoteJudgeJob:
+    """One Ray task's share of a re-scoring: a few stored traces and the judges each still needs."""
+
+    store: str
+    """Where the store is (a PostgreSQL URL, or a folder the workers can reach)."""
+    items: list[JudgeItem]
+    """The traces to score."""
+    spans: bool
+    """Whether to load the traces' spans."""
+    limiter: Any
+    """The cluster's limiter actor (model-call rates, concurrency, budget)."""
+    limiter_name: str
+    """Its name (a worker installs each limiter once)."""
+    concurrency: int
+    """Judge calls at once in this task."""
+
+
+_worker_stores: dict[str, Store] = {}
+
+
+def judge_on_worker(job: RemoteJudgeJob) -> list[list[Verdict] | None]:
+    """A Ray task: load the job's traces from the store, run their judges here (model calls asking the
+    cluster's limiter), return the verdicts; the driver stores them."""
+    import os
+
+    import ray
+
+    from costar._util.aio import run_sync
+    from costar.run.ray_limits import install
+    from costar.store import open_store
+
+    install(job.limiter, job.limiter_name)
+    store = _worker_stores.get(job.store)
+    if store is None:
+        store = _worker_stores[job.store] = open_store(job.store)
+    traces = {t.trace_id: t for t in store.get_traces([i[0] for i in job.items], spans=job.spans)}
+    where = {"name": "ray", "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+    assessor = Assessor(store, concurrency=job.concurrency)
+    sem = asyncio.Semaphore(job.concurrency)
+
+    async def one(trace_id: str, sc: Scenario | None, judges: list[Judge]) -> list[Verdict] | None:
+        trace = traces.get(trace_id)
+        if trace is None:
+            return None
+        async with sem:
+            verdicts = await assessor.judge_trace(trace, sc, judges)
+        for v in verdicts:
+            v.metadata["executor"] = where
+        return verdicts
+
+    async def all_items() -> list[list[Verdict] | None]:
+        return list(await asyncio.gather(*(one(*item) for item in job.items)))
+
+    return run_sync(all_items)
+
+
+class RayJudging:
+    """Re-scoring on a Ray cluster: :meth:`__call__` is the assessor's :data:`RemoteJudging`.
+
+    Each batch is split into tasks of ``chunk`` traces; workers read the traces from the store
+    themselves (so the store must be reachable from them: a PostgreSQL URL, or a folder on a file
+    system they share) and send verdicts back; one limiter actor holds the model-call limits and the
+    budget for the whole cluster."""
+
+    def __init__(self, executor: Any, store: Store, *, requests_per_minute: float | None = None,
+                 max_concurrency: int | None = None, budget_usd: float | None = None, chunk: int = 16,
+                 concurrency: int = 8) -> None:
+        self.executor = executor
+        """The Ray executor (its connection settings)."""
+        self.store = store
+        """The store holding the traces (and receiving the verdicts, from this process)."""
+        self.requests_per_minute = requests_per_minute
+        """Model calls per minute across the cluster, per model (unless a model sets its own)."""
+        self.max_concurrency = max_concurrency
+        """Model calls at once across the cluster, per model (unless a judge sets its own)."""
+        self.budget_usd = budget_usd
+        """The most all model calls of this scoring may cost together."""
+        self.chunk = chunk
+        """Traces per Ray task."""
+        self.concurrency = concurrency
+        """Judge calls at once within one task."""
+        self.limiter: Any = None
+        self._name = ""
+        self._task: Any = None
+
+    @property
+    def location(self) -> str:
+        """The store's location as the workers open it."""
+        url = getattr(self.store, "url", None)
+        return url if isinstance(url, str) else str(self.store.root.resolve())
+
+    async def open(self) -> None:
+        """Connect to the cluster and start the limiter."""
+        import uuid
+
+        from costar.run.ray_limits import start_limiter
+
+        ray = await self.executor.connect()
+        self._name = f"costar-limiter-{uuid.uuid4().hex[:12]}"
+        self.limiter = start_limiter(self._name, requests_per_minute=self.requests_per_minute,
+                                     max_concurrency=self.max_concurrency, budget_usd=self.budget_usd)
+        self._task = ray.remote(judge_on_worker).options(num_cpus=1, max_retries=self.executor.config.max_retries)
+
+    async def __call__(self, batch: list[JudgeItem], spans: bool) -> list[list[Verdict] | None]:
+        assert self._task is not None, "open() first"
+        ray = self.executor._ray
+        # Small enough tasks that every CPU gets some (two each), at most `chunk` traces a task.
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        size = max(1, min(self.chunk, -(-len(batch) // (2 * cpus))))
+        refs = [self._task.remote(RemoteJudgeJob(store=self.location, items=batch[i:i + size], spans=spans,
+                                                 limiter=self.limiter, limiter_name=self._name,
+                                                 concurrency=self.concurrency))
+                for i in range(0, len(batch), size)]
+        try:
+            parts = await asyncio.gather(*refs)
+        except asyncio.CancelledError:
+            for ref in refs:
+                ray.cancel(ref, force=True)
+            raise
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else None
+            if isinstance(cause, CostarError):
+                raise cause from None
+            raise CostarError(f"scoring failed on a Ray worker: {' '.join(str(cause or exc).split())[:500]}") from None
+        return [vs for part in parts for vs in part]
+
+    async def stats(self) -> dict[str, Any]:
+        """The limiter's count of requests and spend."""
+        return dict(await self.limiter.stats.remote()) if self.limiter is not None else {}
+
+    async def close(self) -> None:
+        """Stop the limiter and disconnect."""
+        if self.limiter is not None:
+            ray = self.executor._ray
+            ray.kill(self.limiter)
+            self.limiter = None
+        await self.executor.disconnect()

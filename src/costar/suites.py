@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from costar._util.aio import run_sync
-from costar.assess import Assessor, AssessStats, current_scenarios
+from costar.assess import Assessor, AssessStats, RayJudging, current_scenarios
 from costar.errors import ConfigError, CostarError
 from costar.judges.base import Judge
 from costar.judges.registry import JudgeRegistry
+from costar.models.limits import Limits, process_limits, set_budget, set_limits_backend
 from costar.run.agents import Agent, make_agent
+from costar.run.executors import LocalExecutor, make_executor
 from costar.run.harness import Harness, HarnessOptions, HarnessResult, run_sanitizer
 from costar.run.vcs import vcs_info
 from costar.scenario import Scenario, load_scenario_file, load_suite, select
@@ -343,11 +345,15 @@ def _mark_failed(st: Store, run: Run, exc: BaseException) -> None:
 def assess_run(run_id: str, *, store: Store | str | Path | None = None, force: bool = False,
                suite: str | Path | Sequence[str | Path] | None = None,
                registry: JudgeRegistry | None = None, extra_judges: Sequence[Judge] = (),
-               on_progress: Callable[[int, int], None] | None = None) -> RunOutcome:
+               on_progress: Callable[[int, int], None] | None = None, executor: Any = None,
+               requests_per_minute: float | None = None, budget_usd: float | None = None) -> RunOutcome:
     """Re-score a stored run without running the agent: only new or changed judges run.
 
     ``suite`` supplies (or replaces) the scenario definitions, e.g. for imported traces; they
-    are kept with the run for later re-scoring."""
+    are kept with the run for later re-scoring. ``executor`` ``"ray[:ADDRESS]"`` runs the judges on a
+    Ray cluster. ``requests_per_minute`` paces each model the judges call (unless a judge's model sets
+    its own) and ``budget_usd`` caps what their model calls cost together; with Ray both hold for the
+    whole cluster (one limiter), else for this process."""
     st = open_store(store)
     run = st.get_run(run_id)
     if suite is not None:
@@ -359,9 +365,54 @@ def assess_run(run_id: str, *, store: Store | str | Path | None = None, force: b
         st.save_scenarios(run.run_id, chosen)
     problems: list[str] = []
     scenarios = current_scenarios(st, run.run_id, problems)
-    assessor = Assessor(st, registry, extra_judges=extra_judges)
-    stats = run_sync(lambda: assessor.assess_run(run.run_id, force=force, scenarios=scenarios,
-                                                on_progress=on_progress))
+    chosen_executor = make_executor(executor)
+    if isinstance(chosen_executor, LocalExecutor):
+        stats = _assess_here(st, run.run_id, scenarios, registry, extra_judges, force, on_progress,
+                             requests_per_minute, budget_usd)
+    else:
+        if not hasattr(chosen_executor, "connect"):
+            raise ConfigError(f"the {chosen_executor.name} executor runs trials but cannot score traces; "
+                              "use 'local' or 'ray' for costar assess")
+        judging = RayJudging(chosen_executor, st, requests_per_minute=requests_per_minute, budget_usd=budget_usd)
+        assessor = Assessor(st, registry, extra_judges=extra_judges, remote=judging)
+
+        async def scored() -> AssessStats:
+            await judging.open()
+            try:
+                return await assessor.assess_run(run.run_id, force=force, scenarios=scenarios,
+                                                 on_progress=on_progress)
+            finally:
+                await judging.close()
+
+        stats = run_sync(scored)
     stats.warnings += problems
     return RunOutcome(run=run, summary=summarize_run(st, run.run_id, scenarios), assess=stats, store=st)
 
+
+class _DefaultRate:
+    """This process's model limits, with a pace for every model that sets none of its own."""
+
+    def __init__(self, requests_per_minute: float) -> None:
+        self.requests_per_minute = requests_per_minute
+
+    def limits_for(self, endpoint_key: str, *, max_concurrency: int | None, requests_per_minute: float | None,
+                   burst: int | None) -> Limits:
+        return process_limits(endpoint_key, max_concurrency=max_concurrency,
+                              requests_per_minute=requests_per_minute or self.requests_per_minute, burst=burst)
+
+
+def _assess_here(st: Store, run_id: str, scenarios: dict[str, Scenario], registry: JudgeRegistry | None,
+                 extra_judges: Sequence[Judge], force: bool, on_progress: Callable[[int, int], None] | None,
+                 requests_per_minute: float | None, budget_usd: float | None) -> AssessStats:
+    if requests_per_minute is not None:
+        set_limits_backend(_DefaultRate(requests_per_minute))
+    if budget_usd is not None:
+        set_budget(budget_usd)
+    try:
+        assessor = Assessor(st, registry, extra_judges=extra_judges)
+        return run_sync(lambda: assessor.assess_run(run_id, force=force, scenarios=scenarios, on_progress=on_progress))
+    finally:
+        if requests_per_minute is not None:
+            set_limits_backend(None)
+        if budget_usd is not None:
+            set_budget(None)

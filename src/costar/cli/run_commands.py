@@ -268,6 +268,9 @@ def assess(
     suite: Annotated[list[Path] | None, typer.Option("--suite", help="Scenario files for these traces (e.g. imported ones).")] = None,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
     html: Annotated[Path | None, typer.Option("--html", help="Write the HTML report here.")] = None,
+    executor: Annotated[str | None, typer.Option("--executor", help="Where the judges run: 'local' (default) or 'ray[:ADDRESS]' (a Ray cluster; its workers read the traces from the store). Default: 'executor' in costar.yaml.")] = None,
+    rpm: Annotated[float | None, typer.Option("--rpm", min=0.001, help="Model calls per minute, per model the judges call (unless its judge sets its own): for the whole cluster with --executor ray.")] = None,
+    budget_usd: Annotated[float | None, typer.Option("--budget-usd", min=0.000001, help="The most the judges' model calls may cost together (US dollars); later calls give error verdicts.")] = None,
     allow_unsandboxed: AllowUnsandboxedOpt = False,
     full: FullOpt = False,
 ) -> None:
@@ -277,7 +280,9 @@ def assess(
     _check_outputs(junit, html)
     cfg = load_project(config)
     outcome = api.assess_run(run_id, store=open_project_store(cfg, store), force=force,
-                             suite=[str(p) for p in suite] if suite else None, registry=project_judges(cfg))
+                             suite=[str(p) for p in suite] if suite else None, registry=project_judges(cfg),
+                             executor=_executor(executor, cfg.executor), requests_per_minute=rpm,
+                             budget_usd=budget_usd)
     s = outcome.assess
     assert s is not None
     # The run's judge errors, as the table counts them (errors are never cached: each was computed now,

@@ -374,6 +374,19 @@ class ClientHolder:
         self._output_retries = output_retries
         self._max_concurrency = max_concurrency
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A judge travelling to another process (a Ray worker) makes its client there, on first use,
+        # with that process's limits (the cluster's limiter) and credentials.
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        state["client"] = None
+        state["_model"] = self.uri if not isinstance(self._model, str) else self._model
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def get(self) -> ModelClient:
         from costar.models.client import ModelClient
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from costar.models.cache import CacheMode, ResponseCache, is_cache_bypassed, resolve_cache
 from costar.models.cassette import Cassette, CassetteMode
 from costar.models.errors import ModelConfigError, ModelOutputError
-from costar.models.limits import ModelLimits, limits_for
+from costar.models.limits import Limits, limits_for
 from costar.models.output import MalformedOutput, ParsedReply, parse_reply
 from costar.models.pricing import PriceTable, load_price_table
 from costar.models.providers.base import Provider, ProviderSettings, failure_error
@@ -79,7 +79,7 @@ class ModelClient:
         self.cassette = (cassette if isinstance(cassette, Cassette) or cassette is None
                          else Cassette(cassette, cassette_mode))
         self.prices = load_price_table(prices)
-        self.limits: ModelLimits = limits_for(self.spec.endpoint_key, max_concurrency=max_concurrency,
+        self.limits: Limits = limits_for(self.spec.endpoint_key, max_concurrency=max_concurrency,
                                               requests_per_minute=requests_per_minute)
         self._provider: Provider | None = None
         if self.cassette is None or self.cassette.needs_network:
@@ -153,6 +153,7 @@ class ModelClient:
                     reply, parsed = self._drive_sync(request, timeout or self.timeout, attempts)
                     self._store(request, reply)
                     result = self._result(request, reply, parsed, "network", started, attempts)
+                    self.limits.charge(result.cost_usd)
             except BaseException as exc:
                 fail_llm_span(span, exc, attempts.retries)
                 raise
@@ -172,6 +173,7 @@ class ModelClient:
                     reply, parsed = await self._drive_async(request, timeout or self.timeout, attempts)
                     self._store(request, reply)
                     result = self._result(request, reply, parsed, "network", started, attempts)
+                    self.limits.charge(result.cost_usd)
             except BaseException as exc:
                 fail_llm_span(span, exc, attempts.retries)
                 raise

@@ -62,6 +62,10 @@ class ContextWindowError(ModelRequestError):
         """The model's context window in tokens, when the server's answer said it (None otherwise)."""
 
 
+class ModelBudgetExceededError(ModelError):
+    """The money budget for model calls is spent: no further call is made."""
+
+
 class ModelOutputError(ModelError):
     """The model kept answering with malformed tool calls or JSON that fails the requested schema."""
 

@@ -1,8 +1,13 @@
-"""Per-model concurrency and request-rate limits, shared by every client of the same model in a process.
+"""Per-model concurrency and request-rate limits, shared by every client of the same model in a process,
+and a money budget for all model calls.
 
 Both limits serve threads and coroutines at once (an agent may call a model from a thread pool while a
 judge calls it from asyncio), and coroutines on any event loop, so they are built on a thread lock
 rather than on asyncio primitives, which bind to one loop.
+
+Where limits must hold for many processes (judges scoring on a Ray cluster), a :class:`LimitsBackend`
+installed with :func:`set_limits_backend` hands out limits that ask one shared limiter instead
+(``costar.run.ray_limits``); clients made afterwards use it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
+from typing import Protocol
+
+from costar.models.errors import ModelBudgetExceededError
 
 DEFAULT_MAX_CONCURRENCY = 16
 
@@ -160,15 +168,69 @@ class RateLimiter:
             await asyncio.sleep(delay)
 
 
+class SpendingBudget:
+    """A money budget for model calls: each call's cost is charged after it; once the spend reaches the
+    limit, further calls are refused before they are sent (calls already in flight still finish, so
+    the spend can pass the limit by what those cost)."""
+
+    def __init__(self, limit_usd: float) -> None:
+        if limit_usd <= 0:
+            raise ValueError("a budget must be positive")
+        self.limit_usd = limit_usd
+        """The most to spend, in US dollars."""
+        self.spent_usd = 0.0
+        """What the calls charged so far cost."""
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        """Raise :class:`ModelBudgetExceededError` when the budget is spent."""
+        if self.spent_usd >= self.limit_usd:
+            raise budget_error(self.spent_usd, self.limit_usd)
+
+    def charge(self, cost_usd: float) -> None:
+        """Add one call's cost."""
+        if cost_usd > 0:
+            with self._lock:
+                self.spent_usd += cost_usd
+
+
+def budget_error(spent: float, limit: float) -> ModelBudgetExceededError:
+    """The error of a call refused because the budget is spent."""
+    return ModelBudgetExceededError(f"the model budget of ${limit:.4f} is spent (${spent:.4f}); no further model "
+                                    "calls are made: raise the budget (--budget-usd) and score again")
+
+
+_budget: SpendingBudget | None = None
+
+
+def set_budget(limit_usd: float | None) -> SpendingBudget | None:
+    """Set (or with ``None`` clear) the process-wide money budget for model calls; returns it."""
+    global _budget
+    _budget = SpendingBudget(limit_usd) if limit_usd else None
+    return _budget
+
+
+def current_budget() -> SpendingBudget | None:
+    """The process-wide money budget, if one is set."""
+    return _budget
+
+
 class ModelLimits:
+    """One model's limits in this process: concurrency, request rate, and the process's money budget."""
+
     def __init__(self, max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
                  requests_per_minute: float | None = None, burst: int | None = None) -> None:
         self.concurrency = ConcurrencyLimiter(max_concurrency)
+        """Requests in flight at once."""
         self.rate: RateLimiter | None = (
             RateLimiter(requests_per_minute, burst) if requests_per_minute else None)
+        """Requests per minute (none: unpaced)."""
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
+        """Hold one request's place: refused when the budget is spent, paced, then a concurrency slot."""
+        if _budget is not None:
+            _budget.check()
         # Pace first, then take a slot: a request waiting for its rate token must not hold a slot.
         if self.rate is not None:
             self.rate.wait()
@@ -177,10 +239,52 @@ class ModelLimits:
 
     @contextlib.asynccontextmanager
     async def slot_async(self) -> AsyncIterator[None]:
+        """:meth:`slot` for coroutines."""
+        if _budget is not None:
+            _budget.check()
         if self.rate is not None:
             await self.rate.wait_async()
         async with self.concurrency.hold_async():
             yield
+
+    def charge(self, cost_usd: float) -> None:
+        """Charge a finished call's cost to the budget."""
+        if _budget is not None:
+            _budget.charge(cost_usd)
+
+
+class Limits(Protocol):
+    """What a model client needs of its limits (:class:`ModelLimits`, or a cluster-wide stand-in)."""
+
+    def slot(self) -> contextlib.AbstractContextManager[None]:
+        """Hold one request's place (sync)."""
+        ...
+
+    def slot_async(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold one request's place (async)."""
+        ...
+
+    def charge(self, cost_usd: float) -> None:
+        """Charge a finished call's cost."""
+        ...
+
+
+class LimitsBackend(Protocol):
+    """Hands out each model's limits in place of this process's own (see :func:`set_limits_backend`)."""
+
+    def limits_for(self, endpoint_key: str, *, max_concurrency: int | None, requests_per_minute: float | None,
+                   burst: int | None) -> Limits:
+        """The limits of the model at ``endpoint_key``."""
+        ...
+
+
+_backend: LimitsBackend | None = None
+
+
+def set_limits_backend(backend: LimitsBackend | None) -> None:
+    """Use ``backend`` for the limits of model clients made from now on (``None``: this process's own)."""
+    global _backend
+    _backend = backend
 
 
 _registry: dict[str, ModelLimits] = {}
@@ -188,9 +292,19 @@ _registry_lock = threading.Lock()
 
 
 def limits_for(endpoint_key: str, *, max_concurrency: int | None = None,
-               requests_per_minute: float | None = None, burst: int | None = None) -> ModelLimits:
-    """The process-wide limits of one model. Settings given here replace earlier ones (latest wins);
-    omitted settings keep their current value."""
+               requests_per_minute: float | None = None, burst: int | None = None) -> Limits:
+    """The limits of one model: the installed backend's, else this process's. Settings given here
+    replace earlier ones (latest wins); omitted settings keep their current value."""
+    if _backend is not None:
+        return _backend.limits_for(endpoint_key, max_concurrency=max_concurrency,
+                                   requests_per_minute=requests_per_minute, burst=burst)
+    return process_limits(endpoint_key, max_concurrency=max_concurrency, requests_per_minute=requests_per_minute,
+                          burst=burst)
+
+
+def process_limits(endpoint_key: str, *, max_concurrency: int | None = None,
+                   requests_per_minute: float | None = None, burst: int | None = None) -> ModelLimits:
+    """The process-wide limits of one model (see :func:`limits_for`)."""
     with _registry_lock:
         limits = _registry.get(endpoint_key)
         if limits is None:

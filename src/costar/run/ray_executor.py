@@ -287,12 +287,23 @@ class RayExecutor(Executor):
     def describe(self) -> str:
         return f"ray ({self.config.address})" if self.config.address else "ray"
 
-    async def open(self, plan: TrialPlan) -> int:
+    async def connect(self) -> Any:
+        """Connect this process to the cluster (unless it already is); returns the ``ray`` module."""
         ray = self._ray = _import_ray()
-        self._plan = plan
         if not ray.is_initialized():
             await asyncio.to_thread(self._connect, ray)
             self._started = True
+        return ray
+
+    async def disconnect(self) -> None:
+        """Disconnect, if :meth:`connect` connected."""
+        if self._started and self._ray is not None:
+            self._started = False
+            await asyncio.to_thread(self._ray.shutdown)
+
+    async def open(self, plan: TrialPlan) -> int:
+        ray = await self.connect()
+        self._plan = plan
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         if self.config.check_resources:
             for sc in plan.scenarios:
@@ -377,9 +388,7 @@ class RayExecutor(Executor):
     async def close(self) -> None:
         self._bundles.clear()
         self._shared = None
-        if self._started and self._ray is not None:
-            self._started = False
-            await asyncio.to_thread(self._ray.shutdown)
+        await self.disconnect()
 
 
 def _put_blobs(store: Store, blobs: dict[str, bytes]) -> None:
