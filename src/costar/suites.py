@@ -22,7 +22,7 @@ from costar.assess import Assessor, AssessStats, RayJudging, current_scenarios
 from costar.errors import ConfigError, CostarError
 from costar.judges.base import Judge
 from costar.judges.registry import JudgeRegistry
-from costar.models.limits import Limits, process_limits, set_budget, set_limits_backend
+from costar.models.limits import Limits, ModelLimits, RateLimiter, process_limits, set_budget, set_limits_backend
 from costar.run.agents import Agent, make_agent
 from costar.run.executors import LocalExecutor, make_executor
 from costar.run.harness import Harness, HarnessOptions, HarnessResult, run_sanitizer
@@ -390,29 +390,41 @@ def assess_run(run_id: str, *, store: Store | str | Path | None = None, force: b
 
 
 class _DefaultRate:
-    """This process's model limits, with a pace for every model that sets none of its own."""
+    """This process's model limits, with a pace for every model that sets none of its own (set once per
+    model, so the clients of many judges share one pace; taken off again by :meth:`clear`)."""
 
     def __init__(self, requests_per_minute: float) -> None:
         self.requests_per_minute = requests_per_minute
+        self.paced: list[ModelLimits] = []
 
     def limits_for(self, endpoint_key: str, *, max_concurrency: int | None, requests_per_minute: float | None,
                    burst: int | None) -> Limits:
-        return process_limits(endpoint_key, max_concurrency=max_concurrency,
-                              requests_per_minute=requests_per_minute or self.requests_per_minute, burst=burst)
+        limits = process_limits(endpoint_key, max_concurrency=max_concurrency,
+                                requests_per_minute=requests_per_minute, burst=burst)
+        if limits.rate is None:
+            limits.rate = RateLimiter(self.requests_per_minute)
+            self.paced.append(limits)
+        return limits
+
+    def clear(self) -> None:
+        for limits in self.paced:
+            limits.rate = None
 
 
 def _assess_here(st: Store, run_id: str, scenarios: dict[str, Scenario], registry: JudgeRegistry | None,
                  extra_judges: Sequence[Judge], force: bool, on_progress: Callable[[int, int], None] | None,
                  requests_per_minute: float | None, budget_usd: float | None) -> AssessStats:
-    if requests_per_minute is not None:
-        set_limits_backend(_DefaultRate(requests_per_minute))
+    pace = _DefaultRate(requests_per_minute) if requests_per_minute is not None else None
+    if pace is not None:
+        set_limits_backend(pace)
     if budget_usd is not None:
         set_budget(budget_usd)
     try:
         assessor = Assessor(st, registry, extra_judges=extra_judges)
         return run_sync(lambda: assessor.assess_run(run_id, force=force, scenarios=scenarios, on_progress=on_progress))
     finally:
-        if requests_per_minute is not None:
+        if pace is not None:
             set_limits_backend(None)
+            pace.clear()
         if budget_usd is not None:
             set_budget(None)

@@ -228,22 +228,22 @@ class ModelLimits:
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
-        """Hold one request's place: refused when the budget is spent, paced, then a concurrency slot."""
-        if _budget is not None:
-            _budget.check()
+        """Hold one request's place: paced, refused when the budget is spent by then, then a concurrency slot."""
         # Pace first, then take a slot: a request waiting for its rate token must not hold a slot.
         if self.rate is not None:
             self.rate.wait()
+        if _budget is not None:  # after the wait: the calls before it may have spent the budget meanwhile
+            _budget.check()
         with self.concurrency.hold():
             yield
 
     @contextlib.asynccontextmanager
     async def slot_async(self) -> AsyncIterator[None]:
         """:meth:`slot` for coroutines."""
-        if _budget is not None:
-            _budget.check()
         if self.rate is not None:
             await self.rate.wait_async()
+        if _budget is not None:
+            _budget.check()
         async with self.concurrency.hold_async():
             yield
 
