@@ -70,11 +70,11 @@ class RayExecutorConfig(BaseModel):
     address: str | None = None
     """The cluster: ``HOST:PORT`` of its head (``ray start --head``), ``ray://HOST:10001`` (Ray Client) or
     ``auto``; unset: ``RAY_ADDRESS``, else a Ray instance started on this machine for the run."""
-    max_retries: int = Field(3, ge=0, le=100)
+    max_retries: int = Field(default=3, ge=0, le=100)
     """How often a trial whose worker died is retried elsewhere."""
-    max_setup_bytes: int = Field(64 * MiB, ge=0)
+    max_setup_bytes: int = Field(default=64 * MiB, ge=0)
     """The largest setup bundle (one scenario's setup files, packed) sent to the workers."""
-    max_result_bytes: int = Field(256 * MiB, ge=MiB)
+    max_result_bytes: int = Field(default=256 * MiB, ge=MiB)
     """The most workspace bytes one trial sends back; files beyond are left out, noted in its trace."""
     check_resources: bool = True
     """Refuse, before any trial runs, a scenario whose resources no node of the cluster has (an

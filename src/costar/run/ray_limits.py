@@ -183,5 +183,7 @@ def start_limiter(name: str, *, requests_per_minute: float | None, max_concurren
     """Start the limiter actor ``name`` on the cluster (Ray must be connected); returns its handle."""
     import ray
 
-    actor_class = ray.remote(num_cpus=0, max_concurrency=1000)(ClusterLimiter)
-    return actor_class.options(name=name, lifetime=None).remote(requests_per_minute, max_concurrency, budget_usd)
+    actor_class: Any = ray.remote(ClusterLimiter)
+    # Many calls wait inside the actor at once (async methods); it needs no CPU of its own.
+    return actor_class.options(name=name, num_cpus=0, max_concurrency=1000).remote(
+        requests_per_minute, max_concurrency, budget_usd)

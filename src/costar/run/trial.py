@@ -135,7 +135,7 @@ class TrialRunner:
         ws: Workspace | None = None
         outcome = AgentResult()
         notes: list[str] = []
-        artifacts = []
+        artifacts: list[Artifact] = []
         with rec:
             try:
                 ws_root = root / safe_name(sc.id)
