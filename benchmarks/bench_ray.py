@@ -78,12 +78,18 @@ def _disconnect() -> None:
     ray.shutdown()
 
 
+DRIVER_CPU: dict[str, list[float]] = {}
+
+
 def _timed_run(root: Path, scenarios: list[Scenario], agent: dict[str, str], executor: str, concurrency: int) -> float:
     store = root / f"store-{time.perf_counter_ns()}"
     t0 = time.perf_counter()
+    c0 = time.process_time()
     out = run_suite(scenarios, agent, store=store, options=HarnessOptions(concurrency=concurrency, executor=executor))
     wall = time.perf_counter() - t0
-    assert out.summary.totals.trials == sum(sc.trials for sc in scenarios), out.summary.totals
+    trials = sum(sc.trials for sc in scenarios)
+    DRIVER_CPU.setdefault(executor, []).append((time.process_time() - c0) / trials)
+    assert out.summary.totals.trials == trials, out.summary.totals
     assert out.summary.totals.agent_errors == 0
     return wall
 
@@ -98,18 +104,23 @@ def bench_overhead(reps: int) -> None:
         scenarios = [Scenario(id=f"s{i}", prompt="go", trials=10) for i in range(100)]
         ideal = 1000 * 0.05 / 2
         local = median_of(reps, lambda: _timed_run(root, scenarios, agent, "local", 2))
+        DRIVER_CPU.pop("ray", None)
         with LocalRayCluster([RayNode(1), RayNode(1)]) as cluster:
             _connect(cluster.address)
             try:
                 _timed_run(root, scenarios[:10], agent, "ray", 2)  # warm the workers up (not timed)
+                DRIVER_CPU.pop("ray", None)
                 ray_wall = median_of(reps, lambda: _timed_run(root, scenarios, agent, "ray", 2))
             finally:
                 _disconnect()
+    driver = statistics.median(DRIVER_CPU["ray"])
     report("overhead: 1,000 trials × (20 spans, 50 ms), 2 in flight, ideal", f"{ideal:.1f} s")
     report("overhead: local executor (--concurrency 2), anchor", f"{local:.1f} s · "
            f"{(local - ideal) * 2 / 1000 * 1000:.1f} ms per trial over ideal")
     report("overhead: ray executor (2 nodes × 1 CPU, 1 CPU per trial)", f"{ray_wall:.1f} s · "
            f"{(ray_wall - ideal) * 2 / 1000 * 1000:.1f} ms per trial over ideal ({ray_wall / local:.2f}× local)")
+    report("overhead: ray executor, the driver's CPU per trial (submit, receive, store, check)",
+           f"{driver * 1000:.1f} ms")
 
 
 def bench_scaling(reps: int) -> None:
