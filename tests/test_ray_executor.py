@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -308,6 +309,29 @@ def test_cli_refuses_an_unknown_executor_in_one_line(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == ["error: unknown executor 'dask'; use one of local, ray "
                                                "(or install a plugin that provides it)"]
+
+
+def test_an_address_nothing_listens_on_is_one_line_at_once(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text("- {id: a, prompt: go}\n")
+    t0 = time.monotonic()
+    res = subprocess.run([*costar_cmd(), "run", "s.yaml", "--agent", "cmd:echo hi", "--executor", "ray:127.0.0.1:1"],
+                         cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == ["error: cannot connect to the Ray cluster at 127.0.0.1:1 (Connection "
+                                               "refused); start it with 'ray start --head' or fix the executor's address"]
+    assert time.monotonic() - t0 < 60
+    bad = subprocess.run([*costar_cmd(), "run", "s.yaml", "--agent", "cmd:echo hi", "--executor", "ray:headnode"],
+                         cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
+    assert "error: executor address 'headnode' is not HOST:PORT" in bad.stderr
+
+
+def test_without_ray_installed_the_executor_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from costar.run import ray_executor
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ConfigError, match=r"^the ray executor needs Ray: pip install 'costar\[ray\]'$"):
+        ray_executor._import_ray()
 
 
 def test_resources_in_scenarios_and_their_mistakes() -> None:

@@ -330,6 +330,7 @@ class RayExecutor(Executor):
 
     def _connect(self, ray: Any) -> None:
         address = self.config.address or None
+        _check_reachable(address or os.environ.get("RAY_ADDRESS"))
         try:
             ray.init(address=address, namespace="costar", runtime_env=self.config.runtime_env or None,
                      logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
@@ -389,6 +390,21 @@ class RayExecutor(Executor):
         self._bundles.clear()
         self._shared = None
         await self.disconnect()
+
+
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Refuse a ``HOST:PORT`` nothing listens on at once: Ray itself keeps retrying for minutes."""
+    if not address or address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"executor address {address!r} is not HOST:PORT (the head's GCS port, 6379 by default), "
+                          "'auto' or ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigError(f"cannot connect to the Ray cluster at {address} ({exc.strerror or exc}); start it with "
+                          "'ray start --head' or fix the executor's address") from None
 
 
 def _put_blobs(store: Store, blobs: dict[str, bytes]) -> None:
