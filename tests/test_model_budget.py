@@ -102,6 +102,22 @@ def test_cluster_limiter_paces_calls_in_order_and_keeps_one_budget() -> None:
     assert all(t - sent[0] >= k * 0.05 - 0.002 for k, t in enumerate(sent))
 
 
+def test_calls_waiting_for_their_turn_are_refused_as_soon_as_the_budget_is_spent() -> None:
+    async def scenario() -> tuple[list[bool], float]:
+        limiter = ClusterLimiter(requests_per_minute=6, budget_usd=0.5)  # 10 s apart
+        first = await limiter.acquire("m", None, None, None)
+        waiting = [asyncio.ensure_future(limiter.acquire("m", None, None, None)) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        t0 = time.monotonic()
+        limiter.charge(1.0)  # the first call's cost spends the budget
+        refused = await asyncio.gather(*waiting)
+        return [first, *refused], time.monotonic() - t0
+
+    results, waited = asyncio.run(scenario())
+    assert results == [True, False, False, False]
+    assert waited < 2.0  # not the 10, 20 and 30 s their turns were due at
+
+
 def test_cluster_limiter_holds_concurrency_per_model() -> None:
     async def scenario() -> int:
         limiter = ClusterLimiter(max_concurrency=2)

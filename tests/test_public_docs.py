@@ -34,13 +34,15 @@ CORE_MODULES = [
     "costar.scenario.checks",
     "costar.store.base",
     "costar.run.harness",
+    "costar.run.trial",
+    "costar.run.executors",
     "costar.run.agents",
     "costar.assess",
     "costar.summary",
     "costar.suites",
 ]
-"""Scenario and its parts, Trace, Span, SpanKind, Verdict, Store, Harness and its options, the agent
-contract, RunSummary and the api's results (RunOutcome, RunEvents, Selection, AssessStats)."""
+"""Scenario and its parts, Trace, Span, SpanKind, Verdict, Store, Harness and its options, trials and
+the executor contract, the agent contract, RunSummary and the api's results (RunOutcome, RunEvents, Selection, AssessStats)."""
 
 
 def _class_nodes(module: ModuleType) -> dict[str, ast.ClassDef]:

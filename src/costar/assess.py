@@ -204,6 +204,8 @@ class RemoteJudgeJob:
     """The cluster's limiter actor (model-call rates, concurrency, budget)."""
     limiter_name: str
     """Its name (a worker installs each limiter once)."""
+    requests_per_minute: float | None
+    """The limiter's pace for models that set none of their own."""
     concurrency: int
     """Judge calls at once in this task."""
 
@@ -222,7 +224,7 @@ def judge_on_worker(job: RemoteJudgeJob) -> list[list[Verdict] | None]:
     from costar.run.ray_limits import install
     from costar.store import open_store
 
-    install(job.limiter, job.limiter_name)
+    install(job.limiter, job.limiter_name, job.requests_per_minute)
     store = _worker_stores.get(job.store)
     if store is None:
         store = _worker_stores[job.store] = open_store(job.store)
@@ -302,6 +304,7 @@ class RayJudging:
         size = max(1, min(self.chunk, -(-len(batch) // (2 * cpus))))
         refs = [self._task.remote(RemoteJudgeJob(store=self.location, items=batch[i:i + size], spans=spans,
                                                  limiter=self.limiter, limiter_name=self._name,
+                                                 requests_per_minute=self.requests_per_minute,
                                                  concurrency=self.concurrency))
                 for i in range(0, len(batch), size)]
         try:

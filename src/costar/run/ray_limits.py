@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from costar.models.limits import DEFAULT_MAX_CONCURRENCY, Limits, budget_error, set_limits_backend
+from costar.models.limits import DEFAULT_MAX_CONCURRENCY, Limits, RateLimiter, budget_error, set_limits_backend
 
 __all__ = ["ClusterLimiter", "ClusterLimits", "ClusterLimitsBackend", "install", "start_limiter"]
 
@@ -46,6 +46,7 @@ class ClusterLimiter:
         self._next: dict[str, float] = {}  # per model: when the pace lets the next call go (monotonic)
         self._in_use: dict[str, int] = {}
         self._freed: asyncio.Condition | None = None
+        self._budget_gone: asyncio.Event | None = None  # set once the budget is spent: wakes the waiting calls
 
     def _spent(self) -> bool:
         return self.budget_usd is not None and self.spent_usd >= self.budget_usd
@@ -71,7 +72,10 @@ class ClusterLimiter:
             at = max(now, due - (max(1, burst or 1) - 1) * interval)
             self._next[key] = max(due, now) + interval
             if at > now:
-                await asyncio.sleep(at - now)
+                if self._budget_gone is None:
+                    self._budget_gone = asyncio.Event()
+                with contextlib.suppress(TimeoutError):  # woken early only to be refused
+                    await asyncio.wait_for(self._budget_gone.wait(), at - now)
         if self._spent():  # spent while this call waited
             await self.release(key)
             return False
@@ -89,17 +93,38 @@ class ClusterLimiter:
     def charge(self, cost_usd: float) -> None:
         """Add a finished call's cost to the spend."""
         self.spent_usd += max(0.0, cost_usd)
+        if self._spent():
+            if self._budget_gone is None:
+                self._budget_gone = asyncio.Event()
+            self._budget_gone.set()
 
     def stats(self) -> dict[str, Any]:
         """Requests let through, money spent, the budget."""
         return {"requests": self.requests, "spent_usd": self.spent_usd, "budget_usd": self.budget_usd}
 
 
+_local_paces: dict[tuple[str, float], RateLimiter] = {}
+_local_lock = threading.Lock()
+
+
+def _local_pace(key: str, requests_per_minute: float) -> RateLimiter:
+    """This process's own pace for a model, at the cluster's rate (see :class:`ClusterLimits`)."""
+    with _local_lock:
+        pace = _local_paces.get((key, requests_per_minute))
+        if pace is None:
+            pace = _local_paces[key, requests_per_minute] = RateLimiter(requests_per_minute, burst=1)
+        return pace
+
+
 class ClusterLimits:
-    """One model's limits on a worker: each call asks the cluster's limiter (see the module)."""
+    """One model's limits on a worker: each call asks the cluster's limiter (see the module).
+
+    Calls the limiter let go are also paced by this process at the same rate: a process the machine
+    did not schedule for a while (its event loop stalled) would otherwise send every call let go
+    meanwhile at once when it runs again. Steadily paced calls never wait on it."""
 
     def __init__(self, actor: Any, key: str, requests_per_minute: float | None, burst: int | None,
-                 max_concurrency: int | None) -> None:
+                 max_concurrency: int | None, default_rpm: float | None = None) -> None:
         self.actor = actor
         """The limiter actor's handle."""
         self.key = key
@@ -110,6 +135,9 @@ class ClusterLimits:
         """Calls let through at once after a quiet spell."""
         self.max_concurrency = max_concurrency
         """The model's own concurrency, if it sets one (else the limiter's default)."""
+        rpm = requests_per_minute or default_rpm
+        self.local = _local_pace(key, rpm) if rpm else None
+        """This process's pace for the model (None when the model is not paced)."""
 
     def _budget_spent(self) -> Exception:
         stats = _get(self.actor.stats.remote())
@@ -123,6 +151,8 @@ class ClusterLimits:
         """Hold one call's place on the cluster (sync)."""
         if not _get(self._ask()):
             raise self._budget_spent()
+        if self.local is not None:
+            self.local.wait()
         try:
             yield
         finally:
@@ -133,6 +163,8 @@ class ClusterLimits:
         """Hold one call's place on the cluster (async)."""
         if not await self._ask():
             raise await asyncio.to_thread(self._budget_spent)
+        if self.local is not None:
+            await self.local.wait_async()
         try:
             yield
         finally:
@@ -153,28 +185,31 @@ def _get(ref: Any) -> Any:
 class ClusterLimitsBackend:
     """The model layer's limits backend on a worker: every model's limits are :class:`ClusterLimits`."""
 
-    def __init__(self, actor: Any) -> None:
+    def __init__(self, actor: Any, default_rpm: float | None = None) -> None:
         self.actor = actor
         """The limiter actor's handle."""
+        self.default_rpm = default_rpm
+        """The limiter's pace for models that set none of their own."""
 
     def limits_for(self, endpoint_key: str, *, max_concurrency: int | None, requests_per_minute: float | None,
                    burst: int | None) -> Limits:
         """The model's limits, asked of the cluster's limiter."""
-        return ClusterLimits(self.actor, endpoint_key, requests_per_minute, burst, max_concurrency)
+        return ClusterLimits(self.actor, endpoint_key, requests_per_minute, burst, max_concurrency, self.default_rpm)
 
 
 _installed: dict[str, Any] = {}
 _install_lock = threading.Lock()
 
 
-def install(actor: Any, name: str) -> None:
-    """Make this worker's model clients (those made from now on) use the limiter ``name``."""
+def install(actor: Any, name: str, default_rpm: float | None = None) -> None:
+    """Make this worker's model clients (those made from now on) use the limiter ``name``, whose pace for
+    models that set none is ``default_rpm``."""
     with _install_lock:
         if _installed.get("name") != name:
             # One round trip now: a handle's first call is slow (it looks the actor up), and it must
             # not fall between a rate token's grant and the call it paces.
             _get(actor.stats.remote())
-            set_limits_backend(ClusterLimitsBackend(actor))
+            set_limits_backend(ClusterLimitsBackend(actor, default_rpm))
             _installed["name"] = name
 
 
