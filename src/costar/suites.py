@@ -279,9 +279,11 @@ def _new_run(suite: SuiteArg, agent: AgentArg, selection: Selection, options: Ha
     if not scenarios:
         raise ConfigError(f"no scenarios selected (of {len(all_scenarios)}); check --id/--tag/--split")
     agent_obj = agent if isinstance(agent, Agent) else make_agent(agent)
+    executor = make_executor(options.executor)  # a mistake in its options fails before the run is recorded
     run = Run(agent=agent_obj.info, agent_spec=redacted_spec(agent_obj.spec()), suite=suite_paths,
               selection=selection.as_dict(), options={"trials": options.trials, "timeout": options.timeout,
-                                                      "concurrency": options.concurrency},
+                                                      "concurrency": options.concurrency,
+                                                      "executor": executor.describe()},
               project_dir=str(Path.cwd()), description=description,
               metadata={"vcs": vcs_info(_agent_dir(agent_obj)), "tags": list(dict.fromkeys(run_tags)),
                         "origin": origin})
