@@ -26,6 +26,7 @@ from costar.models.limits import Limits, ModelLimits, RateLimiter, process_limit
 from costar.run.agents import Agent, make_agent
 from costar.run.executors import LocalExecutor, make_executor
 from costar.run.harness import Harness, HarnessOptions, HarnessResult, run_sanitizer
+from costar.run.ray_executor import RayExecutor
 from costar.run.vcs import vcs_info
 from costar.scenario import Scenario, load_scenario_file, load_suite, select
 from costar.store import open_store
@@ -372,7 +373,7 @@ def assess_run(run_id: str, *, store: Store | str | Path | None = None, force: b
         stats = _assess_here(st, run.run_id, scenarios, registry, extra_judges, force, on_progress,
                              requests_per_minute, budget_usd)
     else:
-        if not hasattr(chosen_executor, "connect"):
+        if not isinstance(chosen_executor, RayExecutor):
             raise ConfigError(f"the {chosen_executor.name} executor runs trials but cannot score traces; "
                               "use 'local' or 'ray' for costar assess")
         judging = RayJudging(chosen_executor, st, requests_per_minute=requests_per_minute, budget_usd=budget_usd)

@@ -48,6 +48,7 @@ from costar._util.aio import run_sync
 from costar.errors import ConfigError, CostarError
 from costar.run.agents import Agent, RunContext, make_agent
 from costar.run.executors import Executor, TrialPlan
+from costar.run.harness import run_sanitizer
 from costar.run.trial import HarnessOptions, TrialJob, TrialRunner
 from costar.run.workspace import ArtifactLimits, Workspace, place_files
 from costar.scenario import Expectations, Scenario
@@ -69,7 +70,8 @@ class RayExecutorConfig(BaseModel):
     """Always ``ray``."""
     address: str | None = None
     """The cluster: ``HOST:PORT`` of its head (``ray start --head``), ``ray://HOST:10001`` (Ray Client) or
-    ``auto``; unset: ``RAY_ADDRESS``, else a Ray instance started on this machine for the run."""
+    ``auto``; unset: as ``ray.init()`` decides (``RAY_ADDRESS``, a cluster ``ray start`` started on this
+    machine, else a Ray instance started for the run)."""
     max_retries: int = Field(default=3, ge=0, le=100)
     """How often a trial whose worker died is retried elsewhere."""
     max_setup_bytes: int = Field(default=64 * MiB, ge=0)
@@ -222,8 +224,6 @@ class _WorkerState:
 
 def run_on_worker(shared: RunOnWorkers, scenario: Scenario, trial: int, bundle: SetupBundle | None) -> WorkerReply:
     """A Ray task: one trial on this worker, its trace and workspace bytes returned to the driver."""
-    from costar.run.harness import run_sanitizer  # the harness imports this module's executor lazily
-
     agent = _WorkerState.agent(shared.agent_spec)
     base_env = dict(os.environ)
     blobs = MemoryBlobs()
