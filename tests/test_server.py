@@ -210,8 +210,9 @@ def test_listing_pages_with_a_cursor(make_server) -> None:
 
 
 def test_memory_stays_bounded_the_oldest_open_traces_are_stored_early(make_server) -> None:
-    # Traces without their root stay open, so open spans pile up to the limit.
-    srv = make_server(limits={"max_open_spans": 1000}, idle=60)
+    # Traces without their root stay open, so open spans pile up to the limit. The assembler runs in
+    # this process (assembly: thread) so the test can see its open traces.
+    srv = make_server(limits={"max_open_spans": 1000}, idle=60, assembly="thread")
     accepted: set[str] = set()
     peak = 0
     for _ in range(40):
@@ -359,7 +360,7 @@ def test_listening_beyond_loopback_requires_tokens(store) -> None:
 
 
 def test_pii_is_redacted_before_anything_is_stored_even_the_write_ahead_log(make_server) -> None:
-    srv = make_server(idle=60, projects={
+    srv = make_server(idle=60, assembly="thread", projects={  # the write-ahead rows are read before they are stored
         "*": {"redact": {"patterns": {"email": r"[\w.+-]+@[\w-]+\.[\w.]+"}}},
         "shop": {"redact": {"patterns": {"card": r"\b(?:\d[ -]?){13,16}\b"}, "attributes": ["enduser.*"]}}})
     text = "I am jane.doe@example.com, card 4111 1111 1111 1111, key sk-proj-abcdefghijklmnopqrstuvwx"
@@ -426,7 +427,7 @@ def _ingest(srv: Running, n: int, project: str) -> list[str]:
 
 def test_retention_by_age_and_size_keeps_labeled_traces_and_deletes_verdicts_and_blobs(make_server) -> None:
     srv = make_server(projects={"shop": {"retention": {"max_age": "1h"}},
-                                "big": {"retention": {"max_size": 5000}}})
+                                "big": {"retention": {"max_size": 5000}}}, assembly="thread")  # stores on demand
     store = srv.server.store
     old = _ingest(srv, 3, "shop")
     new = _ingest(srv, 2, "shop")

@@ -18,7 +18,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from costar.server.api import build_router
-from costar.server.assembler import Assembler, Listener
+from costar.server.assembler import Assembler, Listener, assembler_settings
+from costar.server.assembly_process import AssemblerProcess
 from costar.server.auth import Authenticator, tokens_required
 from costar.server.config import ServerConfig
 from costar.server.ingest import Ingestor
@@ -56,9 +57,10 @@ class CostarServer:
         self.auth = Authenticator(self.tables, required=tokens_required(config.host, config.require_tokens))
         from costar.models.pricing import PriceTable
 
-        self.assembler = Assembler(self.tables, idle=config.idle, root_wait=max(60.0, config.idle),
-                                   max_open=config.max_open, max_open_spans=config.limits.max_open_spans,
-                                   max_open_traces=config.limits.max_open_traces, price=PriceTable().cost)
+        settings = assembler_settings(config)
+        self.assembler: Assembler | AssemblerProcess = \
+            AssemblerProcess(self.tables, settings, log_level=logging.getLevelName(log.getEffectiveLevel())) \
+            if config.assembly == "process" else Assembler(self.tables, **settings, price=PriceTable().cost)
         for listener in listeners:
             self.assembler.listeners.append(listener)
         self.ingestor = Ingestor(config, self.tables, self.assembler, self.auth)

@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 
+from costar.server.config import ServerConfig
 from costar.server.redaction import RedactedAtIngest
 from costar.server.wal import SpanGroup, decode
 from costar.store.server_tables import ServerTables, ServerTrace
@@ -62,6 +63,12 @@ class CompletedTrace:
 
 
 Listener = Callable[[Sequence[CompletedTrace]], None]
+
+
+def assembler_settings(config: ServerConfig) -> dict[str, Any]:
+    """The :class:`Assembler`'s keyword arguments from server.yaml (JSON-ready, for a child process too)."""
+    return {"idle": config.idle, "root_wait": max(60.0, config.idle), "max_open": config.max_open,
+            "max_open_spans": config.limits.max_open_spans, "max_open_traces": config.limits.max_open_traces}
 
 
 @dataclass(slots=True)
@@ -118,6 +125,8 @@ class Assembler:
         self._refs: dict[int, int] = {}  # write-ahead row -> open traces holding spans of it
         self._recent: OrderedDict[str, str] = OrderedDict()  # stored trace -> project (bounded)
         self._recent_max = 50_000
+        self.recovered_rows: set[int] = set()
+        """Ids of the write-ahead rows :meth:`recover` replayed."""
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -126,7 +135,17 @@ class Assembler:
 
     @property
     def open_spans(self) -> int:
+        """Spans acknowledged but not yet stored in a trace (what ingest's backpressure watches)."""
         return self.stats.open_spans
+
+    @property
+    def accepting(self) -> bool:
+        """Whether new spans can be taken (always, in the server's own process)."""
+        return True
+
+    def take(self, batch_id: int, groups: Sequence[SpanGroup], payload: bytes) -> None:
+        """A committed write-ahead row (its groups, and ``payload``, the row's encoded bytes)."""
+        self.add(batch_id, groups)
 
     def add(self, batch_id: int, groups: Sequence[SpanGroup]) -> None:
         """Spans of a committed write-ahead row join their traces."""
@@ -362,6 +381,7 @@ class Assembler:
             if not rows:
                 return spans
             for batch_id, data in rows:
+                self.recovered_rows.add(batch_id)
                 try:
                     groups = decode(data)
                 except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
@@ -181,6 +181,10 @@ class ServerConfig(BaseModel):
     retention_interval: Duration = 3600.0
     """How often the server applies the retention rules (0: never; ``costar store prune`` does it)."""
     limits: Limits = Field(default_factory=Limits)
+    assembly: Literal["process", "thread"] = "process"
+    """Where traces are assembled: ``process`` (a child process the server supervises, so ingest
+    and assembly use two cores) or ``thread`` (inside the server process: one process, less memory,
+    a single core for everything)."""
 
     @field_validator("default_project")
     @classmethod

@@ -29,6 +29,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from costar.server.assembler import Assembler
+from costar.server.assembly_process import AssemblerProcess
 from costar.server.auth import Authenticator, AuthFailure
 from costar.server.config import PROJECT_ATTRIBUTE, PROJECT_HEADER, ServerConfig, check_project_name
 from costar.server.redaction import Redactor
@@ -131,7 +132,8 @@ class GroupCommitter:
 class Ingestor:
     """The ``/v1/traces`` handler."""
 
-    def __init__(self, config: ServerConfig, tables: ServerTables, assembler: Assembler, auth: Authenticator) -> None:
+    def __init__(self, config: ServerConfig, tables: ServerTables, assembler: Assembler | AssemblerProcess,
+                 auth: Authenticator) -> None:
         self.config = config
         self.tables = tables
         self.assembler = assembler
@@ -158,6 +160,8 @@ class Ingestor:
 
     def _admit(self, declared: int) -> None:
         limits = self.config.limits
+        if not self.assembler.accepting:
+            raise _Overloaded("the server's assembler is restarting; retry later")
         if self.assembler.open_spans >= limits.max_open_spans:
             raise _Overloaded(f"the server holds {self.assembler.open_spans} spans not yet stored; retry later")
         if self.stats.inflight_bytes + declared > limits.max_inflight_bytes and self.stats.inflight_bytes > 0:
@@ -210,12 +214,13 @@ class Ingestor:
             del received
             n = sum(len(g.spans) for g in groups)
             if n:
+                payload = encode(groups)
                 try:
-                    row_id = await self.committer.commit(n, encode(groups))
+                    row_id = await self.committer.commit(n, payload)
                 except Exception as exc:  # not stored, so not acknowledged: the exporter retries
                     return self._refuse(503, f"the store could not take the spans ({type(exc).__name__}); retry later",
                                         is_json, self._retry_after())
-                self.assembler.add(row_id, groups)
+                self.assembler.take(row_id, groups, payload)
         finally:
             self.stats.inflight_bytes -= size
         self.stats.accepted += 1

@@ -27,7 +27,9 @@ _HELP = {
     "costar_spans_refused_total": ("counter", "Spans refused after acknowledgement: a token of one project "
                                               "sent spans of another project's trace."),
     "costar_store_commit_errors_total": ("counter", "Failed attempts to store assembled traces (retried)."),
-    "costar_wal_recovered_spans": ("gauge", "Spans replayed from the write-ahead log at start."),
+    "costar_wal_recovered_spans": ("gauge", "Spans replayed from the write-ahead log at start (and by "
+                                           "restarted assembler processes)."),
+    "costar_assembler_restarts_total": ("counter", "Assembler processes restarted after they exited."),
 }
 
 
@@ -80,7 +82,8 @@ def server_metrics(server: Any) -> dict[str, Any]:
         "costar_spans_stored_total": asm.spans_stored,
         "costar_spans_refused_total": asm.spans_refused,
         "costar_store_commit_errors_total": asm.commit_errors,
-        "costar_wal_recovered_spans": server.recovered_spans,
+        "costar_wal_recovered_spans": getattr(server.assembler, "recovered_spans", server.recovered_spans),
+        "costar_assembler_restarts_total": getattr(server.assembler, "restarts", 0),
     }
 
 
