@@ -335,6 +335,59 @@ def _free_port() -> int:
 # --------------------------------------------------------------------------- main
 
 
+def stage_costs(templates: list[Any], repeat: int = 5) -> dict[str, float]:
+    """CPU per span (µs, ``time.process_time``, so independent of the machine's load) of each stage
+    of the server's path, on the benchmark's batches, in this process on a SQLite store: the ingest
+    process's decode + normalise, route + redact, write-ahead payload and commit; the assembler's
+    payload decode and assembly (finalise, trace, the store's rows, one transaction per batch)."""
+    from costar.server.assembler import Assembler, assembler_settings
+    from costar.server.auth import Authenticator
+    from costar.server.config import ServerConfig
+    from costar.server.ingest import Ingestor
+    from costar.server.wal import decode, encode
+    from costar.store.server_tables import ServerTables
+    from costar.store.sqlite import SQLiteStore
+    from costar.trace.otlp import parse_export_request
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-server-stages-"))
+    store = SQLiteStore(workdir / "store")
+    try:
+        tables = ServerTables(store)
+        config = ServerConfig.model_validate({"idle": 0})
+        asm = Assembler(tables, **{**assembler_settings(config), "root_wait": 0})
+        ingestor = Ingestor(config, tables, asm, Authenticator(tables, required=False))
+        costs: dict[str, float] = {k: 0.0 for k in ("decode", "redact", "payload", "commit", "wal_decode",
+                                                    "assemble")}
+        spans = 0
+        clock = time.process_time
+        for _ in range(repeat):
+            for body, ids in templates:
+                for old in ids:  # fresh trace ids, as the load sends
+                    body = body.replace(old, os.urandom(16))
+                t0 = clock()
+                received = parse_export_request(body, "application/x-protobuf")
+                t1 = clock()
+                groups = ingestor._groups(received, None)
+                t2 = clock()
+                payload = encode(groups)
+                t3 = clock()
+                (row,) = tables.append_batches([(len(received), payload)])
+                t4 = clock()
+                again = decode(payload)
+                t5 = clock()
+                asm.add(row, again)
+                asm.store_due()
+                t6 = clock()
+                for k, a, b in (("decode", t0, t1), ("redact", t1, t2), ("payload", t2, t3), ("commit", t3, t4),
+                                ("wal_decode", t4, t5), ("assemble", t5, t6)):
+                    costs[k] += b - a
+                spans += len(received)
+        return {k: 1e6 * v / spans for k, v in costs.items()}
+    finally:
+        store.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def one_run(kind: str, templates: list[Any], args: argparse.Namespace, cluster: Any) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-server-{kind}-"))
     try:
@@ -373,11 +426,18 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4, help="client processes posting batches")
     ap.add_argument("--only", action="append", choices=["sqlite", "postgresql", "mlflow"])
     ap.add_argument("--mlflow-version", default="3.17.2")
+    ap.add_argument("--stages", action="store_true", help="only the CPU per span of each stage, in this process")
     ap.add_argument("--mlflow-seconds", type=float, default=60.0,
                     help="MLflow's load window (longer: one of its requests takes seconds)")
     args = ap.parse_args()
     kinds = args.only or ["sqlite", "postgresql", "mlflow"]
     templates = template_batches()
+    stages = stage_costs(templates)
+    print("CPU per span by stage (µs): " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
+          + f"; ingest process {sum(stages[k] for k in ('decode', 'redact', 'payload', 'commit')):.1f} + HTTP, "
+          f"assembler process {stages['wal_decode'] + stages['assemble']:.1f}", flush=True)
+    if args.stages:
+        return
     cluster = None
     if "postgresql" in kinds:
         from costar.store.pg_cluster import ThrowawayCluster

@@ -267,3 +267,44 @@ def test_unflatten_ignores_non_indexed_keys() -> None:
              "gen_ai.prompt.10.content": "k"}
     assert unflatten(attrs, "gen_ai.prompt") == [{"content": "a"}, {"content": "b"}, {"content": "k"}]
     assert unflatten({"gen_ai.prompt.name": "p"}, "gen_ai.prompt") is None
+
+
+def _as_exported(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Canonical attributes as an exporter sends them: only ``gen_ai.*`` keys, structured values as JSON."""
+    return {k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in attrs.items()
+            if k.startswith("gen_ai.") and not k.startswith(("gen_ai.prompt", "gen_ai.completion", "gen_ai.system."))
+            and k != "gen_ai.system"}
+
+
+@pytest.mark.parametrize("name", [*LLM_FIXTURES, "otel_genai_tool_execution_span.json"])
+def test_spans_in_canonical_form_take_the_short_path_to_the_same_result(name: str) -> None:
+    from costar.trace.genai import _is_canonical, _normalize, infer_kind
+
+    raw = load(name)
+    kind = infer_kind(raw)
+    assert _normalize(raw, kind, canonical=False) == normalize_attributes(raw, kind)
+    canonical = _as_exported(normalize_attributes(raw, kind))
+    if kind == SpanKind.TOOL:
+        canonical = {**canonical, "input": raw["input"], "output": raw["output"]}  # a tool's own input and output
+    assert _is_canonical(canonical, kind)
+    short = normalize_attributes(canonical, kind)
+    assert short == _normalize(canonical, kind, canonical=False)
+    assert short["gen_ai.input.messages" if kind == SpanKind.LLM else "gen_ai.tool.name"]
+    # Plain text that is not JSON, empty and absent messages, a bare output message without a reason.
+    for extra in ({"gen_ai.input.messages": "not json"}, {"gen_ai.output.messages": "[]"},
+                  {"gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [
+                      {"type": "text", "content": "hi"}]}])}, {"gen_ai.tool.definitions": "[]"}):
+        attrs = {**canonical, **extra}
+        assert _is_canonical(attrs, kind)
+        assert normalize_attributes(attrs, kind) == _normalize(attrs, kind, canonical=False)
+
+
+@pytest.mark.parametrize("attrs", [
+    {"llm.model_name": "gpt-4"}, {"gen_ai.prompt.0.content": "hi"}, {"gen_ai.completion": "x"},
+    {"gen_ai.system": "openai"}, {"agent.name": "a"}, {"session.id": "s"}, {"gen_ai.usage.prompt_tokens": 3},
+    {"embedding.model_name": "e"}, {"input.value": "{}"}, {"output": "x"},
+])
+def test_any_key_of_another_convention_takes_the_full_path(attrs: dict[str, Any]) -> None:
+    from costar.trace.genai import _is_canonical
+
+    assert not _is_canonical({"gen_ai.operation.name": "chat", **attrs}, SpanKind.LLM)

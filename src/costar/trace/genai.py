@@ -485,23 +485,48 @@ def default_span_name(attrs: Mapping[str, Any], kind: SpanKind) -> str:
 # --------------------------------------------------------------------------- normalisation
 
 
+# Keys of the conventions normalisation maps from (OpenInference, OpenLLMetry, older GenAI semantic
+# conventions). A span with none of them is in the canonical form already (what the OTel GenAI
+# instrumentations and coSTAR's own exporter send) and takes a shorter path with the same result.
+_FOREIGN_PREFIXES = ("llm.", "embedding.", "gen_ai.prompt", "gen_ai.completion", "gen_ai.usage.prompt_tokens",
+                     "gen_ai.usage.completion_tokens", "gen_ai.system", "agent.name", "session.id")
+_LLM_RAW_KEYS = frozenset({"input.value", "input", "output.value", "output"})
+"""On an LLM span, raw request and response bodies (OpenInference records them there)."""
+
+
+def _is_canonical(attrs: Mapping[str, Any], kind: SpanKind) -> bool:
+    for key in attrs:
+        if key.startswith(_FOREIGN_PREFIXES):
+            return False
+    return kind != SpanKind.LLM or _LLM_RAW_KEYS.isdisjoint(attrs)
+
+
 def normalize_attributes(attrs: Mapping[str, Any], kind: SpanKind | None = None) -> dict[str, Any]:
     """Return a copy of ``attrs`` with the canonical ``gen_ai.*`` keys filled in and re-shaped."""
-    out = dict(attrs)
     kind = kind or infer_kind(attrs)
-    request = _request_body(out, kind)
-    response = _response_body(out, kind)
-    _provider_and_models(out, request, response)
+    return _normalize(attrs, kind, canonical=_is_canonical(attrs, kind))
+
+
+def _normalize(attrs: Mapping[str, Any], kind: SpanKind, *, canonical: bool) -> dict[str, Any]:
+    """``canonical``: the attributes hold no key of another convention, so nothing is derived from
+    one (only the canonical values are re-shaped)."""
+    out = dict(attrs)
+    request = {} if canonical else _request_body(out, kind)
+    response = {} if canonical else _response_body(out, kind)
+    if not canonical:
+        _provider_and_models(out, request, response)
     _usage(out, response)
-    _request_params(out, request)
-    _tool_definitions(out, request)
+    if not canonical:
+        _request_params(out, request)
+    _tool_definitions(out, request, canonical=canonical)
     _system_instructions(out, request)
-    _input_messages(out, kind, request)
-    _output_messages(out, kind, response)
+    _input_messages(out, kind, request, canonical=canonical)
+    _output_messages(out, kind, response, canonical=canonical)
     if kind == SpanKind.TOOL:
         _tool_call(out)
-    _set_default(out, AGENT_NAME, out.get("agent.name"))
-    _set_default(out, "gen_ai.conversation.id", out.get("session.id"))
+    if not canonical:
+        _set_default(out, AGENT_NAME, out.get("agent.name"))
+        _set_default(out, "gen_ai.conversation.id", out.get("session.id"))
     _set_default(out, OPERATION, _KIND_OPERATIONS.get(kind))
     return out
 
@@ -592,9 +617,9 @@ def _tool_definition(tool: Any) -> Any:
     return tool if "type" in tool else {"type": "function", **tool}
 
 
-def _tool_definitions(out: dict[str, Any], request: Mapping[str, Any]) -> None:
+def _tool_definitions(out: dict[str, Any], request: Mapping[str, Any], *, canonical: bool = False) -> None:
     tools = parse_json(out.get(TOOL_DEFINITIONS))
-    if not isinstance(tools, list):
+    if not isinstance(tools, list) and not canonical:
         tools = unflatten(out, "llm.tools") or request.get("tools")
     if isinstance(tools, list) and tools:
         out[TOOL_DEFINITIONS] = [_tool_definition(t) for t in tools]
@@ -618,19 +643,20 @@ def _message_list(value: Any) -> list[dict[str, Any]]:
     return openai_messages_to_parts(value) if isinstance(value, list) else []
 
 
-def _input_messages(out: dict[str, Any], kind: SpanKind, request: Mapping[str, Any]) -> None:
-    candidates: list[Callable[[], Any]] = [
-        lambda: out.get(INPUT_MESSAGES),
-        lambda: unflatten(out, "llm.input_messages"),
-        lambda: _deprecated(out, "gen_ai.prompt"),
-    ]
-    if kind == SpanKind.LLM:
-        candidates += [lambda: request.get("messages"), lambda: _json_value(out, "input.value", "input")]
+def _input_messages(out: dict[str, Any], kind: SpanKind, request: Mapping[str, Any], *,
+                    canonical: bool = False) -> None:
+    candidates: list[Callable[[], Any]] = [lambda: out.get(INPUT_MESSAGES)]
+    if not canonical:
+        candidates += [lambda: unflatten(out, "llm.input_messages"), lambda: _deprecated(out, "gen_ai.prompt")]
+        if kind == SpanKind.LLM:
+            candidates += [lambda: request.get("messages"), lambda: _json_value(out, "input.value", "input")]
     for get in candidates:
         messages = _message_list(get())
         if messages:
             out[INPUT_MESSAGES] = messages
             return
+    if canonical:
+        return
     prompt = _first(request, "prompt") or _plain_text(out, "gen_ai.prompt")
     if kind == SpanKind.LLM:
         prompt = prompt or _plain_text(out, "input.value", "input")
@@ -674,8 +700,13 @@ def _response_messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
-def _output_messages(out: dict[str, Any], kind: SpanKind, response: Mapping[str, Any]) -> None:
-    messages = _message_list(out.get(OUTPUT_MESSAGES)) or _message_list(unflatten(out, "llm.output_messages"))
+def _output_messages(out: dict[str, Any], kind: SpanKind, response: Mapping[str, Any], *,
+                     canonical: bool = False) -> None:
+    messages = _message_list(out.get(OUTPUT_MESSAGES))
+    if not messages and canonical:
+        return
+    if not messages:
+        messages = _message_list(unflatten(out, "llm.output_messages"))
     if not messages:
         completion = _parse_loose(_deprecated(out, "gen_ai.completion"))
         messages = _message_list(completion) if isinstance(completion, list) else []
