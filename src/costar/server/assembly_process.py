@@ -132,11 +132,15 @@ class AssemblerProcess:
     def __init__(self, tables: ServerTables, settings: dict[str, Any], *, log_level: str = "WARNING",
                  restart_delay: float = 0.5, max_restart_delay: float = 10.0) -> None:
         self.tables = tables
+        """The server's tables; the child opens the same store by its location."""
         self.settings = settings
         """The :class:`~costar.server.assembler.Assembler`'s settings in the child (idle, limits)."""
         self.log_level = log_level
+        """The child's logging level (its log goes to the server's stderr)."""
         self.restart_delay = restart_delay
+        """Seconds before a child that exited is restarted; doubled while children keep failing."""
         self.max_restart_delay = max_restart_delay
+        """The longest wait between restarts."""
         self.stats = AssemblerStats()
         """The child's counters (summed over every child this server started) and gauges."""
         self.listeners: list[Listener] = []

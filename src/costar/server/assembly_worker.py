@@ -49,7 +49,7 @@ def frame(row_id: int, spans: int, payload: bytes) -> bytes:
 
 def _read_exact(stream: IO[bytes], n: int) -> bytes | None:
     data = stream.read(n)
-    if data is None or len(data) < n:  # EOF: the server closed the pipe (or died)
+    if len(data) < n:  # EOF: the server closed the pipe (or died)
         return None
     return data
 
