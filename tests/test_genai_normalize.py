@@ -308,3 +308,43 @@ def test_any_key_of_another_convention_takes_the_full_path(attrs: dict[str, Any]
     from costar.trace.genai import _is_canonical
 
     assert not _is_canonical({"gen_ai.operation.name": "chat", **attrs}, SpanKind.LLM)
+
+
+CANONICAL_MESSAGES = [
+    *EXPECTED_INPUT, *EXPECTED_OUTPUT,
+    {"role": "system", "parts": [], "name": "rules"},
+    {"role": "assistant", "parts": [{"type": "tool_call", "name": "f", "arguments": None}], "finish_reason": "tool_call"},
+    {"role": "tool", "parts": [{"type": "tool_call_response", "response": None}]},
+    {"role": "tool", "parts": [{"type": "tool_call_response", "response": {"ok": True}, "id": "7"}]},
+]
+NOT_CANONICAL = [
+    {"role": "Human", "parts": [{"type": "text", "content": "hi"}]},
+    {"role": "user", "parts": [{"type": "text", "text": "hi"}]},
+    {"role": "user", "parts": [{"type": "text", "content": 3}]},
+    {"role": "user", "parts": [{"type": "text", "content": "hi", "extra": None}]},
+    {"role": "user", "content": "hi"},
+    {"role": "user", "parts": [], "name": ""},
+    {"role": "assistant", "parts": [], "finish_reason": "end_turn"},
+    {"role": "assistant", "parts": [], "finish_reason": " Stop"},
+    {"role": "assistant", "parts": [{"type": "tool_call", "name": "f", "arguments": '{"a": 1}'}]},
+    {"role": "assistant", "parts": [{"type": "tool_call", "name": "f"}]},
+    {"role": "assistant", "parts": [{"type": "tool_call", "name": "f", "arguments": {}, "id": 3}]},
+    {"role": "tool", "parts": [{"type": "tool_call_response", "id": None, "response": "x"}]},
+    {"role": "tool", "parts": [{"type": "tool_call_response"}]},
+    {"role": "user", "parts": [{"type": "image_url", "image_url": {"url": "https://x"}}]},
+    {"role": "user", "parts": "hi"},
+    {"role": "user", "parts": [], "metadata": {}},
+]
+
+
+@pytest.mark.parametrize("message", CANONICAL_MESSAGES + NOT_CANONICAL)
+def test_canonical_messages_are_copied_and_give_what_the_full_conversion_gives(message: dict[str, Any]) -> None:
+    from costar.trace.genai import _canonical_message, _to_parts_message, to_parts_message
+
+    assert _canonical_message(message) is (message in CANONICAL_MESSAGES)
+    converted = to_parts_message(message)
+    assert converted == _to_parts_message(message)
+    if message in CANONICAL_MESSAGES:
+        assert converted == message
+        assert converted is not message
+        assert all(a is not b for a, b in zip(converted["parts"], message["parts"], strict=True))

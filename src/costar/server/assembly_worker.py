@@ -141,6 +141,9 @@ def main() -> int:
         if row_id in asm.recovered_rows:  # committed before the replay read it: taken already
             asm.recovered_rows.discard(row_id)
         else:
+            # Rows arrive in commit order, so none of the replayed ones comes after a new one. (Taking a
+            # row twice would change nothing stored anyway: its spans are known, the trace is not amended.)
+            asm.recovered_rows.clear()
             try:
                 asm.add(row_id, decode(payload))
             except (ValueError, KeyError, TypeError) as exc:

@@ -317,8 +317,49 @@ def _tool_response_parts(msg: Mapping[str, Any], parts: list[dict[str, Any]]) ->
     return [out]
 
 
+_CANONICAL_ROLES = frozenset({"user", "assistant", "system", "tool"})
+_MESSAGE_KEYS = frozenset({"role", "parts", "name", "finish_reason"})
+_TOOL_CALL_KEYS = frozenset({"type", "id", "name", "arguments"})
+
+
+def _canonical_part(p: Any) -> bool:
+    """Whether :func:`normalize_part` would return ``p`` unchanged (an equal dict)."""
+    if type(p) is not dict:
+        return False
+    kind = p.get("type")
+    if kind == "text":
+        return len(p) == 2 and type(p.get("content")) is str
+    if kind == "tool_call":
+        name = p.get("name")
+        return (p.keys() <= _TOOL_CALL_KEYS and "arguments" in p and type(name) is str and bool(name)
+                and type(p.get("id", "")) is str and not isinstance(p["arguments"], str))
+    if kind == "tool_call_response":
+        return "response" in p and all(v is not None for k, v in p.items() if k != "response")
+    return False
+
+
+def _canonical_message(msg: Any) -> bool:
+    """Whether ``msg`` is in the OTel GenAI parts shape already, so converting it changes nothing."""
+    if type(msg) is not dict or not msg.keys() <= _MESSAGE_KEYS or msg.get("role") not in _CANONICAL_ROLES:
+        return False
+    parts = msg.get("parts")
+    if type(parts) is not list or not all(map(_canonical_part, parts)):
+        return False
+    name = msg.get("name")
+    if name is not None and (type(name) is not str or not name):
+        return False
+    reason = msg.get("finish_reason")
+    return reason is None or (type(reason) is str and finish_reason(reason) == reason)
+
+
 def to_parts_message(msg: Any) -> dict[str, Any] | None:
     """Convert one message in any supported dialect to the OTel GenAI parts shape."""
+    if _canonical_message(msg):  # the common case at ingest: copy it, nothing to convert
+        return {**msg, "parts": [dict(p) for p in msg["parts"]]}
+    return _to_parts_message(msg)
+
+
+def _to_parts_message(msg: Any) -> dict[str, Any] | None:
     if isinstance(msg, str):
         return {"role": "user", "parts": [_text_part(msg)]}
     if not isinstance(msg, dict):
@@ -515,7 +556,7 @@ def _normalize(attrs: Mapping[str, Any], kind: SpanKind, *, canonical: bool) -> 
     response = {} if canonical else _response_body(out, kind)
     if not canonical:
         _provider_and_models(out, request, response)
-    _usage(out, response)
+    _usage(out, response, canonical=canonical)
     if not canonical:
         _request_params(out, request)
     _tool_definitions(out, request, canonical=canonical)
@@ -566,9 +607,10 @@ def _provider_and_models(out: dict[str, Any], request: Mapping[str, Any], respon
 _TOKEN_SOURCE_KEYS = tuple(s for sources in _TOKEN_SOURCES.values() for s in sources)
 
 
-def _usage(out: dict[str, Any], response: Mapping[str, Any]) -> None:
+def _usage(out: dict[str, Any], response: Mapping[str, Any], *, canonical: bool = False) -> None:
     usage = as_dict(response.get("usage"))
-    if not usage and not any(s in out for s in _TOKEN_SOURCE_KEYS):  # canonical keys only: just make them ints
+    # Canonical keys only: just make them ints.
+    if canonical or (not usage and not any(s in out for s in _TOKEN_SOURCE_KEYS)):
         for key in _TOKEN_SOURCES:
             given = out.get(key)
             if given is not None and type(given) is not int:
