@@ -58,8 +58,7 @@ class CostarServer:
         from costar.models.pricing import PriceTable
 
         settings = assembler_settings(config)
-        self.assembler: Assembler | AssemblerProcess = \
-            AssemblerProcess(self.tables, settings, log_level=logging.getLevelName(log.getEffectiveLevel())) \
+        self.assembler: Assembler | AssemblerProcess = AssemblerProcess(self.tables, settings) \
             if config.assembly == "process" else Assembler(self.tables, **settings, price=PriceTable().cost)
         for listener in listeners:
             self.assembler.listeners.append(listener)

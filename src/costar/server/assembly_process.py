@@ -129,14 +129,15 @@ class _Channel:
 class AssemblerProcess:
     """Assembly in a supervised child process (see the module's documentation). Thread-safe."""
 
-    def __init__(self, tables: ServerTables, settings: dict[str, Any], *, log_level: str = "WARNING",
+    def __init__(self, tables: ServerTables, settings: dict[str, Any], *, log_level: str | None = None,
                  restart_delay: float = 0.5, max_restart_delay: float = 10.0) -> None:
         self.tables = tables
         """The server's tables; the child opens the same store by its location."""
         self.settings = settings
         """The :class:`~costar.server.assembler.Assembler`'s settings in the child (idle, limits)."""
         self.log_level = log_level
-        """The child's logging level (its log goes to the server's stderr)."""
+        """The child's logging level (its log goes to the server's stderr); default: the server's, when
+        the child starts."""
         self.restart_delay = restart_delay
         """Seconds before a child that exited is restarted; doubled while children keep failing."""
         self.max_restart_delay = max_restart_delay
@@ -227,8 +228,9 @@ class AssemblerProcess:
     def _settings_bytes(self) -> bytes:
         store = self.tables.store
         location = getattr(store, "url", None) if store.backend == "postgresql" else str(store.root)
+        level = self.log_level or logging.getLevelName(log.getEffectiveLevel())
         return orjson.dumps({"store": location, "local_dir": str(store.root), "assembler": self.settings,
-                             "log_level": self.log_level})
+                             "log_level": level})
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-m", "costar.server.assembly_worker"], stdin=subprocess.PIPE,
