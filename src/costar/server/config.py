@@ -170,6 +170,10 @@ class ServerConfig(BaseModel):
     """A trace is complete when its root span has ended and no span of it arrived for this long."""
     max_open: Duration = 3600.0
     """A trace still open this long after its first span is stored anyway (marked incomplete)."""
+    assembly: Literal["process", "thread"] = "process"
+    """Where traces are assembled: ``process`` (a child process the server supervises, so ingest
+    and assembly use two cores) or ``thread`` (inside the server process: one process, less memory,
+    a single core for everything)."""
     default_project: str = DEFAULT_PROJECT
     """The project of spans that name none (no header, token or resource attribute says)."""
     services: dict[str, str] = Field(default_factory=dict)
@@ -181,10 +185,6 @@ class ServerConfig(BaseModel):
     retention_interval: Duration = 3600.0
     """How often the server applies the retention rules (0: never; ``costar store prune`` does it)."""
     limits: Limits = Field(default_factory=Limits)
-    assembly: Literal["process", "thread"] = "process"
-    """Where traces are assembled: ``process`` (a child process the server supervises, so ingest
-    and assembly use two cores) or ``thread`` (inside the server process: one process, less memory,
-    a single core for everything)."""
 
     @field_validator("default_project")
     @classmethod

@@ -20,6 +20,7 @@ _HELP = {
     "costar_ingest_ack_latency_seconds": ("gauge", "Acknowledgement latency quantiles over recent requests."),
     "costar_assembler_open_traces": ("gauge", "Traces not yet complete, held in memory."),
     "costar_assembler_open_spans": ("gauge", "Spans of open traces (the queue depth)."),
+    "costar_assembler_restarts_total": ("counter", "Assembler processes restarted after they exited."),
     "costar_traces_stored_total": ("counter", "Traces stored for the first time."),
     "costar_traces_amended_total": ("counter", "Stored traces rewritten with late spans."),
     "costar_traces_incomplete_total": ("counter", "Traces stored before they were complete."),
@@ -27,9 +28,7 @@ _HELP = {
     "costar_spans_refused_total": ("counter", "Spans refused after acknowledgement: a token of one project "
                                               "sent spans of another project's trace."),
     "costar_store_commit_errors_total": ("counter", "Failed attempts to store assembled traces (retried)."),
-    "costar_wal_recovered_spans": ("gauge", "Spans replayed from the write-ahead log at start (and by "
-                                           "restarted assembler processes)."),
-    "costar_assembler_restarts_total": ("counter", "Assembler processes restarted after they exited."),
+    "costar_wal_recovered_spans": ("gauge", "Spans replayed from the write-ahead log at start."),
 }
 
 
@@ -76,14 +75,14 @@ def server_metrics(server: Any) -> dict[str, Any]:
                                               for q in ("0.5", "0.9", "0.99")},
         "costar_assembler_open_traces": asm.open_traces,
         "costar_assembler_open_spans": asm.open_spans,
+        "costar_assembler_restarts_total": getattr(server.assembler, "restarts", 0),
         "costar_traces_stored_total": asm.traces_stored,
         "costar_traces_amended_total": asm.traces_amended,
         "costar_traces_incomplete_total": asm.traces_incomplete,
         "costar_spans_stored_total": asm.spans_stored,
         "costar_spans_refused_total": asm.spans_refused,
         "costar_store_commit_errors_total": asm.commit_errors,
-        "costar_wal_recovered_spans": getattr(server.assembler, "recovered_spans", server.recovered_spans),
-        "costar_assembler_restarts_total": getattr(server.assembler, "restarts", 0),
+        "costar_wal_recovered_spans": server.recovered_spans,
     }
 
 
