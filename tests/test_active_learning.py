@@ -72,7 +72,8 @@ def test_ranking_reasons_and_exclusions(scene: SQLiteStore) -> None:
     ranked = rank_for_labeling(scene, JUDGE, related=["outcome"])
     by_id = {c.trace_id: c for c in ranked}
     assert [c.trace_id for c in ranked] == ["flipped", "rivals", "split", "twothirds"]
-    assert by_id["split"].score == 1.0 and by_id["split"].reason == "2 samples split 1/1"
+    assert by_id["split"].score == 1.0
+    assert by_id["split"].reason == "2 samples split 1/1"
     assert by_id["twothirds"].score == pytest.approx(binary_entropy(2 / 3)) == pytest.approx(0.918296, abs=1e-6)
     assert by_id["twothirds"].reason == "3 samples split 2/1"
     assert by_id["flipped"].reason == "versions disagree: fail (fp c3d4e5f6) vs pass (fp a1b2c3d4)"
@@ -163,9 +164,11 @@ def test_confidence_without_samples_and_failed_samples(store: SQLiteStore) -> No
     assert ranked["conf"].signals["consistency"] == pytest.approx(binary_entropy(0.75))
     assert ranked["conf"].reason == "self-consistency 0.75"
     # Failed samples are no votes: two (or one) successful samples that agree show no doubt.
-    assert "failed" not in ranked and "lone" not in ranked
+    assert "failed" not in ranked
+    assert "lone" not in ranked
     assert ranked["mixed"].reason == "3 samples split 2/1 (1 failed)"
-    assert math.isclose(binary_entropy(0.5), 1.0) and binary_entropy(1.0) == 0.0
+    assert math.isclose(binary_entropy(0.5), 1.0)
+    assert binary_entropy(1.0) == 0.0
 
 
 def test_queue_file_feeds_costar_label(scene: SQLiteStore, tmp_path: Path) -> None:
@@ -174,4 +177,5 @@ def test_queue_file_feeds_costar_label(scene: SQLiteStore, tmp_path: Path) -> No
     ids = read_queue(path)
     assert ids == [c.trace_id for c in ranked]
     items = label_queue(scene, JUDGE, queue=ids, labeler="ana")
-    assert [i.trace_id for i in items] == ids and not any(i.done for i in items)
+    assert [i.trace_id for i in items] == ids
+    assert not any(i.done for i in items)

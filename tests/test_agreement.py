@@ -145,7 +145,8 @@ def test_categorical_matches_sklearn_on_annotator_pairs(annotators, left: str, r
     assert result.n == 999
     assert result.accuracy.value == pytest.approx(accuracy_score(a, b))
     assert result.kappa.value == pytest.approx(cohen_kappa_score(a, b))
-    assert result.kappa_linear is not None and result.kappa_quadratic is not None
+    assert result.kappa_linear is not None
+    assert result.kappa_quadratic is not None
     assert result.kappa_linear.value == pytest.approx(cohen_kappa_score(a, b, weights="linear"))
     assert result.kappa_quadratic.value == pytest.approx(cohen_kappa_score(a, b, weights="quadratic"))
     assert result.confusion.counts == confusion_matrix(a, b, labels=[0, 1, 2]).tolist()
@@ -208,7 +209,8 @@ def test_binary_matches_sklearn_on_model_judge(annotators, gpt) -> None:
     assert result.confusion.counts == confusion_matrix(y_true, y_pred, labels=[False, True]).tolist()
     assert [result.tn, result.fp, result.fn, result.tp] == confusion_matrix(y_true, y_pred).ravel().tolist()
     for stat in (result.balanced_accuracy, result.f1):
-        assert stat.ci is not None and stat.value is not None
+        assert stat.ci is not None
+        assert stat.value is not None
         assert stat.ci.low < stat.value < stat.ci.high
 
 
@@ -216,8 +218,10 @@ def test_binary_matches_sklearn_on_model_judge(annotators, gpt) -> None:
 def test_bootstrap_interval_agrees_with_standard_error_at_n_999(annotators) -> None:
     result = categorical_agreement(annotators["a1"], annotators["a2"])
     normal, boot = result.kappa.ci, result.kappa.ci_bootstrap
-    assert normal is not None and boot is not None
-    assert boot.method == "bootstrap-percentile" and result.settings.resamples == 2000
+    assert normal is not None
+    assert boot is not None
+    assert boot.method == "bootstrap-percentile"
+    assert result.settings.resamples == 2000
     assert boot.low == pytest.approx(normal.low, abs=0.01)
     assert boot.high == pytest.approx(normal.high, abs=0.01)
 
@@ -233,7 +237,8 @@ def test_fleiss_matches_statsmodels_on_three_annotators(annotators) -> None:
     assert from_counts.value == pytest.approx(reference)
     assert (from_labels.n_items, from_labels.n_raters) == (999, 3)
     ci = from_labels.ci_bootstrap
-    assert ci is not None and ci.low < reference < ci.high
+    assert ci is not None
+    assert ci.low < reference < ci.high
 
 
 @needs_pandalm
@@ -285,9 +290,12 @@ def test_many_rater_inputs_as_dicts() -> None:
 
 def test_many_rater_statistics_undefined_on_one_label() -> None:
     fleiss = fleiss_kappa([["x", "x"], ["x", "x"]])
-    assert fleiss.value is None and fleiss.ci_bootstrap is None and "undefined" in fleiss.notes[0]
+    assert fleiss.value is None
+    assert fleiss.ci_bootstrap is None
+    assert "undefined" in fleiss.notes[0]
     alpha = krippendorff_alpha([[1, 1, None], [1, 1, 1]])
-    assert alpha.value is None and "undefined" in alpha.notes[0]
+    assert alpha.value is None
+    assert "undefined" in alpha.notes[0]
 
 
 # ----------------------------------------------------------------------------- intervals
@@ -298,12 +306,14 @@ def test_many_rater_statistics_undefined_on_one_label() -> None:
 def test_wilson_matches_statsmodels(count: int, total: int, confidence: float) -> None:
     low, high = proportion_confint(count, total, alpha=1 - confidence, method="wilson")
     result = proportion(count, total, confidence)
-    assert result.ci is not None and result.ci.method == "wilson"
+    assert result.ci is not None
+    assert result.ci.method == "wilson"
     assert (result.ci.low, result.ci.high) == pytest.approx((low, high), abs=1e-12)
 
 
 def test_proportion_without_data_has_no_value() -> None:
-    assert proportion(0, 0).value is None and proportion(0, 0).ci is None
+    assert proportion(0, 0).value is None
+    assert proportion(0, 0).ci is None
 
 
 def test_bootstrap_is_seeded() -> None:
@@ -312,7 +322,8 @@ def test_bootstrap_is_seeded() -> None:
     first = binary_agreement(a, b, positive=1, seed=3).kappa.ci_bootstrap
     again = binary_agreement(a, b, positive=1, seed=3).kappa.ci_bootstrap
     other = binary_agreement(a, b, positive=1, seed=4).kappa.ci_bootstrap
-    assert first == again and first != other
+    assert first == again
+    assert first != other
     assert binary_agreement(a, b, positive=1, resamples=0).kappa.ci_bootstrap is None
 
 
@@ -325,21 +336,25 @@ def test_dicts_exclude_and_count_unmatched_and_unlabelled_items() -> None:
     result = binary_agreement(a, b)
     cov = result.coverage
     assert (cov.n_a, cov.n_b, cov.used, cov.only_a, cov.only_b, cov.unlabelled) == (5, 5, 3, 1, 1, 1)
-    assert result.n == 3 and (result.tp, result.fp) == (2, 1)
+    assert result.n == 3
+    assert (result.tp, result.fp) == (2, 1)
 
 
 def test_single_class_gives_undefined_kappa_with_a_note() -> None:
     result = binary_agreement([True] * 6, [True] * 6)
-    assert result.kappa.value is None and result.kappa.ci is None
+    assert result.kappa.value is None
+    assert result.kappa.ci is None
     assert result.accuracy.value == 1.0
-    assert result.tnr.value is None and result.negative is False
+    assert result.tnr.value is None
+    assert result.negative is False
     assert any("kappa is undefined" in note for note in result.notes)
     assert "n/a (undefined)" in result.format()
 
 
 def test_perfect_agreement_has_zero_se() -> None:
     result = binary_agreement([True, False, True, False], [True, False, True, False])
-    assert result.kappa.value == 1.0 and result.kappa.se == 0.0
+    assert result.kappa.value == 1.0
+    assert result.kappa.se == 0.0
 
 
 def test_binary_labels_keep_the_data_spelling_and_infer_negative() -> None:
@@ -347,13 +362,15 @@ def test_binary_labels_keep_the_data_spelling_and_infer_negative() -> None:
     assert (result.positive, result.negative) == ("pass", "fail")
     assert result.confusion.labels == ["fail", "pass"]
     numeric = binary_agreement([1, 0, 1], [1, 1, 0])  # positive=True matches the label 1
-    assert numeric.positive == 1 and type(numeric.positive) is int
+    assert numeric.positive == 1
+    assert type(numeric.positive) is int
 
 
 def test_string_labels_have_no_weighted_kappa_without_an_order() -> None:
     a, b = ["low", "mid", "high", "mid"], ["low", "high", "high", "mid"]
     plain = categorical_agreement(a, b, resamples=0)
-    assert plain.kappa_linear is None and any("labels=[...]" in n for n in plain.notes)
+    assert plain.kappa_linear is None
+    assert any("labels=[...]" in n for n in plain.notes)
     ordered = categorical_agreement(a, b, labels=["low", "mid", "high"], resamples=0)
     assert ordered.kappa_linear is not None
     assert ordered.kappa_linear.value == pytest.approx(
@@ -368,7 +385,8 @@ def test_type_clash_is_noted() -> None:
 def test_results_round_trip_through_json() -> None:
     result = categorical_agreement([0, 1, 2, 2, 1], [0, 1, 1, 2, 1], resamples=50)
     data = json.loads(json.dumps(result.to_dict()))
-    assert data["kind"] == "categorical" and data["labels"] == [0, 1, 2]
+    assert data["kind"] == "categorical"
+    assert data["labels"] == [0, 1, 2]
     assert format_agreement(data) == result.format()
     multi = fleiss_kappa([[1, 1, 2], [2, 2, 2], [1, 2, 1]], resamples=50)
     assert format_agreement(json.loads(json.dumps(multi.to_dict()))) == multi.format()

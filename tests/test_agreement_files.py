@@ -119,7 +119,8 @@ def test_pandalm_annotators_match_sklearn() -> None:
     a1, a2 = [r["annotator1"] for r in records], [r["annotator2"] for r in records]
     result = agreement_between_files(HUMANS, HUMANS, "idx", "annotator1", "annotator2")
     json.dumps(result)  # JSON-serialisable as returned
-    assert result["kind"] == "categorical" and result["n"] == 999
+    assert result["kind"] == "categorical"
+    assert result["n"] == 999
     assert result["kappa"]["value"] == pytest.approx(cohen_kappa_score(a1, a2))
     assert result["kappa_quadratic"]["value"] == pytest.approx(cohen_kappa_score(a1, a2, weights="quadratic"))
     assert result["accuracy"]["value"] == pytest.approx(accuracy_score(a1, a2))
@@ -135,7 +136,8 @@ def test_pandalm_model_judge_string_verdicts_align_with_integer_labels() -> None
     assert raw["labels"] == [0, 1, 2, "Tie", "garbage"]
     recoded = agreement_between_files(HUMANS, GPT, "idx", "annotator1", "gpt_result",
                                       recode_b={"Tie": 0, "garbage": None}, labels=[1, 0, 2])
-    assert recoded["n"] == 974 and recoded["coverage"]["unlabelled"] == 25
+    assert recoded["n"] == 974
+    assert recoded["coverage"]["unlabelled"] == 25
     assert recoded["labels"] == [1, 0, 2]
     humans = {r["idx"]: r["annotator1"] for r in json.loads(HUMANS.read_text())}
     verdicts = {r["idx"]: {"1": 1, "2": 2, "Tie": 0}.get(r["gpt_result"]) for r in json.loads(GPT.read_text())}
@@ -152,9 +154,11 @@ def test_pandalm_model_judge_string_verdicts_align_with_integer_labels() -> None
 @needs_pandalm
 def test_unlabelled_garbage_can_be_kept_as_a_disagreement() -> None:
     result = agreement_between_files(HUMANS, GPT, "idx", "annotator1", "gpt_result", recode_b={"Tie": 0})
-    assert result["n"] == 999 and result["labels"] == [0, 1, 2, "garbage"]
+    assert result["n"] == 999
+    assert result["labels"] == [0, 1, 2, "garbage"]
     # The 25 unparseable verdicts count against the judge: 691 of 999 agree instead of 691 of 974.
-    assert result["accuracy"]["count"] == 691 and result["accuracy"]["total"] == 999
+    assert result["accuracy"]["count"] == 691
+    assert result["accuracy"]["total"] == 999
     assert result["kappa_linear"] is None  # a string label has no place on the ordinal scale
 
 
@@ -164,7 +168,9 @@ def test_binary_files_with_different_id_fields(tmp_path: Path) -> None:
                                                   [("t1", "pass"), ("t2", "pass"), ("t3", "pass"),
                                                    ("t4", "fail"), ("t6", "fail")]))
     result = agreement_between_files(humans, judge, "trace", "verdict", "out.v", b_key="tid", resamples=100)
-    assert result["kind"] == "binary" and result["positive"] == "pass" and result["negative"] == "fail"
+    assert result["kind"] == "binary"
+    assert result["positive"] == "pass"
+    assert result["negative"] == "fail"
     assert (result["tp"], result["fn"], result["fp"], result["tn"]) == (2, 1, 1, 0)
     cov = result["coverage"]
     assert (cov["only_a"], cov["only_b"], cov["unlabelled"]) == (1, 1, 0)
@@ -178,7 +184,8 @@ def test_recode_typos_and_explicit_positive(tmp_path: Path) -> None:
     b = write(tmp_path, "b.csv", "id,y\n1,1\n2,0\n3,0\n")
     result = agreement_between_files(a, b, "id", "y", "y", recode_a={"good": 1, "bad": 0, "god": 1},
                                      positive=1, resamples=0)
-    assert result["kind"] == "binary" and result["positive"] == 1
+    assert result["kind"] == "binary"
+    assert result["positive"] == 1
     assert (result["tp"], result["fn"], result["tn"]) == (1, 1, 1)
     assert any("recode_a entry 'god' matched no label" in n for n in result["notes"])
     with pytest.raises(LabelSetError, match="binary agreement needs two labels, found 3"):

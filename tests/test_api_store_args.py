@@ -27,7 +27,8 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_issue_example_and_the_old_order(stored: Path) -> None:
     summary = costar.summarize_run("latest", store=str(stored / ".costar"))
-    assert summary.totals.trials == 2 and summary.all_gates_passed
+    assert summary.totals.trials == 2
+    assert summary.all_gates_passed
     with SQLiteStore(stored / ".costar") as st:
         old = api.summarize_run(st, st.resolve_run_id("latest"))
     assert old == summary

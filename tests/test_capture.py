@@ -61,10 +61,14 @@ def test_command_agent_using_the_openai_sdk_is_captured(project: Path, store: SQ
     first, second = spans
     assert first.attributes["gen_ai.request.model"] == "gpt-4o-mini"
     out = first.attributes["gen_ai.output.messages"][0]["parts"]
-    assert out[0]["type"] == "tool_call" and out[0]["name"] == "get_weather" and out[0]["arguments"] == {"city": "Paris"}
-    assert second.attributes["gen_ai.usage.input_tokens"] == 40 and second.attributes["gen_ai.usage.output_tokens"] == 8
+    assert out[0]["type"] == "tool_call"
+    assert out[0]["name"] == "get_weather"
+    assert out[0]["arguments"] == {"city": "Paris"}
+    assert second.attributes["gen_ai.usage.input_tokens"] == 40
+    assert second.attributes["gen_ai.usage.output_tokens"] == 8
     assert second.attributes["costar.usage.cost_usd"] > 0  # gpt-4o-mini is in the price table
-    assert t.totals.llm_calls == 2 and t.totals.input_tokens > 40
+    assert t.totals.llm_calls == 2
+    assert t.totals.input_tokens > 40
     assert "sk-test-not-a-real-key" not in str([s.attributes for s in t.spans])
 
 
@@ -73,7 +77,8 @@ def test_capture_can_be_switched_off(project: Path, store: SQLiteStore) -> None:
     with ScriptedModelServer(RULES) as srv:
         t = run_one(store, {"type": "command", "command": [sys.executable, "agent.py"], "capture_sdk": False,
                             "env": {"MODEL_URL": srv.base_url}})
-    assert t.status.value == "ok" and llm_spans(t) == []
+    assert t.status.value == "ok"
+    assert llm_spans(t) == []
 
 
 def test_in_process_agent_sync_async_stream_and_anthropic(project: Path, store: SQLiteStore) -> None:
@@ -133,7 +138,8 @@ def test_model_client_calls_are_not_recorded_twice(project: Path, store: SQLiteS
         store.create_run(run)
         res = asyncio.run(Harness(a, store, HarnessOptions()).run([sc], run))
     t = store.get_trace(res.trace_ids[0])
-    assert t.output == "hello from the model" and len(llm_spans(t)) == 1
+    assert t.output == "hello from the model"
+    assert len(llm_spans(t)) == 1
 
 
 def test_sdk_calls_outside_a_recording_pass_through() -> None:

@@ -117,7 +117,8 @@ def test_check_outcomes(ctx: JudgeContext, spec: dict, expected: bool) -> None:
     assert v.error is None, v.error
     assert v.passed is expected, v.rationale
     assert v.rationale, "every verdict explains itself"
-    assert v.fingerprint and v.trace_id == TID
+    assert v.fingerprint
+    assert v.trace_id == TID
 
 
 def test_every_registered_check_is_exercised() -> None:
@@ -136,7 +137,8 @@ def test_agent_completed(ctx: JudgeContext) -> None:
     ctx.trace.status = TraceStatus.TIMEOUT
     ctx.trace.error = "timed out after 3s"
     v = verdict("agent_completed", ctx)
-    assert not v.passed and "timeout" in v.rationale
+    assert not v.passed
+    assert "timeout" in v.rationale
 
 
 def test_python_check_and_broken_python_check_is_an_error(ctx: JudgeContext, project: Path) -> None:
@@ -145,21 +147,30 @@ def test_python_check_and_broken_python_check_is_an_error(ctx: JudgeContext, pro
         "def broken(ctx):\n    raise RuntimeError('bug in the check')\n"
         "def wrong_type(ctx):\n    return 42\n")
     v = verdict({"python": {"function": "mychecks:mentions", "args": {"word": "revenue"}}}, ctx)
-    assert v.passed and v.rationale == "looked for revenue"
+    assert v.passed
+    assert v.rationale == "looked for revenue"
     broken = verdict({"python": "mychecks:broken"}, ctx)
-    assert broken.outcome == "error" and broken.passed is None and "bug in the check" in broken.error
+    assert broken.outcome == "error"
+    assert broken.passed is None
+    assert "bug in the check" in broken.error
     wrong = verdict({"python": "mychecks:wrong_type"}, ctx)
-    assert wrong.outcome == "error" and "expected bool" in wrong.error
+    assert wrong.outcome == "error"
+    assert "expected bool" in wrong.error
     missing = verdict({"python": "nosuchmodule:fn"}, ctx)
-    assert missing.outcome == "error" and "cannot import module" in missing.error
+    assert missing.outcome == "error"
+    assert "cannot import module" in missing.error
 
 
 def test_gate_and_name_options(ctx: JudgeContext) -> None:
     j = parse_check({"max_tokens": 10, "gate": False, "name": "token budget"})
-    assert isinstance(j, CheckJudge) and not j.gating and j.name == "token budget"
+    assert isinstance(j, CheckJudge)
+    assert not j.gating
+    assert j.name == "token budget"
     assert parse_check(j.spec()).name == "token budget"
     v = asyncio.run(j.judge(ctx))
-    assert v.passed is False and v.gating is False and v.name == "token budget"
+    assert v.passed is False
+    assert v.gating is False
+    assert v.name == "token budget"
 
 
 def test_fingerprint_changes_with_parameters_only() -> None:
@@ -221,7 +232,9 @@ def test_checks_md_is_generated_from_the_check_models() -> None:
     assert committed == checks_markdown(), "stale: run costar checks --markdown > docs/CHECKS.md"
     for kind in CHECKS.names():
         cls = CHECKS.get(kind)
-        assert f"## `{kind}`" in committed and cls.__doc__ and cls.example, kind
+        assert f"## `{kind}`" in committed, kind
+        assert cls.__doc__, kind
+        assert cls.example, kind
         for option in option_names(cls):
             assert f"`{option.split(' ')[0]}`" in committed, (kind, option)
         written = yaml.safe_load(cls.example)

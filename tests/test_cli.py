@@ -63,18 +63,22 @@ def test_run_exit_codes_and_reports(tmp_path: Path) -> None:
         """)
     res = costar("run", "--junit", "out.xml", "--html", "out.html", cwd=proj)
     assert res.returncode == 1, res.stdout + res.stderr
-    assert "red" in res.stdout and "output lacks 'never'" in res.stdout
+    assert "red" in res.stdout
+    assert "output lacks 'never'" in res.stdout
     suite = ET.parse(proj / "out.xml").getroot()
     cases = suite.findall(".//testcase")
     assert len(cases) == 3
     assert sum(1 for c in cases if c.find("failure") is not None) == 1
     html = (proj / "out.html").read_text()
-    assert "<html" in html and "output lacks" in html
-    assert 'src="http' not in html and 'href="http' not in html  # opens offline
+    assert "<html" in html
+    assert "output lacks" in html
+    assert 'src="http' not in html
+    assert 'href="http' not in html  # opens offline
     green_only = costar("run", "--id", "green", cwd=proj)
     assert green_only.returncode == 0, green_only.stdout + green_only.stderr
     runs = costar("runs", cwd=proj)
-    assert runs.returncode == 0 and runs.stdout.count("finished") == 2
+    assert runs.returncode == 0
+    assert runs.stdout.count("finished") == 2
 
 
 def test_usage_and_configuration_errors_exit_2_with_one_line(tmp_path: Path) -> None:
@@ -89,7 +93,9 @@ def test_usage_and_configuration_errors_exit_2_with_one_line(tmp_path: Path) -> 
     res = costar("run", cwd=proj)
     assert res.returncode == 2
     err = res.stderr.strip()
-    assert err.startswith("error: ") and "suite.yaml:6" in err and "gte" in err
+    assert err.startswith("error: ")
+    assert "suite.yaml:6" in err
+    assert "gte" in err
     assert len(err.splitlines()) == 1
     assert not (proj / ".costar").exists() or not list((proj / ".costar").rglob("*.db-wal"))  # nothing ran
     assert costar("run", "--concurrency", "0", cwd=proj).returncode == 2
@@ -97,14 +103,17 @@ def test_usage_and_configuration_errors_exit_2_with_one_line(tmp_path: Path) -> 
     assert costar("report", "no-such-run", cwd=proj).returncode == 2
     (proj / "costar.yaml").write_text("suite: scenarios\nconcurency: 3\n")
     bad_cfg = costar("run", cwd=proj)
-    assert bad_cfg.returncode == 2 and "costar.yaml:2" in bad_cfg.stderr and "concurency" in bad_cfg.stderr
+    assert bad_cfg.returncode == 2
+    assert "costar.yaml:2" in bad_cfg.stderr
+    assert "concurency" in bad_cfg.stderr
 
 
 def test_schema_command(tmp_path: Path) -> None:
     res = costar("schema", cwd=tmp_path)
     assert res.returncode == 0
     schema = json.loads(res.stdout)
-    assert "Scenario" in schema["$defs"] and "Check" in schema["$defs"]
+    assert "Scenario" in schema["$defs"]
+    assert "Check" in schema["$defs"]
 
 
 def test_committed_schema_file_is_current(tmp_path: Path) -> None:
@@ -130,19 +139,23 @@ def test_assess_rescoring_uses_the_cache_and_picks_up_changed_checks(tmp_path: P
         """)
     assert costar("run", cwd=proj).returncode == 0
     again = costar("assess", cwd=proj)
-    assert again.returncode == 0 and "0 verdicts computed, 6 cached" in again.stdout, again.stdout
+    assert again.returncode == 0, again.stdout
+    assert "0 verdicts computed, 6 cached" in again.stdout, again.stdout
     # Tighten the check without re-running the agent: re-scoring turns the run red.
     suite = proj / "scenarios" / "suite.yaml"
     suite.write_text(suite.read_text().replace("output_contains: hello", "output_contains: HELLO"))
     red = costar("assess", cwd=proj)
-    assert red.returncode == 1 and "3 verdicts computed" in red.stdout, red.stdout
+    assert red.returncode == 1, red.stdout
+    assert "3 verdicts computed" in red.stdout, red.stdout
     suite.write_text(suite.read_text().replace("output_contains: HELLO", "output_contains: hello"))
     back = costar("assess", cwd=proj)
-    assert back.returncode == 0 and "3 restored" in back.stdout, back.stdout
+    assert back.returncode == 0, back.stdout
+    assert "3 restored" in back.stdout, back.stdout
     # A scenario file broken mid-edit does not block re-scoring, and the user is told.
     suite.write_text(suite.read_text() + "  oops: [\n")
     broken = costar("assess", cwd=proj)
-    assert broken.returncode == 0 and "definition stored with the run" in broken.stderr, broken.stderr
+    assert broken.returncode == 0, broken.stderr
+    assert "definition stored with the run" in broken.stderr, broken.stderr
     assert calls.read_text().count("x") == 3  # the agent ran once per trial, never for re-scoring
 
 
@@ -191,7 +204,8 @@ def test_resume_after_kill_9_reruns_nothing_finished(tmp_path: Path) -> None:
     with sqlite3.connect(db) as c:
         rows = c.execute("SELECT scenario_id, trial FROM traces").fetchall()
         statuses = c.execute("SELECT status FROM runs").fetchall()
-    assert len(rows) == 12 and len(set(rows)) == 12
+    assert len(rows) == 12
+    assert len(set(rows)) == 12
     assert statuses == [("finished",)]
     calls = log.read_text().split()
     for key in done_before:

@@ -28,10 +28,13 @@ def test_align_promote_rollback_and_assess_with_the_active_version(tmp_path: Pat
     assert res.returncode == 0, res.stdout + res.stderr
     assert "promoted" in res.stdout.lower()
     versions = costar("judges", "versions", JUDGE, cwd=tmp_path)
-    assert versions.returncode == 0 and "*" in versions.stdout and "v2" in versions.stdout.replace(" ", ""), versions.stdout
+    assert versions.returncode == 0, versions.stdout
+    assert "*" in versions.stdout, versions.stdout
+    assert "v2" in versions.stdout.replace(" ", ""), versions.stdout
     diff = costar("judges", "diff", JUDGE, "1", "2", cwd=tmp_path)
     assert diff.returncode == 0, diff.stderr
-    assert diff.stdout.count("--- v1") == 1 and diff.stdout.count("+++ v2") == 1, diff.stdout  # printed once
+    assert diff.stdout.count("--- v1") == 1, diff.stdout
+    assert diff.stdout.count("+++ v2") == 1, diff.stdout  # printed once
 
     # The registry now resolves the judge to the aligned version: it judges stored traces correctly.
     run = Run(run_id="20990101-000000-aaaaaa")
@@ -42,10 +45,12 @@ def test_align_promote_rollback_and_assess_with_the_active_version(tmp_path: Pat
     scored = costar("assess", run.run_id, "--suite", "suite.yaml", cwd=tmp_path)
     assert scored.returncode == 1, scored.stdout + scored.stderr  # the aligned judge fails the TODO answer
     [verdict] = [v for v in store.verdicts(run_id=run.run_id) if v.name == JUDGE]
-    assert verdict.passed is False and verdict.fingerprint == VersionRegistry(store.root, tmp_path).active(JUDGE).fingerprint
+    assert verdict.passed is False
+    assert verdict.fingerprint == VersionRegistry(store.root, tmp_path).active(JUDGE).fingerprint
 
     back = costar("judges", "rollback", JUDGE, cwd=tmp_path)
-    assert back.returncode == 0 and "project definition" in back.stdout, back.stdout + back.stderr
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert "project definition" in back.stdout, back.stdout + back.stderr
     rescored = costar("assess", run.run_id, cwd=tmp_path)
     assert rescored.returncode == 0, rescored.stdout  # the unaligned judge passes everything again
 
@@ -61,7 +66,8 @@ def test_a_promoted_version_keeps_the_files_floor_and_says_which_version_is_acti
     store = SQLiteStore(tmp_path / ".costar")
     build_world(store, tmp_path, server.model_uri())
     aligned = costar("judges", "align", JUDGE, "--optimizer", "memalign", "--embedder", "hashing", cwd=tmp_path)
-    assert aligned.returncode == 0 and "promoted" in aligned.stdout, aligned.stdout + aligned.stderr
+    assert aligned.returncode == 0, aligned.stdout + aligned.stderr
+    assert "promoted" in aligned.stdout, aligned.stdout + aligned.stderr
 
     yaml_file = tmp_path / "judges" / f"{JUDGE}.yaml"
     yaml_file.write_text(yaml_file.read_text() + "agreement_floor: {metric: kappa, min: 0.9, golden: gs}\n")
@@ -73,8 +79,10 @@ def test_a_promoted_version_keeps_the_files_floor_and_says_which_version_is_acti
     assert "agreement_floor from the file applies" in check.stderr, check.stderr
     listed = costar("judges", "list", "--json", cwd=tmp_path)
     [info] = [i for i in json.loads(listed.stdout) if i["name"] == JUDGE]
-    assert info["type"] == "memalign" and info["agreement_floor"]["min"] == 0.9
-    assert info["notes"] and "v2" in info["notes"][0]
+    assert info["type"] == "memalign"
+    assert info["agreement_floor"]["min"] == 0.9
+    assert info["notes"]
+    assert "v2" in info["notes"][0]
 
     # Instructions edited after the promotion: the version keeps its own, and says so.
     yaml_file.write_text(yaml_file.read_text().replace("complete and acceptable", "acceptable"))
@@ -84,4 +92,5 @@ def test_a_promoted_version_keeps_the_files_floor_and_says_which_version_is_acti
     # Back to the file: no version, no note, the file's floor.
     assert costar("judges", "deactivate", JUDGE, cwd=tmp_path).returncode == 0
     plain = costar("judges", "check", "--json", cwd=tmp_path)
-    assert "note:" not in plain.stderr and json.loads(plain.stdout)["results"][0]["floor"]["min"] == 0.9
+    assert "note:" not in plain.stderr
+    assert json.loads(plain.stdout)["results"][0]["floor"]["min"] == 0.9

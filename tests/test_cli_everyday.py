@@ -100,7 +100,8 @@ def test_report_reads_at_80_columns(project: Path) -> None:
     # The scenario id is whole, on one line; the long check is shortened in the judge table.
     assert any(LONG_ID in line for line in lines)
     judge_rows = [line for line in lines if line.startswith("csv(")]
-    assert judge_rows and all(len(line) <= 80 for line in judge_rows)
+    assert judge_rows
+    assert all(len(line) <= 80 for line in judge_rows)
     assert 'csv(file="revenue_quarterly_clean.csv", …)' in res.stdout
     # The full text is one flag away.
     full = costar("report", "--full", cwd=project, columns=200)
@@ -116,7 +117,8 @@ def test_compare_and_metrics_read_at_80_columns(project: Path) -> None:
     for args in (("compare", base, head), ("metrics", head)):
         res = costar(*args, cwd=project)
         lines = res.stdout.splitlines()
-        assert res.returncode in (0, 1) and lines, res.stderr
+        assert res.returncode in (0, 1), res.stderr
+        assert lines, res.stderr
         assert max(len(line) for line in lines) <= 80, "\n".join(line for line in lines if len(line) > 80)
         assert any(LONG_ID in line for line in lines), res.stdout  # the id whole, on one line
         assert "…" not in "".join(line for line in lines if LONG_ID in line)
@@ -133,25 +135,32 @@ def test_runs_show_whole_ids_that_paste_back(project: Path) -> None:
     res = costar("runs", cwd=project)
     assert res.returncode == 0, res.stderr
     ids = re.findall(r"\b\d{8}-\d{6}-[0-9a-f]{6}\b", res.stdout)
-    assert len(ids) == 2 and "…" not in res.stdout
+    assert len(ids) == 2
+    assert "…" not in res.stdout
     assert max(len(line) for line in res.stdout.splitlines()) <= 80
     for run_id in ids:
         pasted = costar("report", run_id, cwd=project)
-        assert pasted.returncode == 1 and run_id in pasted.stdout, pasted.stderr
+        assert pasted.returncode == 1, pasted.stderr
+        assert run_id in pasted.stdout, pasted.stderr
     wide = costar("runs", cwd=project, columns=160)
-    assert "cli" in wide.stdout and "3/5" in wide.stdout  # origin and trials
+    assert "cli" in wide.stdout
+    assert "3/5" in wide.stdout  # origin and trials
 
 
 def test_trace_ids_are_whole_and_any_unique_prefix_works(project: Path) -> None:
     res = costar("traces", "list", cwd=project)
     ids = re.findall(r"\b[0-9a-f]{32}\b", res.stdout)
-    assert len(ids) == 5 and "…" not in res.stdout, res.stdout
+    assert len(ids) == 5, res.stdout
+    assert "…" not in res.stdout, res.stdout
     shown = costar("traces", "show", ids[0], cwd=project)
-    assert shown.returncode == 0 and ids[0] in shown.stdout
+    assert shown.returncode == 0
+    assert ids[0] in shown.stdout
     prefix = costar("traces", "show", ids[0][:10], cwd=project)
-    assert prefix.returncode == 0 and ids[0] in prefix.stdout
+    assert prefix.returncode == 0
+    assert ids[0] in prefix.stdout
     unknown = costar("traces", "show", "ffffffffff0", cwd=project)
-    assert unknown.returncode == 2 and unknown.stderr.startswith("error: no trace 'ffffffffff0'")
+    assert unknown.returncode == 2
+    assert unknown.stderr.startswith("error: no trace 'ffffffffff0'")
     assert "traces list" in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1
 
@@ -161,25 +170,33 @@ def test_traces_show_prints_span_facts_and_text_artifacts_escaped(project: Path)
     trace = next(t for t in listing.traces if t.scenario_id == LONG_ID)
     res = costar("traces", "show", trace.trace_id, "--attributes", cwd=project, columns=200)
     assert res.returncode == 0, res.stderr
-    assert "notes.txt" in res.stdout and "line one" in res.stdout
+    assert "notes.txt" in res.stdout
+    assert "line one" in res.stdout
     assert "\\x1b[2Jline two" in res.stdout  # the escape shown, not sent to the terminal
     assert "\x1b" not in res.stdout
     assert "process.exit_code = 0" in res.stdout  # an attribute of the command span
     bounded = costar("traces", "show", trace.trace_id, "--artifact-chars", "12", cwd=project)
-    assert "line two" not in bounded.stdout and "line one" in bounded.stdout
+    assert "line two" not in bounded.stdout
+    assert "line one" in bounded.stdout
 
 
 def test_every_json_view_parses_and_holds_whole_ids(project: Path) -> None:
     base, head = _runs(project)[1], _runs(project)[0]
     traces = TraceList.model_validate_json(costar("traces", "list", head, "--json", cwd=project).stdout)
-    assert traces.schema_version == 1 and traces.kind == "traces" and traces.run_id == head
+    assert traces.schema_version == 1
+    assert traces.kind == "traces"
+    assert traces.run_id == head
     assert all(re.fullmatch(r"[0-9a-f]{32}", t.trace_id) for t in traces.traces)
     detail = TraceDetail.model_validate_json(
         costar("traces", "show", traces.traces[0].trace_id[:8], "--json", cwd=project).stdout)
-    assert detail.trace_id == traces.traces[0].trace_id and detail.spans and detail.spans[0].attributes is not None
+    assert detail.trace_id == traces.traces[0].trace_id
+    assert detail.spans
+    assert detail.spans[0].attributes is not None
     assert {a.path for a in detail.artifacts} >= {"notes.txt"}
     report = RunReport.model_validate_json(costar("report", head, "--json", cwd=project).stdout)
-    assert report.kind == "report" and report.run_id == head and report.origin == "cli"
+    assert report.kind == "report"
+    assert report.run_id == head
+    assert report.origin == "cli"
     assert {t.trace_id for t in report.trials()} == {t.trace_id for t in traces.traces}
     judges = JudgeList.model_validate_json(costar("judges", "list", "--json", cwd=project).stdout)
     assert "outcome" in {j.name for j in judges.judges}

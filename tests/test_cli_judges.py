@@ -45,7 +45,8 @@ def test_list_shows_project_judges_and_templates(labeled: Path) -> None:
     res = costar("judges", "list", "--json", cwd=labeled)
     assert res.returncode == 0, res.stderr
     infos = {i["name"]: i for i in json.loads(res.stdout)["judges"]}
-    assert infos["tau-bench.reward"]["type"] == "llm" and infos["tau-bench.reward"]["agreement_floor"]["min"] == 0.95
+    assert infos["tau-bench.reward"]["type"] == "llm"
+    assert infos["tau-bench.reward"]["agreement_floor"]["min"] == 0.95
     assert {"outcome", "skill_invocation", "best_practices"} <= set(infos)
 
 
@@ -65,22 +66,26 @@ def test_gates_use_declared_and_command_line_floors(labeled: Path) -> None:
     loose = costar("judges", "check", "--floor", "tau-bench.reward:accuracy>=0.9", cwd=labeled)
     assert "tau-bench.reward" in loose.stdout
     nolabels = costar("judges", "check", "--floor", "outcome:kappa>=0.5", cwd=labeled)
-    assert nolabels.returncode == 1 and "label" in nolabels.stdout.lower()
+    assert nolabels.returncode == 1
+    assert "label" in nolabels.stdout.lower()
     bad = costar("judges", "check", "--floor", "nonsense", cwd=labeled)
-    assert bad.returncode == 2 and "NAME:METRIC>=MIN" in bad.stderr
+    assert bad.returncode == 2
+    assert "NAME:METRIC>=MIN" in bad.stderr
 
 
 def test_corrected_pass_rate(labeled: Path) -> None:
     res = costar("judges", "corrected", "tau-bench.reward", "--golden", "air", "--split", "all", "--json", cwd=labeled)
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
-    assert data["raw"]["count"] == 84 and data["raw"]["total"] == 200
+    assert data["raw"]["count"] == 84
+    assert data["raw"]["total"] == 200
 
 
 def test_uncertain_queue_when_nothing_is_uncertain(labeled: Path) -> None:
     (labeled / "q.txt").write_text("an-old-trace-id\n")
     res = costar("judges", "uncertain", "tau-bench.reward", "--queue-out", "q.txt", cwd=labeled)
-    assert res.returncode == 0 and "no unlabeled trace" in res.stdout
+    assert res.returncode == 0
+    assert "no unlabeled trace" in res.stdout
     # The queue file is written (empty) even when nothing is uncertain: no stale queue survives.
     assert (labeled / "q.txt").read_text() == ""
     assert "q.txt is empty" in res.stdout
@@ -100,7 +105,8 @@ def test_uncertain_lists_scenario_names(tmp_path: Path) -> None:
     st.close()
     res = costar("judges", "uncertain", "polite", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert "refund-policy[0]" in res.stdout and "refund-policy[1]" in res.stdout, res.stdout
+    assert "refund-policy[0]" in res.stdout, res.stdout
+    assert "refund-policy[1]" in res.stdout, res.stdout
 
 
 def test_labelers_take_a_comma_list_or_the_flag_twice(labeled: Path) -> None:
@@ -116,20 +122,24 @@ def test_labelers_take_a_comma_list_or_the_flag_twice(labeled: Path) -> None:
     comma = costar("judges", "agreement", "tau-bench.reward", "--labelers", "ann,bob", cwd=labeled)
     assert comma.returncode == 0, comma.stderr
     twice = costar("judges", "agreement", "tau-bench.reward", "--labelers", "ann", "--labelers", "bob", cwd=labeled)
-    assert twice.returncode == 0 and twice.stdout == comma.stdout
+    assert twice.returncode == 0
+    assert twice.stdout == comma.stdout
     # The confusion matrix says which side is which.
     assert "confusion (rows: human, labeler 'ann'; columns: human, labeler 'bob')" in comma.stdout, comma.stdout
     one = costar("judges", "agreement", "tau-bench.reward", "--labelers", "ann", cwd=labeled)
-    assert one.returncode == 2 and "--labelers takes two different labelers (e.g. --labelers ann,bob)" in one.stderr
+    assert one.returncode == 2
+    assert "--labelers takes two different labelers (e.g. --labelers ann,bob)" in one.stderr
     helped = costar("judges", "agreement", "--help", cwd=labeled)
-    assert "<str,str>" not in helped.stdout and "ann,bob" in helped.stdout
+    assert "<str,str>" not in helped.stdout
+    assert "ann,bob" in helped.stdout
 
 
 def test_judge_agreement_names_the_human_and_the_judge_axes(labeled: Path) -> None:
     res = costar("judges", "agreement", "tau-bench.reward", "--split", "all", cwd=labeled)
     assert res.returncode == 0, res.stderr
     line = next(x for x in res.stdout.splitlines() if "confusion" in x)
-    assert line.strip().startswith("confusion (rows: human, ") and "; columns: judge, " in line, line
+    assert line.strip().startswith("confusion (rows: human, "), line
+    assert "; columns: judge, " in line, line
 
 
 def test_judges_check_split_all_measures_every_split(tmp_path: Path) -> None:
@@ -154,7 +164,8 @@ def test_judges_check_split_all_measures_every_split(tmp_path: Path) -> None:
     default = costar("judges", "check", "--json", cwd=tmp_path)
     [on_test] = json.loads(default.stdout)["results"]
     assert (on_test["floor"]["split"], on_test["compared"]) == ("test", 4)
-    assert on_test["warnings"] and "16 needed" in on_test["warnings"][0]
+    assert on_test["warnings"]
+    assert "16 needed" in on_test["warnings"][0]
     every = costar("judges", "check", "--split", "all", "--json", cwd=tmp_path)
     [on_all] = json.loads(every.stdout)["results"]
     assert (on_all["floor"]["split"], on_all["compared"]) == ("all", 20), every.stdout

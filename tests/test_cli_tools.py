@@ -31,7 +31,8 @@ def test_agreement_on_pandalm_annotators(tmp_path: Path) -> None:
                  "--a-field", "annotator1", "--b-field", "annotator2", "--json", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert out["n"] == 999 and out["kind"] == "categorical"
+    assert out["n"] == 999
+    assert out["kind"] == "categorical"
     assert abs(out["kappa"]["value"] - 0.8520) < 1e-3
     assert out["kappa"]["ci"]["low"] < out["kappa"]["value"] < out["kappa"]["ci"]["high"]
 
@@ -41,13 +42,16 @@ def test_agreement_judge_vs_human_with_recoding(tmp_path: Path) -> None:
                  "--key", "idx", "--a-field", "annotator1", "--b-field", "gpt_result",
                  "--recode-b", "Tie=0", "--recode-b", "garbage=", "--labels", "1,0,2", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert "974 items" in res.stdout and "0.709" in res.stdout
+    assert "974 items" in res.stdout
+    assert "0.709" in res.stdout
 
 
 def test_agreement_bad_input_is_one_line(tmp_path: Path) -> None:
     res = costar("agreement", str(PANDALM / "testset-v1.json"), str(PANDALM / "testset-v1.json"), "--key", "nope",
                  "--a-field", "annotator1", "--b-field", "annotator2", cwd=tmp_path)
-    assert res.returncode == 2 and res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1
+    assert res.returncode == 2
+    assert res.stderr.startswith("error: ")
+    assert len(res.stderr.strip().splitlines()) == 1
     bad = costar("agreement", "a.csv", "b.csv", "--key", "id", "--a-field", "x", "--b-field", "y", "--recode-a",
                  "noequals", cwd=tmp_path)
     assert bad.returncode == 2
@@ -69,11 +73,14 @@ def test_scripted_server_and_model_chat_from_the_cli(tmp_path: Path) -> None:
                 time.sleep(0.1)
         res = costar("model", "chat", f"openai-compatible:/m?base_url={base}", "ping", cwd=tmp_path)
         assert res.returncode == 0, res.stderr
-        assert res.stdout.splitlines()[0] == "pong" and "3 in / 1 out tokens" in res.stdout
+        assert res.stdout.splitlines()[0] == "pong"
+        assert "3 in / 1 out tokens" in res.stdout
         down = costar("model", "chat", "openai-compatible:/m?base_url=http://127.0.0.1:9/v1", "ping", cwd=tmp_path)
-        assert down.returncode == 2 and "127.0.0.1:9" in down.stderr
+        assert down.returncode == 2
+        assert "127.0.0.1:9" in down.stderr
         unknown = costar("model", "chat", "nosuch:/m", "ping", cwd=tmp_path)
-        assert unknown.returncode == 2 and "nosuch" in unknown.stderr
+        assert unknown.returncode == 2
+        assert "nosuch" in unknown.stderr
     finally:
         server.terminate()
         server.wait(10)
@@ -103,11 +110,13 @@ def test_compare_and_metrics_commands_gate_on_regressions(tmp_path: Path) -> Non
     comparison = json.loads(res.stdout)
     assert comparison["has_significant_regression"] is True
     same = costar("compare", base, base, cwd=tmp_path)
-    assert same.returncode == 0 and "unchanged" in same.stdout
+    assert same.returncode == 0
+    assert "unchanged" in same.stdout
     m = costar("metrics", head, "--max", "latency_s=0.000001", cwd=tmp_path)
     assert m.returncode == 1, m.stdout + m.stderr
     bad = costar("metrics", head, "--max", "tokens", cwd=tmp_path)
-    assert bad.returncode == 2 and "METRIC=LIMIT" in bad.stderr
+    assert bad.returncode == 2
+    assert "METRIC=LIMIT" in bad.stderr
 
 
 def test_run_prints_metric_alerts_against_history(tmp_path: Path) -> None:
@@ -133,4 +142,5 @@ def test_run_prints_metric_alerts_against_history(tmp_path: Path) -> None:
         (tmp_path / "calls.txt").write_text(calls)
         res = costar("run", cwd=tmp_path)
         assert res.returncode == 0, res.stdout + res.stderr
-    assert "metric alert" in res.stdout and "tool calls" in res.stdout, res.stdout
+    assert "metric alert" in res.stdout, res.stdout
+    assert "tool calls" in res.stdout, res.stdout

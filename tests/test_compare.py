@@ -58,16 +58,25 @@ def test_clear_regression_gates(store: SQLiteStore) -> None:
     _store_run(store, "head", {"a": (2, 10)}, created_at=2.0)
     c = compare_runs(store, "base", "head")
     a = c.scenario("a")
-    assert a is not None and a.change == "regressed" and a.rates is not None
-    assert a.rates.p_value == pytest.approx(boschloo_exact(10, 10, 2, 10)) and a.rates.p_value < 0.05
+    assert a is not None
+    assert a.change == "regressed"
+    assert a.rates is not None
+    assert a.rates.p_value == pytest.approx(boschloo_exact(10, 10, 2, 10))
+    assert a.rates.p_value < 0.05
     assert (a.rates.base.successes, a.rates.base.n, a.rates.head.successes, a.rates.head.n) == (10, 10, 2, 10)
     assert a.rates.head.low < a.rates.head.value < a.rates.head.high  # type: ignore[operator]
     assert c.overall.change == "regressed"
     judge = c.judge("check")
-    assert judge is not None and judge.change == "regressed" and judge.gating
-    assert c.has_significant_regression and c.exit_code == 1
+    assert judge is not None
+    assert judge.change == "regressed"
+    assert judge.gating
+    assert c.has_significant_regression
+    assert c.exit_code == 1
     out = _render(c)
-    assert "REGRESSION" in out and "10/10" in out and "2/10" in out and "<0.001" in out
+    assert "REGRESSION" in out
+    assert "10/10" in out
+    assert "2/10" in out
+    assert "<0.001" in out
 
 
 def test_small_difference_is_inconclusive(store: SQLiteStore) -> None:
@@ -75,7 +84,8 @@ def test_small_difference_is_inconclusive(store: SQLiteStore) -> None:
     _store_run(store, "head", {"a": (2, 4)}, created_at=2.0)
     c = compare_runs(store, "base", "head")
     assert c.scenario("a").change == "inconclusive"  # type: ignore[union-attr]
-    assert c.overall.change == "inconclusive" and c.exit_code == 0
+    assert c.overall.change == "inconclusive"
+    assert c.exit_code == 0
     assert "no significant regression" in _render(c)
 
 
@@ -84,16 +94,19 @@ def test_identical_runs_are_unchanged(store: SQLiteStore) -> None:
     _store_run(store, "head", {"a": (7, 10), "b": (10, 10)}, created_at=2.0)
     c = compare_runs(store, "base", "head")
     assert [s.change for s in c.scenarios] == ["unchanged", "unchanged"]
-    assert c.overall.change == "unchanged" and c.overall.p_value == 1.0
+    assert c.overall.change == "unchanged"
+    assert c.overall.p_value == 1.0
     assert c.judge("check").change == "unchanged"  # type: ignore[union-attr]
-    assert not c.has_significant_regression and c.warnings == []
+    assert not c.has_significant_regression
+    assert c.warnings == []
 
 
 def test_improvement_does_not_gate(store: SQLiteStore) -> None:
     _store_run(store, "base", {"a": (1, 10)})
     _store_run(store, "head", {"a": (9, 10)}, created_at=2.0)
     c = compare_runs(store, "base", "head")
-    assert c.scenario("a").change == "improved" and c.exit_code == 0  # type: ignore[union-attr]
+    assert c.scenario("a").change == "improved"
+    assert c.exit_code == 0  # type: ignore[union-attr]
 
 
 def test_added_and_removed_scenarios(store: SQLiteStore) -> None:
@@ -103,13 +116,18 @@ def test_added_and_removed_scenarios(store: SQLiteStore) -> None:
     changes = {s.scenario_id: s.change for s in c.scenarios}
     assert changes == {"a": "unchanged", "new": "added", "gone": "removed"}
     new = c.scenario("new")
-    assert new is not None and new.base_rate is None and new.head_rate is not None and new.rates is None
+    assert new is not None
+    assert new.base_rate is None
+    assert new.head_rate is not None
+    assert new.rates is None
     # The overall rate covers the shared scenario only: the hard new one is not a regression.
     assert (c.overall.base.successes, c.overall.base.n, c.overall.head.n) == (5, 5, 5)
-    assert c.overall.change == "unchanged" and c.exit_code == 0
+    assert c.overall.change == "unchanged"
+    assert c.exit_code == 0
     assert any("1 added, 1 removed" in w for w in c.warnings)
     out = _render(c)
-    assert "ADDED" in out and "REMOVED" in out
+    assert "ADDED" in out
+    assert "REMOVED" in out
 
 
 def test_judge_fingerprint_change_is_flagged(store: SQLiteStore) -> None:
@@ -117,8 +135,10 @@ def test_judge_fingerprint_change_is_flagged(store: SQLiteStore) -> None:
     _store_run(store, "head", {"a": (5, 10)}, fingerprint="fp-new", created_at=2.0)
     c = compare_runs(store, "base", "head")
     judge = c.judge("check")
-    assert judge is not None and judge.fingerprint_changed
-    assert judge.base_fingerprints == ["fp-old"] and judge.head_fingerprints == ["fp-new"]
+    assert judge is not None
+    assert judge.fingerprint_changed
+    assert judge.base_fingerprints == ["fp-old"]
+    assert judge.head_fingerprints == ["fp-new"]
     assert "judge check changed between runs: comparison measures the judge too" in c.warnings
     assert "(changed)" in _render(c)
 
@@ -133,7 +153,9 @@ def test_judges_added_removed_and_metrics(store: SQLiteStore) -> None:
     changes = {j.name: j.change for j in c.judges}
     assert changes == {"old-check": "removed", "new-check": "added", "score": "metric"}
     score = c.judge("score")
-    assert score is not None and (score.base_mean, score.head_mean) == (0.5, 0.75) and not score.gating
+    assert score is not None
+    assert (score.base_mean, score.head_mean) == (0.5, 0.75)
+    assert not score.gating
 
 
 # ----------------------------------------------------------------------------- multiplicity
@@ -155,7 +177,8 @@ def test_one_lucky_scenario_among_many_is_not_a_regression(store: SQLiteStore) -
     _store_run(store, "head", {**steady, "wobbly": (5, 10)}, created_at=2.0)
     c = compare_runs(store, "base", "head")
     wobbly = c.scenario("wobbly")
-    assert wobbly is not None and wobbly.rates is not None
+    assert wobbly is not None
+    assert wobbly.rates is not None
     assert wobbly.rates.p_value == pytest.approx(0.0128, abs=1e-4)  # significant alone (Boschloo)...
     assert wobbly.rates.p_adjusted == pytest.approx(min(1.0, 21 * wobbly.rates.p_value))
     assert wobbly.change == "inconclusive"  # ...not among 21 tests
@@ -190,7 +213,8 @@ def test_comparison_json_round_trip(store: SQLiteStore) -> None:
     _store_run(store, "head", {"a": (2, 10), "c": (1, 1)}, created_at=2.0, fingerprint="fp2")
     c = compare_runs(store, "base", "head")
     data = json.loads(c.model_dump_json())
-    assert data["has_significant_regression"] is True and data["exit_code"] == 1
+    assert data["has_significant_regression"] is True
+    assert data["exit_code"] == 1
     assert Comparison.model_validate(data) == c
     # The library path over summaries gives the same answer as the store path (which adds the
     # tool attribution, read from the traces).
@@ -206,7 +230,8 @@ def test_summaries_without_a_store() -> None:
         return summarize(Run(run_id=run_id), traces, verdicts)
 
     c = compare_summaries(summary("b", 9), summary("h", 1))  # type: ignore[arg-type]
-    assert c.scenario("a").change == "regressed" and c.exit_code == 1  # type: ignore[union-attr]
+    assert c.scenario("a").change == "regressed"
+    assert c.exit_code == 1  # type: ignore[union-attr]
 
 
 def test_judge_errors_are_left_out_and_said(store: SQLiteStore) -> None:
@@ -215,7 +240,9 @@ def test_judge_errors_are_left_out_and_said(store: SQLiteStore) -> None:
     store.write_verdicts([Verdict.failure("check", "model timed out", trace_id="head-a-0")])
     c = compare_runs(store, "base", "head")
     a = c.scenario("a")
-    assert a is not None and a.head_rate is not None and a.head_rate.n == 3
+    assert a is not None
+    assert a.head_rate is not None
+    assert a.head_rate.n == 3
     assert any("head run: 1 of 4 trials had judge errors" in w for w in c.warnings)
 
 
@@ -284,9 +311,11 @@ def test_tau_bench_split_in_two_shows_no_spurious_regression(tau: TauRuns) -> No
     assert {s.change for s in c.scenarios} <= {"unchanged", "inconclusive"}
     counts = c.counts()
     assert counts.get("unchanged", 0) > counts.get("inconclusive", 0)
-    assert c.overall.change in ("unchanged", "inconclusive") and c.overall.p_value > 0.5
+    assert c.overall.change in ("unchanged", "inconclusive")
+    assert c.overall.p_value > 0.5
     assert (c.overall.base.n, c.overall.head.n) == (100, 100)
-    assert not c.has_significant_regression and c.exit_code == 0
+    assert not c.has_significant_regression
+    assert c.exit_code == 0
     assert c.judge("tau-bench.reward").change in ("unchanged", "inconclusive")  # type: ignore[union-attr]
 
 
@@ -294,13 +323,15 @@ def test_tau_bench_pass_hat_k_matches_the_raw_rewards(tau: TauRuns) -> None:
     c = compare_runs(tau.store, "base", "head")
     rewards = _raw_rewards()
     for s in c.scenarios:
-        assert s.pass_hat_k is not None and s.pass_hat_k.k == 2
+        assert s.pass_hat_k is not None
+        assert s.pass_hat_k.k == 2
         for side, trials in (("base", (0, 1)), ("head", (2, 3))):
             passes = sum(rewards[s.scenario_id][t] == 1.0 for t in trials)
             # pass^2 over 2 trials: C(c, 2) / C(2, 2) -- 1 only when both trials passed.
             assert getattr(s.pass_hat_k, side) == math.comb(passes, 2) / math.comb(2, 2), (s.scenario_id, side)
             rate = s.base_rate if side == "base" else s.head_rate
-            assert rate is not None and (rate.successes, rate.n) == (passes, 2)
+            assert rate is not None
+            assert (rate.successes, rate.n) == (passes, 2)
 
 
 def test_tau_bench_zeroed_head_is_a_regression(tau: TauRuns) -> None:
@@ -311,9 +342,12 @@ def test_tau_bench_zeroed_head_is_a_regression(tau: TauRuns) -> None:
     base_passes = sum(r[t] == 1.0 for r in rewards.values() for t in (0, 1))
     assert (c.overall.base.successes, c.overall.head.successes) == (base_passes, head_passes)
     assert c.overall.p_value == pytest.approx(boschloo_exact(base_passes, 100, head_passes, 100))
-    assert c.overall.change == "regressed" and c.overall.p_value < 0.05
+    assert c.overall.change == "regressed"
+    assert c.overall.p_value < 0.05
     # Two trials per task cannot show a regression in any one task: the run as a whole does.
     assert all(s.change in ("unchanged", "inconclusive") for s in c.scenarios)
-    assert c.has_significant_regression and c.exit_code == 1
+    assert c.has_significant_regression
+    assert c.exit_code == 1
     out = _render(c)
-    assert "REGRESSION" in out and "overall" in out
+    assert "REGRESSION" in out
+    assert "overall" in out

@@ -59,10 +59,12 @@ def test_criteria_without_a_model_judge_are_warned_about_at_load(tmp_path: Path)
     listed = costar("scenarios", cwd=proj)
     assert listed.returncode == 0, listed.stderr
     # 'tone' applies to every scenario but never reads {{criteria}}: the criteria would be ignored.
-    assert "scenario 'greets'" in listed.stderr and "1 natural-language criterion but no model judge applies it" \
-        in listed.stderr, listed.stderr
+    assert "scenario 'greets'" in listed.stderr, listed.stderr
+    assert ("1 natural-language criterion but no model judge applies it" \
+        in listed.stderr), listed.stderr
     assert "'counts'" not in listed.stderr  # no criteria, nothing to warn about
-    assert "judges: [outcome] in costar.yaml" in listed.stderr and "apply_to: all" in listed.stderr
+    assert "judges: [outcome] in costar.yaml" in listed.stderr
+    assert "apply_to: all" in listed.stderr
     run = costar("run", "--no-progress", "--id", "greets", cwd=proj,
                  COSTAR_JUDGE_MODEL="openai-compatible:/m?base_url=http://127.0.0.1:9/v1")
     assert "warning: scenario 'greets'" in run.stderr, run.stderr
@@ -72,29 +74,35 @@ def test_costar_yaml_judges_apply_to_every_scenario(tmp_path: Path) -> None:
     with ScriptedModelServer([Rule(system="careful judge", json={"rationale": "greets Ada", "value": True})]) as srv:
         proj = _project(tmp_path / "p", "judges: [criteria-met]\n", {"criteria-met": _criteria_judge(srv.model_uri())})
         listed = costar("scenarios", cwd=proj)
-        assert listed.returncode == 0 and "warning" not in listed.stderr, listed.stderr
+        assert listed.returncode == 0, listed.stderr
+        assert "warning" not in listed.stderr, listed.stderr
         run = costar("run", "--no-progress", cwd=proj)
         assert run.returncode == 0, run.stdout + run.stderr
         assert "warning" not in run.stderr
     store = SQLiteStore(proj / ".costar")
     verdicts = store.verdicts(run_id=store.resolve_run_id("latest"))
     judged = sorted(store.get_trace(v.trace_id, spans=False).scenario_id for v in verdicts if v.name == "criteria-met")
-    assert judged == ["counts", "greets"] and all(v.passed for v in verdicts if v.name == "criteria-met")
+    assert judged == ["counts", "greets"]
+    assert all(v.passed for v in verdicts if v.name == "criteria-met")
 
 
 def test_apply_to_all_in_a_judge_file_counts(tmp_path: Path) -> None:
     proj = _project(tmp_path / "p", judges={
         "criteria-met": _criteria_judge("openai-compatible:/m?base_url=http://127.0.0.1:9/v1", "apply_to: all")})
     listed = costar("scenarios", cwd=proj)
-    assert listed.returncode == 0 and "warning" not in listed.stderr, listed.stderr
+    assert listed.returncode == 0, listed.stderr
+    assert "warning" not in listed.stderr, listed.stderr
 
 
 def test_bad_judges_in_costar_yaml_are_one_line_errors(tmp_path: Path) -> None:
     unknown = _project(tmp_path / "a", "judges: [no-such-judge]\n")
     res = costar("scenarios", cwd=unknown)
-    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert res.returncode == 2, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert "costar.yaml: judges[0]: unknown judge 'no-such-judge'" in res.stderr
     typo = _project(tmp_path / "b", "judges: [{nam: outcome}]\n")
     res = costar("run", "--no-progress", cwd=typo)
-    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
-    assert "judges[0]" in res.stderr and "(a judge name, or {name, options, gate})" in res.stderr
+    assert res.returncode == 2, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "judges[0]" in res.stderr
+    assert "(a judge name, or {name, options, gate})" in res.stderr

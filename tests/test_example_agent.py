@@ -70,11 +70,13 @@ def test_scripted_conversation_drives_the_agent_through_the_harness(tmp_path: Pa
     assert outcome.store is not None
     (trace,) = list(outcome.store.iter_traces(outcome.run.run_id))
     assert trace.status == TraceStatus.OK
-    assert trace.output is not None and "removed 6 duplicate rows" in trace.output
+    assert trace.output is not None
+    assert "removed 6 duplicate rows" in trace.output
     llm = [s for s in trace.spans if s.kind == SpanKind.LLM]
     tools = [s.attributes["gen_ai.tool.name"] for s in sorted(trace.spans, key=lambda s: s.start_ns)
              if s.kind == SpanKind.TOOL]
-    assert len(llm) == 4 and all(s.attributes["gen_ai.usage.input_tokens"] > 0 for s in llm)
+    assert len(llm) == 4
+    assert all(s.attributes["gen_ai.usage.input_tokens"] > 0 for s in llm)
     assert tools == ["load_skill", "drop_duplicates"]
     assert (tmp_path / ".costar").is_dir()
 
@@ -120,7 +122,8 @@ def test_malformed_tool_calls_fail_the_trial_and_the_run_goes_on(tmp_path: Path)
         assert any(s.kind == SpanKind.LLM and s.status.code == StatusCode.ERROR for s in trace.spans)
     for sid in traces:
         summary = outcome.summary.scenario(sid)
-        assert summary is not None and summary.status == "fail"
+        assert summary is not None
+        assert summary.status == "fail"
         assert "agent_completed" not in failed_checks(outcome, sid)
 
 
@@ -182,7 +185,8 @@ def test_fit_messages_drops_old_exchanges_but_never_the_task_or_a_skill() -> Non
                 *exchange(0, "load_skill", "# Skill\nuse the median"),
                 *[m for i in range(1, 8) for m in exchange(i, "read_file", "9" * 2000)]]
     fitted, cut = fit_messages(messages, budget=1200)
-    assert sum(message_tokens(m) for m in fitted) <= 1200 and cut > 0
+    assert sum(message_tokens(m) for m in fitted) <= 1200
+    assert cut > 0
     assert fitted[:2] == messages[:2]
     assert any(m.get("content") == "# Skill\nuse the median" for m in fitted)
     assert fitted[-1]["tool_call_id"] == "c7"  # the newest result survives, shortened
@@ -213,14 +217,19 @@ def test_csv_tools_on_the_suites_messy_files(tmp_path: Path) -> None:
 
     summary = box.call("profile_csv", {"path": "sales.csv", "output": "profile.json"})
     profile = json.loads((tmp_path / "profile.json").read_text())
-    assert profile["rows"] == 120 and profile["missing"]["region"] == 4 and profile["missing"]["units"] == 7
-    assert "120 rows" in summary and '"' not in summary
+    assert profile["rows"] == 120
+    assert profile["missing"]["region"] == 4
+    assert profile["missing"]["units"] == 7
+    assert "120 rows" in summary
+    assert '"' not in summary
 
     assert "is empty" in box.call("profile_csv", {"path": "empty.csv"})
 
     box.call("convert_numeric", {"path": "prices.csv", "column": "price", "output": "prices_clean.csv"})
     prices = dict(line.split(",") for line in (tmp_path / "prices_clean.csv").read_text().split()[1:])
-    assert prices["SKU-001"] == "1200.5" and prices["SKU-003"] == "" and prices["SKU-009"] == ""
+    assert prices["SKU-001"] == "1200.5"
+    assert prices["SKU-003"] == ""
+    assert prices["SKU-009"] == ""
 
     counted = box.call("count_by", {"path": "orders.csv", "column": "customer", "output": "per_customer.csv"})
     assert "total 46" in counted

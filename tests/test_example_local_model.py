@@ -40,10 +40,12 @@ def test_one_scenario_end_to_end_on_the_local_model(tmp_path: Path) -> None:
         assert s.attributes["gen_ai.provider.name"] == "local"
         assert s.attributes["gen_ai.usage.input_tokens"] > 0
         assert s.attributes["gen_ai.usage.output_tokens"] > 0
-    assert trace.totals.total_tokens > 0 and trace.totals.llm_calls == len(llm)
+    assert trace.totals.total_tokens > 0
+    assert trace.totals.llm_calls == len(llm)
     assert trace.output, "the agent answered"
 
     verdicts = outcome.store.verdicts(run_id=outcome.run.run_id)
     names = {v.name for v in verdicts}
-    assert "agent_completed" in names and len(verdicts) >= 4
+    assert "agent_completed" in names
+    assert len(verdicts) >= 4
     assert next(v for v in verdicts if v.name == "agent_completed").passed is True

@@ -70,7 +70,9 @@ def test_unknown_or_malformed_files(tmp_path: Path, content: str, message: str) 
     with pytest.raises(ConfigError) as info:
         import_file(path)
     text = str(info.value)
-    assert text.startswith(f"{path}: ") and message in text and "\n" not in text
+    assert text.startswith(f"{path}: ")
+    assert message in text
+    assert "\n" not in text
 
 
 def test_binary_and_missing_files(tmp_path: Path) -> None:

@@ -47,11 +47,13 @@ def test_round_trip_with_blobs(tmp_path: Path) -> None:
     path = tmp_path / "export.jsonl"
     assert write_jsonl(generate(), path, blob_reader=store.get) == 2
     lines = path.read_text(encoding="utf-8").splitlines()
-    assert len(lines) == 2 and set(json.loads(lines[0])) == {"trace", "blobs"}
+    assert len(lines) == 2
+    assert set(json.loads(lines[0])) == {"trace", "blobs"}
     pairs = read_jsonl(path)
     assert [t for t, _ in pairs] == traces
     assert _dumped([t for t, _ in pairs]) == _dumped(traces)
-    assert pairs[0][1] == store and pairs[1][1] == {}
+    assert pairs[0][1] == store
+    assert pairs[1][1] == {}
     assert [p.name for p in tmp_path.iterdir()] == ["export.jsonl"]
 
 

@@ -25,7 +25,8 @@ def test_the_four_llm_fixtures_import_to_equivalent_spans() -> None:
         (trace,) = import_openinference(FIXTURES / name)
         (span,) = trace.spans
         assert (span.kind, span.name) == (SpanKind.LLM, "chat gpt-4")
-        assert trace.run_id is None and trace.metadata["costar.synthetic_timing"] is True
+        assert trace.run_id is None
+        assert trace.metadata["costar.synthetic_timing"] is True
         assert trace.input == "Weather in Paris?"
         assert trace.output == "The weather in Paris is currently rainy with a temperature of 57°F."
         assert (trace.totals.input_tokens, trace.totals.output_tokens, trace.totals.llm_calls) == (97, 52, 1)
@@ -50,7 +51,8 @@ def test_a_list_of_attribute_dicts_is_one_trace_of_sibling_spans() -> None:
     (trace,) = openinference_from_data(items)
     assert [s.kind for s in trace.spans] == [SpanKind.LLM, SpanKind.TOOL]
     assert [s.parent_id for s in trace.spans] == [None, None]
-    assert trace.spans[0].end_ns is not None and trace.spans[0].end_ns <= trace.spans[1].start_ns
+    assert trace.spans[0].end_ns is not None
+    assert trace.spans[0].end_ns <= trace.spans[1].start_ns
     assert openinference_from_data(items)[0] == trace  # ids are derived from content
 
 

@@ -42,8 +42,10 @@ def test_trajectory_shape() -> None:
     assert trace.totals.llm_calls == stats["api_calls"] == 12
     assert trace.totals.tool_calls == 12
     assert trace.output == raw["info"]["submission"]
-    assert trace.metadata["exit_status"] == "submitted" and trace.status == TraceStatus.OK
-    assert trace.input is not None and trace.input.startswith("We're currently solving the following issue")
+    assert trace.metadata["exit_status"] == "submitted"
+    assert trace.status == TraceStatus.OK
+    assert trace.input is not None
+    assert trace.input.startswith("We're currently solving the following issue")
     assert trace.spans[1].attributes["swe_agent.state"]["working_dir"] == "/pydicom__pydicom"
 
 
@@ -62,7 +64,8 @@ def test_function_calling_history_shape_without_info() -> None:
     llm = trace.spans_of_kind(SpanKind.LLM)
     assert llm[1].attributes["gen_ai.input.messages"] == [{"role": "tool", "parts": [
         {"type": "tool_call_response", "id": calls[0]["id"], "response": answers[calls[0]["id"]]}]}]
-    assert trace.output is None and trace.metadata["exit_status"] is None
+    assert trace.output is None
+    assert trace.metadata["exit_status"] is None
     assert (trace.totals.input_tokens, trace.totals.cost_usd, trace.totals.llm_calls) == (0, 0.0, 5)
 
 
@@ -80,6 +83,7 @@ def test_text_actions_in_history_without_trajectory() -> None:
     assert [(t.attributes["gen_ai.tool.name"], t.attributes.get("gen_ai.tool.call.result")) for t in tools] == [
         ("pytest", "1 failed"), ("submit", None)]
     assert "gen_ai.tool.call.result" not in tools[1].attributes  # nothing answered it
-    assert trace.status == TraceStatus.ERROR and trace.error == "exit_error"
+    assert trace.status == TraceStatus.ERROR
+    assert trace.error == "exit_error"
     assert trace.totals.cost_usd == 0.5  # this instance's cost, not the whole batch's
     assert trace.scenario_id == "swe-agent/run"

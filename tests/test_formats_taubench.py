@@ -33,7 +33,8 @@ def test_every_run_becomes_a_trace_and_a_verdict(raw: list[dict[str, Any]],
     traces, verdicts = imported
     assert len(traces) == len(verdicts) == len(raw) == 200
     per_scenario = Counter(t.scenario_id for t in traces)
-    assert len(per_scenario) == 50 and set(per_scenario.values()) == {4}
+    assert len(per_scenario) == 50
+    assert set(per_scenario.values()) == {4}
     assert {(t.scenario_id, t.trial) for t in traces} == {
         (f"tau-bench/airline/task-{r['task_id']}", r["trial"]) for r in raw}
     assert len({t.trace_id for t in traces}) == 200
@@ -45,7 +46,8 @@ def test_rewards_become_verdicts(raw: list[dict[str, Any]], imported: tuple[list
     for run, trace, verdict in zip(raw, traces, verdicts, strict=True):
         assert verdict.name == "tau-bench.reward"
         assert verdict.trace_id == trace.trace_id
-        assert verdict.value == float(run["reward"]) and isinstance(verdict.value, float)
+        assert verdict.value == float(run["reward"])
+        assert isinstance(verdict.value, float)
         assert verdict.passed is (run["reward"] == 1.0)
         assert (verdict.source, verdict.source_id) == (VerdictSource.CODE, "tau-bench")
         assert verdict.rationale.startswith("reward ")

@@ -47,16 +47,22 @@ def test_floors_pass_and_fail_with_values_from_sklearn(judged) -> None:
     ])
     good, weak, weak_bacc = report.results
     y, f = zip(*[(data["good"][0][t], data["good"][1][t]) for t in data["good"][0]], strict=True)
-    assert good.status == "pass" and good.value == pytest.approx(cohen_kappa_score(y, f)) and good.compared == 120
+    assert good.status == "pass"
+    assert good.value == pytest.approx(cohen_kappa_score(y, f))
+    assert good.compared == 120
     y, f = zip(*[(data["weak"][0][t], data["weak"][1][t]) for t in data["weak"][0]], strict=True)
-    assert weak.status == "fail" and weak.value == pytest.approx(cohen_kappa_score(y, f))
-    assert weak_bacc.status == "pass" and weak_bacc.value == pytest.approx(balanced_accuracy_score(y, f))
+    assert weak.status == "fail"
+    assert weak.value == pytest.approx(cohen_kappa_score(y, f))
+    assert weak_bacc.status == "pass"
+    assert weak_bacc.value == pytest.approx(balanced_accuracy_score(y, f))
     linear = check_agreement_floors(store, [JudgeFloor(name="weak", metric="kappa_linear", min=0.1)]).results[0]
     assert linear.value == pytest.approx(weak.value)  # two classes: weighted kappa is kappa
-    assert not report.passed and report.exit_code == 1
+    assert not report.passed
+    assert report.exit_code == 1
     assert weak.reason.startswith(f"kappa {weak.value:.3f} < 0.6 (CI [")
     text = report.format()
-    assert text.splitlines()[0].startswith("PASS  good") and text.splitlines()[1].startswith("FAIL  weak")
+    assert text.splitlines()[0].startswith("PASS  good")
+    assert text.splitlines()[1].startswith("FAIL  weak")
     assert text.endswith("1 of 3 agreement floors missed")
     assert GateReport.model_validate(report.model_dump()).exit_code == 1
 
@@ -66,8 +72,10 @@ def test_lower_bound_is_stricter_than_the_value(judged) -> None:
     point = check_agreement_floors(store, [JudgeFloor(name="good", metric="accuracy", min=0.9)])
     bound = check_agreement_floors(store, [JudgeFloor(name="good", metric="accuracy", min=0.9,
                                                       use_lower_bound=True)])
-    assert point.passed and point.exit_code == 0
-    assert not bound.passed and bound.results[0].ci.low < 0.9 <= bound.results[0].value
+    assert point.passed
+    assert point.exit_code == 0
+    assert not bound.passed
+    assert bound.results[0].ci.low < 0.9 <= bound.results[0].value
     assert "accuracy lower bound" in bound.results[0].reason
 
 
@@ -80,10 +88,13 @@ def test_missing_labels_and_other_problems_fail_with_a_reason(judged) -> None:
         JudgeFloor(name="good", min=0.5, golden="missing-set"),
     ])
     no_labels, no_set = report.results
-    assert no_labels.status == "no_labels" and not no_labels.passed
+    assert no_labels.status == "no_labels"
+    assert not no_labels.passed
     assert no_labels.reason.endswith("label some traces first: costar label unlabeled")
-    assert no_set.status == "error" and "no golden set 'missing-set'" in no_set.reason
-    assert report.exit_code == 1 and report.format().endswith("2 of 2 agreement floors missed")
+    assert no_set.status == "error"
+    assert "no golden set 'missing-set'" in no_set.reason
+    assert report.exit_code == 1
+    assert report.format().endswith("2 of 2 agreement floors missed")
 
 
 def test_undefined_and_inapplicable_metrics_fail(store: SQLiteStore) -> None:
@@ -100,11 +111,15 @@ def test_undefined_and_inapplicable_metrics_fail(store: SQLiteStore) -> None:
         JudgeFloor(name="tone", metric="kappa", min=0.9),
     ])
     kappa, accuracy, tpr, weighted, tone = report.results
-    assert kappa.status == "fail" and "kappa is undefined on 10 traces" in kappa.reason
+    assert kappa.status == "fail"
+    assert "kappa is undefined on 10 traces" in kappa.reason
     assert accuracy.passed
-    assert tpr.status == "fail" and "TPR needs pass/fail labels" in tpr.reason
-    assert weighted.status == "fail" and "weighted kappas need ordered labels" in weighted.reason
-    assert tone.passed and tone.value == 1.0
+    assert tpr.status == "fail"
+    assert "TPR needs pass/fail labels" in tpr.reason
+    assert weighted.status == "fail"
+    assert "weighted kappas need ordered labels" in weighted.reason
+    assert tone.passed
+    assert tone.value == 1.0
 
 
 def test_golden_split_and_alpha(store: SQLiteStore) -> None:
@@ -121,10 +136,12 @@ def test_golden_split_and_alpha(store: SQLiteStore) -> None:
     test_ids = gs.trace_ids("test")
     expected = krippendorff.alpha(np.array([[human[t] for t in test_ids], [judge[t] for t in test_ids]], dtype=float),
                                   level_of_measurement="interval")
-    assert alpha.compared == len(test_ids) and alpha.value == pytest.approx(expected)
+    assert alpha.compared == len(test_ids)
+    assert alpha.value == pytest.approx(expected)
     assert "golden set scores v1, test split" in alpha.reason
     ys, fs = [human[t] for t in human], [judge[t] for t in human]
-    assert quadratic.compared == 90 and quadratic.value == pytest.approx(cohen_kappa_score(ys, fs, weights="quadratic"))
+    assert quadratic.compared == 90
+    assert quadratic.value == pytest.approx(cohen_kappa_score(ys, fs, weights="quadratic"))
 
 
 def test_floor_validation() -> None:
@@ -136,7 +153,8 @@ def test_floor_validation() -> None:
         JudgeFloor(name="j", metric="auc", min=0.5)
     assert JudgeFloor(name="j", min=0.6).describe() == "j: kappa >= 0.6 on all labeled traces"
     empty = GateReport()
-    assert empty.format() == "no agreement floors to check" and empty.exit_code == 0
+    assert empty.format() == "no agreement floors to check"
+    assert empty.exit_code == 0
 
 
 # ----------------------------------------------------------------------------- small n (issue 9, item 7)
@@ -161,11 +179,15 @@ def test_a_floor_on_too_few_traces_warns_and_split_all_uses_every_split(store: S
     on_test, on_all = check_agreement_floors(store, [
         JudgeFloor(name="tiny", metric="kappa", min=0.6, golden="gs"),
         JudgeFloor(name="tiny", metric="kappa", min=0.6, golden="gs", split="all")]).results
-    assert on_test.status == "pass" and on_test.compared == 4
+    assert on_test.status == "pass"
+    assert on_test.compared == 4
     assert on_test.ci is None  # n = 4: no interval (it printed [1.000, 1.000])
     assert on_test.warnings == ["n = 4: too few to show kappa >= 0.6 even if the judge agreed with the humans on "
                                 "every trace (16 needed at 95%); label more traces"]
-    assert on_all.compared == 20 and on_all.warnings == []
-    assert on_all.ci is not None and on_all.ci.method == "wilson" and on_all.ci.low < 1.0 < on_all.ci.high + 1e-9
+    assert on_all.compared == 20
+    assert on_all.warnings == []
+    assert on_all.ci is not None
+    assert on_all.ci.method == "wilson"
+    assert on_all.ci.low < 1.0 < on_all.ci.high + 1e-9
     text = check_agreement_floors(store, [JudgeFloor(name="tiny", metric="kappa", min=0.6, golden="gs")]).format()
     assert "warning: n = 4: too few to show kappa >= 0.6" in text

@@ -72,7 +72,9 @@ def test_growing_never_moves_existing_examples(store: SQLiteStore) -> None:
     v1 = create_golden_set(store, "gs", JUDGE, seed=1)
     labeled_store(store, 12, start=20, positive_every=2)
     v2 = extend_golden_set(store, "gs", note="second batch")
-    assert v2.version == 2 and len(v2.examples) == 32 and v2.note == "second batch"
+    assert v2.version == 2
+    assert len(v2.examples) == 32
+    assert v2.note == "second batch"
     assert {t: s for t, s in splits_of(v2).items() if t in splits_of(v1)} == splits_of(v1)
     # New examples fill each class towards the targets.
     assert v2.counts() == {"train": {"true": 11, "false": 8}, "validation": {"true": 4, "false": 3},
@@ -101,7 +103,8 @@ def test_assignment_is_stable_under_random_growth() -> None:
     for value in ("good", "bad", "ugly"):  # still close to 50/25/25 in every class
         counts = Counter(previous[t] for t, v in labels.items() if v == value)
         total = sum(counts.values())
-        assert abs(counts["train"] - total / 2) <= 2 and abs(counts["test"] - total / 4) <= 2
+        assert abs(counts["train"] - total / 2) <= 2
+        assert abs(counts["test"] - total / 4) <= 2
 
 
 def test_relabel_remove_and_readd(store: SQLiteStore) -> None:
@@ -117,12 +120,15 @@ def test_relabel_remove_and_readd(store: SQLiteStore) -> None:
 
     test_id = v2.split("test")[0].trace_id
     v3 = remove_from_golden_set(store, "gs", [test_id])
-    assert test_id not in splits_of(v3) and v3.retired == {test_id: "test"}
+    assert test_id not in splits_of(v3)
+    assert v3.retired == {test_id: "test"}
     v4 = extend_golden_set(store, "gs", [test_id])
-    assert splits_of(v4)[test_id] == "test" and v4.retired == {}  # it comes back where it was
+    assert splits_of(v4)[test_id] == "test"
+    assert v4.retired == {}  # it comes back where it was
     assert [i.version for i in list_golden_sets(store, "gs", all_versions=True)] == [1, 2, 3, 4]
     assert [(i.name, i.version, i.size) for i in list_golden_sets(store)] == [("gs", 4, 15)]
-    assert get_golden_set(store, "gs", 1) == v1 and get_golden_set(store, "gs") == v4
+    assert get_golden_set(store, "gs", 1) == v1
+    assert get_golden_set(store, "gs") == v4
     with pytest.raises(GoldenSetError, match=r"not in golden set 'gs' version 4 \('nope'\)"):
         remove_from_golden_set(store, "gs", ["nope"])
 
@@ -150,8 +156,9 @@ def test_numbers_and_categories(store: SQLiteStore) -> None:
     add_traces(store, [f"n{i}" for i in range(6)])
     label(store, {f"n{i}": i / 2 for i in range(6)}, judge="score")
     golden = create_golden_set(store, "scores", "score")
-    assert golden.value_type.kind == "number" and Counter(splits_of(golden).values()) == {
-        "train": 4, "validation": 1, "test": 1}
+    assert golden.value_type.kind == "number"
+    assert (Counter(splits_of(golden).values()) == {
+        "train": 4, "validation": 1, "test": 1})
     label(store, {"n0": "a", "n1": "b", "n2": "a", "n3": "b", "n4": "a", "n5": "b"}, judge="kind")
     with pytest.raises(GoldenSetError, match=r"3 examples are labeled 'a', .*at least 2 of every label so 6 are "
                                              r"needed; label 3 more 'a' trace"):
@@ -171,7 +178,8 @@ def test_majority_ties_and_one_labeler(store: SQLiteStore) -> None:
     with pytest.raises(GoldenSetError, match=r"disagree on trace 't0000' with no majority \(ana: False, bo: True\)"):
         create_golden_set(store, "tie", JUDGE)
     only_ana = create_golden_set(store, "ana-only", JUDGE, labeler="ana")
-    assert only_ana.labels() == values and only_ana.labeler == "ana"
+    assert only_ana.labels() == values
+    assert only_ana.labeler == "ana"
 
 
 def test_errors_name_the_fix(store: SQLiteStore) -> None:
@@ -260,7 +268,8 @@ def test_no_scenario_and_no_input_lies_in_two_splits(store: SQLiteStore) -> None
     assert {m.trace_id: m.split for m in shown.members} == splits
     assert shown.leaks == {}
     members = {m.trace_id: m for m in shown.members}
-    assert members["sc03-t1"].scenario_id == "scenario-03" and members["sc03-t1"].group == members["imp-c"].group
+    assert members["sc03-t1"].scenario_id == "scenario-03"
+    assert members["sc03-t1"].group == members["imp-c"].group
     text = shown.format()
     test_line = next(line for line in text.splitlines() if line.startswith("test ("))
     assert "scenario-" in test_line

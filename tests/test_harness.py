@@ -61,12 +61,15 @@ def test_python_agent_workspace_setup_and_artifacts(project: Path, store: SQLite
     traces = run_harness(store, [sc], {"type": "python", "target": "agent_a:run"}, concurrency=2)
     assert [t.trial for t in traces] == [0, 1]
     t = traces[0]
-    assert t.status == TraceStatus.OK and t.output == "rows: 1", t.error
+    assert t.status == TraceStatus.OK, t.error
+    assert t.output == "rows: 1", t.error
     arts = {a.path: a for a in t.artifacts}
     assert arts["out.txt"].origin == "agent"
     assert store.get_blob(arts["out.txt"].sha256) == b"A,B\n1,2\n-test"
     # Setup files the agent left as they were are not stored (they are in the project already).
-    assert "in.csv" not in arts and "notes/readme.md" not in arts and "folder/nested/x.txt" not in arts
+    assert "in.csv" not in arts
+    assert "notes/readme.md" not in arts
+    assert "folder/nested/x.txt" not in arts
     assert any("left unchanged by the agent were not stored" in n for n in t.metadata["artifact_notes"])
     assert arts["made_by_setup.txt"].origin == "agent"  # created by a setup command, not copied
     kinds = {s.name: s.kind for s in t.spans}
@@ -89,14 +92,19 @@ def test_agent_exceptions_setup_failures_and_timeouts_are_recorded(project: Path
     crash = Scenario(id="crash", prompt="x")
     setup_fail = Scenario.model_validate({"id": "setup", "prompt": "x", "setup": {"commands": ["exit 3"]}})
     [t1, t2] = run_harness(store, [crash, setup_fail], {"type": "python", "target": "agent_b:crash"})
-    assert t1.status == TraceStatus.ERROR and "RuntimeError: model said no" in t1.error
+    assert t1.status == TraceStatus.ERROR
+    assert "RuntimeError: model said no" in t1.error
     assert t1.spans[0].status.code == StatusCode.ERROR
-    assert t2.status == TraceStatus.ERROR and "setup failed" in t2.error and "exited 3" in t2.error
+    assert t2.status == TraceStatus.ERROR
+    assert "setup failed" in t2.error
+    assert "exited 3" in t2.error
     slow = Scenario(id="slow", prompt="x", timeout=0.3)
     [t3] = run_harness(store, [slow], {"type": "python", "target": "agent_b:slow"})
-    assert t3.status == TraceStatus.TIMEOUT and "timed out after 0.3s" in t3.error
+    assert t3.status == TraceStatus.TIMEOUT
+    assert "timed out after 0.3s" in t3.error
     [t4] = run_harness(store, [Scenario(id="d", prompt="abc")], {"type": "python", "target": "agent_b:returns_dict"})
-    assert t4.output == "cba" and t4.metadata["extra"] == 1
+    assert t4.output == "cba"
+    assert t4.metadata["extra"] == 1
 
 
 def test_command_agent_prompt_channels_and_turns(project: Path, store: SQLiteStore) -> None:
@@ -147,15 +155,20 @@ def test_command_agent_failures(project: Path, store: SQLiteStore) -> None:
                      "max_output_bytes": 1 << 20}, concurrency=4)}
     assert time.monotonic() - started < 60
     assert traces["crash"].status == TraceStatus.ERROR
-    assert "exited with code 1" in traces["crash"].error and "fatal: cannot open model" in traces["crash"].error
-    assert traces["exit"].status == TraceStatus.ERROR and "code 7" in traces["exit"].error
+    assert "exited with code 1" in traces["crash"].error
+    assert "fatal: cannot open model" in traces["crash"].error
+    assert traces["exit"].status == TraceStatus.ERROR
+    assert "code 7" in traces["exit"].error
     assert traces["exit"].output.strip() == "partial answer"
     flood = traces["flood"]
     assert flood.status == TraceStatus.OK
-    assert flood.output.rstrip().endswith("END") and "…[truncated" in flood.output
-    assert len(flood.output) < 2 << 20 and flood.metadata["stdout_dropped_bytes"] > 19 << 20
+    assert flood.output.rstrip().endswith("END")
+    assert "…[truncated" in flood.output
+    assert len(flood.output) < 2 << 20
+    assert flood.metadata["stdout_dropped_bytes"] > 19 << 20
     hang = traces["hang"]
-    assert hang.status == TraceStatus.TIMEOUT and "process group was killed" in hang.error
+    assert hang.status == TraceStatus.TIMEOUT
+    assert "process group was killed" in hang.error
     grandchild = int(pidfile.read_text())
     for _ in range(50):
         if not Path(f"/proc/{grandchild}").exists() or "Z" in Path(f"/proc/{grandchild}/stat").read_text().split()[2]:
@@ -167,7 +180,8 @@ def test_command_agent_failures(project: Path, store: SQLiteStore) -> None:
 
 def test_missing_command_is_an_error_trace(project: Path, store: SQLiteStore) -> None:
     [t] = run_harness(store, [Scenario(id="x", prompt="p")], {"type": "command", "command": "no-such-binary-xyz"})
-    assert t.status == TraceStatus.ERROR and "not found" in t.error
+    assert t.status == TraceStatus.ERROR
+    assert "not found" in t.error
 
 
 def test_concurrency_is_respected(project: Path, store: SQLiteStore) -> None:
@@ -198,7 +212,8 @@ def test_secrets_in_agent_env_are_redacted(project: Path, store: SQLiteStore, mo
         """)
     sc = Scenario.model_validate({"id": "s", "prompt": "x", "setup": {"env": {"EXTRA_API_KEY": "plain-looking-secret"}}})
     [t] = run_harness(store, [sc], {"type": "python", "target": "agent_d:run"})
-    assert "tok-very-secret-value-123" not in t.output and "plain-looking-secret" not in t.output
+    assert "tok-very-secret-value-123" not in t.output
+    assert "plain-looking-secret" not in t.output
     assert t.output.count("[REDACTED]") == 2
 
 
@@ -221,14 +236,17 @@ def test_http_agent_against_a_loopback_server(store: SQLiteStore) -> None:
     with BackgroundServer(app) as srv:
         [t] = run_harness(store, [Scenario(id="h", prompt=["hi", "bye"])],
                           {"type": "http", "url": f"{srv.base_url}/v1", "system": "be brief"})
-        assert t.status == TraceStatus.OK and t.output == "you said bye"
+        assert t.status == TraceStatus.OK
+        assert t.output == "you said bye"
         assert [m["role"] for m in seen[1]] == ["system", "user", "assistant", "user"]
-        assert t.totals.input_tokens == 14 and t.totals.llm_calls == 2
+        assert t.totals.input_tokens == 14
+        assert t.totals.llm_calls == 2
         llm = [s for s in t.spans if s.kind == SpanKind.LLM]
         assert llm[0].attributes["gen_ai.output.messages"][0]["parts"][0]["content"] == "you said hi"
     # the server is gone: the trial errors with a clear message and the run goes on
     [t2] = run_harness(store, [Scenario(id="h2", prompt="x")], {"type": "http", "url": srv.base_url})
-    assert t2.status == TraceStatus.ERROR and "cannot reach the agent" in t2.error
+    assert t2.status == TraceStatus.ERROR
+    assert "cannot reach the agent" in t2.error
 
 
 def test_unknown_agent_type_and_bad_fields() -> None:
@@ -256,7 +274,8 @@ def test_background_children_do_not_keep_the_trial_open(project: Path, store: SQ
     [t] = run_harness(store, [Scenario(id="bg", prompt="x", timeout=60)],
                       {"type": "command", "command": [sys.executable, "bg.py"], "env": {"PIDFILE": str(pidfile)}})
     assert time.monotonic() - started < 30
-    assert t.status == TraceStatus.OK and t.output.strip() == "done", t.error
+    assert t.status == TraceStatus.OK, t.error
+    assert t.output.strip() == "done", t.error
     pid = int(pidfile.read_text())
     for _ in range(50):
         if not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]:

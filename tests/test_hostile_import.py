@@ -27,7 +27,9 @@ def costar(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def one_line_error(res: subprocess.CompletedProcess[str]) -> str:
     assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
     err = res.stderr.strip()
-    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert err.startswith("error: "), res.stderr
+    assert len(err.splitlines()) == 1, res.stderr
+    assert "Traceback" not in res.stderr, res.stderr
     return err
 
 
@@ -37,7 +39,8 @@ def test_a_multi_agent_log_keeps_every_turn(tmp_path: Path, name: str) -> None:
     history = json.loads((tmp_path / name).read_text(encoding="utf-8"))["history"]
     res = costar("traces", "import", name, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert "(group-chat)" in res.stdout and f"read {len(history)} messages, kept {len(history)}" in res.stdout
+    assert "(group-chat)" in res.stdout
+    assert f"read {len(history)} messages, kept {len(history)}" in res.stdout
     assert "skipped" not in res.stdout, res.stdout
     st = SQLiteStore(tmp_path / ".costar")
     (trace,) = st.iter_traces(st.resolve_run_id("latest"))
@@ -56,8 +59,10 @@ def test_a_log_that_fits_no_format_is_refused_with_the_formats_and_how_to_force(
         m.pop("name")  # now no format has every key it needs
     (tmp_path / "log.json").write_text(json.dumps(data), encoding="utf-8")
     err = one_line_error(costar("traces", "import", "log.json", cwd=tmp_path))
-    assert "not a recognised trace file (it is an object with keys" in err and "history" in err
-    assert "known formats: " + ", ".join(FORMATS) in err and "--format" in err
+    assert "not a recognised trace file (it is an object with keys" in err
+    assert "history" in err
+    assert "known formats: " + ", ".join(FORMATS) in err
+    assert "--format" in err
     assert not (tmp_path / ".costar").exists() or SQLiteStore(tmp_path / ".costar").list_runs() == []
 
 
@@ -71,7 +76,8 @@ def test_an_ambiguous_file_is_refused(tmp_path: Path) -> None:
         import_file(tmp_path / "both.json")
     assert import_file(tmp_path / "both.json", "group-chat").read == 2
     res = costar("traces", "import", "both.json", "--format", "swe-agent", cwd=tmp_path)
-    assert res.returncode == 0 and "(swe-agent)" in res.stdout, res.stderr
+    assert res.returncode == 0, res.stderr
+    assert "(swe-agent)" in res.stdout, res.stderr
 
 
 def test_forcing_another_format_never_drops_silently(tmp_path: Path) -> None:
@@ -98,15 +104,20 @@ def test_what_an_importer_skips_is_counted_and_said(tmp_path: Path) -> None:
                          "1 tool result after the last assistant turn answers no tool call"]
     assert res.traces[0].metadata["costar.import"]["skipped"] == 2  # the trace records it too
     out = costar("traces", "import", "chat.json", "--format", "transcript", cwd=tmp_path)
-    assert out.returncode == 0 and "read 5 messages, kept 3, skipped 2" in out.stdout, out.stdout + out.stderr
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "read 5 messages, kept 3, skipped 2" in out.stdout, out.stdout + out.stderr
 
 
 def test_real_files_report_what_they_read() -> None:
     tau = import_file(EXTERNAL / "tau-bench" / "gpt-4o-airline.json")
-    assert tau.unit == "messages" and tau.read == tau.stored > 200 * 4 and tau.skipped == 0
+    assert tau.unit == "messages"
+    assert tau.read == tau.stored > 200 * 4
+    assert tau.skipped == 0
     swe = import_file(EXTERNAL / "swe-agent" / "pydicom__pydicom-1458.traj")
-    assert swe.unit == "steps" and swe.read == swe.stored == swe.traces[0].metadata["steps"]
+    assert swe.unit == "steps"
+    assert swe.read == swe.stored == swe.traces[0].metadata["steps"]
     fc = import_file(EXTERNAL / "swe-agent" / "function_calling_simple.traj")
-    assert fc.unit == "messages" and fc.read == fc.stored
+    assert fc.unit == "messages"
+    assert fc.read == fc.stored
     oi = import_file(EXTERNAL / "openinference" / "otel_genai_tool_execution_span.json")
     assert (oi.format, oi.read, oi.stored) == ("openinference", 1, 1)

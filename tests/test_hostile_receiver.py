@@ -38,10 +38,14 @@ def test_unknown_and_missing_keys_are_refused_and_never_buffered() -> None:
             assert httpx.post(rx.base_url + "/v1/traces", content=blob, headers=PB).status_code == 400
             keyed = httpx.post(rx.base_url + "/v1/traces", content=body_of(1 << 20, key="forged"), headers=PB)
             assert keyed.status_code == 400
-        assert rx.buffered_bytes == 0 and rx.take("nope") == [] and rx.take("forged") == []
-        assert rx.stats.spans == 0 and rx.stats.rejected == 30
+        assert rx.buffered_bytes == 0
+        assert rx.take("nope") == []
+        assert rx.take("forged") == []
+        assert rx.stats.spans == 0
+        assert rx.stats.rejected == 30
         r = httpx.post(rx.base_url + "/costar/nope/v1/traces", json={"resourceSpans": []})
-        assert r.status_code == 404 and "unknown trial key" in r.json()["message"]
+        assert r.status_code == 404
+        assert "unknown trial key" in r.json()["message"]
 
 
 def test_each_trial_buffer_is_bounded_and_what_was_dropped_is_said() -> None:
@@ -52,7 +56,8 @@ def test_each_trial_buffer_is_bounded_and_what_was_dropped_is_said() -> None:
         assert rx.buffered_bytes <= 1 << 20
         errors = rx.errors("k")
         assert any("dropped 2 spans" in e for e in errors), errors
-        assert len(rx.take("k")) == 2 and rx.buffered_bytes == 0
+        assert len(rx.take("k")) == 2
+        assert rx.buffered_bytes == 0
         # Taking empties the buffer: the trial may send again.
         assert httpx.post(url, content=body_of(400_000), headers=PB).status_code == 200
         rx.release("k")
@@ -65,7 +70,8 @@ def test_all_trials_together_are_bounded() -> None:
         a, b = rx.endpoint_for("a") + "/v1/traces", rx.endpoint_for("b") + "/v1/traces"
         assert httpx.post(a, content=body_of(700_000), headers=PB).status_code == 200
         assert httpx.post(b, content=body_of(700_000), headers=PB).status_code == 413
-        assert rx.buffered_bytes <= 1 << 20 and rx.take("b") == []
+        assert rx.buffered_bytes <= 1 << 20
+        assert rx.take("b") == []
 
 
 def test_partial_success_names_the_refused_spans() -> None:
@@ -81,7 +87,8 @@ def test_partial_success_names_the_refused_spans() -> None:
         r = httpx.post(rx.base_url + "/v1/traces", content=good.SerializeToString(), headers=PB)
         assert r.status_code == 200
         resp = ExportTraceServiceResponse.FromString(r.content)
-        assert resp.partial_success.rejected_spans == 1 and "no known" in resp.partial_success.error_message
+        assert resp.partial_success.rejected_spans == 1
+        assert "no known" in resp.partial_success.error_message
         assert [rs.span.name for rs in rx.take("good")] == ["a"]
 
 

@@ -126,8 +126,11 @@ def test_a_steered_judge_cannot_read_write_or_connect_outside_its_scratch_copy(
         assert lines[name].startswith("DENIED"), (name, lines[name])
     assert lines["write-scratch"].startswith("OK")
     assert listener.connections == 0
-    assert not outside.exists() and not (db.parent / "pwned").exists() and not Path("/usr/pwned").exists()
-    assert verdict.metadata["sandbox"] == "bubblewrap" and verdict.rationale == "looked fine"
+    assert not outside.exists()
+    assert not (db.parent / "pwned").exists()
+    assert not Path("/usr/pwned").exists()
+    assert verdict.metadata["sandbox"] == "bubblewrap"
+    assert verdict.rationale == "looked fine"
 
 
 @needs_bwrap
@@ -145,7 +148,9 @@ def test_the_scratch_copy_and_the_limits_still_work_in_the_sandbox(tmp_path: Pat
         return first, sb.workdir
 
     result, workdir = asyncio.run(go())
-    assert result.timed_out and result.mode == "bubblewrap" and result.stdout.strip() == "started"
+    assert result.timed_out
+    assert result.mode == "bubblewrap"
+    assert result.stdout.strip() == "started"
     assert not (workdir / "late.txt").exists()  # the whole sandbox died with the timeout
     shutil.rmtree(workdir.parent, ignore_errors=True)
 
@@ -161,8 +166,10 @@ def test_without_a_sandbox_judge_code_is_refused_and_the_verdict_says_so(
     finally:
         unavailable_reason.cache_clear()
     assert not marker.exists()
-    assert result["exit_code"] is None and "refused to run judge code: no sandbox is available" in result["note"]
-    assert "bubblewrap (bwrap) is not installed" in result["note"] and "--allow-unsandboxed-code" in result["note"]
+    assert result["exit_code"] is None
+    assert "refused to run judge code: no sandbox is available" in result["note"]
+    assert "bubblewrap (bwrap) is not installed" in result["note"]
+    assert "--allow-unsandboxed-code" in result["note"]
     assert verdict.metadata["sandbox"] == "refused"
     assert "[run_python was refused: no sandbox is available here" in verdict.rationale
 
@@ -177,7 +184,8 @@ def test_opting_in_runs_judge_code_without_a_sandbox_and_says_so(
         verdict, (result,) = run_judge(server, store, f"open({str(marker)!r}, 'w').write('ran')")
     finally:
         unavailable_reason.cache_clear()
-    assert marker.read_text() == "ran" and result["exit_code"] == 0
+    assert marker.read_text() == "ran"
+    assert result["exit_code"] == 0
     assert verdict.metadata["sandbox"] == "unsandboxed"
     assert "[the judge's code ran WITHOUT a sandbox" in verdict.rationale
 
@@ -215,11 +223,13 @@ def test_the_cli_flag_and_the_setting_opt_in(server: ScriptedModelServer, tmp_pa
     server.set_rules(rules)
     again = costar("assess", "latest", "--force", "--allow-unsandboxed-code")
     assert again.returncode == 0, again.stdout + again.stderr
-    assert verdict().metadata["sandbox"] == "unsandboxed" and "WITHOUT a sandbox" in verdict().rationale
+    assert verdict().metadata["sandbox"] == "unsandboxed"
+    assert "WITHOUT a sandbox" in verdict().rationale
     (proj / "costar.yaml").write_text((proj / "costar.yaml").read_text() + "allow_unsandboxed_code: true\n")
     server.set_rules(rules)
     third = costar("assess", "latest", "--force")
-    assert third.returncode == 0 and verdict().metadata["sandbox"] == "unsandboxed", third.stderr
+    assert third.returncode == 0, third.stderr
+    assert verdict().metadata["sandbox"] == "unsandboxed", third.stderr
 
 
 @needs_bwrap

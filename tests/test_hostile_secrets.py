@@ -74,13 +74,16 @@ def test_secrets_in_file_names_text_files_and_scenarios_are_redacted_everywhere(
     (trace,) = st.iter_traces(run_id)
     arts = {a.path: a for a in trace.artifacts}
     assert set(arts) == {"[REDACTED].txt", "notes.txt", "blob.bin", "clean.bin"}
-    assert arts["notes.txt"].redacted and not arts["notes.txt"].holds_secret
+    assert arts["notes.txt"].redacted
+    assert not arts["notes.txt"].holds_secret
     assert st.get_blob(arts["notes.txt"].sha256) == b"the token is [REDACTED]\nkeep it safe\n"
-    assert arts["blob.bin"].holds_secret and not arts["clean.bin"].holds_secret
+    assert arts["blob.bin"].holds_secret
+    assert not arts["clean.bin"].holds_secret
     (snapshot,) = st.load_scenarios(run_id)
     assert snapshot.prompt == "Call the service with token [REDACTED] and report"
-    assert snapshot.description == "uses the token [REDACTED]" and snapshot.expectations.criteria == [
-        "Never prints [REDACTED]"]
+    assert snapshot.description == "uses the token [REDACTED]"
+    assert (snapshot.expectations.criteria == [
+        "Never prints [REDACTED]"])
 
     for fmt, name in (("jsonl", "out.jsonl"), ("otlp-json", "out.json")):
         res = costar("traces", "export", "latest", "--format", fmt, "--output", name, cwd=proj)
@@ -93,14 +96,17 @@ def test_secrets_in_file_names_text_files_and_scenarios_are_redacted_everywhere(
         holding = {sha for sha, data in exported_blobs(export).items() if SECRET.encode() in data}
         assert holding == {arts["blob.bin"].sha256}, export
     html = (proj / "report.html").read_text(encoding="utf-8")
-    assert "[REDACTED].txt" in html and "holds a secret" in html and "secrets redacted" in html
+    assert "[REDACTED].txt" in html
+    assert "holds a secret" in html
+    assert "secrets redacted" in html
 
     # Resuming reads the redacted copy back: the file still says the same, so its version is used.
     again = costar("run", "--no-progress", "--resume", "latest", cwd=proj)
     assert again.returncode == 0, again.stderr
     (proj / "s.yaml").write_text((proj / "s.yaml").read_text().replace("and report", "and report twice"))
     changed = costar("run", "--no-progress", "--resume", "latest", cwd=proj)
-    assert changed.returncode == 2 and "its stored copy had secret values redacted" in changed.stderr, changed.stderr
+    assert changed.returncode == 2, changed.stderr
+    assert "its stored copy had secret values redacted" in changed.stderr, changed.stderr
 
 
 def test_binary_files_holding_a_secret_are_dropped_when_configured(tmp_path: Path) -> None:
@@ -130,6 +136,8 @@ def test_large_and_small_files_are_both_covered(tmp_path: Path, size: int) -> No
     arts, notes = collect_artifacts(Workspace(ws), st, ArtifactLimits(),
                                     SecretPolicy(Sanitizer(secrets=[SECRET]), drop_binaries=True))
     if size < 1024:  # held in memory: redacted
-        assert arts[0].redacted and SECRET.encode() not in st.get_blob(arts[0].sha256)
+        assert arts[0].redacted
+        assert SECRET.encode() not in st.get_blob(arts[0].sha256)
     else:  # too large to redact in memory: scanned, and dropped as configured
-        assert arts == [] and "big.log: a binary file holding a secret value" in notes[0]
+        assert arts == []
+        assert "big.log: a binary file holding a secret value" in notes[0]

@@ -54,9 +54,12 @@ def test_setup_paths_outside_the_project_are_refused(proj: Path, src: str) -> No
         load_scenario_file(path)
     msg = str(info.value)
     assert msg.startswith(f"{path}:4: field 'setup.files[0]': setup file {src!r} is ")
-    assert f"outside the project folder {proj.resolve()}" in msg and "allow_outside_project: true" in msg
+    assert f"outside the project folder {proj.resolve()}" in msg
+    assert "allow_outside_project: true" in msg
     res = costar("scenarios", cwd=proj)
-    assert res.returncode == 2 and "outside the project folder" in res.stderr and "Traceback" not in res.stderr
+    assert res.returncode == 2
+    assert "outside the project folder" in res.stderr
+    assert "Traceback" not in res.stderr
 
 
 def run_trial(proj: Path, path: Path, code: str = "") -> Trace:
@@ -92,7 +95,9 @@ def test_symlinks_inside_a_copied_folder_never_lead_out(proj: Path) -> None:
     store = SQLiteStore(proj / ".costar")
     assert store.get_blob(arts["listing.txt"].sha256).decode().split() == ["alias.csv", "in.csv"]
     notes = " ".join(t.metadata["artifact_notes"])
-    assert "leak.txt" in notes and "etc" in notes and "points outside the project folder" in notes
+    assert "leak.txt" in notes
+    assert "etc" in notes
+    assert "points outside the project folder" in notes
     assert "links back to a folder" in notes
 
 
@@ -112,4 +117,5 @@ def test_a_scenario_may_opt_out_explicitly(proj: Path) -> None:
     path = scenario_file(proj, "files: [../../outside.txt]\nallow_outside_project: true\nstore_inputs: true\n")
     t = run_trial(proj, path)
     art = t.artifact("outside.txt")
-    assert art is not None and SQLiteStore(proj / ".costar").get_blob(art.sha256) == b"not yours"
+    assert art is not None
+    assert SQLiteStore(proj / ".costar").get_blob(art.sha256) == b"not yours"

@@ -19,7 +19,8 @@ def costar(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def one_line_error(res: subprocess.CompletedProcess[str]) -> str:
     assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
     err = res.stderr.strip()
-    assert err.startswith("error: ") and len(err.splitlines()) == 1, res.stderr
+    assert err.startswith("error: "), res.stderr
+    assert len(err.splitlines()) == 1, res.stderr
     assert "Traceback" not in res.stderr
     return err
 
@@ -35,7 +36,8 @@ SCENARIO = "id: a\nprompt: hello\ndescription: fine\n"
 def test_scenario_with_control_character_or_bad_bytes(tmp_path: Path, raw: bytes, line: int, what: str) -> None:
     (tmp_path / "s.yaml").write_bytes(raw)
     err = one_line_error(costar("scenarios", "s.yaml", cwd=tmp_path))
-    assert f"s.yaml:{line}:" in err and what in err, err
+    assert f"s.yaml:{line}:" in err, err
+    assert what in err, err
     assert "\x1b" not in err
 
 
@@ -50,7 +52,8 @@ def test_project_file_errors_name_the_file_and_line(tmp_path: Path, raw: bytes, 
     (tmp_path / "costar.yaml").write_bytes(raw)
     (tmp_path / "s.yaml").write_text(SCENARIO, encoding="utf-8")
     err = one_line_error(costar("scenarios", "s.yaml", cwd=tmp_path))
-    assert f"costar.yaml:{line}:" in err and what in err, err
+    assert f"costar.yaml:{line}:" in err, err
+    assert what in err, err
 
 
 def test_library_errors_are_costar_errors(tmp_path: Path) -> None:
@@ -69,4 +72,5 @@ def test_judge_file_with_control_character(tmp_path: Path) -> None:
     (tmp_path / "judges").mkdir()
     (tmp_path / "judges" / "j.yaml").write_bytes(b"name: j\ntype: llm\ninstructions: \"ok\"\n\x1b[2J\n")
     err = one_line_error(costar("judges", "list", cwd=tmp_path))
-    assert "j.yaml:4:" in err and "U+001B" in err, err
+    assert "j.yaml:4:" in err, err
+    assert "U+001B" in err, err

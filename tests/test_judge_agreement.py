@@ -78,10 +78,12 @@ def test_judge_vs_labels_matches_sklearn_and_statsmodels(store: SQLiteStore) -> 
     low, high = proportion_confint(agree, len(ids), alpha=0.05, method="wilson")
     assert (res.result.accuracy.ci.low, res.result.accuracy.ci.high) == (pytest.approx(low), pytest.approx(high))
     assert res.coverage.reference == res.coverage.compared == 80
-    assert res.on == "passed" and res.reference == "labels by 'ana'"
+    assert res.on == "passed"
+    assert res.reference == "labels by 'ana'"
     assert res.compared == f"judge {JUDGE!r} (fp {FP_NEW[:8]})"
     text = res.format()
-    assert "80 of 80 compared" in text and "Cohen's kappa" in text
+    assert "80 of 80 compared" in text
+    assert "Cohen's kappa" in text
 
 
 def test_errors_missing_verdicts_and_metrics_are_excluded_and_counted(store: SQLiteStore) -> None:
@@ -110,9 +112,11 @@ def test_pass_fail_labels_compare_with_the_gating_decision(store: SQLiteStore) -
     store.write_verdicts([verdict("a", False, passed=True), verdict("b", True, passed=False),
                           verdict("c", 4, passed=True), verdict("d", 2, passed=False)])
     res = judge_agreement(store, JUDGE)
-    assert res.result.accuracy.value == 1.0 and res.coverage.compared == 4
+    assert res.result.accuracy.value == 1.0
+    assert res.coverage.compared == 4
     raw = judge_agreement(store, JUDGE, compare="value")  # the raw values say the opposite, or a number
-    assert raw.on == "value" and raw.result.accuracy.value == 0.0
+    assert raw.on == "value"
+    assert raw.result.accuracy.value == 0.0
 
 
 def test_golden_split_scope(store: SQLiteStore) -> None:
@@ -123,7 +127,8 @@ def test_golden_split_scope(store: SQLiteStore) -> None:
     expected = binary_agreement({t: human[t] for t in test_ids}, {t: judge[t] for t in test_ids})
     assert res.coverage.compared == len(test_ids) == 12
     assert res.result.kappa.value == pytest.approx(expected.kappa.value)
-    assert res.scope == "golden set gs v1, test split" and res.reference == "golden set gs v1 labels"
+    assert res.scope == "golden set gs v1, test split"
+    assert res.reference == "golden set gs v1 labels"
     everything = judge_agreement(store, JUDGE, golden="gs", split="all")
     assert everything.coverage.compared == 60
     assert judge_agreement(store, JUDGE, golden="gs", split="train").coverage.compared == 36
@@ -167,7 +172,8 @@ def test_latest_non_retired_verdicts_and_fingerprints(store: SQLiteStore) -> Non
     store.write_verdicts([verdict(t, v, fp=FP_NEW) for t, v in truth.items()])  # the new one: all right
     assert judge_agreement(store, JUDGE).result.accuracy.value == 1.0
     old = judge_agreement(store, JUDGE, fingerprint="aaaa")  # a unique prefix is enough
-    assert old.result.accuracy.value == 0.0 and old.compared == f"judge {JUDGE!r} (fp aaaa1111)"
+    assert old.result.accuracy.value == 0.0
+    assert old.compared == f"judge {JUDGE!r} (fp aaaa1111)"
     with pytest.raises(FingerprintError, match=r"no verdicts with fingerprint 'cccc'.*aaaa1111, bbbb2222"):
         judge_agreement(store, JUDGE, fingerprint="cccc")
     store.write_verdicts([verdict("t0", True, fp="aaaa9999")])
@@ -193,7 +199,8 @@ def test_labelers_majority_ties_and_run_scope(store: SQLiteStore) -> None:
     assert res.reference == "majority of 3 labelers"
     assert (res.coverage.reference, res.coverage.compared, res.coverage.tied) == (4, 4, 1)
     run = judge_agreement(store, JUDGE, run_id="r2")
-    assert run.coverage.compared == 2 and run.scope == "run r2"
+    assert run.coverage.compared == 2
+    assert run.scope == "run r2"
     assert judge_agreement(store, JUDGE, labeler="bo").coverage.compared == 3
 
 
@@ -224,7 +231,8 @@ def test_numeric_scores_get_weighted_kappas(store: SQLiteStore) -> None:
     label(store, human, name="score", vtype="number")
     store.write_verdicts([verdict(t, v, name="score") for t, v in judge.items()])
     res = judge_agreement(store, "score")
-    assert res.on == "value" and isinstance(res.result, CategoricalAgreement)
+    assert res.on == "value"
+    assert isinstance(res.result, CategoricalAgreement)
     y, f = [human[t] for t in ids], [judge[t] for t in ids]
     assert res.result.kappa_quadratic.value == pytest.approx(cohen_kappa_score(y, f, weights="quadratic"))
     assert res.result.kappa_linear.value == pytest.approx(cohen_kappa_score(y, f, weights="linear"))
@@ -241,11 +249,13 @@ def test_judge_vs_judge_names_and_versions(store: SQLiteStore) -> None:
     store.write_verdicts([verdict(t, v, name="lenient") for t, v in b.items() if t != "t00"]
                          + [verdict("t00", None, name="lenient", error="rate limited")])
     res = judges_agreement(store, "strict", "lenient")
-    assert res.coverage.errors == 1 and res.coverage.compared == 29  # the current "strict" is FP_NEW
+    assert res.coverage.errors == 1
+    assert res.coverage.compared == 29  # the current "strict" is FP_NEW
     assert res.result.accuracy.value == 1.0
     versions = judges_agreement(store, "strict", fingerprint_a="aaaa", fingerprint_b="bbbb")
     assert versions.result.kappa.value == pytest.approx(cohen_kappa_score([a[t] for t in ids], [b[t] for t in ids]))
-    assert versions.reference == "judge 'strict' (fp aaaa1111)" and versions.compared == "judge 'strict' (fp bbbb2222)"
+    assert versions.reference == "judge 'strict' (fp aaaa1111)"
+    assert versions.compared == "judge 'strict' (fp bbbb2222)"
     with pytest.raises(Exception, match="give both fingerprints"):
         judges_agreement(store, "strict")
     with pytest.raises(Exception, match="same version"):
@@ -261,5 +271,6 @@ def test_judge_vs_judge_compares_decisions_when_value_kinds_differ(store: SQLite
                           verdict("a", 5, name="grade", passed=True), verdict("b", 1, name="grade", passed=False),
                           verdict("c", 2, name="grade", passed=False)])
     res = judges_agreement(store, "check", "grade")
-    assert res.on == "passed" and res.result.accuracy.count == 2
+    assert res.on == "passed"
+    assert res.result.accuracy.count == 2
     assert res.to_dict()["result"]["kind"] == "binary"

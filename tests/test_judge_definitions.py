@@ -85,14 +85,20 @@ def test_yaml_files_hold_one_or_many_judges(tmp_path: Path) -> None:
     entries = {e.name: e for e in discover_judges(tmp_path)}
     assert sorted(entries) == ["explorer", "has-total", "polite", "score", "tone"]
     assert entries["polite"].source == f"{judges / 'polite.yaml'}:1"
-    assert entries["score"].source.endswith("many.yml:2") and entries["explorer"].source.endswith("docs.yaml:6")
-    assert entries["polite"].agreement_floor is not None and entries["polite"].agreement_floor.min == 0.6
-    assert isinstance(entries["polite"].judge(), LlmJudge) and entries["polite"].judge().model == URI
+    assert entries["score"].source.endswith("many.yml:2")
+    assert entries["explorer"].source.endswith("docs.yaml:6")
+    assert entries["polite"].agreement_floor is not None
+    assert entries["polite"].agreement_floor.min == 0.6
+    assert isinstance(entries["polite"].judge(), LlmJudge)
+    assert entries["polite"].judge().model == URI
     assert entries["score"].judge().value.threshold == 4  # type: ignore[attr-defined]
     check = entries["has-total"].judge()
-    assert isinstance(check, CheckJudge) and check.name == "has-total" and check.gating is False
+    assert isinstance(check, CheckJudge)
+    assert check.name == "has-total"
+    assert check.gating is False
     explorer = entries["explorer"].judge()
-    assert isinstance(explorer, AgenticJudge) and explorer.tools == ["trace_info", "list_spans"]
+    assert isinstance(explorer, AgenticJudge)
+    assert explorer.tools == ["trace_info", "list_spans"]
     assert explorer.budget.max_iterations == 4
     assert explorer.tool_limits.scan_spans == 2500
 
@@ -124,7 +130,8 @@ def test_yaml_errors_name_file_line_and_field(tmp_path: Path, text: str, line: i
     msg = str(info.value)
     assert msg.startswith(f"{path}:{line}: "), msg
     assert needle in msg, msg
-    assert isinstance(info.value, ConfigError) and "\n" not in msg
+    assert isinstance(info.value, ConfigError)
+    assert "\n" not in msg
 
 
 def test_duplicate_names_across_files_are_an_error(tmp_path: Path) -> None:
@@ -154,9 +161,11 @@ def test_python_modules_expose_judges_and_python_type_and_helpers(tmp_path: Path
         """)
     entries = {e.name: e for e in discover_judges(tmp_path)}
     assert sorted(entries) == ["concise", "mentions-total", "says-sum"]
-    assert entries["concise"].type == "llm" and entries["mentions-total"].type == "python"
+    assert entries["concise"].type == "llm"
+    assert entries["mentions-total"].type == "python"
     fn = entries["says-sum"].judge()
-    assert isinstance(fn, FunctionJudge) and fn.options == {"word": "sum"}
+    assert isinstance(fn, FunctionJudge)
+    assert fn.options == {"word": "sum"}
     from costar.judges.base import JudgeContext
 
     v = asyncio.run(fn.judge(JudgeContext(trace=Trace(trace_id="t", output="the sum is 3"))))
@@ -186,12 +195,19 @@ def test_templates_load_by_name_in_scenarios_and_as_project_bases(tmp_path: Path
                    judges=["skill_invocation", "strict-outcome",
                            {"name": "best_practices", "options": {"docs": ["docs/views.md"]}, "gate": False}])
     skill, mine, practices = reg.judges_for(sc)[1:]
-    assert isinstance(skill, AgenticJudge) and skill.name == "skill_invocation" and skill.model == URI
+    assert isinstance(skill, AgenticJudge)
+    assert skill.name == "skill_invocation"
+    assert skill.model == URI
     assert "{{target_skills}}" in skill.instructions
-    assert isinstance(mine, AgenticJudge) and mine.name == "strict-outcome" and mine.budget.max_iterations == 5
-    assert "run_python" in mine.tools and "{{criteria}}" in mine.instructions
-    assert isinstance(practices, AgenticJudge) and practices.gating is False
-    assert "permanent views" in practices.docs["docs/views.md"] and "read_doc" in practices.tools
+    assert isinstance(mine, AgenticJudge)
+    assert mine.name == "strict-outcome"
+    assert mine.budget.max_iterations == 5
+    assert "run_python" in mine.tools
+    assert "{{criteria}}" in mine.instructions
+    assert isinstance(practices, AgenticJudge)
+    assert practices.gating is False
+    assert "permanent views" in practices.docs["docs/views.md"]
+    assert "read_doc" in practices.tools
     # The best-practices template needs documents: without them it is a clear config error.
     with pytest.raises(ConfigError, match="needs reference documents"):
         reg.resolve(JudgeRef(name="best_practices"))
@@ -209,7 +225,8 @@ def test_template_judges_fill_target_skills_from_the_scenario(server: ScriptedMo
     v = asyncio.run(judge.judge(JudgeContext(trace=Trace(trace_id="t", output="ok"), scenario=sc, store=store)))
     assert v.passed is True
     prompt = server.requests[0].body["messages"][1]["content"]
-    assert "Target skills: csv-profiling" in prompt and "- Profiles the file." in prompt
+    assert "Target skills: csv-profiling" in prompt
+    assert "- Profiles the file." in prompt
 
 
 def test_fingerprint_changes_when_instructions_or_docs_change(tmp_path: Path) -> None:
@@ -296,12 +313,16 @@ def test_list_judges(tmp_path: Path) -> None:
     assert {"polite", "outcome", "skill_invocation", "best_practices"} <= set(infos)
     p = infos["polite"]
     assert (p.type, p.model, p.gating, p.description) == ("llm", URI, False, "Replies are polite.")
-    assert p.source.endswith("polite.yaml:1") and p.fingerprint and len(p.fingerprint) == 16
+    assert p.source.endswith("polite.yaml:1")
+    assert p.fingerprint
+    assert len(p.fingerprint) == 16
     assert p.agreement_floor == {"metric": "kappa", "min": 0.6, "golden": None, "split": "test",
                                  "use_lower_bound": False}
     assert p.applies_to == {"ids": ["*"]}
-    assert infos["outcome"].source == "template outcome" and infos["outcome"].model == URI
-    assert infos["best_practices"].fingerprint is None and "needs reference documents" in (infos["best_practices"].error or "")
+    assert infos["outcome"].source == "template outcome"
+    assert infos["outcome"].model == URI
+    assert infos["best_practices"].fingerprint is None
+    assert "needs reference documents" in (infos["best_practices"].error or "")
     assert issubclass(JudgeDefinition, object)
 
 

@@ -93,20 +93,27 @@ def test_tool_loop_explores_then_submits_with_ordered_evidence(server: ScriptedM
     assert (v.value, v.passed, v.source.value) == (False, False, "agent")
     assert v.rationale == "run_python failed on a typo"
     assert v.evidence == ["s000003", "s000004"]  # known spans only, earliest first
-    assert v.metadata["unknown_evidence"] == ["no-such-span"] and v.metadata["turns"] == 8
+    assert v.metadata["unknown_evidence"] == ["no-such-span"]
+    assert v.metadata["turns"] == 8
     assert v.metadata["tool_calls"] == {"trace_info": 1, "list_spans": 1, "tool_call_timeline": 1, "search_trace": 1,
                                         "get_span": 1, "list_artifacts": 1, "read_artifact": 1}
     info, errors, timeline, search, span, files, report = (json.loads(r) for r in _tool_results(server))
-    assert info["spans"] == {"total": 5, "by_kind": {"AGENT": 1, "TOOL": 4}} and info["output"] == "Total revenue is 400."
-    assert [r["id"] for r in errors["rows"]] == ["s000003"] and errors["total"] == 1
+    assert info["spans"] == {"total": 5, "by_kind": {"AGENT": 1, "TOOL": 4}}
+    assert info["output"] == "Total revenue is 400."
+    assert [r["id"] for r in errors["rows"]] == ["s000003"]
+    assert errors["total"] == 1
     assert [c["tool"] for c in timeline["calls"]] == ["load_skill", "read_file", "run_python", "write_file"]
-    assert search["matches"][0]["span_id"] == "s000001" and search["complete"] is True
+    assert search["matches"][0]["span_id"] == "s000001"
+    assert search["complete"] is True
     assert set(span["attributes"]) == {"gen_ai.tool.name", "gen_ai.tool.call.arguments", "gen_ai.tool.call.result"}
-    assert span["status"] == "ERROR" and "revenu" in span["message"]
+    assert span["status"] == "ERROR"
+    assert "revenu" in span["message"]
     assert [f["path"] for f in files["files"]] == ["sales.csv", "report.csv"]
-    assert report["text"] == "region,total\nall,400\n" and report["next_offset"] is None
+    assert report["text"] == "region,total\nall,400\n"
+    assert report["next_offset"] is None
     tools = {t["function"]["name"] for t in server.requests[0].body["tools"]}
-    assert {"trace_info", "run_python", "submit_verdict"} <= tools and "read_doc" not in tools
+    assert {"trace_info", "run_python", "submit_verdict"} <= tools
+    assert "read_doc" not in tools
     assert server.requests[0].body["tool_choice"] == "required"
 
 
@@ -115,15 +122,19 @@ def test_iteration_budget_is_an_error_naming_it(server: ScriptedModelServer, sto
     server.set_rules([Rule(tool_calls=[{"name": "trace_info", "arguments": {}}])])
     judge = AgenticJudge("outcome", "Judge it.", model=server.model_uri(), budget=Budget(max_iterations=3))
     v = _run(judge, head, store)
-    assert v.outcome == "error" and v.passed is None
-    assert "no verdict after 3 turn(s)" in (v.error or "") and "max_iterations=3" in (v.error or "")
+    assert v.outcome == "error"
+    assert v.passed is None
+    assert "no verdict after 3 turn(s)" in (v.error or "")
+    assert "max_iterations=3" in (v.error or "")
     assert "submit_verdict was the only tool and required" in (v.error or "")
     # Two exploring turns, then the last turn asked three times (the client re-asks a reply that calls a
     # tool it was not offered, twice).
-    assert server.request_count == 5 and v.cost.input_tokens > 0
+    assert server.request_count == 5
+    assert v.cost.input_tokens > 0
     last = server.requests[-1].body
     assert [t["function"]["name"] for t in last["tools"]] == ["submit_verdict"]
-    assert last["tool_choice"] not in (None, "auto") and "last turn" in last["messages"][-1]["content"]
+    assert last["tool_choice"] not in (None, "auto")
+    assert "last turn" in last["messages"][-1]["content"]
 
 
 def test_token_budget(server: ScriptedModelServer, store: SQLiteStore) -> None:
@@ -132,8 +143,10 @@ def test_token_budget(server: ScriptedModelServer, store: SQLiteStore) -> None:
     judge = AgenticJudge("outcome", "Judge it.", model=server.model_uri(),
                          budget=Budget(max_iterations=10, max_tokens=5000))
     v = _run(judge, head, store)
-    assert v.outcome == "error" and "token budget exceeded: 6020 tokens after 2 turn(s)" in (v.error or "")
-    assert "max_tokens=5000" in (v.error or "") and server.request_count == 2
+    assert v.outcome == "error"
+    assert "token budget exceeded: 6020 tokens after 2 turn(s)" in (v.error or "")
+    assert "max_tokens=5000" in (v.error or "")
+    assert server.request_count == 2
     assert v.cost.input_tokens == 6000
 
 
@@ -144,13 +157,17 @@ def test_money_budget(server: ScriptedModelServer, store: SQLiteStore) -> None:
     judge = AgenticJudge("outcome", "Judge it.", model=client,
                          budget=Budget(max_iterations=10, max_tokens=None, max_cost_usd=0.025))
     v = _run(judge, head, store)  # $0.01 per turn
-    assert v.outcome == "error" and "money budget exceeded" in (v.error or "") and "max_cost_usd=0.025" in (v.error or "")
-    assert server.request_count == 3 and v.cost.cost_usd == pytest.approx(0.03)
+    assert v.outcome == "error"
+    assert "money budget exceeded" in (v.error or "")
+    assert "max_cost_usd=0.025" in (v.error or "")
+    assert server.request_count == 3
+    assert v.cost.cost_usd == pytest.approx(0.03)
 
     unpriced = AgenticJudge("outcome", "Judge it.", model=server.model_uri("no-price-known"),
                             budget=Budget(max_cost_usd=1.0))
     v = _run(unpriced, head, store)  # a budget that cannot be enforced is an error, not silently ignored
-    assert v.outcome == "error" and "money budget cannot be enforced" in (v.error or "")
+    assert v.outcome == "error"
+    assert "money budget cannot be enforced" in (v.error or "")
 
 
 def test_bad_arguments_come_back_as_errors_and_the_loop_recovers(server: ScriptedModelServer, store: SQLiteStore) -> None:
@@ -168,7 +185,8 @@ def test_bad_arguments_come_back_as_errors_and_the_loop_recovers(server: Scripte
     ])
     judge = AgenticJudge("outcome", "Judge it.", model=server.model_uri())
     v = _run(judge, head, store)
-    assert v.passed is True and v.evidence == ["s000002"]
+    assert v.passed is True
+    assert v.evidence == ["s000002"]
     results = _tool_results(server)
     assert results[0].startswith("error: invalid arguments for list_spans: limit: Input should be less than or equal to 50")
     assert results[1].startswith("error: invalid arguments for list_spans: kind")
@@ -184,7 +202,8 @@ def test_text_replies_are_nudged_toward_a_verdict(server: ScriptedModelServer, s
     head = _small_trace(store)
     server.set_rules([Rule(times=1, text="I think it is fine."), _submit(True, "ok")])
     v = _run(AgenticJudge("outcome", "Judge it.", model=server.model_uri()), head, store)
-    assert v.passed is True and server.request_count == 2
+    assert v.passed is True
+    assert server.request_count == 2
     assert "submit_verdict" in server.requests[1].body["messages"][-1]["content"]
 
 
@@ -192,7 +211,8 @@ def test_model_failure_mid_loop_is_an_error_verdict(server: ScriptedModelServer,
     head = _small_trace(store)
     server.set_rules([_call("trace_info"), Rule(status=403)])
     v = _run(AgenticJudge("outcome", "Judge it.", model=server.model_uri()), head, store)
-    assert v.outcome == "error" and "model call failed on turn 2" in (v.error or "")
+    assert v.outcome == "error"
+    assert "model call failed on turn 2" in (v.error or "")
 
 
 def _big_trace(store: SQLiteStore, n: int) -> tuple[str, int]:
@@ -241,19 +261,27 @@ def test_a_10000_span_trace_is_explored_with_bounded_prompts(server: ScriptedMod
     assert v.passed is False
     assert v.evidence == ["s009001"]
     sizes = [len(json.dumps(r.body["messages"])) for r in server.requests]
-    assert whole_chars > 5_000_000 and max(sizes) < 30_000, (whole_chars, sizes)
+    assert whole_chars > 5_000_000, (whole_chars, sizes)
+    assert max(sizes) < 30_000, (whole_chars, sizes)
     results = [json.loads(r) if r.startswith("{") else r for r in _tool_results(server)]
     assert results[0]["spans"]["total"] == 10_000
     listed = results[1]
-    assert listed["total"] == 5000 and 10 < len(listed["rows"]) <= 50 and all(r["kind"] == "TOOL" for r in listed["rows"])
+    assert listed["total"] == 5000
+    assert 10 < len(listed["rows"]) <= 50
+    assert all(r["kind"] == "TOOL" for r in listed["rows"])
     if len(listed["rows"]) < 50:  # whole rows that fit the result budget, and where to continue
-        assert listed["next_offset"] == len(listed["rows"]) and "next_offset" in listed["note"]
+        assert listed["next_offset"] == len(listed["rows"])
+        assert "next_offset" in listed["note"]
     assert results[2]["rows"][0]["i"] == 4000
     needle = results[3]["matches"]
-    assert needle[0]["span_id"] == "s009001" and "NEEDLE" in needle[0]["snippet"]
+    assert needle[0]["span_id"] == "s009001"
+    assert "NEEDLE" in needle[0]["snippet"]
     assert "more characters" in json.dumps(results[4]["attributes"]["gen_ai.tool.call.result"])
-    assert results[5]["offset"] == 20_000 and results[5]["total_chars"] > 50_000 and results[5]["next_offset"]
-    assert results[6]["calls"][0]["n"] == 4991 and results[6]["next_offset"] in (None, 4990 + len(results[6]["calls"]))
+    assert results[5]["offset"] == 20_000
+    assert results[5]["total_chars"] > 50_000
+    assert results[5]["next_offset"]
+    assert results[6]["calls"][0]["n"] == 4991
+    assert results[6]["next_offset"] in (None, 4990 + len(results[6]["calls"]))
     assert results[7]["complete"] is True
     assert results[7]["matches"] == []
 
@@ -295,7 +323,8 @@ def test_search_results_that_do_not_fit_resume_after_the_last_match_shown(store:
     start = 0
     for _ in range(3):
         out = box.search_trace(SearchTraceArgs(pattern="row,row", kind=SpanKind.TOOL, start=start, limit=30))
-        assert len(box.render(out)) <= 1500 and out["note"].startswith("more matches did not fit")
+        assert len(box.render(out)) <= 1500
+        assert out["note"].startswith("more matches did not fit")
         seen.extend(m["span_id"] for m in out["matches"])
         start = out["next_start"]
     assert len(seen) == len(set(seen)) > 6
@@ -311,7 +340,8 @@ def test_history_is_elided_oldest_first_to_fit() -> None:
     elided: set[int] = set()
     bound_history(msgs, 2500, elided)
     tool_texts = [m["content"] for m in msgs if m["role"] == "tool"]
-    assert tool_texts[-2:] == ["x" * 1000] * 2 and all(t.startswith("[elided") for t in tool_texts[:3])
+    assert tool_texts[-2:] == ["x" * 1000] * 2
+    assert all(t.startswith("[elided") for t in tool_texts[:3])
 
 
 def test_run_python_checks_a_generated_csv_against_its_source(server: ScriptedModelServer, store: SQLiteStore) -> None:
@@ -326,10 +356,12 @@ def test_run_python_checks_a_generated_csv_against_its_source(server: ScriptedMo
     v = _run(AgenticJudge("outcome", "Check the report.", model=server.model_uri()), head, store)
     assert v.passed is True
     first, second = (json.loads(r) for r in _tool_results(server))
-    assert first["exit_code"] == 0 and "source total 400.0 report total 400.0 match True" in first["stdout"]
+    assert first["exit_code"] == 0
+    assert "source total 400.0 report total 400.0 match True" in first["stdout"]
     assert second["stdout"].strip() == "tampered"  # later snippets share the scratch copy ...
     art = head.artifact("report.csv")
-    assert art is not None and store.get_blob(art.sha256) == b"region,total\nall,400\n"  # ... never the store
+    assert art is not None
+    assert store.get_blob(art.sha256) == b"region,total\nall,400\n"  # ... never the store
 
 
 def test_sandbox_timeout_kills_the_process_group(tmp_path: Path) -> None:
@@ -349,7 +381,9 @@ def test_sandbox_timeout_kills_the_process_group(tmp_path: Path) -> None:
 
     started = time.perf_counter()
     r = asyncio.run(go())
-    assert r.timed_out and r.as_dict()["note"].startswith("timed out") and time.perf_counter() - started < 3
+    assert r.timed_out
+    assert r.as_dict()["note"].startswith("timed out")
+    assert time.perf_counter() - started < 3
     assert r.stdout.strip() == "started", r.stderr
     time.sleep(2.2)
     assert not marker.exists()  # the grandchild died with the group
@@ -372,9 +406,12 @@ def test_sandbox_memory_limit_and_output_truncation() -> None:
         mem, big, env = asyncio.run(go())
     finally:
         del os.environ["COSTAR_TEST_API_KEY"]
-    assert mem.memory_exceeded and mem.exit_code == 1 and "MemoryError" in mem.stderr
+    assert mem.memory_exceeded
+    assert mem.exit_code == 1
+    assert "MemoryError" in mem.stderr
     assert mem.as_dict()["note"] == "hit the memory limit"
-    assert len(big.stdout) < 2200 and "bytes of output dropped" in big.stdout
+    assert len(big.stdout) < 2200
+    assert "bytes of output dropped" in big.stdout
     assert env.stdout.strip() == "[]"
 
 
@@ -385,9 +422,11 @@ def test_in_memory_traces_work_without_a_store(server: ScriptedModelServer) -> N
                       _submit(True, "ok", evidence=["s000027", "s000026"])])
     v = _run(AgenticJudge("outcome", "Judge it.", model=server.model_uri(), tools=["list_spans", "read_artifact"]),
              trace, None)
-    assert v.passed is True and v.evidence == ["s000026", "s000027"]
+    assert v.passed is True
+    assert v.evidence == ["s000026", "s000027"]
     rows, art = _tool_results(server)
-    assert json.loads(rows)["total"] == 30 and len(json.loads(rows)["rows"]) == 5
+    assert json.loads(rows)["total"] == 30
+    assert len(json.loads(rows)["rows"]) == 5
     assert art.startswith("error: no workspace file")
     assert {t["function"]["name"] for t in server.requests[0].body["tools"]} == {"list_spans", "read_artifact",
                                                                                   "submit_verdict"}
@@ -400,7 +439,9 @@ def test_agentic_self_consistency_and_config_errors(server: ScriptedModelServer,
                       _submit(False, "no", evidence=["s000003"])])
     judge = AgenticJudge("outcome", "Judge it.", model=server.model_uri(), samples=3)
     v = _run(judge, head, store)
-    assert v.value is True and v.confidence == pytest.approx(2 / 3) and v.evidence == ["s000002"]
+    assert v.value is True
+    assert v.confidence == pytest.approx(2 / 3)
+    assert v.evidence == ["s000002"]
     with pytest.raises(ConfigError, match="unknown tool"):
         AgenticJudge("x", "Judge it.", model=server.model_uri(), tools=["rm_rf"])
     with pytest.raises(ConfigError, match=r"\{\{trace\}\}"):
@@ -430,12 +471,16 @@ def test_exploration_fits_a_4096_token_context(store: SQLiteStore) -> None:
         v = _run(judge, head, store)
         requests = srv.requests
         sizes = [srv.prompt_tokens(r.body) + r.body["max_tokens"] for r in requests]
-    assert v.outcome == "fail" and v.error is None, v.error
-    assert len(requests) == 9 and max(sizes) <= 4096, sizes
+    assert v.outcome == "fail", v.error
+    assert v.error is None, v.error
+    assert len(requests) == 9, sizes
+    assert max(sizes) <= 4096, sizes
     assert {r.body["max_tokens"] for r in requests} == {512}  # an eighth of the window, not 1,024
     fitted = v.metadata["context_window"]
-    assert fitted["tokens"] == 4096 and fitted["max_result_chars"] < 4000
-    assert "run_python" not in fitted["tools"] and "trace_info" in fitted["tools"]  # the core tools, to leave room
+    assert fitted["tokens"] == 4096
+    assert fitted["max_result_chars"] < 4000
+    assert "run_python" not in fitted["tools"]
+    assert "trace_info" in fitted["tools"]  # the core tools, to leave room
     offered = {t["function"]["name"] for t in requests[0].body["tools"]}
     assert offered == {*fitted["tools"], "submit_verdict"}
 
@@ -450,7 +495,8 @@ def test_a_window_smaller_than_the_uri_says_is_met_by_refitting_to_the_window_th
         v = _run(judge, head, store)
         requests = srv.requests
         statuses = [srv.prompt_tokens(r.body) + r.body["max_tokens"] <= 4096 for r in requests]
-    assert v.outcome == "fail" and v.error is None, v.error
+    assert v.outcome == "fail", v.error
+    assert v.error is None, v.error
     # Rejected as too long, then fitted to the 4,096 tokens the server named (and its history cut when
     # the estimate still fell short).
     assert not all(statuses)
@@ -480,7 +526,9 @@ def test_instructions_that_leave_no_room_are_an_error_naming_the_window(store: S
                              model=srv.model_uri() + "&context_window=1024")
         v = _run(judge, head, store)
         assert srv.request_count == 0
-    assert v.outcome == "error" and "of the 1024 tokens of" in (v.error or "") and "context window" in (v.error or "")
+    assert v.outcome == "error"
+    assert "of the 1024 tokens of" in (v.error or "")
+    assert "context window" in (v.error or "")
     assert "longer context" in (v.error or "")
 
 
@@ -522,7 +570,10 @@ def test_the_builtin_outcome_judge_on_the_embedded_model_gives_a_verdict_or_a_na
     assert v.metadata["context_window"]["tokens"] == 4096, v.metadata
     assert v.cost.input_tokens > 0
     if v.error is not None:
-        assert "exceed context window" not in v.error and "Requested tokens" not in v.error, v.error
+        assert "exceed context window" not in v.error, v.error
+        assert "Requested tokens" not in v.error, v.error
         assert v.error.startswith(("no verdict", "no usable verdict", "the conversation does not fit")), v.error
     else:
-        assert isinstance(v.value, bool) and v.passed is v.value and v.rationale
+        assert isinstance(v.value, bool)
+        assert v.passed is v.value
+        assert v.rationale

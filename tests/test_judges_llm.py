@@ -54,12 +54,18 @@ def test_bool_verdict_with_rationale_cost_and_a_bounded_schema(server: ScriptedM
     v = _judge(JudgeContext(trace=_trace(), scenario=_scenario()), judge)
 
     assert (v.value, v.passed, v.outcome, v.source.value) == (True, True, "pass", "llm")
-    assert v.rationale == "It thanks the user and gives 42." and v.confidence is None
-    assert v.fingerprint == judge.fingerprint() and v.trace_id
-    assert v.cost.input_tokens > 0 and v.cost.output_tokens > 0 and v.cost.seconds > 0
+    assert v.rationale == "It thanks the user and gives 42."
+    assert v.confidence is None
+    assert v.fingerprint == judge.fingerprint()
+    assert v.trace_id
+    assert v.cost.input_tokens > 0
+    assert v.cost.output_tokens > 0
+    assert v.cost.seconds > 0
     (req,) = server.requests
     prompt = _user_prompt(req)
-    assert "The total is 42" in prompt and "states the total politely" in prompt and '"output_contains"' in prompt
+    assert "The total is 42" in prompt
+    assert "states the total politely" in prompt
+    assert '"output_contains"' in prompt
     schema = req.body["response_format"]["json_schema"]["schema"]
     assert schema["properties"]["value"] == {"type": "boolean"}
     assert schema["properties"]["rationale"]["maxLength"] <= 1000
@@ -96,8 +102,11 @@ def test_a_model_that_never_answers_in_format_gives_an_error_after_retries(serve
     server.set_rules([Rule(text="Looks fine to me!")])
     judge = LlmJudge("polite", "Polite? {{outputs}}", model=server.model_uri(), retries=2)
     v = _judge(JudgeContext(trace=_trace()), judge)
-    assert v.outcome == "error" and v.passed is None and v.value is None
-    assert "no usable answer after 3 attempt(s)" in (v.error or "") and "not valid JSON" in (v.error or "")
+    assert v.outcome == "error"
+    assert v.passed is None
+    assert v.value is None
+    assert "no usable answer after 3 attempt(s)" in (v.error or "")
+    assert "not valid JSON" in (v.error or "")
     assert server.request_count == 3
     # Retries say what was wrong with the previous reply.
     assert "could not be used" in server.requests[1].body["messages"][-1]["content"]
@@ -108,23 +117,28 @@ def test_value_out_of_range_or_set_is_a_parse_failure(server: ScriptedModelServe
     judge = LlmJudge("score", "Score {{outputs}}", model=server.model_uri(), retries=1,
                      value={"type": "number", "min": 0, "max": 5, "threshold": 3})
     v = _judge(JudgeContext(trace=_trace()), judge)
-    assert v.outcome == "error" and "maximum" in (v.error or "") and server.request_count == 2
+    assert v.outcome == "error"
+    assert "maximum" in (v.error or "")
+    assert server.request_count == 2
 
     server.set_rules([Rule(json={"rationale": "meh", "value": "excellent"})])
     server.reset()
     label = LlmJudge("grade", "Grade {{outputs}}", model=server.model_uri(), retries=0,
                      value={"type": "label", "labels": ["pass", "fail"], "pass_labels": ["pass"]})
     v = _judge(JudgeContext(trace=_trace()), label)
-    assert v.outcome == "error" and server.request_count == 1
+    assert v.outcome == "error"
+    assert server.request_count == 1
 
 
 def test_a_retry_can_recover(server: ScriptedModelServer) -> None:
     server.set_rules([Rule(times=1, json={"rationale": "x", "value": "yes"}),
                       Rule(json={"rationale": "polite enough", "value": True})])
     v = _judge(JudgeContext(trace=_trace()), LlmJudge("polite", "{{outputs}}", model=server.model_uri()))
-    assert v.passed is True and v.metadata["attempts"] == 2
+    assert v.passed is True
+    assert v.metadata["attempts"] == 2
     note = server.requests[1].body["messages"][-1]["content"]
-    assert "could not be used" in note and "is not of type 'boolean'" in note
+    assert "could not be used" in note
+    assert "is not of type 'boolean'" in note
 
 
 def test_self_consistency_majority_and_confidence(server: ScriptedModelServer) -> None:
@@ -132,19 +146,24 @@ def test_self_consistency_majority_and_confidence(server: ScriptedModelServer) -
                       Rule(times=1, json={"rationale": "rude", "value": False})])
     judge = LlmJudge("polite", "{{outputs}}", model=server.model_uri(), samples=3)
     v = _judge(JudgeContext(trace=_trace()), judge)
-    assert v.value is True and v.passed is True
+    assert v.value is True
+    assert v.passed is True
     assert v.confidence == pytest.approx(2 / 3)
-    assert sorted(v.metadata["samples"]) == [False, True, True] and "2/3 samples agree" in v.rationale
+    assert sorted(v.metadata["samples"]) == [False, True, True]
+    assert "2/3 samples agree" in v.rationale
     seeds = {r.body.get("seed") for r in server.requests}
     temps = {r.body.get("temperature") for r in server.requests}
-    assert len(seeds) == 3 and temps == {0.7}
+    assert len(seeds) == 3
+    assert temps == {0.7}
 
 
 def test_self_consistency_ties_do_not_pass(server: ScriptedModelServer) -> None:
     server.set_rules([Rule(times=1, json={"rationale": "yes", "value": True}),
                       Rule(times=1, json={"rationale": "no", "value": False})])
     v = _judge(JudgeContext(trace=_trace()), LlmJudge("polite", "{{outputs}}", model=server.model_uri(), samples=2))
-    assert v.value is False and v.passed is False and v.confidence == 0.5
+    assert v.value is False
+    assert v.passed is False
+    assert v.confidence == 0.5
 
 
 def test_self_consistency_numbers_use_the_median_and_a_tolerance(server: ScriptedModelServer) -> None:
@@ -154,30 +173,38 @@ def test_self_consistency_numbers_use_the_median_and_a_tolerance(server: Scripte
     judge = LlmJudge("score", "{{outputs}}", model=server.model_uri(), samples=3,
                      value={"type": "number", "min": 0, "max": 10, "threshold": 5})
     v = _judge(JudgeContext(trace=_trace()), judge)
-    assert v.value == 4 and v.passed is False and v.confidence == pytest.approx(2 / 3)
+    assert v.value == 4
+    assert v.passed is False
+    assert v.confidence == pytest.approx(2 / 3)
 
 
 def test_failed_samples_are_counted_and_all_failing_is_an_error(server: ScriptedModelServer) -> None:
     server.set_rules([Rule(times=2, json={"rationale": "ok", "value": True}), Rule(text="no idea")])
     judge = LlmJudge("polite", "{{outputs}}", model=server.model_uri(), samples=3, retries=0)
     v = _judge(JudgeContext(trace=_trace()), judge)
-    assert v.value is True and v.confidence == pytest.approx(2 / 3) and v.metadata["sample_errors"] == 1
+    assert v.value is True
+    assert v.confidence == pytest.approx(2 / 3)
+    assert v.metadata["sample_errors"] == 1
 
     server.set_rules([Rule(text="no idea")])
     v = _judge(JudgeContext(trace=_trace()), judge)
-    assert v.outcome == "error" and "all 3 samples failed" in (v.error or "")
+    assert v.outcome == "error"
+    assert "all 3 samples failed" in (v.error or "")
 
 
 def test_transport_errors_are_error_verdicts_and_money_is_recorded(server: ScriptedModelServer) -> None:
     server.set_rules([Rule(status=401)])
     client = ModelClient(server.model_uri("judge-model"), retry=RetryPolicy(max_retries=0))
     v = _judge(JudgeContext(trace=_trace()), LlmJudge("polite", "{{outputs}}", model=client))
-    assert v.outcome == "error" and "model call failed" in (v.error or "")
+    assert v.outcome == "error"
+    assert "model call failed" in (v.error or "")
 
     server.set_rules([Rule(json={"rationale": "ok", "value": True})])
     priced = ModelClient(server.model_uri("judge-model"), prices={"judge-model": {"input": 1000, "output": 2000}})
     v = _judge(JudgeContext(trace=_trace()), LlmJudge("polite", "{{outputs}}", model=priced))
-    assert v.passed is True and v.cost.cost_usd > 0 and "cost_unknown" not in v.metadata
+    assert v.passed is True
+    assert v.cost.cost_usd > 0
+    assert "cost_unknown" not in v.metadata
 
 
 def test_unknown_template_variable_is_a_config_error_naming_it() -> None:
@@ -191,7 +218,9 @@ def test_instructions_without_trace_variables_still_show_input_and_output(server
     server.set_rules([Rule(json={"rationale": "ok", "value": True})])
     _judge(JudgeContext(trace=_trace("The total is 42.")), LlmJudge("polite", "Is it polite?", model=server.model_uri()))
     prompt = _user_prompt(server.requests[0])
-    assert "Is it polite?" in prompt and "The total is 42." in prompt and "add up the numbers" in prompt
+    assert "Is it polite?" in prompt
+    assert "The total is 42." in prompt
+    assert "add up the numbers" in prompt
 
 
 def test_trace_summary_is_bounded_for_a_long_trace(server: ScriptedModelServer, store: Any) -> None:
@@ -210,7 +239,9 @@ def test_trace_summary_is_bounded_for_a_long_trace(server: ScriptedModelServer, 
     assert v.passed is True
     prompt = _user_prompt(server.requests[0])
     assert len(prompt) < 4000 < len(json.dumps([s.model_dump() for s in spans]))
-    assert "spans: 3000 (TOOL 3000)" in prompt and "more calls" in prompt and "disk on fire" in prompt
+    assert "spans: 3000 (TOOL 3000)" in prompt
+    assert "more calls" in prompt
+    assert "disk on fire" in prompt
 
 
 def test_fingerprint_follows_the_config() -> None:
@@ -253,11 +284,13 @@ def test_a_failing_judge_does_not_stop_the_run(server: ScriptedModelServer, stor
     store.save_scenarios(run.run_id, [sc])
     store.write_traces([_trace(run_id=run.run_id, scenario_id="sum", trial=i) for i in range(3)])
     stats = asyncio.run(Assessor(store, reg, concurrency=4).assess_run(run.run_id, scenarios={"sum": sc}))
-    assert stats.errors == 3 and stats.judged == 3 * 4  # agent_completed, output_contains, broken, good
+    assert stats.errors == 3
+    assert stats.judged == 3 * 4  # agent_completed, output_contains, broken, good
     by_name: dict[str, set[str]] = {}
     for v in store.verdicts(run_id=run.run_id):
         by_name.setdefault(v.name, set()).add(v.outcome)
-    assert by_name["broken"] == {"error"} and by_name["good"] == {"pass"}
+    assert by_name["broken"] == {"error"}
+    assert by_name["good"] == {"pass"}
 
 
 @pytest.mark.local_model
@@ -265,9 +298,13 @@ def test_local_model_gives_a_well_formed_or_clean_error_verdict() -> None:
     judge = LlmJudge("polite", "Is this reply polite? Reply: {{outputs}}", model="local:/smollm2",
                      max_output_tokens=96, retries=1)
     v = _judge(JudgeContext(trace=_trace("Thank you for asking! The total is 42.")), judge)
-    assert v.source.value == "llm" and v.fingerprint == judge.fingerprint()
+    assert v.source.value == "llm"
+    assert v.fingerprint == judge.fingerprint()
     if v.error is None:
-        assert isinstance(v.value, bool) and v.passed is v.value and isinstance(v.rationale, str)
+        assert isinstance(v.value, bool)
+        assert v.passed is v.value
+        assert isinstance(v.rationale, str)
         assert v.cost.input_tokens > 0
     else:
-        assert v.passed is None and v.outcome == "error"
+        assert v.passed is None
+        assert v.outcome == "error"

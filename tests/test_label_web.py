@@ -92,7 +92,8 @@ def test_pages_are_escaped_and_locked_down(server: str, traces: list[str]) -> No
         queue = client.get("/")
         assert queue.status_code == 200
         csp = queue.headers["content-security-policy"]
-        assert "default-src 'none'" in csp and "script-src" not in csp  # no script may run at all
+        assert "default-src 'none'" in csp
+        assert "script-src" not in csp  # no script may run at all
         assert queue.headers["x-content-type-options"] == "nosniff"
         assert "0 of 3 traces labeled by anyone · 3 to go" in queue.text
         assert f'href="/traces/{quote(traces[2], safe="")}"' in queue.text
@@ -107,7 +108,8 @@ def test_pages_are_escaped_and_locked_down(server: str, traces: list[str]) -> No
         assert "<script" not in page.text
         assert client.get("/traces/nope").status_code == 404
         css = client.get("/assets/label.css")
-        assert css.headers["content-type"].startswith("text/css") and ".label-panel" in css.text
+        assert css.headers["content-type"].startswith("text/css")
+        assert ".label-panel" in css.text
         assert client.get("/", headers={"host": "attacker.example"}).status_code == 421
 
 
@@ -136,7 +138,8 @@ def test_form_posts_are_same_origin_urlencoded_and_token_checked(store: SQLiteSt
         assert store.labels() == []
 
         ok = client.post("/label", data=form, headers={"origin": server, "sec-fetch-site": "same-origin"})
-        assert ok.status_code == 303 and ok.headers["location"] == f"/traces/{traces[1]}"
+        assert ok.status_code == 303
+        assert ok.headers["location"] == f"/traces/{traces[1]}"
         assert "costar_labeler=ana" in ok.headers["set-cookie"]
         again = client.post("/label", data={**form, "value": "fail", "rationale": "changed"})
         assert again.status_code == 303  # the form is an explicit edit: it replaces the labeler's label
@@ -146,20 +149,26 @@ def test_form_posts_are_same_origin_urlencoded_and_token_checked(store: SQLiteSt
 def test_json_api(store: SQLiteStore, server: str, traces: list[str]) -> None:
     with httpx.Client(base_url=server) as client:
         queue = client.get("/api/queue", params={"labeler": "bo"}).json()
-        assert queue["value_type"]["kind"] == "bool" and queue["to_label"] == 3
+        assert queue["value_type"]["kind"] == "bool"
+        assert queue["to_label"] == 3
         assert [i["trace_id"] for i in queue["items"]] == traces
         assert queue["items"][0]["verdict"] == {"outcome": "pass", "value": True, "rationale": "totals match the CSV"}
 
         detail = client.get(f"/api/traces/{quote(traces[2], safe='')}")
-        assert detail.status_code == 200 and detail.headers["content-type"] == "application/json"
+        assert detail.status_code == 200
+        assert detail.headers["content-type"] == "application/json"
         body = detail.json()
-        assert body["trace"]["output"] == HOSTILE and body["span_count"] == 3 and body["labels"] == []
+        assert body["trace"]["output"] == HOSTILE
+        assert body["span_count"] == 3
+        assert body["labels"] == []
         assert client.get("/api/traces/nope").status_code == 404
 
         post = {"trace_id": traces[2], "value": "fail", "labeler": "bo", "rationale": "script in the output"}
         created = client.post("/api/labels", json=post)
-        assert created.status_code == 201 and created.json()["value"] is False
-        assert created.json()["source"] == "human" and created.json()["source_id"] == "bo"
+        assert created.status_code == 201
+        assert created.json()["value"] is False
+        assert created.json()["source"] == "human"
+        assert created.json()["source_id"] == "bo"
         results = [
             client.post("/api/labels", json={**post, "value": True}),  # a conflict without replace
             client.post("/api/labels", json={**post, "trace_id": "ghost"}),
@@ -182,7 +191,10 @@ def test_fixed_labeler_numbers_and_loopback_only(store: SQLiteStore, traces: lis
     try:
         with httpx.Client(base_url=srv.base_url) as client:
             page = client.get(f"/traces/{traces[0]}").text
-            assert 'type="number"' in page and 'min="1"' in page and 'max="5"' in page and "labeling as" in page
+            assert 'type="number"' in page
+            assert 'min="1"' in page
+            assert 'max="5"' in page
+            assert "labeling as" in page
             form = {"csrf": csrf_of(page), "trace_id": traces[0], "labeler": "mallory", "value": "4"}
             assert client.post("/label", data=form).status_code == 303
             assert client.post("/label", data={**form, "value": "9"}).status_code == 400
@@ -236,7 +248,8 @@ def test_label_two_traces_in_a_real_browser(tmp_path: Path, store: SQLiteStore, 
             expect(page.get_by_text(ATTR).first).to_be_visible()
             page.locator("details.span summary", has_text="chat gpt-4.1-mini").click()
             expect(page.locator("pre.text", has_text=ATTR).first).to_be_visible()
-            assert page.locator("script").count() == 0 and page.locator("img").count() == 0
+            assert page.locator("script").count() == 0
+            assert page.locator("img").count() == 0
             # A rationale that tries to break out of the textarea is stored and shown back as text.
             breakout = "</textarea><script>alert(2)</script>"
             page.fill("#rationale", breakout)

@@ -122,10 +122,12 @@ def test_value_types() -> None:
     assert ValueType.of("bool").parse(" Pass ") is True
     assert ValueType.of("bool").parse("f") is False
     assert ValueType.of("number").parse("2.50") == 2.5
-    assert ValueType.of("number").parse(3.0) == 3 and isinstance(ValueType.of("number").parse(3.0), int)
+    assert ValueType.of("number").parse(3.0) == 3
+    assert isinstance(ValueType.of("number").parse(3.0), int)
     assert ValueType.of(["Good", "Bad"]).parse("good") == "Good"
     assert ValueType.of(["1", "2"]).parse(2) == "2"
-    assert ValueType.of(None).parse("true") is True and ValueType.of(None).parse("tie") == "tie"
+    assert ValueType.of(None).parse("true") is True
+    assert ValueType.of(None).parse("tie") == "tie"
     with pytest.raises(LabelError, match="expected pass/fail"):
         ValueType.of("bool").check(1)  # a typed 1 is not a boolean
     with pytest.raises(LabelError, match="unknown value type 'score'"):
@@ -221,7 +223,8 @@ def test_import_defaults_skips_empty_values_and_replaces(tmp_path: Path, store: 
     result = import_labels(store, path, name=JUDGE, labeler="ana", value_type="bool", replace=True)
     assert (result.records, result.written, result.empty) == (3, 2, 1)
     got = {v.trace_id: v for v in store.labels(name=JUDGE)}
-    assert got["trace-000"].value is True and got["trace-000"].rationale == "changed my mind"
+    assert got["trace-000"].value is True
+    assert got["trace-000"].rationale == "changed my mind"
     assert got["trace-002"].created_at == 1700000000.0
     with pytest.raises(LabelError, match=r"name the file \*\.csv or \*\.jsonl"):
         export_labels(store, tmp_path / "labels.xlsx")
@@ -237,7 +240,8 @@ def test_queue_puts_unlabeled_traces_first(store: SQLiteStore) -> None:
     assert [i.trace_id for i in label_queue(store, JUDGE, labeler="ana")] == [ids[1], ids[2], ids[3], ids[0]]
     queue = label_queue(store, JUDGE, queue=[ids[3], ids[0]], labeler="ana")
     assert [(i.trace_id, i.done, i.position) for i in queue] == [(ids[3], False, 0), (ids[0], True, 1)]
-    assert queue[0].verdict is not None and queue[0].verdict.rationale == "judge says 3"
+    assert queue[0].verdict is not None
+    assert queue[0].verdict.rationale == "judge says 3"
     with pytest.raises(UnknownTraceError, match="the queue names 1 trace"):
         label_queue(store, JUDGE, queue=["nope"])
 
@@ -268,14 +272,17 @@ def test_terminal_labeling_saves_each_answer_at_once(store: SQLiteStore) -> None
     session = label_in_terminal(store, JUDGE, labeler="ana", value_type="bool", console=console, input_fn=script)
     assert [(v.trace_id, v.value, v.rationale) for v in session.saved] == [
         (ids[0], True, "totals are right"), (ids[2], False, "")]
-    assert session.skipped == [ids[1]] and session.quit and session.remaining == 2
+    assert session.skipped == [ids[1]]
+    assert session.quit
+    assert session.remaining == 2
     assert [(v.trace_id, v.value) for v in store.labels(name=JUDGE, labeler="ana")] == [(ids[0], True), (ids[2], False)]
     text = out.getvalue()
     for expected in ("1/4 · trace trace-000", "scenario scenario-0", "input: question 0", "line one",
                      "judge report_quality: PASS", "rationale: judge says 0", "out/result.csv (8 B)",
                      "not understood: expected pass/fail", "2 labels saved, 1 skipped, 2 still to label"):
         assert expected in text, expected
-    assert "\x1b" not in text and "\x07" not in text  # the output's terminal escapes were removed
+    assert "\x1b" not in text
+    assert "\x07" not in text  # the output's terminal escapes were removed
     assert script.prompts[0] == "label — [p]ass, [f]ail, [s]kip, [q]uit > "
 
     # A second session offers only what this labeler has not labeled; end of input quits cleanly.
@@ -283,7 +290,8 @@ def test_terminal_labeling_saves_each_answer_at_once(store: SQLiteStore) -> None
     again = label_in_terminal(store, JUDGE, labeler="ana", value_type="bool", console=console,
                               input_fn=Script(["fail", "wrong file"]))
     assert [(v.trace_id, v.value) for v in again.saved] == [(ids[1], False)]
-    assert again.quit and again.remaining == 1
+    assert again.quit
+    assert again.remaining == 1
     assert "Labeling judge report_quality as ana: 2 to label, 2 of 4 already labeled by you" in out.getvalue()
 
 

@@ -98,7 +98,8 @@ def test_metric_stats_and_aggregate() -> None:
     assert stats.p90 == pytest.approx(300 + 0.7 * 700)  # position 2.7
     ms = [trace_metrics(_trace("r", "a", i, tokens)) for i, tokens in enumerate((100, 300, 200))]
     agg = aggregate(ms)
-    assert agg["total_tokens"].median == 200 and agg["input_tokens"].median == 100
+    assert agg["total_tokens"].median == 200
+    assert agg["input_tokens"].median == 100
     assert aggregate([]) == {}
 
 
@@ -118,7 +119,8 @@ def test_describe_change_wording() -> None:
 
 def test_doubled_tokens_against_ten_runs_alerts() -> None:
     check = detect_anomaly("total_tokens", 2480, HISTORY)
-    assert check.status == "alert" and check.direction == "up"
+    assert check.status == "alert"
+    assert check.direction == "up"
     assert check.history_median == 1200
     # |deviations| from 1200: 20 10 5 30 0 30 20 5 10 0 -> MAD 10
     assert check.mad == 10
@@ -138,7 +140,8 @@ def test_unusual_but_small_change_does_not_alert() -> None:
     # A very stable history makes +8% a huge z-score, but the ratio rule keeps it quiet.
     history = [1000, 1001, 999, 1000, 1002, 1000]
     check = detect_anomaly("total_tokens", 1080, history)
-    assert abs(check.robust_z or 0) > 3.5 and check.status == "ok"
+    assert abs(check.robust_z or 0) > 3.5
+    assert check.status == "ok"
     assert detect_anomaly("total_tokens", 1080, history, min_change=0.05).status == "alert"
 
 
@@ -147,13 +150,18 @@ def test_zero_mad_falls_back_to_relative_change() -> None:
     assert detect_anomaly("llm_calls", 5, flat).status == "ok"
     assert detect_anomaly("llm_calls", 6, flat).status == "ok"  # +20% < 25%
     check = detect_anomaly("llm_calls", 10, flat)
-    assert check.status == "alert" and check.robust_z is None and check.mad == 0
+    assert check.status == "alert"
+    assert check.robust_z is None
+    assert check.mad == 0
     assert check.message == "model calls doubled against the last 4 runs (median 5 → 10)"
     zero = detect_anomaly("error_spans", 2, [0, 0, 0])
-    assert zero.status == "alert" and zero.ratio is None
+    assert zero.status == "alert"
+    assert zero.ratio is None
     assert zero.message.startswith("error spans rose from zero")
     down = detect_anomaly("latency_s", 1.0, [2.0, 2.0, 2.0])
-    assert down.status == "alert" and down.direction == "down" and "halved" in down.message
+    assert down.status == "alert"
+    assert down.direction == "down"
+    assert "halved" in down.message
 
 
 def test_short_history_is_insufficient() -> None:
@@ -174,16 +182,21 @@ def test_check_metrics_alerts_on_doubled_tokens_not_on_noise(store: SQLiteStore)
     report = check_metrics(store, "head")
     assert report.history_run_ids == [f"r{i:02d}" for i in range(10)]
     a, b = report.scenario("a"), report.scenario("b")
-    assert a is not None and b is not None
+    assert a is not None
+    assert b is not None
     assert [c.metric for c in a.alerts] == ["total_tokens"]
     tokens = a.check("total_tokens")
-    assert tokens is not None and tokens.history == HISTORY
+    assert tokens is not None
+    assert tokens.history == HISTORY
     assert tokens.message == "token usage doubled against the last 10 runs (median 1,200 → 2,480)"
-    assert a.current["total_tokens"].median == 2480 and a.current["total_tokens"].p90 == pytest.approx(2576)
-    assert b.alerts == [] and report.exit_code == 0  # alerts inform, they do not gate
+    assert a.current["total_tokens"].median == 2480
+    assert a.current["total_tokens"].p90 == pytest.approx(2576)
+    assert b.alerts == []
+    assert report.exit_code == 0  # alerts inform, they do not gate
     assert all(c.status == "ok" for c in b.checks)
     every = check_metrics(store, "head", metrics=METRICS).scenario("a")
-    assert every is not None and [c.metric for c in every.alerts] == ["total_tokens", "input_tokens", "output_tokens"]
+    assert every is not None
+    assert [c.metric for c in every.alerts] == ["total_tokens", "input_tokens", "output_tokens"]
 
 
 def test_history_is_the_agents_earlier_runs(store: SQLiteStore) -> None:
@@ -195,7 +208,8 @@ def test_history_is_the_agents_earlier_runs(store: SQLiteStore) -> None:
     assert ids == ["r09", "r08", "r07"]
     points = metric_history(store, "a", "total_tokens", runs=10, before="head")
     assert [p.run_id for p in points] == [f"r{i:02d}" for i in range(10)]
-    assert [p.value for p in points] == HISTORY and all(p.trials == 3 for p in points)
+    assert [p.value for p in points] == HISTORY
+    assert all(p.trials == 3 for p in points)
     assert [p.run_id for p in metric_history(store, "a", "total_tokens", runs=2, agent="someone-else")] == ["other"]
     # Without a reference every run counts, newest last.
     assert metric_history(store, "a", "total_tokens", runs=1)[0].run_id == "later"
@@ -209,10 +223,13 @@ def test_check_metrics_with_short_history(store: SQLiteStore) -> None:
     _run(store, "head", 3.0, [_trace("head", "a", 0, 9000)])
     report = check_metrics(store, "head")
     a = report.scenario("a")
-    assert a is not None and a.alerts == [] and report.insufficient_history
+    assert a is not None
+    assert a.alerts == []
+    assert report.insufficient_history
     assert {c.status for c in a.checks} == {"insufficient_history"}
     out = _render(report)
-    assert "insufficient history" in out and "no metric alerts" in out
+    assert "insufficient history" in out
+    assert "no metric alerts" in out
 
 
 # ----------------------------------------------------------------------------- retries

@@ -29,10 +29,14 @@ def test_text_with_system_prompt_and_cost(srv: ScriptedModelServer) -> None:
     srv.reset()
     r = claude(srv).chat([{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hello"}],
                          max_tokens=100, temperature=0)
-    assert r.text == "Hi." and r.finish_reason == "stop" and r.provider == "anthropic"
-    assert r.cost_known and r.cost_usd > 0
+    assert r.text == "Hi."
+    assert r.finish_reason == "stop"
+    assert r.provider == "anthropic"
+    assert r.cost_known
+    assert r.cost_usd > 0
     body = srv.requests[0].body
-    assert body["system"] == "Be terse." and body["max_tokens"] == 100
+    assert body["system"] == "Be terse."
+    assert body["max_tokens"] == 100
     assert body["messages"] == [{"role": "user", "content": [{"type": "text", "text": "Hello"}]}]
     assert "sk-ant-test" in srv.requests[0].headers["authorization"]
 
@@ -45,9 +49,11 @@ def test_tool_use_and_tool_result_round_trip(srv: ScriptedModelServer) -> None:
     r = c.chat("Where is order A1?", tools=[TOOL])
     assert r.finish_reason == "tool_calls"
     (call,) = r.tool_calls
-    assert call.name == "lookup_order" and call.arguments == {"id": "A1"}
+    assert call.name == "lookup_order"
+    assert call.arguments == {"id": "A1"}
     sent_tool = srv.requests[0].body["tools"][0]
-    assert sent_tool["name"] == "lookup_order" and sent_tool["input_schema"]["required"] == ["id"]
+    assert sent_tool["name"] == "lookup_order"
+    assert sent_tool["input_schema"]["required"] == ["id"]
 
     history = [{"role": "user", "content": "Where is order A1?"}, r.message(),
                {"role": "tool", "tool_call_id": call.id, "content": "shipped"}]
@@ -56,7 +62,8 @@ def test_tool_use_and_tool_result_round_trip(srv: ScriptedModelServer) -> None:
     turns = srv.requests[1].body["messages"]
     assert [t["role"] for t in turns] == ["user", "assistant", "user"]
     assert turns[1]["content"][0] == {"type": "tool_use", "id": call.id, "name": "lookup_order", "input": {"id": "A1"}}
-    assert turns[2]["content"][0]["type"] == "tool_result" and turns[2]["content"][0]["tool_use_id"] == call.id
+    assert turns[2]["content"][0]["type"] == "tool_result"
+    assert turns[2]["content"][0]["tool_use_id"] == call.id
 
 
 def test_json_schema_through_a_forced_tool(srv: ScriptedModelServer) -> None:
@@ -65,7 +72,8 @@ def test_json_schema_through_a_forced_tool(srv: ScriptedModelServer) -> None:
     schema = {"type": "object", "properties": {"sentiment": {"enum": ["positive", "negative"]},
                                                "score": {"type": "number"}}, "required": ["sentiment", "score"]}
     r = claude(srv).chat("I love it", json_schema=schema)
-    assert r.parsed == {"sentiment": "positive", "score": 0.9} and r.tool_calls == []
+    assert r.parsed == {"sentiment": "positive", "score": 0.9}
+    assert r.tool_calls == []
     body = srv.requests[0].body
     assert body["tool_choice"] == {"type": "tool", "name": "structured_output"}
     assert body["tools"][-1]["input_schema"] == schema

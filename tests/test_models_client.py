@@ -62,23 +62,32 @@ def client(srv: ScriptedModelServer, model: str = "gpt-4.1-mini", **kw: object) 
 def test_text_reply_with_usage_cost_and_latency(srv: ScriptedModelServer) -> None:
     r = client(srv).chat([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
     assert r.text == "Hello from the script"
-    assert r.finish_reason == "stop" and r.tool_calls == [] and r.parsed is None
-    assert r.usage.input_tokens > 0 and r.usage.output_tokens > 0
-    assert r.cost_known and r.cost_usd > 0  # gpt-4.1-mini is in the built-in price table
-    assert r.latency_s > 0 and r.retries == 0 and not r.cache_hit
-    assert r.provider == "openai-compatible" and r.model == "gpt-4.1-mini"
+    assert r.finish_reason == "stop"
+    assert r.tool_calls == []
+    assert r.parsed is None
+    assert r.usage.input_tokens > 0
+    assert r.usage.output_tokens > 0
+    assert r.cost_known
+    assert r.cost_usd > 0  # gpt-4.1-mini is in the built-in price table
+    assert r.latency_s > 0
+    assert r.retries == 0
+    assert not r.cache_hit
+    assert r.provider == "openai-compatible"
+    assert r.model == "gpt-4.1-mini"
     assert srv.requests[0].body["messages"][0] == {"role": "system", "content": "Be brief."}
 
 
 def test_unknown_model_costs_zero_and_says_so(srv: ScriptedModelServer) -> None:
     r = client(srv, "my-finetune").chat("Hi")
-    assert r.cost_usd == 0 and r.cost_known is False
+    assert r.cost_usd == 0
+    assert r.cost_known is False
 
 
 def test_price_overrides_from_a_dict(srv: ScriptedModelServer) -> None:
     srv.set_rules([Rule(text="x", input_tokens=1_000_000, output_tokens=500_000)])
     r = client(srv, "my-finetune", prices={"my-finetune": {"input": 1.0, "output": 4.0}}).chat("Hi")
-    assert r.cost_known and r.cost_usd == pytest.approx(3.0)
+    assert r.cost_known
+    assert r.cost_usd == pytest.approx(3.0)
 
 
 def test_tool_calls_are_parsed_and_round_trip_as_a_message(srv: ScriptedModelServer) -> None:
@@ -86,11 +95,14 @@ def test_tool_calls_are_parsed_and_round_trip_as_a_message(srv: ScriptedModelSer
     r = client(srv).chat("Weather in Paris?", tools=[WEATHER_TOOL])
     assert r.finish_reason == "tool_calls"
     (call,) = r.tool_calls
-    assert call.name == "get_weather" and call.arguments == {"city": "Paris"} and call.id
+    assert call.name == "get_weather"
+    assert call.arguments == {"city": "Paris"}
+    assert call.id
     sent = srv.requests[0].body
     assert sent["tools"][0]["function"]["name"] == "get_weather"
     msg = r.message()
-    assert msg["role"] == "assistant" and msg["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert msg["role"] == "assistant"
+    assert msg["tool_calls"][0]["function"]["name"] == "get_weather"
     # The assistant message and a tool result go back in the next turn unchanged.
     history = [{"role": "user", "content": "Weather in Paris?"}, msg,
                {"role": "tool", "tool_call_id": call.id, "content": "rainy"}]
@@ -103,7 +115,8 @@ def test_json_schema_output_dict_and_pydantic(srv: ScriptedModelServer) -> None:
     r = client(srv).chat("Bob is 30", json_schema=PERSON)
     assert r.parsed == {"name": "Bob", "age": 30}
     fmt = srv.requests[0].body["response_format"]
-    assert fmt["type"] == "json_schema" and fmt["json_schema"]["schema"] == PERSON
+    assert fmt["type"] == "json_schema"
+    assert fmt["json_schema"]["schema"] == PERSON
 
     class Person(BaseModel):
         name: str
@@ -119,7 +132,8 @@ def test_429_honours_retry_after_then_succeeds(srv: ScriptedModelServer) -> None
     t0 = time.perf_counter()
     r = client(srv).chat("Hi")
     elapsed = time.perf_counter() - t0
-    assert r.text == "Hello from the script" and r.retries == 1
+    assert r.text == "Hello from the script"
+    assert r.retries == 1
     assert elapsed >= 0.4, "Retry-After was not honoured"
     assert srv.request_count == 2
 
@@ -127,7 +141,8 @@ def test_429_honours_retry_after_then_succeeds(srv: ScriptedModelServer) -> None
 def test_500_twice_then_success_counts_retries(srv: ScriptedModelServer) -> None:
     srv.set_rules([Rule(status=500, times=2)])
     r = client(srv).chat("Hi")
-    assert r.retries == 2 and srv.request_count == 3
+    assert r.retries == 2
+    assert srv.request_count == 3
 
 
 def test_malformed_body_is_retried(srv: ScriptedModelServer) -> None:
@@ -141,7 +156,10 @@ def test_retry_exhaustion_raises_one_line_errors(srv: ScriptedModelServer) -> No
         client(srv, retry=RetryPolicy(max_retries=2, base_delay=0.01)).chat("Hi")
     assert srv.request_count == 3
     msg = str(err.value)
-    assert "\n" not in msg and "HTTP 503" in msg and "3 attempts" in msg and srv.base_url in msg
+    assert "\n" not in msg
+    assert "HTTP 503" in msg
+    assert "3 attempts" in msg
+    assert srv.base_url in msg
 
     srv.set_rules([Rule(status=429, retry_after=0)])
     with pytest.raises(ModelRateLimitError, match="requests_per_minute"):
@@ -153,13 +171,15 @@ def test_retry_after_longer_than_the_policy_allows_gives_up_at_once(srv: Scripte
     t0 = time.perf_counter()
     with pytest.raises(ModelRateLimitError):
         client(srv, retry=RetryPolicy(max_retries=3, max_retry_after=5)).chat("Hi")
-    assert time.perf_counter() - t0 < 2 and srv.request_count == 1
+    assert time.perf_counter() - t0 < 2
+    assert srv.request_count == 1
 
 
 def test_timeout_is_retried_then_raised(srv: ScriptedModelServer) -> None:
     srv.set_rules([Rule(hang=30, times=1)])
     r = client(srv, timeout=0.3).chat("Hi")
-    assert r.retries == 1 and r.text == "Hello from the script"
+    assert r.retries == 1
+    assert r.text == "Hello from the script"
 
     srv.set_rules([Rule(hang=30)])
     with pytest.raises(ModelTimeoutError, match=r"within 0.3s \(2 attempts\)"):
@@ -171,20 +191,23 @@ def test_malformed_json_is_retried_then_model_output_error(srv: ScriptedModelSer
                    Rule(json={"name": "Bob"}, times=1),  # valid JSON, but "age" is missing
                    Rule(json={"name": "Bob", "age": 30})])
     r = client(srv).chat("Bob", json_schema=PERSON)
-    assert r.parsed == {"name": "Bob", "age": 30} and r.retries == 2
+    assert r.parsed == {"name": "Bob", "age": 30}
+    assert r.retries == 2
 
     srv.set_rules([Rule(text="not json at all")])
     srv.reset()
     with pytest.raises(ModelOutputError, match="not valid JSON") as err:
         client(srv, output_retries=2).chat("Bob", json_schema=PERSON)
-    assert srv.request_count == 3 and "\n" not in str(err.value)
+    assert srv.request_count == 3
+    assert "\n" not in str(err.value)
 
 
 def test_malformed_tool_arguments_are_retried_then_model_output_error(srv: ScriptedModelServer) -> None:
     call = [{"name": "get_weather", "arguments": {"city": "Paris"}}]
     srv.set_rules([Rule(tool_calls=call, malformed_tool_args=True, times=1), Rule(tool_calls=call)])
     r = client(srv).chat("Weather?", tools=[WEATHER_TOOL])
-    assert r.tool_calls[0].arguments == {"city": "Paris"} and r.retries == 1
+    assert r.tool_calls[0].arguments == {"city": "Paris"}
+    assert r.retries == 1
 
     srv.set_rules([Rule(tool_calls=call, malformed_tool_args=True)])
     with pytest.raises(ModelOutputError, match="arguments that are not JSON"):
@@ -204,7 +227,9 @@ def test_unreachable_endpoint_names_the_url_and_the_fix() -> None:
     with pytest.raises(EndpointUnreachableError) as err:
         c.chat("Hi")
     msg = str(err.value)
-    assert url in msg and "start the model server" in msg and "\n" not in msg
+    assert url in msg
+    assert "start the model server" in msg
+    assert "\n" not in msg
 
 
 def test_model_not_found_names_the_model_and_where_to_look(srv: ScriptedModelServer) -> None:
@@ -212,7 +237,8 @@ def test_model_not_found_names_the_model_and_where_to_look(srv: ScriptedModelSer
     with pytest.raises(ModelNotFoundError) as err:
         client(srv, "no-such-model").chat("Hi")
     msg = str(err.value)
-    assert "'no-such-model' not found" in msg and f"{srv.base_url}/models" in msg
+    assert "'no-such-model' not found" in msg
+    assert f"{srv.base_url}/models" in msg
     assert srv.request_count == 1  # 404 is not retried
 
 
@@ -233,18 +259,22 @@ def test_unknown_provider_lists_known_ones() -> None:
     with pytest.raises(UnknownProviderError) as err:
         ModelClient("gemini-ish:/x")
     assert isinstance(err.value, ConfigError)
-    assert "openai" in str(err.value) and "anthropic" in str(err.value) and "local" in str(err.value)
+    assert "openai" in str(err.value)
+    assert "anthropic" in str(err.value)
+    assert "local" in str(err.value)
 
 
 def test_cache_hit_is_identical_fast_free_and_sends_nothing(srv: ScriptedModelServer, tmp_path: Path) -> None:
     srv.set_rules([Rule(tool_calls=[{"name": "get_weather", "arguments": {"city": "Oslo"}}])])
     c = client(srv, cache="read_write", cache_dir=tmp_path)
     first = c.chat("Weather in Oslo?", tools=[WEATHER_TOOL], temperature=0)
-    assert not first.cache_hit and first.cost_usd > 0
+    assert not first.cache_hit
+    assert first.cost_usd > 0
     hits = [c.chat("Weather in Oslo?", tools=[WEATHER_TOOL], temperature=0) for _ in range(50)]
     assert srv.request_count == 1
     hit = hits[-1]
-    assert hit.cache_hit and hit.cost_usd == 0
+    assert hit.cache_hit
+    assert hit.cost_usd == 0
     assert (hit.tool_calls, hit.text, hit.usage, hit.raw) == (first.tool_calls, first.text, first.usage, first.raw)
     assert statistics.median(h.latency_s for h in hits) < 0.003
     # Any change in the request is a different key, and read_only never writes.
@@ -274,13 +304,17 @@ def test_cassette_records_then_replays_with_the_server_gone(tmp_path: Path,
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     play = ModelClient("openai:/gpt-4.1-mini", cassette=Cassette(tape, "replay"))
     replayed = play.chat("weather in Rome?", tools=[WEATHER_TOOL])
-    assert replayed.replayed and replayed.tool_calls == recorded.tool_calls
-    assert replayed.usage == recorded.usage and replayed.cost_usd == recorded.cost_usd
+    assert replayed.replayed
+    assert replayed.tool_calls == recorded.tool_calls
+    assert replayed.usage == recorded.usage
+    assert replayed.cost_usd == recorded.cost_usd
     assert [play.chat("again").text, play.chat("again").text] == takes  # repeated requests in recorded order
     with pytest.raises(CassetteMissError) as err:
         play.chat("something never recorded")
     msg = str(err.value)
-    assert str(tape) in msg and "COSTAR_CASSETTE_MODE=record_missing" in msg and "\n" not in msg
+    assert str(tape) in msg
+    assert "COSTAR_CASSETTE_MODE=record_missing" in msg
+    assert "\n" not in msg
 
 
 def test_cassette_record_missing_keeps_old_and_adds_new(tmp_path: Path) -> None:
@@ -304,13 +338,15 @@ def test_concurrency_limit_async_and_threads(srv: ScriptedModelServer) -> None:
         await asyncio.gather(*[c.achat(f"q{i}") for i in range(12)])
 
     asyncio.run(many())
-    assert srv.request_count == 12 and srv.max_in_flight == 3
+    assert srv.request_count == 12
+    assert srv.max_in_flight == 3
 
     srv.reset()
     c2 = client(srv, "limited-model", max_concurrency=2)
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda i: c2.chat(f"t{i}"), range(8)))
-    assert srv.request_count == 8 and srv.max_in_flight == 2
+    assert srv.request_count == 8
+    assert srv.max_in_flight == 2
 
 
 def test_rate_limit_paces_requests(srv: ScriptedModelServer) -> None:
@@ -334,25 +370,34 @@ def test_llm_span_follows_the_conventions(srv: ScriptedModelServer) -> None:
     assert len(spans) == 2
     first, second = spans
     a = first.attributes
-    assert first.name == "chat gpt-4.1-mini" and first.parent_id == rec.root.span_id
+    assert first.name == "chat gpt-4.1-mini"
+    assert first.parent_id == rec.root.span_id
     assert first.status.code == StatusCode.OK
     assert a["gen_ai.operation.name"] == "chat"
     assert a["gen_ai.provider.name"] == "openai-compatible"
-    assert a["gen_ai.request.model"] == "gpt-4.1-mini" and a["gen_ai.response.model"] == "gpt-4.1-mini"
+    assert a["gen_ai.request.model"] == "gpt-4.1-mini"
+    assert a["gen_ai.response.model"] == "gpt-4.1-mini"
     assert (a["gen_ai.request.temperature"], a["gen_ai.request.max_tokens"], a["gen_ai.request.seed"]) == (0.2, 50, 7)
-    assert a["gen_ai.usage.input_tokens"] > 0 and a["gen_ai.usage.output_tokens"] > 0
-    assert a["gen_ai.response.finish_reasons"] == ["tool_call"] and a["gen_ai.response.id"]
+    assert a["gen_ai.usage.input_tokens"] > 0
+    assert a["gen_ai.usage.output_tokens"] > 0
+    assert a["gen_ai.response.finish_reasons"] == ["tool_call"]
+    assert a["gen_ai.response.id"]
     assert a["gen_ai.input.messages"] == [{"role": "system", "parts": [{"type": "text", "content": "sys"}]},
                                           {"role": "user", "parts": [{"type": "text", "content": "Weather?"}]}]
     (out,) = a["gen_ai.output.messages"]
-    assert out["role"] == "assistant" and out["finish_reason"] == "tool_call"
+    assert out["role"] == "assistant"
+    assert out["finish_reason"] == "tool_call"
     assert out["parts"] == [{"type": "tool_call", "id": out["parts"][0]["id"], "name": "get_weather",
                              "arguments": {"city": "Paris"}}]
     assert a["gen_ai.tool.definitions"][0]["name"] == "get_weather"
-    assert a["costar.usage.cost_usd"] > 0 and a["costar.retries"] == 0 and a["costar.cache_hit"] is False
+    assert a["costar.usage.cost_usd"] > 0
+    assert a["costar.retries"] == 0
+    assert a["costar.cache_hit"] is False
     assert second.attributes["costar.retries"] == 1
     totals = compute_totals(rec.spans(), 1.0)
-    assert totals.llm_calls == 2 and totals.retries == 1 and totals.cost_usd > 0
+    assert totals.llm_calls == 2
+    assert totals.retries == 1
+    assert totals.cost_usd > 0
 
 
 def test_failed_call_is_an_error_span(srv: ScriptedModelServer) -> None:
@@ -360,7 +405,8 @@ def test_failed_call_is_an_error_span(srv: ScriptedModelServer) -> None:
     with Recording("agent") as rec, pytest.raises(ModelNotFoundError):
         client(srv).chat("Hi")
     (span,) = [s for s in rec.spans() if s.kind == SpanKind.LLM]
-    assert span.status.code == StatusCode.ERROR and "ModelNotFoundError" in (span.status.message or "")
+    assert span.status.code == StatusCode.ERROR
+    assert "ModelNotFoundError" in (span.status.message or "")
     assert span.attributes["error.type"] == "ModelNotFoundError"
 
 
@@ -375,4 +421,5 @@ def test_async_api_matches_sync(srv: ScriptedModelServer) -> None:
     # A fresh event loop each time: the client keeps one HTTP pool per loop.
     for _ in range(2):
         r = asyncio.run(c.achat("x", json_schema=PERSON))
-        assert r.parsed == sync.parsed and r.finish_reason == sync.finish_reason
+        assert r.parsed == sync.parsed
+        assert r.finish_reason == sync.finish_reason

@@ -28,12 +28,14 @@ def test_served_client_speaks_the_openai_api_to_the_official_sdk() -> None:
             sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
             assert [m.id for m in sdk.models.list().data] == ["gpt-4.1-mini"]
             r = sdk.chat.completions.create(model="whatever", messages=[{"role": "user", "content": "hi"}])
-            assert r.choices[0].message.content == "served text" and r.usage.prompt_tokens > 0
+            assert r.choices[0].message.content == "served text"
+            assert r.usage.prompt_tokens > 0
             r = sdk.chat.completions.create(model="x", messages=[{"role": "user", "content": "weather?"}],
                                             tools=[WEATHER_TOOL])
             call = r.choices[0].message.tool_calls[0]
             assert r.choices[0].finish_reason == "tool_calls"
-            assert call.function.name == "get_weather" and call.function.arguments == '{"city": "Lima"}'
+            assert call.function.name == "get_weather"
+            assert call.function.arguments == '{"city": "Lima"}'
             r = sdk.chat.completions.create(
                 model="x", messages=[{"role": "user", "content": "person"}],
                 response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": PERSON}})
@@ -53,14 +55,19 @@ def test_local_smollm2_chat_tool_call_and_json_schema() -> None:
 
     r = client.chat([{"role": "system", "content": "You are concise."},
                      {"role": "user", "content": "Say hello."}], max_tokens=16, temperature=0)
-    assert isinstance(r.text, str) and r.text.strip()
-    assert r.usage.input_tokens > 0 and 0 < r.usage.output_tokens <= 16
-    assert r.provider == "local" and r.cost_usd == 0 and r.cost_known
+    assert isinstance(r.text, str)
+    assert r.text.strip()
+    assert r.usage.input_tokens > 0
+    assert 0 < r.usage.output_tokens <= 16
+    assert r.provider == "local"
+    assert r.cost_usd == 0
+    assert r.cost_known
 
     r = client.chat("What is the weather in Paris?", tools=[WEATHER_TOOL], tool_choice="required", temperature=0)
     assert r.finish_reason == "tool_calls"
     (call,) = r.tool_calls
-    assert call.name == "get_weather" and isinstance(call.arguments.get("city"), str)
+    assert call.name == "get_weather"
+    assert isinstance(call.arguments.get("city"), str)
     # The tool result goes back as the next turn and the model answers in text.
     follow = client.chat([{"role": "user", "content": "What is the weather in Paris?"}, r.message(),
                           {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21 C"}],
@@ -69,5 +76,7 @@ def test_local_smollm2_chat_tool_call_and_json_schema() -> None:
 
     r = client.chat("Bob is 30 years old. Give his name and age as JSON.", json_schema=PERSON,
                     max_tokens=64, temperature=0)
-    assert isinstance(r.parsed, dict) and isinstance(r.parsed["name"], str) and isinstance(r.parsed["age"], int)
+    assert isinstance(r.parsed, dict)
+    assert isinstance(r.parsed["name"], str)
+    assert isinstance(r.parsed["age"], int)
     assert len(r.parsed["name"]) <= 256  # strings are bounded for grammar-constrained decoding

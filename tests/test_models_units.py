@@ -33,18 +33,21 @@ def test_uris_of_every_builtin_provider(monkeypatch: pytest.MonkeyPatch) -> None
     assert (s.provider, s.model, s.base_url, s.api_key_env) == (
         "openai", "gpt-4.1-mini", "https://api.openai.com/v1", "OPENAI_API_KEY")
     s = parse_model_uri("anthropic:/claude-sonnet-4-5")
-    assert s.base_url == "https://api.anthropic.com" and s.api_key_env == "ANTHROPIC_API_KEY"
+    assert s.base_url == "https://api.anthropic.com"
+    assert s.api_key_env == "ANTHROPIC_API_KEY"
     assert parse_model_uri("local:/smollm2").model == "smollm2"
     assert parse_model_uri("ollama:/llama3.2").base_url == "http://127.0.0.1:11434/v1"
     assert parse_model_uri("lmstudio:/qwen").base_url == "http://127.0.0.1:1234/v1"
     assert parse_model_uri("vllm:/meta-llama/Llama-3.1-8B-Instruct").model == "meta-llama/Llama-3.1-8B-Instruct"
     assert parse_model_uri("llama-server:/any").base_url == "http://127.0.0.1:8080/v1"
     s = parse_model_uri("openai-compatible:/my-model?base_url=http://127.0.0.1:8000/v1/&n=1")
-    assert s.base_url == "http://127.0.0.1:8000/v1" and s.options == {"n": "1"}
+    assert s.base_url == "http://127.0.0.1:8000/v1"
+    assert s.options == {"n": "1"}
     monkeypatch.setenv("DATABRICKS_HOST", "adb-123.azuredatabricks.net/")
     s = parse_model_uri("databricks:/my-endpoint")
     assert s.base_url == "https://adb-123.azuredatabricks.net/serving-endpoints"
-    assert s.api_key_env == "DATABRICKS_TOKEN" and s.api_key_required
+    assert s.api_key_env == "DATABRICKS_TOKEN"
+    assert s.api_key_required
 
 
 def test_bad_uris_are_config_errors_naming_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -100,10 +103,13 @@ def test_entry_point_plugin_provider_is_loaded_and_used(tmp_path: Path, monkeypa
     (dist / "entry_points.txt").write_text("[costar.model_providers]\necho = echo_provider_plugin:ECHO\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     registry = ProviderRegistry()
-    assert "echo" in registry.names() and "openai" in registry.names()
+    assert "echo" in registry.names()
+    assert "openai" in registry.names()
     client = ModelClient("echo:/anything", registry=registry)
     r = client.chat("stressed")
-    assert r.text == "desserts" and r.model == "echo-1" and r.cost_known is False
+    assert r.text == "desserts"
+    assert r.model == "echo-1"
+    assert r.cost_known is False
 
 
 def test_a_broken_plugin_is_a_one_line_config_error() -> None:
@@ -119,7 +125,8 @@ def test_a_broken_plugin_is_a_one_line_config_error() -> None:
 def test_price_table_lookup_snapshots_overrides_and_files(tmp_path: Path) -> None:
     table = load_price_table(None)
     cost, known = table.cost("openai", "gpt-4o-mini-2024-07-18", 1_000_000, 1_000_000)
-    assert known and cost == pytest.approx(0.15 + 0.60)  # the -mini family, not gpt-4o
+    assert known
+    assert cost == pytest.approx(0.15 + 0.60)  # the -mini family, not gpt-4o
     assert table.cost("anthropic", "claude-sonnet-4-5-20250929", 1_000_000, 0) == (pytest.approx(3.0), True)
     assert table.cost("local", "smollm2", 10**6, 10**6) == (0.0, True)
     assert table.cost("vllm", "my-llama", 10**6, 10**6) == (0.0, False)
@@ -160,7 +167,8 @@ def test_backoff_has_full_jitter_within_exponential_caps() -> None:
     for attempt, cap in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (10, 4.0)]:
         delays = [p.delay(attempt) for _ in range(200)]
         assert all(0 <= d <= cap for d in delays)
-        assert max(delays) > cap * 0.7 and min(delays) < cap * 0.3  # spread over the whole range
+        assert max(delays) > cap * 0.7
+        assert min(delays) < cap * 0.3  # spread over the whole range
     assert p.delay(0, retry_after=7.5) == 7.5
 
 
@@ -177,8 +185,11 @@ def test_bound_schema_adds_limits_everywhere_without_touching_the_original() -> 
         "$defs": {"x": {"type": "object", "additionalProperties": {"type": "string"}}}}
     b = bound_schema(schema, max_string=100, max_items=8)
     p = b["properties"]
-    assert p["name"]["maxLength"] == 100 and p["code"]["maxLength"] == 5 and "maxLength" not in p["kind"]
-    assert p["tags"]["maxItems"] == 8 and p["tags"]["items"]["maxLength"] == 100
+    assert p["name"]["maxLength"] == 100
+    assert p["code"]["maxLength"] == 5
+    assert "maxLength" not in p["kind"]
+    assert p["tags"]["maxItems"] == 8
+    assert p["tags"]["items"]["maxLength"] == 100
     assert p["nested"]["anyOf"][0]["maxLength"] == 100
     assert b["$defs"]["x"]["additionalProperties"]["maxLength"] == 100
     assert "maxLength" not in schema["properties"]["name"]
@@ -232,7 +243,8 @@ def test_concurrency_limiter_shared_by_threads_and_two_event_loops() -> None:
         t.start()
     for t in threads:
         t.join()
-    assert peak == 2 and lim.in_use == 0
+    assert peak == 2
+    assert lim.in_use == 0
 
 
 def test_cancelled_waiter_does_not_leak_a_slot() -> None:

@@ -84,8 +84,10 @@ def _check_sdk_decode(received: list[ReceivedSpan], ids: dict[str, Any]) -> None
     spans = _by_name(received)
     agent, chat, tool = spans["invoke_agent weather"], spans["chat gpt-4"], spans["execute_tool get_weather"]
     assert {s.trace_id for s in spans.values()} == {ids["trace"]}
-    assert agent.span_id == ids["invoke_agent weather"] and agent.parent_id is None
-    assert chat.parent_id == agent.span_id and tool.parent_id == agent.span_id
+    assert agent.span_id == ids["invoke_agent weather"]
+    assert agent.parent_id is None
+    assert chat.parent_id == agent.span_id
+    assert tool.parent_id == agent.span_id
     assert (agent.kind, chat.kind, tool.kind) == (SpanKind.AGENT, SpanKind.LLM, SpanKind.TOOL)
     assert chat.attributes["gen_ai.input.messages"] == MESSAGES
     assert chat.attributes["gen_ai.usage.input_tokens"] == 97
@@ -95,13 +97,16 @@ def _check_sdk_decode(received: list[ReceivedSpan], ids: dict[str, Any]) -> None
     assert [e.name for e in tool.events] == ["exception"]
     assert tool.events[0].attributes["exception.type"] == "TimeoutError"
     assert agent.attributes["payload"] == "AAE="  # bytes arrive base64-encoded
-    assert chat.start_ns > 0 and chat.end_ns is not None and chat.end_ns >= chat.start_ns
+    assert chat.start_ns > 0
+    assert chat.end_ns is not None
+    assert chat.end_ns >= chat.start_ns
     # The SDK used INTERNAL for the tool span, which our own mapping would not choose: kept.
     assert tool.attributes["costar.otlp.kind"] == "SPAN_KIND_INTERNAL"
     assert "costar.otlp.kind" not in chat.attributes
     first = received[0]
     assert first.resource_attributes["service.name"] == "weather-agent"
-    assert first.scope_name == "my.instrumentation" and first.scope_version == "1.2.3"
+    assert first.scope_name == "my.instrumentation"
+    assert first.scope_version == "1.2.3"
 
 
 def test_protobuf_from_the_real_sdk_decodes() -> None:

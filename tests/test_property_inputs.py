@@ -160,7 +160,8 @@ def store() -> Iterator[SQLiteStore]:
 
 def assert_one_line(exc: BaseException) -> None:
     text = str(exc)
-    assert text and "\n" not in text, repr(text)
+    assert text, repr(text)
+    assert "\n" not in text, repr(text)
 
 
 def stored_back(store: SQLiteStore, traces: list[Trace]) -> None:

@@ -82,7 +82,8 @@ def test_scenarios_are_test_items_with_their_verdicts_as_the_failure(project: Pa
     assert "It is Lyon." in out
     assert "costar traces show" in out
     runs = api.list_runs(store=project / ".costar", origins=["pytest"])
-    assert len(runs.runs) == 2 and {r.origin for r in runs.runs} == {"pytest"}
+    assert len(runs.runs) == 2
+    assert {r.origin for r in runs.runs} == {"pytest"}
     failed = next(r for r in runs.runs if r.failed)
     assert failed.run_id in out
     # The model was really asked: the agent's call is an LLM span of the stored trace.
@@ -93,15 +94,20 @@ def test_scenarios_are_test_items_with_their_verdicts_as_the_failure(project: Pa
 @pytest.mark.slow
 def test_selection_markers_and_a_given_suite(project: Path) -> None:
     only = pytest_in(project, "--costar", "-k", "adds")
-    assert only.returncode == 0 and "1 passed" in only.stdout, only.stdout + only.stderr
+    assert only.returncode == 0, only.stdout + only.stderr
+    assert "1 passed" in only.stdout, only.stdout + only.stderr
     marked = pytest_in(project, "--costar", "-m", "smoke")
-    assert marked.returncode == 0 and "1 passed" in marked.stdout, marked.stdout
+    assert marked.returncode == 0, marked.stdout
+    assert "1 passed" in marked.stdout, marked.stdout
     given = pytest_in(project, "--costar=scenarios/basics.yaml", "-m", "costar", "--costar-trials", "1")
     assert "1 failed, 1 passed" in given.stdout, given.stdout
     without = pytest_in(project)
-    assert without.returncode == 0 and "1 passed" in without.stdout  # no --costar: scenarios are not tests
+    assert without.returncode == 0
+    assert "1 passed" in without.stdout  # no --costar: scenarios are not tests
     bad = pytest_in(project, "--costar=nowhere/")
-    assert bad.returncode == 4 and "--costar: " in bad.stderr and "nowhere" in bad.stderr
+    assert bad.returncode == 4
+    assert "--costar: " in bad.stderr
+    assert "nowhere" in bad.stderr
 
 
 def test_assert_passes_on_a_fresh_recording() -> None:
@@ -116,7 +122,8 @@ def test_assert_passes_on_a_fresh_recording() -> None:
     message = str(failed.value)
     assert message.splitlines()[0] == f"trace {rec.trace_id}: 1 of 2 judges did not pass"
     assert "✗ output_contains(\"43\"): output lacks '43'" in message
-    assert isinstance(failed.value, AssertionError) and len(failed.value.verdicts) == 2
+    assert isinstance(failed.value, AssertionError)
+    assert len(failed.value.verdicts) == 2
 
 
 def test_assert_passes_on_a_stored_trace_reads_its_files(tmp_path: Path) -> None:
@@ -142,5 +149,7 @@ def test_failure_message_shows_trace_content_inert() -> None:
     t = make_trace("s", 0)
     summary = summarize(make_run(), [t], [verdict(t, "ok", False, rationale="output starts '\x1b]0;pwned\x07\x1b[2J'")])
     text = failure_message(summary.scenario("s"), "run-1")
-    assert "\x1b" not in text and "\x07" not in text
-    assert "\\x1b]0;pwned\\x07" in text and f"trace {t.trace_id}" in text
+    assert "\x1b" not in text
+    assert "\x07" not in text
+    assert "\\x1b]0;pwned\\x07" in text
+    assert f"trace {t.trace_id}" in text

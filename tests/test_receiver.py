@@ -81,10 +81,13 @@ def test_an_otel_instrumented_agent_is_captured_without_code_changes(project: Pa
     assert names["invoke_agent weather"].parent_id == turn.span_id  # re-homed under the harness's span
     chat = names["chat gpt-4"]
     assert chat.parent_id == names["invoke_agent weather"].span_id
-    assert chat.kind == SpanKind.LLM and names["execute_tool get_weather"].kind == SpanKind.TOOL
+    assert chat.kind == SpanKind.LLM
+    assert names["execute_tool get_weather"].kind == SpanKind.TOOL
     assert chat.attributes["gen_ai.input.messages"][0]["parts"][0]["content"] == "Weather in Paris?"
     assert all(s.trace_id == t.trace_id for s in t.spans)
-    assert t.totals.input_tokens == 97 and t.totals.output_tokens == 52 and t.totals.llm_calls == 1
+    assert t.totals.input_tokens == 97
+    assert t.totals.output_tokens == 52
+    assert t.totals.llm_calls == 1
     assert t.totals.tool_calls == 1
 
 
@@ -95,7 +98,8 @@ def test_malformed_and_oversized_payloads_are_rejected_and_the_run_goes_on(proje
     assert t.status == TraceStatus.OK, t.error
     assert t.output.split() == ["400", "400", "413", "415"]
     rejected = t.metadata["otlp_rejected"]
-    assert len(rejected) == 4 and any("exceeds" in r for r in rejected)
+    assert len(rejected) == 4
+    assert any("exceeds" in r for r in rejected)
 
 
 def test_receiver_accepts_json_and_gzip_and_routes_by_path_or_resource() -> None:
@@ -119,7 +123,8 @@ def test_receiver_accepts_json_and_gzip_and_routes_by_path_or_resource() -> None
                     sp["traceId"], sp["spanId"] = "1" * 32, "2" * 16
         r2 = httpx.post(rx.endpoint_for("k1") + "/v1/traces", content=json.dumps(as_json),
                         headers={"Content-Type": "application/json"})
-        assert r2.status_code == 200 and r2.json() == {}
+        assert r2.status_code == 200
+        assert r2.json() == {}
         rx.endpoint_for("k2")  # handing out a key opens it; spans for other keys are refused
         r3 = httpx.post(rx.base_url + "/v1/traces", content=body, headers={"Content-Type": "application/x-protobuf"})
         assert r3.status_code == 200

@@ -119,16 +119,20 @@ def assistant(tmp_path: Path, mode: str | None = None, timeout: float = 60) -> C
 def test_red_to_green_with_the_held_out_guard(repo: Path, tmp_path: Path) -> None:
     skill_before = (repo / "agent" / "skill.md").read_text()
     report = Refiner(repo / "costar.yaml", assistant(tmp_path), RefineOptions(iterations=2)).run()
-    assert report.baseline["skewed-income"] == (0, 4) and report.baseline["symmetric-age"] == (4, 4)
+    assert report.baseline["skewed-income"] == (0, 4)
+    assert report.baseline["symmetric-age"] == (4, 4)
     first, second = report.attempts
-    assert first.status == "rejected" and first.reason.startswith("held-out guard"), first.reason
-    assert first.after["skewed-income"] == (4, 4) and first.after["symmetric-age"] == (0, 4)
+    assert first.status == "rejected", first.reason
+    assert first.reason.startswith("held-out guard"), first.reason
+    assert first.after["skewed-income"] == (4, 4)
+    assert first.after["symmetric-age"] == (0, 4)
     assert second.status == "accepted", second.reason
     assert second.after == {"skewed-income": (4, 4), "plain": (4, 4), "symmetric-age": (4, 4)}
     assert report.best == second.branch
     # both attempts are kept as branches; the user's working tree is untouched, nothing merged
     branches = sh("git", "branch", "--list", "costar/refine/*", cwd=repo).split()
-    assert second.branch in branches and first.branch in branches
+    assert second.branch in branches
+    assert first.branch in branches
     assert (repo / "agent" / "skill.md").read_text() == skill_before
     assert sh("git", "status", "--porcelain", cwd=repo) == ""
     assert "median" in sh("git", "show", f"{second.branch}:agent/skill.md", cwd=repo)
@@ -136,10 +140,14 @@ def test_red_to_green_with_the_held_out_guard(repo: Path, tmp_path: Path) -> Non
     md = (Path(report.session_dir) / "report.md").read_text()
     # The report carries the patch itself, not only the diffstat.
     assert "+Fill skewed columns with the median" in second.diff
-    assert "```diff" in md and "+Fill skewed columns with the median" in md
-    assert "Recommended for review" in md and second.branch in md and "[" in md  # rates with intervals
+    assert "```diff" in md
+    assert "+Fill skewed columns with the median" in md
+    assert "Recommended for review" in md
+    assert second.branch in md
+    assert "[" in md  # rates with intervals
     brief = (Path(report.session_dir) / "attempt-1.brief.md").read_text()
-    assert "output lacks 'median'" in brief and "symmetric-age" not in brief
+    assert "output lacks 'median'" in brief
+    assert "symmetric-age" not in brief
 
 
 def test_bad_attempts_are_rejected_and_the_loop_goes_on(repo: Path, tmp_path: Path) -> None:
@@ -149,7 +157,8 @@ def test_bad_attempts_are_rejected_and_the_loop_goes_on(repo: Path, tmp_path: Pa
                            ("fail", "exited with code 1: assistant crashed"), ("nothing", "changed nothing")):
         report = Refiner(repo / "costar.yaml", assistant(tmp_path, mode), RefineOptions(iterations=1)).run()
         [attempt] = report.attempts
-        assert attempt.status == "rejected" and fragment in attempt.reason, attempt.reason
+        assert attempt.status == "rejected", attempt.reason
+        assert fragment in attempt.reason, attempt.reason
     hang = Refiner(repo / "costar.yaml", assistant(tmp_path, "hang", timeout=1), RefineOptions(iterations=1)).run()
     assert "timed out" in hang.attempts[0].reason
     assert sh("git", "status", "--porcelain", cwd=repo) == ""
@@ -208,19 +217,25 @@ def test_refine_runs_are_never_latest_and_clean_removes_worktrees_and_branches(r
     assert {r["origin"] for r in listed} == {"cli", "refine"}
     hidden = json.loads(subprocess.run([*costar_cmd(), "runs", "--json"], cwd=repo, capture_output=True,
                                        text=True, env=child_env()).stdout)
-    assert [r["run_id"] for r in hidden["runs"]] == [mine] and hidden["hidden"] >= 2
+    assert [r["run_id"] for r in hidden["runs"]] == [mine]
+    assert hidden["hidden"] >= 2
 
     branches = sh("git", "branch", "--list", "costar/refine/*", cwd=repo).split()
-    assert first.attempts[0].branch in branches and second.attempts[0].branch in branches
+    assert first.attempts[0].branch in branches
+    assert second.attempts[0].branch in branches
     dry = clean_sessions(repo / "costar.yaml", keep=1, dry_run=True)
-    assert dry.sessions == [first.session] and dry.kept == [second.session]
+    assert dry.sessions == [first.session]
+    assert dry.kept == [second.session]
     assert Path(first.attempts[0].worktree).exists()  # a dry run removes nothing
     res = subprocess.run([*costar_cmd(), "refine", "clean", "--keep", "1"], cwd=repo, capture_output=True,
                          text=True, env=child_env())
-    assert res.returncode == 0 and first.session in res.stdout, res.stdout + res.stderr
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert first.session in res.stdout, res.stdout + res.stderr
     branches = sh("git", "branch", "--list", "costar/refine/*", cwd=repo).split()
-    assert first.attempts[0].branch not in branches and second.attempts[0].branch in branches
-    assert not Path(first.attempts[0].worktree).exists() and Path(second.attempts[0].worktree).exists()
+    assert first.attempts[0].branch not in branches
+    assert second.attempts[0].branch in branches
+    assert not Path(first.attempts[0].worktree).exists()
+    assert Path(second.attempts[0].worktree).exists()
     assert (Path(first.session_dir) / "report.md").exists()  # the report stays
     everything = subprocess.run([*costar_cmd(), "refine", "clean"], cwd=repo, capture_output=True, text=True,
                                 env=child_env())
@@ -229,14 +244,16 @@ def test_refine_runs_are_never_latest_and_clean_removes_worktrees_and_branches(r
     assert "costar/refine" not in sh("git", "worktree", "list", cwd=repo)
     again = subprocess.run([*costar_cmd(), "refine", "clean"], cwd=repo, capture_output=True, text=True,
                            env=child_env())
-    assert again.returncode == 0 and "nothing to clean" in again.stdout
+    assert again.returncode == 0
+    assert "nothing to clean" in again.stdout
 
 
 def test_nothing_to_refine(repo: Path, tmp_path: Path) -> None:
     (repo / "agent" / "skill.md").write_text("Fill skewed columns with the median; symmetric ones with the mean.\n")
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "fixed", cwd=repo)
     report = Refiner(repo / "costar.yaml", assistant(tmp_path), RefineOptions(iterations=2)).run()
-    assert report.stopped_because.startswith("nothing to refine") and report.attempts == []
+    assert report.stopped_because.startswith("nothing to refine")
+    assert report.attempts == []
 
 
 def test_builtin_assistant_rewrites_a_component_with_a_model(repo: Path) -> None:
@@ -261,9 +278,11 @@ def test_cli_refine(repo: Path, tmp_path: Path) -> None:
     res = subprocess.run([*costar_cmd(), "refine", "--assistant", spec, "--iterations", "1"], cwd=repo,
                          capture_output=True, text=True, timeout=300, env=child_env())
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "ACCEPTED" in res.stdout and "git merge costar/refine/" in res.stdout
+    assert "ACCEPTED" in res.stdout
+    assert "git merge costar/refine/" in res.stdout
     none = subprocess.run([*costar_cmd(), "refine"], cwd=repo, capture_output=True, text=True, env=child_env())
-    assert none.returncode == 2 and "no coding assistant" in none.stderr
+    assert none.returncode == 2
+    assert "no coding assistant" in none.stderr
 
 
 def test_acceptance_rules_and_one_sided_boschloo() -> None:
@@ -279,7 +298,8 @@ def test_acceptance_rules_and_one_sided_boschloo() -> None:
     big = {"t": (0, 6), "h": (6, 6)}
     assert decide(big, {"t": (6, 6), "h": (6, 6)}, targets=["t"], train_rest=[], holdout=["h"]).accepted
     guard = decide(big, {"t": (6, 6), "h": (2, 6)}, targets=["t"], train_rest=[], holdout=["h"])
-    assert not guard.accepted and "held-out guard" in guard.reason
+    assert not guard.accepted
+    assert "held-out guard" in guard.reason
 
 
 # ----------------------------------------------------------------------------- power at few trials (issue 9, item 4)
@@ -299,7 +319,8 @@ def test_a_real_fix_is_accepted_at_the_trial_counts_the_readme_shows(
     [attempt] = report.attempts
     assert attempt.after["skewed-income"] == after
     assert attempt.status == "accepted", attempt.reason
-    assert report.warnings == [] and not any(m.startswith("warning") for m in said)
+    assert report.warnings == []
+    assert not any(m.startswith("warning") for m in said)
 
 
 @pytest.mark.parametrize(("i", "k", "n", "accepted"), [
@@ -319,10 +340,13 @@ def test_too_few_trials_are_said_before_the_baseline_runs(repo: Path, tmp_path: 
     warning = next(i for i, m in enumerate(said) if m.startswith("warning:"))
     baseline = next(i for i, m in enumerate(said) if m.startswith("baseline:"))
     assert warning < baseline
-    assert "0/2 → 2/2 gives p = 0.0625" in said[warning] and "at least 3 trials" in said[warning], said[warning]
-    assert report.warnings and "at least 3 trials" in report.warnings[0]
+    assert "0/2 → 2/2 gives p = 0.0625" in said[warning], said[warning]
+    assert "at least 3 trials" in said[warning], said[warning]
+    assert report.warnings
+    assert "at least 3 trials" in report.warnings[0]
     [attempt] = report.attempts
-    assert attempt.status == "rejected" and attempt.after["skewed-income"] == (2, 2)  # fixed, and unprovable
+    assert attempt.status == "rejected"
+    assert attempt.after["skewed-income"] == (2, 2)  # fixed, and unprovable
     assert "Warning:" in (Path(report.session_dir) / "report.md").read_text()
 
 
@@ -335,9 +359,11 @@ def test_alpha_comes_from_costar_yaml_and_the_flag(repo: Path, tmp_path: Path) -
                      say=said.append).run()
     assert strict.alpha == 0.01
     assert any("at least 4 trials" in m for m in said), said  # 0/3 → 3/3 is p = 0.0156
-    assert strict.attempts[0].status == "rejected" and "needs < 0.01" in strict.attempts[0].reason
+    assert strict.attempts[0].status == "rejected"
+    assert "needs < 0.01" in strict.attempts[0].reason
     loose = Refiner(config, assistant(tmp_path, "good"), RefineOptions(iterations=1, trials=3, alpha=0.05)).run()
-    assert loose.alpha == 0.05 and loose.attempts[0].status == "accepted", loose.attempts[0].reason
+    assert loose.alpha == 0.05, loose.attempts[0].reason
+    assert loose.attempts[0].status == "accepted", loose.attempts[0].reason
     with pytest.raises(ConfigError, match="alpha must be between 0 and 1"):
         Refiner(config, assistant(tmp_path), RefineOptions(alpha=1.5))
 
@@ -345,9 +371,12 @@ def test_alpha_comes_from_costar_yaml_and_the_flag(repo: Path, tmp_path: Path) -
 def test_identical_attempts_are_not_run_again(repo: Path, tmp_path: Path) -> None:
     report = Refiner(repo / "costar.yaml", assistant(tmp_path, "overfit"), RefineOptions(iterations=2)).run()
     first, second = report.attempts
-    assert first.status == "rejected" and first.reason.startswith("held-out guard"), first.reason
+    assert first.status == "rejected", first.reason
+    assert first.reason.startswith("held-out guard"), first.reason
     assert first.run_ids
-    assert second.status == "rejected" and "the same code as attempt-1" in second.reason, second.reason
+    assert second.status == "rejected", second.reason
+    assert "the same code as attempt-1" in second.reason, second.reason
     assert "not run again" in second.reason
-    assert second.run_ids == [] and second.after == {}
+    assert second.run_ids == []
+    assert second.after == {}
     assert "symmetric-age" not in second.feedback  # held-out names stay out of what the assistant reads

@@ -56,12 +56,15 @@ class Page(HTMLParser):
 
 def _assert_no_live_injection(page: Page) -> None:
     assert len(page.names("script")) == 1, "only the report's own script"
-    assert page.names("img") == [] and page.names("iframe") == [] and page.names("link") == []
+    assert page.names("img") == []
+    assert page.names("iframe") == []
+    assert page.names("link") == []
     for tag, attrs in page.tags:
         for key, value in attrs.items():
             assert not key.startswith("on"), (tag, key)
             if key in ("href", "src", "action"):
-                assert value is not None and value.startswith("#"), (tag, key, value)
+                assert value is not None, (tag, key, value)
+                assert value.startswith("#"), (tag, key, value)
 
 
 def _sample_html(**kw: Any) -> tuple[str, Page]:
@@ -73,10 +76,12 @@ def _sample_html(**kw: Any) -> tuple[str, Page]:
 def test_page_is_self_contained() -> None:
     markup, page = _sample_html()
     _assert_no_live_injection(page)
-    assert "http://" not in markup and "https://" not in markup
+    assert "http://" not in markup
+    assert "https://" not in markup
     assert len(page.names("style")) == 1
     csp = [a for a in page.names("meta") if a.get("http-equiv") == "Content-Security-Policy"]
-    assert csp and "default-src 'none'" in (csp[0]["content"] or "")
+    assert csp
+    assert "default-src 'none'" in (csp[0]["content"] or "")
     assert page.depth == 0  # every <details> is closed
 
 
@@ -92,13 +97,18 @@ def test_page_shows_summary_trials_verdicts_and_spans() -> None:
         assert expected in text, expected
     # Trials carry their status for the "only failing" filter; message roles become CSS classes.
     statuses = [a.get("data-status") for a in page.names("details") if "trial" in (a.get("class") or "")]
-    assert statuses.count("pass") == 4 and statuses.count("fail") == 2 and statuses.count("error") == 1
+    assert statuses.count("pass") == 4
+    assert statuses.count("fail") == 2
+    assert statuses.count("error") == 1
     classes = " ".join(a.get("class") or "" for a in page.names("div"))
-    assert "msg role-user" in classes and "msg role-assistant" in classes and "msg role-system" in classes
+    assert "msg role-user" in classes
+    assert "msg role-assistant" in classes
+    assert "msg role-system" in classes
     # Verdict evidence links to the span it points at.
     anchors = {a.get("id") for _, a in page.tags if a.get("id")}
     links = [a["href"] for a in page.names("a") if (a.get("href") or "").startswith("#t")]
-    assert links and all(href and href[1:] in anchors for href in links)
+    assert links
+    assert all(href and href[1:] in anchors for href in links)
 
 
 def _hostile_trace() -> Trace:
@@ -190,7 +200,8 @@ def test_deep_nesting_is_bounded_and_does_not_recurse() -> None:
     assert page.depth == 0
     # Trial <details> + span nesting capped at max_depth + 1.
     assert page.max_depth <= limits.max_depth + 2
-    assert "level 1500" in page.visible and "(depth 1501)" in page.visible
+    assert "level 1500" in page.visible
+    assert "(depth 1501)" in page.visible
 
 
 def test_parent_cycles_and_duplicate_ids_render_once() -> None:
@@ -221,7 +232,8 @@ def test_control_characters_and_lone_surrogates(tmp_path: Path) -> None:
     trace = make_trace("ctl", 0, output="a\x00b\x1b[31mc\ud800d")
     path = write_html(tmp_path / "out" / "report.html", summarize(make_run(), [trace], []), [trace], [], title="t")
     markup = path.read_text(encoding="utf-8")
-    assert "\x00" not in markup and "\x1b" not in markup
+    assert "\x00" not in markup
+    assert "\x1b" not in markup
     assert "a\ufffdb\ufffd[31mc\ufffdd" in markup
 
 
@@ -242,7 +254,8 @@ def test_write_html_streams_traces_from_a_real_store(tmp_path: Path) -> None:
                           store.verdicts(run_id=run.run_id), title="from store")
     page = Page(path.read_text(encoding="utf-8"))
     _assert_no_live_injection(page)
-    assert "no reservation was created" in page.visible and "execute_tool get_weather" in page.visible
+    assert "no reservation was created" in page.visible
+    assert "execute_tool get_weather" in page.visible
 
 
 def _parts(message: dict[str, Any]) -> dict[str, Any]:
@@ -296,7 +309,8 @@ def test_text_artifacts_show_their_contents_escaped_collapsed_and_bounded(tmp_pa
     assert "truncated: showing the first 500 characters of 10,036 bytes" in page.visible
     assert "x" * 600 not in page.visible
     previews = [attrs for attrs in page.names("details") if attrs.get("class") == "artifact"]
-    assert len(previews) == 1 and "open" not in previews[0]  # collapsed; the binary file is not shown
+    assert len(previews) == 1
+    assert "open" not in previews[0]  # collapsed; the binary file is not shown
     # Without a store the artifacts are listed, not read.
     assert "total 42" not in Page(render_html(summary, [trace], [])).visible
 
@@ -307,4 +321,5 @@ def test_pass_hat_k_has_one_decimal() -> None:
     verdicts = [verdict(t, "ok", (t.scenario_id, t.trial) in passed) for t in traces]
     page = Page(render_html(summarize(make_run(), traces, verdicts), traces, verdicts))
     # pass^2 over a (3/3) and b (2/3): (1 + 1/3) / 2 = 0.6667; pass^3: 0.5.
-    assert "66.7%" in page.visible and "50.0%" in page.visible
+    assert "66.7%" in page.visible
+    assert "50.0%" in page.visible

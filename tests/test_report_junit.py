@@ -22,7 +22,8 @@ def test_sample_run_structure_and_counts(tmp_path: Path) -> None:
     path = write_junit(tmp_path / "reports" / "junit.xml", summary)
     root = ET.parse(path).getroot()
     suites = root.findall("testsuite")
-    assert root.tag == "testsuites" and len(suites) == 1
+    assert root.tag == "testsuites"
+    assert len(suites) == 1
     suite = suites[0]
     assert suite.attrib["name"] == "run-1"
     assert {k: suite.attrib[k] for k in ("tests", "failures", "errors", "skipped")} == {
@@ -36,24 +37,29 @@ def test_sample_run_structure_and_counts(tmp_path: Path) -> None:
     assert cases["booking[1]"].attrib["time"] == "1.500"
 
     failure = cases["booking[1]"].find("failure")
-    assert failure is not None and failure.attrib["message"] == "failed: booked"
+    assert failure is not None
+    assert failure.attrib["message"] == "failed: booked"
     assert failure.text == "booked: no reservation was created"
 
     judge_error = cases["booking[2]"].find("error")
-    assert judge_error is not None and judge_error.attrib["type"] == "judge_error"
+    assert judge_error is not None
+    assert judge_error.attrib["type"] == "judge_error"
     assert "judge model returned 503" in (judge_error.text or "")
 
     timeout = cases["slow[0]"].find("error")
-    assert timeout is not None and timeout.attrib["type"] == "agent_timeout"
+    assert timeout is not None
+    assert timeout.attrib["type"] == "agent_timeout"
     assert "timed out after 30s" in timeout.attrib["message"]
     assert "agent_completed: the agent did not finish" in (timeout.text or "")
 
     passing = cases["weather[1]"]
-    assert passing.find("failure") is None and passing.find("error") is None
+    assert passing.find("failure") is None
+    assert passing.find("error") is None
     assert "diagnostic failed: polite: the answer was curt" in (passing.findtext("system-out") or "")
 
     props = {p.attrib["name"]: p.attrib["value"] for p in suite.iter("property")}
-    assert props["agent"] == "weather-bot" and props["agent.git_sha"] == "0123456789abcdef"
+    assert props["agent"] == "weather-bot"
+    assert props["agent.git_sha"] == "0123456789abcdef"
 
 
 def test_unscored_and_missing_trials_are_skipped() -> None:
@@ -64,9 +70,11 @@ def test_unscored_and_missing_trials_are_skipped() -> None:
     cases = _cases(root)
     assert sorted(cases) == ["a[0]", "a[1]", "a[2]"]
     assert cases["a[0]"].find("skipped") is None
-    assert cases["a[1]"].find("skipped") is not None and cases["a[2]"].find("skipped") is not None
+    assert cases["a[1]"].find("skipped") is not None
+    assert cases["a[2]"].find("skipped") is not None
     suite = root.find("testsuite")
-    assert suite is not None and suite.attrib["skipped"] == "2"
+    assert suite is not None
+    assert suite.attrib["skipped"] == "2"
 
 
 def test_agent_crash_that_the_scenario_expects_is_a_pass() -> None:
@@ -74,7 +82,8 @@ def test_agent_crash_that_the_scenario_expects_is_a_pass() -> None:
     trace = make_trace("crash", 0, status=TraceStatus.ERROR, error="exit code 1")
     root = ET.fromstring(junit_xml(summarize(make_run(), [trace], [verdict(trace, "error_reported", True)])))
     case = _cases(root)["crash[0]"]
-    assert case.find("error") is None and case.find("failure") is None
+    assert case.find("error") is None
+    assert case.find("failure") is None
     assert "agent error" in (case.findtext("system-out") or "")
 
 
@@ -96,4 +105,5 @@ def test_control_characters_in_model_output_are_stripped() -> None:
 
 def test_empty_run_is_valid_xml() -> None:
     suite = ET.fromstring(junit_xml(summarize(None, [], []))).find("testsuite")
-    assert suite is not None and suite.attrib["tests"] == "0"
+    assert suite is not None
+    assert suite.attrib["tests"] == "0"

@@ -42,7 +42,9 @@ def test_sample_run_per_scenario() -> None:
     s = summarize(run, traces, verdicts)
     assert [sc.scenario_id for sc in s.scenarios] == ["booking", "slow", "weather"]
     weather, booking, slow = s.scenario("weather"), s.scenario("booking"), s.scenario("slow")
-    assert weather and booking and slow
+    assert weather
+    assert booking
+    assert slow
 
     assert (weather.status, weather.trials, weather.passed, weather.failed) == ("pass", 3, 3, 0)
     assert weather.pass_hat_k == [1.0, 1.0, 1.0]
@@ -53,16 +55,21 @@ def test_sample_run_per_scenario() -> None:
 
     # booking: one pass, one fail, one judge error left out of the rate.
     assert (booking.status, booking.passed, booking.failed, booking.errored) == ("fail", 1, 1, 1)
-    assert booking.decided == 2 and booking.rate.value == 0.5 and booking.rate.n == 2
+    assert booking.decided == 2
+    assert booking.rate.value == 0.5
+    assert booking.rate.n == 2
     assert booking.pass_at_k == [0.5, 1.0]
     assert booking.pass_hat_k == [0.5, pass_hat_k(2, 1, 2)]
-    assert booking.pass_hat_n == 0.0 and booking.pass_at_n == 1.0
+    assert booking.pass_hat_n == 0.0
+    assert booking.pass_at_n == 1.0
     failing = booking.trial_results[1]
     assert failing.status == "fail"
     assert [(f.name, f.rationale) for f in failing.failures] == [("booked", "no reservation was created")]
     errored = booking.trial_results[2]
-    assert errored.status == "error" and errored.failures == []
-    assert errored.judge_errors[0].name == "booked" and errored.judge_errors[0].error == "judge model returned 503"
+    assert errored.status == "error"
+    assert errored.failures == []
+    assert errored.judge_errors[0].name == "booked"
+    assert errored.judge_errors[0].error == "judge model returned 503"
 
     assert slow.status == "fail"
     assert slow.trial_results[0].agent_status == TraceStatus.TIMEOUT
@@ -88,7 +95,8 @@ def test_sample_run_totals_and_curves() -> None:
     assert (t.passed, t.failed, t.errored, t.unscored, t.missing) == (4, 2, 1, 0, 0)
     assert (t.judge_errors, t.diagnostics_failed, t.agent_errors) == (1, 1, 1)
     assert t.judge_cost_usd == pytest.approx(0.004)
-    assert s.trial_rate.successes == 4 and s.trial_rate.n == 6
+    assert s.trial_rate.successes == 4
+    assert s.trial_rate.n == 6
     assert not s.all_gates_passed
     # pass^k averages the scenarios with at least k decided trials: weather (3), booking (2), slow (1).
     assert [(p.k, p.scenarios) for p in s.pass_hat_k] == [(1, 3), (2, 2), (3, 1)]
@@ -103,14 +111,17 @@ def test_judge_summaries() -> None:
     judges = {j.name: j for j in summarize(run, traces, verdicts).judges}
     booked = judges["booked"]
     assert (booked.passed, booked.failed, booked.errors, booked.role) == (1, 1, 1, "gate")
-    assert booked.rate.value == 0.5 and booked.cost_usd == pytest.approx(0.004)
-    assert booked.fingerprints == ["fp-booked"] and booked.sources == ["code", "llm"]
+    assert booked.rate.value == 0.5
+    assert booked.cost_usd == pytest.approx(0.004)
+    assert booked.fingerprints == ["fp-booked"]
+    assert booked.sources == ["code", "llm"]
     polite = judges["polite"]
     assert (polite.passed, polite.failed, polite.gating, polite.role) == (2, 1, False, "diagnostic")
     tokens = judges["tokens"]
     # Marked gating by default, but a metric never gates.
     assert (tokens.metrics, tokens.gating, tokens.role, tokens.mean_value) == (3, False, "metric", 120.0)
-    assert tokens.rate.value is None and (tokens.rate.low, tokens.rate.high) == (0.0, 1.0)
+    assert tokens.rate.value is None
+    assert (tokens.rate.low, tokens.rate.high) == (0.0, 1.0)
 
 
 def test_all_gates_passed_only_when_every_scenario_passes() -> None:
@@ -119,7 +130,8 @@ def test_all_gates_passed_only_when_every_scenario_passes() -> None:
     assert summarize(make_run(), traces, verdicts).all_gates_passed
     verdicts[1] = verdict(traces[1], "ok", None, error="boom")
     s = summarize(make_run(), traces, verdicts)
-    assert not s.all_gates_passed and s.scenarios[0].status == "error"
+    assert not s.all_gates_passed
+    assert s.scenarios[0].status == "error"
     assert not summarize(make_run(), [], []).all_gates_passed
 
 
@@ -151,7 +163,8 @@ def test_scenarios_set_order_expected_trials_and_include_unrun() -> None:
     assert (first.tags, first.description, first.split) == (["smoke"], "Zed", "train")
     assert (never.status, never.trials, never.missing_trials) == ("incomplete", 0, [0, 1])
     assert (extra.status, extra.expected_trials) == ("pass", None)
-    assert s.totals.missing == 3 and not s.all_gates_passed
+    assert s.totals.missing == 3
+    assert not s.all_gates_passed
 
 
 def test_scenarios_may_be_given_as_a_mapping() -> None:
@@ -164,14 +177,16 @@ def test_run_trial_override_sets_expected_trials() -> None:
     scenarios = [Scenario(id="a", prompt="p", trials=5)]
     traces = [make_trace("a", 0)]
     s = summarize(make_run(trials=1), traces, [verdict(traces[0], "ok", True)], scenarios)
-    assert s.scenarios[0].expected_trials == 1 and s.scenarios[0].status == "pass"
+    assert s.scenarios[0].expected_trials == 1
+    assert s.scenarios[0].status == "pass"
 
 
 def test_long_rationales_are_clipped_in_the_summary() -> None:
     t = make_trace("a", 0)
     s = summarize(make_run(), [t], [verdict(t, "ok", False, rationale="x" * 50_000)])
     text = s.scenarios[0].trial_results[0].failures[0].rationale
-    assert len(text) < MAX_SUMMARY_TEXT + 100 and "46,000 more characters" in text
+    assert len(text) < MAX_SUMMARY_TEXT + 100
+    assert "46,000 more characters" in text
 
 
 def test_summary_round_trips_through_json() -> None:

@@ -40,7 +40,9 @@ def test_table_failures_errors_warnings_and_final_line() -> None:
 def test_clean_run_has_no_failure_sections() -> None:
     traces = [make_trace("a", i) for i in range(3)]
     out = _render(summarize(make_run(), traces, [verdict(t, "ok", True) for t in traces]))
-    assert "Failures" not in out and "Judge errors" not in out and "Warnings" not in out
+    assert "Failures" not in out
+    assert "Judge errors" not in out
+    assert "Warnings" not in out
     assert out.rstrip().endswith("1/1 scenarios passed · 3/3 trials passed")
 
 
@@ -63,10 +65,12 @@ def test_model_text_cannot_inject_markup_or_escape_sequences() -> None:
     render_summary(s, console)
     out = console.export_text(styles=False)
     assert "[bold red]fake[/] [/nope]" in out  # shown literally, not interpreted
-    assert "\x1b" not in out and "\x07" not in out
+    assert "\x1b" not in out
+    assert "\x07" not in out
     # Rich's own colour codes are there, the model's screen-clear and title-set are not.
     assert "\x1b[" in raw.getvalue()
-    assert "\x1b[2J" not in raw.getvalue() and "\x1b]0;" not in raw.getvalue()
+    assert "\x1b[2J" not in raw.getvalue()
+    assert "\x1b]0;" not in raw.getvalue()
     assert "done second line" in out  # one line per finding
 
 
@@ -102,7 +106,9 @@ def test_messages_keep_their_end_at_80_columns() -> None:
     # A long rationale keeps its head and its tail, and says how much is left out.
     text = "start " + "x" * 2000 + " the end that matters"
     kept = head_and_tail(text)
-    assert kept.startswith("start ") and kept.endswith("the end that matters") and "characters left out" in kept
+    assert kept.startswith("start ")
+    assert kept.endswith("the end that matters")
+    assert "characters left out" in kept
     assert head_and_tail("short") == "short"
 
 
@@ -118,7 +124,8 @@ def test_long_check_names_are_shortened_sensibly_and_whole_with_full() -> None:
     traces = [make_trace("a", 0)]
     s = summarize(make_run(), traces, [verdict(traces[0], name, False, rationale="missing")])
     short, full = _at80(s), _at80(s, full=True)
-    assert 'csv(file="revenue.csv", …)' in short and name not in short
+    assert 'csv(file="revenue.csv", …)' in short
+    assert name not in short
     assert name in " ".join(full.split()) or name in full.replace("\n", "")
 
 
@@ -128,4 +135,5 @@ def test_pass_curves_cover_every_k() -> None:
     out = _at80(s)
     for k in (1, 2, 3, 4):
         assert f"k={k} " in out
-    assert "pass^k" in out and "pass@k" in out
+    assert "pass^k" in out
+    assert "pass@k" in out

@@ -41,13 +41,16 @@ def test_secrets_never_reach_verdicts_reports_or_stored_specs(tmp_path: Path) ->
     dump = "\n".join(sqlite3.connect(tmp_path / ".costar" / "costar.db").iterdump())
     for text in (dump, res.stdout, (tmp_path / "r.html").read_text(), (tmp_path / "r.xml").read_text()):
         assert secret[:20] not in text
-        assert "plain-secret-value-42" not in text and "tok-0123456789abcdef" not in text
+        assert "plain-secret-value-42" not in text
+        assert "tok-0123456789abcdef" not in text
     assert "[REDACTED]" in dump
     # resuming takes the redacted values back from the environment, or says what to export
     resumed = costar("run", "--resume", "latest", cwd=tmp_path, OPENAI_API_KEY=secret)
-    assert resumed.returncode == 2 and "MY_API_KEY" in resumed.stderr, resumed.stderr
+    assert resumed.returncode == 2, resumed.stderr
+    assert "MY_API_KEY" in resumed.stderr, resumed.stderr
     resumed = costar("run", "--resume", "latest", cwd=tmp_path, OPENAI_API_KEY=secret, MY_API_KEY="x" * 20)
-    assert resumed.returncode == 1 and "resuming: 1 trial(s) already finished" in resumed.stdout, resumed.stderr
+    assert resumed.returncode == 1, resumed.stderr
+    assert "resuming: 1 trial(s) already finished" in resumed.stdout, resumed.stderr
 
 
 def test_a_hung_in_process_agent_does_not_keep_the_cli_alive(tmp_path: Path) -> None:
@@ -57,7 +60,8 @@ def test_a_hung_in_process_agent_does_not_keep_the_cli_alive(tmp_path: Path) -> 
     started = time.monotonic()
     res = costar("run", cwd=tmp_path, timeout=50)
     assert time.monotonic() - started < 30
-    assert res.returncode == 1 and "never returned" in res.stderr, res.stdout + res.stderr
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "never returned" in res.stderr, res.stdout + res.stderr
     assert "timed out after 1s" in res.stdout
 
 

@@ -53,8 +53,10 @@ scenarios:
     assert one.expectations.criteria == ["be polite"]
     assert one.source == (tmp_path / "one.yaml").resolve()
     assert by_id["m1"].turns == ["turn one", "turn two"]
-    assert by_id["m1"].trials == 3 and by_id["m1"].tags == ["smoke"]
-    assert by_id["m2"].trials == 1 and by_id["m2"].split == "holdout"
+    assert by_id["m1"].trials == 3
+    assert by_id["m1"].tags == ["smoke"]
+    assert by_id["m2"].trials == 1
+    assert by_id["m2"].split == "holdout"
 
 
 def test_selection_by_glob_tag_split(tmp_path: Path) -> None:
@@ -102,7 +104,8 @@ def test_missing_setup_file_is_reported_at_its_line(tmp_path: Path) -> None:
     write(tmp_path / "present.txt", "ok")
     with pytest.raises(ScenarioError) as err:
         load_scenario_file(f)
-    assert f"{f}:6:" in str(err.value) and "absent.csv" in str(err.value)
+    assert f"{f}:6:" in str(err.value)
+    assert "absent.csv" in str(err.value)
 
 
 def test_duplicate_ids_across_files(tmp_path: Path) -> None:

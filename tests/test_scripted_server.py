@@ -84,13 +84,15 @@ def test_error_status_with_retry_after_and_malformed_body() -> None:
              Rule(last_user="gone", status=404, error_message="no such model")]
     with ScriptedModelServer(rules) as srv:
         r = _chat(srv, "limit")
-        assert r.status_code == 429 and r.headers["retry-after"] == "7"
+        assert r.status_code == 429
+        assert r.headers["retry-after"] == "7"
         r = _chat(srv, "garbage")
         assert r.status_code == 200
         with pytest.raises(ValueError):
             r.json()
         r = _chat(srv, "gone")
-        assert r.status_code == 404 and r.json()["error"]["message"] == "no such model"
+        assert r.status_code == 404
+        assert r.json()["error"]["message"] == "no such model"
 
 
 def test_hang_outlasts_client_timeout_and_stop_is_prompt() -> None:
@@ -137,7 +139,8 @@ def test_anthropic_route_text_tool_use_and_forced_json_tool() -> None:
 
         assert post("hi")["content"] == [{"type": "text", "text": "hello"}]
         tool = post("tool")
-        assert tool["stop_reason"] == "tool_use" and tool["content"][0]["input"] == {"q": "x"}
+        assert tool["stop_reason"] == "tool_use"
+        assert tool["content"][0]["input"] == {"q": "x"}
         forced = post("json", tool_choice={"type": "tool", "name": "answer"})
         assert forced["content"][0] == {"type": "tool_use", "id": forced["content"][0]["id"], "name": "answer",
                                         "input": {"ok": True}}
@@ -150,7 +153,8 @@ def test_models_route_and_request_recording() -> None:
         assert "gpt-x" in ids
         _chat(srv, "remember me")
         (req,) = srv.requests
-        assert req.body["messages"][-1]["content"] == "remember me" and req.index == 0
+        assert req.body["messages"][-1]["content"] == "remember me"
+        assert req.index == 0
 
 
 def test_rules_file_yaml_and_errors(tmp_path: Path) -> None:
@@ -163,8 +167,11 @@ def test_rules_file_yaml_and_errors(tmp_path: Path) -> None:
           - {last_user: data, json: {rows: 3}}
     """))
     rules, default = load_rules(f)
-    assert len(rules) == 3 and default is not None and default.text == "nothing scripted"
-    assert rules[2].json_value == {"rows": 3} and rules[1].call_index == [0, 1]
+    assert len(rules) == 3
+    assert default is not None
+    assert default.text == "nothing scripted"
+    assert rules[2].json_value == {"rows": 3}
+    assert rules[1].call_index == [0, 1]
     bad = tmp_path / "bad.yaml"
     bad.write_text("rules:\n  - {last_user: x, latency: soon}\n")
     with pytest.raises(ConfigError, match=r"rule 0: latency"):
@@ -184,11 +191,14 @@ def test_junk_in_a_rules_file_is_refused_with_where_and_what(tmp_path: Path, tex
     f.write_text(text)
     with pytest.raises(ConfigError) as err:
         load_rules(f)
-    assert fragment in str(err.value) and str(f) in str(err.value)
+    assert fragment in str(err.value)
+    assert str(f) in str(err.value)
     assert "\n" not in str(err.value)
     served = subprocess.run([sys.executable, "-m", "costar.cli", "testing", "serve", str(f), "--port", "0"],
                             capture_output=True, text=True, timeout=60)
-    assert served.returncode == 2 and served.stderr.startswith("error: ") and fragment in served.stderr
+    assert served.returncode == 2
+    assert served.stderr.startswith("error: ")
+    assert fragment in served.stderr
 
 
 def _documented() -> str:

@@ -139,7 +139,8 @@ def test_rows_the_child_replayed_are_not_assembled_again_when_the_server_sends_t
     child = subprocess.Popen([sys.executable, "-m", "costar.server.assembly_worker"], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE)
     try:
-        assert child.stdin is not None and child.stdout is not None
+        assert child.stdin is not None
+        assert child.stdout is not None
         child.stdin.write(frame(SETTINGS_ROW, 0, orjson.dumps(settings)))
         child.stdin.flush()
         ready = orjson.loads(child.stdout.readline())

@@ -47,9 +47,11 @@ def test_wilson_hand_computed() -> None:
 
 def test_wilson_extremes_are_pinned() -> None:
     low, high = wilson_interval(0, 5)
-    assert low == 0.0 and high == pytest.approx(0.4345, abs=1e-4)
+    assert low == 0.0
+    assert high == pytest.approx(0.4345, abs=1e-4)
     low, high = wilson_interval(5, 5)
-    assert high == 1.0 and low == pytest.approx(0.5655, abs=1e-4)
+    assert high == 1.0
+    assert low == pytest.approx(0.5655, abs=1e-4)
 
 
 @pytest.mark.parametrize("confidence", [0.8, 0.9, 0.95, 0.99])
@@ -90,7 +92,8 @@ def test_pass_at_k_and_pass_hat_k_hand_computed() -> None:
     assert pass_at_k(5, 2, 1) == pass_hat_k(5, 2, 1) == pytest.approx(0.4)
     assert pass_at_k(5, 2, 4) == 1.0  # any 4 of 5 include a pass when only 3 fail
     assert pass_hat_k(5, 2, 3) == 0.0
-    assert pass_hat_k(4, 4, 4) == 1.0 and pass_at_k(4, 0, 4) == 0.0
+    assert pass_hat_k(4, 4, 4) == 1.0
+    assert pass_at_k(4, 0, 4) == 0.0
 
 
 def test_estimators_equal_the_subset_definition() -> None:
@@ -133,7 +136,8 @@ def test_pass_hat_k_on_real_tau_bench_trials() -> None:
     trials = Counter(r["task_id"] for r in runs)
     passes = Counter(r["task_id"] for r in runs if r["reward"] == 1.0)
     counts = [(trials[t], passes[t]) for t in sorted(trials)]
-    assert len(counts) == 50 and all(n == 4 for n, _ in counts)
+    assert len(counts) == 50
+    assert all(n == 4 for n, _ in counts)
     # pass^1 is the plain success rate over all 200 runs.
     assert mean_pass_hat_k(counts, 1) == pytest.approx(sum(passes.values()) / 200)
     curve = [mean_pass_hat_k(counts, k) for k in range(1, 5)]
@@ -141,7 +145,8 @@ def test_pass_hat_k_on_real_tau_bench_trials() -> None:
         by_definition = sum(_by_subsets(n, c, k, need_all=True) for n, c in counts) / len(counts)
         assert value == pytest.approx(float(by_definition))
     # Reliability only drops as k grows; pass@k only rises.
-    assert curve == sorted(curve, reverse=True) and curve[-1] < curve[0]
+    assert curve == sorted(curve, reverse=True)
+    assert curve[-1] < curve[0]
     at = [mean_pass_at_k(counts, k) for k in range(1, 5)]
     assert at == sorted(at)
 

@@ -61,30 +61,36 @@ def test_export_import_round_trip_is_lossless(recorded: Path, tmp_path: Path, fm
     run_id = src.resolve_run_id("latest")
     originals = list(src.iter_traces(run_id))
     copies = {t.trace_id: t for t in dst.iter_traces(run_id)}
-    assert len(originals) == 2 and set(copies) == {t.trace_id for t in originals}
+    assert len(originals) == 2
+    assert set(copies) == {t.trace_id for t in originals}
     for t in originals:
         assert copies[t.trace_id] == t
         art = t.artifact("out.bin")
         assert dst.get_blob(art.sha256) == bytes(range(256)) * 4
     # the imported run re-scores like the original
     bare = costar("assess", run_id, "--store", str(other / ".costar"), cwd=recorded)
-    assert bare.returncode == 1 and "no definition for scenarios ['export-me']" in bare.stderr
+    assert bare.returncode == 1
+    assert "no definition for scenarios ['export-me']" in bare.stderr
     again = costar("assess", run_id, "--store", str(other / ".costar"), "--suite", "suite.yaml", cwd=recorded)
-    assert again.returncode == 0 and "6 verdicts computed" in again.stdout, again.stdout + again.stderr
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "6 verdicts computed" in again.stdout, again.stdout + again.stderr
     dup = costar("traces", "import", str(out), cwd=other)
-    assert dup.returncode == 2 and "already in the store" in dup.stderr
+    assert dup.returncode == 2
+    assert "already in the store" in dup.stderr
 
 
 def test_export_to_stdout(recorded: Path) -> None:
     res = costar("traces", "export", "latest", "--format", "jsonl", cwd=recorded)
     lines = [json.loads(x) for x in res.stdout.splitlines() if x.strip()]
-    assert res.returncode == 0 and len(lines) == 2
+    assert res.returncode == 0
+    assert len(lines) == 2
 
 
 def test_import_tau_bench_and_report_pass_hat_k(tmp_path: Path) -> None:
     res = costar("traces", "import", str(EXTERNAL / "tau-bench" / "gpt-4o-airline.json"), cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert "imported 200 traces (tau-bench)" in res.stdout and "200 verdicts" in res.stdout
+    assert "imported 200 traces (tau-bench)" in res.stdout
+    assert "200 verdicts" in res.stdout
     rep = costar("report", "latest", "--junit", "tau.xml", cwd=tmp_path)
     assert rep.returncode == 1  # many tau-bench runs failed
     raw = json.loads((EXTERNAL / "tau-bench" / "gpt-4o-airline.json").read_text())
@@ -101,7 +107,8 @@ def test_import_public_formats(tmp_path: Path, name: str) -> None:
     res = costar("traces", "import", str(src), cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     listing = costar("traces", "list", "latest", cwd=tmp_path)
-    assert listing.returncode == 0 and "ok" in listing.stdout
+    assert listing.returncode == 0
+    assert "ok" in listing.stdout
 
 
 def test_bad_import_files_give_one_line_errors(tmp_path: Path) -> None:
@@ -110,5 +117,6 @@ def test_bad_import_files_give_one_line_errors(tmp_path: Path) -> None:
     for f in ("garbage.json", "broken.json", "missing.json"):
         res = costar("traces", "import", f, cwd=tmp_path)
         assert res.returncode == 2, res.stdout
-        assert res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert res.stderr.startswith("error: "), res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert not (tmp_path / ".costar").exists() or SQLiteStore(tmp_path / ".costar").list_runs() == []

@@ -27,7 +27,8 @@ def test_json_md_is_generated_from_the_views() -> None:
     committed = (Path(__file__).resolve().parents[1] / "docs" / "JSON.md").read_text(encoding="utf-8")
     assert committed == json_reference(), "stale: run python -m costar.views > docs/JSON.md"
     for view in VIEWS:
-        assert f"## {view.__name__}" in committed and f"`{view.kind_name}`" in committed
+        assert f"## {view.__name__}" in committed
+        assert f"`{view.kind_name}`" in committed
         view.model_json_schema()  # every view has a JSON Schema (the server publishes them)
 
 
@@ -42,15 +43,19 @@ def test_views_round_trip_with_whole_ids(tmp_path: Path) -> None:
     for view in views:
         text = view.model_dump_json()
         data = json.loads(text)
-        assert list(data)[:2] == ["schema_version", "kind"] and data["schema_version"] == SCHEMA_VERSION
+        assert list(data)[:2] == ["schema_version", "kind"]
+        assert data["schema_version"] == SCHEMA_VERSION
         again = type(view).model_validate_json(text)
         assert again == view
     runs, listed, detail, report = views
-    assert isinstance(runs, RunList) and runs.runs[0].run_id == run.run_id
-    assert isinstance(listed, TraceList) and {t.trace_id for t in listed.traces} == {t.trace_id for t in traces}
+    assert isinstance(runs, RunList)
+    assert runs.runs[0].run_id == run.run_id
+    assert isinstance(listed, TraceList)
+    assert {t.trace_id for t in listed.traces} == {t.trace_id for t in traces}
     keys = [(t.scenario_id, t.trial) for t in listed.traces]
     assert keys == sorted(keys)
-    assert isinstance(detail, TraceDetail) and detail.trace_id == traces[0].trace_id  # a prefix in, a whole id out
+    assert isinstance(detail, TraceDetail)
+    assert detail.trace_id == traces[0].trace_id  # a prefix in, a whole id out
     assert isinstance(report, RunReport)
     assert report.model_dump(exclude={"schema_version", "kind", "origin"}) == \
         summarize(run, traces, verdicts).model_dump()
