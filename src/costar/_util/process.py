@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,12 +175,15 @@ def _prctl() -> Any:
 _PRCTL = _prctl()
 
 
-def _die_with_parent(parent: int) -> Any:
-    """A preexec function: in the child, after fork and before exec, ask for SIGKILL when the
-    parent dies. Safe next to threads because it only calls one prebuilt foreign function and
-    ``getppid``: it allocates no locks and imports nothing (glibc's malloc is fork-safe). The
-    parent may have died already between fork and prctl; then the child kills itself."""
+def die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A preexec function (None where the platform has no ``prctl``): in the child, after fork and
+    before exec, ask for SIGKILL when the parent dies. Safe next to threads because it only calls
+    one prebuilt foreign function and ``getppid``: it allocates no locks and imports nothing
+    (glibc's malloc is fork-safe). The parent may have died already between fork and prctl; then
+    the child kills itself."""
     prctl = _PRCTL
+    if prctl is None:
+        return None
 
     def preexec() -> None:
         prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -340,8 +344,9 @@ async def run_command(argv: list[str] | str, *, cwd: Path, env: dict[str, str], 
     options: dict[str, Any] = dict(
         cwd=str(cwd), env={**env, MARKER_VAR: marker}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL, start_new_session=True)
-    if _PRCTL is not None:
-        options["preexec_fn"] = _die_with_parent(os.getpid())
+    preexec = die_with_parent(os.getpid())
+    if preexec is not None:
+        options["preexec_fn"] = preexec
     if isinstance(argv, str):
         transport, _ = await loop.subprocess_shell(lambda: proto, argv, **options)
     else:

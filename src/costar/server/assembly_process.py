@@ -16,21 +16,20 @@ what is complete, as the server in one process does.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
+from costar._util.process import die_with_parent
 from costar.server.assembler import AssemblerStats, CompletedTrace, Listener
 from costar.server.assembly_worker import SETTINGS_ROW, frame
 from costar.server.wal import SpanGroup
@@ -40,41 +39,6 @@ log = logging.getLogger("costar.server")
 
 _GAUGES = ("open_traces", "open_spans")
 _COUNTERS = tuple(f.name for f in dataclasses.fields(AssemblerStats) if f.name not in (*_GAUGES, "last_error"))
-_PR_SET_PDEATHSIG = 1
-
-
-def _prctl() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_PRCTL = _prctl()
-
-
-def _die_with_parent(parent: int) -> Callable[[], None] | None:
-    """A preexec function asking the kernel to SIGKILL the child when the thread that started it
-    (the supervisor, alive as long as the server) dies. It calls one prebuilt foreign function and
-    ``getppid`` only, so it is safe after fork in a threaded process. The parent may have died
-    between fork and prctl; then the child kills itself."""
-    prctl = _PRCTL
-    if prctl is None:
-        return None
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return preexec
-
-
 class _Channel:
     """One child process and the pipe to it: a queue of frames that a writer thread drains."""
 
@@ -235,7 +199,7 @@ class AssemblerProcess:
     def _spawn(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-m", "costar.server.assembly_worker"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=None, close_fds=True,
-                                preexec_fn=_die_with_parent(os.getpid()))
+                                preexec_fn=die_with_parent(os.getpid()))
 
     def _supervise(self) -> None:
         delay = self.restart_delay
