@@ -20,7 +20,8 @@ from costar.store.sqlite import SQLiteStore
 # Each command of the CLI, with arguments that make sense in an empty folder. A new command must be
 # added here (the test below checks the table covers the CLI).
 COMMANDS: dict[str, list[str]] = {
-    "run": [], "assess": [], "report": [], "runs": [], "schema": [], "scenarios": [], "compare": ["a", "b"],
+    "run": [], "assess": [], "report": [], "runs": [], "schema": [], "scenarios check": [],
+    "scenarios from-trace": ["t1"], "compare": ["a", "b"],
     "metrics": [], "label": ["correct"], "refine": [], "refine clean": [], "agreement": ["a.csv", "b.csv"],
     "plugins": [], "checks": [],
     "traces list": [], "traces show": ["t1"], "traces export": ["latest"], "traces import": ["missing.json"],
@@ -37,6 +38,8 @@ COMMANDS: dict[str, list[str]] = {
     "server traces": [], "server token list": [], "server token revoke": ["tok"],
     "server token create": [],  # an ingest token without --project: refused before the store is opened
     "mcp snapshot": [], "mcp snapshots": [], "mcp diff": [],
+    "monitor list": [], "monitor show": ["m"], "monitor run": [], "monitor backfill": ["m"], "monitor alerts": [],
+    "monitor series": ["m"], "monitor create": ["missing.yaml"], "monitor delete": ["m"],
     "ci init": ["no-such-ci"],  # writes workflow files when it succeeds; a failure writes nothing
 }
 

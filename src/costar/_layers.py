@@ -38,6 +38,7 @@ SAME_LAYER: dict[tuple[str, str], str] = {
     ("align", "report"): "the labeling page shows a trace with the HTML report's escaping builder",
     ("report", "views"): "the terminal shows the views --json prints, so the two never disagree",
     ("refine", "align"): "refinement runs the suite with the project's judges, promoted aligned versions included",
+    ("monitor", "align"): "a monitored judge's pass rate is corrected with its golden set (Rogan–Gladen, PPI)",
 }
 """Imports allowed inside one layer: (importer, imported) -> why."""
 
@@ -73,7 +74,7 @@ PURPOSE: dict[str, str] = {
     "affected": "the scenarios a change since a run can have affected (costar run --affected-by)",
     "align": "the judge loop: labeling, golden sets, agreement, gates, alignment optimizers, judge versions",
     "refine": "the agent loop: a coding assistant patches the agent until the judges pass",
-    "monitor": "(planned) the same judges on sampled production traces",
+    "monitor": "the same judges on sampled production traces: metric series, alerts, scenarios from traces",
     "report": "terminal, HTML, JUnit and Markdown reports",
     "ci": "the CI workflows costar ci init writes (GitHub Actions, GitLab CI)",
     "views": "the versioned JSON shapes of runs, traces, reports, judges, metrics, comparisons (--json)",

@@ -98,6 +98,11 @@ if TYPE_CHECKING:
     from costar.judges.base import Judge
     from costar.judges.registry import JudgeInfo, JudgeRegistry
     from costar.mcp.diff import CatalogDiff
+    from costar.monitor.drafts import ScenarioDraft
+    from costar.monitor.files import Monitor
+    from costar.monitor.model import MonitorDefinition
+    from costar.monitor.service import BackfillReport, MonitorService, ServiceOptions
+    from costar.monitor.service import RunReport as MonitorRunReport
     from costar.refine import RefineOptions as RefineOptions
     from costar.refine import make_assistant as make_assistant
     from costar.refine import refine as refine
@@ -106,6 +111,7 @@ if TYPE_CHECKING:
     from costar.scenario import Scenario
     from costar.scenario import load_suite as load_suite
     from costar.scenario import scenario_json_schema as scenario_json_schema
+    from costar.store.monitor_tables import AlertRecord, SeriesPoint
     from costar.trace.model import Trace
     from costar.trace.recorder import Recording
     from costar.trace.tool_definition import ToolDefinition
@@ -229,6 +235,15 @@ __all__ = [
     "judge_trace",
     "assert_passes",
     "TraceFailed",
+    "load_monitors",
+    "monitor_service",
+    "run_monitors",
+    "backfill_monitor",
+    "monitor_alerts",
+    "monitor_series",
+    "save_monitor",
+    "delete_monitor",
+    "scenario_from_trace",
     *_JUDGE_LOOP,
 ]
 
@@ -483,10 +498,14 @@ def _opened(store: Store | str | Path | None, *, create: bool = True) -> Iterato
 
 
 def serve(config: Any = None, *, store: Store | str | Path | None = None, host: str | None = None,
-          port: int | None = None, log_level: str = "info") -> None:
+          port: int | None = None, log_level: str = "info", project: ProjectConfig | str | Path | None = None,
+          monitors: bool | None = None) -> None:
     """Run ``costar server`` in the foreground until SIGINT/SIGTERM. ``config`` is a ServerConfig, a
     path to a server.yaml, or None (``server.yaml`` in the working directory when it exists);
-    ``store``, ``host`` and ``port`` override it."""
+    ``store``, ``host`` and ``port`` override it. The monitors of ``project`` (its ``monitors/``
+    folder and those kept in the store) score the traces the server stores, unless ``monitors`` is
+    False (default: server.yaml's ``monitors.enabled``); a monitor that cannot be built is a one-line
+    error before the server starts."""
     from costar.server.config import ServerConfig, load_server_config
     from costar.server.run import serve as run_server
 
@@ -494,8 +513,19 @@ def serve(config: Any = None, *, store: Store | str | Path | None = None, host: 
     updates = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     if updates:
         cfg = ServerConfig.model_validate({**cfg.model_dump(), **updates})
+    scoring = cfg.monitors.enabled if monitors is None else monitors
     with _opened(store if store is not None else cfg.store) as st:
-        run_server(cfg, st, log_level=log_level)
+        service = None
+        if scoring:
+            from costar.monitor.service import ServiceOptions
+
+            settings = cfg.monitors
+            options = ServiceOptions(concurrency=settings.concurrency, queue_size=settings.queue_size,
+                                     evaluate_every=settings.evaluate_every)
+            chosen = load_monitors(project, store=st)
+            if any(m.definition.enabled for m in chosen):
+                service = monitor_service(project, store=st, options=options, monitors=chosen)
+        run_server(cfg, st, log_level=log_level, monitors=service)
 
 
 def create_server_token(kind: Literal["ingest", "api"], *, project: str | None = None, name: str = "",
@@ -730,3 +760,146 @@ def assert_passes(trace: Trace | Recording | str, judges: Sequence[Any], *,
             lines.append(f"  {mark} {v.name}: {v.error or v.rationale}")
         raise TraceFailed("\n".join(lines), verdicts)
     return verdicts
+# --------------------------------------------------------------------------- monitors
+
+
+def _project_store(cfg: ProjectConfig, store: Store | str | Path | None, *, create: bool = True) -> Store:
+    if isinstance(store, Store):
+        return store
+    return open_store(cfg.store_location(store), local_dir=cfg.local_path(store), create=create)
+
+
+def load_monitors(project: ProjectConfig | str | Path | None = None, *,
+                  store: Store | str | Path | None = None) -> list[Monitor]:
+    """A project's monitors: every file under its ``monitors/`` folder, then the monitors created
+    through the API (kept in the store; ``store`` None reads the project's store when it exists)."""
+    from costar.monitor.files import load_monitors as load
+    from costar.monitor.files import parse_monitor
+    from costar.store.monitor_tables import MonitorTables
+
+    cfg = project_config(project)
+    stored: list[MonitorDefinition] = []
+    from costar.errors import StoreError
+
+    try:
+        st: Store | None = _project_store(cfg, store, create=False)
+    except StoreError:  # no store yet (or one this coSTAR cannot read): only the files
+        st = None
+    if st is not None:
+        stored = [parse_monitor(data, where=f"stored monitor {name}") for name, data in
+                  MonitorTables(st).stored_monitors()]
+    return load(cfg.path(cfg.monitors_dir), stored)
+
+
+def monitor_service(project: ProjectConfig | str | Path | None = None, *, store: Store | str | Path | None = None,
+                    options: ServiceOptions | None = None, monitors: Sequence[Monitor] | None = None,
+                    registry: JudgeRegistry | None = None) -> MonitorService:
+    """The project's monitors at work over its store (or ``store``), their judges resolved with the
+    project's registry (promoted aligned versions included). What a server runs and what
+    :func:`run_monitors` and :func:`backfill_monitor` drive."""
+    from costar.monitor.service import MonitorService
+
+    cfg = project_config(project)
+    st = _project_store(cfg, store)
+    chosen = list(monitors) if monitors is not None else load_monitors(cfg, store=st)
+    return MonitorService(st, chosen, registry or project_judges(cfg), options=options)
+
+
+def run_monitors(names: Sequence[str] | None = None, *, since: float | None = None,
+                 project: ProjectConfig | str | Path | None = None, store: Store | str | Path | None = None,
+                 options: ServiceOptions | None = None) -> MonitorRunReport:
+    """``costar monitor run``: consider the stored traces the monitors have not seen (since ``since``,
+    Unix seconds; default: since each monitor's last sweep, or the last day), score the sampled ones,
+    evaluate the series and alert rules (delivering alerts)."""
+    from costar._util.aio import run_sync
+
+    service = monitor_service(project, store=store, options=options)
+    return run_sync(lambda: service.run_once(names, since=since))
+
+
+def backfill_monitor(name: str, since: float, *, until: float | None = None,
+                     project: ProjectConfig | str | Path | None = None, store: Store | str | Path | None = None,
+                     options: ServiceOptions | None = None) -> BackfillReport:
+    """``costar monitor backfill``: score the stored traces monitor ``name`` matches since ``since``
+    (Unix seconds) and fill its series over the period."""
+    from costar._util.aio import run_sync
+
+    service = monitor_service(project, store=store, options=options)
+    service.require(name)
+    return run_sync(lambda: service.backfill(name, since, until))
+
+
+def monitor_alerts(monitor: str | None = None, *, since: float | None = None, limit: int = 100,
+                   project: ProjectConfig | str | Path | None = None,
+                   store: Store | str | Path | None = None) -> list[AlertRecord]:
+    """The alert history (firing and resolved, with each delivery's outcome), newest first."""
+    from costar.store.monitor_tables import MonitorTables
+
+    st = _project_store(project_config(project), store, create=False)
+    return MonitorTables(st).alerts(monitor=monitor, since=since, limit=limit)
+
+
+def monitor_series(monitor: str, *, judge: str | None = None, window: float | None = None,
+                   metric: str | None = None, since: float | None = None, limit: int = 10_000,
+                   project: ProjectConfig | str | Path | None = None,
+                   store: Store | str | Path | None = None) -> list[SeriesPoint]:
+    """Stored points of a monitor's series, oldest first (``judge`` "" for the operational ones)."""
+    from costar.store.monitor_tables import MonitorTables
+
+    st = _project_store(project_config(project), store, create=False)
+    return MonitorTables(st).points(monitor, judge=judge, window=window, metric=metric,
+                                    since=since, limit=limit)
+
+
+def save_monitor(definition: MonitorDefinition | dict[str, Any], *, project: ProjectConfig | str | Path | None = None,
+                 store: Store | str | Path | None = None) -> tuple[MonitorDefinition, bool]:
+    """Create or replace a monitor kept in the store (the API's way; files stay in ``monitors/``).
+    Its judges are resolved first, so a monitor that cannot score is refused. Returns it and whether
+    it was new. A name a monitor file already uses is refused."""
+    from costar.monitor.files import Monitor as MonitorEntry
+    from costar.monitor.files import load_monitors as load
+    from costar.monitor.files import parse_monitor
+    from costar.monitor.scoring import MonitorJudges
+    from costar.store.monitor_tables import MonitorTables
+
+    cfg = project_config(project)
+    d = definition if not isinstance(definition, dict) else parse_monitor(definition)
+    for m in load(cfg.path(cfg.monitors_dir)):
+        if m.name == d.name:
+            from costar.errors import ConfigError
+
+            raise ConfigError(f"monitor {d.name!r} is defined in {m.where()}; edit that file, or choose another name")
+    MonitorJudges(MonitorEntry(d, "store"), project_judges(cfg))
+    st = _project_store(cfg, store)
+    new = MonitorTables(st).save_monitor(d.name, d.model_dump(mode="json"))
+    return d, new
+
+
+def delete_monitor(name: str, *, project: ProjectConfig | str | Path | None = None,
+                   store: Store | str | Path | None = None) -> bool:
+    """Delete a monitor kept in the store (its series and alert history stay); False when there is none."""
+    from costar.store.monitor_tables import MonitorTables
+
+    st = _project_store(project_config(project), store, create=False)
+    return MonitorTables(st).delete_monitor(name)
+
+
+def scenario_from_trace(trace_id: str, *, project: ProjectConfig | str | Path | None = None,
+                        store: Store | str | Path | None = None, files_dir: str | None = None,
+                        scenario_id: str | None = None) -> ScenarioDraft:
+    """A scenario draft from a stored trace (``costar scenarios from-trace``): prompt or turns, input
+    files recovered from the trace, its failing verdicts as expectations; for a person to review."""
+    from costar.monitor.drafts import scenario_draft
+    from costar.monitor.scoring import MonitorJudges
+
+    cfg = project_config(project)
+    st = _project_store(cfg, store, create=False)
+    judged: list[MonitorJudges] = []
+    registry = None
+    for m in load_monitors(cfg, store=st):
+        try:
+            registry = registry or project_judges(cfg)
+            judged.append(MonitorJudges(m, registry))
+        except Exception:  # a monitor that cannot be built only means its checks are not looked up
+            continue
+    return scenario_draft(st, trace_id, monitors=judged, files_dir=files_dir, scenario_id=scenario_id)

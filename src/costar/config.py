@@ -128,6 +128,8 @@ class ProjectConfig(BaseModel):
     # Judges every scenario gets, as if each listed them (a name, or {name, options, gate}); a
     # scenario that lists one itself keeps its own options.
     judges: list[str | dict[str, Any]] = Field(default_factory=list)
+    # Monitor definitions (costar monitor; docs/MONITORING.md), relative to this file's folder.
+    monitors_dir: str = "monitors"
     # models.judge: the default model of judges that name none (else COSTAR_JUDGE_MODEL, else local:/smollm2).
     models: dict[str, Any] = Field(default_factory=dict)
     refine: RefineConfig = Field(default_factory=RefineConfig)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
+from typer.core import TyperGroup
 
 from costar import api
 from costar._util.signals import Terminated, exit_code
@@ -370,7 +371,23 @@ def schema(output: Annotated[Path | None, typer.Option("--output", "-o", help="W
         sys.stdout.write(text + "\n")
 
 
-@app.command()
+class _ScenariosGroup(TyperGroup):
+    """``costar scenarios [PATHS]`` validates and lists (the ``check`` subcommand, the default);
+    ``costar scenarios from-trace ID`` drafts one from a trace."""
+
+    # ctx is the Context of the click typer vendors (typer._click, a private module): typed as Any.
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+            args = ["check", *args]
+        return super().parse_args(ctx, args)
+
+
+scenarios_app = typer.Typer(cls=_ScenariosGroup, help="Validate and list scenarios (the default: costar scenarios "
+                            "[PATHS]); draft one from a trace (costar scenarios from-trace ID).")
+app.add_typer(scenarios_app, name="scenarios")
+
+
+@scenarios_app.command("check")
 def scenarios(
     suite: Annotated[list[Path] | None, typer.Argument(help="Scenario files or folders.")] = None,
     config: ConfigOpt = None,

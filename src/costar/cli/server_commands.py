@@ -39,8 +39,10 @@ def server(
     server_config: ServerConfigOpt = None,
     config: ConfigOpt = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
+    monitors: Annotated[bool | None, typer.Option("--monitors/--no-monitors", help="Score stored traces with the project's monitors (default: server.yaml's monitors.enabled, on).")] = None,
 ) -> None:
-    """Run the server until Ctrl-C: OTLP/HTTP at /v1/traces, the JSON API at /api/v1."""
+    """Run the server until Ctrl-C: OTLP/HTTP at /v1/traces, the JSON API at /api/v1, and the
+    project's monitors scoring what it stores (monitors/*.yaml; docs/MONITORING.md)."""
     if ctx.invoked_subcommand is not None:
         return
     from costar import api
@@ -50,7 +52,8 @@ def server(
     location, local = _store_location(store, server_config, config)
     st = api.open_store(location, local_dir=local)
     try:
-        api.serve(cfg, store=st, host=host, port=port, log_level=log_level)
+        api.serve(cfg, store=st, host=host, port=port, log_level=log_level, project=load_project(config),
+                  monitors=monitors)
     finally:
         st.close()
 

@@ -80,6 +80,25 @@ class TraceHead(BaseModel):
     """What the server recorded about it (project, amendments), for traces it ingested."""
 
 
+class MonitorView(BaseModel):
+    """``GET /api/v1/monitors``: a monitor the server scores with, and how far it got."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    """The monitor's name."""
+    source: str
+    """Its file and line, or ``store`` for a monitor created through the API."""
+    enabled: bool
+    """Whether it scores (a disabled monitor is listed only)."""
+    definition: dict[str, Any]
+    """The definition as JSON (docs/MONITORING.md)."""
+    counts: dict[str, int]
+    """Traces considered (matched), sampled, pending, scored and skipped."""
+    firing: list[str]
+    """The alert rules firing now, as ``rule on series``."""
+
+
 class RunView(BaseModel):
     """``GET /api/v1/runs/{run}``: a run and its summary."""
 
@@ -198,6 +217,49 @@ def build_router(server: Any) -> APIRouter:
         page = await run(server.store.get_traces, ids[offset:offset + limit], spans=False)
         nxt = str(offset + limit) if offset + limit < len(ids) else None
         return Page[Trace](items=page, next=nxt, total=len(ids))
+
+    def monitor_tables() -> Any:
+        from costar.store.monitor_tables import MonitorTables
+
+        return MonitorTables(server.store)
+
+    def monitor_views() -> list[MonitorView]:
+        service = server.monitors
+        if service is None:
+            return []
+        tables = monitor_tables()
+        views = []
+        for m in service.monitors:
+            states = tables.alert_states(m.name)
+            views.append(MonitorView(name=m.name, source=m.where(), enabled=m.definition.enabled,
+                                     definition=m.definition.model_dump(mode="json"), counts=tables.counts(m.name),
+                                     firing=[f"{rule} on {series}" for (rule, series), st in sorted(states.items())
+                                             if st.firing]))
+        return views
+
+    @router.get("/monitors", response_model=list[MonitorView])
+    async def monitors() -> list[MonitorView]:
+        """The monitors this server scores with (none when it runs with ``--no-monitors``)."""
+        return await run(monitor_views)
+
+    @router.get("/monitors/{name}/series")
+    async def monitor_series(name: str, judge: str | None = None,
+                             window: Annotated[float | None, Query(description="Seconds")] = None,
+                             metric: str | None = None,
+                             since: Annotated[float | None, Query(description="Unix seconds")] = None,
+                             limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> list[dict[str, Any]]:
+        """Stored points of a monitor's series, oldest first (``judge`` empty for the operational ones)."""
+        points = await run(monitor_tables().points, name, judge=judge, window=window, metric=metric, since=since,
+                           limit=limit)
+        return [p.to_dict() for p in points]
+
+    @router.get("/alerts")
+    async def alerts(monitor: str | None = None,
+                     since: Annotated[float | None, Query(description="Unix seconds")] = None,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+        """The alert history (firing and resolved, each delivery's outcome), newest first."""
+        rows = await run(monitor_tables().alerts, monitor=monitor, since=since, limit=limit)
+        return [a.to_dict() for a in rows]
 
     return router
 

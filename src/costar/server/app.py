@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -27,6 +27,9 @@ from costar.server.metrics import prometheus_text, server_metrics
 from costar.server.retention import prune
 from costar.store.base import Store
 from costar.store.server_tables import ServerTables
+
+if TYPE_CHECKING:
+    from costar.monitor.service import MonitorService
 
 log = logging.getLogger("costar.server")
 
@@ -43,9 +46,13 @@ def _version() -> str:
 class CostarServer:
     """The server's parts over one store. ``app`` is the ASGI application; its lifespan recovers
     the write-ahead log, starts the assembler, the group committer and the retention loop, and on
-    shutdown stores what is complete and stops them."""
+    shutdown stores what is complete and stops them.
 
-    def __init__(self, config: ServerConfig, store: Store, *, listeners: Sequence[Listener] = ()) -> None:
+    ``monitors`` (a :class:`~costar.monitor.MonitorService` over the same store) score the traces the
+    server stores: it is registered as a listener and its workers run on the server's event loop."""
+
+    def __init__(self, config: ServerConfig, store: Store, *, listeners: Sequence[Listener] = (),
+                 monitors: MonitorService | None = None) -> None:
         self.config = config
         self.store = store
         self.tables = ServerTables(store)  # type: ignore[arg-type]
@@ -62,6 +69,9 @@ class CostarServer:
             if config.assembly == "process" else Assembler(self.tables, **settings, price=PriceTable().cost)
         for listener in listeners:
             self.assembler.listeners.append(listener)
+        self.monitors = monitors
+        if monitors is not None:
+            self.assembler.listeners.append(monitors.listener)
         self.ingestor = Ingestor(config, self.tables, self.assembler, self.auth)
         self._retention_task: asyncio.Task[None] | None = None
         self.app = self._build_app()
@@ -81,6 +91,8 @@ class CostarServer:
             log.info("recovered %d span(s) from the write-ahead log", self.recovered_spans)
         self.assembler.start()
         self.ingestor.committer.start()
+        if self.monitors is not None:  # its first sweep picks up what a previous run left unscored
+            await self.monitors.start()
         if self.config.retention_interval > 0 and any(not r.retention.empty for r in self.config.projects.values()):
             self._retention_task = asyncio.create_task(self._retention_loop(), name="costar-retention")
         self.ready = True
@@ -96,6 +108,8 @@ class CostarServer:
             await asyncio.to_thread(self.assembler.stop)
         except Exception as exc:  # what could not be stored stays in the write-ahead log
             log.error("stopping: some traces stay in the write-ahead log for the next start: %s", exc)
+        if self.monitors is not None:  # what is not scored now stays pending for the next start
+            await self.monitors.stop(drain=True, timeout=10.0)
 
     async def _retention_loop(self) -> None:
         while True:

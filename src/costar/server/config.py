@@ -153,6 +153,23 @@ class Limits(BaseModel):
     """Seconds a refused exporter is told to wait (the Retry-After header)."""
 
 
+class MonitorSettings(BaseModel):
+    """How the server runs the project's monitors (``monitors/*.yaml`` and those created through the
+    API; docs/MONITORING.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    """Score stored traces with the project's monitors (false: ingest only; ``costar monitor run``
+    can score them later)."""
+    evaluate_every: Duration = Field(60.0, gt=0)
+    """Seconds between evaluations of the series and the alert rules."""
+    concurrency: int = Field(8, ge=1, le=256)
+    """Judge calls at once, across every monitor (the model layer's own limits apply too)."""
+    queue_size: int = Field(10_000, ge=1)
+    """Stored traces waiting to be scored; beyond it they are left to the next sweep of the store."""
+
+
 class ServerConfig(BaseModel):
     """``server.yaml``."""
 
@@ -185,6 +202,8 @@ class ServerConfig(BaseModel):
     retention_interval: Duration = 3600.0
     """How often the server applies the retention rules (0: never; ``costar store prune`` does it)."""
     limits: Limits = Field(default_factory=Limits)
+    monitors: MonitorSettings = Field(default_factory=MonitorSettings)
+    """The monitors' scoring workers and alert evaluations."""
 
     @field_validator("default_project")
     @classmethod

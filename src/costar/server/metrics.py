@@ -29,6 +29,19 @@ _HELP = {
                                               "sent spans of another project's trace."),
     "costar_store_commit_errors_total": ("counter", "Failed attempts to store assembled traces (retried)."),
     "costar_wal_recovered_spans": ("gauge", "Spans replayed from the write-ahead log at start."),
+    "costar_monitor_traces_offered_total": ("counter", "Stored traces offered to the monitors."),
+    "costar_monitor_traces_sampled_total": ("counter", "Offered traces a monitor matched and sampled."),
+    "costar_monitor_traces_left_to_sweep_total": ("counter", "Traces offered while the scoring queue was full "
+                                                            "(a sweep of the store scores them later)."),
+    "costar_monitor_queue": ("gauge", "Monitor offers waiting for the scoring workers."),
+    "costar_monitor_traces_scored_total": ("counter", "Sampled traces scored by the monitors."),
+    "costar_monitor_judgements_total": ("counter", "Judge verdicts the monitors computed (not from the cache)."),
+    "costar_monitor_cached_total": ("counter", "Judge verdicts the monitors reused from the verdict cache."),
+    "costar_monitor_judge_errors_total": ("counter", "Judge calls that ended in an error verdict."),
+    "costar_monitor_judge_cost_usd_total": ("counter", "What the monitors' judges cost, in US dollars."),
+    "costar_monitor_alerts_total": ("counter", "Alert changes recorded, by status (firing, resolved)."),
+    "costar_monitor_deliveries_failed_total": ("counter", "Webhook deliveries that failed after their retries."),
+    "costar_monitor_worker_errors_total": ("counter", "Errors of the scoring and evaluation workers (retried)."),
 }
 
 
@@ -83,6 +96,28 @@ def server_metrics(server: Any) -> dict[str, Any]:
         "costar_spans_refused_total": asm.spans_refused,
         "costar_store_commit_errors_total": asm.commit_errors,
         "costar_wal_recovered_spans": server.recovered_spans,
+        **_monitor_metrics(server),
+    }
+
+
+def _monitor_metrics(server: Any) -> dict[str, Any]:
+    service = getattr(server, "monitors", None)
+    if service is None:
+        return {}
+    st = service.stats
+    return {
+        "costar_monitor_traces_offered_total": st.offered,
+        "costar_monitor_traces_sampled_total": st.sampled,
+        "costar_monitor_traces_left_to_sweep_total": st.dropped,
+        "costar_monitor_queue": service.queued,
+        "costar_monitor_traces_scored_total": st.score.traces,
+        "costar_monitor_judgements_total": st.score.judged,
+        "costar_monitor_cached_total": st.score.cached,
+        "costar_monitor_judge_errors_total": st.score.errors,
+        "costar_monitor_judge_cost_usd_total": round(st.score.cost_usd, 6),
+        "costar_monitor_alerts_total": {"firing": st.alerts_fired, "resolved": st.alerts_resolved},
+        "costar_monitor_deliveries_failed_total": st.deliveries_failed,
+        "costar_monitor_worker_errors_total": st.worker_errors,
     }
 
 
@@ -94,7 +129,8 @@ def prometheus_text(metrics: dict[str, Any]) -> str:
         lines.append(f"# HELP {name} {text}")
         lines.append(f"# TYPE {name} {kind}")
         if isinstance(value, dict):
-            label = "quantile" if name.endswith("latency_seconds") else "code"
+            label = ("quantile" if name.endswith("latency_seconds")
+                     else "status" if name == "costar_monitor_alerts_total" else "code")
             lines += [f'{name}{{{label}="{k}"}} {v}' for k, v in value.items()]
         else:
             lines.append(f"{name} {value}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -16,15 +17,19 @@ from costar.server.auth import tokens_required
 from costar.server.config import ServerConfig
 from costar.store.base import Store
 
+if TYPE_CHECKING:
+    from costar.monitor.service import MonitorService
+
 log = logging.getLogger("costar.server")
 
 
 def serve(config: ServerConfig, store: Store, *, log_level: str = "info",
-          announce: Callable[[str], None] | None = None) -> None:
+          announce: Callable[[str], None] | None = None, monitors: MonitorService | None = None) -> None:
     """Serve until stopped. ``announce`` gets one line once the server accepts requests
-    (default: printed to stdout), naming the URL (with the port chosen when ``port`` is 0)."""
+    (default: printed to stdout), naming the URL (with the port chosen when ``port`` is 0).
+    ``monitors`` score the traces the server stores."""
     required = tokens_required(config.host, config.require_tokens)
-    server = CostarServer(config, store)
+    server = CostarServer(config, store, monitors=monitors)
     # The socket is bound here, so port 0 picks a free port with no race and errors are one line.
     sock = BackgroundServer(server.app, config.host, config.port)._listen()
     host, port = sock.getsockname()[:2]
@@ -36,7 +41,12 @@ def serve(config: ServerConfig, store: Store, *, log_level: str = "info",
     async def startup() -> None:
         await original_startup()
         auth = "tokens required" if required else "no tokens required (loopback)"
-        say(f"coSTAR server listening on {url} (store {store.location}; {auth}); OTLP endpoint {url}/v1/traces")
+        scoring = ""
+        if monitors is not None:
+            n = len(monitors.active)
+            scoring = f"; {n} monitor{'s' if n != 1 else ''} scoring"
+        say(f"coSTAR server listening on {url} (store {store.location}; {auth}{scoring}); "
+            f"OTLP endpoint {url}/v1/traces")
 
     server.startup = startup  # type: ignore[method-assign]
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), stream=sys.stderr,

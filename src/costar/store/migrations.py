@@ -218,6 +218,70 @@ MIGRATIONS: tuple[Migration, ...] = (
          "CREATE UNIQUE INDEX traces_trial ON traces (run_id, scenario_id, trial)",
          "DROP INDEX IF EXISTS traces_run"),
         prepare=_drop_duplicate_trials),
+    Migration(
+        6, "monitors: stored definitions, the traces each considered, its judges' results, metric series, alerts",
+        # costar.store.monitor_tables. None of these rows name a trace that retention must keep: deleting
+        # traces leaves the series, the results they were computed from and the alert history in place.
+        ("CREATE TABLE monitors (name TEXT PRIMARY KEY, created_at REAL NOT NULL, updated_at REAL NOT NULL,"
+         " data TEXT NOT NULL)",
+         "CREATE TABLE monitor_traces (monitor TEXT NOT NULL, trace_id TEXT NOT NULL, trace_time REAL NOT NULL,"
+         " sampled INTEGER NOT NULL, state TEXT NOT NULL, considered_at REAL NOT NULL, scored_at REAL,"
+         " total_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL, latency_s REAL NOT NULL, error INTEGER NOT NULL,"
+         " PRIMARY KEY (monitor, trace_id))",
+         "CREATE INDEX monitor_traces_time ON monitor_traces (monitor, trace_time)",
+         "CREATE INDEX monitor_traces_state ON monitor_traces (monitor, state, considered_at)",
+         "CREATE TABLE monitor_results (monitor TEXT NOT NULL, trace_id TEXT NOT NULL, judge TEXT NOT NULL,"
+         " fingerprint TEXT, outcome TEXT NOT NULL, trace_time REAL NOT NULL, cost_usd REAL NOT NULL,"
+         " scored_at REAL NOT NULL, PRIMARY KEY (monitor, trace_id, judge))",
+         "CREATE INDEX monitor_results_time ON monitor_results (monitor, trace_time)",
+         "CREATE INDEX monitor_results_scored ON monitor_results (monitor, scored_at)",
+         "CREATE TABLE monitor_points (monitor TEXT NOT NULL, judge TEXT NOT NULL, window_s REAL NOT NULL,"
+         " metric TEXT NOT NULL, at REAL NOT NULL, n INTEGER NOT NULL, value REAL, low REAL, high REAL,"
+         " data TEXT NOT NULL, PRIMARY KEY (monitor, judge, window_s, metric, at))",
+         "CREATE TABLE monitor_alert_state (monitor TEXT NOT NULL, rule TEXT NOT NULL, series TEXT NOT NULL,"
+         " firing INTEGER NOT NULL, since REAL NOT NULL, alert_id INTEGER, PRIMARY KEY (monitor, rule, series))",
+         "CREATE TABLE monitor_alerts (id INTEGER PRIMARY KEY AUTOINCREMENT, monitor TEXT NOT NULL,"
+         " rule TEXT NOT NULL, series TEXT NOT NULL, status TEXT NOT NULL, at REAL NOT NULL, message TEXT NOT NULL,"
+         " data TEXT NOT NULL)",
+         "CREATE INDEX monitor_alerts_at ON monitor_alerts (monitor, at)",
+         "CREATE TABLE monitor_deliveries (id INTEGER PRIMARY KEY AUTOINCREMENT, alert_id INTEGER NOT NULL,"
+         " target TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL, last_error TEXT,"
+         " updated_at REAL NOT NULL)",
+         "CREATE INDEX monitor_deliveries_alert ON monitor_deliveries (alert_id)",
+         "CREATE TABLE monitor_sweeps (monitor TEXT PRIMARY KEY, start_ns INTEGER NOT NULL, trace_id TEXT NOT NULL,"
+         " updated_at REAL NOT NULL)"),
+        ("CREATE TABLE monitors (name TEXT PRIMARY KEY, created_at DOUBLE PRECISION NOT NULL,"
+         " updated_at DOUBLE PRECISION NOT NULL, data JSON NOT NULL)",
+         "CREATE TABLE monitor_traces (monitor TEXT NOT NULL, trace_id TEXT NOT NULL,"
+         " trace_time DOUBLE PRECISION NOT NULL, sampled INTEGER NOT NULL, state TEXT NOT NULL,"
+         " considered_at DOUBLE PRECISION NOT NULL, scored_at DOUBLE PRECISION, total_tokens BIGINT NOT NULL,"
+         " cost_usd DOUBLE PRECISION NOT NULL, latency_s DOUBLE PRECISION NOT NULL, error INTEGER NOT NULL,"
+         " PRIMARY KEY (monitor, trace_id))",
+         "CREATE INDEX monitor_traces_time ON monitor_traces (monitor, trace_time)",
+         "CREATE INDEX monitor_traces_state ON monitor_traces (monitor, state, considered_at)",
+         "CREATE TABLE monitor_results (monitor TEXT NOT NULL, trace_id TEXT NOT NULL, judge TEXT NOT NULL,"
+         " fingerprint TEXT, outcome TEXT NOT NULL, trace_time DOUBLE PRECISION NOT NULL,"
+         " cost_usd DOUBLE PRECISION NOT NULL, scored_at DOUBLE PRECISION NOT NULL,"
+         " PRIMARY KEY (monitor, trace_id, judge))",
+         "CREATE INDEX monitor_results_time ON monitor_results (monitor, trace_time)",
+         "CREATE INDEX monitor_results_scored ON monitor_results (monitor, scored_at)",
+         "CREATE TABLE monitor_points (monitor TEXT NOT NULL, judge TEXT NOT NULL, window_s DOUBLE PRECISION NOT NULL,"
+         " metric TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, n BIGINT NOT NULL, value DOUBLE PRECISION,"
+         " low DOUBLE PRECISION, high DOUBLE PRECISION, data JSON NOT NULL,"
+         " PRIMARY KEY (monitor, judge, window_s, metric, at))",
+         "CREATE TABLE monitor_alert_state (monitor TEXT NOT NULL, rule TEXT NOT NULL, series TEXT NOT NULL,"
+         " firing INTEGER NOT NULL, since DOUBLE PRECISION NOT NULL, alert_id BIGINT,"
+         " PRIMARY KEY (monitor, rule, series))",
+         "CREATE TABLE monitor_alerts (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, monitor TEXT NOT NULL,"
+         " rule TEXT NOT NULL, series TEXT NOT NULL, status TEXT NOT NULL, at DOUBLE PRECISION NOT NULL,"
+         " message TEXT NOT NULL, data JSON NOT NULL)",
+         "CREATE INDEX monitor_alerts_at ON monitor_alerts (monitor, at)",
+         "CREATE TABLE monitor_deliveries (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+         " alert_id BIGINT NOT NULL, target TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,"
+         " last_error TEXT, updated_at DOUBLE PRECISION NOT NULL)",
+         "CREATE INDEX monitor_deliveries_alert ON monitor_deliveries (alert_id)",
+         "CREATE TABLE monitor_sweeps (monitor TEXT PRIMARY KEY, start_ns BIGINT NOT NULL, trace_id TEXT NOT NULL,"
+         " updated_at DOUBLE PRECISION NOT NULL)")),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
