@@ -39,6 +39,7 @@ SAME_LAYER: dict[tuple[str, str], str] = {
     ("report", "views"): "the terminal shows the views --json prints, so the two never disagree",
     ("refine", "align"): "refinement runs the suite with the project's judges, promoted aligned versions included",
     ("monitor", "align"): "a monitored judge's pass rate is corrected with its golden set (Rogan–Gladen, PPI)",
+    ("ui", "server"): "the web app is served beside the server's /api/v1 (its trace-tree paging) with its token auth",
 }
 """Imports allowed inside one layer: (importer, imported) -> why."""
 
@@ -79,7 +80,7 @@ PURPOSE: dict[str, str] = {
     "ci": "the CI workflows costar ci init writes (GitHub Actions, GitLab CI)",
     "views": "the versioned JSON shapes of runs, traces, reports, judges, metrics, comparisons (--json)",
     "server": "one process for a team: OTLP ingest, trace assembly, tokens, redaction, retention, the JSON API",
-    "ui": "(planned) the web app over the server's API",
+    "ui": "the web app: runs, run, trace, compare, judges, labels and scenarios pages over the store",
     "api": "the library API, the front door the CLI and the pytest plugin use",
     "cli": "the costar command: parses, calls the api, prints",
     "pytest_plugin": "pytest --costar: scenarios as pytest test items, over the api",

@@ -220,6 +220,7 @@ __all__ = [
     "select_affected",
     "init_ci",
     "serve",
+    "serve_ui",
     "create_server_token",
     "server_tokens",
     "server_traces",
@@ -499,13 +500,13 @@ def _opened(store: Store | str | Path | None, *, create: bool = True) -> Iterato
 
 def serve(config: Any = None, *, store: Store | str | Path | None = None, host: str | None = None,
           port: int | None = None, log_level: str = "info", project: ProjectConfig | str | Path | None = None,
-          monitors: bool | None = None) -> None:
+          monitors: bool | None = None, web: bool = True) -> None:
     """Run ``costar server`` in the foreground until SIGINT/SIGTERM. ``config`` is a ServerConfig, a
     path to a server.yaml, or None (``server.yaml`` in the working directory when it exists);
     ``store``, ``host`` and ``port`` override it. The monitors of ``project`` (its ``monitors/``
     folder and those kept in the store) score the traces the server stores, unless ``monitors`` is
     False (default: server.yaml's ``monitors.enabled``); a monitor that cannot be built is a one-line
-    error before the server starts."""
+    error before the server starts. ``web``: serve the web app's pages at ``/`` too."""
     from costar.server.config import ServerConfig, load_server_config
     from costar.server.run import serve as run_server
 
@@ -513,6 +514,12 @@ def serve(config: Any = None, *, store: Store | str | Path | None = None, host: 
     updates = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     if updates:
         cfg = ServerConfig.model_validate({**cfg.model_dump(), **updates})
+
+    def mount(server: Any) -> None:
+        from costar.ui.app import mount_webapp
+
+        mount_webapp(server)
+
     scoring = cfg.monitors.enabled if monitors is None else monitors
     with _opened(store if store is not None else cfg.store) as st:
         service = None
@@ -525,7 +532,20 @@ def serve(config: Any = None, *, store: Store | str | Path | None = None, host: 
             chosen = load_monitors(project, store=st)
             if any(m.definition.enabled for m in chosen):
                 service = monitor_service(project, store=st, options=options, monitors=chosen)
-        run_server(cfg, st, log_level=log_level, monitors=service)
+        run_server(cfg, st, log_level=log_level, monitors=service, extend=mount if web else None)
+
+
+def serve_ui(*, store: Store | str | Path | None = None, host: str = "127.0.0.1", port: int = 8766,
+             open_browser: bool = True, project: ProjectConfig | str | Path | None = None,
+             announce: Any = None, stop: Any = None) -> None:
+    """``costar ui``: the web app over a store (the project's by default), on loopback, until Ctrl-C
+    (or until ``stop``, a ``threading.Event``, is set); opens a browser unless ``open_browser`` is False."""
+    from costar.ui.app import serve_ui as run_ui
+
+    cfg = project_config(project)
+    with _opened(store if store is not None else cfg.store_location(None), create=False) as st:
+        run_ui(st, host=host, port=port, open_browser=open_browser, project_dir=str(cfg.root), announce=announce,
+               stop=stop)
 
 
 def create_server_token(kind: Literal["ingest", "api"], *, project: str | None = None, name: str = "",

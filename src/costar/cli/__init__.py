@@ -13,7 +13,7 @@ from costar.safe_text import for_terminal
 # Each module registers its commands when imported; this order is the order `costar --help` shows.
 for _module in ("run_commands", "compare_commands", "trace_commands", "mcp_commands", "ci_commands", "judge_commands",
                 "label_commands", "refine_commands", "model_commands", "agreement_commands", "store_commands",
-                "server_commands", "monitor_commands", "plugin_commands"):
+                "server_commands", "monitor_commands", "ui_commands", "plugin_commands"):
     importlib.import_module(f"costar.cli.{_module}")
 
 

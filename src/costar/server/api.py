@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Callable
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from costar.errors import CostarError, StoreError
-from costar.server.auth import AuthFailure, Caller
-from costar.store.base import Run, SpanQuery
-from costar.store.server_tables import ServerTrace
+from costar.server.auth import SESSION_COOKIE, Authenticator, AuthFailure, Caller
+from costar.store.base import Run, SpanQuery, Store
+from costar.store.server_tables import ServerTables, ServerTrace
+from costar.store.span_tree import MAX_COLLAPSED, MAX_PAGE, SpanTrees, TreeLocation, TreePage, locate, tree_page
 from costar.summary import RunSummary, summarize_run
 from costar.trace.model import Span, SpanKind, StatusCode, Trace
 from costar.verdict import Verdict
@@ -126,15 +127,59 @@ def _decode_cursor(cursor: str) -> list[Any]:
     return value
 
 
-def build_router(server: Any) -> APIRouter:
-    """The ``/api/v1`` routes over a running :class:`~costar.server.app.CostarServer`."""
+class ApiHost(Protocol):
+    """What the API reads: a :class:`~costar.server.app.CostarServer`, or a :class:`StoreHost`
+    (``costar ui``: the API and the pages over a local store, without ingest)."""
+
+    store: Store
+    tables: ServerTables
+    auth: Authenticator
+    trees: SpanTrees
+    version: str
+    ready: bool
+
+    def metrics(self) -> dict[str, Any]: ...
+
+
+class StoreHost:
+    """The API over a store with nothing else running (``costar ui``)."""
+
+    def __init__(self, store: Store, *, required: bool = False, version: str = "unknown") -> None:
+        self.store = store
+        self.tables = ServerTables(store)  # type: ignore[arg-type]
+        self.auth = Authenticator(self.tables, required=required)
+        self.trees = SpanTrees()
+        self.version = version
+        self.ready = True
+
+    def metrics(self) -> dict[str, Any]:
+        return {}
+
+
+async def request_caller(host: ApiHost, request: Request) -> Caller:
+    """Who sent ``request`` (a token, a browser session, or nobody where that is allowed); an HTTP
+    401/403 otherwise."""
+    try:
+        return await asyncio.to_thread(host.auth.check_request, request.headers.get("authorization"),
+                                       request.cookies.get(SESSION_COOKIE))
+    except AuthFailure as exc:
+        raise HTTPException(exc.status, exc.message,
+                            headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None) from None
+
+
+def _collapsed(raw: str | None) -> list[str]:
+    ids = [part for part in (raw or "").split(",") if part]
+    if len(ids) > MAX_COLLAPSED:
+        raise HTTPException(400, f"at most {MAX_COLLAPSED} collapsed spans per request; expand some")
+    return ids
+
+
+def build_router(server: ApiHost) -> APIRouter:
+    """The ``/api/v1`` routes over a running :class:`~costar.server.app.CostarServer` (or a
+    :class:`StoreHost`)."""
 
     async def caller(request: Request) -> Caller:
-        try:
-            return await asyncio.to_thread(server.auth.check, request.headers.get("authorization"), "api")
-        except AuthFailure as exc:
-            raise HTTPException(exc.status, exc.message,
-                                headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None) from None
+        return await request_caller(server, request)
 
     router = APIRouter(prefix="/api/v1", dependencies=[Depends(caller)])
 
@@ -192,6 +237,38 @@ def build_router(server: Any) -> APIRouter:
         items = await run(server.store.query_spans, head.trace_id, q)
         nxt = str(offset + limit) if offset + len(items) < total else None
         return Page[Span](items=items, next=nxt, total=total)
+
+    @router.get("/traces/{trace_id:path}/spans/{span_id:path}", response_model=Span)
+    async def span(trace_id: str, span_id: str) -> Span:
+        """One span whole: attributes (messages, tool arguments and results) and events."""
+        head = await run(server.store.get_trace, trace_id, spans=False)
+        found = await run(server.store.get_span, head.trace_id, span_id)
+        if found is None:
+            raise HTTPException(404, f"no span {span_id!r} in trace {head.trace_id}")
+        return found
+
+    @router.get("/traces/{trace_id:path}/tree", response_model=TreePage)
+    async def tree(trace_id: str, offset: Annotated[int, Query(ge=0)] = 0,
+                   limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 200,
+                   collapsed: Annotated[str | None, Query(description="span ids, comma-separated")] = None,
+                   ) -> TreePage:
+        """Rows ``offset`` .. ``offset + limit`` of the span tree (depth first, children by start
+        time) with the subtrees of ``collapsed`` spans hidden; only those rows' spans are read."""
+        hidden = _collapsed(collapsed)
+        head = await run(server.store.get_trace, trace_id, spans=False)
+        index = await run(server.trees.get, server.store, head.trace_id)
+        return await run(tree_page, server.store, index, offset=offset, limit=limit, collapsed=hidden)
+
+    @router.get("/traces/{trace_id:path}/tree/locate", response_model=TreeLocation)
+    async def tree_locate(trace_id: str, span_id: str, collapsed: str | None = None) -> TreeLocation:
+        """The row of ``span_id`` once its ancestors are expanded, and those ancestors."""
+        hidden = _collapsed(collapsed)
+        head = await run(server.store.get_trace, trace_id, spans=False)
+        index = await run(server.trees.get, server.store, head.trace_id)
+        found = locate(index, span_id, hidden)
+        if found is None:
+            raise HTTPException(404, f"no span {span_id!r} in trace {head.trace_id}")
+        return found
 
     @router.get("/traces/{trace_id}/verdicts", response_model=list[Verdict])
     async def verdicts(trace_id: str, latest: bool = True) -> list[Verdict]:

@@ -27,6 +27,7 @@ from costar.server.metrics import prometheus_text, server_metrics
 from costar.server.retention import prune
 from costar.store.base import Store
 from costar.store.server_tables import ServerTables
+from costar.store.span_tree import SpanTrees
 
 if TYPE_CHECKING:
     from costar.monitor.service import MonitorService
@@ -62,6 +63,7 @@ class CostarServer:
         self.recovered_spans = 0
         self.retention_runs = 0
         self.auth = Authenticator(self.tables, required=tokens_required(config.host, config.require_tokens))
+        self.trees = SpanTrees()
         from costar.models.pricing import PriceTable
 
         settings = assembler_settings(config)

@@ -13,7 +13,9 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 
@@ -108,6 +110,63 @@ class Caller:
     project: str | None = None
     """The ingest token's project."""
     token_id: str | None = None
+    session: Session | None = None
+    """The browser session the request came with (the web app's pages), if any."""
+
+
+SESSION_COOKIE = "costar_session"
+"""The cookie that carries a browser's session id (HttpOnly, SameSite=Strict)."""
+
+
+@dataclass
+class Session:
+    """A browser's login: an API token exchanged for a random id, so the token itself never sits in
+    the browser (neither in a cookie nor in script-readable storage)."""
+
+    session_id: str
+    token_digest: str
+    """The SHA-256 of the API token it was opened with: each request checks that token again, so
+    revoking the token ends the session from the next request on."""
+    token_id: str
+    csrf: str
+    """The token every form of this session carries (the web app checks it on each POST)."""
+    created_at: float
+    expires_at: float
+
+
+class Sessions:
+    """Browser sessions, in memory: a restart asks browsers to log in again. Bounded (the oldest
+    are dropped beyond ``max_sessions``) and expiring (``ttl`` seconds after login)."""
+
+    def __init__(self, *, ttl: float = 12 * 3600, max_sessions: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_sessions = max_sessions
+        self._sessions: OrderedDict[str, Session] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def open(self, record: TokenRecord) -> Session:
+        now = time.time()
+        session = Session(session_id=secrets.token_urlsafe(32), token_digest=record.digest, token_id=record.token_id,
+                          csrf=secrets.token_urlsafe(32), created_at=now, expires_at=now + self.ttl)
+        with self._lock:
+            self._sessions[session.session_id] = session
+            while len(self._sessions) > self.max_sessions:
+                self._sessions.popitem(last=False)
+        return session
+
+    def get(self, session_id: str | None) -> Session | None:
+        if not session_id:
+            return None
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is not None and session.expires_at <= time.time():
+                del self._sessions[session_id]
+                return None
+        return session
+
+    def close(self, session_id: str | None) -> None:
+        with self._lock:
+            self._sessions.pop(session_id or "", None)
 
 
 class AuthFailure(Exception):
@@ -130,10 +189,36 @@ class Authenticator:
     """Checks a request's token against the store on every request, so a revocation takes effect at
     once; records when each token was last used (at most once a minute)."""
 
-    def __init__(self, tables: ServerTables, *, required: bool) -> None:
+    def __init__(self, tables: ServerTables, *, required: bool, sessions: Sessions | None = None) -> None:
         self.tables = tables
         self.required = required
+        self.sessions = sessions or Sessions()
         self._touched: dict[str, float] = {}
+
+    def login(self, token: str) -> Session:
+        """A browser session for an API token (the web app's login form); AuthFailure when the token
+        is not a valid API token."""
+        caller = self.check(f"Bearer {token.strip()}", "api")
+        record = self.tables.token_by_digest(digest(token.strip()))
+        assert record is not None and caller.token_id == record.token_id
+        return self.sessions.open(record)
+
+    def check_request(self, authorization: str | None, session_id: str | None) -> Caller:
+        """A reader of the API or the pages: by its Authorization header when it sends one, else by
+        its session cookie, else as nobody (allowed only where tokens are not required)."""
+        if authorization:
+            return self.check(authorization, "api")
+        session = self.sessions.get(session_id)
+        if session is None:
+            if self.required:
+                raise AuthFailure(401, "log in with an API token (costar server token create --kind api), or send "
+                                       "'Authorization: Bearer TOKEN'")
+            return Caller(kind=None)
+        record = self.tables.token_by_digest(session.token_digest)
+        if record is None or record.revoked_at is not None:
+            self.sessions.close(session.session_id)
+            raise AuthFailure(401, "the token this session was opened with was revoked; log in again")
+        return Caller(kind="api", token_id=record.token_id, session=session)
 
     def check(self, authorization: str | None, need: TokenKind) -> Caller:
         token = bearer(authorization)

@@ -24,12 +24,16 @@ log = logging.getLogger("costar.server")
 
 
 def serve(config: ServerConfig, store: Store, *, log_level: str = "info",
-          announce: Callable[[str], None] | None = None, monitors: MonitorService | None = None) -> None:
+          announce: Callable[[str], None] | None = None, monitors: MonitorService | None = None,
+          extend: Callable[[CostarServer], None] | None = None) -> None:
     """Serve until stopped. ``announce`` gets one line once the server accepts requests
     (default: printed to stdout), naming the URL (with the port chosen when ``port`` is 0).
-    ``monitors`` score the traces the server stores."""
+    ``monitors`` score the traces the server stores. ``extend`` is called with the server before it
+    starts (the web app mounts its pages)."""
     required = tokens_required(config.host, config.require_tokens)
     server = CostarServer(config, store, monitors=monitors)
+    if extend is not None:
+        extend(server)
     # The socket is bound here, so port 0 picks a free port with no race and errors are one line.
     sock = BackgroundServer(server.app, config.host, config.port)._listen()
     host, port = sock.getsockname()[:2]
@@ -46,7 +50,7 @@ def serve(config: ServerConfig, store: Store, *, log_level: str = "info",
             n = len(monitors.active)
             scoring = f"; {n} monitor{'s' if n != 1 else ''} scoring"
         say(f"coSTAR server listening on {url} (store {store.location}; {auth}{scoring}); "
-            f"OTLP endpoint {url}/v1/traces")
+            f"OTLP endpoint {url}/v1/traces; web app {url}/")
 
     server.startup = startup  # type: ignore[method-assign]
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), stream=sys.stderr,

@@ -282,6 +282,12 @@ class Store(Protocol):
     def get_span(self, trace_id: str, span_id: str) -> Span | None:
         """One span of a trace, or None when the trace has no such span."""
 
+    def span_outline(self, trace_id: str) -> list[tuple[int, str, str | None, int, int | None]]:
+        """Every span's (seq, span id, parent id, start, end) in recorded order, without attributes."""
+
+    def spans_at(self, trace_id: str, seqs: Sequence[int]) -> dict[int, Span]:
+        """The spans at these recorded positions (``seq``), read by key; missing ones are left out."""
+
     # artifacts
     def put_blob(self, data: bytes) -> str:
         """Store bytes content-addressed; returns their sha256, the key. Storing the same bytes again

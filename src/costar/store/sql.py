@@ -565,6 +565,24 @@ class SQLStore(ABC):
                              [*args, query.limit, query.offset]).fetchall()
         return [span_from_row(r) for r in rows]
 
+    def span_outline(self, trace_id: str) -> list[tuple[int, str, str | None, int, int | None]]:
+        """Every span's (seq, span id, parent id, start, end) in recorded order: a trace's shape without
+        its attributes, so a 100,000-span tree is indexed without reading its contents."""
+        with self._read() as c:
+            return list(c.execute("SELECT seq, span_id, parent_id, start_ns, end_ns FROM spans WHERE trace_id=? "
+                                  "ORDER BY seq", (trace_id,)).fetchall())
+
+    def spans_at(self, trace_id: str, seqs: Sequence[int]) -> dict[int, Span]:
+        """The spans at these positions (``seq``, as :meth:`span_outline` gives them), read by key."""
+        found: dict[int, Span] = {}
+        with self._read() as c:
+            for chunk in self._chunks(sorted(set(seqs))):
+                sql, args = self._in("seq", chunk)
+                for row in c.execute(f"SELECT seq, {_SPAN_READ} FROM spans WHERE trace_id=? AND {sql}",
+                                     [trace_id, *args]).fetchall():
+                    found[int(row[0])] = span_from_row(row[1:])
+        return found
+
     def get_span(self, trace_id: str, span_id: str) -> Span | None:
         with self._read() as c:
             row = c.execute(f"SELECT {_SPAN_READ} FROM spans WHERE trace_id=? AND span_id=? ORDER BY seq LIMIT 1",

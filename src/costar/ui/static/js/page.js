@@ -1,0 +1,4 @@
+// Pages whose only script is their charts.
+import { drawPageCharts } from "./charts.js";
+
+drawPageCharts();
