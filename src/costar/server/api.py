@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Callable
-from typing import Annotated, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +24,9 @@ from costar.store.span_tree import MAX_COLLAPSED, MAX_PAGE, SpanTrees, TreeLocat
 from costar.summary import RunSummary, summarize_run
 from costar.trace.model import Span, SpanKind, StatusCode, Trace
 from costar.verdict import Verdict
+
+if TYPE_CHECKING:
+    from costar.monitor.service import MonitorService
 
 API_VERSION = 1
 T = TypeVar("T")
@@ -137,6 +140,8 @@ class ApiHost(Protocol):
     trees: SpanTrees
     version: str
     ready: bool
+    monitors: MonitorService | None
+    """The monitors scoring what the server stores (None: none, as under ``costar ui``)."""
 
     def metrics(self) -> dict[str, Any]: ...
 
@@ -151,6 +156,7 @@ class StoreHost:
         self.trees = SpanTrees()
         self.version = version
         self.ready = True
+        self.monitors: MonitorService | None = None
 
     def metrics(self) -> dict[str, Any]:
         return {}
