@@ -40,6 +40,7 @@ COMMANDS: dict[str, list[str]] = {
     "mcp snapshot": [], "mcp snapshots": [], "mcp diff": [],
     "monitor list": [], "monitor show": ["m"], "monitor run": [], "monitor backfill": ["m"], "monitor alerts": [],
     "monitor series": ["m"], "monitor create": ["missing.yaml"], "monitor delete": ["m"],
+    "ui": ["--no-browser", "--port", "0"],  # reads the store: a missing one is a one-line error, never created
     "ci init": ["no-such-ci"],  # writes workflow files when it succeeds; a failure writes nothing
 }
 
