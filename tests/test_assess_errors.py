@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import re
 import textwrap
 from pathlib import Path
 
@@ -14,10 +13,11 @@ ANSWER = Rule(name="judge", system="careful judge", json={"rationale": "it greet
 
 
 def _judge_errors_in_table(stdout: str) -> int:
-    """The 'error' column of the judge table, for the LLM judge's row."""
-    rows = [[c.strip() for c in re.split(r"[│|]", line) if c.strip()] for line in stdout.splitlines()]
+    """The 'err' column of the judge table, for the LLM judge's row (cells are separated by spaces)."""
+    rows = [line.split() for line in stdout.splitlines()]
+    header = next(r for r in rows if r[:2] == ["judge", "role"])
     row = next(r for r in rows if r and r[0] == "polite")
-    return int(row[4])  # judge, role, pass, fail, error, …
+    return int(row[header.index("err")])
 
 
 def test_errored_verdicts_are_retried_and_the_summary_line_matches_the_table(tmp_path: Path) -> None:

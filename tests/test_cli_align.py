@@ -78,7 +78,7 @@ def test_a_promoted_version_keeps_the_files_floor_and_says_which_version_is_acti
     assert "uses aligned version v2 (memalign" in check.stderr, check.stderr
     assert "agreement_floor from the file applies" in check.stderr, check.stderr
     listed = costar("judges", "list", "--json", cwd=tmp_path)
-    [info] = [i for i in json.loads(listed.stdout) if i["name"] == JUDGE]
+    [info] = [i for i in json.loads(listed.stdout)["judges"] if i["name"] == JUDGE]
     assert info["type"] == "memalign"
     assert info["agreement_floor"]["min"] == 0.9
     assert info["notes"]
