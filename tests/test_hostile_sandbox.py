@@ -268,3 +268,30 @@ def test_the_example_agents_run_python_is_sandboxed_by_default(tmp_path: Path) -
     assert (ws / "out.txt").read_text() == "written"  # the workspace is the one writable place
     assert bare.splitlines()[:3] == ["3", "read OK", "connect OK"]  # what the sandbox takes away
     assert listener.connections == 1  # only the unsandboxed run got through
+
+
+@needs_bwrap
+def test_an_interpreter_living_under_tmp_runs_in_the_sandbox(tmp_path: Path) -> None:
+    # A checkout or virtualenv under /tmp (CI's clean checkouts often are) must not be hidden by the
+    # sandbox's fresh /tmp or by a scratch folder shown at /tmp.
+    assert str(tmp_path).startswith("/tmp/")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    src = Path(__file__).resolve().parents[1] / "src"
+    script = textwrap.dedent(f"""
+        import subprocess, sys
+        from pathlib import Path
+        sys.path.insert(0, {str(src)!r})
+        from costar.sandbox import Mount, bwrap_argv
+        argv = bwrap_argv([sys.executable, "-c", "print(6 * 7)"], cwd="/",
+                          mounts=[Mount(Path({str(scratch)!r}), "/tmp", writable=True)],
+                          env={{"PATH": "/usr/bin:/bin"}})
+        res = subprocess.run(argv, capture_output=True, text=True)
+        print(res.returncode, res.stdout.strip(), res.stderr.strip())
+        """)
+    out = subprocess.run([str(venv / "bin" / "python"), "-I", "-c", script], capture_output=True, text=True,
+                         check=True).stdout.split(maxsplit=2)
+    assert out[0] == "0", out
+    assert out[1] == "42", out

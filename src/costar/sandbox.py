@@ -81,11 +81,14 @@ def bwrap_argv(argv: Sequence[str], *, mounts: Iterable[Mount], cwd: str, env: M
             args += ["--ro-bind", system, system]
     for etc in _ETC:
         args += ["--ro-bind-try", etc, etc]
-    for extra in [*python_paths(), *readonly]:
-        args += ["--ro-bind", str(extra), str(extra)]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for m in mounts:
         args += ["--bind" if m.writable else "--ro-bind", str(m.host), m.inside]
+    # The interpreter last: bwrap mounts in order, so a Python installation or virtualenv living
+    # under /tmp (a checkout there) is bound on top of the fresh /tmp or a scratch folder shown at
+    # /tmp, instead of being hidden by them.
+    for extra in [*python_paths(), *readonly]:
+        args += ["--ro-bind", str(extra), str(extra)]
     for key, value in env.items():
         args += ["--setenv", key, value]
     args += ["--chdir", cwd, "--", *argv]
