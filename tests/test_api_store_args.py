@@ -61,3 +61,29 @@ def test_a_missing_store_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(CostarError) as err:
         api.list_runs(store=tmp_path / "nothing-here")
     assert "\n" not in str(err.value)
+
+
+def _open_files_under(folder: Path) -> int:
+    """How many of this process's file descriptors point into ``folder``."""
+    fds = Path("/proc/self/fd")
+    count = 0
+    for fd in fds.iterdir():
+        try:
+            if Path(fd.readlink()).is_relative_to(folder):
+                count += 1
+        except OSError:
+            continue
+    return count
+
+
+def test_a_store_opened_from_a_location_is_closed_when_the_call_returns(stored: Path) -> None:
+    # A library user calling these in a loop must not pile up open databases.
+    where = (stored / ".costar").resolve()
+    before = _open_files_under(where)
+    for _ in range(5):
+        api.list_runs(store=where)
+        costar.summarize_run("latest", store=where)
+        api.show_trace(api.list_traces(store=where).traces[0].trace_id, store=where)
+        api.check_metrics(store=where)
+        api.label_queue("correct", store=where)  # a re-exported store-first function
+    assert _open_files_under(where) == before

@@ -162,29 +162,51 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'costar.api' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     if inspect.isfunction(value) and next(iter(inspect.signature(value).parameters), None) == "store":
-        value = _store_keyword(value, create=name in _WRITERS)
+        value = _store_keyword(value, create=name in _WRITERS, keep_open=name in _KEEPS_STORE)
     globals()[name] = value
     return value
 
 
-def _open(store: Store | str | Path | None, *, create: bool = False) -> Store:
-    """``store`` itself when it is a Store, else the store at that location, else the project's
-    (COSTAR_STORE, else ``costar.yaml``'s ``store``, else ``.costar``)."""
+def _open_at(location: str | Path | None, *, project: ProjectConfig | str | Path | None = None,
+             create: bool = False) -> Store:
+    """The store at ``location``, else the project's (``--store``'s rules)."""
+    cfg = project_config(project)
+    return open_store(cfg.store_location(location), local_dir=cfg.local_path(location), create=create)
+
+
+@contextlib.contextmanager
+def _using(store: Store | str | Path | None, *, project: ProjectConfig | str | Path | None = None,
+           create: bool = False) -> Iterator[Store]:
+    """``store`` itself when it is a Store (the caller owns it: left open), else the store at that
+    location, else the project's (COSTAR_STORE, else ``costar.yaml``'s ``store``, else ``.costar``),
+    closed when the block ends."""
     if isinstance(store, Store):
-        return store
-    cfg = load_config(None)
-    return open_store(cfg.store_location(store), local_dir=cfg.local_path(store), create=create)
+        yield store
+        return
+    st = _open_at(store, project=project, create=create)
+    try:
+        yield st
+    finally:
+        st.close()
 
 
-def _store_keyword(fn: Callable[..., Any], *, create: bool) -> Callable[..., Any]:
+_KEEPS_STORE = frozenset({"start_label_server"})
+"""Re-exported functions whose result goes on using the store (a server started in the background)."""
+
+
+def _store_keyword(fn: Callable[..., Any], *, create: bool, keep_open: bool) -> Callable[..., Any]:
     """``fn(store, a, b, ...)`` callable as ``fn(a, b, ..., store=LOCATION)`` as well (a Store, a
-    folder, a URL, or None for the project's store), and still as ``fn(store_object, a, b)``."""
+    folder, a URL, or None for the project's store), and still as ``fn(store_object, a, b)``. A store
+    opened from a location is closed when ``fn`` returns, unless its result keeps using it."""
 
     @functools.wraps(fn)
     def call(*args: Any, store: Store | str | Path | None = None, **kwargs: Any) -> Any:
         if args and store is None and isinstance(args[0], Store):
             return fn(*args, **kwargs)
-        return fn(_open(store, create=create), *args, **kwargs)
+        if keep_open and not isinstance(store, Store):
+            return fn(_open_at(store, create=create), *args, **kwargs)
+        with _using(store, create=create) as st:
+            return fn(st, *args, **kwargs)
 
     return call
 
@@ -300,11 +322,11 @@ def align_judge(name: str, optimizer: str = "memalign", *, project: ProjectConfi
     from costar.align import versions
 
     cfg = project_config(project)
-    st = store if isinstance(store, Store) else open_store(cfg.store_location(store), local_dir=cfg.local_path(store))
-    return versions.align_judge(
-        st, name, optimizer, golden=golden, golden_version=golden_version,
-        budget=budget, project_dir=cfg.root, judges_dir=cfg.judges_dir, default_model=cfg.models.get("judge"),
-        record=record, promote=promote, options=options)
+    with _using(store, project=cfg, create=True) as st:
+        return versions.align_judge(
+            st, name, optimizer, golden=golden, golden_version=golden_version,
+            budget=budget, project_dir=cfg.root, judges_dir=cfg.judges_dir, default_model=cfg.models.get("judge"),
+            record=record, promote=promote, options=options)
 
 
 def agreement_floors(project: ProjectConfig | str | Path | None = None, *, golden: str | None = None,
@@ -352,8 +374,9 @@ def compare(base: str, head: str = "latest", *, store: Store | str | Path | None
 
     if rejudge is not None and registry is None:
         registry = project_judges()
-    return ComparisonView.of(compare_runs(_open(store), base, head, alpha=alpha, correction=correction,
-                                          attribute_tools=attribution, rejudge=rejudge, registry=registry))
+    with _using(store) as st:
+        return ComparisonView.of(compare_runs(st, base, head, alpha=alpha, correction=correction,
+                                              attribute_tools=attribution, rejudge=rejudge, registry=registry))
 
 
 def rejudge(base: str, head: str, scenario_ids: Sequence[str], *, k: int = 5,
@@ -363,9 +386,9 @@ def rejudge(base: str, head: str, scenario_ids: Sequence[str], *, k: int = 5,
     (model cache bypassed) and split each change into the agent's part and the judge's."""
     from costar.rejudge import rejudge as run_rejudge
 
-    st = open_store(store)
-    return run_rejudge(st, st.resolve_run_id(base), st.resolve_run_id(head), scenario_ids, k=k,
-                       registry=registry or project_judges(), seed=seed)
+    with _using(store) as st:
+        return run_rejudge(st, st.resolve_run_id(base), st.resolve_run_id(head), scenario_ids, k=k,
+                           registry=registry or project_judges(), seed=seed)
 
 
 # --------------------------------------------------------------------------- MCP servers
@@ -380,7 +403,6 @@ def snapshot_mcp_servers(servers: dict[str, McpServerConfig], *, root: str | Pat
     from costar.errors import ConfigError
     from costar.mcp.snapshot import McpServerError, snapshot_configured
 
-    st = open_store(store)
     chosen = list(names) if names else list(servers)
     unknown = [n for n in chosen if n not in servers]
     if unknown:
@@ -388,14 +410,15 @@ def snapshot_mcp_servers(servers: dict[str, McpServerConfig], *, root: str | Pat
         raise ConfigError(f"no MCP server {unknown[0]!r} under mcp_servers: in costar.yaml (declared: {known})")
     base = Path(root) if root is not None else Path.cwd()
     taken, failed = [], []
-    for name in chosen:
-        try:
-            snap = run_sync(functools.partial(snapshot_configured, name, servers[name], base))
-        except McpServerError as exc:
-            failed.append(f"{name}: {exc}")
-            continue
-        st.write_mcp_snapshot(snap)
-        taken.append(snap)
+    with _using(store, create=True) as st:
+        for name in chosen:
+            try:
+                snap = run_sync(functools.partial(snapshot_configured, name, servers[name], base))
+            except McpServerError as exc:
+                failed.append(f"{name}: {exc}")
+                continue
+            st.write_mcp_snapshot(snap)
+            taken.append(snap)
     if failed:
         raise McpServerError(failed[0] + (f" (and {len(failed) - 1} more failed)" if len(failed) > 1 else ""))
     return taken
@@ -409,7 +432,8 @@ def snapshot_mcp_server(*, command: Sequence[str] | None = None, url: str | None
     from costar.mcp.snapshot import snapshot_server
 
     snap = run_sync(lambda: snapshot_server(command=command, url=url, name=name, headers=headers, timeout=timeout))
-    open_store(store).write_mcp_snapshot(snap)
+    with _using(store, create=True) as st:
+        st.write_mcp_snapshot(snap)
     return snap
 
 
@@ -418,8 +442,8 @@ def diff_mcp(base: str, head: str, *, store: Store | str | Path | None = None) -
     from costar.mcp.catalog import resolve_catalog
     from costar.mcp.diff import diff_catalogs
 
-    st = open_store(store)
-    return diff_catalogs(resolve_catalog(st, base), resolve_catalog(st, head))
+    with _using(store) as st:
+        return diff_catalogs(resolve_catalog(st, base), resolve_catalog(st, head))
 
 
 def current_tools(store: Store, servers: dict[str, McpServerConfig], *, root: Path,
@@ -455,17 +479,17 @@ def select_affected(base: str, suite: SuiteArg, agent: AgentArg, *, store: Store
     from costar.run.agents import Agent, make_agent
     from costar.suites import redacted_spec, scenarios_from
 
-    st = open_store(store)
     if suite is None:
         raise ConfigError("no scenarios given: pass a suite path or set 'suite' in costar.yaml")
     if agent is None:
         raise ConfigError("no agent given: pass --agent or set 'agent' in costar.yaml")
     scenarios = (selection or Selection()).apply(scenarios_from(suite)[0])
     agent_obj = agent if isinstance(agent, Agent) else make_agent(agent)
-    base_id = st.resolve_run_id(base)
-    tools, servers, notes = current_tools(st, mcp_servers or {}, root=Path(root) if root else Path.cwd(),
-                                          base_run_id=base_id)
-    picked = pick(st, base_id, scenarios, agent_obj.info, redacted_spec(agent_obj.spec()), tools, servers)
+    with _using(store, create=True) as st:
+        base_id = st.resolve_run_id(base)
+        tools, servers, notes = current_tools(st, mcp_servers or {}, root=Path(root) if root else Path.cwd(),
+                                              base_run_id=base_id)
+        picked = pick(st, base_id, scenarios, agent_obj.info, redacted_spec(agent_obj.spec()), tools, servers)
     picked.warnings = [*notes, *picked.warnings]
     ids = set(picked.ids)
     return [sc for sc in scenarios if sc.id in ids], picked
@@ -483,19 +507,6 @@ def init_ci(provider: str, root: str | Path = ".", *, force: bool = False, **opt
 
 
 # --------------------------------------------------------------------------- the server
-
-
-@contextlib.contextmanager
-def _opened(store: Store | str | Path | None, *, create: bool = True) -> Iterator[Store]:
-    """``store`` itself when it is a Store, else the store at that location, closed afterwards."""
-    if store is not None and not isinstance(store, str | Path):
-        yield store
-        return
-    st = open_store(store, create=create)
-    try:
-        yield st
-    finally:
-        st.close()
 
 
 def serve(config: Any = None, *, store: Store | str | Path | None = None, host: str | None = None,
@@ -521,7 +532,7 @@ def serve(config: Any = None, *, store: Store | str | Path | None = None, host: 
         mount_webapp(server)
 
     scoring = cfg.monitors.enabled if monitors is None else monitors
-    with _opened(store if store is not None else cfg.store) as st:
+    with _using(store if store is not None else cfg.store, create=True) as st:
         service = None
         if scoring:
             from costar.monitor.service import ServiceOptions
@@ -543,7 +554,7 @@ def serve_ui(*, store: Store | str | Path | None = None, host: str = "127.0.0.1"
     from costar.ui.app import serve_ui as run_ui
 
     cfg = project_config(project)
-    with _opened(store if store is not None else cfg.store_location(None), create=False) as st:
+    with _using(store if store is not None else cfg.store_location(None)) as st:
         run_ui(st, host=host, port=port, open_browser=open_browser, project_dir=str(cfg.root), announce=announce,
                stop=stop)
 
@@ -554,7 +565,7 @@ def create_server_token(kind: Literal["ingest", "api"], *, project: str | None =
     from costar.server.auth import create_token
     from costar.store.server_tables import ServerTables
 
-    with _opened(store) as st:
+    with _using(store, create=True) as st:
         return create_token(ServerTables(st), kind, project=project, name=name)  # type: ignore[arg-type]
 
 
@@ -562,7 +573,7 @@ def server_tokens(*, store: Store | str | Path | None = None) -> list[Any]:
     """Every token's record (never the tokens themselves), oldest first."""
     from costar.store.server_tables import ServerTables
 
-    with _opened(store, create=False) as st:
+    with _using(store) as st:
         return ServerTables(st).tokens()  # type: ignore[arg-type]
 
 
@@ -570,7 +581,7 @@ def server_traces(*, project: str | None = None, limit: int = 50, store: Store |
     """The traces ``costar server`` stored (``ServerTrace`` records), newest first."""
     from costar.store.server_tables import ServerTables
 
-    with _opened(store, create=False) as st:
+    with _using(store) as st:
         return ServerTables(st).list_traces(project=project, limit=limit)  # type: ignore[arg-type]
 
 
@@ -579,7 +590,7 @@ def revoke_server_token(token_id: str, *, store: Store | str | Path | None = Non
     from costar.server.auth import revoke_token
     from costar.store.server_tables import ServerTables
 
-    with _opened(store, create=False) as st:
+    with _using(store) as st:
         return revoke_token(ServerTables(st), token_id)  # type: ignore[arg-type]
 
 
@@ -591,7 +602,7 @@ def prune_store(config: Any = None, *, store: Store | str | Path | None = None, 
     from costar.store.server_tables import ServerTables
 
     cfg = config if isinstance(config, ServerConfig) else load_server_config(config)
-    with _opened(store if store is not None else cfg.store, create=False) as st:
+    with _using(store if store is not None else cfg.store) as st:
         return prune(ServerTables(st), cfg, project=project, dry_run=dry_run)  # type: ignore[arg-type]
 
 
@@ -612,7 +623,8 @@ def summarize_run(*args: Any, store: Store | str | Path | None = None,
     an id, a unique prefix or ``latest``; ``scenarios`` as for :func:`costar.summary.summarize`)."""
     rest, store = _store_first(args, store)
     run = rest[0] if rest else "latest"
-    return _summarize_run(_open(store), run, *rest[1:2], **({"scenarios": scenarios} if scenarios else {}))
+    with _using(store) as st:
+        return _summarize_run(st, run, *rest[1:2], **({"scenarios": scenarios} if scenarios else {}))
 
 
 def list_runs(*, store: Store | str | Path | None = None, limit: int = 20,
@@ -621,14 +633,16 @@ def list_runs(*, store: Store | str | Path | None = None, limit: int = 20,
     (``origins``: only runs from these, e.g. ``["cli", "ci"]``). What ``costar runs`` shows."""
     from costar.views import run_list
 
-    return run_list(_open(store), limit=limit, origins=origins)
+    with _using(store) as st:
+        return run_list(st, limit=limit, origins=origins)
 
 
 def list_traces(run: str = "latest", *, store: Store | str | Path | None = None) -> TraceList:
     """A run's traces with whole ids, status, outcome and totals. What ``costar traces list`` shows."""
     from costar.views import trace_list
 
-    return trace_list(_open(store), run)
+    with _using(store) as st:
+        return trace_list(st, run)
 
 
 def show_trace(trace_id: str, *, store: Store | str | Path | None = None, max_spans: int = 500,
@@ -637,15 +651,16 @@ def show_trace(trace_id: str, *, store: Store | str | Path | None = None, max_sp
     attribute too), artifacts with the start of each text file (``artifact_chars``), verdicts."""
     from costar.views import trace_detail
 
-    return trace_detail(_open(store), trace_id, max_spans=max_spans, attributes=attributes,
-                        artifact_chars=artifact_chars)
+    with _using(store) as st:
+        return trace_detail(st, trace_id, max_spans=max_spans, attributes=attributes, artifact_chars=artifact_chars)
 
 
 def run_report(run: str = "latest", *, store: Store | str | Path | None = None) -> RunReport:
     """A stored run's report (its summary as a versioned view). What ``costar report --json`` prints."""
     from costar.views import run_report as report_of
 
-    return report_of(_open(store), run)
+    with _using(store) as st:
+        return report_of(st, run)
 
 
 def judge_list(project: ProjectConfig | str | Path | None = None) -> JudgeList:
@@ -675,9 +690,9 @@ def check_metrics(*args: Any, store: Store | str | Path | None = None, **options
     from costar.views import MetricsView
 
     rest, store = _store_first(args, store)
-    st = _open(store)
-    run = st.resolve_run_id(rest[0] if rest else "latest")
-    return MetricsView.of(check(st, run, **options))
+    with _using(store) as st:
+        run = st.resolve_run_id(rest[0] if rest else "latest")
+        return MetricsView.of(check(st, run, **options))
 
 
 # --------------------------------------------------------------------------- one trace, inline
@@ -691,16 +706,14 @@ class TraceFailed(AssertionError):
         self.verdicts = verdicts
 
 
-def _as_trace(trace: Trace | Recording | str, store: Store | str | Path | None,
-              output: str | None) -> tuple[Trace, Store | None]:
+def _as_trace(trace: Trace | Recording | str, store: Store | None, output: str | None) -> Trace:
     from costar.trace.finalize import finalize_spans
     from costar.trace.model import Trace, compute_totals
     from costar.trace.recorder import Recording
 
     if isinstance(trace, str):
-        stored = _open(store)
-        return stored.get_trace(trace), stored
-    st = _open(store) if store is not None else None
+        assert store is not None  # judge_trace opens one for a stored trace
+        return store.get_trace(trace)
     if isinstance(trace, Recording):
         spans = finalize_spans(trace.spans())
         root = next((sp for sp in spans if sp.span_id == trace.root.span_id), None)
@@ -708,10 +721,10 @@ def _as_trace(trace: Trace | Recording | str, store: Store | str | Path | None,
         end = max((sp.end_ns or sp.start_ns for sp in spans), default=0)
         said = output if output is not None else (root.attributes.get("output.value") if root else None)
         return Trace(trace_id=trace.trace_id, spans=spans, output=None if said is None else str(said),
-                     start_ns=start, end_ns=end, totals=compute_totals(spans, (end - start) / 1e9)), st
+                     start_ns=start, end_ns=end, totals=compute_totals(spans, (end - start) / 1e9))
     if output is not None:
         trace = trace.model_copy(update={"output": output})
-    return trace, st
+    return trace
 
 
 def _as_judges(judges: Sequence[Any], project: ProjectConfig | str | Path | None) -> list[Judge]:
@@ -754,14 +767,15 @@ def judge_trace(trace: Trace | Recording | str, judges: Sequence[Any], *,
     from costar._util.aio import run_sync
     from costar.judges.base import JudgeContext
 
-    subject, st = _as_trace(trace, store, output)
     chosen = _as_judges(judges, project)
-    ctx = JudgeContext(trace=subject, store=st)
+    needed = isinstance(trace, str) or store is not None
+    with _using(store) if needed else contextlib.nullcontext(None) as st:
+        ctx = JudgeContext(trace=_as_trace(trace, st, output), store=st)
 
-    async def score() -> list[Verdict]:
-        return [await j.judge(ctx) for j in chosen]
+        async def score() -> list[Verdict]:
+            return [await j.judge(ctx) for j in chosen]
 
-    return run_sync(score)
+        return run_sync(score)
 
 
 def assert_passes(trace: Trace | Recording | str, judges: Sequence[Any], *,
