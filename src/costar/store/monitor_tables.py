@@ -453,24 +453,14 @@ class MonitorTables:
                             (monitor, rule, series)).fetchone()
             if (bool(row[0]) if row else False) == firing:
                 return None
-            values = (monitor, rule, series, status, at, message, json.dumps(data, default=str))
-            insert = ("INSERT INTO monitor_alerts (monitor, rule, series, status, at, message, data) "
-                      "VALUES (?,?,?,?,?,?,?)")
-            if st.backend == "postgresql":
-                alert_id = int(c.execute(insert + " RETURNING id", values).fetchone()[0])
-            else:
-                alert_id = int(c.execute(insert, values).lastrowid)
+            alert_id = st._insert_id(c, "INSERT INTO monitor_alerts (monitor, rule, series, status, at, message, "
+                                     "data) VALUES (?,?,?,?,?,?,?)",
+                                     (monitor, rule, series, status, at, message, json.dumps(data, default=str)))
             c.execute(st._upsert("monitor_alert_state", ("monitor", "rule", "series", "firing", "since", "alert_id"),
                                  ("monitor", "rule", "series")), (monitor, rule, series, int(firing), at, alert_id))
-            ids = []
-            for target in targets:
-                sql = ("INSERT INTO monitor_deliveries (alert_id, target, status, attempts, last_error, updated_at) "
-                       "VALUES (?,?,?,?,?,?)")
-                if st.backend == "postgresql":
-                    ids.append(int(c.execute(sql + " RETURNING id", (alert_id, target, "pending", 0, None, at))
-                                   .fetchone()[0]))
-                else:
-                    ids.append(int(c.execute(sql, (alert_id, target, "pending", 0, None, at)).lastrowid))
+            ids = [st._insert_id(c, "INSERT INTO monitor_deliveries (alert_id, target, status, attempts, last_error, "
+                                    "updated_at) VALUES (?,?,?,?,?,?)", (alert_id, target, "pending", 0, None, at))
+                   for target in targets]
         return alert_id, ids
 
     def update_delivery(self, delivery_id: int, status: str, attempts: int, error: str | None) -> None:

@@ -116,12 +116,8 @@ class ServerTables:
         st = self.store
         with st._write() as c:
             for n, data in batches:
-                if st.backend == "postgresql":
-                    ids.append(int(c.execute("INSERT INTO ingest_batches (received_at, spans, data) VALUES (?,?,?) "
-                                             "RETURNING id", (now, n, data)).fetchone()[0]))
-                else:
-                    ids.append(int(c.execute("INSERT INTO ingest_batches (received_at, spans, data) VALUES (?,?,?)",
-                                             (now, n, data)).lastrowid))
+                ids.append(st._insert_id(c, "INSERT INTO ingest_batches (received_at, spans, data) VALUES (?,?,?)",
+                                         (now, n, data)))
         return ids
 
     def pending_batches(self, after_id: int = 0, limit: int = 64) -> list[tuple[int, bytes]]:

@@ -202,6 +202,12 @@ class SQLStore(ABC):
         for i in range(0, len(values), self._CHUNK):
             yield values[i:i + self._CHUNK]
 
+    def _insert_id(self, c: Any, sql: str, args: Sequence[Any]) -> int:
+        """Run ``sql`` (an INSERT into a table whose key is an integer ``id``); the new row's id."""
+        if self.backend == "postgresql":
+            return int(c.execute(sql + " RETURNING id", args).fetchone()[0])
+        return int(c.execute(sql, args).lastrowid)
+
     # ------------------------------------------------------------------ schema
 
     def create_if_missing(self) -> None:
