@@ -471,22 +471,13 @@ class MonitorTables:
 
     def pending_deliveries(self, monitor: str | None = None) -> list[tuple[DeliveryRecord, AlertRecord]]:
         """Deliveries still pending (a process stopped while delivering), with their alerts."""
-        where = " AND a.monitor=?" if monitor is not None else ""
-        with self.store._read() as c:
-            rows = c.execute("SELECT d.id FROM monitor_deliveries d JOIN monitor_alerts a ON a.id = d.alert_id "
-                             f"WHERE d.status='pending'{where} ORDER BY d.id",
-                             (monitor,) if monitor is not None else ()).fetchall()
-        ids = {int(r[0]) for r in rows}
-        if not ids:
-            return []
-        out: list[tuple[DeliveryRecord, AlertRecord]] = []
-        for alert in self.alerts(monitor=monitor, limit=100_000, delivery_ids=ids):
-            out.extend((d, alert) for d in alert.deliveries if d.id in ids)
-        return out
+        return [(d, alert) for alert in self.alerts(monitor=monitor, limit=100_000, pending_only=True)
+                for d in alert.deliveries if d.status == "pending"]
 
     def alerts(self, *, monitor: str | None = None, since: float | None = None, limit: int = 100,
-               delivery_ids: set[int] | None = None) -> list[AlertRecord]:
-        """Alert events newest first, each with its deliveries."""
+               pending_only: bool = False) -> list[AlertRecord]:
+        """Alert events newest first, each with its deliveries; ``pending_only``: only alerts with a
+        delivery still pending."""
         where: list[str] = []
         args: list[Any] = []
         if monitor is not None:
@@ -495,7 +486,7 @@ class MonitorTables:
         if since is not None:
             where.append("at >= ?")
             args.append(since)
-        if delivery_ids is not None:
+        if pending_only:
             where.append("id IN (SELECT alert_id FROM monitor_deliveries WHERE status='pending')")
         st = self.store
         with st._read() as c:
