@@ -183,17 +183,17 @@ class BudgetGuard:
 
 
 class Scorer:
-    """Scores a monitor's sampled traces. One per monitor; safe to call from one event loop."""
+    """Scores a monitor's sampled traces. One per monitor; safe to call from one event loop.
+    ``limit`` bounds the judge calls at once (the service shares one across its monitors)."""
 
-    def __init__(self, store: Store, tables: MonitorTables, judges: MonitorJudges, *, concurrency: int = 8,
+    def __init__(self, store: Store, tables: MonitorTables, judges: MonitorJudges, *, limit: asyncio.Semaphore,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.tables = tables
         self.mj = judges
-        self.concurrency = max(1, concurrency)
         self.clock = clock
         self.budget = BudgetGuard(tables, judges.definition, clock)
-        self._sem = asyncio.Semaphore(self.concurrency)
+        self._sem = limit
 
     async def score(self, rows: Sequence[ConsideredTrace], *, force: Sequence[str] = ()) -> ScoreStats:
         """Score these sampled traces (rows of ``monitor_traces``) with every judge of the monitor and

@@ -205,7 +205,7 @@ class MonitorService:
             m.name: MonitorJudges(m, registry) for m in self.monitors if m.definition.enabled}
         self.stats = ServiceStats()
         self._scorers: dict[str, Scorer] = {}
-        self._sem: asyncio.Semaphore | None = None
+        self._sem = asyncio.Semaphore(max(1, self.options.concurrency))  # one limit across every monitor
         self._fits: dict[tuple[str, str], tuple[float, GoldenFit | str | None]] = {}
         self._queue: deque[_Offer] = deque()
         self._queue_lock = threading.Lock()
@@ -345,11 +345,7 @@ class MonitorService:
     def _scorer(self, name: str) -> Scorer:
         scorer = self._scorers.get(name)
         if scorer is None:
-            if self._sem is None:
-                self._sem = asyncio.Semaphore(max(1, self.options.concurrency))
-            scorer = Scorer(self.store, self.tables, self.active[name], concurrency=self.options.concurrency,
-                            clock=self.clock)
-            scorer._sem = self._sem  # one limit across every monitor
+            scorer = Scorer(self.store, self.tables, self.active[name], limit=self._sem, clock=self.clock)
             self._scorers[name] = scorer
         return scorer
 
