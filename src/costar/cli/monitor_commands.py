@@ -72,14 +72,16 @@ def monitor_list(config: ConfigOpt = None, store: StoreOpt = None, as_json: Json
     """List the project's monitors (files under monitors/ and those created through the API)."""
     from rich.table import Table
 
+    from costar.errors import StoreError
     from costar.store.monitor_tables import MonitorTables
 
     cfg = load_project(config)
-    monitors = api.load_monitors(cfg, store=store)
     try:
-        tables: MonitorTables | None = MonitorTables(open_project_store(cfg, store, create=False))
-    except Exception:  # no store yet: definitions only
-        tables = None
+        opened = open_project_store(cfg, store, create=False)
+    except StoreError:  # no store yet (or one this coSTAR cannot read): the files' definitions only, as the API
+        opened = None
+    monitors = api.load_monitors(cfg, store=opened if opened is not None else store)
+    tables = MonitorTables(opened) if opened is not None else None
     rows: list[dict[str, Any]] = []
     for m in monitors:
         d = m.definition
