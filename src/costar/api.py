@@ -923,6 +923,7 @@ def scenario_from_trace(trace_id: str, *, project: ProjectConfig | str | Path | 
                         scenario_id: str | None = None) -> ScenarioDraft:
     """A scenario draft from a stored trace (``costar scenarios from-trace``): prompt or turns, input
     files recovered from the trace, its failing verdicts as expectations; for a person to review."""
+    from costar.errors import CostarError
     from costar.monitor.drafts import scenario_draft
     from costar.monitor.scoring import MonitorJudges
 
@@ -934,6 +935,6 @@ def scenario_from_trace(trace_id: str, *, project: ProjectConfig | str | Path | 
         try:
             registry = registry or project_judges(cfg)
             judged.append(MonitorJudges(m, registry))
-        except Exception:  # a monitor that cannot be built only means its checks are not looked up
+        except CostarError:  # a monitor that cannot be built only means its checks are not looked up
             continue
     return scenario_draft(st, trace_id, monitors=judged, files_dir=files_dir, scenario_id=scenario_id)
