@@ -22,6 +22,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from conftest import child_env
+
 T = TypeVar("T")
 
 
@@ -81,6 +83,55 @@ def trace_ids(spans: Sequence[ReadableSpan]) -> set[str]:
 
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
+
+
+OTEL_AGENT = """
+import json, sys
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+provider = TracerProvider(resource=Resource.create({"service.name": "weather-agent"}))
+provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+trace.set_tracer_provider(provider)
+tracer = trace.get_tracer("weather-agent")
+broken = sys.argv[1:2] == ["--broken"]
+for city in sys.argv[2 if broken else 1:]:
+    with tracer.start_as_current_span("invoke_agent weather") as agent:
+        agent.set_attribute("gen_ai.operation.name", "invoke_agent")
+        agent.set_attribute("gen_ai.agent.name", "weather")
+        with tracer.start_as_current_span("chat gpt-4.1-mini") as chat:
+            chat.set_attribute("gen_ai.operation.name", "chat")
+            chat.set_attribute("gen_ai.request.model", "gpt-4.1-mini")
+            chat.set_attribute("gen_ai.usage.input_tokens", 50)
+            chat.set_attribute("gen_ai.usage.output_tokens", 12)
+            chat.set_attribute("gen_ai.input.messages", json.dumps(
+                [{"role": "user", "parts": [{"type": "text", "content": f"Weather in {city}?"}]}]))
+            chat.set_attribute("gen_ai.output.messages", json.dumps([{"role": "assistant", "parts": [
+                {"type": "tool_call", "id": "c1", "name": "get_weather", "arguments": {"city": city}}]}]))
+        with tracer.start_as_current_span("execute_tool get_weather") as tool:
+            tool.set_attribute("gen_ai.operation.name", "execute_tool")
+            tool.set_attribute("gen_ai.tool.name", "get_weather")
+            tool.set_attribute("gen_ai.tool.call.id", "c1")
+            tool.set_attribute("gen_ai.tool.call.result", "error" if broken else "rainy")
+        answer = "Sorry, I could not get the weather." if broken else f"It is rainy in {city}."
+        agent.set_attribute("output.value", answer)
+provider.shutdown()
+"""
+"""A weather agent instrumented with the OpenTelemetry SDK and its own OTLP exporter, unmodified:
+one trace per city on its command line (``--broken`` first: its tool fails and it apologises)."""
+
+
+def run_otel_agent(folder: Path, url: str, cities: Sequence[str], *, broken: bool = False, **env: str) -> None:
+    """Run :data:`OTEL_AGENT` in ``folder`` against the OTLP endpoint ``url`` until it has exported."""
+    (folder / "agent.py").write_text(OTEL_AGENT)
+    res = subprocess.run([sys.executable, "agent.py", *(["--broken"] if broken else []), *cities], cwd=folder,
+                         capture_output=True, text=True, timeout=120,
+                         env=child_env(OTEL_EXPORTER_OTLP_ENDPOINT=url, OTEL_BSP_SCHEDULE_DELAY="100",
+                                       OTEL_TRACES_EXPORTER="otlp", **env))
+    assert res.returncode == 0, res.stderr[-2000:]
 
 
 # --------------------------------------------------------------------------- a server in a subprocess

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from conftest import child_env, costar_cmd
 from costar import api
 from costar.testing import Rule, ScriptedModelServer
 from monitor_support import WebhookReceiver, make_trace
-from server_support import server_process, wait_for
+from server_support import run_otel_agent, server_process, wait_for
 
 GOOD = "It is rainy in Paris."
 BAD = "Sorry, I could not get the weather."
@@ -145,50 +144,8 @@ def test_a_drop_alerts_a_webhook_and_a_recovery_follows(store: Any, tmp_path: Pa
 
 # --------------------------------------------------------------------------- through costar server
 
-OTEL_AGENT = """
-import json, sys
-from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-provider = TracerProvider(resource=Resource.create({"service.name": "weather-agent"}))
-provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-trace.set_tracer_provider(provider)
-tracer = trace.get_tracer("weather-agent")
-broken = sys.argv[1] == "broken"
-for i in range(int(sys.argv[2])):
-    city = f"City{i}"
-    with tracer.start_as_current_span("invoke_agent weather") as agent:
-        agent.set_attribute("gen_ai.operation.name", "invoke_agent")
-        agent.set_attribute("gen_ai.agent.name", "weather")
-        with tracer.start_as_current_span("chat gpt-4.1-mini") as chat:
-            chat.set_attribute("gen_ai.operation.name", "chat")
-            chat.set_attribute("gen_ai.request.model", "gpt-4.1-mini")
-            chat.set_attribute("gen_ai.usage.input_tokens", 50)
-            chat.set_attribute("gen_ai.usage.output_tokens", 12)
-            chat.set_attribute("gen_ai.input.messages", json.dumps(
-                [{"role": "user", "parts": [{"type": "text", "content": f"Weather in {city}?"}]}]))
-            chat.set_attribute("gen_ai.output.messages", json.dumps([{"role": "assistant", "parts": [
-                {"type": "tool_call", "id": "c1", "name": "get_weather", "arguments": {"city": city}}]}]))
-        with tracer.start_as_current_span("execute_tool get_weather") as tool:
-            tool.set_attribute("gen_ai.operation.name", "execute_tool")
-            tool.set_attribute("gen_ai.tool.name", "get_weather")
-            tool.set_attribute("gen_ai.tool.call.id", "c1")
-            tool.set_attribute("gen_ai.tool.call.result", "error" if broken else "rainy")
-        answer = "Sorry, I could not get the weather." if broken else f"It is rainy in {city}."
-        agent.set_attribute("output.value", answer)
-provider.shutdown()
-"""
-
-
-def _run_agent(folder: Path, url: str, kind: str, count: int) -> None:
-    (folder / "agent.py").write_text(textwrap.dedent(OTEL_AGENT))
-    res = subprocess.run([sys.executable, "agent.py", kind, str(count)], cwd=folder, capture_output=True, text=True,
-                         timeout=120, env=child_env(OTEL_EXPORTER_OTLP_ENDPOINT=url, OTEL_BSP_SCHEDULE_DELAY="100",
-                                                    OTEL_TRACES_EXPORTER="otlp"))
-    assert res.returncode == 0, res.stderr[-2000:]
+def _cities(count: int) -> list[str]:
+    return [f"City{i}" for i in range(count)]
 
 
 def _cli(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -211,13 +168,13 @@ def test_costar_server_scores_an_otel_agent_and_alerts_on_a_drop(store: Any, tmp
                 [view] = srv.get("/api/v1/monitors").json()
                 return int(view["counts"]["scored"])
 
-            _run_agent(root, srv.url, "good", PHASES[0])
+            run_otel_agent(root, srv.url, _cities(PHASES[0]))
             wait_for(lambda: scored() == PHASES[0], timeout=60, what="the first traces scored")
-            _run_agent(root, srv.url, "broken", PHASES[1])
+            run_otel_agent(root, srv.url, _cities(PHASES[1]), broken=True)
             got = hook.wait_for(lambda r: _every(r, ["firing"]), timeout=60)
             firing = next(b for b in got if b.get("type") == "costar.alert" and b["series"] == "helpful@1h")
             assert firing["monitor"] == "weather" and firing["compared_value"] < 0.5
-            _run_agent(root, srv.url, "good", PHASES[2])
+            run_otel_agent(root, srv.url, _cities(PHASES[2]))
             hook.wait_for(lambda r: _every(r, ["firing", "resolved"]), timeout=60)
             assert scored() == sum(PHASES)
 

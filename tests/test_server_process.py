@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -16,7 +14,16 @@ import httpx
 import pytest
 
 from conftest import child_env, costar_cmd
-from server_support import PROTOBUF, ServerProcess, agent_spans, encode, server_process, span_ids, wait_for
+from server_support import (
+    PROTOBUF,
+    ServerProcess,
+    agent_spans,
+    encode,
+    run_otel_agent,
+    server_process,
+    span_ids,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -82,55 +89,12 @@ def test_kill_9_mid_ingest_loses_no_acknowledged_span(store, location: str, tmp_
     assert ServerTables(store).pending_counts() == (0, 0)
 
 
-OTEL_AGENT = """
-import json, sys
-from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-provider = TracerProvider(resource=Resource.create({"service.name": "weather-agent"}))
-provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-trace.set_tracer_provider(provider)
-tracer = trace.get_tracer("weather-agent")
-for city in sys.argv[1:]:
-    with tracer.start_as_current_span("invoke_agent weather") as agent:
-        agent.set_attribute("gen_ai.operation.name", "invoke_agent")
-        agent.set_attribute("gen_ai.agent.name", "weather")
-        with tracer.start_as_current_span("chat gpt-4.1-mini") as chat:
-            chat.set_attribute("gen_ai.operation.name", "chat")
-            chat.set_attribute("gen_ai.request.model", "gpt-4.1-mini")
-            chat.set_attribute("gen_ai.usage.input_tokens", 50)
-            chat.set_attribute("gen_ai.usage.output_tokens", 12)
-            chat.set_attribute("gen_ai.input.messages", json.dumps(
-                [{"role": "user", "parts": [{"type": "text", "content": f"Weather in {city}?"}]}]))
-            chat.set_attribute("gen_ai.output.messages", json.dumps([{"role": "assistant", "parts": [
-                {"type": "tool_call", "id": "c1", "name": "get_weather", "arguments": {"city": city}}]}]))
-        with tracer.start_as_current_span("execute_tool get_weather") as tool:
-            tool.set_attribute("gen_ai.operation.name", "execute_tool")
-            tool.set_attribute("gen_ai.tool.name", "get_weather")
-            tool.set_attribute("gen_ai.tool.call.id", "c1")
-            tool.set_attribute("gen_ai.tool.call.result", "rainy")
-        agent.set_attribute("output.value", f"It is rainy in {city}.")
-provider.shutdown()
-"""
-
-
-def _run_agent(tmp_path: Path, url: str, cities: list[str], **env: str) -> None:
-    (tmp_path / "agent.py").write_text(textwrap.dedent(OTEL_AGENT))
-    res = subprocess.run([sys.executable, "agent.py", *cities], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=120, env=child_env(OTEL_EXPORTER_OTLP_ENDPOINT=url, OTEL_BSP_SCHEDULE_DELAY="100",
-                                                    OTEL_TRACES_EXPORTER="otlp", **env))
-    assert res.returncode == 0, res.stderr[-2000:]
-
-
 @pytest.mark.slow
 def test_an_otel_sdk_agent_sends_traces_readable_through_the_api_and_the_cli(location: str, tmp_path: Path) -> None:
     (tmp_path / "server.yaml").write_text("idle: 0.5s\nservices:\n  weather-*: weather\n")
     cities = ["Paris", "Oslo", "Lima"]
     with server_process(location, tmp_path) as srv:
-        _run_agent(tmp_path, srv.url, cities)
+        run_otel_agent(tmp_path, srv.url, cities)
         page = wait_for(lambda: (p := srv.get("/api/v1/traces", params={"project": "weather"}).json())
                         and len(p["items"]) == 3 and p, what="three traces")
         assert {t["service"] for t in page["items"]} == {"weather-agent"}
@@ -178,7 +142,7 @@ def test_tokens_through_the_cli_and_an_exporter_with_headers(location: str, tmp_
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: an ingest token sends spans to one project; give it with --project NAME"
     with server_process(location, tmp_path) as srv:
-        _run_agent(tmp_path, srv.url, ["Rome"], OTEL_EXPORTER_OTLP_HEADERS=f"Authorization=Bearer {ingest['token']}")
+        run_otel_agent(tmp_path, srv.url, ["Rome"], OTEL_EXPORTER_OTLP_HEADERS=f"Authorization=Bearer {ingest['token']}")
         headers = {"Authorization": f"Bearer {api['token']}"}
         page = wait_for(lambda: srv.get("/api/v1/traces", headers=headers).json()["items"], what="the trace")
         assert [t["project"] for t in page] == ["shop"]
