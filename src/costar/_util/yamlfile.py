@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 Loc = tuple[str | int, ...]
+
+
+def field_path(loc: Sequence[Any]) -> str:
+    """A location (keys and list indexes) as people write a field: ``alerts[0].judge``."""
+    return ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in loc).replace(".[", "[")
 
 
 class YamlDocument:

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from costar._util.yamlfile import YamlDocument, YamlSyntaxError, load_yaml_file
+from costar._util.yamlfile import YamlDocument, YamlSyntaxError, field_path, load_yaml_file
 from costar.monitor.model import MonitorDefinition, MonitorError
 
 MONITORS_DIR = "monitors"
@@ -48,12 +48,8 @@ class Monitor:
         where = self.where(loc)
         file, _, line = where.rpartition(":")
         if file and line.isdigit():
-            return MonitorError(message, file=file, line=int(line), field=_field(loc) or None)
-        return MonitorError(message, file=where, field=_field(loc) or None)
-
-
-def _field(loc: Sequence[Any]) -> str:
-    return ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in loc).replace(".[", "[")
+            return MonitorError(message, file=file, line=int(line), field=field_path(loc) or None)
+        return MonitorError(message, file=where, field=field_path(loc) or None)
 
 
 def validation_error(exc: ValidationError, *, file: str, line_of: Any = None,
@@ -69,7 +65,7 @@ def validation_error(exc: ValidationError, *, file: str, line_of: Any = None,
     if more:
         msg += f" (+{more} more problem{'s' if more > 1 else ''})"
     line = line_of(prefix + loc) if line_of is not None else None
-    return MonitorError(msg, file=file, line=line, field=_field(loc) or None)
+    return MonitorError(msg, file=file, line=line, field=field_path(loc) or None)
 
 
 def _entries(doc: YamlDocument, file: str) -> Iterable[tuple[Any, tuple[str | int, ...]]]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from costar._util.yamlfile import YamlDocument, YamlSyntaxError, load_yaml_file
+from costar._util.yamlfile import YamlDocument, YamlSyntaxError, field_path, load_yaml_file
 from costar.errors import ScenarioError
 from costar.scenario.checks import check_json_schema
 from costar.scenario.model import Scenario
@@ -24,10 +24,6 @@ def _problem(err: Any) -> str:
     return str(err["msg"]).removeprefix("Value error, ")
 
 
-def _field_of(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in loc).replace(".[", "[")
-
-
 def _format_validation_error(exc: ValidationError, doc: YamlDocument, file: str,
                              prefix: tuple[str | int, ...]) -> ScenarioError:
     """Every problem of a scenario on one line: the first with the file, line and field, each
@@ -38,8 +34,8 @@ def _format_validation_error(exc: ValidationError, doc: YamlDocument, file: str,
     msg = _problem(first)
     for err in errors[1:]:
         other = tuple(err["loc"])
-        msg += f"; also line {doc.line_of(prefix + other)} field '{_field_of(other)}': {_problem(err)}"
-    return ScenarioError(msg, file=file, line=doc.line_of(prefix + loc), field=_field_of(loc) or None)
+        msg += f"; also line {doc.line_of(prefix + other)} field '{field_path(other)}': {_problem(err)}"
+    return ScenarioError(msg, file=file, line=doc.line_of(prefix + loc), field=field_path(loc) or None)
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
