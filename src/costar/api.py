@@ -797,12 +797,6 @@ def assert_passes(trace: Trace | Recording | str, judges: Sequence[Any], *,
 # --------------------------------------------------------------------------- monitors
 
 
-def _project_store(cfg: ProjectConfig, store: Store | str | Path | None, *, create: bool = True) -> Store:
-    if isinstance(store, Store):
-        return store
-    return open_store(cfg.store_location(store), local_dir=cfg.local_path(store), create=create)
-
-
 def load_monitors(project: ProjectConfig | str | Path | None = None, *,
                   store: Store | str | Path | None = None) -> list[Monitor]:
     """A project's monitors: every file under its ``monitors/`` folder, then the monitors created
@@ -816,12 +810,11 @@ def load_monitors(project: ProjectConfig | str | Path | None = None, *,
     from costar.errors import StoreError
 
     try:
-        st: Store | None = _project_store(cfg, store, create=False)
+        with _using(store, project=cfg) as st:
+            stored = [parse_monitor(data, where=f"stored monitor {name}") for name, data in
+                      MonitorTables(st).stored_monitors()]
     except StoreError:  # no store yet (or one this coSTAR cannot read): only the files
-        st = None
-    if st is not None:
-        stored = [parse_monitor(data, where=f"stored monitor {name}") for name, data in
-                  MonitorTables(st).stored_monitors()]
+        stored = []
     return load(cfg.path(cfg.monitors_dir), stored)
 
 
@@ -834,7 +827,8 @@ def monitor_service(project: ProjectConfig | str | Path | None = None, *, store:
     from costar.monitor.service import MonitorService
 
     cfg = project_config(project)
-    st = _project_store(cfg, store)
+    # The service goes on using the store (a server's whole life): one opened here stays open.
+    st = store if isinstance(store, Store) else _open_at(store, project=cfg, create=True)
     chosen = list(monitors) if monitors is not None else load_monitors(cfg, store=st)
     return MonitorService(st, chosen, registry or project_judges(cfg), options=options)
 
@@ -847,8 +841,10 @@ def run_monitors(names: Sequence[str] | None = None, *, since: float | None = No
     evaluate the series and alert rules (delivering alerts)."""
     from costar._util.aio import run_sync
 
-    service = monitor_service(project, store=store, options=options)
-    return run_sync(lambda: service.run_once(names, since=since))
+    cfg = project_config(project)
+    with _using(store, project=cfg, create=True) as st:
+        service = monitor_service(cfg, store=st, options=options)
+        return run_sync(lambda: service.run_once(names, since=since))
 
 
 def backfill_monitor(name: str, since: float, *, until: float | None = None,
@@ -858,9 +854,11 @@ def backfill_monitor(name: str, since: float, *, until: float | None = None,
     (Unix seconds) and fill its series over the period."""
     from costar._util.aio import run_sync
 
-    service = monitor_service(project, store=store, options=options)
-    service.require(name)
-    return run_sync(lambda: service.backfill(name, since, until))
+    cfg = project_config(project)
+    with _using(store, project=cfg, create=True) as st:
+        service = monitor_service(cfg, store=st, options=options)
+        service.require(name)
+        return run_sync(lambda: service.backfill(name, since, until))
 
 
 def monitor_alerts(monitor: str | None = None, *, since: float | None = None, limit: int = 100,
@@ -869,8 +867,8 @@ def monitor_alerts(monitor: str | None = None, *, since: float | None = None, li
     """The alert history (firing and resolved, with each delivery's outcome), newest first."""
     from costar.store.monitor_tables import MonitorTables
 
-    st = _project_store(project_config(project), store, create=False)
-    return MonitorTables(st).alerts(monitor=monitor, since=since, limit=limit)
+    with _using(store, project=project) as st:
+        return MonitorTables(st).alerts(monitor=monitor, since=since, limit=limit)
 
 
 def monitor_series(monitor: str, *, judge: str | None = None, window: float | None = None,
@@ -880,9 +878,8 @@ def monitor_series(monitor: str, *, judge: str | None = None, window: float | No
     """Stored points of a monitor's series, oldest first (``judge`` "" for the operational ones)."""
     from costar.store.monitor_tables import MonitorTables
 
-    st = _project_store(project_config(project), store, create=False)
-    return MonitorTables(st).points(monitor, judge=judge, window=window, metric=metric,
-                                    since=since, limit=limit)
+    with _using(store, project=project) as st:
+        return MonitorTables(st).points(monitor, judge=judge, window=window, metric=metric, since=since, limit=limit)
 
 
 def save_monitor(definition: MonitorDefinition | dict[str, Any], *, project: ProjectConfig | str | Path | None = None,
@@ -904,8 +901,8 @@ def save_monitor(definition: MonitorDefinition | dict[str, Any], *, project: Pro
 
             raise ConfigError(f"monitor {d.name!r} is defined in {m.where()}; edit that file, or choose another name")
     MonitorJudges(MonitorEntry(d, "store"), project_judges(cfg))
-    st = _project_store(cfg, store)
-    new = MonitorTables(st).save_monitor(d.name, d.model_dump(mode="json"))
+    with _using(store, project=cfg, create=True) as st:
+        new = MonitorTables(st).save_monitor(d.name, d.model_dump(mode="json"))
     return d, new
 
 
@@ -914,8 +911,8 @@ def delete_monitor(name: str, *, project: ProjectConfig | str | Path | None = No
     """Delete a monitor kept in the store (its series and alert history stay); False when there is none."""
     from costar.store.monitor_tables import MonitorTables
 
-    st = _project_store(project_config(project), store, create=False)
-    return MonitorTables(st).delete_monitor(name)
+    with _using(store, project=project) as st:
+        return MonitorTables(st).delete_monitor(name)
 
 
 def scenario_from_trace(trace_id: str, *, project: ProjectConfig | str | Path | None = None,
@@ -928,13 +925,13 @@ def scenario_from_trace(trace_id: str, *, project: ProjectConfig | str | Path | 
     from costar.monitor.scoring import MonitorJudges
 
     cfg = project_config(project)
-    st = _project_store(cfg, store, create=False)
-    judged: list[MonitorJudges] = []
-    registry = None
-    for m in load_monitors(cfg, store=st):
-        try:
-            registry = registry or project_judges(cfg)
-            judged.append(MonitorJudges(m, registry))
-        except CostarError:  # a monitor that cannot be built only means its checks are not looked up
-            continue
-    return scenario_draft(st, trace_id, monitors=judged, files_dir=files_dir, scenario_id=scenario_id)
+    with _using(store, project=cfg) as st:
+        judged: list[MonitorJudges] = []
+        registry = None
+        for m in load_monitors(cfg, store=st):
+            try:
+                registry = registry or project_judges(cfg)
+                judged.append(MonitorJudges(m, registry))
+            except CostarError:  # a monitor that cannot be built only means its checks are not looked up
+                continue
+        return scenario_draft(st, trace_id, monitors=judged, files_dir=files_dir, scenario_id=scenario_id)
