@@ -294,3 +294,27 @@ def test_a_suite_that_mixes_scenario_objects_and_paths_is_a_clear_error(tmp_path
     with pytest.raises(ConfigError, match="either Scenario objects or paths to scenario files, not both"):
         run_suite([Scenario(id="a", prompt="hi"), scenario_file], {"type": "command", "command": "true"},
                   store=tmp_path / "store")
+
+
+def test_an_executor_is_given_only_the_scenarios_with_trials_left(store: SQLiteStore) -> None:
+    """A resumed run's finished scenarios are not planned again (a Ray executor would pack their setup
+    files and check their resources for nothing)."""
+    from costar.run.executors import LocalExecutor, TrialPlan
+
+    class Recording(LocalExecutor):
+        planned: list[str] = []
+
+        async def open(self, plan: TrialPlan) -> int:
+            Recording.planned = [sc.id for sc in plan.scenarios]
+            return await super().open(plan)
+
+    agent = make_agent({"type": "command", "command": "true"})
+    run = Run(agent=agent.info)
+    store.create_run(run)
+    done, left = Scenario(id="done", prompt="x"), Scenario(id="left", prompt="x", trials=2)
+    first = asyncio.run(Harness(agent, store, HarnessOptions(trials=1)).run([done, left], run))
+    assert len(first.trace_ids) == 2
+    resumed = asyncio.run(Harness(agent, store, HarnessOptions(executor=Recording())).run([done, left], run))
+    assert resumed.skipped == 2
+    assert len(resumed.trace_ids) == 1
+    assert Recording.planned == ["left"]

@@ -196,7 +196,10 @@ class Harness:
             writer = BatchWriter(self.store, sanitizer, on_stored, run_id=run.run_id)
         tasks: list[asyncio.Future[None]] = []
         try:
-            slots = await executor.open(TrialPlan(runner=runner, run=run, scenarios=scenarios, store=self.store,
+            # Only the scenarios with a trial to run: a resumed run's finished ones need no setup bundle
+            # or resource check on a cluster.
+            planned = list({j.scenario.id: j.scenario for j in jobs}.values())
+            slots = await executor.open(TrialPlan(runner=runner, run=run, scenarios=planned, store=self.store,
                                                   root=root, concurrency=self.options.concurrency))
             sem = asyncio.Semaphore(max(1, slots))
 
