@@ -145,10 +145,7 @@ def unpack_setup(bundle: SetupBundle, scenario: Scenario, root: Path, name: str)
     with tarfile.open(fileobj=io.BytesIO(bundle.tar), mode="r") as tar:
         tar.extractall(path, filter="data")  # no absolute paths, no escaping links, no devices
     ws = Workspace(path=path, store_inputs=scenario.setup.store_inputs, notes=list(bundle.notes))
-    for p in path.rglob("*"):
-        if p.is_file() and not p.is_symlink():
-            st = p.stat()
-            ws.setup_stats[p.relative_to(path).as_posix()] = (st.st_size, st.st_mtime_ns)
+    ws.record_setup()
     return ws
 
 

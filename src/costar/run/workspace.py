@@ -112,6 +112,12 @@ class Workspace:
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
 
+    def record_setup(self) -> None:
+        """Note every file now in the folder as placed by setup (:attr:`setup_stats`)."""
+        for p in _walk(self.path):
+            st = p.stat()
+            self.setup_stats[p.relative_to(self.path).as_posix()] = (st.st_size, st.st_mtime_ns)
+
 
 def _copy(src: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -170,9 +176,7 @@ def place_files(scenario: Scenario, root: Path, name: str) -> Workspace:
                               "'allow_outside_project: true' under setup")
         else:
             _copy_confined(src, dest, root, ws.notes)
-    for p in _walk(path):
-        st = p.stat()
-        ws.setup_stats[p.relative_to(path).as_posix()] = (st.st_size, st.st_mtime_ns)
+    ws.record_setup()
     return ws
 
 
