@@ -276,6 +276,7 @@ class RayJudging:
         """Judge calls at once within one task."""
         self.limiter: Any = None
         self._name = ""
+        self._ray: Any = None
         self._task: Any = None
 
     @property
@@ -290,15 +291,17 @@ class RayJudging:
 
         from costar.run.ray_limits import start_limiter
 
-        ray = await self.executor.connect()
+        ray = self._ray = await self.executor.connect()
         self._name = f"costar-limiter-{uuid.uuid4().hex[:12]}"
         self.limiter = start_limiter(self._name, requests_per_minute=self.requests_per_minute,
                                      max_concurrency=self.max_concurrency, budget_usd=self.budget_usd)
         self._task = ray.remote(judge_on_worker).options(num_cpus=1, max_retries=self.executor.config.max_retries)
 
     async def __call__(self, batch: list[JudgeItem], spans: bool) -> list[list[Verdict] | None]:
+        from costar.run.ray_executor import worker_failure
+
         assert self._task is not None, "open() first"
-        ray = self.executor._ray
+        ray = self._ray
         # Small enough tasks that every CPU gets some (two each), at most `chunk` traces a task.
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         size = max(1, min(self.chunk, -(-len(batch) // (2 * cpus))))
@@ -314,20 +317,12 @@ class RayJudging:
                 ray.cancel(ref, force=True)
             raise
         except ray.exceptions.RayTaskError as exc:
-            cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else None
-            if isinstance(cause, CostarError):
-                raise cause from None
-            raise CostarError(f"scoring failed on a Ray worker: {' '.join(str(cause or exc).split())[:500]}") from None
+            raise worker_failure(exc, "scoring") from None
         return [vs for part in parts for vs in part]
-
-    async def stats(self) -> dict[str, Any]:
-        """The limiter's count of requests and spend."""
-        return dict(await self.limiter.stats.remote()) if self.limiter is not None else {}
 
     async def close(self) -> None:
         """Stop the limiter and disconnect."""
         if self.limiter is not None:
-            ray = self.executor._ray
-            ray.kill(self.limiter)
+            self._ray.kill(self.limiter)
             self.limiter = None
         await self.executor.disconnect()

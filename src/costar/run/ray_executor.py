@@ -56,7 +56,7 @@ from costar.store.base import Run, Store
 from costar.trace.model import StatusCode, Trace, TraceStatus, compute_totals
 from costar.trace.recorder import Recording
 
-__all__ = ["RayExecutor", "RayExecutorConfig", "SetupBundle", "WorkerReply", "ray_executor"]
+__all__ = ["RayExecutor", "RayExecutorConfig", "SetupBundle", "WorkerReply", "ray_executor", "worker_failure"]
 
 MiB = 1024 * 1024
 
@@ -354,11 +354,7 @@ class RayExecutor(Executor):
             ray.cancel(ref, force=True)  # kills the worker, and with it the agent's process group
             raise
         except ray.exceptions.RayTaskError as exc:
-            cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else None
-            if isinstance(cause, CostarError):
-                raise cause from None
-            raise CostarError(f"trial {job.trial} of {sc.id!r} failed on a Ray worker: "
-                              f"{' '.join(str(cause or exc).split())[:500]}") from None
+            raise worker_failure(exc, f"trial {job.trial} of {sc.id!r}") from None
         except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                 ray.exceptions.ObjectLostError, ray.exceptions.OutOfMemoryError) as exc:
             return self._lost_trial(job, exc)
@@ -387,6 +383,16 @@ class RayExecutor(Executor):
         self._bundles.clear()
         self._shared = None
         await self.disconnect()
+
+
+def worker_failure(exc: BaseException, what: str) -> CostarError:
+    """The error to raise for a Ray task that raised (``RayTaskError``): coSTAR's own error as the
+    worker raised it (a bad judge, an unreachable store), else one line saying ``what`` failed and why."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, CostarError):
+        return cause
+    text = " ".join(str(cause if isinstance(cause, BaseException) else exc).split())[:500]
+    return CostarError(f"{what} failed on a Ray worker: {text}")
 
 
 def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
