@@ -210,11 +210,6 @@ def set_budget(limit_usd: float | None) -> SpendingBudget | None:
     return _budget
 
 
-def current_budget() -> SpendingBudget | None:
-    """The process-wide money budget, if one is set."""
-    return _budget
-
-
 class ModelLimits:
     """One model's limits in this process: concurrency, request rate, and the process's money budget."""
 
