@@ -20,7 +20,9 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
+
+from costar._util.process import kill_group
 
 __all__ = ["LocalRayCluster", "RayNode"]
 
@@ -164,7 +166,7 @@ class LocalRayCluster:
         started = [pid for pid, _ in self.processes()]  # while the tree still says who started whom
         for proc in reversed(self._procs):
             if proc.poll() is None:
-                _signal_group(proc.pid, signal.SIGTERM)
+                kill_group(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + 15
         for proc in self._procs:
             try:
@@ -172,7 +174,7 @@ class LocalRayCluster:
             except subprocess.TimeoutExpired:
                 pass
         for proc in self._procs:
-            _signal_group(proc.pid, signal.SIGKILL)
+            kill_group(proc.pid)
             if proc.poll() is None:
                 proc.wait(timeout=10)
         for pid in started:  # workers that left the nodes' process groups
@@ -193,14 +195,3 @@ class LocalRayCluster:
         self._procs.clear()
         self._logs.clear()
         shutil.rmtree(self.folder, ignore_errors=True)
-
-    def describe(self) -> dict[str, Any]:
-        """The nodes as started (for benchmark reports)."""
-        return {"address": self.address, "nodes": [{"cpus": n.cpus, "resources": n.resources} for n in self.nodes]}
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
