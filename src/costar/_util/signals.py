@@ -38,6 +38,11 @@ def exit_code(interrupt: KeyboardInterrupt) -> int:
     return interrupt.exit_code if isinstance(interrupt, Terminated) else 130
 
 
+def interruption(interrupt: KeyboardInterrupt) -> str:
+    """How the CLI says what stopped it: ``interrupted`` (Ctrl-C) or ``interrupted by SIGTERM``."""
+    return f"interrupted by {interrupt.args[0]}" if isinstance(interrupt, Terminated) else "interrupted"
+
+
 @contextlib.contextmanager
 def terminations_interrupt() -> Iterator[None]:
     """Within this block (in the main thread; elsewhere it does nothing), SIGTERM and SIGHUP raise

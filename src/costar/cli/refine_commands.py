@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from costar import api
-from costar._util.signals import Terminated, exit_code
+from costar._util.signals import exit_code, interruption
 from costar.cli.common import ConfigOpt, app, console, err_console, load_project, say
 from costar.errors import ConfigError
 
@@ -51,8 +51,7 @@ def refine(
     try:
         report = api.refine(path, helper, options, say=lambda m: say(m))
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: the assistant and agents are already stopped
-        reason = f"interrupted by {exc.args[0]}" if isinstance(exc, Terminated) else "interrupted"
-        err_console.print(f"{reason}: no report was written; the attempts' branches are kept "
+        err_console.print(f"{interruption(exc)}: no report was written; the attempts' branches are kept "
                           "(git branch --list 'costar/refine/*')", markup=False, highlight=False)
         raise typer.Exit(exit_code(exc)) from None
     if as_json:

@@ -15,7 +15,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from costar import api
-from costar._util.signals import Terminated, exit_code
+from costar._util.signals import exit_code, interruption
 from costar.cli.common import (
     AllowUnsandboxedOpt,
     ConfigOpt,
@@ -207,7 +207,7 @@ def run(
                                     options=options, resume=resume, events=events, registry=project_judges(cfg),
                                     run_tags=run_tags or (), origin=_origin())
         except KeyboardInterrupt as exc:
-            err_console.print(f"{_interruption(exc)}: finished trials are stored; resume with "
+            err_console.print(f"{interruption(exc)}: finished trials are stored; resume with "
                               "'costar run --resume latest'")
             raise typer.Exit(exit_code(exc)) from None
     _render(outcome, full)
@@ -244,10 +244,6 @@ def _print_affected(affected: Any) -> None:
         console.print(Text(f"skip {len(affected.skipped)} scenario(s) nothing has changed for: "
                            + ", ".join(affected.skipped[:20]) + (" …" if len(affected.skipped) > 20 else ""),
                            style="dim"))
-
-
-def _interruption(exc: KeyboardInterrupt) -> str:
-    return f"interrupted by {exc.args[0]}" if isinstance(exc, Terminated) else "interrupted"
 
 
 def _metric_alerts(outcome: api.RunOutcome) -> None:
