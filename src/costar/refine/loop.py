@@ -140,7 +140,9 @@ class Refiner:
             raise ConfigError(f"alpha must be between 0 and 1, got {self.alpha:g}")
         # Tree id -> (attempt name, what its evaluation said): the same code is never run twice.
         self._evaluated: dict[str, tuple[str, str]] = {}
-        self._deadline_at: float | None = None
+        self.budget_seconds = self.options.budget_seconds or self.cfg.refine.budget_seconds
+        """The time budget of the session (None: no limit)."""
+        self._deadline_at: float | None = None  # when it runs out, on the event loop's clock
 
     # ------------------------------------------------------------------ guards
 
@@ -224,13 +226,6 @@ class Refiner:
 
     # ------------------------------------------------------------------ the loop
 
-    def _deadline(self, started: float) -> float | None:
-        """When the time budget runs out, on the event loop's clock (None without one)."""
-        secs = self.options.budget_seconds or self.cfg.refine.budget_seconds
-        if secs is None:
-            return None
-        return asyncio.get_running_loop().time() + secs - (time.monotonic() - started)
-
     async def arun(self) -> RefineReport:
         self.preflight()
         # Before the baseline run, which may take long: a missing command or a silent model now.
@@ -238,7 +233,8 @@ class Refiner:
         started = time.monotonic()
         # The time budget is a hard stop: an assistant or a run still going when it runs out is
         # stopped (its process groups killed), not waited for.
-        self._deadline_at = self._deadline(started)
+        if self.budget_seconds is not None:
+            self._deadline_at = asyncio.get_running_loop().time() + self.budget_seconds
         scenarios = self._scenarios()
         train = [s for s, sc in scenarios.items() if sc.split == "train"]
         holdout = [s for s, sc in scenarios.items() if sc.split == "holdout"]
@@ -305,16 +301,14 @@ class Refiner:
 
     def _over_budget(self, started: float, cost: float) -> str | None:
         usd = self.options.budget_usd or self.cfg.refine.budget_usd
-        secs = self.options.budget_seconds or self.cfg.refine.budget_seconds
         if usd is not None and cost >= usd:
             return f"money budget spent (${cost:.4f} of ${usd:.4f})"
-        if secs is not None and time.monotonic() - started >= secs:
+        if self.budget_seconds is not None and time.monotonic() - started >= self.budget_seconds:
             return self._time_spent(started)
         return None
 
     def _time_spent(self, started: float) -> str:
-        secs = self.options.budget_seconds or self.cfg.refine.budget_seconds or 0.0
-        return f"time budget spent ({time.monotonic() - started:.0f} s of {secs:.0f} s)"
+        return f"time budget spent ({time.monotonic() - started:.0f} s of {self.budget_seconds or 0.0:.0f} s)"
 
     async def _attempt(self, index: int, parent: _Candidate, scenarios: dict[str, Scenario], train: list[str],
                        holdout: list[str], feedback: list[str]) -> tuple[Attempt, _Candidate | None, float]:
