@@ -350,15 +350,19 @@ class SQLStore(ABC):
     _LEASE_COLUMNS: ClassVar[tuple[str, ...]] = (
         "run_id", "token", "host", "machine", "pid", "process_started", "acquired_at", "heartbeat_at")
 
-    def _holders(self, run_ids: Sequence[str]) -> tuple[dict[str, RunHolder], float]:
+    def _leases(self, c: Any, run_ids: Sequence[str]) -> tuple[dict[str, RunHolder], float]:
+        """The stored leases of these runs, and the database's clock now."""
         out: dict[str, RunHolder] = {}
-        with self._read() as c:
-            now = float(c.execute(f"SELECT {self._NOW}").fetchone()[0])
-            for chunk in self._chunks(run_ids):
-                where, args = self._in("run_id", chunk)
-                for row in c.execute(f"SELECT {', '.join(self._LEASE_COLUMNS)} FROM run_leases WHERE {where}", args):
-                    out[row[0]] = RunHolder(**dict(zip(self._LEASE_COLUMNS, row, strict=True)))
+        now = float(c.execute(f"SELECT {self._NOW}").fetchone()[0])
+        for chunk in self._chunks(run_ids):
+            where, args = self._in("run_id", chunk)
+            for row in c.execute(f"SELECT {', '.join(self._LEASE_COLUMNS)} FROM run_leases WHERE {where}", args):
+                out[row[0]] = RunHolder(**dict(zip(self._LEASE_COLUMNS, row, strict=True)))
         return out, now
+
+    def _holders(self, run_ids: Sequence[str]) -> tuple[dict[str, RunHolder], float]:
+        with self._read() as c:
+            return self._leases(c, run_ids)
 
     def run_holders(self, run_ids: Sequence[str]) -> dict[str, RunHolder]:
         """Who holds the lease of each of these runs (stale leases included; runs nobody holds absent)."""
@@ -371,12 +375,10 @@ class SQLStore(ABC):
         database's clock) and why a stale lease was replaced (None when the run was free)."""
         with self._write() as c:
             self._lock(c, "lease:" + holder.run_id)
-            now = float(c.execute(f"SELECT {self._NOW}").fetchone()[0])
-            row = c.execute(f"SELECT {', '.join(self._LEASE_COLUMNS)} FROM run_leases WHERE run_id=?",
-                            (holder.run_id,)).fetchone()
+            leases, now = self._leases(c, [holder.run_id])
+            current = leases.get(holder.run_id)
             replaced = None
-            if row is not None:
-                current = RunHolder(**dict(zip(self._LEASE_COLUMNS, row, strict=True)))
+            if current is not None:
                 replaced = current.stale_because(now, stale_after_s)
                 if replaced is None:
                     raise RunLeasedError(current, now)
