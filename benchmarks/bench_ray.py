@@ -24,8 +24,10 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
+
+from bench_core import AGENT_MODULE as SLEEPY_AGENT  # the harness benchmark's agent: the same workload
+from bench_core import median_of
 
 from costar.run.agents import make_agent
 from costar.run.harness import HarnessOptions
@@ -36,26 +38,10 @@ from costar.testing.ray_cluster import LocalRayCluster, RayNode
 RESULTS: list[tuple[str, str]] = []
 
 
-def median_of(reps: int, fn: Callable[[], float]) -> float:
-    return statistics.median(fn() for _ in range(reps))
-
-
 def report(name: str, value: str) -> None:
     RESULTS.append((name, value))
     print(f"{name:66s} {value}", flush=True)
 
-
-SLEEPY_AGENT = '''
-import time
-from costar.trace import span
-
-def run(task):
-    for i in range(20):
-        with span(f"step {i}") as s:
-            s.set_attribute("i", i)
-    time.sleep(0.05)
-    return "ok"
-'''
 
 BUSY_AGENT = '''
 def run(task):
