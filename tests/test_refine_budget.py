@@ -40,6 +40,21 @@ def slow_assistant(tmp_path: Path) -> tuple[list[str], Path]:
     return [sys.executable, str(script), str(piddir)], piddir
 
 
+def refine_with_slow_assistant(project: Path, tmp_path: Path) -> tuple[subprocess.Popen[str], list[int]]:
+    """``costar refine`` in a child process, once its slow assistant and the assistant's child run."""
+    argv, piddir = slow_assistant(tmp_path)
+    proc = subprocess.Popen([*costar_cmd(), "refine", "--trials", "1", "--iterations", "1",
+                             "--assistant", "cmd:" + " ".join(json.dumps(a) for a in argv)],
+                            cwd=project, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        return proc, wait_for_files(piddir, "assistant", 1, 120) + wait_for_files(piddir, "helper", 1, 30)
+    except BaseException:
+        proc.kill()
+        proc.wait(timeout=10)
+        raise
+
+
 def test_the_time_budget_stops_a_running_assistant(repo: Path, tmp_path: Path) -> None:  # noqa: F811
     argv, piddir = slow_assistant(tmp_path)
     budget = 8.0  # the baseline (3 scenarios, 1 trial) takes a second or two; the rest is the assistant's
@@ -63,14 +78,8 @@ def test_the_time_budget_stops_a_running_assistant(repo: Path, tmp_path: Path) -
 
 
 def test_a_killed_refine_session_takes_its_assistant_with_it(repo: Path, tmp_path: Path) -> None:  # noqa: F811
-    argv, piddir = slow_assistant(tmp_path)
-    proc = subprocess.Popen([*costar_cmd(), "refine", "--trials", "1", "--iterations", "1",
-                             "--assistant", "cmd:" + " ".join(json.dumps(a) for a in argv)],
-                            cwd=repo, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    pids: list[int] = []
+    proc, pids = refine_with_slow_assistant(repo, tmp_path)
     try:
-        pids = wait_for_files(piddir, "assistant", 1, 120) + wait_for_files(piddir, "helper", 1, 30)
         proc.kill()
         proc.wait(timeout=10)
         assert wait_dead(pids) == [], "the assistant outlived a kill -9 of coSTAR"
@@ -81,14 +90,8 @@ def test_a_killed_refine_session_takes_its_assistant_with_it(repo: Path, tmp_pat
 
 
 def test_sigterm_stops_a_refine_session_in_one_line(repo: Path, tmp_path: Path) -> None:  # noqa: F811
-    argv, piddir = slow_assistant(tmp_path)
-    proc = subprocess.Popen([*costar_cmd(), "refine", "--trials", "1", "--iterations", "1",
-                             "--assistant", "cmd:" + " ".join(json.dumps(a) for a in argv)],
-                            cwd=repo, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    pids: list[int] = []
+    proc, pids = refine_with_slow_assistant(repo, tmp_path)
     try:
-        pids = wait_for_files(piddir, "assistant", 1, 120) + wait_for_files(piddir, "helper", 1, 30)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 128 + signal.SIGTERM
