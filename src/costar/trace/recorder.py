@@ -233,11 +233,6 @@ def unrecorded() -> Iterator[None]:
         _current_span.reset(token)
 
 
-def is_unrecorded() -> bool:
-    """Whether this context runs under ``unrecorded`` (outside any recording entered inside it)."""
-    return isinstance(_current_span.get(), _Unrecorded)
-
-
 def current_recording() -> Recording | None:
     s = current_span()
     return s.recording if s is not None else None
