@@ -48,16 +48,19 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
         raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
     if n == 0:
         return 0.0, 1.0
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    p = successes / n
+    low, high = wilson_bounds(successes / n, n, NormalDist().inv_cdf(0.5 + confidence / 2))
+    # At 0/n and n/n the bound is exactly 0 (or 1); pin it so rounding cannot leak past it.
+    return (0.0 if successes == 0 else low), (1.0 if successes == n else high)
+
+
+def wilson_bounds(share: float, n: int, z: float) -> tuple[float, float]:
+    """Wilson's score interval, at normal quantile ``z``, for an observed ``share`` of ``n`` items
+    (``n`` > 0). ``share`` need not be a count over ``n``: a weighted agreement is a share too."""
     z2n = z * z / n
     denom = 1 + z2n
-    center = (p + z2n / 2) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / n + z2n / (4 * n))
-    # At 0/n and n/n the bound is exactly 0 (or 1); pin it so rounding cannot leak past it.
-    low = 0.0 if successes == 0 else max(0.0, center - half)
-    high = 1.0 if successes == n else min(1.0, center + half)
-    return low, high
+    center = (share + z2n / 2) / denom
+    half = z / denom * math.sqrt(max(share * (1 - share), 0.0) / n + z2n / (4 * n))
+    return max(0.0, center - half), min(1.0, center + half)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

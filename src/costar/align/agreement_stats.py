@@ -58,7 +58,7 @@ from costar.align.agreement_results import (
     label_text,
 )
 from costar.labels import LabelValue
-from costar.stats import wilson_interval
+from costar.stats import wilson_bounds, wilson_interval
 
 __all__ = [
     "DEFAULT_RESAMPLES",
@@ -366,14 +366,6 @@ def _kappa_se(table: np.ndarray, weights: np.ndarray, kappa: float) -> float:
     return math.sqrt(max(float(variance), 0.0))
 
 
-def _wilson_bounds(p: float, n: int, z: float) -> tuple[float, float]:
-    """Wilson's interval for a proportion ``p`` of ``n`` (``p`` may be a weighted share)."""
-    z2n = z * z / n
-    center = (p + z2n / 2) / (1 + z2n)
-    half = z / (1 + z2n) * math.sqrt(max(p * (1 - p), 0.0) / n + z2n / (4 * n))
-    return max(0.0, center - half), min(1.0, center + half)
-
-
 def _kappa(table: np.ndarray, weighting: Weighting, boot: np.ndarray | None, confidence: float) -> Kappa:
     weights = _agreement_weights(table.shape[0], weighting)
     value = float(_kappa_values(table, weights))
@@ -390,7 +382,7 @@ def _kappa(table: np.ndarray, weighting: Weighting, boot: np.ndarray | None, con
         # A zero standard error (every item agreed) is no certainty: bound the observed agreement
         # with Wilson's interval and carry it through kappa at the observed chance agreement.
         observed, chance = (float(x) for x in _kappa_terms(table, weights))
-        low, high = _wilson_bounds(observed, n, z)
+        low, high = wilson_bounds(observed, n, z)
         ci = Interval(low=max(-1.0, (low - chance) / (1 - chance)), high=min(1.0, (high - chance) / (1 - chance)),
                       method="wilson")
     samples = None if boot is None else _kappa_values(boot, weights)
