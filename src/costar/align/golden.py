@@ -42,6 +42,7 @@ from costar.labels import (
     same_value,
 )
 from costar.store.base import Store
+from costar.trace.model import Trace
 from costar.verdict import Verdict
 
 __all__ = [
@@ -163,6 +164,11 @@ def assign_splits(labels: Mapping[str, LabelValue], *, seed: int, fractions: Seq
 def split_groups(store: Store, trace_ids: Sequence[str]) -> dict[str, str]:
     """trace id -> group key: traces of one scenario, or with the same input, share a group (and,
     through either, every trace linked to them). Traces the store lacks are left out."""
+    return _groups_of(store.get_traces(list(trace_ids), spans=False))
+
+
+def _groups_of(traces: Sequence[Trace]) -> dict[str, str]:
+    """:func:`split_groups` over traces already read."""
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -181,7 +187,6 @@ def split_groups(store: Store, trace_ids: Sequence[str]) -> dict[str, str]:
             first, second = sorted((ra, rb), key=order)
             parent[second] = first
 
-    traces = store.get_traces(list(trace_ids), spans=False)
     for t in traces:
         node = "trace:" + t.trace_id
         find(node)
@@ -514,9 +519,9 @@ def _group_label(group: str) -> str:
 def golden_set_splits(store: Store, name: str, version: int | None = None) -> GoldenSplits:
     """Which trace of a golden set version is in which split, with its scenario and group."""
     gs = store.golden_set(name, version)
-    ids = gs.trace_ids()
-    groups = split_groups(store, ids)
-    scenarios = {t.trace_id: t.scenario_id for t in store.get_traces(ids, spans=False)}
+    traces = store.get_traces(gs.trace_ids(), spans=False)
+    groups = _groups_of(traces)
+    scenarios = {t.trace_id: t.scenario_id for t in traces}
     members = [SplitMember(trace_id=e.trace_id, split=e.split, label=e.label, scenario_id=scenarios.get(e.trace_id),
                            group=_group_label(groups[e.trace_id]) if e.trace_id in groups else None)
                for e in gs.examples]
