@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -388,18 +389,20 @@ class _Tool:
     name: str
     description: str
     args: type[_Args]
-    run: Callable[[Any], Any]
+    run: Callable[[Any, Any], Any]  # TraceToolbox's method, unbound: run(toolbox, args)
     is_async: bool = False
 
 
+@functools.cache
 def _spec(tool: _Tool) -> dict[str, Any]:
+    """A tool's schema for the model; built once per tool (its JSON schema is not cheap), shared."""
     return {"type": "function", "function": {"name": tool.name, "description": tool.description,
                                              "parameters": inline_schema(tool.args)}}
 
 
 def tool_specs(names: Sequence[str]) -> list[dict[str, Any]]:
     """The schemas of trace tools by name, without a trace to bind them to (to size a prompt)."""
-    catalog = TraceToolbox._catalog(object.__new__(TraceToolbox))
+    catalog = TraceToolbox._catalog()
     return [_spec(catalog[n]) for n in names if n in catalog]
 
 
@@ -431,28 +434,32 @@ class TraceToolbox:
             skip.add("read_doc")
         self.tools = {n: catalog[n] for n in wanted if n not in skip}
 
-    def _catalog(self) -> dict[str, _Tool]:
+    @staticmethod
+    @functools.cache
+    def _catalog() -> dict[str, _Tool]:
+        """Every tool by name, built once: its methods are unbound, called with the toolbox."""
+        box = TraceToolbox
         tools = [
             _Tool("trace_info", "Overview: ids, status, input and output (clipped), totals, span counts by kind, "
-                  "files in the workspace. Start here.", TraceInfoArgs, self.trace_info),
+                  "files in the workspace. Start here.", TraceInfoArgs, box.trace_info),
             _Tool("list_spans", "List spans as short rows, filtered by kind, name glob, status or parent, paged "
-                  "with offset/limit. Returns the total matching.", ListSpansArgs, self.list_spans),
+                  "with offset/limit. Returns the total matching.", ListSpansArgs, box.list_spans),
             _Tool("get_span", "Open one span: status, timing, attributes (values clipped; page a long one with "
-                  "attribute+offset), events, child count.", GetSpanArgs, self.get_span),
+                  "attribute+offset), events, child count.", GetSpanArgs, box.get_span),
             _Tool("search_trace", "Regex search over span names, attribute values, status messages, events and "
-                  "the final output. Paged: resume with start=next_start.", SearchTraceArgs, self.search_trace),
+                  "the final output. Paged: resume with start=next_start.", SearchTraceArgs, box.search_trace),
             _Tool("tool_call_timeline", "The agent's tool calls in order with clipped arguments and results, "
-                  "paged with offset/limit.", TimelineArgs, self.tool_call_timeline),
+                  "paged with offset/limit.", TimelineArgs, box.tool_call_timeline),
             _Tool("list_artifacts", "Files the agent's workspace held at the end (path, size, origin).",
-                  ListArtifactsArgs, self.list_artifacts),
+                  ListArtifactsArgs, box.list_artifacts),
             _Tool("read_artifact", "Read a workspace file as text from a byte offset; page with next_offset.",
-                  ReadArtifactArgs, self.read_artifact),
+                  ReadArtifactArgs, box.read_artifact),
             _Tool("run_python", "Run a Python script in an isolated scratch copy of the workspace files (cwd; no "
                   "network, nothing else of the machine) with time and memory limits; returns exit code, stdout "
                   "and stderr. Use it to check numbers and code.",
-                  RunPythonArgs, self.run_python, is_async=True),
+                  RunPythonArgs, box.run_python, is_async=True),
             _Tool("read_doc", "Read one of the reference documents given to this judge, paged by character offset.",
-                  ReadDocArgs, self.read_doc),
+                  ReadDocArgs, box.read_doc),
         ]
         return {t.name: t for t in tools}
 
@@ -470,10 +477,10 @@ class TraceToolbox:
             return argument_error(name, exc)
         try:
             if tool.is_async:
-                result = await tool.run(args)
+                result = await tool.run(self, args)
             else:
                 # Store queries block; keep them off the event loop so other judges keep going.
-                result = await asyncio.to_thread(tool.run, args)
+                result = await asyncio.to_thread(tool.run, self, args)
         except ToolError as exc:
             return f"error: {exc}"
         return self.render(result)
