@@ -131,11 +131,21 @@ def _content_chars(m: Mapping[str, Any]) -> int:
     return n
 
 
+def _history_chars(messages: Sequence[Mapping[str, Any]]) -> int:
+    """The characters a conversation holds, each message's framing counted."""
+    return sum(_content_chars(m) + MESSAGE_OVERHEAD_CHARS for m in messages)
+
+
+def _result_chars(room: int) -> int:
+    """A tool result's size when three must fit ``room`` tokens (the history keeps the latest two whole)."""
+    return max(200, int(room * DATA_CHARS_PER_TOKEN / 3))
+
+
 def bound_history(messages: list[dict[str, Any]], max_chars: int, elided: set[int], *, keep: int = 2) -> None:
     """Elide the oldest tool results until the conversation fits ``max_chars``: every turn resends the
     history, so without this a long exploration grows its prompt without bound. The latest ``keep``
     results are always kept."""
-    total = sum(_content_chars(m) + MESSAGE_OVERHEAD_CHARS for m in messages)
+    total = _history_chars(messages)
     if total <= max_chars:
         return
     tool_idx = [i for i, m in enumerate(messages) if m.get("role") == "tool" and i not in elided]
@@ -165,8 +175,6 @@ def _clip_latest(messages: list[dict[str, Any]]) -> bool:
 def _elidable(messages: Sequence[Mapping[str, Any]], elided: set[int]) -> bool:
     """Whether the history still holds a tool result that could be elided (all but the latest)."""
     return sum(1 for i, m in enumerate(messages) if m.get("role") == "tool" and i not in elided) > 1
-
-
 
 
 def order_evidence(view: TraceView, ids: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -283,7 +291,7 @@ class AgenticJudge(Judge):
         if window is None:
             return WindowFit(None, tuple(self.tools), self.max_output_tokens, self.tool_limits.max_result_chars, None)
         out = min(self.max_output_tokens, max(128, window // 8))
-        start_tokens = sum(_content_chars(m) + MESSAGE_OVERHEAD_CHARS for m in start) / PROMPT_CHARS_PER_TOKEN
+        start_tokens = _history_chars(start) / PROMPT_CHARS_PER_TOKEN
         candidates = [tuple(t for t in self.tools if t != "read_doc" or self.docs)]
         core = tuple(t for t in self.tools if t in CORE_TOOLS)
         if core and core != candidates[0]:
@@ -292,9 +300,8 @@ class AgenticJudge(Judge):
             schemas = len(json.dumps([*tool_specs(tools), self.submit_spec()])) / PROMPT_CHARS_PER_TOKEN
             room = int(window - out - start_tokens - schemas - _margin(window))
             if room >= max(MIN_HISTORY_TOKENS, window // 4) or (tools == candidates[-1] and room >= MIN_HISTORY_TOKENS):
-                # Room for three results at least: the history keeps the latest two whole.
-                clip_at = min(self.tool_limits.max_result_chars, int(room * DATA_CHARS_PER_TOKEN / 3))
-                return WindowFit(window, tools, out, max(200, clip_at), room)
+                clip_at = max(200, min(self.tool_limits.max_result_chars, _result_chars(room)))
+                return WindowFit(window, tools, out, clip_at, room)
         return (f"the judge's instructions and tools alone need about {int(start_tokens + schemas)} of the "
                 f"{window} tokens of {self.model}'s context window, leaving no room to explore the trace: use a "
                 "model with a longer context (a local model: ?n_ctx=8192) or shorter instructions")
@@ -341,7 +348,7 @@ class AgenticJudge(Judge):
         client = self._clients.get()
         specs = [*toolbox.specs(), self.submit_spec()]
         messages = list(start)
-        start_chars = sum(_content_chars(m) + MESSAGE_OVERHEAD_CHARS for m in start)
+        start_chars = _history_chars(start)
         elided: set[int] = set()
         mine = Spend()  # budgets hold per exploration; ``total`` is what the verdict reports
         b = self.budget
@@ -402,7 +409,7 @@ class AgenticJudge(Judge):
                 base_tokens = r.usage.input_tokens
                 room = fit.room(base_tokens)
                 if room is not None:  # measured: results clipped so that three fit what is left
-                    clip_at = max(200, int(room * DATA_CHARS_PER_TOKEN / 3))
+                    clip_at = _result_chars(room)
                     if clip_at < toolbox.limits.max_result_chars:
                         toolbox.limits = dataclasses.replace(toolbox.limits, max_result_chars=clip_at)
             mine.add(r)
