@@ -666,10 +666,14 @@ def active_definitions(project_dir: str | Path, store_dir: str | Path | None = N
     """Definition entries for the judges whose active version is an aligned one, with every setting
     alignment does not own taken from ``current`` (the project's definitions by name; see
     :func:`register_active_versions`)."""
+    versions = _stored_versions(project_dir, store_dir)
+    return [] if versions is None else versions.entries(default_model=default_model, current=current)
+
+
+def _stored_versions(project_dir: str | Path, store_dir: str | Path | None) -> VersionRegistry | None:
+    """The project's version registry, or None when no judge was ever aligned there."""
     store = Path(store_dir) if store_dir is not None else store_dir_of(project_dir)
-    if not (store / "judges").is_dir():
-        return []
-    return VersionRegistry(store, project_dir).entries(default_model=default_model, current=current)
+    return VersionRegistry(store, project_dir) if (store / "judges").is_dir() else None
 
 
 def register_active_versions(registry: JudgeRegistry, project_dir: str | Path, store_dir: str | Path | None = None,
@@ -678,10 +682,9 @@ def register_active_versions(registry: JudgeRegistry, project_dir: str | Path, s
     project's own judges, so each name resolves to its promoted version (with the settings of the
     project's definition that alignment does not own). Returns their names; what commands should say
     about them (a judges/ file edited since alignment) is added to ``registry.notices``."""
-    store = Path(store_dir) if store_dir is not None else store_dir_of(project_dir)
-    if not (store / "judges").is_dir():
+    versions = _stored_versions(project_dir, store_dir)
+    if versions is None:
         return []
-    versions = VersionRegistry(store, project_dir)
     current = {name: entry for name in versions.names() if (entry := registry.definition(name)) is not None}
     entries = versions.entries(default_model=default_model, current=current)
     for entry in entries:
