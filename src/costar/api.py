@@ -33,7 +33,7 @@ import contextlib
 import functools
 import importlib
 import inspect
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -330,15 +330,17 @@ def align_judge(name: str, optimizer: str = "memalign", *, project: ProjectConfi
 
 
 def agreement_floors(project: ProjectConfig | str | Path | None = None, *, golden: str | None = None,
-                     split: str | None = None, lower_bound: bool = False) -> list[JudgeFloor]:
+                     split: str | None = None, lower_bound: bool = False,
+                     judges: Iterable[JudgeInfo] | None = None) -> list[JudgeFloor]:
     """The agreement floors a project's judges declare (``agreement_floor`` in their definitions), as
     gates for :func:`check_agreement_floors`; ``golden`` measures every floor on one golden set,
     ``split`` on one split of each floor's golden set (``"all"``: every split; default each floor's
-    own, else the held-out test split), ``lower_bound`` gates each on its interval's lower bound."""
+    own, else the held-out test split), ``lower_bound`` gates each on its interval's lower bound.
+    ``judges``: what :func:`list_judges` returned for the project, when the caller has it already."""
     from costar.align.gates import JudgeFloor
 
     floors = []
-    for info in list_judges(project):
+    for info in list_judges(project) if judges is None else judges:
         if info.agreement_floor:
             spec = {**info.agreement_floor,
                     "use_lower_bound": lower_bound or info.agreement_floor.get("use_lower_bound", False)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,9 +51,14 @@ def project_judges(cfg: ProjectConfig) -> Any:
     """The project's judge registry (``api.project_judges``), saying on stderr what it notices about
     them (an aligned version in use although its judges/ file changed since)."""
     registry = api.project_judges(cfg)
-    for note in registry.notices:
-        say(f"note: {note}", err=True)
+    say_notes(registry.notices)
     return registry
+
+
+def say_notes(notes: Iterable[str]) -> None:
+    """Each note on stderr (what coSTAR noticed about a project's judges)."""
+    for note in notes:
+        say(f"note: {note}", err=True)
 
 
 def open_project_store(cfg: ProjectConfig, store: str | Path | None, *, create: bool = True) -> Any:

@@ -20,8 +20,8 @@ from costar.cli.common import (
     console,
     load_project,
     open_project_store,
-    project_judges,
     say,
+    say_notes,
     writable_file,
     writing,
 )
@@ -58,8 +58,8 @@ def judges_list(config: ConfigOpt = None,
     from costar.report.fit import Column, dropped_note, fitted_table
 
     cfg = load_project(config)
-    project_judges(cfg)  # says which aligned versions are in use when their files changed since
     listing = api.judge_list(cfg)
+    say_notes(n for i in listing.judges for n in i.notes)  # aligned versions in use although their files changed
     if as_json:
         sys.stdout.write(listing.model_dump_json(indent=2) + "\n")
         return
@@ -97,8 +97,9 @@ def judges_check(
 ) -> None:
     """Fail (exit 1) when a judge's agreement with human labels is below its declared floor."""
     cfg = load_project(config)
-    project_judges(cfg)  # says which aligned versions are in use when their files changed since
-    floors = api.agreement_floors(cfg, golden=golden, split=split, lower_bound=lower_bound)
+    judges = api.list_judges(cfg)
+    say_notes(n for i in judges for n in i.notes)  # aligned versions in use although their files changed
+    floors = api.agreement_floors(cfg, golden=golden, split=split, lower_bound=lower_bound, judges=judges)
     for text in floor or []:
         m = _FLOOR.match(text.replace(" ", ""))
         if not m:

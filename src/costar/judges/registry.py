@@ -271,7 +271,8 @@ class JudgeRegistry:
                 out.append(JudgeInfo(name=name, type=entry.type if entry is not None else "?", source=source,
                                      fingerprint=None, model=None, gating=entry.gating if entry else True,
                                      description=entry.description if entry is not None else "",
-                                     error=f"{type(exc).__name__}: {exc}"))
+                                     error=f"{type(exc).__name__}: {exc}",
+                                     notes=list(entry.notes) if entry is not None else []))
                 continue
             out.append(_info(name, judge, source, entry))
         return out
