@@ -19,14 +19,20 @@ def costar(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           env=child_env())
 
 
-def test_align_promote_rollback_and_assess_with_the_active_version(tmp_path: Path, scripted_model_server: Any) -> None:
+def aligned_world(tmp_path: Path, scripted_model_server: Any) -> SQLiteStore:
+    """The optimizers' world with its judge aligned by MemAlign through the CLI (and promoted)."""
     server = scripted_model_server([Rule(name="distil", system="distil the judgment", json={"guidelines": [GUIDELINE]}),
                                     judge_says(False, when=both(GUIDELINE, OUTPUT_HAS_TODO)), judge_says(True)])
     store = SQLiteStore(tmp_path / ".costar")
     build_world(store, tmp_path, server.model_uri())
     res = costar("judges", "align", JUDGE, "--optimizer", "memalign", "--embedder", "hashing", cwd=tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "promoted" in res.stdout.lower()
+    assert "promoted: it is now the active version" in res.stdout, res.stdout + res.stderr
+    return store
+
+
+def test_align_promote_rollback_and_assess_with_the_active_version(tmp_path: Path, scripted_model_server: Any) -> None:
+    store = aligned_world(tmp_path, scripted_model_server)
     versions = costar("judges", "versions", JUDGE, cwd=tmp_path)
     assert versions.returncode == 0, versions.stdout
     assert "*" in versions.stdout, versions.stdout
@@ -61,13 +67,7 @@ def test_a_promoted_version_keeps_the_files_floor_and_says_which_version_is_acti
     after the promotion, still gates, and an edit of what the version owns is reported, not lost."""
     import json
 
-    server = scripted_model_server([Rule(name="distil", system="distil the judgment", json={"guidelines": [GUIDELINE]}),
-                                    judge_says(False, when=both(GUIDELINE, OUTPUT_HAS_TODO)), judge_says(True)])
-    store = SQLiteStore(tmp_path / ".costar")
-    build_world(store, tmp_path, server.model_uri())
-    aligned = costar("judges", "align", JUDGE, "--optimizer", "memalign", "--embedder", "hashing", cwd=tmp_path)
-    assert aligned.returncode == 0, aligned.stdout + aligned.stderr
-    assert "promoted" in aligned.stdout, aligned.stdout + aligned.stderr
+    aligned_world(tmp_path, scripted_model_server)
 
     yaml_file = tmp_path / "judges" / f"{JUDGE}.yaml"
     yaml_file.write_text(yaml_file.read_text() + "agreement_floor: {metric: kappa, min: 0.9, golden: gs}\n")
@@ -83,6 +83,7 @@ def test_a_promoted_version_keeps_the_files_floor_and_says_which_version_is_acti
     assert info["agreement_floor"]["min"] == 0.9
     assert info["notes"]
     assert "v2" in info["notes"][0]
+    assert f"note: {info['notes'][0]}" in listed.stderr, listed.stderr  # said on stderr too, as judges check does
 
     # Instructions edited after the promotion: the version keeps its own, and says so.
     yaml_file.write_text(yaml_file.read_text().replace("complete and acceptable", "acceptable"))
