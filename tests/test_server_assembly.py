@@ -88,7 +88,9 @@ def test_the_child_stores_traces_and_the_listeners_get_them(running) -> None:
     wait_for(lambda: len(got) == 3, what="three traces given to the listener")
     assert {c.trace.trace_id for c in got} == trace_ids(spans)
     assert all(c.project == "default" and not c.amended and not c.incomplete for c in got)
-    assert all(len(c.trace.spans) == 3 for c in got)  # read back as stored: agent, model call, tool
+    assert all(len(c.trace.spans) == 3 for c in got)  # as stored: agent, model call, tool
+    for c in got:  # the child sends what it stored, field for field
+        assert c.trace.model_dump() == srv.store.get_trace(c.trace.trace_id).model_dump()
     assert _stored_span_ids(srv.store) == span_ids(spans)
     wait_for(lambda: srv.metrics()["costar_spans_stored_total"] == 9, what="the child's counters")
     assert srv.metrics()["costar_assembler_open_spans"] == 0

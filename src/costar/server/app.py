@@ -70,17 +70,17 @@ class CostarServer:
         self.assembler: Assembler | AssemblerProcess = AssemblerProcess(self.tables, settings) \
             if config.assembly == "process" else Assembler(self.tables, **settings, price=PriceTable().cost)
         for listener in listeners:
-            self.assembler.listeners.append(listener)
+            self.assembler.add_listener(listener)
         self.monitors = monitors
         if monitors is not None:
-            self.assembler.listeners.append(monitors.listener)
+            self.assembler.add_listener(monitors.listener)
         self.ingestor = Ingestor(config, self.tables, self.assembler, self.auth)
         self._retention_task: asyncio.Task[None] | None = None
         self.app = self._build_app()
 
     def add_listener(self, listener: Listener) -> None:
         """Called with every batch of traces the server stores (the monitors score them)."""
-        self.assembler.listeners.append(listener)
+        self.assembler.add_listener(listener)
 
     # ------------------------------------------------------------------ lifecycle
 

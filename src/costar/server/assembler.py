@@ -138,6 +138,10 @@ class Assembler:
         """Spans acknowledged but not yet stored in a trace (what ingest's backpressure watches)."""
         return self.stats.open_spans
 
+    def add_listener(self, listener: Listener) -> None:
+        """``listener`` gets the traces stored from now on."""
+        self.listeners.append(listener)
+
     @property
     def accepting(self) -> bool:
         """Whether new spans can be taken (always, in the server's own process)."""

@@ -31,7 +31,7 @@ import orjson
 
 from costar._util.process import die_with_parent
 from costar.server.assembler import AssemblerStats, CompletedTrace, Listener
-from costar.server.assembly_worker import SETTINGS_ROW, frame
+from costar.server.assembly_worker import SETTINGS_ROW, TRACES_ROW, frame, unpack_trace
 from costar.server.wal import SpanGroup
 from costar.store.server_tables import ServerTables
 
@@ -52,8 +52,18 @@ class _Channel:
         """The child has replayed the write-ahead log."""
         self.alive = True
         self.last_stats: dict[str, Any] = {}
+        self.traces_wanted = False
+        """The child was asked to put the stored traces in its ``stored`` lines."""
         self._queue: deque[bytes | None] = deque([frame(SETTINGS_ROW, 0, settings)])
         self._cv = threading.Condition()
+
+    def want_traces(self) -> None:
+        """Ask the child for the traces it stores from now on (once)."""
+        with self._cv:
+            if not self.traces_wanted:
+                self.traces_wanted = True
+                self._queue.append(frame(TRACES_ROW, 0, b""))
+                self._cv.notify()
 
     def send(self, row_id: int, spans: int, payload: bytes) -> None:
         with self._cv:
@@ -109,6 +119,7 @@ class AssemblerProcess:
         self.stats = AssemblerStats()
         """The child's counters (summed over every child this server started) and gauges."""
         self.listeners: list[Listener] = []
+        """Called with the traces each child stores; once the child runs, add one with :meth:`add_listener`."""
         self.restarts = 0
         """Children restarted after they exited on their own."""
         self.recovered_spans = 0
@@ -141,6 +152,14 @@ class AssemblerProcess:
         """The running child's process id."""
         ch = self._channel
         return ch.proc.pid if ch is not None and ch.proc is not None and ch.alive else None
+
+    def add_listener(self, listener: Listener) -> None:
+        """``listener`` gets the traces stored from now on (the child sends them with its ``stored``
+        lines once it has listeners, so nothing is read back from the store)."""
+        self.listeners.append(listener)
+        ch = self._channel
+        if ch is not None:
+            ch.want_traces()
 
     def take(self, batch_id: int, groups: Sequence[SpanGroup], payload: bytes) -> None:
         """Send a committed write-ahead row to the child. Without a child it waits in the log and the
@@ -209,6 +228,8 @@ class AssemblerProcess:
                 if self._stopping.is_set():
                     return
                 self._channel = ch  # rows committed from now on go to this child (or were replayed by it)
+                if self.listeners:
+                    ch.want_traces()
                 try:
                     ch.proc = self._spawn()
                 except OSError as exc:
@@ -277,8 +298,8 @@ class AssemblerProcess:
                     log.info("recovered %d span(s) from the write-ahead log", message["recovered"])
                 ch.ready = True
                 self._first.set()
-            elif kind == "stored" and self.listeners:
-                self._notify(message.get("items") or [])
+            elif kind == "stored" and self.listeners and "traces" in message:
+                self._notify(message["items"], message["traces"])
 
     def _update(self, ch: _Channel, stats: dict[str, Any]) -> None:
         ch.last_stats = stats
@@ -289,15 +310,15 @@ class AssemblerProcess:
             setattr(self.stats, name, int(stats.get(name, 0)))
         self.stats.last_error = stats.get("last_error") or self.stats.last_error
 
-    def _notify(self, items: list[list[Any]]) -> None:
-        """The listeners get the traces as stored, read back from the store."""
+    def _notify(self, items: list[list[Any]], traces: list[list[Any]]) -> None:
+        """The listeners get the traces as the child stored them."""
         try:
-            traces = {t.trace_id: t for t in self.tables.store.get_traces([i[0] for i in items])}
-        except Exception:
-            log.exception("could not read stored traces for the trace listeners")
+            done = [CompletedTrace(trace=unpack_trace(packed), project=project, amended=bool(amended),
+                                   incomplete=bool(incomplete))
+                    for (_, project, amended, incomplete), packed in zip(items, traces, strict=True)]
+        except Exception:  # this thread must keep reading the child's lines
+            log.exception("the assembler process sent stored traces that could not be read")
             return
-        done = [CompletedTrace(trace=traces[tid], project=project, amended=bool(amended), incomplete=bool(incomplete))
-                for tid, project, amended, incomplete in items if tid in traces]
         for listener in self.listeners:
             try:
                 listener(done)

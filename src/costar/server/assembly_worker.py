@@ -6,9 +6,10 @@ span count and the committed payload) to the child's stdin. The child replays th
 first, exactly as a server in one process does at start, then assembles the rows it is sent and
 stores complete traces; rows it already replayed are skipped, so the order in which the server
 starts it and commits rows cannot lose or repeat one. It answers on its stdout with JSON lines:
-``ready`` (replay done), ``stored`` (the traces of one commit, for the server's listeners) and
-``stats`` (counters, and how many spans it has taken from the pipe, which the server's
-backpressure needs).
+``ready`` (replay done), ``stored`` (the traces of one commit, for the server's listeners: once the
+server has sent :data:`TRACES_ROW`, with the traces as stored, so the server never reads them back
+from the store) and ``stats`` (counters, and how many spans it has taken from the pipe, which the
+server's backpressure needs).
 
 It ignores SIGINT and SIGTERM (a terminal's Ctrl-C reaches the whole process group): the server
 ends it by closing its stdin, after which it stores what is complete and exits, and the kernel
@@ -30,7 +31,8 @@ from typing import IO, Any
 import orjson
 
 from costar.server.assembler import Assembler, AssemblerStats, CompletedTrace
-from costar.server.wal import decode
+from costar.server.wal import decode, dumps, span_fields, span_from_fields
+from costar.trace.model import Trace
 
 log = logging.getLogger("costar.server")
 
@@ -38,6 +40,9 @@ HEADER = struct.Struct("<qII")
 """A frame from the server: write-ahead row id, its span count, payload length; then the payload."""
 SETTINGS_ROW = -1
 """The row id of the first frame, whose payload is the child's settings (JSON)."""
+TRACES_ROW = -2
+"""The row id of a frame (no payload) asking for the stored traces in each ``stored`` line from now on:
+the server has listeners."""
 STATUS_INTERVAL = 0.05
 """Seconds between stats lines while something changes."""
 
@@ -64,6 +69,18 @@ def read_frame(stream: IO[bytes]) -> tuple[int, int, bytes] | None:
     return None if payload is None else (row_id, spans, payload)
 
 
+def pack_trace(trace: Trace) -> list[Any]:
+    """A stored trace for a ``stored`` line: its head as JSON and its spans' fields."""
+    return [trace.model_dump(mode="json", exclude={"spans"}), [span_fields(s) for s in trace.spans]]
+
+
+def unpack_trace(packed: list[Any]) -> Trace:
+    """The trace :func:`pack_trace` packed (the spans were valid when stored: not validated again)."""
+    trace = Trace.model_validate(packed[0])
+    trace.spans = [span_from_fields(f) for f in packed[1]]
+    return trace
+
+
 def stats_dict(stats: AssemblerStats, received: int) -> dict[str, Any]:
     """The child's counters as sent to the server."""
     return {**dataclasses.asdict(stats), "received": received}
@@ -77,7 +94,7 @@ class _Reporter:
         self._lock = threading.Lock()
 
     def send(self, message: dict[str, Any]) -> None:
-        line = orjson.dumps(message) + b"\n"
+        line = dumps(message) + b"\n"
         with self._lock:
             try:
                 self._out.write(line)
@@ -115,10 +132,14 @@ def main() -> int:
     asm = _open(settings)
     reporter = _Reporter(out)
     received = 0
+    send_traces = False
 
     def stored(done: Sequence[CompletedTrace]) -> None:
-        reporter.send({"t": "stored", "items": [[c.trace.trace_id, c.project, c.amended, c.incomplete] for c in done],
-                       "stats": stats_dict(asm.stats, received)})
+        message: dict[str, Any] = {"t": "stored", "stats": stats_dict(asm.stats, received),
+                                   "items": [[c.trace.trace_id, c.project, c.amended, c.incomplete] for c in done]}
+        if send_traces:
+            message["traces"] = [pack_trace(c.trace) for c in done]
+        reporter.send(message)
 
     asm.listeners.append(stored)
     recovered = asm.recover()
@@ -138,6 +159,9 @@ def main() -> int:
     reporter_thread.start()
     while (item := read_frame(inp)) is not None:
         row_id, spans, payload = item
+        if row_id == TRACES_ROW:
+            send_traces = True
+            continue
         if row_id in asm.recovered_rows:  # committed before the replay read it: taken already
             asm.recovered_rows.discard(row_id)
         else:

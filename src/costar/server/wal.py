@@ -33,13 +33,15 @@ class SpanGroup:
     spans: list[Span] = field(default_factory=list)
 
 
-def _span_fields(s: Span) -> list[Any]:
+def span_fields(s: Span) -> list[Any]:
+    """A span as the list of its fields (what a row stores; :func:`span_from_fields` reverses it)."""
     events = [[e.name, e.time_ns, e.attributes] for e in s.events] if s.events else None
     return [s.trace_id, s.span_id, s.parent_id, s.name, s.kind.value, s.start_ns, s.end_ns, s.status.code.value,
             s.status.message, s.attributes, events]
 
 
-def _span(f: list[Any]) -> Span:
+def span_from_fields(f: list[Any]) -> Span:
+    """The span :func:`span_fields` gave the fields of, rebuilt without validation."""
     events = [SpanEvent.model_construct(name=e[0], time_ns=e[1], attributes=e[2]) for e in f[10]] if f[10] else []
     return make_span(f[0], f[1], f[2], f[3], _KINDS.get(f[4], SpanKind.UNKNOWN), f[5], f[6],
                      _CODES.get(f[7], StatusCode.UNSET), f[8], f[9], events)
@@ -49,9 +51,8 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
-def encode(groups: list[SpanGroup]) -> bytes:
-    doc = {"v": FORMAT, "g": [{"p": g.project, "x": g.pinned, "r": g.resource, "s": [_span_fields(s) for s in g.spans]}
-                              for g in groups]}
+def dumps(doc: Any) -> bytes:
+    """Compact JSON of span data (attribute values of any JSON type; anything else as text)."""
     try:
         return orjson.dumps(doc, default=_default, option=orjson.OPT_NON_STR_KEYS)
     except TypeError:  # integers beyond 64 bits, which orjson refuses: the standard library keeps them
@@ -60,9 +61,14 @@ def encode(groups: list[SpanGroup]) -> bytes:
         return json.dumps(doc, default=_default, separators=(",", ":")).encode()
 
 
+def encode(groups: list[SpanGroup]) -> bytes:
+    return dumps({"v": FORMAT, "g": [{"p": g.project, "x": g.pinned, "r": g.resource,
+                                      "s": [span_fields(s) for s in g.spans]} for g in groups]})
+
+
 def decode(data: bytes) -> list[SpanGroup]:
     doc = orjson.loads(data)
     if not isinstance(doc, dict) or doc.get("v") != FORMAT:
         raise ValueError(f"unknown write-ahead format {doc.get('v') if isinstance(doc, dict) else '?'!r}")
-    return [SpanGroup(project=g["p"], pinned=bool(g["x"]), resource=g["r"], spans=[_span(f) for f in g["s"]])
+    return [SpanGroup(project=g["p"], pinned=bool(g["x"]), resource=g["r"], spans=[span_from_fields(f) for f in g["s"]])
             for g in doc["g"]]
