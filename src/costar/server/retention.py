@@ -8,6 +8,7 @@ The server applies the rules every ``retention_interval``; ``costar store prune`
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -20,7 +21,7 @@ log = logging.getLogger("costar.server")
 
 
 class ProjectPruned(BaseModel):
-    """What retention deleted in one project."""
+    """What retention deleted in one project (the counts are :class:`PruneCounts`'s)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -68,10 +69,9 @@ def prune(tables: ServerTables, config: ServerConfig, *, now: float | None = Non
                 counts.bytes += sum(size for _, size in chunk)
             else:
                 counts.add(tables.delete_traces([tid for tid, _ in chunk]))
-        counts.kept_labeled = tables.labeled_count(name) if (counts.traces or dry_run) else 0
-        report.projects.append(ProjectPruned(project=name, max_age_s=rules.max_age, max_size=rules.max_size,
-                                             traces=counts.traces, spans=counts.spans, verdicts=counts.verdicts,
-                                             blobs=counts.blobs, bytes=counts.bytes, kept_labeled=counts.kept_labeled))
+        report.projects.append(ProjectPruned(
+            project=name, max_age_s=rules.max_age, max_size=rules.max_size, **dataclasses.asdict(counts),
+            kept_labeled=tables.labeled_count(name) if (counts.traces or dry_run) else 0))
         if counts.traces and not dry_run:
             log.info("retention: deleted %d trace(s) of project %s", counts.traces, name)
     return report

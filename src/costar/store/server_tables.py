@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -91,11 +91,10 @@ class PruneCounts:
     verdicts: int = 0
     blobs: int = 0
     bytes: int = 0
-    kept_labeled: int = 0
 
     def add(self, other: PruneCounts) -> None:
-        for name in ("traces", "spans", "verdicts", "blobs", "bytes", "kept_labeled"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
 
 class ServerTables:
