@@ -22,7 +22,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from conftest import child_env
+from conftest import child_env, costar_cmd
+
+__all__ = ["OTEL_AGENT", "PROTOBUF", "ServerProcess", "agent_spans", "costar_cmd", "encode", "run_otel_agent",
+           "server_process", "span_ids", "store_location", "stored_span_ids", "trace_ids", "wait_for"]
 
 T = TypeVar("T")
 
@@ -134,11 +137,20 @@ def run_otel_agent(folder: Path, url: str, cities: Sequence[str], *, broken: boo
     assert res.returncode == 0, res.stderr[-2000:]
 
 
+def stored_span_ids(store: Any) -> set[str]:
+    """The ids of every span stored in ``store``."""
+    out: set[str] = set()
+    for t in store.get_traces(store.trace_ids()):
+        out |= {s.span_id for s in t.spans}
+    return out
+
+
+def store_location(store: Any) -> str:
+    """How a server process opens the test's store: its folder or its URL."""
+    return str(store.root) if store.backend == "sqlite" else store.url
+
+
 # --------------------------------------------------------------------------- a server in a subprocess
-
-
-def costar_cmd() -> list[str]:
-    return [sys.executable, "-m", "costar.cli"]
 
 
 class ServerProcess:

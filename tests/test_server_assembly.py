@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from costar._util.process import pid_alive
 from costar._util.server import BackgroundServer
 from costar.server.app import CostarServer
 from costar.server.assembler import CompletedTrace
@@ -26,23 +27,17 @@ from costar.server.wal import SpanGroup
 from costar.server.wal import encode as wal_encode
 from costar.store.server_tables import ServerTables
 from costar.trace.model import SpanKind, StatusCode, make_span
-from server_support import PROTOBUF, ServerProcess, agent_spans, encode, span_ids, trace_ids, wait_for
-
-
-def _stored_span_ids(store: Any) -> set[str]:
-    out: set[str] = set()
-    for t in store.get_traces(store.trace_ids()):
-        out |= {s.span_id for s in t.spans}
-    return out
-
-
-def _alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+from server_support import (
+    PROTOBUF,
+    ServerProcess,
+    agent_spans,
+    encode,
+    span_ids,
+    store_location,
+    stored_span_ids,
+    trace_ids,
+    wait_for,
+)
 
 
 def _children(pid: int) -> list[int]:
@@ -82,7 +77,7 @@ def test_the_child_stores_traces_and_the_listeners_get_them(running) -> None:
     pid = srv.assembler.pid
     assert pid is not None
     assert pid != os.getpid()
-    assert _alive(pid)
+    assert pid_alive(pid)
     spans = agent_spans(3)
     assert httpx.post(url + "/v1/traces", content=encode(spans), headers=PROTOBUF, timeout=30).status_code == 200
     wait_for(lambda: len(got) == 3, what="three traces given to the listener")
@@ -91,7 +86,7 @@ def test_the_child_stores_traces_and_the_listeners_get_them(running) -> None:
     assert all(len(c.trace.spans) == 3 for c in got)  # as stored: agent, model call, tool
     for c in got:  # the child sends what it stored, field for field
         assert c.trace.model_dump() == srv.store.get_trace(c.trace.trace_id).model_dump()
-    assert _stored_span_ids(srv.store) == span_ids(spans)
+    assert stored_span_ids(srv.store) == span_ids(spans)
     wait_for(lambda: srv.metrics()["costar_spans_stored_total"] == 9, what="the child's counters")
     assert srv.metrics()["costar_assembler_open_spans"] == 0
     assert srv.tables.pending_counts() == (0, 0)
@@ -120,8 +115,8 @@ def test_kill_9_of_the_child_loses_nothing_and_a_new_child_replays_the_log(runni
     assert httpx.post(url + "/v1/traces", content=encode(second), headers=PROTOBUF, timeout=30).status_code == 200
     wait_for(lambda: asm.stats.open_spans == 18, what="old and new spans open in the new child")
     asm.stop(flush=True)  # stores what is complete, as a shutdown does
-    assert not _alive(old)
-    assert _stored_span_ids(srv.store) == span_ids(first) | span_ids(second)
+    assert not pid_alive(old)
+    assert stored_span_ids(srv.store) == span_ids(first) | span_ids(second)
     assert srv.tables.pending_counts() == (0, 0)
 
 
@@ -133,7 +128,7 @@ def test_rows_the_child_replayed_are_not_assembled_again_when_the_server_sends_t
         return 1, wal_encode([SpanGroup(project="default", pinned=False, resource={}, spans=[s])])
 
     ids = tables.append_batches([row("a" * 32, "1" * 16, None), row("b" * 32, "2" * 16, None)])
-    settings = {"store": store.url if store.backend == "postgresql" else str(store.root), "local_dir": str(store.root),
+    settings = {"store": store_location(store), "local_dir": str(store.root),
                 "assembler": {"idle": 0.2, "root_wait": 60, "max_open": 3600, "max_open_spans": 10_000,
                               "max_open_traces": 1000}}
     import orjson
@@ -172,23 +167,19 @@ def test_a_child_without_settings_says_what_starts_it() -> None:
     assert b"the server starts this process" in res.stderr
 
 
-def _location(store: Any) -> str:
-    return str(store.root) if store.backend == "sqlite" else store.url
-
-
 @pytest.mark.slow
 def test_the_child_never_outlives_the_server(store, tmp_path: Path) -> None:
     # kill -9 of the server process alone (not its group): the kernel kills the child.
-    srv = ServerProcess(_location(store), tmp_path).start()
+    srv = ServerProcess(store_location(store), tmp_path).start()
     assert srv.proc is not None
     server_pid = srv.proc.pid
     child = wait_for(lambda: _children(server_pid), what="the assembler child")[0]
     os.kill(server_pid, signal.SIGKILL)
     srv.proc.wait(30)
-    wait_for(lambda: not _alive(child), what="the child killed with the server")
+    wait_for(lambda: not pid_alive(child), what="the child killed with the server")
     srv.kill()
     # SIGTERM to the server alone: it stops its child on the way out, and stores what is complete.
-    srv = ServerProcess(_location(store), tmp_path, args=[]).start()
+    srv = ServerProcess(store_location(store), tmp_path, args=[]).start()
     assert srv.proc is not None
     child = wait_for(lambda: _children(srv.proc.pid), what="the assembler child")[0]  # type: ignore[union-attr]
     spans = agent_spans(2)
@@ -196,6 +187,6 @@ def test_the_child_never_outlives_the_server(store, tmp_path: Path) -> None:
     srv.proc.send_signal(signal.SIGTERM)
     # The exit status of a command stopped by a signal (the traces below show the shutdown was clean).
     assert srv.proc.wait(60) in (0, 130, 128 + signal.SIGTERM, -signal.SIGTERM)
-    wait_for(lambda: not _alive(child), what="the child stopped with the server")
+    wait_for(lambda: not pid_alive(child), what="the child stopped with the server")
     srv.kill()
-    assert span_ids(spans) <= _stored_span_ids(store)
+    assert span_ids(spans) <= stored_span_ids(store)

@@ -22,21 +22,16 @@ from server_support import (
     run_otel_agent,
     server_process,
     span_ids,
+    store_location,
+    stored_span_ids,
     wait_for,
 )
 
 
 @pytest.fixture
-def location(store, tmp_path: Path) -> str:
+def location(store) -> str:
     """The store the server process uses: the test's store, by folder or URL."""
-    return str(store.root) if store.backend == "sqlite" else store.url
-
-
-def _stored_span_ids(store) -> set[str]:
-    out: set[str] = set()
-    for t in store.get_traces(store.trace_ids()):
-        out |= {s.span_id for s in t.spans}
-    return out
+    return store_location(store)
 
 
 @pytest.mark.slow
@@ -79,10 +74,10 @@ def test_kill_9_mid_ingest_loses_no_acknowledged_span(store, location: str, tmp_
 
     _rows, pending = ServerTables(store).pending_counts()
     assert pending > 0, "nothing was left in the write-ahead log: the kill did not happen mid-ingest"
-    missing_before = acked - _stored_span_ids(store)
+    missing_before = acked - stored_span_ids(store)
     assert missing_before, "every span was already stored: the kill did not happen mid-ingest"
     with server_process(location, tmp_path) as again:
-        wait_for(lambda: not (acked - _stored_span_ids(store)), timeout=120,
+        wait_for(lambda: not (acked - stored_span_ids(store)), timeout=120,
                  what="every acknowledged span stored after the restart")
         metrics = again.get("/api/v1/server").json()["stats"]
         assert metrics["costar_wal_recovered_spans"] >= len(missing_before)
