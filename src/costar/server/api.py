@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Generic, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from costar.errors import CostarError, StoreError
 from costar.server.auth import SESSION_COOKIE, Authenticator, AuthFailure, Caller
@@ -345,9 +345,3 @@ def build_router(server: ApiHost) -> APIRouter:
         return [a.to_dict() for a in rows]
 
     return router
-
-
-class ErrorBody(BaseModel):
-    """Every error answer of the API: ``{"detail": "one line saying what is wrong"}``."""
-
-    detail: str = Field(description="What is wrong and how to fix it.")

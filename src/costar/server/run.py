@@ -13,7 +13,6 @@ import uvicorn
 
 from costar._util.server import BackgroundServer
 from costar.server.app import CostarServer
-from costar.server.auth import tokens_required
 from costar.server.config import ServerConfig
 from costar.store.base import Store
 
@@ -30,7 +29,6 @@ def serve(config: ServerConfig, store: Store, *, log_level: str = "info",
     (default: printed to stdout), naming the URL (with the port chosen when ``port`` is 0).
     ``monitors`` score the traces the server stores. ``extend`` is called with the server before it
     starts (the web app mounts its pages)."""
-    required = tokens_required(config.host, config.require_tokens)
     server = CostarServer(config, store, monitors=monitors)
     if extend is not None:
         extend(server)
@@ -44,7 +42,7 @@ def serve(config: ServerConfig, store: Store, *, log_level: str = "info",
 
     async def startup() -> None:
         await original_startup()
-        auth = "tokens required" if required else "no tokens required (loopback)"
+        auth = "tokens required" if server.auth.required else "no tokens required (loopback)"
         scoring = ""
         if monitors is not None:
             n = len(monitors.active)
