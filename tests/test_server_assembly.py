@@ -160,6 +160,27 @@ def test_rows_the_child_replayed_are_not_assembled_again_when_the_server_sends_t
     assert tables.pending_counts() == (0, 0)
 
 
+def test_an_unreadable_last_write_ahead_row_is_kept_and_the_replay_ends(store) -> None:
+    import threading
+
+    from costar.server.assembler import Assembler
+
+    tables = ServerTables(store)
+    s = make_span("d" * 32, "4" * 16, None, "step", SpanKind.UNKNOWN, 1_000, 2_000, StatusCode.UNSET, None, {}, [])
+    good = wal_encode([SpanGroup(project="default", pinned=False, resource={}, spans=[s])])
+    tables.append_batches([(1, good), (1, b"{not a write-ahead row")])
+    asm = Assembler(tables, idle=0.0)
+    replayed: list[int] = []
+    replay = threading.Thread(target=lambda: replayed.append(asm.recover()), daemon=True)
+    replay.start()
+    replay.join(30)
+    assert not replay.is_alive(), "the replay kept reading the unreadable row"
+    assert replayed == [1]
+    asm.store_due(force=True)
+    assert store.trace_ids() == ["d" * 32]
+    assert tables.pending_counts() == (1, 1)  # the unreadable row is kept for inspection
+
+
 def test_a_child_without_settings_says_what_starts_it() -> None:
     res = subprocess.run([sys.executable, "-m", "costar.server.assembly_worker"], input=b"", capture_output=True,
                          timeout=60)

@@ -31,8 +31,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from costar.server.config import ServerConfig
 from costar.server.redaction import RedactedAtIngest
 from costar.server.wal import SpanGroup, decode
@@ -191,6 +189,17 @@ class Assembler:
                 self._refs[batch_id] = 0
         if self.stats.open_spans > self.max_open_spans or self.stats.open_traces > self.max_open_traces:
             self._wake.set()
+
+    def add_row(self, batch_id: int, data: bytes) -> int:
+        """A write-ahead row as stored (its encoded bytes) joins the open traces; returns its span
+        count. An unreadable row is logged and left in the log."""
+        try:
+            groups = decode(data)
+        except (ValueError, KeyError, TypeError) as exc:  # orjson's JSONDecodeError is a ValueError
+            log.error("write-ahead row %d is unreadable (%s); it is kept for inspection", batch_id, exc)
+            return 0
+        self.add(batch_id, groups)
+        return sum(len(g.spans) for g in groups)
 
     def _refuse(self, s: Span, project: str, pinned: str) -> None:
         self.stats.spans_refused += 1
@@ -386,13 +395,7 @@ class Assembler:
                 return spans
             for batch_id, data in rows:
                 self.recovered_rows.add(batch_id)
-                try:
-                    groups = decode(data)
-                except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
-                    log.error("write-ahead row %d is unreadable (%s); it is kept for inspection", batch_id, exc)
-                    continue
-                self.add(batch_id, groups)
-                spans += sum(len(g.spans) for g in groups)
+                spans += self.add_row(batch_id, data)
                 last = batch_id
             if self._over_limits():
                 self.store_due()

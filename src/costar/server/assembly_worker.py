@@ -31,7 +31,7 @@ from typing import IO, Any
 import orjson
 
 from costar.server.assembler import Assembler, AssemblerStats, CompletedTrace
-from costar.server.wal import decode, dumps, span_fields, span_from_fields
+from costar.server.wal import dumps, span_fields, span_from_fields
 from costar.trace.model import Trace
 
 log = logging.getLogger("costar.server")
@@ -168,10 +168,7 @@ def main() -> int:
             # Rows arrive in commit order, so none of the replayed ones comes after a new one. (Taking a
             # row twice would change nothing stored anyway: its spans are known, the trace is not amended.)
             asm.recovered_rows.clear()
-            try:
-                asm.add(row_id, decode(payload))
-            except (ValueError, KeyError, TypeError) as exc:
-                log.error("write-ahead row %d is unreadable (%s); it is kept for inspection", row_id, exc)
+            asm.add_row(row_id, payload)
         received += spans
     code = 0
     try:
