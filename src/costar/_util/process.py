@@ -180,7 +180,8 @@ def die_with_parent(parent: int) -> Callable[[], None] | None:
     before exec, ask for SIGKILL when the parent dies. Safe next to threads because it only calls
     one prebuilt foreign function and ``getppid``: it allocates no locks and imports nothing
     (glibc's malloc is fork-safe). The parent may have died already between fork and prctl; then
-    the child kills itself."""
+    the child kills itself. The kernel's "parent" is the *thread* that forked: start the child from
+    a thread that lives as long as the child should (the server's supervisor thread waits on it)."""
     prctl = _PRCTL
     if prctl is None:
         return None
