@@ -59,3 +59,21 @@ def test_views_round_trip_with_whole_ids(tmp_path: Path) -> None:
     assert isinstance(report, RunReport)
     assert report.model_dump(exclude={"schema_version", "kind", "origin"}) == \
         summarize(run, traces, verdicts).model_dump()
+
+
+def test_span_rows_read_untrusted_attributes_as_the_tree_does() -> None:
+    """``traces show --json`` and the web app's tree read a span's facts one way: a value of the
+    wrong type (a boolean, text, an infinite number) is left out, never an error."""
+    from costar.store.span_tree import span_facts
+    from costar.trace.model import Span, SpanKind
+    from costar.views import SpanRow
+
+    odd = Span(trace_id="t", span_id="s", name="chat", kind=SpanKind.LLM, start_ns=0, end_ns=2_000_000,
+               attributes={"gen_ai.request.model": "m", "gen_ai.usage.input_tokens": float("inf"),
+                           "gen_ai.usage.output_tokens": True, "costar.usage.cost_usd": "n/a",
+                           "gen_ai.tool.name": ""})
+    row = SpanRow.of(odd, attributes=False)
+    assert (row.model, row.tool, row.input_tokens, row.output_tokens, row.cost_usd) == ("m", None, None, None, None)
+    assert row.duration_ms == 2.0
+    assert row.attributes is None
+    assert row.model_dump(exclude={"span_id", "parent_id", "duration_ms", "attributes"}) == span_facts(odd)

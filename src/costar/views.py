@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler
 from costar.compare import Comparison
 from costar.metrics import MetricsReport
 from costar.store.base import Run, SpanQuery, Store
+from costar.store.span_tree import span_facts
 from costar.summary import RunSummary, summarize
 from costar.trace.model import AgentInfo, Artifact, Span, SpanKind, Totals
 from costar.verdict import Verdict
@@ -246,16 +247,8 @@ class SpanRow(BaseModel):
     @classmethod
     def of(cls, s: Span, *, attributes: bool) -> SpanRow:
         """The row of span ``s``; with ``attributes``, every attribute too (else None)."""
-        a = s.attributes
-        model = a.get("gen_ai.response.model") or a.get("gen_ai.request.model")
-        return cls(span_id=s.span_id, parent_id=s.parent_id, name=s.name, kind=s.kind, start_ns=s.start_ns,
-                   end_ns=s.end_ns, duration_ms=s.duration_s * 1000, status=s.status.code.value,
-                   status_message=s.status.message, model=str(model) if model else None,
-                   tool=str(a["gen_ai.tool.name"]) if a.get("gen_ai.tool.name") else None,
-                   input_tokens=_int_or_none(a.get("gen_ai.usage.input_tokens")),
-                   output_tokens=_int_or_none(a.get("gen_ai.usage.output_tokens")),
-                   cost_usd=_float_or_none(a.get("costar.usage.cost_usd")),
-                   attributes=dict(a) if attributes else None)
+        return cls(span_id=s.span_id, parent_id=s.parent_id, duration_ms=s.duration_s * 1000,
+                   attributes=dict(s.attributes) if attributes else None, **span_facts(s))
 
 
 class ArtifactRow(BaseModel):
@@ -460,24 +453,6 @@ def judge_list(infos: Iterable[JudgeInfo]) -> JudgeList:
 
 VIEWS: tuple[type[View], ...] = (RunList, TraceList, TraceDetail, RunReport, JudgeList, MetricsView, ComparisonView)
 """Every view, in the order docs/JSON.md lists them."""
-
-
-def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _float_or_none(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
 
 
 __all__ = ["ARTIFACT_TEXT_CHARS", "SCHEMA_VERSION", "VIEWS", "ArtifactRow", "ComparisonView", "JudgeList",

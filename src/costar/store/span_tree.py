@@ -318,23 +318,28 @@ def _float_or_none(value: Any) -> float | None:
         return None
 
 
+def span_facts(span: Span) -> dict[str, Any]:
+    """The facts a reader scans a span for first (name, kind, times, status, model, tool, tokens,
+    cost), as the fields of a :class:`TreeRow` and of ``costar traces show --json``'s span rows.
+    Attributes are untrusted: a value of the wrong type is left out (None), never an error."""
+    a = span.attributes
+    model = a.get("gen_ai.response.model") or a.get("gen_ai.request.model")
+    tool = a.get("gen_ai.tool.name")
+    return {"name": span.name, "kind": span.kind, "start_ns": span.start_ns, "end_ns": span.end_ns,
+            "status": span.status.code.value, "status_message": span.status.message,
+            "model": str(model) if model else None, "tool": str(tool) if tool else None,
+            "input_tokens": _int_or_none(a.get("gen_ai.usage.input_tokens")),
+            "output_tokens": _int_or_none(a.get("gen_ai.usage.output_tokens")),
+            "cost_usd": _float_or_none(a.get("costar.usage.cost_usd"))}
+
+
 def _row(tree: SpanTree, pos: int, index: int, span: Span | None) -> TreeRow:
     place = {"index": index, "span_id": tree.ids[pos], "parent_id": tree.parents[pos], "depth": tree.depth[pos],
              "children": tree.children[pos], "descendants": tree.size[pos] - 1, "orphan": tree.orphan[pos]}
     if span is None:  # deleted between the index and the read (retention): shown, but empty
         return TreeRow.model_validate({**place, "name": "(span no longer stored)", "kind": SpanKind.UNKNOWN,
                                        "start_ns": 0, "end_ns": None, "status": "UNSET"})
-    a = span.attributes
-    model = a.get("gen_ai.response.model") or a.get("gen_ai.request.model")
-    tool = a.get("gen_ai.tool.name")
-    return TreeRow(index=index, span_id=tree.ids[pos], parent_id=tree.parents[pos], depth=tree.depth[pos],
-                   children=tree.children[pos], descendants=tree.size[pos] - 1, orphan=tree.orphan[pos],
-                   name=span.name, kind=span.kind, start_ns=span.start_ns, end_ns=span.end_ns,
-                   status=span.status.code.value, status_message=span.status.message,
-                   model=str(model) if model else None, tool=str(tool) if tool else None,
-                   input_tokens=_int_or_none(a.get("gen_ai.usage.input_tokens")),
-                   output_tokens=_int_or_none(a.get("gen_ai.usage.output_tokens")),
-                   cost_usd=_float_or_none(a.get("costar.usage.cost_usd")))
+    return TreeRow.model_validate({**place, **span_facts(span)})
 
 
 def tree_page(store: Store, tree: SpanTree, *, offset: int = 0, limit: int = 200,
@@ -377,4 +382,4 @@ def locate(tree: SpanTree, span_id: str, collapsed: Iterable[str] = ()) -> TreeL
 
 
 __all__ = ["MAX_COLLAPSED", "MAX_PAGE", "SpanTree", "SpanTrees", "TreeLocation", "TreePage", "TreeRow",
-           "build_tree", "locate", "tree_page"]
+           "build_tree", "locate", "span_facts", "tree_page"]
