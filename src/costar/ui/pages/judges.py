@@ -18,7 +18,7 @@ from costar.errors import CostarError
 from costar.server.auth import Caller
 from costar.summary import JudgeSummary
 from costar.ui.templating import path_part, query
-from costar.views import run_summary
+from costar.views import run_summary, trace_detail
 
 if TYPE_CHECKING:
     from costar.store.base import Store
@@ -185,10 +185,9 @@ def _labeler(request: Request) -> str | None:
 async def _label_page(web: WebApp, request: Request, caller: Caller, name: str, trace_id: str, *,
                       error: str | None = None, rationale: str | None = None, status: int = 200) -> Response:
     from costar.errors import StoreError
-    from costar.ui.data import trace_view
 
     try:
-        view = await web.run(trace_view, web.store, trace_id)
+        view = await web.run(trace_detail, web.store, trace_id, max_spans=0)
     except StoreError:
         raise HTTPException(404, f"no trace {trace_id!r} in the store") from None
     labeler = _labeler(request)

@@ -19,7 +19,7 @@ from fastapi.responses import Response
 
 from costar.server.auth import Caller
 from costar.store.base import SpanQuery
-from costar.ui.data import trace_view
+from costar.views import trace_detail
 
 if TYPE_CHECKING:
     from costar.ui.app import WebApp
@@ -43,7 +43,7 @@ def register(web: WebApp) -> None:
     @web.page("/traces/{trace_id:path}")
     async def trace_page(request: Request, caller: Caller, trace_id: str) -> Response:
         store = web.store
-        view = await web.run(trace_view, store, trace_id)
+        view = await web.run(trace_detail, store, trace_id, max_spans=0)
         # Index the span tree while the page travels: its script asks for the first rows on arrival.
         asyncio.get_running_loop().run_in_executor(None, _index, web, view.trace_id)
         picked = request.query_params.get("span")
