@@ -32,6 +32,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Red
 from starlette.concurrency import run_in_threadpool
 
 from costar._util.server import BackgroundServer
+from costar._util.web import FORM_TYPE, LOOPBACK_HOSTS, SAFE_HEADERS, hostname, media_type, read_body, same_origin
 from costar.align.labeling import QueueItem, TraceFacts, format_value, label_queue, new_label
 from costar.errors import ConfigError, CostarError, StoreError
 from costar.labels import LabelConflictError, LabelError, UnknownTraceError, ValueType, ValueTypeLike
@@ -43,25 +44,13 @@ from costar.verdict import Verdict
 __all__ = ["LABELER_COOKIE", "create_label_app", "run_label_server", "start_label_server"]
 
 LABELER_COOKIE = "costar_labeler"
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-_FORM_TYPE = "application/x-www-form-urlencoded"
 _JSON_TYPE = "application/json"
 _MAX_BODY = 256 * 1024
 _PAGE_ROWS = 200
 _MAX_PREVIEWS = 20
 _PREVIEW_BYTES = 4096
 _CSP = ("default-src 'none'; style-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
-_HEADERS = {
-    "Content-Security-Policy": _CSP,
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    # Not "no-referrer": with it, Chromium sends "Origin: null" on the page's own form posts, which
-    # then cannot be told from a sandboxed attacker frame. same-origin still leaks nothing cross-site.
-    "Referrer-Policy": "same-origin",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
+_HEADERS = {"Content-Security-Policy": _CSP, **SAFE_HEADERS, "Cache-Control": "no-store"}
 
 # Only what the report stylesheet lacks: the labeling form, the queue table and the navigation.
 _EXTRA_CSS = """
@@ -107,32 +96,6 @@ class _App:
 
 def _trace_url(trace_id: str) -> str:
     return "/traces/" + quote(trace_id, safe="")
-
-
-def _hostname(host_header: str) -> str:
-    host = host_header.strip().lower()
-    if host.startswith("["):  # [::1]:8080
-        return host[1:host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
-def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-
-
-async def _body(request: Request) -> bytes | None:
-    """The request body, or None when it is larger than the app accepts."""
-    declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > _MAX_BODY):
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > _MAX_BODY:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 # ----------------------------------------------------------------------------- pages
@@ -371,9 +334,9 @@ def create_label_app(store: Store, name: str, *, run_id: str | None = None, queu
     async def guard(request: Request, call_next: Callable[[Request], Any]) -> Response:
         response: Response
         hosts = state.allowed_hosts
-        if hosts is not None and _hostname(request.headers.get("host", "")) not in hosts:
+        if hosts is not None and hostname(request.headers.get("host", "")) not in hosts:
             response = PlainTextResponse("unexpected Host header; open the page via 127.0.0.1", status_code=421)
-        elif request.method not in ("GET", "HEAD") and not _same_origin(request):
+        elif request.method not in ("GET", "HEAD") and not same_origin(request):
             response = PlainTextResponse("cross-site request refused", status_code=403)
         else:
             response = await call_next(request)
@@ -395,9 +358,9 @@ def create_label_app(store: Store, name: str, *, run_id: str | None = None, queu
 
     @api.post("/label")
     async def post_form(request: Request) -> Response:
-        if _media_type(request) != _FORM_TYPE:
-            return PlainTextResponse(f"send the label form as {_FORM_TYPE}", status_code=415)
-        body = await _body(request)
+        if media_type(request) != FORM_TYPE:
+            return PlainTextResponse(f"send the label form as {FORM_TYPE}", status_code=415)
+        body = await read_body(request, _MAX_BODY)
         if body is None:
             return PlainTextResponse("the form is too large", status_code=413)
         try:
@@ -446,9 +409,9 @@ def create_label_app(store: Store, name: str, *, run_id: str | None = None, queu
 
     @api.post("/api/labels")
     async def api_label(request: Request) -> JSONResponse:
-        if _media_type(request) != _JSON_TYPE:
+        if media_type(request) != _JSON_TYPE:
             return JSONResponse({"error": f"send the label as {_JSON_TYPE}"}, status_code=415)
-        body = await _body(request)
+        body = await read_body(request, _MAX_BODY)
         if body is None:
             return JSONResponse({"error": "the request is too large"}, status_code=413)
         try:
@@ -474,16 +437,6 @@ def _json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError("send a JSON object with trace_id, value and (optionally) rationale, labeler, replace")
     return data
-
-
-def _same_origin(request: Request) -> bool:
-    """A browser marks where a request comes from; anything but this page itself is refused.
-    Clients that are not browsers send neither header and are not a CSRF vector."""
-    site = request.headers.get("sec-fetch-site")
-    if site is not None and site not in ("same-origin", "none"):
-        return False
-    origin = request.headers.get("origin")
-    return origin is None or origin == f"{request.url.scheme}://{request.headers.get('host', '')}"
 
 
 # ----------------------------------------------------------------------------- serving

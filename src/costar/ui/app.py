@@ -22,11 +22,12 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from costar._util.web import LOOPBACK_HOSTS, hostname, same_origin
 from costar.errors import CostarError, StoreError
 from costar.server.api import ApiHost, StoreHost, build_router, request_caller
 from costar.server.auth import SESSION_COOKIE, AuthFailure, Caller
 from costar.store.base import Store
-from costar.ui.security import HEADERS, LOOPBACK_HOSTS, hostname, local_path, read_form, same_origin, token_matches
+from costar.ui.security import HEADERS, local_path, read_form, token_matches
 from costar.ui.templating import build_environment
 
 NAV = (("runs", "/runs", "Runs"), ("scenarios", "/scenarios", "Scenarios"), ("compare", "/compare", "Compare"),
