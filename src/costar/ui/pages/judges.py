@@ -21,6 +21,7 @@ from costar.ui.templating import path_part, query
 from costar.views import run_summary, trace_detail
 
 if TYPE_CHECKING:
+    from costar.align.versions import VersionRegistry
     from costar.store.base import Store
     from costar.ui.app import WebApp
 
@@ -57,7 +58,8 @@ def recent_judges(store: Store) -> dict[str, list[tuple[str, JudgeSummary]]]:
     return seen
 
 
-def versions_of(web: WebApp, name: str | None = None) -> Any:
+def versions_of(web: WebApp) -> VersionRegistry:
+    """The judge versions of the app's store and project (``costar judges versions``)."""
     from costar.align.versions import VersionRegistry
 
     return VersionRegistry(web.store.root, web.project_dir)
@@ -149,7 +151,7 @@ def register(web: WebApp) -> None:
     @web.app.post("/judges/{name}/labels", include_in_schema=False)
     async def save_label(request: Request, name: str) -> Response:
         from costar.align.labeling import label_queue, new_label
-        from costar.labels import LabelError
+        from costar.labels import LabelError, UnknownTraceError
 
         caller, fields = await web.check_post(request)
         trace_id = fields.get("trace_id", "")
@@ -163,7 +165,7 @@ def register(web: WebApp) -> None:
                               value_type="bool")
             await web.run(web.store.write_labels, [label], replace=True)
         except CostarError as exc:
-            status = 404 if "no trace" in str(exc) or "does not hold" in str(exc) else 400
+            status = 404 if isinstance(exc, UnknownTraceError) else 400
             return await _label_page(web, request, caller, name, trace_id, error=str(exc), rationale=rationale,
                                      status=status)
         items = await web.run(label_queue, web.store, name, run_id=run_id, labeler=labeler)
