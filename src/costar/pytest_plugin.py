@@ -17,6 +17,7 @@ coSTAR until ``--costar`` is given.
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,9 @@ import pytest
 
 if TYPE_CHECKING:
     from costar.config import ProjectConfig
+    from costar.judges.registry import JudgeRegistry
     from costar.scenario import Scenario
+    from costar.store.base import Store
     from costar.summary import ScenarioSummary
 
 _SCENARIO_SUFFIXES = (".yaml", ".yml")
@@ -71,6 +74,26 @@ class _Suite:
         if missing:
             raise pytest.UsageError(f"--costar: {', '.join(missing)} does not exist")
 
+    @cached_property
+    def store(self) -> Store:
+        """The store every scenario's run is recorded in, opened on the first item that runs (never
+        on an xdist controller, which runs none) and closed when the session ends."""
+        from costar.store import open_store
+
+        where = self.config.getoption("costar_store")
+        return open_store(self.project.store_location(where), local_dir=self.project.local_path(where))
+
+    @cached_property
+    def judges(self) -> JudgeRegistry:
+        """The project's judges, built once for the session."""
+        from costar.api import project_judges
+
+        return project_judges(self.project)
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()
+
     def owns(self, path: Path) -> bool:
         """Whether ``path`` is a scenario file of the suite."""
         resolved = path.resolve()
@@ -91,6 +114,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 _SUITE = pytest.StashKey[_Suite]()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Close the suite's store, when a scenario opened it."""
+    suite = config.stash.get(_SUITE, None)
+    if suite is not None:
+        suite.close()
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -143,13 +173,10 @@ class ScenarioItem(pytest.Item):
         trials = self.config.getoption("costar_trials")
         options = api.HarnessOptions(concurrency=cfg.concurrency, trials=trials or cfg.trials, timeout=cfg.timeout)
         agent = self.config.getoption("costar_agent") or cfg.agent_spec()
-        store = self.config.getoption("costar_store")
         try:
-            outcome = api.run_suite([self.scenario], agent,
-                                    store=api.open_store(cfg.store_location(store), local_dir=cfg.local_path(store)),
+            outcome = api.run_suite([self.scenario], agent, store=suite.store,
                                     selection=api.Selection(ids=[self.scenario.id]), options=options,
-                                    registry=api.project_judges(cfg), origin="pytest",
-                                    description=f"pytest {self.nodeid}")
+                                    registry=suite.judges, origin="pytest", description=f"pytest {self.nodeid}")
         except CostarError as exc:
             raise ScenarioFailed(f"error: {exc}") from None
         result = outcome.summary.scenario(self.scenario.id)
