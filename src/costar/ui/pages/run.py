@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request
 from fastapi.responses import Response
 
+from costar.errors import CostarError
 from costar.metrics import MetricsReport, check_metrics
 from costar.server.auth import Caller
 from costar.summary import RunSummary, summarize_run
@@ -52,10 +53,11 @@ def register(web: WebApp) -> None:
         run = await web.run(store.get_run, run_ref)
         summary = await web.run(summarize_run, store, run.run_id)
         metrics: MetricsReport | None
+        metrics_error: str | None = None
         try:
             metrics = await web.run(check_metrics, store, run.run_id)
-        except Exception:  # metrics are a side panel; a run without traces has none
-            metrics = None
+        except CostarError as exc:  # a side panel: it says why, the rest of the page still shows
+            metrics, metrics_error = None, str(exc)
         width = max((s.trials + len(s.missing_trials) for s in summary.scenarios), default=0)
         trial_numbers = sorted({t.trial for s in summary.scenarios for t in s.trial_results}
                                | {m for s in summary.scenarios for m in s.missing_trials})
@@ -64,6 +66,6 @@ def register(web: WebApp) -> None:
                 "metrics": MetricsView.of(metrics).model_dump(mode="json") if metrics is not None else None}
         charts = {"curve": curve_chart(summary)}
         return web.render(request, "run.html", caller, section="runs", run=run, origin=run.origin,
-                          summary=summary, metrics=metrics, trial_numbers=trial_numbers, width=width, cells=cells,
-                          failures=failures_by_check(summary), data=data, charts=charts,
+                          summary=summary, metrics=metrics, metrics_error=metrics_error, trial_numbers=trial_numbers,
+                          width=width, cells=cells, failures=failures_by_check(summary), data=data, charts=charts,
                           matrix_metrics=MATRIX_METRICS)
