@@ -22,8 +22,8 @@ def register(web: WebApp) -> None:
     async def compare_page(request: Request, caller: Caller) -> Response:
         qp = request.query_params
         base, head = qp.get("base", "").strip(), qp.get("head", "").strip()
-        runs = await web.run(web.store.list_runs, 100)
         if not base or not head:
+            runs = await web.run(web.store.list_runs, 100)
             return web.render(request, "compare_pick.html", caller, section="compare", runs=runs, base=base, head=head)
         try:
             alpha = float(qp.get("alpha", "0.05"))
@@ -36,5 +36,4 @@ def register(web: WebApp) -> None:
         attribution = {a.scenario_id: a for a in comparison.attribution.scenarios} if comparison.attribution else {}
         metric_of = {s.scenario_id: {m.metric: m for m in s.metrics} for s in comparison.scenarios}
         return web.render(request, "compare.html", caller, section="compare", c=comparison, data=data,
-                          attribution=attribution, metric_of=metric_of, alpha=alpha, correction=correction,
-                          runs=runs)
+                          attribution=attribution, metric_of=metric_of, alpha=alpha, correction=correction)
