@@ -209,12 +209,13 @@ def create_ui_app(store: Store, *, project_dir: str | None = None,
     from costar.server.app import _version
 
     host = StoreHost(store, version=_version())
-    web = WebApp(host, allowed_hosts=allowed_hosts, project_dir=project_dir)
+    # The Host check below covers the pages too; the pages' app adds its headers.
+    web = WebApp(host, allowed_hosts=None, project_dir=project_dir)
     app = FastAPI(title="coSTAR", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(build_router(host))
 
     @app.middleware("http")
-    async def api_guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    async def host_guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         if allowed_hosts is not None and hostname(request.headers.get("host", "")) not in allowed_hosts:
             return PlainTextResponse("unexpected Host header; open the app via 127.0.0.1", status_code=421)
         response = await call_next(request)
