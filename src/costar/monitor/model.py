@@ -14,13 +14,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
+from costar._util import units
 from costar.errors import ConfigError
 from costar.scenario import JudgeRef
 from costar.scenario.checks import CheckSpec
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 class MonitorError(ConfigError):
@@ -40,18 +40,7 @@ class MonitorError(ConfigError):
 
 def parse_duration(value: Any) -> float:
     """``90s`` / ``15m`` / ``1h`` / ``7d`` / ``2w`` or a number of seconds -> seconds (positive)."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or text such as 30s, 15m, 1h, 7d")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", str(value).lower())
-        if not m:
-            raise ValueError(f"{value!r} is not a duration; write it like 30s, 15m, 1h or 7d")
-        seconds = float(m.group(1)) * _UNITS[m.group(2) or "s"]
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"a duration must be positive, got {value!r}")
-    return seconds
+    return units.parse_duration(value, positive=True)
 
 
 def format_duration(seconds: float) -> str:

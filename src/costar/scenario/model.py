@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from costar._util import units
 from costar.config import find_config
 from costar.scenario.checks import CheckSpec
 
@@ -91,25 +91,9 @@ class Setup(BaseModel):
         return v
 
 
-_MEMORY_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
-                 "t": 1000**4, "tb": 1000**4, "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2,
-                 "gi": 1024**3, "gib": 1024**3, "ti": 1024**4, "tib": 1024**4}
-_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
-
-
 def parse_memory(value: Any) -> int:
     """Bytes from ``2147483648``, ``"2GiB"``, ``"512Mi"``, ``"1.5GB"``; a ValueError names the forms."""
-    if isinstance(value, bool):
-        raise ValueError("memory must be a number of bytes or a size like '2GiB' or '512MB'")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("memory cannot be negative")
-        return int(value)
-    match = _MEMORY.match(str(value))
-    unit = match.group(2).lower() if match else ""
-    if match is None or unit not in _MEMORY_UNITS:
-        raise ValueError(f"memory {value!r}: write bytes or a size like '2GiB', '512MiB', '1.5GB'")
-    return int(float(match.group(1)) * _MEMORY_UNITS[unit])
+    return units.parse_size(value, what="memory")
 
 
 class Resources(BaseModel):

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
+from costar._util import units
 from costar._util.yamlfile import YamlSyntaxError, load_yaml_file
 from costar.errors import ConfigError
 
@@ -26,41 +27,14 @@ PROJECT_HEADER = "x-costar-project"
 PROJECT_ATTRIBUTE = "costar.project"
 _PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
-_UNITS_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_UNITS_B = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
-            "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
-
-
 def parse_duration(value: Any) -> float:
-    """``30d`` / ``12h`` / ``15m`` / ``90s`` / ``250ms`` / a number of seconds -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or text such as 30s, 15m, 12h, 7d")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*", str(value).lower())
-        if not m:
-            raise ValueError(f"{value!r} is not a duration; write it like 30s, 15m, 12h or 7d")
-        seconds = float(m.group(1)) * _UNITS_S[m.group(2) or "s"]
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
+    """``30d`` / ``12h`` / ``15m`` / ``90s`` / ``250ms`` / a number of seconds -> seconds (zero allowed)."""
+    return units.parse_duration(value)
 
 
 def parse_size(value: Any) -> int:
     """``10GB`` / ``512MiB`` / ``200kb`` / a number of bytes -> bytes."""
-    if isinstance(value, bool):
-        raise ValueError("a size is a number of bytes or text such as 500MB or 10GB")
-    if isinstance(value, int):
-        size = value
-    else:
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?\s*", str(value).lower())
-        if not m:
-            raise ValueError(f"{value!r} is not a size; write it like 500MB or 10GB")
-        size = int(float(m.group(1)) * _UNITS_B[m.group(2) or "b"])
-    if size < 0:
-        raise ValueError("a size cannot be negative")
-    return size
+    return units.parse_size(value)
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
