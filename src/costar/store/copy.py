@@ -2,8 +2,14 @@
 
 Rows are copied as stored (the JSON records byte for byte), table by table: runs, scenario
 snapshots, traces with their spans, verdicts (every one, in their order, with their activation
-state), human labels, golden sets (every version), MCP server snapshots, artifact blobs, and the
-judge versions kept in the local folder (``judges/`` under ``root``). A row the destination already holds identically is
+state), human labels, golden sets (every version), MCP server snapshots, artifact blobs, the
+judge versions kept in the local folder (``judges/`` under ``root``), and what ``costar server``
+keeps: production traces by project, access tokens (hashed), acknowledged spans not yet assembled
+(the destination's server assembles them when it starts), monitors with the traces each considered,
+their judges' results, metric series, sweep cursors, and the alert history with its deliveries.
+Alert ids are the destination's own: an alert is matched by monitor, rule, series, status and time,
+and its deliveries and its rule's state follow it. Run leases are not copied: they belong to a
+process running on the source. A row the destination already holds identically is
 skipped, so copying twice copies nothing the second time. A row the destination holds
 *differently* under the same key (a run, trace, label, golden-set version, judge-version file, or
 a verdict's activation state) is a conflict: the copy refuses before writing anything, unless
@@ -51,10 +57,37 @@ GOLDEN = _Table("golden_sets", ("name", "version", "judge_name", "created_at", "
                 ("name", "version"), "name, version")
 SNAPSHOTS = _Table("mcp_snapshots", ("snapshot_id", "name", "created_at", "data"), ("snapshot_id",),
                    "created_at, snapshot_id")
+SERVER_TRACES = _Table("server_traces", ("trace_id", "project", "service", "start_ns", "completed_at", "amended",
+                                         "incomplete", "spans", "bytes"), ("trace_id",), "trace_id")
+SERVER_TOKENS = _Table("server_tokens", ("token_id", "kind", "project", "name", "digest", "created_at", "revoked_at",
+                                         "last_used_at"), ("token_id",), "token_id")
+# A batch has no key but its contents: two identical batches received at the same instant are one.
+INGEST = _Table("ingest_batches", ("received_at", "spans", "data"), ("received_at", "spans", "data"), "id")
+MONITORS = _Table("monitors", ("name", "created_at", "updated_at", "data"), ("name",), "name")
+MONITOR_TRACES = _Table("monitor_traces", ("monitor", "trace_id", "trace_time", "sampled", "state", "considered_at",
+                                           "scored_at", "total_tokens", "cost_usd", "latency_s", "error"),
+                        ("monitor", "trace_id"), "monitor, trace_id")
+MONITOR_RESULTS = _Table("monitor_results", ("monitor", "trace_id", "judge", "fingerprint", "outcome", "trace_time",
+                                             "cost_usd", "scored_at"), ("monitor", "trace_id", "judge"),
+                         "monitor, trace_id, judge")
+MONITOR_POINTS = _Table("monitor_points", ("monitor", "judge", "window_s", "metric", "at", "n", "value", "low", "high",
+                                           "data"), ("monitor", "judge", "window_s", "metric", "at"),
+                        "monitor, judge, window_s, metric, at")
+MONITOR_SWEEPS = _Table("monitor_sweeps", ("monitor", "start_ns", "trace_id", "updated_at"), ("monitor",), "monitor")
+ALERTS = _Table("monitor_alerts", ("id", "monitor", "rule", "series", "status", "at", "message", "data"),
+                ("monitor", "rule", "series", "status", "at"), "id")
+DELIVERIES = _Table("monitor_deliveries", ("id", "alert_id", "target", "status", "attempts", "last_error",
+                                           "updated_at"), ("alert_id", "target"), "id")
+ALERT_STATE = _Table("monitor_alert_state", ("monitor", "rule", "series", "firing", "since", "alert_id"),
+                     ("monitor", "rule", "series"), "monitor, rule, series")
+#: Tables copied row for row (the alert tables are copied with their ids translated).
+_PLAIN_SERVER_TABLES = (SERVER_TRACES, SERVER_TOKENS, INGEST, MONITORS, MONITOR_TRACES, MONITOR_RESULTS,
+                        MONITOR_POINTS, MONITOR_SWEEPS)
 _SPANS_SELECT = f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans WHERE {{where}} ORDER BY trace_id, seq"
 
 TABLES = ("runs", "scenarios", "traces", "spans", "verdicts", "labels", "golden_sets", "mcp_snapshots", "blobs",
-          "judge_versions")
+          "judge_versions", *(t.name for t in _PLAIN_SERVER_TABLES), "monitor_alerts", "monitor_deliveries",
+          "monitor_alert_state")
 
 
 @dataclass
@@ -125,6 +158,9 @@ def _copy(src: SQLStore, dst: SQLStore, report: CopyReport, *, write: bool, say:
         _copy_rows(src, dst, table, report, write=write, say=say)
     _copy_blobs(src, dst, report, write=write, say=say)
     _copy_judge_versions(src.root, dst.root, report, write=write)
+    for table in _PLAIN_SERVER_TABLES:
+        _copy_rows(src, dst, table, report, write=write, say=say)
+    _copy_alerts(src, dst, report, write=write, say=say)
 
 
 # ----------------------------------------------------------------------------- rows
@@ -262,6 +298,96 @@ def _copy_verdicts(src: SQLStore, dst: SQLStore, report: CopyReport, *, write: b
         say("verdicts", count.copied)
 
 
+# ----------------------------------------------------------------------------- alerts
+
+#: An alert of the source that is new in a dry run: the destination's id is not known yet.
+_NEW = -1
+
+
+def _copy_alerts(src: SQLStore, dst: SQLStore, report: CopyReport, *, write: bool,
+                 say: Callable[[str, int], None]) -> None:
+    """Alerts under the destination's ids; their deliveries and their rules' states point at them."""
+    ids = _copy_alert_events(src, dst, report, write=write)
+    say("monitor_alerts", report.tables["monitor_alerts"].copied)
+    count = report.tables["monitor_deliveries"]
+    for rows in _batches(src, DELIVERIES.select(src)):
+        # Deliveries have no key of their own: one per alert and target.
+        mine = [(ids[r[1]], *r[2:]) for r in rows if r[1] in ids]
+        there = _deliveries_of(dst, [m[0] for m in mine if m[0] != _NEW])
+        new = []
+        for row in mine:
+            old = there.get((row[0], row[1]))
+            if old is None:
+                new.append(row)
+            elif _same_row(old, row):
+                count.present += 1
+            else:
+                report.conflict("monitor_deliveries", f"the delivery of alert {row[0]} to {row[1]} differs")
+        if write and new:
+            with dst._write() as c:
+                dst._insert_rows(c, "monitor_deliveries", DELIVERIES.columns[1:], new)
+        count.copied += len(new)
+    count = report.tables["monitor_alert_state"]
+    last = ALERT_STATE.columns.index("alert_id")
+    for rows in _batches(src, ALERT_STATE.select(src)):
+        mine = [(*r[:last], None if r[last] is None else ids.get(r[last], _NEW)) for r in rows]
+        there = _existing(dst, ALERT_STATE, [_key(ALERT_STATE, r) for r in mine])
+        new = []
+        for row in mine:
+            old = there.get(_key(ALERT_STATE, row))
+            if old is None:
+                new.append(row)
+            elif _same_row(old, row):
+                count.present += 1
+            else:
+                report.conflict("monitor_alert_state", f"the state of {'/'.join(map(str, row[:3]))} differs")
+        if write and new:
+            with dst._write() as c:
+                dst._insert_rows(c, "monitor_alert_state", ALERT_STATE.columns, new)
+        count.copied += len(new)
+
+
+def _copy_alert_events(src: SQLStore, dst: SQLStore, report: CopyReport, *, write: bool) -> dict[Any, int]:
+    """Copy the alert events; the destination's id of each source alert (``_NEW`` in a dry run)."""
+    count = report.tables["monitor_alerts"]
+    ids: dict[Any, int] = {}
+    for rows in _batches(src, ALERTS.select(src)):
+        there = _existing(dst, ALERTS, [_key(ALERTS, r) for r in rows])
+        new = []
+        for row in rows:
+            old = there.get(_key(ALERTS, row))
+            if old is None:
+                new.append(row)
+                continue
+            ids[row[0]] = int(old[0])
+            if _same_row(old[1:], row[1:]):
+                count.present += 1
+            else:
+                report.conflict("monitor_alerts", f"the {row[4]} alert of {'/'.join(map(str, row[1:4]))} at {row[5]} "
+                                                  "differs")
+        if write and new:
+            with dst._write() as c:
+                for row in new:
+                    ids[row[0]] = dst._insert_id(c, "INSERT INTO monitor_alerts (monitor, rule, series, status, at, "
+                                                    "message, data) VALUES (?,?,?,?,?,?,?)", row[1:])
+        else:
+            ids.update((row[0], _NEW) for row in new)
+        count.copied += len(new)
+    return ids
+
+
+def _deliveries_of(store: SQLStore, alert_ids: Sequence[int]) -> dict[Row, Row]:
+    """The deliveries of these alerts, by (alert id, target), without their own ids."""
+    out: dict[Row, Row] = {}
+    with store._read() as c:
+        for chunk in store._chunks(sorted(set(alert_ids))):
+            where, args = store._in("alert_id", chunk)
+            for r in c.execute(f"SELECT {', '.join(DELIVERIES.columns[1:])} FROM monitor_deliveries WHERE {where}",
+                               args):
+                out[(r[0], r[1])] = tuple(r)
+    return out
+
+
 # ----------------------------------------------------------------------------- blobs and files
 
 
@@ -334,7 +460,8 @@ def _copy_judge_versions(src_root: Path, dst_root: Path, report: CopyReport, *, 
 
 def _is_empty(store: SQLStore) -> bool:
     with store._read() as c:
-        for table in ("runs", "traces", "verdicts", "labels", "golden_sets", "mcp_snapshots"):
+        for table in ("runs", "traces", "verdicts", "labels", "golden_sets", "mcp_snapshots",
+                      *(t.name for t in _PLAIN_SERVER_TABLES), "monitor_alerts"):
             if c.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None:
                 return False
     return next(iter(store.blob_keys()), None) is None and not _judge_files(store.root)
@@ -352,12 +479,20 @@ def store_contents(store: SQLStore) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table in its stored form, in a defined order, plus blob bytes and judge
     files: two stores with equal contents hold the same data (a round-trip copy checks this)."""
     out: dict[str, list[tuple[Any, ...]]] = {}
-    for table in (RUNS, SCENARIOS, TRACES, VERDICTS, LABELS, GOLDEN, SNAPSHOTS):
+    for table in (RUNS, SCENARIOS, TRACES, VERDICTS, LABELS, GOLDEN, SNAPSHOTS, *_PLAIN_SERVER_TABLES):
         out[table.name] = [row for rows in _batches(store, table.select(store)) for row in rows]
     spans: list[tuple[Any, ...]] = []
     with store._read() as c:
         spans = [tuple(r) for r in c.execute(f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans ORDER BY trace_id, seq")]
     out["spans"] = spans
+    # Alert ids differ between stores: an alert is known by its key, and what points at it by that.
+    alerts = [row for rows in _batches(store, ALERTS.select(store)) for row in rows]
+    key_of = {row[0]: _key(ALERTS, row) for row in alerts}
+    out["monitor_alerts"] = [row[1:] for row in alerts]
+    out["monitor_deliveries"] = sorted(((key_of.get(r[1]), *r[2:]) for rows in _batches(store, DELIVERIES.select(store))
+                                        for r in rows), key=repr)
+    out["monitor_alert_state"] = [(*r[:-1], None if r[-1] is None else key_of.get(r[-1]))
+                                  for rows in _batches(store, ALERT_STATE.select(store)) for r in rows]
     out["blobs"] = [(sha, store.get_blob(sha)) for sha in store.blob_keys()]
     out["judge_versions"] = [(str(rel), (store.root / "judges" / rel).read_bytes()) for rel in _judge_files(store.root)]
     return out
