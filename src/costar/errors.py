@@ -32,5 +32,9 @@ class StoreError(CostarError):
     """The store cannot be opened, read or written."""
 
 
+class NotInStoreError(StoreError):
+    """The run or trace asked for is not in the store (a web page or API answers 404)."""
+
+
 class AgentConfigError(ConfigError):
     """The agent under test is not configured in a way coSTAR can run."""

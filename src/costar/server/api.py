@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, Protocol, TypeVar
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict
 
-from costar.errors import CostarError, StoreError
+from costar.errors import CostarError, NotInStoreError, StoreError
 from costar.server.auth import SESSION_COOKIE, Authenticator, AuthFailure, Caller
 from costar.store.base import Run, SpanQuery, Store
 from costar.store.server_tables import ServerTables, ServerTrace
@@ -193,7 +193,7 @@ def build_router(server: ApiHost) -> APIRouter:
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
         except StoreError as exc:
-            status = 404 if str(exc).startswith(("no trace", "no run")) else 503
+            status = 404 if isinstance(exc, NotInStoreError) else 503
             raise HTTPException(status, str(exc)) from None
         except CostarError as exc:
             raise HTTPException(400, str(exc)) from None

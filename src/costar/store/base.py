@@ -10,7 +10,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from costar.errors import CostarError, StoreError
+from costar.errors import CostarError, NotInStoreError, StoreError
 from costar.labels import GoldenSet, GoldenSetInfo, ValueType
 from costar.store.lease import RunHolder
 from costar.trace.model import AgentInfo, Span, SpanKind, StatusCode, Trace
@@ -155,9 +155,9 @@ def select_run(runs: Sequence[Run], ref: str, where: str) -> str:
         return matching[back].run_id
     what = f"on branch {value!r}" if kind == "branch" else f"tagged {value!r}"
     if matching:
-        raise StoreError(f"{ref!r}: only {len(matching)} finished run(s) {what} in {where}")
+        raise NotInStoreError(f"{ref!r}: only {len(matching)} finished run(s) {what} in {where}")
     hint = "run the suite on that branch first" if kind == "branch" else f"run with --run-tag {value}"
-    raise StoreError(f"no finished run {what} in {where}; {hint}")
+    raise NotInStoreError(f"no finished run {what} in {where}; {hint}")
 
 
 # ----------------------------------------------------------------------------- MCP server snapshots

@@ -20,7 +20,7 @@ import orjson
 from pydantic import ValidationError
 
 from costar._util.gcpause import gc_paused
-from costar.errors import StoreError
+from costar.errors import NotInStoreError, StoreError
 from costar.labels import (
     GoldenSet,
     GoldenSetError,
@@ -297,7 +297,7 @@ class SQLStore(ABC):
         if len(rows) == 1:
             return str(rows[0][0])
         if not rows:
-            raise StoreError(f"no run {ref!r} in {self.location}; 'costar runs' lists the runs")
+            raise NotInStoreError(f"no run {ref!r} in {self.location}; 'costar runs' lists the runs")
         raise StoreError(f"run id {ref!r} is ambiguous ({', '.join(r[0] for r in rows)}); give more of it")
 
     def _latest_run_id(self, c: Any) -> str:
@@ -316,7 +316,7 @@ class SQLStore(ABC):
                 break
             offset += 50
         if newest is None:
-            raise StoreError(f"the store {self.location} has no runs yet; run 'costar run' first")
+            raise NotInStoreError(f"the store {self.location} has no runs yet; run 'costar run' first")
         return newest
 
     def get_run(self, run_id: str) -> Run:
@@ -494,8 +494,8 @@ class SQLStore(ABC):
                 rows = c.execute("SELECT data FROM traces WHERE trace_id LIKE ? LIMIT 2",
                                  (_like_prefix(trace_id),)).fetchall() if trace_id else []
                 if not rows:
-                    raise StoreError(f"no trace {trace_id!r} in {self.location}; 'costar traces list RUN' "
-                                     "lists a run's trace ids")
+                    raise NotInStoreError(f"no trace {trace_id!r} in {self.location}; 'costar traces list RUN' "
+                                          "lists a run's trace ids")
                 if len(rows) > 1:
                     raise StoreError(f"trace id {trace_id!r} is the start of several trace ids; give more of it")
                 row = rows[0]

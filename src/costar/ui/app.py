@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from fastapi.staticfiles import StaticFiles
 
 from costar._util.web import LOOPBACK_HOSTS, hostname, same_origin
-from costar.errors import CostarError, StoreError
+from costar.errors import CostarError, NotInStoreError
 from costar.server.api import ApiHost, StoreHost, build_router, request_caller
 from costar.server.auth import SESSION_COOKIE, AuthFailure, Caller
 from costar.store.base import Store
@@ -137,7 +137,7 @@ class WebApp:
         @app.exception_handler(CostarError)
         async def costar_error(request: Request, exc: CostarError) -> Response:
             message = str(exc)
-            status = 404 if isinstance(exc, StoreError) and message.startswith(("no trace", "no run")) else 400
+            status = 404 if isinstance(exc, NotInStoreError) else 400
             return self.render(request, "error.html", None, status=status, message=message)
 
         @app.exception_handler(HTTPException)
