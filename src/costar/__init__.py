@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from costar.trace import traced as traced
     from costar.verdict import Verdict as Verdict
 
-__version__ = "0.1.0"
+from costar._version import __version__ as __version__
 
 _EXPORTS = {
     "RunEvents": "costar.api", "RunOutcome": "costar.api", "Selection": "costar.api", "arun_suite": "costar.api",

@@ -11,7 +11,7 @@ A package is a subpackage or top-level module of ``costar`` (``costar.judges``, 
 from __future__ import annotations
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors",),
+    ("errors", "_version"),
     ("_util", "stats", "verdict", "safe_text", "sandbox"),
     ("labels", "config", "plugins", "_layers"),
     ("trace",),
@@ -45,6 +45,7 @@ SAME_LAYER: dict[tuple[str, str], str] = {
 
 PURPOSE: dict[str, str] = {
     "errors": "CostarError and its kinds: one-line messages that say what is wrong and how to fix it",
+    "_version": "coSTAR's version, written once (pyproject.toml reads it)",
     "_util": ("private helpers: process groups, importing by name, lazy package exports, YAML with lines, "
               "run_sync, loopback servers"),
     "stats": "intervals, exact tests, pass@k and pass^k",

@@ -7,9 +7,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from costar.monitor.model import MonitorFilter
-from costar.trace.model import Trace
+from costar.trace.model import PROJECT_KEY, Trace
 
-PROJECT_KEY = "costar.project"
 """The trace metadata key ``costar server`` records the trace's project under."""
 RESOURCE_KEY = "otel.resource"
 

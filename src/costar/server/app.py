@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from costar._version import __version__
 from costar.server.api import build_router
 from costar.server.assembler import Assembler, Listener, assembler_settings
 from costar.server.assembly_process import AssemblerProcess
@@ -35,13 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("costar.server")
 
 
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("costar")
-    except Exception:
-        return "unknown"
 
 
 class CostarServer:
@@ -57,7 +51,7 @@ class CostarServer:
         self.config = config
         self.store = store
         self.tables = ServerTables(store)  # type: ignore[arg-type]
-        self.version = _version()
+        self.version = __version__
         self.started_at = time.time()
         self.ready = False
         self.recovered_spans = 0

@@ -36,14 +36,13 @@ from costar.server.redaction import RedactedAtIngest
 from costar.server.wal import SpanGroup, decode
 from costar.store.server_tables import ServerTables, ServerTrace
 from costar.trace.finalize import Pricer, finalize_spans
-from costar.trace.model import Span, Trace
+from costar.trace.model import PROJECT_KEY, Span, Trace
 from costar.trace.otlp import assemble_trace
 from costar.trace.tools import tool_definitions
 
 log = logging.getLogger("costar.server")
 
 _REDACTED_AT_INGEST = RedactedAtIngest()
-PROJECT_KEY = "costar.project"
 SERVER_KEY = "costar.server"
 INFERRED = "costar.inferred"
 

@@ -18,13 +18,14 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from costar._util import units
 from costar._util.yamlfile import YamlSyntaxError, load_yaml_file
 from costar.errors import ConfigError
+from costar.trace.model import PROJECT_KEY
 
 DEFAULT_PORT = 4319
 """The default port: OTLP/HTTP's own (4318) plus one, so a local collector and the server can coexist."""
 
 DEFAULT_PROJECT = "default"
 PROJECT_HEADER = "x-costar-project"
-PROJECT_ATTRIBUTE = "costar.project"
+PROJECT_ATTRIBUTE = PROJECT_KEY
 _PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 def parse_duration(value: Any) -> float:

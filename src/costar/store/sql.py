@@ -20,6 +20,7 @@ import orjson
 from pydantic import ValidationError
 
 from costar._util.gcpause import gc_paused
+from costar._version import __version__
 from costar.errors import NotInStoreError, StoreError
 from costar.labels import (
     GoldenSet,
@@ -255,7 +256,7 @@ class SQLStore(ABC):
                 if step.backfill is not None:
                     notes += step.backfill(c, self.backend) or []
             if steps:
-                for key, value in (("schema_version", str(SCHEMA_VERSION)), ("costar_version", _costar_version())):
+                for key, value in (("schema_version", str(SCHEMA_VERSION)), ("costar_version", __version__)):
                     c.execute(self._upsert("meta", ("key", "value"), ("key",)), (key, value))
         self.migration_notes += notes  # only once the migration committed
         return start, SCHEMA_VERSION
@@ -911,10 +912,3 @@ def _same_label(a: Verdict, b: Verdict) -> bool:
     return same_value(a.value, b.value) and a.rationale == b.rationale
 
 
-def _costar_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("costar")
-    except Exception:  # running from a source tree that is not installed
-        return "unknown"

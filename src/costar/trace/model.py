@@ -29,6 +29,9 @@ from costar.trace.tool_definition import ToolDefinition
 INT64_MAX = 2**63 - 1
 MAX_TRIAL = 2**31 - 1
 CLAMPED = "costar.clamped"
+#: The project a production trace belongs to: a resource attribute its producer may set, and the
+#: key under which costar server records it in the trace's metadata.
+PROJECT_KEY = "costar.project"
 
 
 def clamp_ns(value: Any) -> int:

@@ -206,9 +206,9 @@ def create_ui_app(store: Store, *, project_dir: str | None = None,
                   allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS) -> FastAPI:
     """``costar ui``'s app over a store: the pages at ``/`` and the JSON API at ``/api/v1``, no
     login (serve it on loopback only)."""
-    from costar.server.app import _version
+    from costar._version import __version__
 
-    host = StoreHost(store, version=_version())
+    host = StoreHost(store, version=__version__)
     # The Host check below covers the pages too; the pages' app adds its headers.
     web = WebApp(host, allowed_hosts=None, project_dir=project_dir)
     app = FastAPI(title="coSTAR", docs_url=None, redoc_url=None, openapi_url=None)
