@@ -318,3 +318,21 @@ def test_an_executor_is_given_only_the_scenarios_with_trials_left(store: SQLiteS
     assert resumed.skipped == 2
     assert len(resumed.trace_ids) == 1
     assert Recording.planned == ["left"]
+
+
+def test_a_failed_setup_commands_whole_output_is_kept_on_the_trace(project: Path, store: SQLiteStore) -> None:
+    write_module(project, "agent_setup", """
+        def run(prompt):
+            return "never runs"
+        """)
+    lines = "; ".join(f"echo step {i} >&2" for i in range(10))
+    sc = Scenario.model_validate({"id": "setup", "prompt": "x",
+                                  "setup": {"commands": [f"echo to stdout; {lines}; exit 4"]}})
+    [t] = run_harness(store, [sc], {"type": "python", "target": "agent_setup:run"})
+    assert t.error is not None
+    assert "\n" not in t.error
+    assert "exited 4: step 7 | step 8 | step 9 (" in t.error  # the message keeps the last lines ...
+    [event] = [e for e in t.spans[0].events if e.name == "setup failed"]
+    assert event.attributes["stderr"].splitlines() == [f"step {i}" for i in range(10)]  # ... the trace keeps all
+    assert event.attributes["stdout"] == "to stdout\n"
+    assert event.attributes["command"].endswith("exit 4")

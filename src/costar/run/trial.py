@@ -158,6 +158,8 @@ class TrialRunner:
                         "to have its process group killed" if self.agent.kind == "python" else "")))
             except SetupError as exc:
                 outcome = AgentResult(status=TraceStatus.ERROR, error=f"setup failed: {exc}")
+                rec.root.add_event("setup failed", {"command": exc.command, "stdout": exc.stdout,
+                                                    "stderr": exc.stderr})
             except CostarError:
                 raise
             except Exception as exc:  # the agent under test crashed: record it, keep running the suite

@@ -38,6 +38,15 @@ class BlobSink(Protocol):
 class SetupError(Exception):
     """A scenario's setup step failed; the trial is recorded as an error."""
 
+    def __init__(self, message: str, *, command: str = "", stdout: str = "", stderr: str = "") -> None:
+        super().__init__(message)
+        self.command = command
+        """The setup command that failed."""
+        self.stdout = stdout
+        """What it printed (bounded, like every command's output)."""
+        self.stderr = stderr
+        """What it printed on stderr (bounded)."""
+
 
 @dataclass
 class ArtifactLimits:
@@ -198,10 +207,14 @@ async def prepare_workspace(scenario: Scenario, root: Path, name: str, env: dict
         res = await run_command(cmd, cwd=ws.path, env=env, timeout=scenario.setup.command_timeout,
                                 max_output=64 * 1024)
         if res.timed_out:
-            raise SetupError(f"setup command {cmd!r} timed out after {scenario.setup.command_timeout:g}s")
+            raise SetupError(f"setup command {cmd!r} timed out after {scenario.setup.command_timeout:g}s",
+                             command=cmd, stdout=res.stdout, stderr=res.stderr)
         if res.returncode != 0:
+            # The message keeps the last lines; the whole output goes on the trace (see run.trial).
             tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
-            raise SetupError(f"setup command {cmd!r} exited {res.returncode}: {' | '.join(tail)}")
+            raise SetupError(f"setup command {cmd!r} exited {res.returncode}: {' | '.join(tail)}"
+                             " (its whole output is an event on the trace's root span)",
+                             command=cmd, stdout=res.stdout, stderr=res.stderr)
     return ws
 
 
