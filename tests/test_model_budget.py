@@ -28,7 +28,7 @@ def test_a_spent_budget_refuses_the_next_call_before_it_is_sent() -> None:
         assert first.cost_usd > 0
         assert budget is not None
         assert budget.spent_usd == pytest.approx(first.cost_usd)
-        with pytest.raises(ModelBudgetExceededError, match=r"the model budget of \$0.0000 is spent \(\$0.0000\); no "
+        with pytest.raises(ModelBudgetExceededError, match=r"the model budget of \$0.000001 is spent \(\$0.000013\); no "
                                                           r"further model calls are made: raise the budget"):
             client.chat("again")
         assert len(server.requests) == 1

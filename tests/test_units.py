@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from costar._util import units
 from costar._util.units import parse_duration, parse_size
 
 
@@ -50,3 +51,11 @@ def test_bad_sizes_name_the_setting_and_the_forms() -> None:
         parse_size(-1)
     with pytest.raises(ValueError, match="a number of bytes"):
         parse_size(False)
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (0, "$0.0000"), (0.0123, "$0.0123"), (0.5, "$0.5000"), (0.000012, "$0.000012"), (0.0000125, "$0.000013"),
+    (0.0001, "$0.0001"), (0.000001, "$0.000001"), (1e-15, "$0.0000"), (1, "$1.00"), (1234.5, "$1,234.50"), (-0.25, "-$0.2500"), (float("inf"), "$inf"),
+])
+def test_money_shows_two_significant_digits_below_a_dollar_and_cents_above(value: float, text: str) -> None:
+    assert units.format_usd(value) == text

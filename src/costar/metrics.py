@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from costar._util.units import format_usd
 from costar.errors import ConfigError
 from costar.judges.base import fingerprint_of
 from costar.store.base import Run, SpanQuery, Store
@@ -217,7 +218,7 @@ def aggregate(metrics: Sequence[TraceMetrics],
 
 def format_metric(metric: MetricName, value: float) -> str:
     if metric == "cost_usd":
-        return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
+        return format_usd(value)
     if metric == "latency_s":
         return f"{value * 1000:,.0f}ms" if value < 1 else f"{value:,.1f}s"
     if metric.endswith("tokens"):

@@ -1,4 +1,5 @@
-"""Durations and sizes as people write them in YAML files and on the command line."""
+"""Durations and sizes as people write them in YAML files and on the command line, and money as
+people read it."""
 
 from __future__ import annotations
 
@@ -50,3 +51,20 @@ def parse_size(value: Any, *, what: str = "a size") -> int:
     if m is None or unit not in SIZE_UNITS:
         raise ValueError(f"{value!r} is not a size; {forms}" if what == "a size" else f"{what} {value!r}: {forms}")
     return int(float(m.group(1)) * SIZE_UNITS[unit])
+
+
+def format_usd(value: float) -> str:
+    """Dollars for people: cents from $1 up (``$1,234.50``); below $1 at least four decimals and
+    enough to show two significant digits (``$0.0123``, ``$0.000012``: a tiny budget stays legible)."""
+    if not math.isfinite(value):
+        return f"${value}"
+    sign = "-" if value < 0 else ""
+    v = abs(value)
+    if v >= 1:
+        return f"{sign}${v:,.2f}"
+    decimals = 4 if v == 0 else min(12, max(4, 1 - math.floor(math.log10(v))))
+    digits = f"{v:.{decimals}f}"
+    # two significant digits, but no trailing zeros past the fourth decimal: $0.0001, not $0.00010
+    while len(digits.split(".")[1]) > 4 and digits.endswith("0"):
+        digits = digits[:-1]
+    return f"{sign}${digits}"

@@ -13,6 +13,7 @@ import typer
 import yaml
 
 from costar import api
+from costar._util.units import format_usd
 from costar.cli.common import (
     ConfigOpt,
     StoreOpt,
@@ -189,7 +190,7 @@ def monitor_run(
     else:
         say(f"considered {report.considered} new trace(s); scored {s.traces}: {s.judged} verdict(s) computed, "
             f"{s.cached} cached, {s.restored} restored, {s.errors} judge error(s), {s.skipped} skipped (budget)"
-            + (f", {s.missing} no longer stored" if s.missing else "") + (f"; judges cost ${s.cost_usd:.4f}"
+            + (f", {s.missing} no longer stored" if s.missing else "") + (f"; judges cost {format_usd(s.cost_usd)}"
                                                                           if s.cost_usd else ""))
         for e in ev.events:
             failed = [t for t, ok in e.delivered.items() if not ok]

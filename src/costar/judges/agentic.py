@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from costar._util.units import format_usd
 from costar.errors import ConfigError
 from costar.judges.base import Judge, JudgeContext
 from costar.judges.llm import (
@@ -422,7 +423,7 @@ class AgenticJudge(Judge):
                 return Sample(error=f"money budget cannot be enforced: the price of {r.provider}:/{r.model} is "
                                     "unknown (add it to the price table, or remove max_cost_usd)", attempts=turn)
             if b.max_cost_usd is not None and mine.cost_usd > b.max_cost_usd:
-                return Sample(error=f"money budget exceeded: ${mine.cost_usd:.4f} after {turn} turn(s) "
+                return Sample(error=f"money budget exceeded: {format_usd(mine.cost_usd)} after {turn} turn(s) "
                                     f"(max_cost_usd={b.max_cost_usd:g})", attempts=turn)
             messages.append(r.message())
             last_reply = r.text or ", ".join(c.name for c in r.tool_calls)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from costar._util.units import format_usd
 from costar.judges.checks import tool_arguments, tool_name
 from costar.store.base import SpanQuery, Store
 from costar.trace.model import Span, SpanKind, StatusCode, Trace
@@ -223,7 +224,7 @@ def trace_summary(view: TraceView, *, max_chars: int = 4000, max_tools: int = 20
              f"{t.agent.name}{' ' + t.agent.version if t.agent.version else ''}: status {t.status.value}"
              + (f" ({clip(t.error, 200)})" if t.error else "")]
     lines.append(f"totals: {tot.llm_calls} LLM calls, {tot.tool_calls} tool calls, {tot.error_spans} error spans, "
-                 f"{tot.input_tokens} input + {tot.output_tokens} output tokens, ${tot.cost_usd:.4f}, "
+                 f"{tot.input_tokens} input + {tot.output_tokens} output tokens, {format_usd(tot.cost_usd)}, "
                  f"{tot.latency_s:.1f} s")
     kinds = view.kind_counts()
     lines.append(f"spans: {sum(kinds.values())} (" + ", ".join(f"{k} {n}" for k, n in kinds.items()) + ")")

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from typing import Protocol
 
+from costar._util.units import format_usd
 from costar.models.errors import ModelBudgetExceededError
 
 DEFAULT_MAX_CONCURRENCY = 16
@@ -196,8 +197,8 @@ class SpendingBudget:
 
 def budget_error(spent: float, limit: float) -> ModelBudgetExceededError:
     """The error of a call refused because the budget is spent."""
-    return ModelBudgetExceededError(f"the model budget of ${limit:.4f} is spent (${spent:.4f}); no further model "
-                                    "calls are made: raise the budget (--budget-usd) and score again")
+    return ModelBudgetExceededError(f"the model budget of {format_usd(limit)} is spent ({format_usd(spent)}); no "
+                                    "further model calls are made: raise the budget (--budget-usd) and score again")
 
 
 _budget: SpendingBudget | None = None

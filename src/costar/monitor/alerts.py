@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from costar._util.units import format_usd
 from costar.metrics import describe_change, median_abs_deviation, robust_z
 from costar.monitor.model import AlertRule, format_duration
 from costar.store.monitor_tables import SeriesPoint
@@ -42,7 +43,7 @@ def format_value(metric: str, value: float | None) -> str:
     if value is None:
         return "n/a"
     if metric in ("cost_usd", "judge_cost_usd"):
-        return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
+        return format_usd(value)
     if metric in ("latency_s", "latency_p90"):
         return f"{value * 1000:,.0f}ms" if value < 1 else f"{value:,.1f}s"
     if metric in ("traces", "sampled", "total_tokens"):

@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from costar._util.aio import run_sync
+from costar._util.units import format_usd
 from costar.align.versions import project_judges
 from costar.config import ProjectConfig, load_config
 from costar.errors import ConfigError
@@ -302,7 +303,7 @@ class Refiner:
     def _over_budget(self, started: float, cost: float) -> str | None:
         usd = self.options.budget_usd or self.cfg.refine.budget_usd
         if usd is not None and cost >= usd:
-            return f"money budget spent (${cost:.4f} of ${usd:.4f})"
+            return f"money budget spent ({format_usd(cost)} of {format_usd(usd)})"
         if self.budget_seconds is not None and time.monotonic() - started >= self.budget_seconds:
             return self._time_spent(started)
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from costar._util.units import format_usd
 from costar.stats import wilson_interval
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ def render_markdown(report: RefineReport) -> str:
            f"- project: `{report.project_dir}` at `{report.base_commit[:12]}`",
            f"- baseline run: `{report.baseline_run_id}`",
            f"- stopped: {report.stopped_because}",
-           f"- cost ${report.cost_usd:.4f} · time {report.seconds:.0f} s",
+           f"- cost {format_usd(report.cost_usd)} · time {report.seconds:.0f} s",
            f"- attempts: {len(report.attempts)}, accepted: {len(report.accepted)} "
            f"(one-sided Boschloo test, alpha {report.alpha:g})", ""]
     out += [f"**Warning:** {w}" for w in report.warnings] + ([""] if report.warnings else [])
@@ -53,7 +54,7 @@ def render_markdown(report: RefineReport) -> str:
                 f"- worktree `{a.worktree}`",
                 f"- reason: {a.reason}",
                 f"- assistant: {a.assistant_message}",
-                f"- cost ${a.cost_usd:.4f} · time {a.seconds:.0f} s · runs {', '.join(a.run_ids) or '—'}", ""]
+                f"- cost {format_usd(a.cost_usd)} · time {a.seconds:.0f} s · runs {', '.join(a.run_ids) or '—'}", ""]
         if a.diff_stat:
             out += ["```", a.diff_stat.rstrip(), "```", ""]
         if a.diff:

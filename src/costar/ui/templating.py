@@ -11,6 +11,8 @@ from urllib.parse import quote, urlencode
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from costar._util.units import format_usd
+
 
 def fmt_time(ts: float | None) -> str:
     """Unix seconds as ``2026-12-07 14:03`` (UTC)."""
@@ -28,8 +30,7 @@ def fmt_usd(value: float | None) -> str:
         return "—"
     if value == 0:
         return "$0"
-    sign = "-" if value < 0 else ""
-    return f"{sign}${abs(value):.4f}" if abs(value) < 1 else f"{sign}${abs(value):,.2f}"
+    return format_usd(value)
 
 
 def fmt_seconds(value: float | None) -> str:
