@@ -101,6 +101,7 @@ if TYPE_CHECKING:
     from costar.monitor.drafts import ScenarioDraft
     from costar.monitor.files import Monitor
     from costar.monitor.model import MonitorDefinition
+    from costar.monitor.overview import MonitorRow, MonitorStatus, WindowTraces
     from costar.monitor.service import BackfillReport, MonitorService, ServiceOptions
     from costar.monitor.service import RunReport as MonitorRunReport
     from costar.refine import RefineOptions as RefineOptions
@@ -262,6 +263,9 @@ __all__ = [
     "monitor_service",
     "run_monitors",
     "backfill_monitor",
+    "monitor_list",
+    "monitor_status",
+    "monitor_window_traces",
     "monitor_alerts",
     "monitor_series",
     "save_monitor",
@@ -803,18 +807,15 @@ def load_monitors(project: ProjectConfig | str | Path | None = None, *,
                   store: Store | str | Path | None = None) -> list[Monitor]:
     """A project's monitors: every file under its ``monitors/`` folder, then the monitors created
     through the API (kept in the store; ``store`` None reads the project's store when it exists)."""
+    from costar.errors import StoreError
     from costar.monitor.files import load_monitors as load
-    from costar.monitor.files import parse_monitor
-    from costar.store.monitor_tables import MonitorTables
+    from costar.monitor.overview import stored_definitions
 
     cfg = project_config(project)
     stored: list[MonitorDefinition] = []
-    from costar.errors import StoreError
-
     try:
         with _using(store, project=cfg) as st:
-            stored = [parse_monitor(data, where=f"stored monitor {name}") for name, data in
-                      MonitorTables(st).stored_monitors()]
+            stored = stored_definitions(st)
     except StoreError:  # no store yet (or one this coSTAR cannot read): only the files
         stored = []
     return load(cfg.path(cfg.monitors_dir), stored)
@@ -861,6 +862,48 @@ def backfill_monitor(name: str, since: float, *, until: float | None = None,
         service = monitor_service(cfg, store=st, options=options)
         service.require(name)
         return run_sync(lambda: service.backfill(name, since, until))
+
+
+def monitor_list(*, project: ProjectConfig | str | Path | None = None,
+                 store: Store | str | Path | None = None) -> list[MonitorRow]:
+    """``costar monitor list``: the project's monitors with how many traces each considered, sampled
+    and scored (without counts when there is no store yet)."""
+    from costar.errors import StoreError
+    from costar.monitor.overview import monitor_rows
+
+    cfg = project_config(project)
+    try:
+        with _using(store, project=cfg) as st:
+            return monitor_rows(load_monitors(cfg, store=st), st)
+    except StoreError:  # no store yet (or one this coSTAR cannot read): the files' definitions only
+        return monitor_rows(load_monitors(cfg), None)
+
+
+def monitor_status(name: str, *, at: float | None = None, project: ProjectConfig | str | Path | None = None,
+                   store: Store | str | Path | None = None) -> MonitorStatus:
+    """``costar monitor show``: a monitor's definition, judges with fingerprints, counts, every window's
+    values computed at ``at`` (Unix seconds; default now) and its alert rules' states."""
+    import time
+
+    from costar._util.aio import run_sync
+    from costar.monitor.overview import monitor_status as status
+
+    cfg = project_config(project)
+    with _using(store, project=cfg) as st:
+        service = monitor_service(cfg, store=st)
+        when = time.time() if at is None else at
+        return run_sync(lambda: status(service, name, when))
+
+
+def monitor_window_traces(name: str, *, window: float, at: float, judge: str = "", outcome: str | None = None,
+                          limit: int = 500, project: ProjectConfig | str | Path | None = None,
+                          store: Store | str | Path | None = None) -> WindowTraces:
+    """The traces behind one point of a monitor's series: those that happened in ``(at - window, at]``,
+    with ``judge``'s outcome on each (``judge`` empty: every trace the monitor considered)."""
+    from costar.monitor.overview import window_traces
+
+    with _using(store, project=project) as st:
+        return window_traces(st, name, window=window, at=at, judge=judge, outcome=outcome, limit=limit)
 
 
 def monitor_alerts(monitor: str | None = None, *, since: float | None = None, limit: int = 100,

@@ -74,23 +74,14 @@ def monitor_list(config: ConfigOpt = None, store: StoreOpt = None, as_json: Json
     from rich.table import Table
 
     from costar.errors import StoreError
-    from costar.store.monitor_tables import MonitorTables
 
     cfg = load_project(config)
     try:
         opened = open_project_store(cfg, store, create=False)
     except StoreError:  # no store yet (or one this coSTAR cannot read): the files' definitions only, as the API
         opened = None
-    monitors = api.load_monitors(cfg, store=opened if opened is not None else store)
-    tables = MonitorTables(opened) if opened is not None else None
-    rows: list[dict[str, Any]] = []
-    for m in monitors:
-        d = m.definition
-        counts = tables.counts(m.name) if tables is not None else {}
-        rows.append({"name": m.name, "enabled": d.enabled, "source": m.where(), "sample": d.sample,
-                     "checks": len(d.checks), "judges": [j.name for j in d.judges],
-                     "windows": [w for w in d.model_dump(mode="json")["windows"]], "alerts": [r.name for r in d.alerts],
-                     "webhooks": list(d.webhooks), **counts})
+    listed = api.monitor_list(project=cfg, store=opened if opened is not None else store)
+    rows = [r.to_json() for r in listed]
     if as_json:
         _print_json(rows)
         return
@@ -108,56 +99,41 @@ def monitor_list(config: ConfigOpt = None, store: StoreOpt = None, as_json: Json
 @monitor_app.command("show")
 def monitor_show(name: str, config: ConfigOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """A monitor's definition, its judges (with fingerprints), its current window values and alert states."""
-    from costar._util.aio import run_sync
     from costar.monitor.alerts import LABELS, format_value, series_key
+    from costar.store.monitor_tables import SeriesPoint
 
     cfg = load_project(config)
-    service = api.monitor_service(cfg, store=store)
-    mj = service.require(name)
-    now = time.time()
-
-    async def values() -> list[Any]:
-        out = []
-        for window in mj.definition.windows:
-            out.extend(await service._window_points(mj, window, now))
-        return out
-
-    points = run_sync(values)
-    states = service.tables.alert_states(name)
-    counts = service.tables.counts(name)
-    doc: dict[str, Any] = {
-        "name": name, "source": mj.monitor.where(), "definition": mj.definition.model_dump(mode="json"),
-        "judges": [{"name": j.name, "fingerprint": j.fingerprint(), "type": type(j).__name__,
-                    "model": getattr(j, "model", None)} for j in mj.judges],
-        "counts": counts, "at": now, "values": [p.to_dict() for p in points],
-        "alerts": [{"rule": rule, "series": series, "firing": s.firing, "since": s.since, "alert_id": s.alert_id}
-                   for (rule, series), s in sorted(states.items())]}
+    status = api.monitor_status(name, project=cfg, store=open_project_store(cfg, store))
+    doc = status.model_dump(mode="json")
     if as_json:
         _print_json(doc)
         return
-    say(f"monitor {name} ({mj.monitor.where()})")
+    counts = status.counts
+    say(f"monitor {name} ({status.source})")
     say(yaml.safe_dump(doc["definition"], sort_keys=False, allow_unicode=True).rstrip())
     say("judges:")
-    for j in doc["judges"]:
-        say(f"  {j['name']}  {j['type']}  fingerprint {j['fingerprint']}" + (f"  model {j['model']}" if j["model"]
-                                                                              else ""))
+    for j in status.judges:
+        say(f"  {j.name}  {j.type}  fingerprint {j.fingerprint}" + (f"  model {j.model}" if j.model else ""))
     say(f"traces: {counts['considered']} considered, {counts['sampled']} sampled, {counts['pending']} pending, "
         f"{counts['scored']} scored")
-    say(f"values now ({_when(now)}):")
-    for p in points:
-        if p.metric in ("rogan_gladen", "ppi") and p.value is None and "error" in (p.data or {}):
-            say(f"  {series_key(p.judge, p.window)}  {LABELS.get(p.metric, p.metric)}: n/a ({p.data['error']})")
+    say(f"values now ({_when(status.at)}):")
+    for v in status.values:
+        data: dict[str, Any] = v["data"] or {}
+        p = SeriesPoint(v["monitor"], v["judge"], v["window_s"], v["metric"], v["at"], v["n"], v["value"], v["low"],
+                        v["high"], data)
+        if p.metric in ("rogan_gladen", "ppi") and p.value is None and "error" in data:
+            say(f"  {series_key(p.judge, p.window)}  {LABELS.get(p.metric, p.metric)}: n/a ({data['error']})")
             continue
         interval = f" [{p.low:.3f}, {p.high:.3f}]" if p.low is not None and p.high is not None else ""
         say(f"  {series_key(p.judge, p.window)}  {LABELS.get(p.metric, p.metric)}: "
             f"{format_value(p.metric, p.value)}{interval} (n={p.n})")
-    if doc["alerts"]:
+    if status.alerts:
         say("alert rules:")
-        for a in doc["alerts"]:
-            say(f"  {a['rule']} on {a['series']}: {'FIRING since ' + _when(a['since']) if a['firing'] else 'ok'}")
-    unset = [w for w in mj.definition.webhooks.values() if "${" in w.url]
+        for a in status.alerts:
+            say(f"  {a.rule} on {a.series}: {'FIRING since ' + _when(a.since) if a.firing else 'ok'}")
+    unset = [w for w in status.definition.get("webhooks", {}).values() if "${" in w["url"]]
     for w in unset:
-        say(f"note: webhook URL {w.url} reads the environment when an alert is delivered")
+        say(f"note: webhook URL {w['url']} reads the environment when an alert is delivered")
 
 
 @monitor_app.command("run")

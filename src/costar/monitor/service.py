@@ -504,6 +504,15 @@ class MonitorService:
         points += await asyncio.to_thread(ops_points, self.tables, mj.name, window, at)
         return points
 
+    async def values(self, name: str, at: float) -> list[SeriesPoint]:
+        """Every window's values of monitor ``name`` at ``at``, computed now and not stored (what
+        ``costar monitor show`` prints)."""
+        mj = self.require(name)
+        out: list[SeriesPoint] = []
+        for window in mj.definition.windows:
+            out.extend(await self._window_points(mj, window, at))
+        return out
+
     async def evaluate(self, now: float | None = None, names: Iterable[str] | None = None) -> Evaluation:
         """Compute every window's values at ``now``, store them where a point is due, check the alert
         rules, record what fired or recovered and deliver it (the log, then the webhooks)."""

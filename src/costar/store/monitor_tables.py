@@ -366,6 +366,27 @@ class MonitorTables:
                              "monitor=? AND trace_time > ? AND trace_time <= ?", (monitor, start, end)).fetchall()
         return [(int(r[0]), int(r[1]), float(r[2]), float(r[3]), bool(r[4])) for r in rows]
 
+    def window_traces(self, monitor: str, start: float, end: float, *, limit: int = 500) -> list[ConsideredTrace]:
+        """The traces the monitor considered that happened in ``(start, end]``, newest first (``limit``)."""
+        with self.store._read() as c:
+            rows = c.execute(f"SELECT {', '.join(TRACE_COLUMNS)} FROM monitor_traces WHERE monitor=? AND "
+                             "trace_time > ? AND trace_time <= ? ORDER BY trace_time DESC, trace_id LIMIT ?",
+                             (monitor, start, end, limit)).fetchall()
+        return [_considered(r) for r in rows]
+
+    def window_results(self, monitor: str, judge: str, start: float, end: float, *, outcome: str | None = None,
+                       limit: int = 500) -> list[JudgeResult]:
+        """``judge``'s results on traces that happened in ``(start, end]`` (only ``outcome`` when given),
+        newest first (``limit``): the rows a window's per-judge point is computed from."""
+        where, args = "", [monitor, judge, start, end]
+        if outcome is not None:
+            where, args = " AND outcome=?", [*args, outcome]
+        with self.store._read() as c:
+            rows = c.execute(f"SELECT {', '.join(RESULT_COLUMNS)} FROM monitor_results WHERE monitor=? AND judge=? AND "
+                             f"trace_time > ? AND trace_time <= ?{where} ORDER BY trace_time DESC, trace_id LIMIT ?",
+                             [*args, limit]).fetchall()
+        return [JudgeResult(r[0], r[1], r[2], r[3], r[4], float(r[5]), float(r[6]), float(r[7])) for r in rows]
+
     def spend_since(self, monitor: str, since: float) -> float:
         """What the monitor's judges cost in results scored since ``since`` (the budget)."""
         with self.store._read() as c:

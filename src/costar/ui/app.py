@@ -31,7 +31,7 @@ from costar.ui.security import HEADERS, local_path, read_form, token_matches
 from costar.ui.templating import build_environment
 
 NAV = (("runs", "/runs", "Runs"), ("scenarios", "/scenarios", "Scenarios"), ("compare", "/compare", "Compare"),
-       ("judges", "/judges", "Judges"))
+       ("judges", "/judges", "Judges"), ("monitors", "/monitors", "Monitors"))
 """The navigation bar: (section, path, label)."""
 
 

@@ -12,7 +12,7 @@ __all__ = ["register_pages"]
 
 def register_pages(web: WebApp) -> None:
     """Add every page's routes to ``web``."""
-    from costar.ui.pages import compare, judges, run, runs, scenarios, trace
+    from costar.ui.pages import compare, judges, monitors, run, runs, scenarios, trace
 
     runs.register(web)
     compare.register(web)
@@ -20,3 +20,4 @@ def register_pages(web: WebApp) -> None:
     trace.register(web)
     judges.register(web)
     scenarios.register(web)
+    monitors.register(web)

@@ -14,7 +14,7 @@ function formatter(kind) {
 
 /**
  * spec: {title, x: [...], x_kind: "time" | "number" | "count", x_label, y_kind: "pct" | "usd" | ..., y_range: [lo, hi],
- *        series: [{label, values: [...], low?: [...], high?: [...], dashed?: bool}], click?: "points"}
+ *        series: [{label, values: [...], low?: [...], high?: [...], dashed?: bool}], link?: path}
  * onPoint(index, seriesIndex) is called when a point is clicked.
  */
 export function drawChart(container, spec, onPoint) {
@@ -23,6 +23,7 @@ export function drawChart(container, spec, onPoint) {
   const data = [spec.x];
   const series = [{ label: spec.x_label || "x", value: spec.x_kind === "time" ? (u, v) => fmt.time(v) : undefined }];
   const bands = [];
+  const bandSeries = [];
   const yFormat = formatter(spec.y_kind);
   spec.series.forEach((s, i) => {
     const color = COLORS[i % COLORS.length];
@@ -36,13 +37,16 @@ export function drawChart(container, spec, onPoint) {
       data.push(s.low); series.push({ label: `${s.label} low`, stroke: "transparent", points: { show: false }, value: (u, v) => yFormat(v) });
       const lo = data.length - 1;
       bands.push({ series: [hi, lo], fill: `${color}26` });
+      bandSeries.push(hi, lo);
     }
     void main;
   });
   const width = Math.max(320, container.clientWidth || 600);
   const options = {
     title: spec.title, width, height: spec.height || 240, series, bands,
-    scales: { x: { time: spec.x_kind === "time" }, y: spec.y_range ? { range: spec.y_range } : {} },
+    // One point alone gets an hour either side, not an axis spanning years.
+    scales: { x: { time: spec.x_kind === "time", range: (u, lo, hi) => (lo === hi ? [lo - 3600, hi + 3600] : [lo, hi]) },
+              y: spec.y_range ? { range: spec.y_range } : {} },
     axes: [
       { label: spec.x_label, stroke: "#8d96a0", grid: { stroke: "#8d96a022" },
         // Counts (k trials) tick at whole numbers only.
@@ -54,6 +58,9 @@ export function drawChart(container, spec, onPoint) {
   };
   container.replaceChildren();
   const plot = new uPlot(options, data, container);
+  // The interval bounds are drawn as bands; their own legend entries would only repeat them.
+  const entries = plot.root.querySelectorAll(".u-legend .u-series");
+  bandSeries.forEach((i) => entries[i] && entries[i].classList.add("band-bound"));
   if (onPoint) {
     plot.over.classList.add("clickable");
     plot.over.addEventListener("click", () => {
@@ -66,12 +73,26 @@ export function drawChart(container, spec, onPoint) {
   return plot;
 }
 
-/** Every <div class="chart" data-chart="NAME"> of the page, from pageData().charts[NAME]. */
+/** A click handler opening the clicked point's window: spec.link (a path of this app the server built,
+ * never another origin) with the point's x as ``at``. */
+function pointOpener(spec) {
+  return (idx) => {
+    const x = spec.x[idx];
+    if (typeof spec.link !== "string" || !spec.link.startsWith("/") || spec.link.startsWith("//")) return;
+    if (typeof x !== "number") return;
+    window.location.assign(`${spec.link}${spec.link.includes("?") ? "&" : "?"}at=${encodeURIComponent(String(x))}`);
+  };
+}
+
+/** Every <div class="chart" data-chart="NAME"> of the page, from pageData().charts[NAME]. A chart whose
+ * spec has a link opens the clicked point's window. */
 export function drawPageCharts(handlers = {}) {
   const data = pageData("chart-data");
   if (!data) return;
   for (const container of document.querySelectorAll(".chart[data-chart]")) {
     const spec = data[container.dataset.chart];
-    if (spec) drawChart(container, spec, handlers[container.dataset.chart]);
+    if (!spec) continue;
+    const onPoint = handlers[container.dataset.chart] || (spec.link ? pointOpener(spec) : undefined);
+    drawChart(container, spec, onPoint);
   }
 }
