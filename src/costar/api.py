@@ -535,7 +535,8 @@ def serve(config: Any = None, *, store: Store | str | Path | None = None, host: 
     def mount(server: Any) -> None:
         from costar.ui.app import mount_webapp
 
-        mount_webapp(server)
+        # The pages read the project's judges and monitors (files and those kept in the store).
+        mount_webapp(server, project_dir=str(project_config(project).root))
 
     scoring = cfg.monitors.enabled if monitors is None else monitors
     with _using(store if store is not None else cfg.store, create=True) as st:
