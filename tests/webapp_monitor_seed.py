@@ -80,15 +80,17 @@ def _trace(tid: str, at: float, *, output: str, project: str, service: str, erro
     return trace
 
 
-def add_monitors(store: SQLiteStore, project: Path) -> MonitorSeed:
-    """Write the monitors under ``project/monitors/``, their traces into ``store``, score them with the
-    monitor service (a backfill over the last 13 hours), and evaluate the alert rules at three times."""
+def add_monitors(store: SQLiteStore, project: Path, *, hostile: bool = True) -> MonitorSeed:
+    """Write the monitors under ``project/monitors/`` (the hostile one too unless ``hostile`` is False),
+    their traces into ``store``, score them with the monitor service (a backfill over the last 13
+    hours), and evaluate the alert rules at three times."""
     now = time.time()
     seed = MonitorSeed(now=now)
     folder = project / "monitors"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "support.yaml").write_text(yaml.safe_dump(SUPPORT, sort_keys=False))
-    (folder / "lab.yaml").write_text(yaml.safe_dump(LAB, sort_keys=False, allow_unicode=True))
+    if hostile:
+        (folder / "lab.yaml").write_text(yaml.safe_dump(LAB, sort_keys=False, allow_unicode=True))
     traces: list[Trace] = []
     for hour in range(HOURS):
         for k in range(PER_HOUR):
@@ -101,7 +103,7 @@ def add_monitors(store: SQLiteStore, project: Path) -> MonitorSeed:
                                  error=hour == 0 and k % 2 == 0, tokens=800 + 40 * k + 10 * hour,
                                  cost=0.0015 + 0.0001 * k, latency=1.5 + 0.2 * k + (1.5 if bad else 0.0)))
             seed.traces.setdefault(MONITOR, []).append(tid)
-    for k in range(3):
+    for k in range(3 if hostile else 0):
         tid = f"lab/{HOSTILE_SCRIPT}-{k}"
         traces.append(_trace(tid, now - 600 - 300 * k, output=HOSTILE, project="lab", service="lab",
                              note=HOSTILE_IMG, agent=HOSTILE_SCRIPT))
@@ -119,7 +121,7 @@ def add_monitors(store: SQLiteStore, project: Path) -> MonitorSeed:
     service = MonitorService(store, load_monitors(folder), JudgeRegistry(), clock=lambda: clock["t"])
 
     async def work() -> None:
-        for name in (MONITOR, HOSTILE_MONITOR):
+        for name in (MONITOR, HOSTILE_MONITOR) if hostile else (MONITOR,):
             await service.backfill(name, since=now - (HOURS + 1) * 3600, until=now)
         # The answers fail 5-6 hours ago: the quality rule fires there, and recovers two hours later.
         for hours_ago in (BAD_HOURS[0] + 1 / 30, BAD_HOURS[0] - 2, 0.0):

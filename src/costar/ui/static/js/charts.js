@@ -44,6 +44,8 @@ export function drawChart(container, spec, onPoint) {
   const width = Math.max(320, container.clientWidth || 600);
   const options = {
     title: spec.title, width, height: spec.height || 240, series, bands,
+    // Times in UTC, as the pages' tables print them.
+    tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
     // One point alone gets an hour either side, not an axis spanning years.
     scales: { x: { time: spec.x_kind === "time", range: (u, lo, hi) => (lo === hi ? [lo - 3600, hi + 3600] : [lo, hi]) },
               y: spec.y_range ? { range: spec.y_range } : {} },
