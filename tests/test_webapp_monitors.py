@@ -151,6 +151,10 @@ def test_a_points_traces_are_those_of_its_window(seeded: tuple[Seeded, MonitorSe
         ops = client.get(f"/monitors/{MONITOR}/traces?window=1h&at={worst.at!r}").text
     view = page_data(page)
     assert isinstance(view, dict)
+    from costar import api
+
+    assert api.monitor_window_traces(MONITOR, window=3600.0, at=worst.at, judge=GOLDEN_JUDGE,
+                                     store=s.store).model_dump(mode="json") == view  # the library's own view
     assert view["counts"]["pass"] + view["counts"]["fail"] == worst.n
     assert (view["counts"]["pass"], view["counts"]["fail"]) == (worst.data["pass"], worst.data["fail"])  # type: ignore[index]
     # Exactly the traces that ended in the window, each with the check's outcome.
