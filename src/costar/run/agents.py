@@ -7,8 +7,10 @@ the ``costar.agents`` entry-point group: a factory taking the agent's config map
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import hashlib
+import importlib.util
 import inspect
 import json
 import os
@@ -189,6 +191,10 @@ class PythonAgentConfig(_Base):
     """The function to call, ``module:function``."""
     capture_sdk: bool = True
     """Record the openai/anthropic SDK calls it makes as LLM spans."""
+    capture_otel: bool = True
+    """Record the OpenTelemetry spans it emits through its own tracer providers (Pydantic AI's
+    ``instrument_all()``, OpenInference instrumentors, its own tracer), when the OpenTelemetry SDK
+    is installed."""
 
 
 class PythonAgent(Agent):
@@ -204,6 +210,13 @@ class PythonAgent(Agent):
         base = Path(cfg.cwd).resolve() if cfg.cwd else Path.cwd()
         if str(base) not in sys.path:
             sys.path.insert(0, str(base))
+        self._otel_scope: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
+        if cfg.capture_otel and importlib.util.find_spec("opentelemetry.sdk") is not None:
+            from costar.capture.otel import capturing_otel, instrument_otel
+
+            # Before the import: tracer providers the agent's module creates are then recorded too.
+            instrument_otel()
+            self._otel_scope = capturing_otel
         self.fn: Callable[..., Any] = import_object(cfg.target)
         if not callable(self.fn):
             raise AgentConfigError(f"{cfg.target!r} is not callable")
@@ -219,12 +232,13 @@ class PythonAgent(Agent):
 
     async def run(self, task: AgentTask, recording: Recording, ctx: RunContext) -> AgentResult:
         arg: Any = task.prompt if self._wants_prompt else task
-        if inspect.iscoroutinefunction(self.fn):
-            result = await self.fn(arg)
-        else:
-            # The recording's root span is current in this task's context; carry it to the thread.
-            call = contextvars.copy_context().run
-            result = await asyncio.get_running_loop().run_in_executor(ctx.executor, call, self.fn, arg)
+        with self._otel_scope():
+            if inspect.iscoroutinefunction(self.fn):
+                result = await self.fn(arg)
+            else:
+                # The recording's root span is current in this task's context; carry it to the thread.
+                call = contextvars.copy_context().run
+                result = await asyncio.get_running_loop().run_in_executor(ctx.executor, call, self.fn, arg)
         return _coerce_result(result)
 
 
