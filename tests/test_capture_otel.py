@@ -129,3 +129,21 @@ def test_a_python_agent_that_sets_the_global_provider_on_its_first_call(tmp_path
         assert tool.parent_id == names["handle request"].span_id
         assert tool.kind == SpanKind.TOOL
         assert trace.totals.tool_calls == 1
+
+
+def test_spans_never_ended_are_forgotten_past_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    from costar.capture import otel
+
+    instrument_otel()
+    monkeypatch.setattr(otel, "MAX_OPEN", 3)
+    tracer = TracerProvider().get_tracer("leaky")
+    with Recording("trial") as rec, capturing_otel():
+        leaked = [tracer.start_span(f"never ended {i}") for i in range(5)]
+        with tracer.start_as_current_span("ended"):
+            pass
+    assert otel._processor is not None
+    assert len(otel._processor._open) == 2  # at most 3 at once; "ended" pushed out a third and left
+    assert [s.name for s in rec.spans() if s.name != "trial"] == ["ended"]
+    for s in leaked:
+        s.end()  # the three forgotten first ones are not recorded late; the rest are
+    assert [s.name for s in rec.spans() if s.name.startswith("never")] == ["never ended 3", "never ended 4"]

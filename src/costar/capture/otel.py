@@ -38,6 +38,9 @@ __all__ = ["capturing_otel", "instrument_otel", "readable_to_pb"]
 
 _Key = tuple[int, int]
 """An OpenTelemetry span's (trace id, span id)."""
+MAX_OPEN = 100_000
+"""Most started, unended spans remembered; past it the oldest are forgotten (an agent that never
+ends its spans cannot grow this without bound)."""
 
 _lock = threading.Lock()
 _processor: _RecordingProcessor | None = None
@@ -110,6 +113,8 @@ class _RecordingProcessor(SpanProcessor):
             found = None if parent is None else self._open.get((parent.trace_id, parent.span_id))
             inside = found is not None and found[0] is recording
             self._open[key] = (recording, None if inside else owner.span_id)
+            if len(self._open) > MAX_OPEN:
+                del self._open[next(iter(self._open))]
 
     def on_end(self, span: ReadableSpan) -> None:
         key = _key(span)
