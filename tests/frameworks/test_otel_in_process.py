@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from matrix import assert_matrix_trace, need, rules, run_matrix
 
 from costar.testing import ScriptedModelServer
@@ -41,3 +42,16 @@ def test_capture_otel_off_records_only_the_sdk_calls(tmp_path: Path) -> None:
     for trace, verdicts in results:
         assert not [s for s in trace.spans if s.name.startswith("invoke_agent")]
         assert_matrix_trace(trace, verdicts, inferred=True)
+
+
+@pytest.mark.parametrize("mode", ["plain", "stream-helper"])
+def test_anthropic_sdk_own_spans_merge_with_sdk_capture(mode: str, tmp_path: Path) -> None:
+    need("anthropic")
+    with ScriptedModelServer(rules()) as srv:
+        results = run_matrix({"type": "python", "target": "anthropic_loop:run_traced", "cwd": AGENT["cwd"]},
+                             tmp_path / ".costar", {"ANTHROPIC_BASE_URL": srv.anthropic_base_url, "LOOP_MODE": mode})
+    for trace, verdicts in results:
+        # Four model calls, each seen twice (the SDK's CLIENT span and coSTAR's capture), stored once.
+        assert_matrix_trace(trace, verdicts, inferred=True, provider_model="claude-haiku-4-5")
+        llm = [s for s in trace.spans if s.kind == SpanKind.LLM]
+        assert all(s.attributes.get("costar.merged") for s in llm), [s.attributes.get("costar.merged") for s in llm]

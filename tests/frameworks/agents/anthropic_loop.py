@@ -36,8 +36,11 @@ def _events_to_blocks(events: Any) -> list[dict[str, Any]]:
     return [blocks[i] for i in sorted(blocks)]
 
 
-def loop(prompt: str, workspace: Path, base_url: str, mode: str) -> str:
-    client = Anthropic(base_url=base_url, api_key="sk-ant-test-scripted")
+def loop(prompt: str, workspace: Path, base_url: str, mode: str, *, tracer_provider: Any = None) -> str:
+    # With a tracer provider the SDK traces each API call itself (anthropic 2.x), content included.
+    telemetry: Any = ({"tracer_provider": tracer_provider, "traces": {"content_mode": "content"}}
+                      if tracer_provider is not None else {"traces": False})
+    client = Anthropic(base_url=base_url, api_key="sk-ant-test-scripted", open_telemetry=telemetry)
     shop = Shop(workspace)
     messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
     args = {"model": MODEL, "max_tokens": 512, "system": SYSTEM, "tools": TOOLS}
@@ -67,6 +70,20 @@ def loop(prompt: str, workspace: Path, base_url: str, mode: str) -> str:
 
 def run(task: Any) -> str:
     return loop(task.prompt, task.workspace, task.env["ANTHROPIC_BASE_URL"], task.env.get("LOOP_MODE", "plain"))
+
+
+_provider: Any = None
+
+
+def run_traced(task: Any) -> str:
+    """``run`` with the SDK's own OpenTelemetry spans on, from a provider the agent makes on its first call."""
+    global _provider
+    if _provider is None:
+        from opentelemetry.sdk.trace import TracerProvider
+
+        _provider = TracerProvider()
+    return loop(task.prompt, task.workspace, task.env["ANTHROPIC_BASE_URL"], task.env.get("LOOP_MODE", "plain"),
+                tracer_provider=_provider)
 
 
 if __name__ == "__main__":
