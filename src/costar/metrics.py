@@ -559,6 +559,23 @@ def _scenario_checks(current: Mapping[MetricName, MetricStats],
     return checks
 
 
+def parse_limits(pairs: Sequence[str], *, option: str = "--max") -> dict[str, float] | None:
+    """``METRIC=LIMIT`` pairs as given on the command line (``option`` names them in the error);
+    None for none."""
+    if not pairs:
+        return None
+    limits: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            limits[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise ConfigError(f"{option} takes METRIC=LIMIT (e.g. {option} total_tokens=5000), got {pair!r}")
+    return limits
+
+
 def check_metrics(store: Store, run_id: str, *, history: int = DEFAULT_HISTORY,
                   threshold: float = DEFAULT_THRESHOLD, min_change: float = DEFAULT_MIN_CHANGE,
                   min_history: int = MIN_HISTORY, metrics: Sequence[MetricName] = ALERT_METRICS,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from costar.compare import Comparison
+from costar.errors import ConfigError
 from costar.metrics import MetricsReport
 from costar.store.base import Run, SpanQuery, Store
 from costar.store.span_tree import span_facts
@@ -36,6 +37,8 @@ SCHEMA_VERSION = 1
 
 ARTIFACT_TEXT_CHARS = 4000
 """How much of a text artifact a trace view carries by default."""
+SHOWN_ARTIFACT_CHARS = 2000
+"""How much of each text artifact ``costar traces show`` reads (and its view over HTTP carries)."""
 
 
 class View(BaseModel):
@@ -149,6 +152,17 @@ class RunList(View):
 def run_summary(store: Store, run: Run) -> RunSummary:
     """A stored run's summary, from its trace heads and latest verdicts (spans are not read)."""
     return summarize(run, store.iter_traces(run.run_id, spans=False), store.verdicts(run_id=run.run_id))
+
+
+def listed_origins(origins: Sequence[str] = (), *, include_hidden: bool = False) -> tuple[str, ...]:
+    """The origins ``costar runs`` lists: those asked for, else every origin but refine's own runs
+    (unless ``include_hidden``; ``()`` then means all). An unknown origin is a ConfigError."""
+    from costar.store.base import NOT_LATEST, ORIGINS
+
+    for o in origins:
+        if o not in ORIGINS:
+            raise ConfigError(f"unknown origin {o!r}; use one of {', '.join(ORIGINS)}")
+    return tuple(origins) or (() if include_hidden else tuple(o for o in ORIGINS if o not in NOT_LATEST))
 
 
 def run_list(store: Store, *, limit: int = 20, origins: Sequence[str] = ()) -> RunList:
@@ -455,10 +469,10 @@ VIEWS: tuple[type[View], ...] = (RunList, TraceList, TraceDetail, RunReport, Jud
 """Every view, in the order docs/JSON.md lists them."""
 
 
-__all__ = ["ARTIFACT_TEXT_CHARS", "SCHEMA_VERSION", "VIEWS", "ArtifactRow", "ComparisonView", "JudgeList",
-           "JudgeRow", "MetricsView", "RunList", "RunReport", "RunRow", "SpanRow", "TraceDetail", "TraceList",
-           "TraceRow", "View", "artifact_row", "artifact_text", "judge_list", "run_list", "run_report",
-           "run_summary", "trace_detail", "trace_list"]
+__all__ = ["ARTIFACT_TEXT_CHARS", "SCHEMA_VERSION", "SHOWN_ARTIFACT_CHARS", "VIEWS", "ArtifactRow",
+           "ComparisonView", "JudgeList", "JudgeRow", "MetricsView", "RunList", "RunReport", "RunRow", "SpanRow",
+           "TraceDetail", "TraceList", "TraceRow", "View", "artifact_row", "artifact_text", "judge_list",
+           "listed_origins", "run_list", "run_report", "run_summary", "trace_detail", "trace_list"]
 
 
 # --------------------------------------------------------------------------- docs/JSON.md
@@ -467,6 +481,10 @@ _COMMANDS = {"runs": "costar runs --json", "traces": "costar traces list RUN --j
              "trace": "costar traces show TRACE_ID --json", "report": "costar report RUN --json",
              "judges": "costar judges list --json", "metrics": "costar metrics RUN --json",
              "comparison": "costar compare BASE HEAD --json"}
+_HTTP = {"runs": "/api/v1/views/runs", "traces": "/api/v1/views/runs/{run}/traces",
+         "trace": "/api/v1/views/traces/{trace_id}", "report": "/api/v1/views/runs/{run}/report",
+         "judges": "— (reads the project's files)", "metrics": "/api/v1/views/runs/{run}/metrics",
+         "comparison": "/api/v1/views/compare?base=&head="}
 _API = {"runs": "api.list_runs", "traces": "api.list_traces", "trace": "api.show_trace", "report": "api.run_report",
         "judges": "api.judge_list", "metrics": "api.check_metrics", "comparison": "api.compare_runs"}
 
@@ -521,10 +539,13 @@ def json_reference() -> str:
     head = inspect.cleandoc(__doc__ or "").split("\n\n", 1)[1]
     out = ["# JSON output", "", "What `--json` prints, and the shapes the server's API serves (generated from",
            "`costar/views.py` by `python -m costar.views > docs/JSON.md`; a test fails when it is stale).", "",
-           head, "", "| kind | command | library |", "|---|---|---|"]
+           head, "", "The server (`costar server`, `costar ui`) serves each view at `GET` *path* with the command's "
+           "options as query parameters: the same JSON the command prints (compact, not indented).", "",
+           "| kind | command | library | server |", "|---|---|---|---|"]
     for view in VIEWS:
+        http = _HTTP[view.kind_name]
         out.append(f"| [`{view.kind_name}`](#{view.__name__.lower()}) | `{_COMMANDS[view.kind_name]}` | "
-                   f"`{_API[view.kind_name]}` |")
+                   f"`{_API[view.kind_name]}` | {f'`{http}`' if http.startswith('/') else http} |")
     seen: list[type[BaseModel]] = []
     for view in VIEWS:
         doc = " ".join((view.__doc__ or "").split())

@@ -19,7 +19,6 @@ from costar.cli.common import (
     writable_file,
     write_text_output,
 )
-from costar.errors import ConfigError
 
 if TYPE_CHECKING:
     from costar.api import Correction
@@ -69,21 +68,6 @@ def compare(
     raise typer.Exit(comparison.exit_code)
 
 
-def _limits(pairs: list[str] | None) -> dict[str, float] | None:
-    if not pairs:
-        return None
-    out: dict[str, float] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        try:
-            out[name] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise ConfigError(f"--max takes METRIC=LIMIT (e.g. --max total_tokens=5000), got {pair!r}")
-    return out
-
-
 @app.command()
 def metrics(
     run_id: Annotated[str, typer.Argument(help="Run id (default: latest).")] = "latest",
@@ -98,12 +82,13 @@ def metrics(
     """Tokens, cost, latency, calls, errors and retries per scenario, with alerts against history.
 
     Alerts inform; only a limit set with --max (or a scenario's metadata.metric_thresholds) fails."""
+    from costar.metrics import parse_limits
     from costar.report.terminal_comparison import render_metrics
 
     cfg = load_project(config)
     st = open_project_store(cfg, store, create=False)
     report = api.check_metrics(run_id, store=st, history=history, threshold=threshold,
-                               min_change=min_change, thresholds=_limits(limits))
+                               min_change=min_change, thresholds=parse_limits(limits or []))
     if as_json:
         sys.stdout.write(report.model_dump_json(indent=2) + "\n")
     else:

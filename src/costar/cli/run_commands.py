@@ -334,14 +334,15 @@ def runs(config: ConfigOpt = None, store: StoreOpt = None,
          show_all: Annotated[bool, typer.Option("--all", help="Include refine's own runs (hidden by default).")] = False,
          as_json: Annotated[bool, typer.Option("--json", help="Print JSON (docs/JSON.md: 'runs').")] = False) -> None:
     """List recorded runs, newest first: pass rate, trials, tokens, cost, agent commit, origin."""
-    from costar.store.base import NOT_LATEST, ORIGINS
+    from costar.errors import ConfigError
+    from costar.views import listed_origins
 
-    for o in origin or []:
-        if o not in ORIGINS:
-            raise typer.BadParameter(f"unknown origin {o!r}; use one of {', '.join(ORIGINS)}", param_hint="--origin")
+    try:
+        origins = listed_origins(origin or (), include_hidden=show_all)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--origin") from None
     cfg = load_project(config)
     st = open_project_store(cfg, store, create=False)
-    origins = tuple(origin or ()) or (() if show_all else tuple(o for o in ORIGINS if o not in NOT_LATEST))
     listing = api.list_runs(store=st, limit=limit, origins=origins)
     if as_json:
         sys.stdout.write(listing.model_dump_json(indent=2) + "\n")

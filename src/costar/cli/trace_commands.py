@@ -49,7 +49,7 @@ def traces_show(
     store: StoreOpt = None,
     max_spans: Annotated[int, typer.Option("--max-spans", min=1, help="Spans to show.")] = 500,
     attributes: Annotated[bool, typer.Option("--attributes", "-a", help="Every attribute of every span.")] = False,
-    artifact_chars: Annotated[int, typer.Option("--artifact-chars", min=0, help="Characters of each text artifact to read (0: none).")] = 2000,
+    artifact_chars: Annotated[int, typer.Option("--artifact-chars", min=0, help="Characters of each text artifact to read (0: none).")] = 2000,  # views.SHOWN_ARTIFACT_CHARS; --help imports no views
     artifact_lines: Annotated[int, typer.Option("--artifact-lines", min=0, help="Lines of each text artifact to print.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (docs/JSON.md: 'trace'); attributes included.")] = False,
 ) -> None:

@@ -1,7 +1,8 @@
 """The JSON API under ``/api/v1``: what the CLI and the web app read.
 
 Shapes are coSTAR's own contracts (``Trace``, ``Span``, ``Verdict``, ``Run``, ``RunSummary``) inside
-small page envelopes defined here; docs/SERVER.md lists every endpoint. Reads go to the store in a
+small page envelopes defined here, and under ``/api/v1/views`` the CLI's ``--json`` views
+(:mod:`costar.server.views_api`); docs/SERVER.md lists every endpoint. Reads go to the store in a
 worker thread so the event loop keeps ingesting. Every endpoint needs an API token when the server
 requires tokens.
 """
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from costar.errors import CostarError, NotInStoreError, StoreError
 from costar.server.auth import SESSION_COOKIE, Authenticator, AuthFailure, Caller
+from costar.server.views_api import add_view_routes
 from costar.store.base import Run, SpanQuery, Store
 from costar.store.server_tables import ServerTables, ServerTrace
 from costar.store.span_tree import MAX_COLLAPSED, MAX_PAGE, SpanTrees, TreeLocation, TreePage, locate, tree_page
@@ -344,4 +346,5 @@ def build_router(server: ApiHost) -> APIRouter:
         rows = await run(monitor_tables().alerts, monitor=monitor, since=since, limit=limit)
         return [a.to_dict() for a in rows]
 
+    add_view_routes(router, lambda: server.store, run)
     return router
