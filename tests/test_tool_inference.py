@@ -221,6 +221,20 @@ def test_a_captured_call_outside_the_framework_span_is_not_merged_into_it() -> N
     assert len(merge_duplicate_llm_spans([framework, captured])) == 2
 
 
+def test_an_sdks_own_span_inside_the_captured_wrapper_of_the_same_method_merges() -> None:
+    # The Anthropic SDK traces messages.create inside the method coSTAR's capture wraps: its span is
+    # the inner one, and the captured span may end well after it (the capture prices the response).
+    sdk_own = llm("a1", 2, 8, **{"gen_ai.usage.input_tokens": 5})
+    sdk_own.attributes.pop("gen_ai.input.messages")
+    agent_level = llm("agent", 0, 900, **{"gen_ai.usage.input_tokens": 5})
+    captured = llm("s1", 1, 400, **{"costar.capture": "sdk", "gen_ai.usage.input_tokens": 5})
+    out = merge_duplicate_llm_spans([agent_level, sdk_own, captured])
+    assert sorted(s.span_id for s in out) == ["a1", "agent"]  # the tightest fit, not the agent-level span
+    merged = next(s for s in out if s.span_id == "a1")
+    assert merged.attributes["costar.merged"] == ["sdk"]
+    assert merged.attributes["gen_ai.input.messages"]
+
+
 def test_unpriced_llm_spans_get_a_cost_from_the_price_table() -> None:
     span = llm("f1", 0, 10, **{"gen_ai.usage.input_tokens": 1_000_000, "gen_ai.usage.output_tokens": 0,
                                "gen_ai.request.model": "gpt-4.1-mini", "gen_ai.provider.name": "openai"})

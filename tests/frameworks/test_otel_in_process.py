@@ -55,3 +55,16 @@ def test_anthropic_sdk_own_spans_merge_with_sdk_capture(mode: str, tmp_path: Pat
         assert_matrix_trace(trace, verdicts, inferred=True, provider_model="claude-haiku-4-5")
         llm = [s for s in trace.spans if s.kind == SpanKind.LLM]
         assert all(s.attributes.get("costar.merged") for s in llm), [s.attributes.get("costar.merged") for s in llm]
+
+
+@pytest.mark.slow
+def test_anthropic_sdk_own_spans_exported_by_a_command_agent_merge_with_sdk_capture(tmp_path: Path) -> None:
+    need("anthropic")
+    with ScriptedModelServer(rules()) as srv:
+        results = run_matrix({"type": "command", "command": ["python", "anthropic_loop.py"], "cwd": AGENT["cwd"],
+                              "env": {"ANTHROPIC_OTEL": "1"}},
+                             tmp_path / ".costar", {"ANTHROPIC_BASE_URL": srv.anthropic_base_url})
+    for trace, verdicts in results:
+        assert_matrix_trace(trace, verdicts, inferred=True, provider_model="claude-haiku-4-5")
+        llm = [s for s in trace.spans if s.kind == SpanKind.LLM]
+        assert all(s.attributes.get("costar.merged") for s in llm), [s.attributes.get("costar.merged") for s in llm]

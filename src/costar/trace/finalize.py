@@ -6,8 +6,9 @@ When SDK capture and a framework's own instrumentation (OpenTelemetry, OpenInfer
 the same model call, two LLM spans describe it. They are merged into the framework's span (it sits
 in the framework's tree), which takes the attributes it lacks from the captured one (messages,
 tokens, cost) and is marked ``costar.merged = ["sdk"]``. Two LLM spans describe the same call when
-the captured one lies within the framework's span in time (5 ms of slack) and nothing they both
-record disagrees: response id, input and output tokens, and the model (one name a prefix of the
+one lies within the other in time (5 ms of slack: the captured span inside a framework's request
+span, or an SDK's own span, such as the Anthropic SDK's, inside coSTAR's wrapper of the same method)
+and nothing they both record disagrees: response id, input and output tokens, and the model (one name a prefix of the
 other, as ``gpt-4o`` and ``gpt-4o-2024-08-06``).
 
 An MCP tool call can be recorded more than once too: by coSTAR's MCP capture and by the agent
@@ -48,10 +49,13 @@ def _agree(a: Span, b: Span, key: str) -> bool:
     return x is None or y is None or x == y
 
 
+def _contains(outer: Span, inner: Span) -> bool:
+    return (outer.start_ns <= inner.start_ns + SLACK_NS
+            and (inner.end_ns or inner.start_ns) <= (outer.end_ns or outer.start_ns) + SLACK_NS)
+
+
 def _same_call(captured: Span, other: Span) -> bool:
-    if captured.start_ns + SLACK_NS < other.start_ns:
-        return False
-    if (captured.end_ns or captured.start_ns) > (other.end_ns or other.start_ns) + SLACK_NS:
+    if not (_contains(other, captured) or _contains(captured, other)):
         return False
     for key in ("gen_ai.response.id", "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"):
         if not _agree(captured, other, key):
@@ -73,7 +77,7 @@ def merge_duplicate_llm_spans(spans: list[Span]) -> list[Span]:
         if not candidates:
             continue
         # The tightest fit: the framework's model-request span, not an enclosing agent-level LLM span.
-        target = min(candidates, key=lambda o: (c.start_ns - o.start_ns) + ((o.end_ns or 0) - (c.end_ns or 0)))
+        target = min(candidates, key=lambda o: abs(c.start_ns - o.start_ns) + abs((o.end_ns or 0) - (c.end_ns or 0)))
         taken.add(target.span_id)
         dropped[c.span_id] = target.span_id
         merged = {k: v for k, v in c.attributes.items() if k != CAPTURE}
@@ -94,11 +98,6 @@ def merge_duplicate_llm_spans(spans: list[Span]) -> list[Span]:
 
 def _tool_name(span: Span) -> str:
     return str(span.attributes.get("gen_ai.tool.name") or span.name.removeprefix("execute_tool ").strip())
-
-
-def _contains(outer: Span, inner: Span) -> bool:
-    return (outer.start_ns <= inner.start_ns + SLACK_NS
-            and (inner.end_ns or inner.start_ns) <= (outer.end_ns or outer.start_ns) + SLACK_NS)
 
 
 def _same_tool_call(outer: Span, inner: Span) -> bool:

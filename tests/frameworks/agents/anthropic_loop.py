@@ -86,5 +86,20 @@ def run_traced(task: Any) -> str:
                 tracer_provider=_provider)
 
 
+def main() -> None:
+    provider: Any = None
+    if os.environ.get("ANTHROPIC_OTEL") == "1":  # the SDK's own spans, exported where the harness says
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    print(loop(sys.stdin.read(), Path.cwd(), os.environ["ANTHROPIC_BASE_URL"], os.environ.get("LOOP_MODE", "plain"),
+               tracer_provider=provider))
+    if provider is not None:
+        provider.shutdown()
+
+
 if __name__ == "__main__":
-    print(loop(sys.stdin.read(), Path.cwd(), os.environ["ANTHROPIC_BASE_URL"], os.environ.get("LOOP_MODE", "plain")))
+    main()
