@@ -16,6 +16,7 @@ import importlib.abc
 import importlib.machinery
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any, Protocol
@@ -65,6 +66,9 @@ def _start(provider: str, kwargs: dict[str, Any], messages: list[dict[str, Any]]
 
 def _finish(span: LiveSpan, provider: str, model: str, message: dict[str, Any], reason: str | None,
             input_tokens: int, output_tokens: int, response_id: str | None) -> None:
+    # The call ended when its response did: pricing it (the first time, loading the price table)
+    # is not the model's latency.
+    ended = time.time_ns()
     cost, known = _prices().cost(provider, model, input_tokens, output_tokens)
     otel_reason = finish_reason(reason) if reason else None
     span.set_attributes({
@@ -78,7 +82,7 @@ def _finish(span: LiveSpan, provider: str, model: str, message: dict[str, Any], 
         **({"gen_ai.response.id": response_id} if response_id else {}),
     })
     span.set_status(StatusCode.OK)
-    span.end()
+    span.end(ended)
 
 
 def _parsed(resp: Any) -> Any:

@@ -98,9 +98,11 @@ class LiveSpan:
                                      "exception.message": str(exc)})
         self.set_status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
 
-    def end(self) -> None:
+    def end(self, end_ns: int | None = None) -> None:
+        """End the span now, or at ``end_ns`` (when what it measures ended before the bookkeeping that
+        follows it); ending it again changes nothing."""
         if self.end_ns is None:
-            self.end_ns = time.time_ns()
+            self.end_ns = end_ns if end_ns is not None else time.time_ns()
             self.recording._finish(self)
 
     def __enter__(self) -> LiveSpan:
