@@ -457,5 +457,5 @@ def test_assess_on_the_cluster_stops_at_one_money_budget(ray_cluster, tmp_path: 
     assert sum(v.passed is True for v in verdicts) == 1
     refused = [v for v in verdicts if v.error]
     assert len(refused) == 7
-    assert all("the model budget of $0.0000 is spent" in (v.error or "") for v in refused)
+    assert all("the model budget of $0.000001 is spent" in (v.error or "") for v in refused)
     store.close()
