@@ -18,10 +18,19 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Protocol
 
-from costar.trace.genai import finish_reason, openai_messages_to_parts
+from costar.trace.genai import (
+    CACHE_CREATION_1H_TOKENS,
+    CACHE_CREATION_TOKENS,
+    CACHE_READ_TOKENS,
+    INPUT_TOKENS,
+    OUTPUT_TOKENS,
+    finish_reason,
+    openai_messages_to_parts,
+)
 from costar.trace.model import SpanKind, StatusCode
 from costar.trace.recorder import LiveSpan, current_span
 
@@ -64,17 +73,62 @@ def _start(provider: str, kwargs: dict[str, Any], messages: list[dict[str, Any]]
     return span
 
 
+@dataclass(frozen=True)
+class _Tokens:
+    """A call's usage as the OpenTelemetry GenAI conventions count it: ``input`` is the whole prompt,
+    the parts read from (``cache_read``) and written to (``cache_write``) the prompt cache included."""
+
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    cache_write_1h: int = 0  # the part of cache_write kept for an hour (Anthropic), priced apart
+
+
+def _count(obj: Any, *path: str) -> int:
+    for name in path:
+        obj = obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+    return obj if isinstance(obj, int) and not isinstance(obj, bool) and obj > 0 else 0
+
+
+def _openai_tokens(usage: Any) -> _Tokens:
+    """Chat completions usage: ``prompt_tokens`` already includes ``cached_tokens``."""
+    return _Tokens(_count(usage, "prompt_tokens"), _count(usage, "completion_tokens"),
+                   _count(usage, "prompt_tokens_details", "cached_tokens"),
+                   _count(usage, "prompt_tokens_details", "cache_write_tokens"))
+
+
+def _responses_tokens(usage: Any) -> _Tokens:
+    """Responses API usage: ``input_tokens`` already includes ``cached_tokens``."""
+    return _Tokens(_count(usage, "input_tokens"), _count(usage, "output_tokens"),
+                   _count(usage, "input_tokens_details", "cached_tokens"),
+                   _count(usage, "input_tokens_details", "cache_write_tokens"))
+
+
+def _anthropic_tokens(usage: Any) -> _Tokens:
+    """Anthropic usage: ``input_tokens`` counts only the prompt after the last cache breakpoint, so
+    the cached parts are added to it."""
+    read = _count(usage, "cache_read_input_tokens")
+    write = _count(usage, "cache_creation_input_tokens")
+    return _Tokens(_count(usage, "input_tokens") + read + write, _count(usage, "output_tokens"), read, write,
+                   min(write, _count(usage, "cache_creation", "ephemeral_1h_input_tokens")))
+
+
 def _finish(span: LiveSpan, provider: str, model: str, message: dict[str, Any], reason: str | None,
-            input_tokens: int, output_tokens: int, response_id: str | None) -> None:
+            tokens: _Tokens, response_id: str | None) -> None:
     # The call ended when its response did: pricing it (the first time, loading the price table)
     # is not the model's latency.
     ended = time.time_ns()
-    cost, known = _prices().cost(provider, model, input_tokens, output_tokens)
+    cost, known = _prices().cost(provider, model, tokens.input, tokens.output, cache_read=tokens.cache_read,
+                                 cache_write=tokens.cache_write, cache_write_1h=tokens.cache_write_1h)
     otel_reason = finish_reason(reason) if reason else None
     span.set_attributes({
         "gen_ai.response.model": model,
-        "gen_ai.usage.input_tokens": input_tokens,
-        "gen_ai.usage.output_tokens": output_tokens,
+        INPUT_TOKENS: tokens.input,
+        OUTPUT_TOKENS: tokens.output,
+        CACHE_READ_TOKENS: tokens.cache_read,
+        CACHE_CREATION_TOKENS: tokens.cache_write,
+        **({CACHE_CREATION_1H_TOKENS: tokens.cache_write_1h} if tokens.cache_write_1h else {}),
         "gen_ai.response.finish_reasons": [otel_reason] if otel_reason else [],
         "gen_ai.output.messages": openai_messages_to_parts([{**message, "finish_reason": reason or "stop"}]),
         "costar.usage.cost_usd": cost,
@@ -119,8 +173,7 @@ def _openai_done(span: LiveSpan, kwargs: dict[str, Any], resp: Any) -> None:
     usage = getattr(resp, "usage", None)
     _finish(span, "openai", getattr(resp, "model", None) or str(kwargs.get("model", "")),
             {k: v for k, v in message.items() if v is not None},
-            getattr(choice, "finish_reason", None), getattr(usage, "prompt_tokens", 0) or 0,
-            getattr(usage, "completion_tokens", 0) or 0, getattr(resp, "id", None))
+            getattr(choice, "finish_reason", None), _openai_tokens(usage), getattr(resp, "id", None))
 
 
 class _OpenAIStreamAccumulator:
@@ -132,14 +185,14 @@ class _OpenAIStreamAccumulator:
         self.reason: str | None = None
         self.model = ""
         self.id: str | None = None
-        self.usage = (0, 0)
+        self.usage = _Tokens()
 
     def add(self, chunk: Any) -> None:
         self.model = getattr(chunk, "model", None) or self.model
         self.id = getattr(chunk, "id", None) or self.id
         usage = getattr(chunk, "usage", None)
         if usage is not None:
-            self.usage = (usage.prompt_tokens or 0, usage.completion_tokens or 0)
+            self.usage = _openai_tokens(usage)
         for choice in getattr(chunk, "choices", None) or []:
             delta = choice.delta
             if getattr(delta, "content", None):
@@ -168,7 +221,7 @@ class _Accumulator(Protocol):
 class _ChatAccumulator(_OpenAIStreamAccumulator):
     def finish(self, span: LiveSpan, kwargs: dict[str, Any]) -> None:
         _finish(span, "openai", self.model or str(kwargs.get("model", "")), self.message(), self.reason,
-                self.usage[0], self.usage[1], self.id)
+                self.usage, self.id)
 
 
 class _StreamProxy:
@@ -342,8 +395,7 @@ def _responses_done(span: LiveSpan, kwargs: dict[str, Any], resp: Any) -> None:
     status = getattr(resp, "status", None)
     reason = "tool_calls" if calls else ("length" if status == "incomplete" else "stop")
     _finish(span, "openai", getattr(resp, "model", None) or str(kwargs.get("model", "")), message, reason,
-            getattr(usage, "input_tokens", 0) or 0, getattr(usage, "output_tokens", 0) or 0,
-            getattr(resp, "id", None))
+            _responses_tokens(usage), getattr(resp, "id", None))
 
 
 class _ResponsesAccumulator:
@@ -359,7 +411,7 @@ class _ResponsesAccumulator:
     def finish(self, span: LiveSpan, kwargs: dict[str, Any]) -> None:
         if self.response is None:
             _finish(span, "openai", str(kwargs.get("model", "")), {"role": "assistant", "content": ""},
-                    None, 0, 0, None)
+                    None, _Tokens(), None)
         else:
             _responses_done(span, kwargs, self.response)
 
@@ -450,8 +502,7 @@ def _anthropic_done(span: LiveSpan, kwargs: dict[str, Any], resp: Any) -> None:
     stop = getattr(resp, "stop_reason", None)
     reason = {"end_turn": "stop", "tool_use": "tool_calls", "max_tokens": "length"}.get(stop or "", stop)
     _finish(span, "anthropic", getattr(resp, "model", None) or str(kwargs.get("model", "")), message, reason,
-            getattr(usage, "input_tokens", 0) or 0, getattr(usage, "output_tokens", 0) or 0,
-            getattr(resp, "id", None))
+            _anthropic_tokens(usage), getattr(resp, "id", None))
 
 
 class _AnthropicStreamAccumulator:
@@ -462,12 +513,17 @@ class _AnthropicStreamAccumulator:
         self.blocks: dict[int, dict[str, Any]] = {}
         self.json: dict[int, list[str]] = {}
         self.stop: str | None = None
-        self.output_tokens = 0
+        # message_start's usage, updated by message_delta's (cumulative counts; recent APIs send the
+        # prompt's counts there too, and a proxy may send them only there).
+        self.usage: dict[str, Any] = {}
 
     def add(self, event: Any) -> None:
         kind = getattr(event, "type", None)
         if kind == "message_start":
             self.message = event.message
+            usage = _dump(getattr(event.message, "usage", None))
+            if isinstance(usage, dict):
+                self.usage.update({k: v for k, v in usage.items() if v is not None})
         elif kind == "content_block_start":
             self.blocks[event.index] = _dump(event.content_block)
         elif kind == "content_block_delta":
@@ -479,8 +535,9 @@ class _AnthropicStreamAccumulator:
                 self.json.setdefault(event.index, []).append(delta.partial_json)
         elif kind == "message_delta":
             self.stop = getattr(event.delta, "stop_reason", None) or self.stop
-            usage = getattr(event, "usage", None)
-            self.output_tokens = getattr(usage, "output_tokens", 0) or self.output_tokens
+            usage = _dump(getattr(event, "usage", None))
+            if isinstance(usage, dict):
+                self.usage.update({k: v for k, v in usage.items() if v is not None})
 
     def finish(self, span: LiveSpan, kwargs: dict[str, Any]) -> None:
         text, calls = [], []
@@ -495,11 +552,9 @@ class _AnthropicStreamAccumulator:
         message: dict[str, Any] = {"role": "assistant", "content": "\n".join(text)}
         if calls:
             message["tool_calls"] = calls
-        start_usage = getattr(self.message, "usage", None)
         reason = {"end_turn": "stop", "tool_use": "tool_calls", "max_tokens": "length"}.get(self.stop or "", self.stop)
         _finish(span, "anthropic", getattr(self.message, "model", None) or str(kwargs.get("model", "")), message,
-                reason, getattr(start_usage, "input_tokens", 0) or 0, self.output_tokens,
-                getattr(self.message, "id", None))
+                reason, _anthropic_tokens(self.usage), getattr(self.message, "id", None))
 
 
 def _anthropic_start(kwargs: dict[str, Any]) -> LiveSpan | None:
@@ -534,7 +589,7 @@ class _MessageStreamManager:
         snapshot = getattr(self._stream, "_current_snapshot_or_none", lambda: None)()
         if snapshot is None:
             _finish(span, "anthropic", str(self._kwargs.get("model", "")), {"role": "assistant", "content": ""},
-                    None, 0, 0, None)
+                    None, _Tokens(), None)
         else:
             _anthropic_done(span, self._kwargs, snapshot)
 

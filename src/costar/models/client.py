@@ -232,11 +232,14 @@ class ModelClient:
             cost, known = 0.0, True  # nothing was spent on this call
         else:
             cost, known = self.prices.cost(self.spec.provider, reply.model or self.spec.model,
-                                           reply.input_tokens, reply.output_tokens)
+                                           reply.input_tokens, reply.output_tokens,
+                                           cache_read=reply.cache_read_tokens, cache_write=reply.cache_write_tokens,
+                                           cache_write_1h=reply.cache_write_1h_tokens)
         return ChatResult(
             text=parsed.text, tool_calls=parsed.tool_calls, parsed=parsed.parsed,
             finish_reason=reply.finish_reason,
-            usage=Usage(input_tokens=reply.input_tokens, output_tokens=reply.output_tokens),
+            usage=Usage(input_tokens=reply.input_tokens, output_tokens=reply.output_tokens,
+                        cache_read_tokens=reply.cache_read_tokens, cache_write_tokens=reply.cache_write_tokens),
             cost_usd=cost, cost_known=known, latency_s=time.perf_counter() - started,
             provider=self.spec.provider, model=reply.model or self.spec.model, response_id=reply.response_id,
             retries=attempts.retries, cache_hit=cache_hit, replayed=source == "cassette", raw=reply.raw)

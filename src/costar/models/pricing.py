@@ -7,6 +7,7 @@ project can override or extend it from a YAML/JSON file or a dict. Dated snapsho
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,42 +19,85 @@ from costar.errors import ConfigError
 
 @dataclass(frozen=True)
 class Price:
-    input_per_mtok: float
-    output_per_mtok: float
+    """A model's list prices in USD per million tokens.
 
-    def cost(self, input_tokens: int, output_tokens: int) -> float:
-        return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1_000_000
+    Cached prompt tokens are billed apart from the rest of the prompt: reads from the provider's
+    prompt cache at ``cache_read_per_mtok``, writes to it at ``cache_write_per_mtok`` (Anthropic's
+    5-minute cache) or ``cache_write_1h_per_mtok`` (its 1-hour cache). A cache price left unset
+    means those tokens cost what other input tokens cost (``input_per_mtok``; a 1-hour write
+    without its own price costs a 5-minute write's).
+    """
+
+    input_per_mtok: float
+    """Prompt tokens that neither came from nor went to the prompt cache."""
+    output_per_mtok: float
+    """Completion tokens (reasoning tokens included)."""
+    cache_read_per_mtok: float | None = None
+    """Prompt tokens read from the prompt cache (None: the input price)."""
+    cache_write_per_mtok: float | None = None
+    """Prompt tokens written to the prompt cache (None: the input price)."""
+    cache_write_1h_per_mtok: float | None = None
+    """Prompt tokens written to a 1-hour cache entry (None: the cache write price)."""
+
+    def cost(self, input_tokens: int, output_tokens: int, *, cache_read: int = 0, cache_write: int = 0,
+             cache_write_1h: int = 0) -> float:
+        """The price of one call. ``input_tokens`` is the whole prompt, cached parts included (the
+        OpenTelemetry GenAI convention); ``cache_read`` and ``cache_write`` are the parts read from
+        and written to the cache, ``cache_write_1h`` the part of ``cache_write`` kept for an hour.
+        Counts that do not add up (cached parts larger than the prompt) are clamped, never negative."""
+        read = max(0, cache_read)
+        write = max(0, cache_write)
+        write_1h = min(max(0, cache_write_1h), write)
+        plain = max(0, input_tokens - read - write)
+        read_price = self.input_per_mtok if self.cache_read_per_mtok is None else self.cache_read_per_mtok
+        write_price = self.input_per_mtok if self.cache_write_per_mtok is None else self.cache_write_per_mtok
+        write_1h_price = write_price if self.cache_write_1h_per_mtok is None else self.cache_write_1h_per_mtok
+        return (plain * self.input_per_mtok + read * read_price + (write - write_1h) * write_price
+                + write_1h * write_1h_price + max(0, output_tokens) * self.output_per_mtok) / 1_000_000
+
+
+def _openai(input_per_mtok: float, output_per_mtok: float, cached_input_per_mtok: float | None = None) -> Price:
+    # OpenAI bills cached input at a per-family discount and publishes no separate write price.
+    return Price(input_per_mtok, output_per_mtok, cache_read_per_mtok=cached_input_per_mtok)
+
+
+def _anthropic(input_per_mtok: float, output_per_mtok: float) -> Price:
+    # Anthropic's multipliers of the input price: cache reads 0.1x, 5-minute writes 1.25x, 1-hour writes 2x.
+    return Price(input_per_mtok, output_per_mtok, cache_read_per_mtok=round(input_per_mtok * 0.1, 6),
+                 cache_write_per_mtok=round(input_per_mtok * 1.25, 6),
+                 cache_write_1h_per_mtok=round(input_per_mtok * 2, 6))
 
 
 BUILTIN_PRICES: dict[str, Price] = {
-    # OpenAI
-    "gpt-5": Price(1.25, 10.00),
-    "gpt-5-mini": Price(0.25, 2.00),
-    "gpt-5-nano": Price(0.05, 0.40),
-    "gpt-4.1": Price(2.00, 8.00),
-    "gpt-4.1-mini": Price(0.40, 1.60),
-    "gpt-4.1-nano": Price(0.10, 0.40),
-    "gpt-4o": Price(2.50, 10.00),
-    "gpt-4o-mini": Price(0.15, 0.60),
-    "gpt-4-turbo": Price(10.00, 30.00),
-    "gpt-3.5-turbo": Price(0.50, 1.50),
-    "o1": Price(15.00, 60.00),
-    "o1-mini": Price(1.10, 4.40),
-    "o3": Price(2.00, 8.00),
-    "o3-mini": Price(1.10, 4.40),
-    "o4-mini": Price(1.10, 4.40),
+    # OpenAI (cached input: gpt-5 family 10% of input, gpt-4.1 family, o3 and o4-mini 25%,
+    # gpt-4o family, o1 and o3-mini 50%; gpt-4-turbo and gpt-3.5-turbo have no prompt caching)
+    "gpt-5": _openai(1.25, 10.00, 0.125),
+    "gpt-5-mini": _openai(0.25, 2.00, 0.025),
+    "gpt-5-nano": _openai(0.05, 0.40, 0.005),
+    "gpt-4.1": _openai(2.00, 8.00, 0.50),
+    "gpt-4.1-mini": _openai(0.40, 1.60, 0.10),
+    "gpt-4.1-nano": _openai(0.10, 0.40, 0.025),
+    "gpt-4o": _openai(2.50, 10.00, 1.25),
+    "gpt-4o-mini": _openai(0.15, 0.60, 0.075),
+    "gpt-4-turbo": _openai(10.00, 30.00),
+    "gpt-3.5-turbo": _openai(0.50, 1.50),
+    "o1": _openai(15.00, 60.00, 7.50),
+    "o1-mini": _openai(1.10, 4.40, 0.55),
+    "o3": _openai(2.00, 8.00, 0.50),
+    "o3-mini": _openai(1.10, 4.40, 0.55),
+    "o4-mini": _openai(1.10, 4.40, 0.275),
     # Anthropic
-    "claude-opus-4-5": Price(5.00, 25.00),
-    "claude-opus-4-1": Price(15.00, 75.00),
-    "claude-opus-4": Price(15.00, 75.00),
-    "claude-sonnet-4-5": Price(3.00, 15.00),
-    "claude-sonnet-4": Price(3.00, 15.00),
-    "claude-haiku-4-5": Price(1.00, 5.00),
-    "claude-3-7-sonnet": Price(3.00, 15.00),
-    "claude-3-5-sonnet": Price(3.00, 15.00),
-    "claude-3-5-haiku": Price(0.80, 4.00),
-    "claude-3-opus": Price(15.00, 75.00),
-    "claude-3-haiku": Price(0.25, 1.25),
+    "claude-opus-4-5": _anthropic(5.00, 25.00),
+    "claude-opus-4-1": _anthropic(15.00, 75.00),
+    "claude-opus-4": _anthropic(15.00, 75.00),
+    "claude-sonnet-4-5": _anthropic(3.00, 15.00),
+    "claude-sonnet-4": _anthropic(3.00, 15.00),
+    "claude-haiku-4-5": _anthropic(1.00, 5.00),
+    "claude-3-7-sonnet": _anthropic(3.00, 15.00),
+    "claude-3-5-sonnet": _anthropic(3.00, 15.00),
+    "claude-3-5-haiku": _anthropic(0.80, 4.00),
+    "claude-3-opus": _anthropic(15.00, 75.00),
+    "claude-3-haiku": _anthropic(0.25, 1.25),
 }
 
 # Providers whose calls cost nothing to the user (the machine's time is not billed per token).
@@ -68,9 +112,11 @@ class PriceTable:
         # Longest first, so "gpt-4o-mini-2024-07-18" finds gpt-4o-mini before gpt-4o.
         self._prefixes = sorted(self._prices, key=len, reverse=True)
 
-    def with_overrides(self, overrides: Mapping[str, Any]) -> PriceTable:
+    def with_overrides(self, overrides: Mapping[str, Any], *, source: str = "overrides") -> PriceTable:
+        """This table with ``overrides`` (model -> price entry) added; an entry replaces the model's
+        whole price, cache prices included. ``source`` names where they came from in errors."""
         merged = dict(self._prices)
-        merged.update(_parse_prices(overrides, source="overrides"))
+        merged.update(_parse_prices(overrides, source=source))
         return PriceTable(merged)
 
     def lookup(self, provider: str, model: str) -> Price | None:
@@ -82,14 +128,17 @@ class PriceTable:
                 return self._prices[key]
         return None
 
-    def cost(self, provider: str, model: str, input_tokens: int, output_tokens: int) -> tuple[float, bool]:
-        """(cost in USD, whether the price is known). Unknown models cost 0 and say so."""
+    def cost(self, provider: str, model: str, input_tokens: int, output_tokens: int, *, cache_read: int = 0,
+             cache_write: int = 0, cache_write_1h: int = 0) -> tuple[float, bool]:
+        """(cost in USD, whether the price is known). Unknown models cost 0 and say so.
+        ``input_tokens`` includes the cached parts (see :meth:`Price.cost`)."""
         if provider in FREE_PROVIDERS:
             return 0.0, True
         price = self.lookup(provider, model)
         if price is None:
             return 0.0, False
-        return price.cost(input_tokens, output_tokens), True
+        return price.cost(input_tokens, output_tokens, cache_read=cache_read, cache_write=cache_write,
+                          cache_write_1h=cache_write_1h), True
 
 
 def load_price_table(source: str | Path | Mapping[str, Any] | PriceTable | None) -> PriceTable:
@@ -102,7 +151,7 @@ def load_price_table(source: str | Path | Mapping[str, Any] | PriceTable | None)
         return PriceTable().with_overrides(source)
     path = Path(source)
     data = read_config_file(path, "price file")
-    return PriceTable().with_overrides(_section(data, path))
+    return PriceTable().with_overrides(_section(data, path), source=f"price file {path}")
 
 
 def _section(data: Any, path: Path) -> Mapping[str, Any]:
@@ -114,19 +163,52 @@ def _section(data: Any, path: Path) -> Mapping[str, Any]:
     raise ConfigError(f"price file {path} must map model names to {{input: USD/Mtok, output: USD/Mtok}}")
 
 
+# Price-file field -> Price field.
+_FIELDS = {"input": "input_per_mtok", "output": "output_per_mtok", "cache_read": "cache_read_per_mtok",
+           "cache_write": "cache_write_per_mtok", "cache_write_1h": "cache_write_1h_per_mtok"}
+_SHAPE = ("{input: <USD per 1M tokens>, output: <USD per 1M tokens>, optionally cache_read, cache_write, "
+          "cache_write_1h}")
+
+
 def _parse_prices(raw: Mapping[str, Any], *, source: str) -> dict[str, Price]:
     out: dict[str, Price] = {}
     for name, entry in raw.items():
         if isinstance(entry, Price):
             out[str(name)] = entry
-            continue
-        try:
-            if isinstance(entry, Mapping):
-                out[str(name)] = Price(float(entry["input"]), float(entry["output"]))
-            else:
-                inp, outp = entry
-                out[str(name)] = Price(float(inp), float(outp))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"price for '{name}' in {source} must be {{input: <USD per 1M tokens>, "
-                              "output: <USD per 1M tokens>}") from exc
+        elif isinstance(entry, Mapping):
+            out[str(name)] = _price_entry(str(name), entry, source)
+        elif isinstance(entry, (list, tuple)) and len(entry) == 2:
+            out[str(name)] = _price_entry(str(name), {"input": entry[0], "output": entry[1]}, source)
+        else:
+            raise ConfigError(f"price for '{name}' in {source} must be {_SHAPE}")
     return out
+
+
+def _price_entry(name: str, entry: Mapping[str, Any], source: str) -> Price:
+    unknown = [str(k) for k in entry if k not in _FIELDS]
+    if unknown:
+        raise ConfigError(f"price for '{name}' in {source} has unknown field '{unknown[0]}'; "
+                          f"the fields are {', '.join(_FIELDS)} (USD per 1M tokens)")
+    missing = [k for k in ("input", "output") if k not in entry]
+    if missing:
+        raise ConfigError(f"price for '{name}' in {source} lacks '{missing[0]}': it must be {_SHAPE}")
+    values: dict[str, float] = {}
+    for key, value in entry.items():
+        if value is None and key not in ("input", "output"):
+            continue  # an explicit null: no cache price, as if the field were absent
+        number = _usd(value)
+        if number is None:
+            raise ConfigError(f"price for '{name}' in {source}: '{key}' must be a non-negative number of USD "
+                              f"per 1M tokens, got {value!r}")
+        values[_FIELDS[str(key)]] = number
+    return Price(**values)
+
+
+def _usd(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number >= 0 else None

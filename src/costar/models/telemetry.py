@@ -17,7 +17,7 @@ from typing import Any
 
 from costar.models.types import ChatRequest, ChatResult
 from costar.models.uri import ModelSpec
-from costar.trace.genai import finish_reason, openai_messages_to_parts
+from costar.trace.genai import CACHE_CREATION_TOKENS, CACHE_READ_TOKENS, finish_reason, openai_messages_to_parts
 from costar.trace.model import SpanKind
 from costar.trace.recorder import NOOP_SPAN, LiveSpan, _NoopSpan, current_span
 
@@ -95,6 +95,8 @@ def finish_llm_span(span: LiveSpan | _NoopSpan, result: ChatResult) -> None:
     attrs: dict[str, Any] = {
         "gen_ai.response.model": result.model,
         "gen_ai.usage.input_tokens": result.usage.input_tokens,
+        CACHE_READ_TOKENS: result.usage.cache_read_tokens,
+        CACHE_CREATION_TOKENS: result.usage.cache_write_tokens,
         "gen_ai.usage.output_tokens": result.usage.output_tokens,
         "gen_ai.response.finish_reasons": [reason] if reason else [],
         "gen_ai.output.messages": output,

@@ -101,6 +101,12 @@ class ProviderReply(BaseModel):
     finish_reason: str | None = None
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    """The part of ``input_tokens`` read from the provider's prompt cache."""
+    cache_write_tokens: int = 0
+    """The part of ``input_tokens`` written to the provider's prompt cache."""
+    cache_write_1h_tokens: int = 0
+    """The part of ``cache_write_tokens`` kept for an hour (Anthropic bills it apart)."""
     model: str | None = None
     response_id: str | None = None
     raw: dict[str, Any] = Field(default_factory=dict)
@@ -118,7 +124,13 @@ class Usage(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input_tokens: int = 0
+    """The whole prompt, the cached parts included (the OpenTelemetry GenAI convention)."""
     output_tokens: int = 0
+    """The completion's tokens."""
+    cache_read_tokens: int = 0
+    """The part of ``input_tokens`` read from the provider's prompt cache."""
+    cache_write_tokens: int = 0
+    """The part of ``input_tokens`` written to the provider's prompt cache."""
 
     @property
     def total_tokens(self) -> int:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from costar._util.yamlfile import read_config_file
 from costar.errors import ConfigError
@@ -73,10 +73,17 @@ class Rule(BaseModel):
     """Reply: a value sent as the text, JSON-encoded (what a JSON-schema request expects)."""
     finish_reason: str | None = None
     """Reply: the finish reason (default ``stop``, or ``tool_calls`` with tool calls)."""
-    input_tokens: int | None = None
-    """Reply: the prompt tokens to report (default: counted from the request)."""
-    output_tokens: int | None = None
+    input_tokens: int | None = Field(None, ge=0)
+    """Reply: the prompt tokens to report, cached ones included (default: counted from the request,
+    plus the cached ones)."""
+    output_tokens: int | None = Field(None, ge=0)
     """Reply: the completion tokens to report (default: counted from the reply)."""
+    cache_read_tokens: int = Field(0, ge=0)
+    """Reply: the prompt tokens to report as read from the prompt cache (OpenAI: `cached_tokens`;
+    Anthropic: `cache_read_input_tokens`, left out of its `input_tokens`)."""
+    cache_write_tokens: int = Field(0, ge=0)
+    """Reply: the prompt tokens to report as written to the prompt cache (OpenAI: `cache_write_tokens`;
+    Anthropic: `cache_creation_input_tokens`, left out of its `input_tokens`)."""
     # -- faults --
     latency: float = 0.0
     """Fault: seconds to wait before answering normally."""
@@ -95,6 +102,14 @@ class Rule(BaseModel):
     # -- consumption --
     times: int | None = None
     """How many requests the rule answers before it stops matching (default: all)."""
+
+    @model_validator(mode="after")
+    def _cache_within_prompt(self) -> Rule:
+        cached = self.cache_read_tokens + self.cache_write_tokens
+        if self.input_tokens is not None and cached > self.input_tokens:
+            raise ValueError(f"cache_read_tokens + cache_write_tokens ({cached}) exceed input_tokens "
+                             f"({self.input_tokens}), which counts the whole prompt, cached tokens included")
+        return self
 
     @field_validator(*_REGEX_FIELDS)
     @classmethod

@@ -97,10 +97,27 @@ def _content(rule: Rule) -> str | None:
 
 
 def _usage(rule: Rule, req: IncomingRequest, completion: str) -> tuple[int, int]:
+    """(the whole prompt's tokens, cached ones included; the completion's tokens)."""
     prompt = "".join(req.texts) + req.system
-    inp = rule.input_tokens if rule.input_tokens is not None else _estimate_tokens(prompt)
+    cached = rule.cache_read_tokens + rule.cache_write_tokens
+    inp = rule.input_tokens if rule.input_tokens is not None else _estimate_tokens(prompt) + cached
     out = rule.output_tokens if rule.output_tokens is not None else _estimate_tokens(completion)
-    return inp, out
+    return max(inp, cached), out
+
+
+def _openai_usage(rule: Rule, inp: int, out: int) -> dict[str, Any]:
+    # OpenAI counts the cached parts inside prompt_tokens and details them.
+    return {"prompt_tokens": inp, "completion_tokens": out, "total_tokens": inp + out,
+            "prompt_tokens_details": {"cached_tokens": rule.cache_read_tokens,
+                                      "cache_write_tokens": rule.cache_write_tokens}}
+
+
+def _anthropic_usage(rule: Rule, inp: int, out: int) -> dict[str, Any]:
+    # Anthropic's input_tokens counts only the prompt outside the cache.
+    return {"input_tokens": inp - rule.cache_read_tokens - rule.cache_write_tokens, "output_tokens": out,
+            "cache_read_input_tokens": rule.cache_read_tokens,
+            "cache_creation_input_tokens": rule.cache_write_tokens,
+            "cache_creation": {"ephemeral_5m_input_tokens": rule.cache_write_tokens, "ephemeral_1h_input_tokens": 0}}
 
 
 def openai_completion(rule: Rule, req: IncomingRequest) -> dict[str, Any]:
@@ -118,7 +135,7 @@ def openai_completion(rule: Rule, req: IncomingRequest) -> dict[str, Any]:
         "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
         "model": req.model or "scripted",
         "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-        "usage": {"prompt_tokens": inp, "completion_tokens": out, "total_tokens": inp + out},
+        "usage": _openai_usage(rule, inp, out),
     }
 
 
@@ -168,7 +185,7 @@ def anthropic_message(rule: Rule, req: IncomingRequest) -> dict[str, Any]:
     inp, out = _usage(rule, req, json.dumps(blocks))
     return {"id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
             "model": req.model or "scripted", "content": blocks, "stop_reason": stop, "stop_sequence": None,
-            "usage": {"input_tokens": inp, "output_tokens": out}}
+            "usage": _anthropic_usage(rule, inp, out)}
 
 
 def _sse(events: list[dict[str, Any]]) -> list[str]:
@@ -178,8 +195,7 @@ def _sse(events: list[dict[str, Any]]) -> list[str]:
 def anthropic_stream_events(rule: Rule, req: IncomingRequest) -> list[str]:
     """The same message as Anthropic server-sent events (``stream: true``)."""
     doc = anthropic_message(rule, req)
-    start = {**doc, "content": [], "stop_reason": None,
-             "usage": {"input_tokens": doc["usage"]["input_tokens"], "output_tokens": 1}}
+    start = {**doc, "content": [], "stop_reason": None, "usage": {**doc["usage"], "output_tokens": 1}}
     events: list[dict[str, Any]] = [{"type": "message_start", "message": start}]
     for i, block in enumerate(doc["content"]):
         if block["type"] == "text":
@@ -219,7 +235,8 @@ def responses_document(rule: Rule, req: IncomingRequest) -> dict[str, Any]:
             "incomplete_details": None, "instructions": None, "metadata": {}, "temperature": None, "top_p": None,
             "text": {"format": {"type": "text"}},
             "usage": {"input_tokens": inp, "output_tokens": out, "total_tokens": inp + out,
-                      "input_tokens_details": {"cached_tokens": 0},
+                      "input_tokens_details": {"cached_tokens": rule.cache_read_tokens,
+                                               "cache_write_tokens": rule.cache_write_tokens},
                       "output_tokens_details": {"reasoning_tokens": 0}}}
 
 

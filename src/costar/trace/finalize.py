@@ -23,9 +23,9 @@ fingerprint), and the MCP span's error status when it has none; it is marked ``c
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 
-from costar.trace.genai import parse_json
+from costar.trace.genai import CACHE_CREATION_1H_TOKENS, CACHE_CREATION_TOKENS, CACHE_READ_TOKENS, parse_json
 from costar.trace.model import Span, SpanKind, StatusCode
 from costar.trace.tool_inference import with_inferred_tools
 from costar.trace.tools import is_mcp_call, tool_name_matches
@@ -35,8 +35,13 @@ MERGED = "costar.merged"
 COST = "costar.usage.cost_usd"
 SLACK_NS = 5_000_000  # clock resolution differences between recorders (same host, same clock)
 
-# (provider, model, input tokens, output tokens) -> (cost in USD, whether the price is known)
-Pricer = Callable[[str, str, int, int], tuple[float, bool]]
+class Pricer(Protocol):
+    """Prices one model call: (cost in USD, whether the price is known). ``input_tokens`` is the
+    whole prompt; ``cache_read`` / ``cache_write`` its parts read from / written to the prompt cache,
+    ``cache_write_1h`` the part of the writes kept for an hour (``PriceTable.cost`` is one)."""
+
+    def __call__(self, provider: str, model: str, input_tokens: int, output_tokens: int, /, *,
+                 cache_read: int = 0, cache_write: int = 0, cache_write_1h: int = 0) -> tuple[float, bool]: ...
 
 
 def _model(span: Span) -> str:
@@ -169,9 +174,15 @@ def price_llm_spans(spans: list[Span], price: Pricer) -> None:
         if not isinstance(inp, int) and not isinstance(out, int):
             continue
         provider = str(a.get("gen_ai.provider.name") or a.get("gen_ai.system") or "")
-        cost, known = price(provider, _model(s), inp if isinstance(inp, int) else 0, out if isinstance(out, int) else 0)
+        cost, known = price(provider, _model(s), _count(inp), _count(out), cache_read=_count(a.get(CACHE_READ_TOKENS)),
+                            cache_write=_count(a.get(CACHE_CREATION_TOKENS)),
+                            cache_write_1h=_count(a.get(CACHE_CREATION_1H_TOKENS)))
         a[COST] = cost
         a["costar.cost_known"] = known
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def finalize_spans(spans: list[Span], *, price: Pricer | None = None) -> list[Span]:

@@ -39,6 +39,14 @@ RESPONSE_ID = "gen_ai.response.id"
 FINISH_REASONS = "gen_ai.response.finish_reasons"
 INPUT_TOKENS = "gen_ai.usage.input_tokens"
 OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+CACHE_READ_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+"""The part of the input tokens read from the provider's prompt cache."""
+CACHE_CREATION_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+"""The part of the input tokens written to the provider's prompt cache."""
+CACHE_CREATION_1H_TOKENS = "anthropic.usage.cache_creation.ephemeral_1h_input_tokens"
+"""The part of the cache writes kept for an hour (Anthropic prices them apart; its SDK's own name)."""
+_CACHE_WRITE_ALIAS = "gen_ai.usage.cache_write.input_tokens"
+"""What the Anthropic SDK's own tracing calls ``gen_ai.usage.cache_creation.input_tokens``."""
 TOOL_NAME = "gen_ai.tool.name"
 TOOL_CALL_ID = "gen_ai.tool.call.id"
 TOOL_ARGUMENTS = "gen_ai.tool.call.arguments"
@@ -74,8 +82,8 @@ _REQUEST_PARAMS = {
 _TOKEN_SOURCES = {
     INPUT_TOKENS: ("gen_ai.usage.prompt_tokens", "llm.token_count.prompt"),
     OUTPUT_TOKENS: ("gen_ai.usage.completion_tokens", "llm.token_count.completion"),
-    "gen_ai.usage.cache_read.input_tokens": ("llm.token_count.prompt_details.cache_read",),
-    "gen_ai.usage.cache_creation.input_tokens": ("llm.token_count.prompt_details.cache_write",),
+    CACHE_READ_TOKENS: ("llm.token_count.prompt_details.cache_read",),
+    CACHE_CREATION_TOKENS: ("llm.token_count.prompt_details.cache_write", _CACHE_WRITE_ALIAS),
     "gen_ai.usage.reasoning.output_tokens": ("llm.token_count.completion_details.reasoning",),
 }
 
@@ -611,6 +619,8 @@ def _usage(out: dict[str, Any], response: Mapping[str, Any], *, canonical: bool 
     usage = as_dict(response.get("usage"))
     # Canonical keys only: just make them ints.
     if canonical or (not usage and not any(s in out for s in _TOKEN_SOURCE_KEYS)):
+        if CACHE_CREATION_TOKENS not in out and _CACHE_WRITE_ALIAS in out:
+            out[CACHE_CREATION_TOKENS] = out[_CACHE_WRITE_ALIAS]
         for key in _TOKEN_SOURCES:
             given = out.get(key)
             if given is not None and type(given) is not int:
@@ -618,8 +628,7 @@ def _usage(out: dict[str, Any], response: Mapping[str, Any], *, canonical: bool 
                 if current is not None:
                     out[key] = current
         return
-    body_tokens = {INPUT_TOKENS: _first(usage, "prompt_tokens", "input_tokens"),
-                   OUTPUT_TOKENS: _first(usage, "completion_tokens", "output_tokens")}
+    body_tokens = _body_tokens(usage)
     for key, sources in _TOKEN_SOURCES.items():
         given = out.get(key)
         if type(given) is int:  # already canonical (the common case): nothing to derive
@@ -631,6 +640,20 @@ def _usage(out: dict[str, Any], response: Mapping[str, Any], *, canonical: bool 
             current = _as_int(body_tokens.get(key))
         if current is not None:
             out[key] = current
+
+
+def _body_tokens(usage: Mapping[str, Any]) -> dict[str, Any]:
+    """Token counts of a raw response body's usage (OpenAI chat completions, OpenAI Responses,
+    Anthropic), the prompt counted whole as the GenAI conventions do: Anthropic's ``input_tokens``
+    leaves out the cached parts, OpenAI's ``prompt_tokens`` / ``input_tokens`` include them."""
+    details = as_dict(usage.get("prompt_tokens_details") or usage.get("input_tokens_details"))
+    read = _as_int(_first(usage, "cache_read_input_tokens")) or _as_int(details.get("cached_tokens"))
+    write = _as_int(_first(usage, "cache_creation_input_tokens")) or _as_int(details.get("cache_write_tokens"))
+    inp = _as_int(_first(usage, "prompt_tokens", "input_tokens"))
+    if inp is not None and ("cache_read_input_tokens" in usage or "cache_creation_input_tokens" in usage):
+        inp += (read or 0) + (write or 0)
+    return {INPUT_TOKENS: inp, OUTPUT_TOKENS: _first(usage, "completion_tokens", "output_tokens"),
+            CACHE_READ_TOKENS: read, CACHE_CREATION_TOKENS: write}
 
 
 def _request_params(out: dict[str, Any], request: Mapping[str, Any]) -> None:

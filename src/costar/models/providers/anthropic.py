@@ -131,11 +131,14 @@ def from_anthropic(resp: Any, request: ChatRequest) -> ProviderReply:
     if finish == "tool_calls" and not calls:
         finish = "stop"  # only the structured-output tool was used: to the caller that is a plain answer
     u = resp.usage
-    input_tokens = (u.input_tokens or 0) + (getattr(u, "cache_creation_input_tokens", 0) or 0) + (
-        getattr(u, "cache_read_input_tokens", 0) or 0)
+    # Anthropic's input_tokens leaves out the cached parts of the prompt; coSTAR counts the prompt whole.
+    read = getattr(u, "cache_read_input_tokens", 0) or 0
+    write = getattr(u, "cache_creation_input_tokens", 0) or 0
+    write_1h = getattr(getattr(u, "cache_creation", None), "ephemeral_1h_input_tokens", 0) or 0
     return ProviderReply(
         text="".join(texts) or None, tool_calls=calls, finish_reason=finish,
-        input_tokens=input_tokens, output_tokens=u.output_tokens or 0,
+        input_tokens=(u.input_tokens or 0) + read + write, output_tokens=u.output_tokens or 0,
+        cache_read_tokens=read, cache_write_tokens=write, cache_write_1h_tokens=min(write, write_1h),
         model=resp.model, response_id=resp.id, raw=resp.model_dump(mode="json", exclude_none=True, warnings=False))
 
 

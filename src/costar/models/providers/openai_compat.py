@@ -161,8 +161,12 @@ def response_format(output: OutputFormat) -> dict[str, Any]:
 def _reply(resp: Any) -> ProviderReply:
     usage = getattr(resp, "usage", None)
     raw = resp.model_dump(mode="json", exclude_none=True, warnings=False) if hasattr(resp, "model_dump") else {}
+    details = getattr(usage, "prompt_tokens_details", None)
     base = ProviderReply(
         input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        # prompt_tokens includes these parts.
+        cache_read_tokens=int(getattr(details, "cached_tokens", 0) or 0),
+        cache_write_tokens=int(getattr(details, "cache_write_tokens", 0) or 0),
         output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
         model=getattr(resp, "model", None), response_id=getattr(resp, "id", None), raw=raw)
     choices = getattr(resp, "choices", None) or []
