@@ -250,11 +250,11 @@ class SpanRow(BaseModel):
     tool: str | None
     """The tool a TOOL span ran (``gen_ai.tool.name``)."""
     input_tokens: int | None
-    """Prompt tokens of this model call (``gen_ai.usage.input_tokens``)."""
+    """Prompt tokens of this model call, the cached ones included (``gen_ai.usage.input_tokens``)."""
     output_tokens: int | None
     """Completion tokens of this model call."""
     cost_usd: float | None
-    """What this model call cost (``costar.usage.cost_usd``), when priced."""
+    """What this model call cost (``costar.usage.cost_usd``; cached prompt tokens at their own price), when priced."""
     attributes: dict[str, Any] | None = None
     """Every attribute as stored (``gen_ai.*``, ``costar.*``...); None when not asked for."""
 

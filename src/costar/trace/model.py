@@ -200,7 +200,7 @@ class Totals(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input_tokens: int = 0
-    """Prompt tokens over every LLM span."""
+    """Prompt tokens over every LLM span, the ones read from or written to a prompt cache included."""
     output_tokens: int = 0
     """Completion tokens over every LLM span."""
     total_tokens: int = 0
