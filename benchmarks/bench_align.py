@@ -8,7 +8,7 @@
 (d) GEPA end to end with a scripted reflection model: the same, within ``--budget`` metric calls.
 
 The scripted judge passes every answer unless its prompt carries the guideline, a failing
-precedent, or the better instructions, as in tests/test_align_optimizers.py.
+precedent, or the better instructions, as in tests/align/test_align_optimizers.py.
 """
 
 from __future__ import annotations

@@ -28,12 +28,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds the seeded store and browser
 
-from tests.webapp_browser import HAVE_CHROMIUM, NO_CHROMIUM, chromium
-from tests.webapp_seed import add_huge_trace
-
 from costar._util.server import BackgroundServer
 from costar.store.sqlite import SQLiteStore
 from costar.ui.app import create_ui_app
+from tests.support.browser import HAVE_CHROMIUM, NO_CHROMIUM, chromium
+from tests.support.webapp_seed import add_huge_trace
 
 FIRST_ROW = """
 window.__firstRow = null;

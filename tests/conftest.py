@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,12 +14,6 @@ settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True
 settings.register_profile("deep", max_examples=3000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-
-REPO = Path(__file__).resolve().parents[1]
-# Real public data (tau-bench, SWE-agent, OpenInference, PandaLM, the OTel GenAI conventions),
-# kept in the repository with its licenses so a clean checkout tests against it.
-EXTERNAL = REPO / "tests" / "data" / "external"
-
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -121,13 +114,3 @@ def sqlite_store(tmp_path: Path):
     yield st
     st.close()
 
-
-def costar_cmd() -> list[str]:
-    return [sys.executable, "-m", "costar.cli"]
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("COLUMNS", None)
-    env.update({"NO_COLOR": "1", "COLUMNS": "200"}, **extra)
-    return env

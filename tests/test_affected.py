@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import child_env, costar_cmd
 from costar.store.sqlite import SQLiteStore
 from costar.testing import ScriptedModelServer
-from mcp_shop.shop import AGENT, SERVER_V1, rules, scenario_docs
+from tests.support.cli import child_env, costar_cmd
+from tests.support.mcp_shop.shop import AGENT, SERVER_V1, rules, scenario_docs
 
 
 def costar(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 from costar.testing import Rule, ScriptedModelServer
-from test_cli import costar, make_project
+from tests.cli.test_cli import costar, make_project
 
 ANSWER = Rule(name="judge", system="careful judge", json={"rationale": "it greets", "value": True})
 

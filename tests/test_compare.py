@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import pytest
 from rich.console import Console
 
-from conftest import EXTERNAL
 from costar.compare import Comparison, compare_runs, compare_summaries, holm_adjust, stored_summary
 from costar.report.terminal_comparison import render_comparison
 from costar.scenario import Scenario
@@ -24,6 +23,7 @@ from costar.summary import summarize
 from costar.trace.formats.taubench import import_taubench
 from costar.trace.model import AgentInfo, Totals, Trace
 from costar.verdict import Verdict
+from tests.support.paths import EXTERNAL
 
 TAU_BENCH = EXTERNAL / "tau-bench" / "gpt-4o-airline.json"
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, child_env, costar_cmd
 from costar import plugins
 from costar.errors import ConfigError, ScenarioError
 from costar.judges.checks import Check, CheckResult, parse_check, register_check
@@ -27,6 +26,8 @@ from costar.scenario import load_scenario_file
 from costar.scenario.checks import CHECKS
 from costar.store.sqlite import SQLiteStore
 from costar.testing import Rule, ScriptedModelServer
+from tests.support.cli import child_env, costar_cmd
+from tests.support.paths import REPO
 
 DOC = REPO / "docs" / "PLUGINS.md"
 _BLOCK = re.compile(r"<!-- (file|project): (?P<path>\S+) -->\n```\w*\n(?P<body>.*?)```", re.DOTALL)

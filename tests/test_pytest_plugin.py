@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import child_env
 from costar import api
 from costar.testing import Rule, ScriptedModelServer
 from costar.trace import Recording, span
+from tests.support.cli import child_env
 
 AGENT = """
 import os, sys
@@ -144,7 +144,7 @@ def test_assert_passes_on_a_stored_trace_reads_its_files(tmp_path: Path) -> None
 def test_failure_message_shows_trace_content_inert() -> None:
     from costar.pytest_plugin import failure_message
     from costar.summary import summarize
-    from test_report_support import make_run, make_trace, verdict
+    from tests.support.report import make_run, make_trace, verdict
 
     t = make_trace("s", 0)
     summary = summarize(make_run(), [t], [verdict(t, "ok", False, rationale="output starts '\x1b]0;pwned\x07\x1b[2J'")])

@@ -150,7 +150,7 @@ def test_compare_rejudge_on_the_command_line(tmp_path) -> None:
 
     import yaml
 
-    from conftest import child_env, costar_cmd
+    from tests.support.cli import child_env, costar_cmd
 
     passes = [*range(TRIALS), *range(2 * TRIALS, 2 * TRIALS + 4 * TRIALS * K, 2)]
     with ScriptedModelServer([Rule(call_index=passes, json=PASS), Rule(json=FAIL)]) as srv:

@@ -12,7 +12,7 @@ from costar.store.sqlite import SQLiteStore
 from costar.summary import MAX_SUMMARY_TEXT, RunSummary, summarize, trial_status
 from costar.trace.model import TraceStatus
 from costar.verdict import Verdict
-from test_report_support import make_run, make_trace, sample_run, verdict
+from tests.support.report import make_run, make_trace, sample_run, verdict
 
 
 def _v(name: str, passed: bool | None, *, gating: bool = True, error: str | None = None) -> Verdict:

@@ -17,13 +17,13 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from conftest import child_env, costar_cmd
 from costar._util.server import BackgroundServer
 from costar.errors import ConfigError, StoreError
 from costar.store.sqlite import SQLiteStore
 from costar.trace.model import AgentInfo, Artifact, Span, SpanKind, Trace
 from costar.trace.otlp import traces_to_otlp_json
 from costar.transfer import BLOBS_KEY
+from tests.support.cli import child_env, costar_cmd
 
 EVIL = "[/evil]"
 BOLD = "[bold]"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import child_env, costar_cmd
 from costar.errors import ConfigError
+from tests.support.cli import child_env, costar_cmd
 
 
 def costar(*args: str, cwd: Path, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:

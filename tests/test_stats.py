@@ -10,7 +10,6 @@ from fractions import Fraction
 
 import pytest
 
-from conftest import EXTERNAL
 from costar.stats import (
     EXACT_PAIRS_LIMIT,
     boschloo_exact,
@@ -24,6 +23,7 @@ from costar.stats import (
     pass_hat_k,
     wilson_interval,
 )
+from tests.support.paths import EXTERNAL
 
 TAU_BENCH = EXTERNAL / "tau-bench" / "gpt-4o-airline.json"
 

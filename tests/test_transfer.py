@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXTERNAL, child_env, costar_cmd
 from costar.store.sqlite import SQLiteStore
+from tests.support.cli import child_env, costar_cmd
+from tests.support.paths import EXTERNAL
 
 
 def costar(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

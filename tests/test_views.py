@@ -20,11 +20,12 @@ from costar.views import (
     trace_detail,
     trace_list,
 )
-from test_report_support import sample_run
+from tests.support.paths import REPO
+from tests.support.report import sample_run
 
 
 def test_json_md_is_generated_from_the_views() -> None:
-    committed = (Path(__file__).resolve().parents[1] / "docs" / "JSON.md").read_text(encoding="utf-8")
+    committed = (REPO / "docs" / "JSON.md").read_text(encoding="utf-8")
     assert committed == json_reference(), "stale: run python -m costar.views > docs/JSON.md"
     for view in VIEWS:
         assert f"## {view.__name__}" in committed

@@ -1,5 +1,5 @@
 """The layers of coSTAR: which package may import which. One table, used in two places:
-``tests/test_architecture.py`` fails on an import that goes up it (or on a cycle), and
+``tests/project/test_architecture.py`` fails on an import that goes up it (or on a cycle), and
 ``docs/ARCHITECTURE.md`` shows it (``python -m costar._layers`` prints that section).
 
 A package may import only from layers below its own. An import inside one layer is allowed only
@@ -55,7 +55,7 @@ PURPOSE: dict[str, str] = {
     "labels": "human labels and golden sets: value types, label normalisation, the golden-set models",
     "config": "the project file (costar.yaml) and where the store is (a folder or a URL)",
     "plugins": "every plugin group, loaded one way (entry points, precedence, errors)",
-    "_layers": "this table of layers, checked by tests/test_architecture.py",
+    "_layers": "this table of layers, checked by tests/project/test_architecture.py",
     "trace": "the trace model, recorder, OTLP receiver and mapping, import/export formats",
     "scenario": "scenario models, check entries parsed at load, YAML files and suites",
     "store": "the store protocol; SQLite (embedded) and PostgreSQL (shared) backends, migrations, copies",

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from matrix import AGENTS, assert_matrix_trace, rules, run_matrix
 
 from costar.testing import ScriptedModelServer
+from tests.frameworks.matrix import AGENTS, assert_matrix_trace, rules, run_matrix
 
 MODES = ["plain", "stream", "stream-helper"]
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from matrix import AGENTS, assert_matrix_trace, rules, run_matrix
 
 from costar.testing import ScriptedModelServer
 from costar.trace.model import SpanKind
+from tests.frameworks.matrix import AGENTS, assert_matrix_trace, rules, run_matrix
 
 
 def _free_port() -> int:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from matrix import AGENTS, IN_TOKENS, LLM_CALLS, OUT_TOKENS, TOOL_RUNS, rules, scenario
 
 from costar.api import run_suite
 from costar.judges.agentic import AgenticJudge
@@ -24,6 +23,7 @@ from costar.run.harness import HarnessOptions
 from costar.store.sqlite import SQLiteStore
 from costar.testing import Rule, ScriptedModelServer
 from costar.trace.model import SpanKind
+from tests.frameworks.matrix import AGENTS, IN_TOKENS, LLM_CALLS, OUT_TOKENS, TOOL_RUNS, rules, scenario
 
 JUDGE_MODEL = "gpt-4o-mini"  # priced, and not the agent's model: a leaked call would show by name
 TRIALS, CONCURRENCY = 4, 1

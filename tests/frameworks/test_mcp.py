@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from matrix import AGENTS, assert_matrix_trace, need, rules, run_matrix, tool_spans
 
 from costar.testing import ScriptedModelServer
 from costar.trace.tool_definition import tool_fingerprint
+from tests.frameworks.matrix import AGENTS, assert_matrix_trace, need, rules, run_matrix, tool_spans
 
 
 @pytest.mark.slow

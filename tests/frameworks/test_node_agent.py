@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from matrix import assert_matrix_trace, node_ready, rules, run_matrix
 
 from costar.testing import ScriptedModelServer
 from costar.trace.model import SpanKind
+from tests.frameworks.matrix import assert_matrix_trace, node_ready, rules, run_matrix
 
 NODE_AGENT = Path(__file__).resolve().parent / "node_agent"
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from matrix import AGENTS, assert_matrix_trace, rules, run_matrix
 
 from costar.testing import ScriptedModelServer
+from tests.frameworks.matrix import AGENTS, assert_matrix_trace, rules, run_matrix
 
 MODES = ["sync", "sync-stream", "async", "async-stream"]
 IN_PROCESS = {"sync": "run_sync", "sync-stream": "run_sync_stream", "async": "run_async",

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from matrix import AGENTS, assert_matrix_trace, need, rules, run_matrix
 
 from costar.testing import ScriptedModelServer
 from costar.trace.model import SpanKind
+from tests.frameworks.matrix import AGENTS, assert_matrix_trace, need, rules, run_matrix
 
 
 @pytest.mark.slow

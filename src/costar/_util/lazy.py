@@ -1,7 +1,7 @@
 """Names a package exports but imports only on first use (PEP 562 module ``__getattr__``).
 
 A package lists ``name -> module`` once, and imports the same names under ``TYPE_CHECKING`` (as
-``X as X``) so type checkers and editors know what they are; tests/test_public_docs.py keeps the two
+``X as X``) so type checkers and editors know what they are; tests/project/test_public_docs.py keeps the two
 lists equal. ``import costar.judges`` then costs nothing until ``costar.judges.Judge`` is read.
 """
 
