@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 import shutil
@@ -11,9 +13,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from costar.store.sqlite import SQLiteStore
-from tests.support.cli import child_env, costar_cmd
+from costar.trace.model import AgentInfo, Artifact, Span, SpanKind, Trace
+from costar.trace.otlp import traces_to_otlp_json
+from costar.transfer import BLOBS_KEY
+from tests.support.cli import child_env, costar_cmd, one_line_error
 from tests.support.paths import EXTERNAL
 
 
@@ -121,3 +127,108 @@ def test_bad_import_files_give_one_line_errors(tmp_path: Path) -> None:
         assert res.stderr.startswith("error: "), res.stderr
         assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert not (tmp_path / ".costar").exists() or SQLiteStore(tmp_path / ".costar").list_runs() == []
+
+
+# --------------------------------------------------------------------------- crafted artifact hashes
+
+GOOD_SHA = hashlib.sha256(b"hello").hexdigest()
+TRAVERSAL = "xx/etc/shadow"
+
+
+def artifact_trace(artifacts: list[Artifact]) -> Trace:
+    trace_id = "a" * 32
+    return Trace(trace_id=trace_id, scenario_id="sc", agent=AgentInfo(name="agent"), output="out",
+                 artifacts=artifacts,
+                 spans=[Span(trace_id=trace_id, span_id="b" * 16, name="step", kind=SpanKind.TOOL,
+                             start_ns=1, end_ns=2)])
+
+
+def nothing_stored(root: Path) -> bool:
+    store_dir = root / ".costar"
+    if not store_dir.exists():
+        return True
+    st = SQLiteStore(store_dir)
+    try:
+        return st.list_runs() == [] and st.trace_ids() == [] and not any(
+            p.is_file() for p in (store_dir / "blobs").rglob("*"))
+    finally:
+        st.close()
+
+
+@pytest.mark.parametrize("bad", [TRAVERSAL, "../" + "a" * 61, "A" * 64, "a" * 63, "a" * 64 + "\n", ""])
+def test_artifact_sha256_must_be_a_hex_digest(bad: str) -> None:
+    with pytest.raises(ValidationError):
+        Artifact(path="x", sha256=bad, size=1)
+    assert Artifact(path="x", sha256=GOOD_SHA, size=1).sha256 == GOOD_SHA
+
+
+def test_jsonl_with_a_traversal_sha256_is_rejected_and_nothing_written(tmp_path: Path) -> None:
+    line = json.loads(artifact_trace([Artifact(path="o.txt", sha256=GOOD_SHA, size=5)]).model_dump_json())
+    line["artifacts"][0]["sha256"] = TRAVERSAL
+    (tmp_path / "evil.jsonl").write_text(json.dumps(line) + "\n")
+    # the same, wrapped with blobs as 'costar traces export' writes them
+    wrapped = {"trace": line, "blobs": {TRAVERSAL: base64.b64encode(b"hello").decode()}}
+    (tmp_path / "evil2.jsonl").write_text(json.dumps(wrapped) + "\n")
+    for name in ("evil.jsonl", "evil2.jsonl"):
+        err = one_line_error(costar("traces", "import", name, cwd=tmp_path))
+        assert name in err, err
+        assert "sha256" in err, err
+    assert nothing_stored(tmp_path)
+
+
+def _otlp_text(trace: Trace, blob: bytes | None = b"hello") -> str:
+    doc = traces_to_otlp_json([trace])
+    if blob is not None:
+        values = [{"key": hashlib.sha256(blob).hexdigest(), "value": {"bytesValue": base64.b64encode(blob).decode()}}]
+        doc["resourceSpans"][0]["resource"]["attributes"].append(
+            {"key": BLOBS_KEY, "value": {"kvlistValue": {"values": values}}})
+    return json.dumps(doc)
+
+
+@pytest.mark.parametrize("with_blobs", [True, False])
+def test_otlp_json_with_a_traversal_sha256_is_rejected_and_nothing_written(tmp_path: Path, with_blobs: bool) -> None:
+    text = _otlp_text(artifact_trace([Artifact(path="o.txt", sha256=GOOD_SHA, size=5)]),
+                      b"hello" if with_blobs else None)
+    assert text.count(GOOD_SHA) == (2 if with_blobs else 1)
+    (tmp_path / "evil.json").write_text(text.replace(GOOD_SHA, TRAVERSAL))
+    err = one_line_error(costar("traces", "import", "evil.json", cwd=tmp_path))
+    assert "evil.json" in err, err
+    assert "sha256" in err, err
+    assert nothing_stored(tmp_path)
+
+
+def _blob_doc(values: object) -> dict[str, object]:
+    doc = json.loads(_otlp_text(artifact_trace([Artifact(path="o.txt", sha256=GOOD_SHA, size=5)]), None))
+    doc["resourceSpans"][0]["resource"]["attributes"].append({"key": BLOBS_KEY, "value": values})
+    return doc
+
+
+MALFORMED = {
+    "bad-base64": _blob_doc({"kvlistValue": {"values": [{"key": GOOD_SHA, "value": {"bytesValue": "%%%not base64"}}]}}),
+    "missing-key": _blob_doc({"kvlistValue": {"values": [{"value": {"bytesValue": "aGVsbG8="}}]}}),
+    "missing-bytes": _blob_doc({"kvlistValue": {"values": [{"key": GOOD_SHA, "value": {}}]}}),
+    "entry-not-object": _blob_doc({"kvlistValue": {"values": [5]}}),
+    "values-not-list": _blob_doc({"kvlistValue": {"values": "nope"}}),
+    "value-not-object": _blob_doc("nope"),
+    "hash-mismatch": _blob_doc({"kvlistValue": {"values": [{"key": GOOD_SHA,
+                                                            "value": {"bytesValue": "d29ybGQ="}}]}}),
+    "resource-spans-int": {"resourceSpans": 5},
+    "resource-span-not-object": {"resourceSpans": [5]},
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_otlp_blob_attributes_give_one_line_errors(tmp_path: Path, case: str) -> None:
+    (tmp_path / f"{case}.json").write_text(json.dumps(MALFORMED[case]))
+    err = one_line_error(costar("traces", "import", f"{case}.json", cwd=tmp_path))
+    assert f"{case}.json" in err, err
+    assert nothing_stored(tmp_path)
+
+
+def test_good_otlp_blobs_still_import(tmp_path: Path) -> None:
+    (tmp_path / "good.json").write_text(_otlp_text(artifact_trace([Artifact(path="o.txt", sha256=GOOD_SHA,
+                                                                            size=5)])))
+    res = costar("traces", "import", "good.json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    with SQLiteStore(tmp_path / ".costar") as st:
+        assert st.get_blob(GOOD_SHA) == b"hello"

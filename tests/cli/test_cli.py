@@ -13,7 +13,10 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tests.support.cli import child_env, costar_cmd
+import pytest
+
+from costar.store.sqlite import SQLiteStore
+from tests.support.cli import child_env, costar_cmd, one_line_error
 from tests.support.paths import REPO
 
 
@@ -212,3 +215,96 @@ def test_resume_after_kill_9_reruns_nothing_finished(tmp_path: Path) -> None:
     for key in done_before:
         assert calls.count(key) == 1, key  # finished trials were not run again
     assert set(calls) == {f"{s}/{t}" for s in "abc" for t in range(4)}
+
+
+def test_a_hung_in_process_agent_does_not_keep_the_cli_alive(tmp_path: Path) -> None:
+    # The agent sleeps on purpose: it must outlive the scenario's 1 s timeout.
+    (tmp_path / "slow.py").write_text("import time\ndef run(task):\n    time.sleep(60)\n")
+    (tmp_path / "suite.yaml").write_text("id: hang\nprompt: x\ntimeout: 1\n")
+    (tmp_path / "costar.yaml").write_text("suite: suite.yaml\nagent: {type: python, target: 'slow:run'}\n")
+    started = time.monotonic()
+    res = costar("run", cwd=tmp_path, timeout=50)
+    assert time.monotonic() - started < 30
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "never returned" in res.stderr, res.stdout + res.stderr
+    assert "timed out after 1s" in res.stdout
+
+
+def test_module_commands_and_flag_values_are_not_rewritten(tmp_path: Path) -> None:
+    pkg = tmp_path / "mypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text("import sys\nprint('module ran with', sys.argv[1:], sys.stdin.read())\n")
+    (tmp_path / "suite.yaml").write_text("id: m\nprompt: hi\nexpectations:\n  checks: [{output_contains: \"['mypkg']\"}]\n")
+    (tmp_path / "costar.yaml").write_text(
+        "suite: suite.yaml\nagent:\n  type: command\n  command: [python, -m, mypkg, mypkg]\n")
+    res = costar("run", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+# --------------------------------------------------------------------------- output paths
+
+
+@pytest.fixture(scope="module")
+def reported_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project with one finished run, and a folder named where a report file could go."""
+    proj = tmp_path_factory.mktemp("proj")
+    (proj / "agent.py").write_text("import sys\nprint('answer: ' + sys.stdin.read())\n")
+    (proj / "suite.yaml").write_text("id: hello\nprompt: hi\nexpectations:\n  checks: [{output_contains: answer}]\n")
+    (proj / "costar.yaml").write_text(f"suite: suite.yaml\nagent:\n  type: command\n"
+                                      f"  command: [{json.dumps(sys.executable)}, agent.py]\n")
+    res = costar("run", cwd=proj)
+    assert res.returncode == 0, res.stdout + res.stderr
+    (proj / "somedir").mkdir()
+    return proj
+
+
+@pytest.mark.parametrize("args", [
+    ("report", "latest", "--junit", "somedir"),
+    ("report", "latest", "--html", "somedir"),
+    ("traces", "export", "latest", "-o", "somedir"),
+    ("traces", "export", "latest", "--format", "otlp-json", "-o", "somedir"),
+    ("schema", "-o", "somedir"),
+    ("labels", "export", "somedir"),
+    ("assess", "latest", "--junit", "somedir"),
+    ("report", "latest", "--html", "suite.yaml/report.html"),
+])
+def test_output_paths_that_cannot_be_files_give_one_line_errors(reported_project: Path, args: tuple[str, ...]) -> None:
+    err = one_line_error(costar(*args, cwd=reported_project))
+    assert "somedir" in err or "suite.yaml" in err, err
+    assert (reported_project / "somedir").is_dir()
+    assert not any((reported_project / "somedir").iterdir())
+
+
+def test_run_checks_its_report_paths_before_running(reported_project: Path) -> None:
+    with SQLiteStore(reported_project / ".costar") as st:
+        before = len(st.list_runs())
+    err = one_line_error(costar("run", "--html", "somedir", cwd=reported_project))
+    assert "somedir" in err, err
+    assert "folder" in err, err
+    with SQLiteStore(reported_project / ".costar") as st:
+        assert len(st.list_runs()) == before  # the suite never ran
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs POSIX permissions (not root)")
+def test_unwritable_output_folder_gives_one_line_error(reported_project: Path, tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        err = one_line_error(costar("report", "latest", "--junit", str(locked / "out.xml"), cwd=reported_project))
+        assert str(locked) in err, err
+        assert "not writable" in err, err
+    finally:
+        locked.chmod(0o700)
+
+
+def test_output_into_missing_folders_still_works(reported_project: Path, tmp_path: Path) -> None:
+    out = tmp_path / "new" / "deeper" / "export.json"
+    res = costar("traces", "export", "latest", "--format", "otlp-json", "-o", str(out), cwd=reported_project)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(out.read_text())["resourceSpans"]
+    schema = tmp_path / "s" / "schema.json"
+    res = costar("schema", "-o", str(schema), cwd=reported_project)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(schema.read_text())

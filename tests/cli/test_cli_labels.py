@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from costar.store.sqlite import SQLiteStore
-from tests.support.cli import child_env, costar_cmd
+from tests.support.cli import child_env, costar_cmd, one_line_error
 from tests.support.paths import EXTERNAL
 
 
@@ -72,3 +72,15 @@ def test_label_import_export_terminal_and_golden(tmp_path: Path) -> None:
     assert st.golden_set("airline", 1).trace_ids() == first.trace_ids()
     listing = costar("golden", "list", "--all-versions", cwd=tmp_path)
     assert listing.stdout.count("airline") == 2
+
+
+def test_non_utf8_label_files_give_one_line_errors(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_bytes("id,label\n1,café\n".encode("latin-1"))
+    (tmp_path / "b.csv").write_text("id,label\n1,cafe\n", encoding="utf-8")
+    err = one_line_error(costar("agreement", "a.csv", "b.csv", "--key", "id", "--a-field", "label",
+                                "--b-field", "label", cwd=tmp_path))
+    assert "a.csv" in err, err
+    assert "save it as UTF-8" in err, err
+    err = one_line_error(costar("labels", "import", "a.csv", "--name", "j", "--labeler", "me", cwd=tmp_path))
+    assert "a.csv" in err, err
+    assert "save it as UTF-8" in err, err

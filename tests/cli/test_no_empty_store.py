@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 import costar.cli  # noqa: F401  (registers every command)
 from costar.cli.common import app
-from costar.errors import CostarError
+from costar.errors import CostarError, StoreError
 from costar.store.sqlite import SQLiteStore
-from tests.support.cli import child_env, costar_cmd
+from tests.support.cli import child_env, costar_cmd, one_line_error
 
 # Each command of the CLI, with arguments that make sense in an empty folder. A new command must be
 # added here (the test below checks the table covers the CLI).
@@ -147,3 +147,27 @@ def test_create_if_missing_creates_the_store_at_once(tmp_path: Path) -> None:
         st.create_if_missing()  # and is a no-op after
     with SQLiteStore(tmp_path / "s", create=False) as again:
         assert again.list_runs() == []
+
+
+@pytest.mark.parametrize("args", [
+    ("runs",), ("report",), ("traces", "list"), ("traces", "show", "abc"), ("traces", "export", "latest"),
+    ("compare", "a", "b"), ("metrics",), ("judges", "agreement", "j"), ("judges", "check", "--floor", "j:kappa>=0.5"),
+    ("labels", "export", "out.csv"), ("golden", "list"),
+])
+def test_read_only_commands_do_not_create_a_store(tmp_path: Path, args: tuple[str, ...]) -> None:
+    res = subprocess.run([*costar_cmd(), *args], cwd=tmp_path, env=child_env(), capture_output=True, text=True,
+                         timeout=120)
+    err = one_line_error(res)
+    assert "no coSTAR store at" in err, err
+    assert "run 'costar run' first or pass --store" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_store_create_false(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no coSTAR store at"):
+        SQLiteStore(tmp_path / "nope", create=False)
+    assert not (tmp_path / "nope").exists()
+    with SQLiteStore(tmp_path / "yes") as st:
+        st.migrate()  # a store is created by its first write
+    with SQLiteStore(tmp_path / "yes", create=False) as st:
+        assert st.list_runs() == []

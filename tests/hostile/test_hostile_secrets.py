@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -28,9 +29,9 @@ print("done " + sys.stdin.read())
 """
 
 
-def costar(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def costar(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*costar_cmd(), *args], cwd=cwd, capture_output=True, text=True, timeout=180,
-                          env=child_env(MY_SERVICE_TOKEN=SECRET))
+                          env=child_env(MY_SERVICE_TOKEN=SECRET, **env))
 
 
 def leaks_in(root: Path, *, allowed: set[Path] = frozenset()) -> list[Path]:
@@ -141,3 +142,34 @@ def test_large_and_small_files_are_both_covered(tmp_path: Path, size: int) -> No
     else:  # too large to redact in memory: scanned, and dropped as configured
         assert arts == []
         assert "big.log: a binary file holding a secret value" in notes[0]
+
+
+def test_secrets_never_reach_verdicts_reports_or_stored_specs(tmp_path: Path) -> None:
+    secret = "sk-abcdefghijklmnopqrstuvwxyz123456"
+    (tmp_path / "agent.py").write_text("import os, sys\nsys.stdin.read()\nprint('key: ' + os.environ['OPENAI_API_KEY'])\n")
+    (tmp_path / "suite.yaml").write_text(textwrap.dedent("""
+        id: leak
+        prompt: x
+        setup:
+          env: {SERVICE_TOKEN: tok-0123456789abcdef}
+        expectations:
+          checks: [{output_contains: never-there}, {output_equals: nope}]
+        """))
+    (tmp_path / "costar.yaml").write_text(
+        f"suite: suite.yaml\nagent:\n  type: command\n  command: [{json.dumps(sys.executable)}, agent.py]\n"
+        "  env: {MY_API_KEY: plain-secret-value-42}\n")
+    res = costar("run", "--html", "r.html", "--junit", "r.xml", cwd=tmp_path, OPENAI_API_KEY=secret)
+    assert res.returncode == 1, res.stdout + res.stderr
+    dump = "\n".join(sqlite3.connect(tmp_path / ".costar" / "costar.db").iterdump())
+    for text in (dump, res.stdout, (tmp_path / "r.html").read_text(), (tmp_path / "r.xml").read_text()):
+        assert secret[:20] not in text
+        assert "plain-secret-value-42" not in text
+        assert "tok-0123456789abcdef" not in text
+    assert "[REDACTED]" in dump
+    # resuming takes the redacted values back from the environment, or says what to export
+    resumed = costar("run", "--resume", "latest", cwd=tmp_path, OPENAI_API_KEY=secret)
+    assert resumed.returncode == 2, resumed.stderr
+    assert "MY_API_KEY" in resumed.stderr, resumed.stderr
+    resumed = costar("run", "--resume", "latest", cwd=tmp_path, OPENAI_API_KEY=secret, MY_API_KEY="x" * 20)
+    assert resumed.returncode == 1, resumed.stderr
+    assert "resuming: 1 trial(s) already finished" in resumed.stdout, resumed.stderr

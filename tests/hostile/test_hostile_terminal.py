@@ -3,6 +3,7 @@
 The agent under test prints ``ESC]0;title BEL ESC[2J`` (set the window title, clear the screen) and
 a bidi override; each command that shows its trace (run, report, traces show, label, judges …)
 must print those as visible escapes, never as the raw characters.
+Rich markup in trace text (``[/evil]``, ``[bold]``) is shown literally too, never interpreted.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from costar.trace.model import AgentInfo, Span, SpanKind, Trace
 from tests.support.cli import child_env, costar_cmd
 
 HOSTILE = "\x1b]0;pwned\x07\x1b[2J"
@@ -121,3 +123,43 @@ def test_judges_commands_print_no_raw_escapes(tmp_path: Path) -> None:
     assert "t-\\x1b]0;pwned\\x07" in out, out
     out = assert_clean(costar("traces", "list", cwd=tmp_path))
     assert "t-\\x1b]0;pwned" in out
+
+
+# --------------------------------------------------------------------------- markup
+
+EVIL = "[/evil]"
+BOLD = "[bold]"
+
+
+def test_scenario_tags_with_markup_are_shown_literally(tmp_path: Path) -> None:
+    (tmp_path / "suite.yaml").write_text('id: hello\nprompt: hi\ntags: ["[/b]", "[bold]"]\n')
+    (tmp_path / "costar.yaml").write_text(f"suite: suite.yaml\nagent:\n  type: command\n"
+                                          f"  command: [{json.dumps(sys.executable)}, agent.py]\n")
+    res = costar("scenarios", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "[/b]" in res.stdout
+    assert "[bold]" in res.stdout
+
+
+def test_trace_text_with_markup_is_shown_literally(tmp_path: Path) -> None:
+    trace_id = "a" * 32
+    trace = Trace(trace_id=trace_id, scenario_id=f"{BOLD}sc{EVIL}", agent=AgentInfo(name=f"{EVIL} {BOLD}agent"),
+                  output=f"out {EVIL}",
+                  spans=[Span(trace_id=trace_id, span_id="b" * 16, name=f"step {EVIL}{BOLD}", kind=SpanKind.TOOL,
+                              start_ns=1, end_ns=2)])
+    (tmp_path / "t.jsonl").write_text(trace.model_dump_json() + "\n")
+    imp = costar("traces", "import", "t.jsonl", "--run-id", f"run{EVIL}", cwd=tmp_path)
+    assert imp.returncode == 0, imp.stderr
+    assert f"run{EVIL}" in imp.stdout
+    runs = costar("runs", cwd=tmp_path)
+    assert runs.returncode == 0, runs.stderr
+    assert EVIL in runs.stdout
+    assert BOLD in runs.stdout
+    listing = costar("traces", "list", "latest", cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    assert f"{BOLD}sc{EVIL}" in listing.stdout
+    show = costar("traces", "show", trace.trace_id, cwd=tmp_path)
+    assert show.returncode == 0, show.stderr
+    assert f"{BOLD}sc{EVIL}" in show.stdout
+    assert f"step {EVIL}{BOLD}" in show.stdout
+    assert f"out {EVIL}" in show.stdout

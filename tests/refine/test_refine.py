@@ -380,3 +380,12 @@ def test_identical_attempts_are_not_run_again(repo: Path, tmp_path: Path) -> Non
     assert second.run_ids == []
     assert second.after == {}
     assert "symmetric-age" not in second.feedback  # held-out names stay out of what the assistant reads
+
+
+def test_refine_refuses_in_process_agents(tmp_path: Path) -> None:
+    (tmp_path / "costar.yaml").write_text("suite: s\nagent: {type: python, target: 'a:run'}\n")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x"],
+                   cwd=tmp_path, check=True)
+    with pytest.raises(ConfigError, match="refine needs a command agent"):
+        Refiner(tmp_path / "costar.yaml", CommandAssistant(["true"])).run()

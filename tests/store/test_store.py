@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+import os
 import sqlite3
 import subprocess
 import sys
@@ -240,3 +242,20 @@ def test_wal_mode_lets_readers_in_during_a_write(sqlite_store: SQLiteStore) -> N
     assert time.monotonic() - started < 1.0
     conn.execute("ROLLBACK")
     conn.close()
+
+
+def test_blob_path_refuses_keys_that_are_not_hex(tmp_path: Path) -> None:
+    good = hashlib.sha256(b"hello").hexdigest()
+    traversal = "xx/etc/shadow"
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret")
+    with SQLiteStore(tmp_path / "store") as st:
+        sha = st.put_blob(b"hello")
+        assert sha == good
+        assert st.get_blob(sha) == b"hello"
+        assert st.blob_path(sha).is_relative_to(st.blob_dir)
+        relative = os.path.relpath(secret, st.blob_dir / "xx")
+        for bad in (traversal, "xx" + relative, "../" + "a" * 61, "A" * 64, "a" * 64 + "\n", ""):
+            with pytest.raises(StoreError, match="not a blob key"):
+                st.blob_path(bad)
+            assert st.get_blob(bad) is None

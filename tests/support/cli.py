@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 
@@ -15,3 +16,13 @@ def child_env(**extra: str) -> dict[str, str]:
     env.pop("COLUMNS", None)
     env.update({"NO_COLOR": "1", "COLUMNS": "200"}, **extra)
     return env
+
+
+def one_line_error(res: subprocess.CompletedProcess[str]) -> str:
+    """The error a failed command printed, after checking it is what users get: exit 2, one line, no traceback."""
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    err = res.stderr.strip()
+    assert err.startswith("error: "), res.stderr
+    assert len(err.splitlines()) == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    return err
