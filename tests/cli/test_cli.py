@@ -18,6 +18,7 @@ import pytest
 from costar.store.sqlite import SQLiteStore
 from tests.support.cli import child_env, costar_cmd, one_line_error
 from tests.support.paths import REPO
+from tests.support.waiting import wait_for
 
 
 def costar(*args: str, cwd: Path, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
@@ -170,7 +171,7 @@ def test_resume_after_kill_9_reruns_nothing_finished(tmp_path: Path) -> None:
         key = os.environ["COSTAR_SCENARIO_ID"] + "/" + os.environ["COSTAR_TRIAL"]
         with open({str(log)!r}, "a") as f:
             f.write(key + "\\n")
-        time.sleep(0.4)
+        time.sleep(0.4)  # slow on purpose: the kill lands while trials are running
         print("done " + sys.stdin.read())
         """, """
         defaults:
@@ -185,18 +186,17 @@ def test_resume_after_kill_9_reruns_nothing_finished(tmp_path: Path) -> None:
     proc = subprocess.Popen([*costar_cmd(), "run", "--no-progress"], cwd=proj, env=child_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     db = proj / ".costar" / "costar.db"
-    deadline = time.monotonic() + 60
-    finished = 0
-    while time.monotonic() < deadline:
-        if db.exists():
-            try:
-                with sqlite3.connect(db) as c:
-                    finished = c.execute("SELECT count(*) FROM traces").fetchone()[0]
-            except sqlite3.OperationalError:
-                finished = 0
-        if finished >= 4:
-            break
-        time.sleep(0.05)
+
+    def finished() -> int:
+        if not db.exists():
+            return 0
+        try:
+            with sqlite3.connect(db) as c:
+                return int(c.execute("SELECT count(*) FROM traces").fetchone()[0])
+        except sqlite3.OperationalError:  # the run has not created its tables yet
+            return 0
+
+    wait_for(lambda: finished() >= 4, timeout=60, what="four finished trials")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     with sqlite3.connect(db) as c:

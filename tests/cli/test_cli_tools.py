@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 
 from tests.support.cli import child_env, costar_cmd
 from tests.support.paths import EXTERNAL
+from tests.support.waiting import wait_for
 
 PANDALM = EXTERNAL / "pandalm"
 
@@ -66,12 +66,14 @@ def test_scripted_server_and_model_chat_from_the_cli(tmp_path: Path) -> None:
                               env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         base = f"http://127.0.0.1:{port}/v1"
-        for _ in range(100):
+
+        def listening() -> bool:
             try:
-                httpx.get(f"{base}/models", timeout=1)
-                break
+                return httpx.get(f"{base}/models", timeout=1).status_code == 200
             except httpx.HTTPError:
-                time.sleep(0.1)
+                return False
+
+        wait_for(listening, timeout=30, what="`costar testing serve` to answer")
         res = costar("model", "chat", f"openai-compatible:/m?base_url={base}", "ping", cwd=tmp_path)
         assert res.returncode == 0, res.stderr
         assert res.stdout.splitlines()[0] == "pong"

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from costar.testing import Rule, ScriptedModelServer
 from costar.trace.model import Span, SpanKind, Trace, new_trace_id
 from tests.support.cli import child_env, costar_cmd
 from tests.support.paths import REPO
+from tests.support.waiting import running_with, wait_for
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None or unavailable_reason() is not None,
                                  reason="bubblewrap cannot run here (install Debian's bubblewrap)")
@@ -136,8 +138,11 @@ def test_a_steered_judge_cannot_read_write_or_connect_outside_its_scratch_copy(
 
 @needs_bwrap
 def test_the_scratch_copy_and_the_limits_still_work_in_the_sandbox(tmp_path: Path) -> None:
+    token = f"grandchild-{uuid.uuid4().hex}"
+    # The grandchild outlives the snippet's timeout on purpose, then writes into the scratch copy.
+    grandchild = f"import time; time.sleep(1.5); open('late.txt', 'w')  # {token}"
     code = ("import subprocess, sys, time\n"
-            "subprocess.Popen([sys.executable, '-c', \"import time; time.sleep(1.5); open('late.txt', 'w')\"])\n"
+            f"subprocess.Popen([sys.executable, '-c', {grandchild!r}])\n"
             "print('started', flush=True)\n"
             "while True: time.sleep(0.05)\n")
 
@@ -145,13 +150,14 @@ def test_the_scratch_copy_and_the_limits_still_work_in_the_sandbox(tmp_path: Pat
         sb = Sandbox([], None, SandboxLimits(timeout_s=0.5))
         first = await sb.run(code)
         assert sb.workdir is not None
-        await asyncio.sleep(2.0)  # the grandchild would have written by now
         return first, sb.workdir
 
     result, workdir = asyncio.run(go())
     assert result.timed_out
     assert result.mode == "bubblewrap"
     assert result.stdout.strip() == "started"
+    # Killed with the sandbox, the grandchild is gone at once; had it survived, it writes its file first.
+    wait_for(lambda: not running_with(token), timeout=10, what="the grandchild to be gone")
     assert not (workdir / "late.txt").exists()  # the whole sandbox died with the timeout
     shutil.rmtree(workdir.parent, ignore_errors=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from pathlib import Path
+import uuid
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from costar.testing import Rule, ScriptedModelServer
 from costar.trace.model import Artifact, Span, SpanKind, SpanStatus, StatusCode, Trace, new_trace_id
 from costar.trace.sanitize import Sanitizer
 from costar.verdict import Verdict
+from tests.support.waiting import running_with, wait_for
 
 
 def _call(tool: str, **arguments: Any) -> Rule:
@@ -364,29 +365,32 @@ def test_run_python_checks_a_generated_csv_against_its_source(server: ScriptedMo
     assert store.get_blob(art.sha256) == b"region,total\nall,400\n"  # ... never the store
 
 
-def test_sandbox_timeout_kills_the_process_group(tmp_path: Path) -> None:
-    marker = tmp_path / "child-alive"
-    grandchild = f"import time; time.sleep(2); open({str(marker)!r}, 'w')"
+def test_sandbox_timeout_kills_the_process_group() -> None:
+    token = f"grandchild-{uuid.uuid4().hex}"
+    # The grandchild outlives the snippet's timeout on purpose, then writes into the scratch folder.
+    grandchild = f"import time; time.sleep(2); open('child-alive', 'w')  # {token}"
     code = ("import subprocess, sys, time\n"
             f"subprocess.Popen([sys.executable, '-c', {grandchild!r}])\n"
             "print('started', flush=True)\n"
             "while True: time.sleep(0.05)\n")
 
-    async def go() -> Any:
-        sb = Sandbox([], None, SandboxLimits(timeout_s=0.5))
-        try:
-            return await sb.run(code)
-        finally:
-            sb.close()
+    async def go(sb: Sandbox) -> Any:
+        return await sb.run(code)
 
-    started = time.perf_counter()
-    r = asyncio.run(go())
-    assert r.timed_out
-    assert r.as_dict()["note"].startswith("timed out")
-    assert time.perf_counter() - started < 3
-    assert r.stdout.strip() == "started", r.stderr
-    time.sleep(2.2)
-    assert not marker.exists()  # the grandchild died with the group
+    sb = Sandbox([], None, SandboxLimits(timeout_s=0.5))
+    try:
+        started = time.perf_counter()
+        r = asyncio.run(go(sb))
+        assert r.timed_out
+        assert r.as_dict()["note"].startswith("timed out")
+        assert time.perf_counter() - started < 3
+        assert r.stdout.strip() == "started", r.stderr
+        assert sb.workdir is not None
+        # Killed with the group, the grandchild is gone at once; had it escaped, it writes its file first.
+        wait_for(lambda: not running_with(token), timeout=10, what="the grandchild to be gone")
+        assert not (sb.workdir / "child-alive").exists()  # the grandchild died with the group
+    finally:
+        sb.close()
 
 
 def test_sandbox_memory_limit_and_output_truncation() -> None:

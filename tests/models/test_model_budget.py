@@ -17,6 +17,7 @@ from costar.run.ray_limits import ClusterLimiter
 from costar.store.sqlite import SQLiteStore
 from costar.testing import Rule, ScriptedModelServer
 from tests.support.cli import child_env, costar_cmd
+from tests.support.waiting import wait_for_async
 
 
 def test_a_spent_budget_refuses_the_next_call_before_it_is_sent() -> None:
@@ -107,7 +108,8 @@ def test_calls_waiting_for_their_turn_are_refused_as_soon_as_the_budget_is_spent
         limiter = ClusterLimiter(requests_per_minute=6, budget_usd=0.5)  # 10 s apart
         first = await limiter.acquire("m", None, None, None)
         waiting = [asyncio.ensure_future(limiter.acquire("m", None, None, None)) for _ in range(3)]
-        await asyncio.sleep(0.05)
+        # Each waiting call holds a slot while it waits for its turn: all three are parked.
+        await wait_for_async(lambda: limiter._in_use.get("m") == 4, timeout=5, what="three calls waiting their turn")
         t0 = time.monotonic()
         limiter.charge(1.0)  # the first call's cost spends the budget
         refused = await asyncio.gather(*waiting)
@@ -129,7 +131,7 @@ def test_cluster_limiter_holds_concurrency_per_model() -> None:
             assert await limiter.acquire("m", None, None, None)
             busy += 1
             peak = max(peak, busy)
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # the call's work: long enough for calls to overlap
             busy -= 1
             await limiter.release("m")
 

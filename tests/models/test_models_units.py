@@ -24,6 +24,7 @@ from costar.models.limits import ConcurrencyLimiter, RateLimiter
 from costar.models.providers.local import KNOWN_MODELS, locate_model
 from costar.models.retry import RetryPolicy, parse_retry_after
 from costar.models.schema import bound_schema
+from tests.support.waiting import wait_for_async
 
 # -- URIs ----------------------------------------------------------------------------------------
 
@@ -225,13 +226,13 @@ def test_concurrency_limiter_shared_by_threads_and_two_event_loops() -> None:
     def thread_work() -> None:
         with lim.hold():
             enter()
-            time.sleep(0.02)
+            time.sleep(0.02)  # holding the slot: long enough for the others to queue up
             leave()
 
     async def task_work() -> None:
         async with lim.hold_async():
             enter()
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # holding the slot: long enough for the others to queue up
             leave()
 
     async def loop_main() -> None:
@@ -253,7 +254,7 @@ def test_cancelled_waiter_does_not_leak_a_slot() -> None:
     async def main() -> None:
         await lim.acquire_async()
         waiter = asyncio.ensure_future(lim.acquire_async())
-        await asyncio.sleep(0.01)
+        await wait_for_async(lambda: len(lim._waiters) == 1, timeout=5, what="the waiter queued")
         waiter.cancel()
         lim.release()
         with pytest.raises(asyncio.CancelledError):

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from costar._util.process import pid_alive
 from costar.run.agents import make_agent
 from costar.run.harness import Harness, HarnessOptions
 from costar.scenario import Scenario
 from costar.store.base import Run
 from costar.store.sqlite import SQLiteStore
 from costar.trace.model import SpanKind, StatusCode, Trace, TraceStatus
+from tests.support.waiting import wait_for
 
 
 def run_harness(store: SQLiteStore, scenarios: list[Scenario], agent: dict, **opts) -> list[Trace]:
@@ -170,12 +172,7 @@ def test_command_agent_failures(project: Path, store: SQLiteStore) -> None:
     assert hang.status == TraceStatus.TIMEOUT
     assert "process group was killed" in hang.error
     grandchild = int(pidfile.read_text())
-    for _ in range(50):
-        if not Path(f"/proc/{grandchild}").exists() or "Z" in Path(f"/proc/{grandchild}/stat").read_text().split()[2]:
-            break
-        time.sleep(0.1)
-    else:
-        pytest.fail("the agent's child process survived the timeout")
+    wait_for(lambda: not pid_alive(grandchild), timeout=5, what="the agent's child to die with the timeout")
 
 
 def test_missing_command_is_an_error_trace(project: Path, store: SQLiteStore) -> None:
@@ -190,7 +187,7 @@ def test_concurrency_is_respected(project: Path, store: SQLiteStore) -> None:
         import time
         def run(task):
             start = time.monotonic()
-            time.sleep(0.15)
+            time.sleep(0.15)  # the trial's work: long enough for trials to overlap
             with open({str(log)!r}, "a") as f:
                 f.write(f"{{start}} {{time.monotonic()}}\\n")
             return "ok"
@@ -277,12 +274,7 @@ def test_background_children_do_not_keep_the_trial_open(project: Path, store: SQ
     assert t.status == TraceStatus.OK, t.error
     assert t.output.strip() == "done", t.error
     pid = int(pidfile.read_text())
-    for _ in range(50):
-        if not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]:
-            break
-        time.sleep(0.1)
-    else:
-        pytest.fail("the agent's background child survived the trial")
+    wait_for(lambda: not pid_alive(pid), timeout=5, what="the agent's background child to be killed with the trial")
 
 
 def test_a_suite_that_mixes_scenario_objects_and_paths_is_a_clear_error(tmp_path: Path) -> None:

@@ -139,7 +139,12 @@ def test_a_trace_waits_for_its_root_then_for_idle_time(make_server) -> None:
     tid = next(iter(trace_ids(spans)))
     assert srv.post(encode(children)).status_code == 200
     wait_for(lambda: srv.server.assembler.stats.open_spans == 2, what="children held open")
-    time.sleep(1.0)  # well past the idle time: still open, because the root has not arrived
+    # A whole trace posted after the children is stored once idle; the children were idle longer, so
+    # when it is stored they are past the idle time too: still open, because the root has not arrived.
+    later = agent_spans(1, text="a later question")
+    later_id = next(iter(trace_ids(later)))
+    assert srv.post(encode(later)).status_code == 200
+    wait_for(lambda: srv.stored(later_id), what="the later, whole trace")
     assert srv.stored(tid) is None
     assert srv.server.tables.pending_counts() == (1, 2)
     assert srv.post(encode(root)).status_code == 200

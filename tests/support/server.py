@@ -10,10 +10,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -23,26 +23,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.support.cli import child_env, costar_cmd
+from tests.support.waiting import wait_for
 
 __all__ = ["OTEL_AGENT", "PROTOBUF", "ServerProcess", "agent_spans", "costar_cmd", "encode", "run_otel_agent",
            "server_process", "span_ids", "store_location", "stored_span_ids", "trace_ids", "wait_for"]
-
-T = TypeVar("T")
-
-
-def wait_for(condition: Callable[[], T], timeout: float = 20.0, what: str = "condition") -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.2)
-
 
 def agent_spans(n_traces: int = 1, *, service: str = "shop-agent", resource: dict[str, Any] | None = None,
                 text: str = "Where is my order?", root: bool = True) -> list[ReadableSpan]:

@@ -67,7 +67,7 @@ def test_no_recording_means_no_overhead_and_no_error() -> None:
 def test_concurrent_asyncio_tasks_keep_their_own_parents() -> None:
     async def worker(i: int) -> None:
         with span(f"task-{i}"):
-            await asyncio.sleep(0.01 * (3 - i))
+            await asyncio.sleep(0.01 * (3 - i))  # the tasks interleave and finish in reverse order
             with span(f"child-{i}"):
                 await asyncio.sleep(0.001)
 
@@ -88,7 +88,7 @@ def test_two_concurrent_recordings_in_tasks_do_not_mix() -> None:
         with Recording(name) as rec:
             for i in range(5):
                 with span(f"{name}-{i}"):
-                    await asyncio.sleep(0.001)
+                    await asyncio.sleep(0.001)  # hands over to the other recording's task mid-span
         return rec
 
     async def main() -> list[Recording]:
