@@ -30,13 +30,17 @@ JUDGE = "resolved"
 def test_rogan_gladen_by_hand() -> None:
     # TPR 40/50 = 0.8, TNR 45/50 = 0.9, p_obs 0.6: (0.6 + 0.9 - 1) / (0.8 + 0.9 - 1) = 0.5 / 0.7.
     est = rogan_gladen(60, 100, tp=40, fn=10, fp=5, tn=45, seed=1)
-    assert est.value == pytest.approx(5 / 7) and not est.clipped
-    assert est.ci is not None and est.ci.method == "bootstrap-percentile"
+    assert est.value == pytest.approx(5 / 7)
+    assert not est.clipped
+    assert est.ci is not None
+    assert est.ci.method == "bootstrap-percentile"
     assert est.ci.low < 5 / 7 < est.ci.high
     assert rogan_gladen(60, 100, tp=40, fn=10, fp=5, tn=45, seed=1).ci == est.ci  # seeded
     # p_obs below the false-positive rate: the unclipped estimate is negative, the rate is 0.
     low = rogan_gladen(5, 100, tp=40, fn=10, fp=5, tn=45, resamples=0)
-    assert low.unclipped == pytest.approx((0.05 + 0.9 - 1) / 0.7) and low.value == 0.0 and low.clipped
+    assert low.unclipped == pytest.approx((0.05 + 0.9 - 1) / 0.7)
+    assert low.value == 0.0
+    assert low.clipped
     assert low.ci is None
 
 
@@ -61,11 +65,15 @@ def test_ppi_by_hand() -> None:
     rect = np.array(f_l) - np.array(y_l)
     theta = 24 / 40 - rect.mean()  # 0.6 - 1/12
     se = math.sqrt(np.var(f_u, ddof=1) / 40 + np.var(rect, ddof=1) / 12)
-    assert est.value == pytest.approx(theta) == pytest.approx(31 / 60) and est.se == pytest.approx(se)
+    assert est.value == pytest.approx(theta) == pytest.approx(31 / 60)
+    assert est.se == pytest.approx(se)
     assert (est.ci.low, est.ci.high) == (pytest.approx(theta - 1.6448536 * se), pytest.approx(theta + 1.6448536 * se))
-    assert est.ci.method == "normal-se" and not est.clipped
+    assert est.ci.method == "normal-se"
+    assert not est.clipped
     clipped = ppi_mean([1, 1, 1, 0], [1, 0, 1], [1, 1, 1])  # 0.75 + 1/3 > 1
-    assert clipped.unclipped == pytest.approx(0.75 + 1 / 3) and clipped.value == 1.0 and clipped.ci.high == 1.0
+    assert clipped.unclipped == pytest.approx(0.75 + 1 / 3)
+    assert clipped.value == 1.0
+    assert clipped.ci.high == 1.0
     with pytest.raises(AgreementError, match="at least 2 unlabeled"):
         ppi_mean([1], [1, 0], [1, 0])
     perfect = ppi_mean([1, 0, 1], [1, 0], [1, 0])
@@ -77,21 +85,27 @@ def test_ppi_interval_stays_honest_at_small_n() -> None:
     1.000 [1.000, 1.000]; an estimate above 1 printed a zero-width clipped interval."""
     z = 1.959964
     perfect = ppi_mean([1] * 20, [1, 1, 1, 1], [1, 1, 1, 1])
-    assert perfect.value == 1.0 and perfect.ci is not None
+    assert perfect.value == 1.0
+    assert perfect.ci is not None
     # Both variances are 0; each is bounded as a proportion with z²/2 pseudo-observations a side.
     v_f = ((20 + z * z / 2) / (20 + z * z)) * (1 - (20 + z * z / 2) / (20 + z * z))
     v_r = ((z * z / 2) / (4 + z * z)) * (1 - (z * z / 2) / (4 + z * z))
     assert perfect.se == pytest.approx(math.sqrt(v_f / 20 + v_r / 4), rel=1e-6)
-    assert perfect.ci.high == 1.0 and perfect.ci.low == pytest.approx(1 - z * perfect.se, rel=1e-6)
+    assert perfect.ci.high == 1.0
+    assert perfect.ci.low == pytest.approx(1 - z * perfect.se, rel=1e-6)
     assert perfect.ci.low < 0.7
     # An unclipped estimate of 1.5 with its interval still reaching below 1: clipped, said, interval to 1.
     over = ppi_mean([1] * 20, [0, 1, 1, 0], [1, 1, 1, 1])
-    assert over.unclipped == pytest.approx(1.5) and over.value == 1.0
-    assert over.ci is not None and over.ci.low < 1.0 and over.ci.high == 1.0
+    assert over.unclipped == pytest.approx(1.5)
+    assert over.value == 1.0
+    assert over.ci is not None
+    assert over.ci.low < 1.0
+    assert over.ci.high == 1.0
     assert any("clipped to 1.000 from 1.500" in n for n in over.notes)
     # A whole interval above 1: no interval at all, and why.
     beyond = ppi_mean([1] * 400, [0] * 100 + [1] * 100, [1] * 200)
-    assert beyond.unclipped > 1.0 and beyond.ci is None
+    assert beyond.unclipped > 1.0
+    assert beyond.ci is None
     assert any("whole interval lie outside [0, 1]" in n for n in beyond.notes)
 
 
@@ -177,24 +191,30 @@ def test_corrected_pass_rate_from_the_store(store: SQLiteStore) -> None:
     low, high = proportion_confint(passed, 599, method="wilson")
     assert (res.raw.ci.low, res.raw.ci.high) == (pytest.approx(low), pytest.approx(high))
     assert (res.tpr.count, res.tpr.total, res.tnr.count, res.tnr.total) == (tp, tp + fn, tn, tn + fp)
-    assert res.human.total == len(pairs) and res.labeled_missing == len(test_ids) - len(pairs)
+    assert res.human.total == len(pairs)
+    assert res.labeled_missing == len(test_ids) - len(pairs)
     expected_rg = rogan_gladen(passed, 599, tp, fn, fp, tn, seed=4)
     assert res.rogan_gladen == expected_rg
     # PPI's unlabeled traces exclude the labeled ones (train-split labels are not used at all).
     unlabeled = [float(f) for t, f in judge.items() if t not in set(test_ids)]
     expected_ppi = ppi_mean(unlabeled, [float(f) for _, f in pairs], [float(y) for y, _ in pairs])
-    assert res.ppi == expected_ppi and res.unlabeled == len(unlabeled)
+    assert res.ppi == expected_ppi
+    assert res.unlabeled == len(unlabeled)
     true_rate = np.mean(list(truth.values()))
     assert res.ppi.ci.low <= true_rate <= res.ppi.ci.high
     assert res.rogan_gladen.ci.low <= true_rate <= res.rogan_gladen.ci.high
     text = res.format()
-    assert "judge (raw)" in text and "Rogan-Gladen" in text and "PPI" in text and "(1 errors excluded)" in text
+    assert "judge (raw)" in text
+    assert "Rogan-Gladen" in text
+    assert "PPI" in text
+    assert "(1 errors excluded)" in text
 
 
 def test_chance_judge_keeps_ppi_and_says_why(store: SQLiteStore) -> None:
     build(store, n=300, labeled=120, seed=1, tpr=0.5, tnr=0.5)
     res = corrected_pass_rate(store, JUDGE, run_id="run1", golden="gold")
-    assert res.rogan_gladen is None and "no better than chance" in res.rogan_gladen_error
+    assert res.rogan_gladen is None
+    assert "no better than chance" in res.rogan_gladen_error
     assert res.ppi is not None  # PPI stays valid for a useless judge; its interval is just wide
     assert "refused: the judge is no better than chance" in res.format()
 

@@ -74,20 +74,25 @@ def test_a_span_with_times_beyond_64_bits_does_not_take_down_the_run(tmp_path: P
     assert "Traceback" not in res.stderr
     st = SQLiteStore(proj / ".costar")
     run = st.get_run("latest")
-    assert run.status == "finished" and run.error is None
+    assert run.status == "finished"
+    assert run.error is None
     traces = list(st.iter_traces(run.run_id))
     assert sorted(t.trial for t in traces) == [0, 1, 2]
     for t in traces:
         evil = next(s for s in t.spans if s.name == "chat evil")
-        assert evil.start_ns == INT64_MAX and evil.end_ns == INT64_MAX
+        assert evil.start_ns == INT64_MAX
+        assert evil.end_ns == INT64_MAX
         assert evil.attributes[CLAMPED] == ["start_ns", "end_ns"]
-        assert evil.events[0].time_ns == INT64_MAX and evil.events[0].attributes[CLAMPED] == ["time_ns"]
+        assert evil.events[0].time_ns == INT64_MAX
+        assert evil.events[0].attributes[CLAMPED] == ["time_ns"]
         assert t.totals.cost_usd == 0.0  # an infinite cost counts as unknown, never poisons the totals
         # Two spans of 2^63-1 tokens each: the sum is clamped and named.
-        assert t.totals.input_tokens == INT64_MAX and "totals.input_tokens" in t.metadata[CLAMPED]
+        assert t.totals.input_tokens == INT64_MAX
+        assert "totals.input_tokens" in t.metadata[CLAMPED]
     # Resuming such a run works too (nothing left to do).
     again = costar("run", "--no-progress", "--resume", "latest", cwd=proj)
-    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    assert again.returncode == 0, again.stderr
+    assert "Traceback" not in again.stderr, again.stderr
 
 
 def test_a_failing_trace_writer_marks_the_run_failed_and_resume_finishes_it(tmp_path: Path) -> None:
@@ -109,27 +114,33 @@ def test_a_failing_trace_writer_marks_the_run_failed_and_resume_finishes_it(tmp_
     res = costar("run", "--no-progress", cwd=proj)
     assert res.returncode == 2, res.stdout + res.stderr
     err = res.stderr.strip()
-    assert err.startswith("error: storing the traces failed") and len(err.splitlines()) == 1, err
-    assert "simulated I/O failure" in err and "costar run --resume" in err
+    assert err.startswith("error: storing the traces failed"), err
+    assert len(err.splitlines()) == 1, err
+    assert "simulated I/O failure" in err
+    assert "costar run --resume" in err
     st = SQLiteStore(proj / ".costar")
     run = st.get_run("latest")
-    assert run.status == "failed" and "simulated I/O failure" in (run.error or "")
+    assert run.status == "failed"
+    assert "simulated I/O failure" in (run.error or "")
     # Trial 0 is stored unless it shared trial 1's batch (one transaction); the rest never ran or was dropped.
     assert {t for _, t in st.finished_trials(run.run_id)} <= {0}
 
     runs = costar("runs", cwd=proj)
-    assert "failed" in runs.stdout and "simulated I/O failure" in runs.stdout, runs.stdout
+    assert "failed" in runs.stdout, runs.stdout
+    assert "simulated I/O failure" in runs.stdout, runs.stdout
     report = costar("report", "latest", cwd=proj)
     assert "run FAILED: storing traces failed" in report.stdout, report.stdout
     html = costar("report", "latest", "--html", "r.html", cwd=proj)
-    assert html.returncode == 1 and "run FAILED" in (proj / "r.html").read_text(encoding="utf-8")
+    assert html.returncode == 1
+    assert "run FAILED" in (proj / "r.html").read_text(encoding="utf-8")
 
     with sqlite3.connect(db) as c:
         c.execute("DROP TRIGGER fail_trial_1")
     resumed = costar("run", "--no-progress", "--resume", "latest", cwd=proj)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     run = st.get_run(run.run_id)
-    assert run.status == "finished" and run.error is None
+    assert run.status == "finished"
+    assert run.error is None
     assert {t for _, t in st.finished_trials(run.run_id)} == {0, 1, 2, 3}
 
 
@@ -148,8 +159,11 @@ def test_an_import_with_a_huge_trial_is_one_line_and_leaves_no_run(tmp_path: Pat
     res = costar("traces", "import", name, cwd=tmp_path)
     assert res.returncode == 2, res.stdout + res.stderr
     err = res.stderr.strip()
-    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in res.stderr, err
-    assert "trial" in err and "2147483647" in err, err
+    assert err.startswith("error: "), err
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in res.stderr, err
+    assert "trial" in err, err
+    assert "2147483647" in err, err
     if (tmp_path / ".costar").exists():
         assert SQLiteStore(tmp_path / ".costar").list_runs() == []
 
@@ -162,14 +176,17 @@ def test_an_import_whose_write_fails_leaves_no_empty_run(tmp_path: Path) -> None
     with sqlite3.connect(tmp_path / ".costar" / "costar.db") as c:
         c.execute("CREATE TRIGGER no_traces BEFORE INSERT ON traces BEGIN SELECT RAISE(ABORT, 'disk gone'); END")
     res = costar("traces", "import", "t.jsonl", cwd=tmp_path)
-    assert res.returncode == 2 and "disk gone" in res.stderr, res.stderr
+    assert res.returncode == 2, res.stderr
+    assert "disk gone" in res.stderr, res.stderr
     st = SQLiteStore(tmp_path / ".costar")
-    assert st.list_runs() == [] and st.trace_ids() == []
+    assert st.list_runs() == []
+    assert st.trace_ids() == []
     with sqlite3.connect(tmp_path / ".costar" / "costar.db") as c:
         c.execute("DROP TRIGGER no_traces")
     ok = costar("traces", "import", "t.jsonl", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
-    assert len(st.list_runs()) == 1 and len(st.trace_ids()) == 3
+    assert len(st.list_runs()) == 1
+    assert len(st.trace_ids()) == 3
 
 
 def test_whatever_enters_through_python_goes_through_the_same_bounds(store: SQLiteStore) -> None:
@@ -193,21 +210,28 @@ def test_whatever_enters_through_python_goes_through_the_same_bounds(store: SQLi
                                   scenario_id=None, error=None, input=None, output=None)
     store.write_trace(trace)
     got = store.get_trace("t" * 32)
-    assert got.trial == 2**31 - 1 and got.start_ns == INT64_MAX
+    assert got.trial == 2**31 - 1
+    assert got.start_ns == INT64_MAX
     assert got.metadata[CLAMPED] == ["start_ns", "trial", "totals.input_tokens", "totals.cost_usd"]
-    assert got.totals.cost_usd == 0.0 and got.totals.input_tokens == INT64_MAX
+    assert got.totals.cost_usd == 0.0
+    assert got.totals.input_tokens == INT64_MAX
     llm = next(s for s in got.spans if s.name == "llm")
-    assert llm.start_ns == INT64_MAX and llm.attributes[CLAMPED] == ["start_ns"]
-    assert llm.attributes["huge"] == str(10**40) and llm.attributes["neg"] == str(-(10**40))
-    assert llm.attributes["inf"] == "-inf" and llm.attributes["gen_ai.usage.input_tokens"] == str(10**30)
+    assert llm.start_ns == INT64_MAX
+    assert llm.attributes[CLAMPED] == ["start_ns"]
+    assert llm.attributes["huge"] == str(10**40)
+    assert llm.attributes["neg"] == str(-(10**40))
+    assert llm.attributes["inf"] == "-inf"
+    assert llm.attributes["gen_ai.usage.input_tokens"] == str(10**30)
     cut = next(s for s in got.spans if s.name == "deep")
-    assert (cut.start_ns, cut.end_ns) == (0, INT64_MAX) and "nested deeper than" in json.dumps(cut.attributes)
+    assert (cut.start_ns, cut.end_ns) == (0, INT64_MAX)
+    assert "nested deeper than" in json.dumps(cut.attributes)
 
 
 def test_validated_models_clamp_and_flag_times() -> None:
     s = Span(trace_id="a", span_id="b", name="x", start_ns=BIG, end_ns=-1)
     assert (s.start_ns, s.end_ns, s.attributes[CLAMPED]) == (INT64_MAX, 0, ["start_ns", "end_ns"])
     t = Trace(trace_id="a", start_ns=BIG, totals=Totals(latency_s=float("nan")))
-    assert t.start_ns == INT64_MAX and t.metadata[CLAMPED] == ["start_ns", "totals.latency_s"]
+    assert t.start_ns == INT64_MAX
+    assert t.metadata[CLAMPED] == ["start_ns", "totals.latency_s"]
     with pytest.raises(ValueError, match="trial"):
         Trace(trace_id="a", trial=10**30)

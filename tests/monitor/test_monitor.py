@@ -131,7 +131,8 @@ def test_a_monitor_file_loads_with_every_field(tmp_path: Path) -> None:
     assert d.alerts[0].compared == "upper"
     assert d.rule_window(d.alerts[0]) == 3600.0
     assert d.alerts[1].compared == "value"
-    assert d.budget is not None and d.budget.per == 86400.0
+    assert d.budget is not None
+    assert d.budget.per == 86400.0
     assert d.model_dump(mode="json")["windows"] == ["1h", "1d"]
     assert m.where(("alerts", 1, "anomaly")) == f"{tmp_path / 'm.yaml'}:17"
 
@@ -441,7 +442,7 @@ def test_a_second_process_does_not_record_the_same_change_twice(sqlite_store: An
     one, two = service(sqlite_store, _rate_monitor()), service(sqlite_store, _rate_monitor())
     assert [e.status for e in run(one.run_once()).evaluation.events] == ["firing"]
     assert run(two.run_once()).evaluation.events == []
-    assert len(sqlite_store and one.tables.alerts()) == 1
+    assert len(one.tables.alerts()) == 1
 
 
 def test_anomaly_against_the_recent_past(sqlite_store: Any) -> None:
@@ -509,7 +510,8 @@ def test_delivery_retries_with_backoff_and_reports_failures() -> None:
         receiver.statuses = [400]
         ok, attempts, error = run(go(receiver, Webhook(url=receiver.url, attempts=4)))
         assert (ok, attempts) == (False, 1)  # a client error is final
-        assert error is not None and error.startswith("HTTP 400")
+        assert error is not None
+        assert error.startswith("HTTP 400")
     waits.clear()
     ok, attempts, error = run(go(receiver, Webhook(url="http://127.0.0.1:9/hook", attempts=3, timeout=2)))
     assert (ok, attempts) == (False, 3)

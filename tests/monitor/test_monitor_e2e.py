@@ -119,10 +119,12 @@ def test_a_drop_alerts_a_webhook_and_a_recovery_follows(store: Any, tmp_path: Pa
         assert (firing["monitor"], firing["rule"], firing["judge"], firing["n"]) == ("weather", "quality-drop",
                                                                                     "helpful", 20)
         assert firing["value"] == pytest.approx(0.2)
-        assert firing["compared"] == "upper" and firing["compared_value"] < 0.5
+        assert firing["compared"] == "upper"
+        assert firing["compared_value"] < 0.5
 
         again = api.run_monitors(project=project, store=store)  # nothing new: still firing, nothing sent
-        assert again.evaluation.events == [] and again.score.traces == 0
+        assert again.evaluation.events == []
+        assert again.score.traces == 0
         assert len(model.requests) == PHASES[0] + PHASES[1]
 
         recovered = phase(PHASES[2], GOOD)
@@ -132,7 +134,8 @@ def test_a_drop_alerts_a_webhook_and_a_recovery_follows(store: Any, tmp_path: Pa
     history = api.monitor_alerts("weather", project=project, store=store)
     assert sorted((a.series, a.status) for a in history) == [
         ("answers@1h", "firing"), ("answers@1h", "resolved"), ("helpful@1h", "firing"), ("helpful@1h", "resolved")]
-    assert all(d.status == "delivered" and d.attempts == 1 for a in history for d in a.deliveries)
+    assert all(d.status == "delivered" for a in history for d in a.deliveries)
+    assert all(d.attempts == 1 for a in history for d in a.deliveries)
     verdicts = store.verdicts(trace_ids=[f"{i:032x}" for i in range(sum(PHASES))], latest=True)
     assert len(verdicts) == 2 * sum(PHASES)
     assert {v.metadata.get("monitor") for v in verdicts} == {"weather"}
@@ -173,27 +176,31 @@ def test_costar_server_scores_an_otel_agent_and_alerts_on_a_drop(store: Any, tmp
             run_otel_agent(root, srv.url, _cities(PHASES[1]), broken=True)
             got = hook.wait_for(lambda r: _every(r, ["firing"]), timeout=60)
             firing = next(b for b in got if b.get("type") == "costar.alert" and b["series"] == "helpful@1h")
-            assert firing["monitor"] == "weather" and firing["compared_value"] < 0.5
+            assert firing["monitor"] == "weather"
+            assert firing["compared_value"] < 0.5
             run_otel_agent(root, srv.url, _cities(PHASES[2]))
             hook.wait_for(lambda r: _every(r, ["firing", "resolved"]), timeout=60)
             assert scored() == sum(PHASES)
 
             [view] = srv.get("/api/v1/monitors").json()
-            assert view["name"] == "weather" and view["firing"] == []
+            assert view["name"] == "weather"
+            assert view["firing"] == []
             assert view["counts"]["considered"] == view["counts"]["sampled"] == sum(PHASES)
             alerts = srv.get("/api/v1/alerts", params={"monitor": "weather"}).json()
             assert sorted((a["series"], a["status"]) for a in alerts) == [
                 ("answers@1h", "firing"), ("answers@1h", "resolved"), ("helpful@1h", "firing"),
                 ("helpful@1h", "resolved")]
             points = srv.get("/api/v1/monitors/weather/series", params={"judge": "helpful", "metric": "pass_rate"})
-            assert points.status_code == 200 and points.json()
+            assert points.status_code == 200
+            assert points.json()
             metrics = srv.get("/metrics").text
             assert f"costar_monitor_traces_scored_total {sum(PHASES)}" in metrics
             assert 'costar_monitor_alerts_total{status="firing"} 2' in metrics
             assert 'costar_monitor_alerts_total{status="resolved"} 2' in metrics
             assert len(model.requests) == sum(PHASES)  # one LLM judge call per trace, none repeated
             failing = next(a for a in alerts if a["status"] == "firing")
-            assert failing["deliveries"] and all(d["status"] == "delivered" for d in failing["deliveries"])
+            assert failing["deliveries"]
+            assert all(d["status"] == "delivered" for d in failing["deliveries"])
 
         # The CLI reads the same history from the store; a failing production trace becomes a scenario draft.
         listed = _cli(root, "monitor", "alerts", "weather", "--json", "--store", location)
@@ -229,7 +236,9 @@ def test_monitor_cli_errors_are_one_line(tmp_path: Path) -> None:
     res = _cli(tmp_path, "monitor", "list")
     assert res.returncode == 2
     [line] = res.stderr.strip().splitlines()
-    assert line.startswith("error: ") and "broken.yaml:4" in line and "sample" in line
+    assert line.startswith("error: ")
+    assert "broken.yaml:4" in line
+    assert "sample" in line
 
 
 def test_server_monitor_settings_and_unbuildable_monitors_are_one_line_errors(tmp_path: Path) -> None:
@@ -239,7 +248,8 @@ def test_server_monitor_settings_and_unbuildable_monitors_are_one_line_errors(tm
     (tmp_path / "server.yaml").write_text("idle: 1s\nmonitors:\n  evaluate_every: 0s\n")
     with pytest.raises(ConfigError) as bad:
         load_server_config(tmp_path / "server.yaml")
-    assert "server.yaml:3" in str(bad.value) and "evaluate_every" in str(bad.value)
+    assert "server.yaml:3" in str(bad.value)
+    assert "evaluate_every" in str(bad.value)
     assert load_server_config(None).monitors.enabled is True
 
     # A monitor whose judge does not exist stops costar server before it listens, naming the file and line.
@@ -250,7 +260,9 @@ def test_server_monitor_settings_and_unbuildable_monitors_are_one_line_errors(tm
     res = _cli(tmp_path, "server", "--port", "0")
     assert res.returncode == 2
     [line] = res.stderr.strip().splitlines()
-    assert line.startswith("error: ") and "weather.yaml:10" in line and "nosuch" in line
+    assert line.startswith("error: ")
+    assert "weather.yaml:10" in line
+    assert "nosuch" in line
     # --no-monitors serves anyway (ingest only): checked by its announcement line.
     with server_process(str(tmp_path / ".costar"), tmp_path, args=["--no-monitors"]) as srv:
         assert srv.get("/api/v1/monitors").json() == []

@@ -62,7 +62,8 @@ counter = pathlib.Path(sys.argv[1])
 n = int(counter.read_text()) if counter.exists() else 0
 counter.write_text(str(n + 1))
 brief, repo = pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
-assert "skewed-income" in brief.read_text() and "symmetric-age" not in brief.read_text()
+assert "skewed-income" in brief.read_text()
+assert "symmetric-age" not in brief.read_text()
 skill = repo / "agent" / "skill.md"
 mode = sys.argv[4] if len(sys.argv) > 4 else ("overfit" if n == 0 else "good")
 if mode == "overfit":

@@ -108,7 +108,7 @@ def test_page_shows_summary_trials_verdicts_and_spans() -> None:
     anchors = {a.get("id") for _, a in page.tags if a.get("id")}
     links = [a["href"] for a in page.names("a") if (a.get("href") or "").startswith("#t")]
     assert links
-    assert all(href and href[1:] in anchors for href in links)
+    assert all(href[1:] in anchors for href in links)
 
 
 def _hostile_trace() -> Trace:

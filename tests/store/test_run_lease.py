@@ -65,7 +65,8 @@ def test_a_dead_holder_on_this_machine_is_taken_over(store: Any) -> None:
     old, _ = store.acquire_run(gone)
     mine, replaced = store.acquire_run(this_process("r"))
     assert replaced is not None
-    assert f"pid {gone.pid}" in replaced and "is no longer running" in replaced
+    assert f"pid {gone.pid}" in replaced
+    assert "is no longer running" in replaced
     assert store.renew_run("r", old.token) is False  # the old holder finds out at its next beat
     assert store.renew_run("r", mine.token) is True
     store.release_run("r", old.token)  # not its lease any more: nothing happens
@@ -129,7 +130,8 @@ def test_a_second_trace_of_a_trial_is_refused_and_nothing_of_its_batch_is_writte
     with pytest.raises(DuplicateTrialError) as err:
         store.write_traces([trace("t3", trial=2), trace("t4", trial=1)])
     msg = str(err.value)
-    assert "trace t4 of run r, scenario 's', trial 1" in msg and "already holds trace t2" in msg
+    assert "trace t4 of run r, scenario 's', trial 1" in msg
+    assert "already holds trace t2" in msg
     assert sorted(store.trace_ids("r")) == ["t1", "t2"]  # t3 was not written either
     with pytest.raises(DuplicateTrialError, match=r"trace t6 .* holds trace t5"):
         store.write_traces([trace("t5", trial=7), trace("t6", trial=7)])

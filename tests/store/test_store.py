@@ -126,7 +126,8 @@ def test_blobs_are_content_addressed(tmp_path: Path, store: SQLiteStore) -> None
     f = tmp_path / "big.bin"
     f.write_bytes(b"x" * 3_000_000)
     sha2, size = store.put_file(f)
-    assert size == 3_000_000 and store.get_blob(sha2) == f.read_bytes()
+    assert size == 3_000_000
+    assert store.get_blob(sha2) == f.read_bytes()
     assert store.get_blob("0" * 64) is None
     # blob_path is a local file with the bytes on both backends (a cached copy for a database)
     assert store.blob_path(sha2).read_bytes() == f.read_bytes()
@@ -146,10 +147,13 @@ def test_secrets_are_redacted_and_sizes_bounded_before_storing(store: SQLiteStor
     t.spans[1].attributes["note"] = "ghp_" + "Z" * 36
     store.write_trace(t)
     back = store.get_trace(t.trace_id)
-    assert key not in back.output and "[REDACTED]" in back.output
+    assert key not in back.output
+    assert "[REDACTED]" in back.output
     assert "abcdefghijklmnop1234" not in back.output
-    assert "truncated" in back.output and len(back.output) < 300_000
-    assert key not in str(back.spans[1].attributes) and "ghp_" not in str(back.spans[1].attributes)
+    assert "truncated" in back.output
+    assert len(back.output) < 300_000
+    assert key not in str(back.spans[1].attributes)
+    assert "ghp_" not in str(back.spans[1].attributes)
 
 
 def test_locked_store_gives_a_clear_error(tmp_path: Path) -> None:
@@ -185,7 +189,8 @@ def test_full_database_gives_a_clear_error_and_loses_nothing(tmp_path: Path) -> 
     conn.execute(f"PRAGMA max_page_count={pages}")
     with pytest.raises(StoreError) as err:
         st.write_traces([make_trace(run.run_id, "s", i, n_spans=400) for i in range(1, 20)])
-    assert "is full" in str(err.value) and "--resume" in str(err.value)
+    assert "is full" in str(err.value)
+    assert "--resume" in str(err.value)
     st.close()
     again = SQLiteStore(tmp_path / "full")
     assert again.get_trace(kept.trace_id) == kept
@@ -208,7 +213,8 @@ def test_blob_write_on_a_full_disk(tmp_path: Path) -> None:
             print("ERR", exc)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert "ERR" in out.stdout and "is full" in out.stdout, out.stdout + out.stderr
+    assert "ERR" in out.stdout, out.stdout + out.stderr
+    assert "is full" in out.stdout, out.stdout + out.stderr
     assert not [p for p in (tmp_path / "s" / "blobs").rglob("*") if p.is_file()]
 
 

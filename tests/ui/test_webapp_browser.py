@@ -99,7 +99,9 @@ def test_every_page_renders_in_chromium(seeded: Seeded, ui: str, tab: tuple[Any,
         if url.startswith("/traces/"):
             wait_rows(page, 7)
             widths = page.locator("#tree-rows .row .bar").evaluate_all("bars => bars.map(b => b.style.width)")
-            assert all(w and w != "0" for w in widths[:7]), widths  # the waterfall has a bar per span
+            # The waterfall has a bar per span: each has a width, and none is zero.
+            assert all(widths[:7]), widths
+            assert "0" not in widths[:7], widths
     # Every script and style loaded, no policy violation, nothing fetched from elsewhere.
     watch.assert_quiet()
     assert any("/static/vendor/uplot/uPlot.iife.min.js" in u for u in watch.requests)

@@ -54,7 +54,8 @@ def test_trace_level_fields_and_synthetic_timing() -> None:
     assert (trace.totals.llm_calls, trace.totals.tool_calls, trace.totals.latency_s) == (3, 3, 0.0)
     starts = [s.start_ns for s in sorted(trace.spans, key=lambda s: s.start_ns)]
     assert starts == sorted(starts)
-    assert all(s.end_ns is not None and s.end_ns >= s.start_ns for s in trace.spans)
+    assert all(s.end_ns is not None for s in trace.spans)
+    assert all(s.end_ns >= s.start_ns for s in trace.spans)
     assert trace.end_ns > trace.start_ns
     tools = trace.spans_of_kind(SpanKind.TOOL)
     assert tools[0].end_ns is not None
