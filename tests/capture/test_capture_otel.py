@@ -12,7 +12,6 @@ import pytest
 
 pytest.importorskip("opentelemetry.sdk", reason="the OpenTelemetry SDK is a dev dependency (scripts/setup --dev)")
 
-from conftest import child_env, costar_cmd
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Link, Status
 from opentelemetry.trace import SpanKind as OtelKind
@@ -23,6 +22,7 @@ from costar.store.sqlite import SQLiteStore
 from costar.trace.model import SpanKind, StatusCode
 from costar.trace.otlp import span_from_pb
 from costar.trace.recorder import Recording, span
+from tests.support.cli import child_env, costar_cmd
 
 TOOL = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "lookup_customer",
         "gen_ai.tool.call.arguments": '{"customer_id": "C-42"}'}

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from matrix import assert_matrix_trace, need, rules, run_matrix
 
 from costar.testing import ScriptedModelServer
 from costar.trace.model import SpanKind
+from tests.frameworks.matrix import assert_matrix_trace, need, rules, run_matrix
 
 AGENT = {"type": "python", "target": "pydantic_ai_in_process:run", "cwd": str(Path(__file__).parent / "agents")}
 
