@@ -31,6 +31,7 @@ from typing import IO, Any
 import orjson
 
 from costar.server.assembler import Assembler, AssemblerStats, CompletedTrace
+from costar.server.gc_tuning import tune_gc
 from costar.server.wal import dumps, span_fields, span_from_fields
 from costar.trace.model import Trace
 
@@ -130,6 +131,7 @@ def main() -> int:
     logging.basicConfig(level=settings.get("log_level", "WARNING"), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s (assembler): %(message)s")
     asm = _open(settings)
+    tune_gc()  # the open traces are a large heap the default collector would walk again and again
     reporter = _Reporter(out)
     received = 0
     send_traces = False

@@ -14,6 +14,7 @@ import uvicorn
 from costar._util.server import BackgroundServer
 from costar.server.app import CostarServer
 from costar.server.config import ServerConfig
+from costar.server.gc_tuning import tune_gc
 from costar.store.base import Store
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ def serve(config: ServerConfig, store: Store, *, log_level: str = "info",
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uv = uvicorn.Server(uvicorn.Config(server.app, log_level=log_level, access_log=False,
                                        timeout_graceful_shutdown=5, backlog=2048))
+    tune_gc()  # this process is the server's own: the collector's defaults cost a fifth of ingest's CPU
     try:
         uv.run(sockets=[sock])
     finally:
