@@ -351,7 +351,7 @@ def stage_costs(templates: list[Any], repeat: int = 5) -> dict[str, float]:
     from costar.server.wal import decode, encode
     from costar.store.server_tables import ServerTables
     from costar.store.sqlite import SQLiteStore
-    from costar.trace.otlp import parse_export_request
+    from costar.trace.otlp import parse_export_rows
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-server-stages-"))
     store = SQLiteStore(workdir / "store")
@@ -369,13 +369,14 @@ def stage_costs(templates: list[Any], repeat: int = 5) -> dict[str, float]:
                 for old in ids:  # fresh trace ids, as the load sends
                     body = body.replace(old, os.urandom(16))
                 t0 = clock()
-                received = parse_export_request(body, "application/x-protobuf")
+                received = parse_export_rows(body, "application/x-protobuf")
                 t1 = clock()
                 groups = ingestor._groups(received, None)
                 t2 = clock()
                 payload = encode(groups)
                 t3 = clock()
-                (row,) = tables.append_batches([(len(received), payload)])
+                n = sum(len(rows) for _, rows in received)
+                (row,) = tables.append_batches([(n, payload)])
                 t4 = clock()
                 again = decode(payload)
                 t5 = clock()
@@ -385,7 +386,7 @@ def stage_costs(templates: list[Any], repeat: int = 5) -> dict[str, float]:
                 for k, a, b in (("decode", t0, t1), ("redact", t1, t2), ("payload", t2, t3), ("commit", t3, t4),
                                 ("wal_decode", t4, t5), ("assemble", t5, t6)):
                     costs[k] += b - a
-                spans += len(received)
+                spans += n
         return {k: 1e6 * v / spans for k, v in costs.items()}
     finally:
         store.close()

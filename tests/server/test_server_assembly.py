@@ -23,7 +23,7 @@ from costar.server.assembler import CompletedTrace
 from costar.server.assembly_process import AssemblerProcess
 from costar.server.assembly_worker import SETTINGS_ROW, frame
 from costar.server.config import ServerConfig
-from costar.server.wal import SpanGroup
+from costar.server.wal import SpanGroup, span_fields
 from costar.server.wal import encode as wal_encode
 from costar.store.server_tables import ServerTables
 from costar.trace.model import SpanKind, StatusCode, make_span
@@ -127,7 +127,7 @@ def test_rows_the_child_replayed_are_not_assembled_again_when_the_server_sends_t
 
     def row(trace: str, span: str, parent: str | None) -> tuple[int, bytes]:
         s = make_span(trace, span, parent, "step", SpanKind.UNKNOWN, 1_000, 2_000, StatusCode.UNSET, None, {"k": span}, [])
-        return 1, wal_encode([SpanGroup(project="default", pinned=False, resource={}, spans=[s])])
+        return 1, wal_encode([SpanGroup(project="default", pinned=False, resource={}, spans=[span_fields(s)])])
 
     ids = tables.append_batches([row("a" * 32, "1" * 16, None), row("b" * 32, "2" * 16, None)])
     settings = {"store": store_location(store), "local_dir": str(store.root),
@@ -169,7 +169,7 @@ def test_an_unreadable_last_write_ahead_row_is_kept_and_the_replay_ends(store) -
 
     tables = ServerTables(store)
     s = make_span("d" * 32, "4" * 16, None, "step", SpanKind.UNKNOWN, 1_000, 2_000, StatusCode.UNSET, None, {}, [])
-    good = wal_encode([SpanGroup(project="default", pinned=False, resource={}, spans=[s])])
+    good = wal_encode([SpanGroup(project="default", pinned=False, resource={}, spans=[span_fields(s)])])
     tables.append_batches([(1, good), (1, b"{not a write-ahead row")])
     asm = Assembler(tables, idle=0.0)
     replayed: list[int] = []

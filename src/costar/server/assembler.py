@@ -33,7 +33,7 @@ from typing import Any
 
 from costar.server.config import ServerConfig
 from costar.server.redaction import RedactedAtIngest
-from costar.server.wal import SpanGroup, decode
+from costar.server.wal import SpanGroup, decode, span_from_fields
 from costar.store.server_tables import ServerTables, ServerTrace
 from costar.trace.finalize import Pricer, finalize_spans
 from costar.trace.model import PROJECT_KEY, Span, Trace
@@ -149,13 +149,16 @@ class Assembler:
         self.add(batch_id, groups)
 
     def add(self, batch_id: int, groups: Sequence[SpanGroup]) -> None:
-        """Spans of a committed write-ahead row join their traces."""
+        """Spans of a committed write-ahead row (its groups, spans as rows) join their traces."""
+        self._add(batch_id, [(g, [span_from_fields(f) for f in g.spans]) for g in groups])
+
+    def _add(self, batch_id: int, groups: Sequence[tuple[SpanGroup, list[Span]]]) -> None:
         now = self.clock()
         with self._lock:
             touched: set[str] = set()
-            for g in groups:
+            for g, spans in groups:
                 service = g.resource.get("service.name")
-                for s in g.spans:
+                for s in spans:
                     ot = self._open.get(s.trace_id)
                     if ot is None:
                         known = self._recent.get(s.trace_id)
@@ -193,12 +196,12 @@ class Assembler:
         """A write-ahead row as stored (its encoded bytes) joins the open traces; returns its span
         count. An unreadable row is logged and left in the log."""
         try:
-            groups = decode(data)
-        except (ValueError, KeyError, TypeError) as exc:  # orjson's JSONDecodeError is a ValueError
+            groups = [(g, [span_from_fields(f) for f in g.spans]) for g in decode(data)]
+        except (ValueError, KeyError, TypeError, IndexError) as exc:  # orjson's JSONDecodeError is a ValueError
             log.error("write-ahead row %d is unreadable (%s); it is kept for inspection", batch_id, exc)
             return 0
-        self.add(batch_id, groups)
-        return sum(len(g.spans) for g in groups)
+        self._add(batch_id, groups)
+        return sum(len(spans) for _, spans in groups)
 
     def _refuse(self, s: Span, project: str, pinned: str) -> None:
         self.stats.spans_refused += 1

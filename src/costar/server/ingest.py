@@ -21,7 +21,6 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +34,7 @@ from costar.server.config import PROJECT_ATTRIBUTE, PROJECT_HEADER, ServerConfig
 from costar.server.redaction import Redactor
 from costar.server.wal import SpanGroup, encode
 from costar.store.server_tables import ServerTables
-from costar.trace.otlp import OtlpDecodeError, ReceivedSpan, parse_export_request
+from costar.trace.otlp import OtlpDecodeError, ResourceRows, parse_export_rows
 from costar.trace.receiver import (
     SUPPORTED_TYPES,
     PayloadTooLarge,
@@ -204,7 +203,7 @@ class Ingestor:
                 if not size:  # no Content-Length (chunked): count what was read
                     size = len(body)
                     self.stats.inflight_bytes += size
-                received = parse_export_request(body, ctype)
+                received = parse_export_rows(body, ctype)
             except PayloadTooLarge as exc:
                 return self._refuse(413, str(exc), is_json)
             except OtlpDecodeError as exc:
@@ -228,19 +227,17 @@ class Ingestor:
         self.stats.ack_latencies.append(time.perf_counter() - started)
         return otlp_success(is_json)
 
-    def _groups(self, received: Sequence[ReceivedSpan], pinned: str | None) -> list[SpanGroup]:
-        """Spans grouped by resource, each routed to a project and redacted with its rules."""
-        groups: dict[int, SpanGroup] = {}
-        for r in received:
-            key = id(r.resource_attributes)  # spans of one OTLP resource share its attribute dict
-            g = groups.get(key)
-            if g is None:
-                project = pinned or self._route(r.resource_attributes)
-                red = self.redactor(project)
-                g = groups[key] = SpanGroup(project=project, pinned=pinned is not None,
-                                            resource=red.resource(r.resource_attributes))
-            g.spans.append(self.redactor(g.project).span(r.span))
-        return list(groups.values())
+    def _groups(self, received: ResourceRows, pinned: str | None) -> list[SpanGroup]:
+        """The spans of each resource (as rows), routed to a project and redacted with its rules."""
+        groups: list[SpanGroup] = []
+        for resource, rows in received:
+            if not rows:
+                continue
+            project = pinned or self._route(resource)
+            red = self.redactor(project)
+            groups.append(SpanGroup(project=project, pinned=pinned is not None, resource=red.resource(resource),
+                                    spans=[red.row(f) for f in rows]))
+        return groups
 
     def _route(self, resource: dict[str, Any]) -> str:
         named = resource.get(PROJECT_ATTRIBUTE)

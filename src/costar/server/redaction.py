@@ -2,7 +2,9 @@
 every stored trace gets (:class:`costar.trace.sanitize.Sanitizer`), in one pass over each span.
 
 It runs on the decoded spans before the write-ahead batch is committed, so no unredacted byte of a
-request reaches the store, not even the write-ahead log.
+request reaches the store, not even the write-ahead log. Ingest decodes spans into rows (the
+write-ahead form, :mod:`costar.server.wal`), and :meth:`Redactor.row` redacts a row as
+:meth:`~costar.trace.sanitize.Sanitizer.span` redacts a Span, with the same result.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from costar.server.config import RedactionRules
-from costar.trace.model import Span
+from costar.trace.model import INT64_MAX, Span
+from costar.trace.otlp import span_from_row, span_row
 from costar.trace.sanitize import REDACTED, Sanitizer
+
+_NAME_MAX = 1024
 
 
 @dataclass
@@ -55,6 +60,22 @@ class Redactor(Sanitizer):
             if hidden:
                 v = {k: (REDACTED if k in hidden else x) for k, x in v.items()}
         return super()._dict(v, depth)
+
+    def row(self, f: list[Any]) -> list[Any]:
+        """A span as a row (:func:`costar.trace.otlp.span_row_from_pb`) redacted and bounded exactly as
+        :meth:`span` does it to the Span; ``f`` itself may be changed and is returned. The common row
+        (times in range, ASCII ids, no events) is done here; any other goes through :meth:`span`."""
+        start, end = f[5], f[6]
+        if (f[10] or not 0 <= start <= INT64_MAX or (end is not None and not 0 <= end <= INT64_MAX)
+                or not (f[0].isascii() and f[1].isascii() and (f[2] is None or f[2].isascii()))):
+            return span_row(self.span(span_from_row(f)))
+        f[9] = self.attributes(f[9])
+        if f[8]:
+            f[8] = self.text(f[8])
+        name = self.text(f[3])[:_NAME_MAX]
+        if name != f[3]:
+            f[3] = name
+        return f
 
     def resource(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """Resource attributes, redacted like span attributes."""

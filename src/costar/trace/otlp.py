@@ -444,8 +444,8 @@ def _links_from_pb(links: Sequence[PbSpan.Link]) -> list[dict[str, Any]]:
              "attributes": from_key_values(lk.attributes)} for lk in links]
 
 
-def span_from_pb(pb: PbSpan, *, normalize: bool = True) -> Span:
-    """OTLP span -> coSTAR span. ``normalize=False`` is for spans coSTAR itself exported."""
+def _pb_parts(pb: PbSpan, normalize: bool) -> tuple[str, str, str | None, SpanKind, dict[str, Any]]:
+    """The ids, kind and (normalised) attributes of an OTLP span: the mapping both span forms share."""
     attrs = from_key_values(pb.attributes)
     trace_id, span_id, parent_id = _restore_ids(pb, attrs)
     kind = infer_kind(attrs, pb.name)
@@ -459,6 +459,12 @@ def span_from_pb(pb: PbSpan, *, normalize: bool = True) -> Span:
         attrs[OTLP_KIND_ATTR] = _OTLP_KIND_NAMES.get(pb.kind, "SPAN_KIND_UNSPECIFIED")
     if pb.links:
         attrs[LINKS_ATTR] = _links_from_pb(pb.links)
+    return trace_id, span_id, parent_id, kind, attrs
+
+
+def span_from_pb(pb: PbSpan, *, normalize: bool = True) -> Span:
+    """OTLP span -> coSTAR span. ``normalize=False`` is for spans coSTAR itself exported."""
+    trace_id, span_id, parent_id, kind, attrs = _pb_parts(pb, normalize)
     # Protobuf already typed every field, so the span is assembled without validating it again.
     status = pb.status
     return make_span(trace_id, span_id, parent_id, pb.name, kind, pb.start_time_unix_nano,
@@ -466,6 +472,65 @@ def span_from_pb(pb: PbSpan, *, normalize: bool = True) -> Span:
                      status.message or None, attrs,
                      [SpanEvent.model_construct(name=e.name, time_ns=e.time_unix_nano,
                                                 attributes=from_key_values(e.attributes)) for e in pb.events])
+
+
+# --------------------------------------------------------------------------- spans as rows
+#
+# A *row* is a span as the plain list of its fields, JSON-ready: what costar server's write-ahead log
+# stores, built straight from the protobuf message without a Span object (the server's assembler
+# builds those):
+#
+#   [trace_id, span_id, parent_id, name, kind, start_ns, end_ns, status code, status message,
+#    attributes, events]
+#
+# ``kind`` and the status code are the SpanKind / StatusCode values; ``events`` is None or a list
+# of ``[name, time_ns, attributes]``. The mapping is the same as ``span_from_pb``'s:
+# ``span_from_row(span_row_from_pb(pb))`` equals ``span_from_pb(pb)``.
+
+ResourceRows = list[tuple[dict[str, Any], list[list[Any]]]]
+"""Per OTLP resource: its attributes and its spans as rows."""
+_STATUS_VALUES_FROM_PB = {k: v.value for k, v in _STATUS_FROM_PB.items()}
+_KINDS_BY_VALUE = {k.value: k for k in SpanKind}
+_CODES_BY_VALUE = {c.value: c for c in StatusCode}
+
+
+def span_row_from_pb(pb: PbSpan, *, normalize: bool = True) -> list[Any]:
+    """OTLP span -> a row (see above), with the mapping of :func:`span_from_pb`."""
+    trace_id, span_id, parent_id, kind, attrs = _pb_parts(pb, normalize)
+    status = pb.status
+    events = [[e.name, e.time_unix_nano, from_key_values(e.attributes)] for e in pb.events] if pb.events else None
+    return [trace_id, span_id, parent_id, pb.name, kind.value, pb.start_time_unix_nano, pb.end_time_unix_nano or None,
+            _STATUS_VALUES_FROM_PB.get(status.code, "UNSET"), status.message or None, attrs, events]
+
+
+def span_row(s: Span) -> list[Any]:
+    """A span as a row (:func:`span_from_row` reverses it)."""
+    events = [[e.name, e.time_ns, e.attributes] for e in s.events] if s.events else None
+    return [s.trace_id, s.span_id, s.parent_id, s.name, s.kind.value, s.start_ns, s.end_ns, s.status.code.value,
+            s.status.message, s.attributes, events]
+
+
+def span_from_row(f: Sequence[Any]) -> Span:
+    """The span a row holds, built without validation (rows come from :func:`span_row_from_pb` or
+    :func:`span_row`, whose values were typed and bounded; unknown kinds and codes become UNKNOWN and
+    UNSET)."""
+    events = [SpanEvent.model_construct(name=e[0], time_ns=e[1], attributes=e[2]) for e in f[10]] if f[10] else []
+    return make_span(f[0], f[1], f[2], f[3], _KINDS_BY_VALUE.get(f[4], SpanKind.UNKNOWN), f[5], f[6],
+                     _CODES_BY_VALUE.get(f[7], StatusCode.UNSET), f[8], f[9], events)
+
+
+def resource_rows(req: ExportTraceServiceRequest, *, normalize: bool = True) -> ResourceRows:
+    """Each ResourceSpans of a request as (its resource attributes, its spans as rows)."""
+    return [(from_key_values(rs.resource.attributes),
+             [span_row_from_pb(pb, normalize=normalize) for ss in rs.scope_spans for pb in ss.spans])
+            for rs in req.resource_spans]
+
+
+def parse_export_rows(body: bytes, content_type: str) -> ResourceRows:
+    """An OTLP/HTTP trace export body (protobuf or JSON, maybe gzip) -> per resource, its attributes
+    and its spans as rows with normalised ``gen_ai.*`` attributes: :func:`parse_export_request`'s
+    mapping and bounds, without building Span objects."""
+    return resource_rows(decode_request(body, content_type))
 
 
 # --------------------------------------------------------------------------- OTLP -> traces
