@@ -25,8 +25,8 @@ from costar.trace.otlp import (
     spans_to_export_request,
     to_key_values,
 )
-from server_support import agent_spans
-from server_support import encode as sdk_encode
+from tests.support.server import agent_spans
+from tests.support.server import encode as sdk_encode
 
 PROTOBUF = "application/x-protobuf"
 KEY = "sk-proj-" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4"
