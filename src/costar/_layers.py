@@ -13,7 +13,7 @@ from __future__ import annotations
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "_version"),
     ("_util", "stats", "verdict", "safe_text", "sandbox"),
-    ("labels", "config", "plugins", "_layers"),
+    ("labels", "pricing", "config", "plugins", "_layers"),
     ("trace",),
     ("scenario", "store"),
     ("models", "capture", "testing", "transfer", "mcp"),
@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 
 SAME_LAYER: dict[tuple[str, str], str] = {
     ("store", "scenario"): "the store keeps the scenario definitions of each run, to resume and re-score it",
-    ("capture", "models"): "captured SDK calls are priced with the models' price table",
+    ("config", "pricing"): "costar.yaml's prices: are parsed at load, by the price table's rules",
     ("testing", "models"): "the pytest fixtures replay model calls from the models' cassettes",
     ("judges", "run"): "the agentic judges' sandbox writes a trace's files out with run.workspace",
     ("suites", "assess"): "running a suite scores each trace as soon as it is stored",
@@ -52,6 +52,7 @@ PURPOSE: dict[str, str] = {
     "verdict": "the Verdict: what a judge (or a human) said about one trace",
     "safe_text": "untrusted text made safe to print on a terminal (escapes shown, never sent; bounded)",
     "sandbox": "OS-level isolation (bubblewrap) for code written from untrusted input: no network, one writable folder",
+    "pricing": "model prices (the built-in table, price files, costar.yaml's prices:) and the cost of a call",
     "labels": "human labels and golden sets: value types, label normalisation, the golden-set models",
     "config": "the project file (costar.yaml) and where the store is (a folder or a URL)",
     "plugins": "every plugin group, loaded one way (entry points, precedence, errors)",

@@ -8,10 +8,11 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from costar._util.yamlfile import YamlSyntaxError, load_yaml_file
+from costar._util.yamlfile import YamlDocument, YamlSyntaxError, load_yaml_file
 from costar.errors import ConfigError
+from costar.pricing import PriceError, PriceTable, load_price_table
 
 CONFIG_NAMES = ("costar.yaml", "costar.yml")
 
@@ -138,9 +139,24 @@ class ProjectConfig(BaseModel):
     # Judge-written code (the agentic judges' run_python) runs in a bubblewrap sandbox; where there is
     # none, it is refused unless this is true (then it runs with resource limits only, and verdicts say so).
     allow_unsandboxed_code: bool = False
+    prices: str | dict[str, Any] | None = None
+    """Model prices that extend or override the built-in table: a price file (YAML/JSON, relative to
+    this file) or a mapping in the price-file format (model -> {input, output, cache_read, …} in USD per
+    1M tokens). Every cost of the project's runs uses them: SDK capture, spans received over
+    OpenTelemetry, the judges' model calls (docs/CONVENTIONS.md "Tokens and cost")."""
 
     # Where the file was found; relative paths in it are relative to this folder.
     root: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    _price_table: PriceTable | None = PrivateAttr(None)
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _prices_shape(cls, v: Any) -> Any:
+        if v is None or isinstance(v, str | dict):
+            return v
+        raise ValueError(f"must be a price file path (relative to costar.yaml) or a mapping of model names to "
+                         f"{{input: <USD per 1M tokens>, output: <USD per 1M tokens>}}, not a {type(v).__name__}")
 
     @field_validator("suite", mode="before")
     @classmethod
@@ -171,6 +187,20 @@ class ProjectConfig(BaseModel):
     def store_path(self) -> Path:
         """The local folder of the configured store (see :meth:`local_path`)."""
         return self.local_path()
+
+    def price_table(self) -> PriceTable:
+        """The project's prices: the built-in table extended by ``prices:`` (parsed once; ConfigError
+        when an entry is malformed, which :func:`load_config` reports with the file and line)."""
+        if self._price_table is None:
+            self._price_table = self._load_prices()
+        return self._price_table
+
+    def _load_prices(self) -> PriceTable:
+        if self.prices is None:
+            return PriceTable()
+        if isinstance(self.prices, dict):
+            return PriceTable().with_overrides(self.prices, source="costar.yaml prices")
+        return load_price_table(self.path(self.prices))
 
     def agent_spec(self) -> dict[str, Any] | str | None:
         """The agent mapping with ``cwd`` defaulting to the project folder."""
@@ -221,4 +251,37 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
         line = doc.line_of(loc) if doc is not None else "?"
         msg = "unknown setting; check its spelling" if err["type"] == "extra_forbidden" else err["msg"]
         raise ConfigError(f"{file}:{line}: {'.'.join(map(str, loc))}: {msg}") from None
+    _check_prices(cfg, file, doc)
     return cfg
+
+
+def _check_prices(cfg: ProjectConfig, file: Path, doc: YamlDocument | None) -> None:
+    """Parse ``prices:`` now, so a bad price fails at load naming the file and line, before any run."""
+    line = doc.line_of(("prices",)) if doc is not None else "?"
+    try:
+        cfg.price_table()
+    except PriceError as exc:
+        if isinstance(cfg.prices, dict):
+            loc = ("prices", exc.model, *((exc.field,) if exc.field else ()))
+            where = doc.line_of(loc) if doc is not None else "?"
+            raise ConfigError(f"{file}:{where}: {'.'.join(loc)}: {exc.problem}") from None
+        assert cfg.prices is not None
+        price_file = cfg.path(cfg.prices)
+        raise ConfigError(f"{price_file}:{_price_file_line(price_file, exc)}: price for '{exc.model}': {exc.problem} "
+                          f"(the price file of prices: at {file}:{line})") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{file}:{line}: prices: {exc}") from None
+
+
+def _price_file_line(path: Path, exc: PriceError) -> int | str:
+    """The line of the bad entry in a price file (YAML or JSON), when the file parses with lines."""
+    try:
+        docs = load_yaml_file(path)
+    except (OSError, YamlSyntaxError):
+        return "?"
+    if not docs:
+        return "?"
+    doc = docs[0]
+    field = (exc.field,) if exc.field else ()
+    nested = isinstance(doc.data, dict) and isinstance(doc.data.get("models"), dict)
+    return doc.line_of((*(("models",) if nested else ()), exc.model, *field))

@@ -171,7 +171,8 @@ class ScenarioItem(pytest.Item):
         suite = self.config.stash[_SUITE]
         cfg = suite.project
         trials = self.config.getoption("costar_trials")
-        options = api.HarnessOptions(concurrency=cfg.concurrency, trials=trials or cfg.trials, timeout=cfg.timeout)
+        options = api.HarnessOptions(concurrency=cfg.concurrency, trials=trials or cfg.trials, timeout=cfg.timeout,
+                                     prices=cfg.price_table())
         agent = self.config.getoption("costar_agent") or cfg.agent_spec()
         try:
             outcome = api.run_suite([self.scenario], agent, store=suite.store,

@@ -248,7 +248,8 @@ async def arun_suite(suite: SuiteArg, agent: AgentArg, *, store: Store | str | P
             options = HarnessOptions(concurrency=options.concurrency, trials=stored.get("trials"),
                                      timeout=stored.get("timeout"), keep_workspaces=options.keep_workspaces,
                                      workspace_root=options.workspace_root,
-                                     drop_secret_binaries=options.drop_secret_binaries, executor=options.executor)
+                                     drop_secret_binaries=options.drop_secret_binaries, executor=options.executor,
+                                     prices=options.prices)
             run.status = "running"
             run.error = None
             st.update_run(run)

@@ -57,6 +57,7 @@ from costar.verdict import Verdict
 
 if TYPE_CHECKING:
     from costar.models.client import ModelClient
+    from costar.pricing import PriceTable
     from costar.trace.model import Trace
 
 __all__ = [
@@ -298,6 +299,9 @@ class MemoryJudge(Judge):
     @property
     def uses_criteria(self) -> bool:
         return self.inner.uses_criteria
+
+    def use_prices(self, prices: PriceTable) -> None:
+        self.inner.use_prices(prices)
 
     @property
     def instructions(self) -> str:

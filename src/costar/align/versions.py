@@ -702,6 +702,7 @@ def project_judges(cfg: ProjectConfig) -> JudgeRegistry:
     model = cfg.models.get("judge")
     registry = project_registry(cfg.root, cfg.judges_dir, default_model=model)
     register_active_versions(registry, cfg.root, cfg.store_path, default_model=model)
+    registry.prices = cfg.price_table()  # the judges' model calls cost what the project's prices say
     if cfg.judges:
         registry.apply_to_every_scenario(cfg.judges, source=str(cfg.root / "costar.yaml"))
     return registry

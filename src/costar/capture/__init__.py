@@ -1,5 +1,5 @@
 """Zero-code capture: model SDK calls become LLM spans without changing the agent's code."""
 
-from costar.capture.sdk import instrument
+from costar.capture.sdk import instrument, set_prices
 
-__all__ = ["instrument"]
+__all__ = ["instrument", "set_prices"]

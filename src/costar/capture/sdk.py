@@ -14,13 +14,15 @@ from __future__ import annotations
 import functools
 import importlib.abc
 import importlib.machinery
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from costar.trace.genai import (
     CACHE_CREATION_1H_TOKENS,
@@ -34,21 +36,66 @@ from costar.trace.genai import (
 from costar.trace.model import SpanKind, StatusCode
 from costar.trace.recorder import LiveSpan, current_span
 
+if TYPE_CHECKING:
+    from costar.pricing import PriceTable
+
+PRICES_ENV = "COSTAR_PRICES_FILE"
+"""Names the JSON price file the harness writes for a command agent's process (the project's table)."""
+
 _PATCHED: set[str] = set()
 _LOCK = threading.Lock()
-_PRICES = None
+_PRICES: PriceTable | None = None
 _PARAMS = {"temperature": "gen_ai.request.temperature", "max_tokens": "gen_ai.request.max_tokens",
            "max_completion_tokens": "gen_ai.request.max_tokens", "top_p": "gen_ai.request.top_p",
            "seed": "gen_ai.request.seed"}
 
 
-def _prices() -> Any:
+def _prices() -> PriceTable:
     global _PRICES
-    if _PRICES is None:
-        from costar.models.pricing import load_price_table  # only once a call is recorded
+    table = _PRICES
+    if table is None:
+        table = _PRICES = _default_prices()
+    return table
 
-        _PRICES = load_price_table(None)
-    return _PRICES
+
+def _default_prices() -> PriceTable:
+    """The built-in table, or the one the harness handed this process in ``COSTAR_PRICES_FILE``.
+
+    Loaded only once a call is recorded. A file that cannot be read or parsed never fails the agent:
+    its calls are priced with the built-in table (a model only the file knew stays unknown)."""
+    from costar.pricing import PriceTable, load_price_table
+
+    path = os.environ.get(PRICES_ENV)
+    if path:
+        try:
+            return load_price_table(path)
+        except Exception as exc:  # the agent under test must run whatever happens here
+            print(f"costar: the project's prices could not be read ({exc}); pricing with the built-in table",
+                  file=sys.stderr)
+    return PriceTable()
+
+
+def set_prices(table: PriceTable | None) -> PriceTable | None:
+    """Price this process's captured calls with ``table`` (None: back to the default, the built-in table
+    or ``COSTAR_PRICES_FILE``); returns the table set before. The harness sets the project's table for
+    a run of in-process agents."""
+    global _PRICES
+    with _LOCK:
+        previous, _PRICES = _PRICES, table
+    return previous
+
+
+@contextmanager
+def prices_set_to(table: PriceTable | None) -> Iterator[None]:
+    """Captured calls are priced with ``table`` inside the block, as before it after (None: no change)."""
+    if table is None:
+        yield
+        return
+    previous = set_prices(table)
+    try:
+        yield
+    finally:
+        set_prices(previous)
 
 
 def _dump(obj: Any) -> Any:

@@ -162,7 +162,7 @@ def run(
     options = api.HarnessOptions(concurrency=concurrency or cfg.concurrency, trials=trials or cfg.trials,
                                  timeout=timeout or cfg.timeout, keep_workspaces=keep_workspaces,
                                  drop_secret_binaries=cfg.secrets.drop_binary_artifacts,
-                                 executor=_executor(executor, cfg.executor))
+                                 executor=_executor(executor, cfg.executor), prices=cfg.price_table())
     selection = api.Selection(ids=ids or (), tags=tags or (), exclude_tags=exclude_tags or (), split=split)
     chosen: Any = paths
     if affected_by is not None:

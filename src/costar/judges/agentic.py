@@ -48,6 +48,7 @@ from costar.verdict import Verdict, VerdictSource
 
 if TYPE_CHECKING:
     from costar.models.client import ModelClient
+    from costar.pricing import PriceTable
 
 SUBMIT = "submit_verdict"
 MAX_EVIDENCE = 20
@@ -250,6 +251,9 @@ class AgenticJudge(Judge):
         self._prompt_vars = template_variables(self._prompt)
         # Malformed tool-call JSON cannot be answered with a tool result, so the client re-asks.
         self._clients = ClientHolder(model, output_retries=2, max_concurrency=max_concurrency)
+
+    def use_prices(self, prices: PriceTable) -> None:
+        self._clients.use_prices(prices)
 
     @property
     def model(self) -> str:

@@ -16,6 +16,7 @@ from costar.trace.recorder import unrecorded
 from costar.verdict import Verdict, VerdictCost, VerdictSource
 
 if TYPE_CHECKING:
+    from costar.pricing import PriceTable
     from costar.scenario import Scenario
     from costar.store.base import Store
     from costar.trace.model import Trace
@@ -69,6 +70,12 @@ class Judge(ABC):
 
     @abstractmethod
     def config(self) -> dict[str, Any]: ...
+
+    def use_prices(self, prices: PriceTable) -> None:
+        """Price the model calls this judge makes with ``prices`` (a project's table, set by the judge
+        registry). Prices change what a verdict costs, never the verdict, so not the fingerprint.
+        Judges that call no model ignore it."""
+        return None  # a judge without model calls has nothing to price
 
     def fingerprint(self) -> str:
         # Judges are configured once and then applied to many traces: hash once.

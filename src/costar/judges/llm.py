@@ -34,6 +34,7 @@ from costar.verdict import Verdict, VerdictCost, VerdictSource
 if TYPE_CHECKING:
     from costar.models.client import ModelClient
     from costar.models.types import ChatResult
+    from costar.pricing import PriceTable
 
 DEFAULT_MODEL = "local:/smollm2"
 RATIONALE_MAX = 1000  # characters; every string in an output schema is bounded for small local models
@@ -373,10 +374,23 @@ class ClientHolder:
         self._model = model
         self._output_retries = output_retries
         self._max_concurrency = max_concurrency
+        self._given = isinstance(model, ModelClient)
+        # The prices of the client made here (None: the built-in table); a client handed in keeps its own.
+        self._prices: PriceTable | None = model.prices if isinstance(model, ModelClient) else None
+
+    def use_prices(self, prices: PriceTable) -> None:
+        """Price the calls of the client this holder makes with ``prices`` (a project's table); a
+        ModelClient handed to the judge keeps the prices it was made with."""
+        with self._lock:
+            if self._given:
+                return
+            self._prices = prices
+            if self.client is not None:
+                self.client.prices = prices
 
     def __getstate__(self) -> dict[str, Any]:
         # A judge travelling to another process (a Ray worker) makes its client there, on first use,
-        # with that process's limits (the cluster's limiter) and credentials.
+        # with that process's limits (the cluster's limiter) and credentials, and these prices.
         state = dict(self.__dict__)
         state.pop("_lock", None)
         state["client"] = None
@@ -393,7 +407,7 @@ class ClientHolder:
         with self._lock:
             if self.client is None:
                 self.client = ModelClient(str(self._model), output_retries=self._output_retries,
-                                          max_concurrency=self._max_concurrency)
+                                          max_concurrency=self._max_concurrency, prices=self._prices)
             return self.client
 
 
@@ -450,6 +464,9 @@ class LlmJudge(Judge):
         # The judge retries malformed answers itself (with a note saying what was wrong), so the
         # client's own output retries are off: one attempt is one request.
         self._clients = ClientHolder(model, output_retries=0, max_concurrency=max_concurrency)
+
+    def use_prices(self, prices: PriceTable) -> None:
+        self._clients.use_prices(prices)
 
     @property
     def model(self) -> str:

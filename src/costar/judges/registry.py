@@ -30,6 +30,7 @@ from costar.verdict import Verdict, VerdictSource
 
 if TYPE_CHECKING:
     from costar.judges.definitions import DefinitionEntry, JudgeTypeRegistry
+    from costar.pricing import PriceTable
 
 
 class FunctionJudge(Judge):
@@ -99,6 +100,9 @@ class JudgeRegistry:
         self._project_dir: Path | None = None
         self._default_model: str | None = None
         self._every: list[JudgeRef] = []
+        self.prices: PriceTable | None = None
+        """The model prices of the judges this registry hands out (a project's ``prices:``; None: each
+        judge's own, the built-in table unless its ModelClient was given others)."""
         self.notices: list[str] = []
         """What commands should say about how names resolve (an aligned version in use although
         the judge's file changed since it was aligned, ...)."""
@@ -181,6 +185,14 @@ class JudgeRegistry:
         return self._templates
 
     def resolve(self, ref: JudgeRef) -> Judge:
+        return self._priced(self._resolve(ref))
+
+    def _priced(self, judge: Judge) -> Judge:
+        if self.prices is not None:
+            judge.use_prices(self.prices)
+        return judge
+
+    def _resolve(self, ref: JudgeRef) -> Judge:
         factory = self._factories.get(ref.name) or self._plugin_factory(ref.name)
         if factory is not None:
             return factory(ref)
@@ -225,7 +237,7 @@ class JudgeRegistry:
                 listed.add(ref.name)
         for name, entry in self._entries.items():
             if name not in listed and entry.apply_to is not None and entry.apply_to.matches(scenario):
-                judges.append(entry.judge())
+                judges.append(self._priced(entry.judge()))
         return judges
 
     def unapplied_criteria(self, scenarios: Sequence[Scenario], *, limit: int = 5) -> list[str]:

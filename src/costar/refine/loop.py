@@ -206,7 +206,7 @@ class Refiner:
         scenarios = load_suite([cfg.path(s) for s in cfg.suite])
         options = HarnessOptions(concurrency=self.options.concurrency or cfg.concurrency,
                                  trials=self._trials_override(cfg), timeout=cfg.timeout,
-                                 drop_secret_binaries=cfg.secrets.drop_binary_artifacts)
+                                 drop_secret_binaries=cfg.secrets.drop_binary_artifacts, prices=cfg.price_table())
         outcome = await arun_suite(scenarios, cfg.agent_spec(), store=self.store, selection=Selection(ids=ids),
                                    options=options, description=f"refine {self.session} {label}",
                                    registry=project_judges(cfg), origin="refine")

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from costar.capture.sdk import prices_set_to
 from costar.errors import CostarError
 from costar.run.agents import Agent
 from costar.run.executors import TrialPlan, make_executor
@@ -179,6 +180,12 @@ class Harness:
         run, trials skipped) once planned, ``on_stored`` each stored batch (e.g. to judge it at once).
         Raises CostarError for a problem of coSTAR's own (an unwritable store); agent failures are
         recorded, not raised."""
+        # An in-process agent's SDK calls are captured (and priced) in this process.
+        with prices_set_to(self.options.prices):
+            return await self._run(scenarios, run, on_stored=on_stored, on_start=on_start)
+
+    async def _run(self, scenarios: list[Scenario], run: Run, *, on_stored: OnStored | None,
+                   on_start: Callable[[int, int], None] | None) -> HarnessResult:
         executor = make_executor(self.options.executor)
         # Literal values of credential-like env vars the agent can see are redacted from its traces.
         base_env = dict(os.environ)

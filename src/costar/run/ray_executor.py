@@ -45,6 +45,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from costar._util.aio import run_sync
+from costar.capture.sdk import prices_set_to
 from costar.errors import ConfigError, CostarError
 from costar.run.agents import Agent, RunContext, make_agent
 from costar.run.executors import Executor, TrialPlan
@@ -237,8 +238,10 @@ def run_on_worker(shared: RunOnWorkers, scenario: Scenario, trial: int, bundle: 
         return unpack_setup(bundle, sc, where, name)
 
     try:
-        trace = run_sync(lambda: runner.run_trial(TrialJob(scenario, trial), shared.run, _WorkerState.context(),
-                                                  root, place=place))
+        # One task at a time runs in a worker process: the run's prices hold for its in-process agent's calls.
+        with prices_set_to(shared.options.prices):
+            trace = run_sync(lambda: runner.run_trial(TrialJob(scenario, trial), shared.run,
+                                                      _WorkerState.context(), root, place=place))
     finally:
         if not shared.options.keep_workspaces:
             shutil.rmtree(root, ignore_errors=True)

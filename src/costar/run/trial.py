@@ -8,14 +8,16 @@ local executor) or on a Ray worker (``--executor ray``). Where the workspace's f
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from costar.capture.sdk import PRICES_ENV
 from costar.errors import CostarError
-from costar.models.pricing import PriceTable
+from costar.pricing import PriceTable
 from costar.run.agents import Agent, AgentResult, AgentTask, RunContext
 from costar.run.workspace import (
     ArtifactLimits,
@@ -57,6 +59,10 @@ class HarnessOptions:
     executor: Any = None
     """Where trials run: None or ``"local"`` (this process), ``"ray"``, ``"ray:ADDRESS"``, a mapping
     ``{"type": "ray", "address": …}`` or an :class:`~costar.run.executors.Executor` (docs/SCALING.md)."""
+    prices: PriceTable | None = None
+    """The model prices of the run (the project's ``prices:``; None: the built-in table): they price the
+    agent's captured SDK calls, in this process and in a command agent's, and the LLM spans it sends
+    over OpenTelemetry without a cost."""
 
 
 @dataclass
@@ -72,6 +78,10 @@ class TrialJob:
 def safe_name(text: str) -> str:
     """``text`` usable as a file name (for workspace folders)."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:60]
+
+
+PRICES_FILE = "~prices.json"
+"""The run's price table for command agents, in the workspace root (no scenario's folder has a ``~``)."""
 
 
 def _is_empty(folder: Path) -> bool:
@@ -96,7 +106,9 @@ class TrialRunner:
         """The environment the agent starts from (before the scenario's and the trial's own)."""
         self.artifact_limits = artifact_limits
         """Bounds on the workspace files kept (default: :class:`ArtifactLimits`)."""
-        self._prices = PriceTable()  # prices LLM spans that arrive over OpenTelemetry without a cost
+        # Prices LLM spans that arrive over OpenTelemetry without a cost.
+        self._prices = options.prices or PriceTable()
+        self._prices_files: set[Path] = set()
 
     def _harvest(self, ws: Workspace) -> tuple[list[Artifact], list[str]]:
         """Store the workspace's files as artifacts, then remove it (one thread hop for both)."""
@@ -107,7 +119,7 @@ class TrialRunner:
             if not self.options.keep_workspaces:
                 ws.remove()
 
-    def _env(self, job: TrialJob, run: Run, workspace: Path) -> dict[str, str]:
+    def _env(self, job: TrialJob, run: Run, workspace: Path, root: Path) -> dict[str, str]:
         env = dict(self.base_env)
         env.update(job.scenario.setup.env)
         env.update({
@@ -116,7 +128,22 @@ class TrialRunner:
             "COSTAR_TRIAL": str(job.trial),
             "COSTAR_WORKSPACE": str(workspace),
         })
+        env.pop(PRICES_ENV, None)  # an outer harness's prices are not this run's
+        if self.options.prices is not None and not self.options.prices.is_builtin and not self.agent.in_process:
+            env[PRICES_ENV] = str(self._prices_file(root))
         return env
+
+    def _prices_file(self, root: Path) -> Path:
+        """The run's prices as a JSON price file under ``root``, written once (atomically: trials of
+        other processes may read it meanwhile), for the capture in a command agent's process."""
+        path = root / PRICES_FILE
+        if path not in self._prices_files:
+            root.mkdir(parents=True, exist_ok=True)
+            part = path.with_name(f"{PRICES_FILE}.{os.getpid()}.part")
+            part.write_text(json.dumps({"models": self._prices.to_mapping()}), encoding="utf-8")
+            os.replace(part, path)
+            self._prices_files.add(path)
+        return path
 
     async def run_trial(self, job: TrialJob, run: Run, ctx: RunContext, root: Path,
                         place: PlaceFiles | None = None) -> Trace:
@@ -141,7 +168,7 @@ class TrialRunner:
                 ws_root = root / safe_name(sc.id)
                 ws = await prepare_workspace(sc, ws_root, f"t{job.trial}", {**self.base_env, **sc.setup.env},
                                              place=place)
-                env = self._env(job, run, ws.path)
+                env = self._env(job, run, ws.path, root)
                 task = AgentTask(scenario=sc, trial=job.trial, run_id=run.run_id, workspace=ws.path,
                                  env=env, timeout=timeout)
                 # A command agent enforces its own timeout (and kills its process group): this is
