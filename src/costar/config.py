@@ -249,7 +249,8 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
         line = doc.line_of(loc) if doc is not None else "?"
-        msg = "unknown setting; check its spelling" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = ("unknown setting; check its spelling" if err["type"] == "extra_forbidden"
+               else str(err["msg"]).removeprefix("Value error, "))
         raise ConfigError(f"{file}:{line}: {'.'.join(map(str, loc))}: {msg}") from None
     _check_prices(cfg, file, doc)
     return cfg
