@@ -3,6 +3,7 @@ given when the project loads: ``costar run`` starts no run and writes nothing to
 
 from __future__ import annotations
 
+import json
 import subprocess
 import textwrap
 from pathlib import Path
@@ -80,3 +81,22 @@ def test_costar_run_with_bad_prices_starts_no_run_and_writes_nothing(tmp_path: P
     assert done.stderr.strip() == (f"error: {file}:4: prices.acme-llm.input: 'input' must be a non-negative number "
                                    "of USD per 1M tokens, got 'cheap'")
     assert not (tmp_path / ".costar").exists()
+
+
+def test_costar_model_prices_lists_the_effective_table_with_sources(tmp_path: Path) -> None:
+    project(tmp_path, "prices:\n  acme-llm: {input: 4, output: 16}\n  gpt-4o: [1, 2]\n")
+    listed = subprocess.run([*costar_cmd(), "model", "prices", "--json"], cwd=tmp_path, env=child_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["model"]: r for r in json.loads(listed.stdout)}
+    assert rows["acme-llm"] == {"model": "acme-llm", "input": 4.0, "output": 16.0, "source": "costar.yaml prices"}
+    assert rows["gpt-4o"] == {"model": "gpt-4o", "input": 1.0, "output": 2.0, "source": "costar.yaml prices"}
+    assert rows["claude-sonnet-4-5"] == {"model": "claude-sonnet-4-5", "input": 3.0, "output": 15.0,
+                                         "cache_read": 0.3, "cache_write": 3.75, "cache_write_1h": 6.0,
+                                         "source": "built-in"}
+    shown = subprocess.run([*costar_cmd(), "model", "prices"], cwd=tmp_path, env=child_env(), capture_output=True,
+                           text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    (acme,) = [line for line in shown.stdout.splitlines() if "acme-llm" in line]
+    assert [cell.strip() for cell in acme.split("│")[1:-1]] == ["acme-llm", "4", "16", "—", "—", "—",
+                                                              "costar.yaml prices"]

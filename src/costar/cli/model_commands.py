@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from costar.cli.common import app, console, say
+from costar.cli.common import ConfigOpt, app, console, load_project, say
 
 model_app = typer.Typer(no_args_is_help=True, help="Serve and try models (any model URI).")
 testing_app = typer.Typer(no_args_is_help=True, help="Test tools: the scripted OpenAI-compatible model server.")
@@ -47,6 +49,27 @@ def model_chat(uri: Annotated[str, typer.Argument(help="A model URI.")],
     say(result.text)
     console.print(f"[dim]{result.usage.input_tokens} in / {result.usage.output_tokens} out tokens · "
                   f"${result.cost_usd:.6f} · {result.latency_s:.2f} s[/]")
+
+
+@model_app.command("prices")
+def model_prices(config: ConfigOpt = None,
+                 as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """The model prices the project's runs use (USD per 1M tokens): the built-in table and costar.yaml's
+    prices:, each with its source."""
+    from rich.table import Table
+
+    table = load_project(config).price_table()
+    entries = table.to_mapping()
+    rows = [{"model": name, **entries[name], "source": table.source_of(name)} for name in table.models()]
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    out = Table("model", "input", "output", "cache read", "cache write", "cache write 1h", "source")
+    for row in rows:
+        out.add_row(str(row["model"]), *(f"{row[k]:g}" if k in row else "—" for k in
+                                         ("input", "output", "cache_read", "cache_write", "cache_write_1h")),
+                    str(row["source"]))
+    console.print(out, markup=False, highlight=False)
 
 
 @model_app.command("cache-clear")
