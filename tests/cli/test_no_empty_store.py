@@ -33,6 +33,7 @@ COMMANDS: dict[str, list[str]] = {
     "golden create": ["gs", "correct"], "golden add": ["gs", "t1"], "golden remove": ["gs", "t1"],
     "golden show": ["gs"], "golden list": [], "golden diff": ["gs", "1", "2"],
     "model chat": ["nosuch:/model", "hi"], "model serve": ["nosuch:/model"], "model cache-clear": [],
+    "model prices": [],
     "testing serve": ["missing-rules.yaml"],
     "store migrate": [], "store info": [], "store copy": ["missing-store", "copy"], "store prune": [],
     "server traces": [], "server token list": [], "server token revoke": ["tok"],
