@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import child_env, costar_cmd
 from costar.config import load_config
 from costar.errors import ConfigError
 from costar.pricing import BUILTIN
+from tests.support.cli import child_env, costar_cmd
 
 
 def project(root: Path, prices: str) -> Path:

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import child_env, costar_cmd
 from costar import api
 from costar.config import load_config
 from costar.store.sqlite import SQLiteStore
 from costar.testing import Rule, ScriptedModelServer
 from costar.trace.model import Span, SpanKind, Trace
 from costar.verdict import Verdict
+from tests.support.cli import child_env, costar_cmd
 
 openai = pytest.importorskip("openai")
 
