@@ -14,7 +14,7 @@ import pytest
 
 from costar._util.server import BackgroundServer
 from costar.ui.app import create_ui_app
-from tests.support.browser import HAVE_CHROMIUM, NO_CHROMIUM, Watch, chromium
+from tests.support.browser import HAVE_CHROMIUM, NO_CHROMIUM, Watch
 from tests.support.webapp_seed import (
     HOSTILE,
     HOSTILE_IMG,
@@ -47,23 +47,6 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
 def ui(seeded: Seeded) -> Iterator[str]:
     with BackgroundServer(create_ui_app(seeded.store, project_dir=str(seeded.store.root.parent))) as srv:
         yield srv.url
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with chromium(tmp_path_factory.mktemp("profile")) as context:
-        yield context
-
-
-@pytest.fixture
-def tab(browser: Any, ui: str) -> Iterator[tuple[Any, Watch]]:
-    """A new page in the shared browser, watched."""
-    watch = Watch(origin=ui)
-    page = watch.attach(browser.new_page())
-    try:
-        yield page, watch
-    finally:
-        page.close()
 
 
 def trace_of(s: Seeded, run: str, scenario: str, trial: int = 0) -> str:

@@ -13,7 +13,7 @@ import pytest
 
 from costar._util.server import BackgroundServer
 from costar.ui.app import create_ui_app
-from tests.support.browser import HAVE_CHROMIUM, NO_CHROMIUM, Watch, chromium
+from tests.support.browser import HAVE_CHROMIUM, NO_CHROMIUM, Watch
 from tests.support.webapp_monitor_seed import (
     GOLDEN_JUDGE,
     HOSTILE_JUDGE,
@@ -48,22 +48,6 @@ def ui(seeded: tuple[Seeded, MonitorSeed]) -> Iterator[str]:
     s, _ = seeded
     with BackgroundServer(create_ui_app(s.store, project_dir=str(s.store.root.parent))) as srv:
         yield srv.url
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with chromium(tmp_path_factory.mktemp("profile")) as context:
-        yield context
-
-
-@pytest.fixture
-def tab(browser: Any, ui: str) -> Iterator[tuple[Any, Watch]]:
-    watch = Watch(origin=ui)
-    page = watch.attach(browser.new_page())
-    try:
-        yield page, watch
-    finally:
-        page.close()
 
 
 def series_points(seeded: tuple[Seeded, MonitorSeed], judge: str) -> dict[float, dict[str, Any]]:
