@@ -159,3 +159,20 @@ def test_ingest_rows_of_a_request_are_routed_and_redacted(store) -> None:
     assert b"order 1234" not in payload
     assert b"[REDACTED:order]" in payload
     assert KEY.encode() not in payload
+
+
+def test_a_pattern_that_backtracks_cannot_stall_ingest() -> None:
+    # With Python's re, the first takes minutes on a value this long and the second never ends
+    # (nested repeats): RE2 matches both in time linear in the text, so this test returns at once.
+    red = Redactor(rules=RedactionRules(patterns={"email": r"[\w.]+@[\w.]+", "nested": r"(x+x+)+y"}))
+    value = "y" * 200_000 + " write to jane@example.com " + "x" * 5_000
+    got = red.row(span_fields(make_span("a" * 32, "b" * 16, None, "s", SpanKind.TOOL, 1, 2, StatusCode.OK, None,
+                                        {"long": value}, [])))[9]["long"]
+    assert "jane@example.com" not in got
+    assert got.count("[REDACTED:email]") == 1
+    assert got.endswith("x" * 5_000)
+
+
+def test_patterns_are_re2_ascii_classes_and_lone_surrogates_do_not_break_them() -> None:
+    red = Redactor(rules=RedactionRules(patterns={"word": r"\bsecret\w*"}))
+    assert red.text("a secretword and a secret\u00e9 \ud800 x") == "a [REDACTED:word] and a [REDACTED:word]\u00e9 \ufffd x"

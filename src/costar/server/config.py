@@ -18,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from costar._util import units
 from costar._util.yamlfile import YamlSyntaxError, load_yaml_file
 from costar.errors import ConfigError
+from costar.server.patterns import PatternError, compile_linear
 from costar.trace.model import PROJECT_KEY
 
 DEFAULT_PORT = 4319
@@ -55,8 +56,9 @@ class RedactionRules(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     patterns: dict[str, str] = Field(default_factory=dict)
-    """Name -> regular expression. Every match in any text (attribute values, nested message
-    contents, event attributes, status messages, span names, resource attributes) becomes
+    """Name -> regular expression, in RE2 syntax (:mod:`costar.server.patterns`: linear time). Every
+    match in any text (attribute values, nested message contents, event attributes, status messages,
+    span names, resource attributes) becomes
     ``[REDACTED:name]``."""
     attributes: list[str] = Field(default_factory=list)
     """Attribute keys (shell globs: ``user.*``, ``*.email``) whose whole value becomes ``[REDACTED]``,
@@ -69,8 +71,8 @@ class RedactionRules(BaseModel):
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
                 raise ValueError(f"pattern name {name!r}: use letters, digits, '_', '.' or '-'")
             try:
-                compiled = re.compile(pattern)
-            except re.error as exc:
+                compiled = compile_linear(pattern)
+            except PatternError as exc:
                 raise ValueError(f"pattern {name!r} is not a valid regular expression: {exc}") from None
             if compiled.match(""):
                 raise ValueError(f"pattern {name!r} matches the empty string, so it would redact nothing useful; "

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from costar.server.config import RedactionRules
+from costar.server.patterns import compile_linear
 from costar.trace.model import INT64_MAX, Span
 from costar.trace.otlp import span_from_row, span_row
-from costar.trace.sanitize import REDACTED, Sanitizer
+from costar.trace.sanitize import REDACTED, Sanitizer, valid_unicode
 
 _NAME_MAX = 1024
 
@@ -30,12 +31,14 @@ class Redactor(Sanitizer):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._patterns = [(re.compile(p), f"[REDACTED:{name}]") for name, p in self.rules.patterns.items()]
+        self._patterns = [(compile_linear(p), f"[REDACTED:{name}]") for name, p in self.rules.patterns.items()]
         globs = self.rules.attributes
         self._names = re.compile("|".join(fnmatch.translate(g) for g in globs)) if globs else None
         self._anchored = any(re.search(r"\^|\$|\\[AZz]", p) for p in self.rules.patterns.values())
 
     def text(self, s: str) -> str:
+        if self._patterns:
+            s = valid_unicode(s)  # RE2 reads UTF-8, which cannot hold a lone surrogate
         for pattern, replacement in self._patterns:
             s = pattern.sub(replacement, s)
         return super().text(s)
