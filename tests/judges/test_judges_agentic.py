@@ -14,7 +14,7 @@ from costar.errors import ConfigError
 from costar.judges.agentic import AgenticJudge, Budget, bound_history
 from costar.judges.base import JudgeContext
 from costar.judges.sandbox import Sandbox, SandboxLimits
-from costar.judges.trace_tools import ToolLimits
+from costar.judges.trace_tools import ToolError, ToolLimits
 from costar.models import ModelClient
 from costar.models.errors import ContextWindowError
 from costar.store.sqlite import SQLiteStore
@@ -330,6 +330,26 @@ def test_search_results_that_do_not_fit_resume_after_the_last_match_shown(store:
         start = out["next_start"]
     assert len(seen) == len(set(seen)) > 6
     assert seen == [f"s{i:06d}" for i in range(1, 2 * len(seen), 2)]  # every tool span, none skipped
+
+
+def test_a_model_written_pattern_that_backtracks_cannot_stall_the_search(store: SQLiteStore) -> None:
+    """The model writes the pattern and the trace holds the text: Python's re would take forever on
+    this one (nested repeats over 50,000 x's); RE2 runs in linear time, and what it lacks is an error."""
+    from costar.judges.trace_tools import SearchTraceArgs, TraceToolbox, TraceView
+
+    tid = new_trace_id()
+    store.write_trace(Trace(trace_id=tid, input="i", output="o", spans=[
+        Span(trace_id=tid, span_id="root", name="agent", kind=SpanKind.AGENT, start_ns=0, end_ns=9),
+        _tool_span(tid, 1, "read_file", {"path": "big.txt"}, "x" * 50_000),
+        _tool_span(tid, 2, "read_file", {"path": "end.txt"}, "x" * 50 + "y")]))
+    box = TraceToolbox(TraceView.of(JudgeContext(trace=store.get_trace(tid, spans=False), store=store)))
+    out = box.search_trace(SearchTraceArgs(pattern="(x+x+)+y"))
+    assert [m["span_id"] for m in out["matches"]] == ["s000002"]
+    assert out["complete"] is True
+    with pytest.raises(ToolError, match=r"invalid regular expression '\(\?<=a\)b'.*no lookaround"):
+        box.search_trace(SearchTraceArgs(pattern="(?<=a)b"))
+    assert [m["span_id"] for m in box.search_trace(SearchTraceArgs(pattern="READ_FILE", ignore_case=True))["matches"]]
+    assert box.search_trace(SearchTraceArgs(pattern="READ_FILE", ignore_case=False))["matches"] == []
 
 
 def test_history_is_elided_oldest_first_to_fit() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import functools
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from costar._util.linear_regex import LinearMatch, LinearRegex, LinearRegexError
 from costar._util.units import format_usd
 from costar.judges.checks import tool_arguments, tool_name
 from costar.store.base import SpanQuery, Store
@@ -301,7 +301,7 @@ class GetSpanArgs(_Args):
 
 
 class SearchTraceArgs(_Args):
-    pattern: str = Field(max_length=200, description="Python regular expression")
+    pattern: str = Field(max_length=200, description="regular expression (RE2 syntax: no lookaround or backreferences)")
     kind: SpanKind | None = Field(default=None, description="search only spans of this kind")
     ignore_case: bool = True
     start: int = Field(default=0, ge=0, description="span position to resume scanning from (from next_start)")
@@ -574,8 +574,8 @@ class TraceToolbox:
 
     def search_trace(self, a: SearchTraceArgs) -> dict[str, Any]:
         try:
-            rx = re.compile(a.pattern, re.IGNORECASE if a.ignore_case else 0)
-        except re.error as exc:
+            rx = LinearRegex(a.pattern, ignore_case=a.ignore_case)
+        except LinearRegexError as exc:
             raise ToolError(f"invalid regular expression {a.pattern!r}: {exc}") from None
         lim = self.limits
         matches: list[dict[str, Any]] = []
@@ -667,12 +667,12 @@ class TraceToolbox:
                 "next_offset": end if end < len(text) else None}
 
 
-def _snippet(text: str, m: re.Match[str], around: int = 60) -> str:
+def _snippet(text: str, m: LinearMatch, around: int = 60) -> str:
     start, end = max(0, m.start() - around), min(len(text), m.end() + around)
     return ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")
 
 
-def _match_span(s: Span, rx: re.Pattern[str]) -> tuple[str, str] | None:
+def _match_span(s: Span, rx: LinearRegex) -> tuple[str, str] | None:
     """(field, snippet) of the first match in a span, cheapest fields first."""
     m = rx.search(s.name)
     if m:

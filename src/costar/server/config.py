@@ -16,9 +16,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from costar._util import units
+from costar._util.linear_regex import LinearRegex, LinearRegexError
 from costar._util.yamlfile import YamlSyntaxError, load_yaml_file
 from costar.errors import ConfigError
-from costar.server.patterns import PatternError, compile_linear
 from costar.trace.model import PROJECT_KEY
 
 DEFAULT_PORT = 4319
@@ -56,7 +56,7 @@ class RedactionRules(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     patterns: dict[str, str] = Field(default_factory=dict)
-    """Name -> regular expression, in RE2 syntax (:mod:`costar.server.patterns`: linear time). Every
+    """Name -> regular expression, in RE2 syntax (:mod:`costar._util.linear_regex`: linear time). Every
     match in any text (attribute values, nested message contents, event attributes, status messages,
     span names, resource attributes) becomes
     ``[REDACTED:name]``."""
@@ -71,8 +71,8 @@ class RedactionRules(BaseModel):
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
                 raise ValueError(f"pattern name {name!r}: use letters, digits, '_', '.' or '-'")
             try:
-                compiled = compile_linear(pattern)
-            except PatternError as exc:
+                compiled = LinearRegex(pattern)
+            except LinearRegexError as exc:
                 raise ValueError(f"pattern {name!r} is not a valid regular expression: {exc}") from None
             if compiled.match(""):
                 raise ValueError(f"pattern {name!r} matches the empty string, so it would redact nothing useful; "

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from costar._util.linear_regex import LinearRegex
 from costar.server.config import RedactionRules
-from costar.server.patterns import compile_linear
 from costar.trace.model import INT64_MAX, Span
 from costar.trace.otlp import span_from_row, span_row
 from costar.trace.sanitize import REDACTED, Sanitizer, valid_unicode
@@ -31,7 +31,7 @@ class Redactor(Sanitizer):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._patterns = [(compile_linear(p), f"[REDACTED:{name}]") for name, p in self.rules.patterns.items()]
+        self._patterns = [(LinearRegex(p), f"[REDACTED:{name}]") for name, p in self.rules.patterns.items()]
         globs = self.rules.attributes
         self._names = re.compile("|".join(fnmatch.translate(g) for g in globs)) if globs else None
         self._anchored = any(re.search(r"\^|\$|\\[AZz]", p) for p in self.rules.patterns.values())
