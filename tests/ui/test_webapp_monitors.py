@@ -8,7 +8,6 @@ its login, from the monitors it scores."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -34,22 +33,13 @@ from tests.ui.test_webapp import cli_json, page_data, parsed_tags
 
 
 @pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Seeded, MonitorSeed]]:
-    root = tmp_path_factory.mktemp("monitors")
-    s = seed_store(root)
-    (root / "costar.yaml").write_text("suite: scenarios\n")
-    m = add_monitors(s.store, root)
-    try:
-        yield s, m
-    finally:
-        s.store.close()
+def seeded(monitor_world: tuple[Seeded, MonitorSeed]) -> tuple[Seeded, MonitorSeed]:
+    return monitor_world
 
 
 @pytest.fixture(scope="module")
-def ui(seeded: tuple[Seeded, MonitorSeed]) -> Iterator[str]:
-    s, _ = seeded
-    with BackgroundServer(create_ui_app(s.store, project_dir=str(s.store.root.parent))) as srv:
-        yield srv.url
+def ui(monitor_world_url: str) -> str:
+    return monitor_world_url
 
 
 def project(seeded: tuple[Seeded, MonitorSeed]) -> Path:

@@ -5,14 +5,11 @@ opens the traces of that point's window (the count is the point's ``n`` as ``cos
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from costar._util.server import BackgroundServer
-from costar.ui.app import create_ui_app
 from tests.support.browser import HAVE_CHROMIUM, NO_CHROMIUM, Watch
 from tests.support.webapp_monitor_seed import (
     GOLDEN_JUDGE,
@@ -20,9 +17,8 @@ from tests.support.webapp_monitor_seed import (
     HOSTILE_MONITOR,
     MONITOR,
     MonitorSeed,
-    add_monitors,
 )
-from tests.support.webapp_seed import HOSTILE, HOSTILE_IMG, Seeded, seed_store
+from tests.support.webapp_seed import HOSTILE, HOSTILE_IMG, Seeded
 from tests.ui.test_webapp import cli_json
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not HAVE_CHROMIUM, reason=NO_CHROMIUM)]
@@ -32,22 +28,13 @@ CHARTS = 2 + 5
 
 
 @pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Seeded, MonitorSeed]]:
-    root = tmp_path_factory.mktemp("monitors")
-    s = seed_store(root)
-    (root / "costar.yaml").write_text("suite: scenarios\n")
-    m = add_monitors(s.store, root)
-    try:
-        yield s, m
-    finally:
-        s.store.close()
+def seeded(monitor_world: tuple[Seeded, MonitorSeed]) -> tuple[Seeded, MonitorSeed]:
+    return monitor_world
 
 
 @pytest.fixture(scope="module")
-def ui(seeded: tuple[Seeded, MonitorSeed]) -> Iterator[str]:
-    s, _ = seeded
-    with BackgroundServer(create_ui_app(s.store, project_dir=str(s.store.root.parent))) as srv:
-        yield srv.url
+def ui(monitor_world_url: str) -> str:
+    return monitor_world_url
 
 
 def series_points(seeded: tuple[Seeded, MonitorSeed], judge: str) -> dict[float, dict[str, Any]]:
