@@ -179,3 +179,31 @@ def test_store_prune_applies_retention_from_server_yaml(store, location: str, tm
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["projects"][0]["traces"] == 4
     assert store.trace_ids() == []
+
+
+def test_without_tokens_every_path_answers_only_loopback_host_names(tmp_path: Path) -> None:
+    """DNS rebinding: a page elsewhere that points its own name at 127.0.0.1 sends that name as Host.
+    Without tokens (loopback), the server answers such requests nowhere: not the pages, not the JSON
+    API the pages call, not ingest."""
+    with server_process(str(tmp_path / ".costar"), tmp_path) as srv, httpx.Client(base_url=srv.url) as client:
+        port = srv.url.rsplit(":", 1)[1]
+        foreign = {"host": f"rebound.example:{port}"}
+        for method, path in (("GET", "/runs"), ("GET", "/api/v1/runs"), ("GET", "/api/v1/traces/x/tree"),
+                             ("POST", "/v1/traces")):
+            r = client.request(method, path, headers=foreign, content=encode(agent_spans(1)))
+            assert r.status_code == 421, path
+            assert r.text == "unexpected Host header; open this server via 127.0.0.1", path
+        assert client.get("/api/v1/runs").status_code == 200
+        assert client.get("/api/v1/runs", headers={"host": f"localhost:{port}"}).status_code == 200
+        ok = client.post("/v1/traces", content=encode(agent_spans(1)),
+                         headers={"content-type": "application/x-protobuf"})
+        assert ok.status_code == 200
+
+
+def test_bound_to_another_loopback_address_it_answers_that_name(tmp_path: Path) -> None:
+    with server_process(str(tmp_path / ".costar"), tmp_path, args=["--host", "127.0.0.2"]) as srv, \
+            httpx.Client(base_url=srv.url) as client:
+        assert srv.url.startswith("http://127.0.0.2:")
+        assert client.get("/runs").status_code == 200
+        assert client.get("/api/v1/runs").status_code == 200
+        assert client.get("/api/v1/runs", headers={"host": "rebound.example"}).status_code == 421

@@ -5,9 +5,13 @@ labeling in place with its CSRF/Origin protection, and logging in to a server th
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import quote
@@ -21,6 +25,7 @@ from costar.server.auth import SESSION_COOKIE, create_token, revoke_token
 from costar.ui.app import create_ui_app, serve_ui
 from costar.ui.security import CSP, local_path
 from tests.support.cli import costar_cmd
+from tests.support.waiting import wait_for
 from tests.support.webapp_seed import (
     HOSTILE_IMG,
     HOSTILE_LINK,
@@ -139,6 +144,9 @@ def test_unknown_things_are_clear_errors(ui: str) -> None:
         r = client.get("/compare?base=nope&head=latest")
         assert r.status_code == 404
         assert "no run" in r.text
+        r = client.get("/judges/no-such-judge")
+        assert r.status_code == 404
+        assert "no judge &#39;no-such-judge&#39;" in r.text  # escaped like all text
 
 
 def test_the_app_answers_loopback_names_only(ui: str) -> None:
@@ -411,29 +419,52 @@ def test_money_and_time_read_naturally() -> None:
 # ----------------------------------------------------------------------------- the two commands
 
 
-def test_costar_ui_serves_the_project_store_until_stopped(seeded: Seeded) -> None:
-    import os
-    import signal
-
-    project = seeded.store.root.parent
-    proc = subprocess.Popen([*costar_cmd(), "ui", "--port", "0", "--no-browser"], cwd=project, text=True,
+@contextmanager
+def costar_ui(project: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``costar ui --port 0 ARGS`` in its own process group: the base URL it announces; Ctrl-C at the end."""
+    proc = subprocess.Popen([*costar_cmd(), "ui", "--port", "0", *args], cwd=project, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                            env={**os.environ, "NO_COLOR": "1"})
+                            env={**os.environ, "NO_COLOR": "1", **(env or {})})
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # blocks until the app announces itself (or the process ends)
-        match = re.search(r"on (http://127\.0\.0\.1:\d+)/", line)
+        match = re.search(r"on (http://127\.0\.0\.\d+:\d+)/", line)
         assert match, (line, proc.stderr.read() if proc.poll() is not None else "")  # type: ignore[union-attr]
-        with httpx.Client(base_url=match.group(1)) as client:
-            runs = client.get("/runs")
-            assert runs.status_code == 200
-            assert runs.headers["content-security-policy"] == CSP
-            assert seeded.head_run in runs.text
-            assert client.get(f"/api/v1/runs/{seeded.head_run}").json()["run"]["run_id"] == seeded.head_run
+        yield match.group(1)
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(30)
     assert proc.returncode in (0, 130, -signal.SIGINT), proc.stderr.read()  # type: ignore[union-attr]
+
+
+def test_costar_ui_serves_the_project_store_until_stopped(seeded: Seeded) -> None:
+    with costar_ui(seeded.store.root.parent, "--no-browser") as url, httpx.Client(base_url=url) as client:
+        assert url.startswith("http://127.0.0.1:")
+        runs = client.get("/runs")
+        assert runs.status_code == 200
+        assert runs.headers["content-security-policy"] == CSP
+        assert seeded.head_run in runs.text
+        assert client.get(f"/api/v1/runs/{seeded.head_run}").json()["run"]["run_id"] == seeded.head_run
+
+
+def test_costar_ui_opens_a_browser_on_any_loopback_address(seeded: Seeded, tmp_path: Path) -> None:
+    """The browser is the one $BROWSER names (Python's webbrowser reads it): here a script that notes
+    the URL it was given. Bound to 127.0.0.2, the app answers that name (a browser sends it) and still
+    refuses foreign ones."""
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.py"
+    browser.write_text(f"import sys, pathlib; pathlib.Path({str(opened)!r}).write_text(sys.argv[1])\n")
+    env = {"BROWSER": f"{sys.executable} {browser} %s"}
+    with costar_ui(seeded.store.root.parent, "--host", "127.0.0.2", env=env) as url, \
+            httpx.Client(base_url=url) as client:
+        assert url.startswith("http://127.0.0.2:")
+        wait_for(opened.exists, what="the browser to be opened")
+        assert opened.read_text() == url + "/"
+        assert client.get("/runs").status_code == 200
+        assert client.get("/api/v1/runs").status_code == 200
+        refused = client.get("/api/v1/runs", headers={"host": "rebound.example"})
+        assert refused.status_code == 421
+        assert refused.text == "unexpected Host header; open this server via 127.0.0.2"
 
 
 def test_costar_server_serves_the_pages_beside_its_api(seeded: Seeded) -> None:

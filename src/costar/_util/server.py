@@ -94,14 +94,16 @@ class BackgroundServer:
         return sock
 
     def _run(self) -> None:
-        assert self._server is not None and self._socket is not None
+        assert self._server is not None
+        assert self._socket is not None
         try:
             asyncio.run(self._serve())
         except BaseException as exc:  # surfaced to start() / stop() callers
             self._error = exc
 
     async def _serve(self) -> None:
-        assert self._server is not None and self._socket is not None
+        assert self._server is not None
+        assert self._socket is not None
         self.loop = asyncio.get_running_loop()
         await self._server.serve(sockets=[self._socket])
 

@@ -6,11 +6,40 @@ every answer carries whatever its Content-Security-Policy."""
 from __future__ import annotations
 
 from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 """The Host names an app without a login answers."""
 
 FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def loopback_names(bound: str) -> tuple[str, ...]:
+    """The Host names a loopback app bound to ``bound`` answers: the address it is bound to first
+    (``127.0.0.2`` is loopback too, and a browser sends the name it was given), then the usual ones."""
+    name = bound.strip("[]").lower()
+    return (name, *(h for h in LOOPBACK_HOSTS if h != name))
+
+
+class HostGuard:
+    """ASGI middleware for an app without a login (loopback): a request whose Host name is not one of
+    ``names`` is answered 421, whatever its path (pages, JSON API, ingest). A page elsewhere that
+    rebinds its DNS name to 127.0.0.1 sends its own name, so it can read nothing."""
+
+    def __init__(self, app: ASGIApp, names: tuple[str, ...]) -> None:
+        self.app = app
+        self.names = names
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = next((v for k, v in scope["headers"] if k == b"host"), b"").decode("latin-1")
+            if hostname(host) not in self.names:
+                response = PlainTextResponse(f"unexpected Host header; open this server via {self.names[0]}",
+                                             status_code=421, headers={"X-Content-Type-Options": "nosniff"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 SAFE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -62,4 +91,5 @@ async def read_body(request: Request, max_bytes: int) -> bytes | None:
     return b"".join(chunks)
 
 
-__all__ = ["FORM_TYPE", "LOOPBACK_HOSTS", "SAFE_HEADERS", "hostname", "media_type", "read_body", "same_origin"]
+__all__ = ["FORM_TYPE", "LOOPBACK_HOSTS", "SAFE_HEADERS", "HostGuard", "hostname", "loopback_names", "media_type",
+           "read_body", "same_origin"]

@@ -403,7 +403,8 @@ class DefinitionEntry:
         if self.prebuilt is not None:
             return self.prebuilt
         if self._judge is None:
-            assert self.definition is not None and self.build_ctx is not None
+            assert self.definition is not None
+            assert self.build_ctx is not None
             self._judge = _build(self.definition, self.build_ctx, self.types)
         return self._judge
 

@@ -94,7 +94,8 @@ class LocalExecutor(Executor):
         return max(1, plan.concurrency)
 
     async def run_trial(self, job: TrialJob) -> Trace:
-        assert self._plan is not None and self._ctx is not None, "open() first"
+        assert self._plan is not None, "open() first"
+        assert self._ctx is not None, "open() first"
         plan = self._plan
         return await plan.runner.run_trial(job, plan.run, self._ctx, plan.root)
 

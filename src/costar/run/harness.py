@@ -171,8 +171,11 @@ class Harness:
 
     def __init__(self, agent: Agent, store: Store, options: HarnessOptions | None = None) -> None:
         self.agent = agent
+        """The agent under test: each trial calls it once on a scenario's prepared workspace."""
         self.store = store
+        """Where traces, runs and blobs are written."""
         self.options = options or HarnessOptions()
+        """Trials, concurrency, timeouts and the executor (this process or a Ray cluster)."""
 
     async def run(self, scenarios: list[Scenario], run: Run, *, on_stored: OnStored | None = None,
                   on_start: Callable[[int, int], None] | None = None) -> HarnessResult:

@@ -341,7 +341,8 @@ class RayExecutor(Executor):
                               "'ray start --head' or fix the executor's address") from None
 
     async def run_trial(self, job: TrialJob) -> Trace:
-        assert self._plan is not None and self._task is not None, "open() first"
+        assert self._plan is not None, "open() first"
+        assert self._task is not None, "open() first"
         ray = self._ray
         sc = job.scenario
         r = sc.resources

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from costar._util.web import HostGuard, loopback_names
 from costar._version import __version__
 from costar.server.api import build_router
 from costar.server.assembler import Assembler, Listener, assembler_settings
@@ -166,5 +167,10 @@ class CostarServer:
             return PlainTextResponse(prometheus_text(self.metrics()), media_type="text/plain; version=0.0.4")
 
         app.include_router(build_router(self))
+        if not self.auth.required:
+            # No tokens: only this machine may call, and a page elsewhere rebinding its DNS name to
+            # 127.0.0.1 must not either (its requests carry its own Host name). Covers ingest, the API
+            # and the web pages mounted later.
+            app.add_middleware(HostGuard, names=loopback_names(self.config.host))
         return app
 

@@ -78,7 +78,8 @@ class _Channel:
             self._cv.notify()
 
     def write_loop(self) -> None:
-        assert self.proc is not None and self.proc.stdin is not None
+        assert self.proc is not None
+        assert self.proc.stdin is not None
         stdin = self.proc.stdin
         while True:
             with self._cv:
@@ -281,7 +282,8 @@ class AssemblerProcess:
             setattr(self.stats, name, 0)
 
     def _read_loop(self, ch: _Channel) -> None:
-        assert ch.proc is not None and ch.proc.stdout is not None
+        assert ch.proc is not None
+        assert ch.proc.stdout is not None
         for line in ch.proc.stdout:
             try:
                 message = orjson.loads(line)

@@ -200,7 +200,8 @@ class Authenticator:
         is not a valid API token."""
         caller = self.check(f"Bearer {token.strip()}", "api")
         record = self.tables.token_by_digest(digest(token.strip()))
-        assert record is not None and caller.token_id == record.token_id
+        assert record is not None
+        assert caller.token_id == record.token_id
         return self.sessions.open(record)
 
     def check_request(self, authorization: str | None, session_id: str | None) -> Caller:

@@ -19,10 +19,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from costar._util.web import LOOPBACK_HOSTS, hostname, same_origin
+from costar._util.web import HostGuard, loopback_names, same_origin
 from costar.errors import CostarError, NotInStoreError
 from costar.server.api import ApiHost, StoreHost, build_router, request_caller
 from costar.server.auth import SESSION_COOKIE, AuthFailure, Caller
@@ -42,10 +42,8 @@ class LoginRequired(Exception):
 class WebApp:
     """The pages over an :class:`~costar.server.api.ApiHost` (a running server or a local store)."""
 
-    def __init__(self, host: ApiHost, *, allowed_hosts: tuple[str, ...] | None, project_dir: str | None = None,
-                 title: str = "coSTAR") -> None:
+    def __init__(self, host: ApiHost, *, project_dir: str | None = None, title: str = "coSTAR") -> None:
         self.host = host
-        self.allowed_hosts = allowed_hosts
         self.project_dir = project_dir
         self.title = title
         # The form token where nobody logs in (costar ui, loopback): one per process.
@@ -117,12 +115,7 @@ class WebApp:
 
         @app.middleware("http")
         async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-            response: Response
-            hosts = self.allowed_hosts
-            if hosts is not None and hostname(request.headers.get("host", "")) not in hosts:
-                response = PlainTextResponse("unexpected Host header; open the app via 127.0.0.1", status_code=421)
-            else:
-                response = await call_next(request)
+            response: Response = await call_next(request)
             for key, value in HEADERS.items():
                 response.headers.setdefault(key, value)
             return response
@@ -196,32 +189,29 @@ class WebApp:
 
 def mount_webapp(server: Any, *, project_dir: str | None = None) -> WebApp:
     """The pages on a :class:`~costar.server.app.CostarServer`'s app, beside its API. Where the
-    server needs no tokens (loopback), only loopback Host names are answered."""
-    web = WebApp(server, allowed_hosts=None if server.auth.required else LOOPBACK_HOSTS, project_dir=project_dir)
+    server needs no tokens (loopback), its Host guard covers the pages too."""
+    web = WebApp(server, project_dir=project_dir)
     server.app.mount("/", web.app)
     return web
 
 
-def create_ui_app(store: Store, *, project_dir: str | None = None,
-                  allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS) -> FastAPI:
+def create_ui_app(store: Store, *, project_dir: str | None = None, bound_host: str = "127.0.0.1") -> FastAPI:
     """``costar ui``'s app over a store: the pages at ``/`` and the JSON API at ``/api/v1``, no
-    login (serve it on loopback only)."""
+    login, so served on loopback only: it answers only the loopback Host names and ``bound_host``."""
     from costar._version import __version__
 
     host = StoreHost(store, version=__version__)
-    # The Host check below covers the pages too; the pages' app adds its headers.
-    web = WebApp(host, allowed_hosts=None, project_dir=project_dir)
+    web = WebApp(host, project_dir=project_dir)
     app = FastAPI(title="coSTAR", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(build_router(host))
 
     @app.middleware("http")
-    async def host_guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if allowed_hosts is not None and hostname(request.headers.get("host", "")) not in allowed_hosts:
-            return PlainTextResponse("unexpected Host header; open the app via 127.0.0.1", status_code=421)
+    async def nosniff(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
 
+    app.add_middleware(HostGuard, names=loopback_names(bound_host))  # the outermost: before any route
     app.mount("/", web.app)
     return app
 
@@ -237,7 +227,7 @@ def serve_ui(store: Store, *, host: str = "127.0.0.1", port: int = 8766, open_br
     if not is_loopback(host):
         raise ConfigError(f"costar ui has no login, so it serves only on loopback (not {host!r}); for a team, "
                           "run 'costar server' (it requires tokens beyond this machine)")
-    app = create_ui_app(store, project_dir=project_dir)
+    app = create_ui_app(store, project_dir=project_dir, bound_host=host)
     server = BackgroundServer(app, host, port).start()
     url = server.base_url + "/"
     try:

@@ -139,6 +139,8 @@ def register(web: WebApp) -> None:
         except CostarError as exc:
             queue, queue_error = [], str(exc)
         labels = await web.run(web.store.labels, name=name)
+        if info is None and not recent and not versions and not labels:
+            raise HTTPException(404, f"no judge {name!r}: not in this project, its recent runs, versions or labels")
         data = {"judge": info, "agreement": [{"golden": a["golden"], "version": a["version"],
                                               "result": a["result"].model_dump(mode="json") if a["result"] else None,
                                               "error": a["error"]} for a in agreement],
