@@ -147,3 +147,38 @@ def test_spans_never_ended_are_forgotten_past_the_bound(monkeypatch: pytest.Monk
     for s in leaked:
         s.end()  # the three forgotten first ones are not recorded late; the rest are
     assert [s.name for s in rec.spans() if s.name.startswith("never")] == ["never ended 3", "never ended 4"]
+
+
+def test_lone_surrogates_in_an_agents_spans_are_recorded_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    """Text decoded with surrogateescape reaches span names and attributes; the SDK takes it, and so
+    must coSTAR: the agent's span.end() never raises, and the text is stored with U+FFFD."""
+    instrument_otel()
+    tracer = TracerProvider().get_tracer("agent")
+    with Recording("trial") as rec, capturing_otel(), tracer.start_as_current_span("read x\ud83d") as sp:
+        sp.set_attribute("file.text", "caf\udce9")
+        sp.set_attribute("lines", ["ok", "bad \udcff"])
+        sp.add_event("line \ud800", {"k\udc80": "v"})
+        sp.set_status(Status(OtelStatus.ERROR, "decode \udcff"))
+    got = {s.name: s for s in rec.spans()}["read x\ufffd"]
+    assert got.attributes["file.text"] == "caf\ufffd"
+    assert got.attributes["lines"] == ["ok", "bad \ufffd"]
+    assert got.events[0].name == "line \ufffd"
+    assert got.events[0].attributes == {"k\ufffd": "v"}
+    assert got.status.message == "decode \ufffd"
+    assert "could not record" not in caplog.text
+
+
+def test_a_span_costar_cannot_map_is_dropped_with_a_warning_never_raised(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import costar.capture.otel as otel
+
+    def broken(span: object) -> object:
+        raise ValueError("unmappable")
+
+    instrument_otel()
+    tracer = TracerProvider().get_tracer("agent")
+    monkeypatch.setattr(otel, "span_from_pb", broken)
+    with Recording("trial") as rec, capturing_otel(), tracer.start_as_current_span("odd"):
+        pass  # ending it must not raise into the agent
+    assert [s.name for s in rec.spans()] == ["trial"]
+    assert "coSTAR could not record the OpenTelemetry span 'odd': unmappable" in caplog.text

@@ -19,6 +19,7 @@ no spans, and the harness does not import this module then.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -33,11 +34,13 @@ from opentelemetry.sdk.trace import Span as SdkSpan
 
 from costar.trace.otlp import span_from_pb, to_key_values
 from costar.trace.recorder import Recording, current_span
+from costar.trace.sanitize import valid_unicode
 
 __all__ = ["capturing_otel", "instrument_otel", "readable_to_pb"]
 
 _Key = tuple[int, int]
 """An OpenTelemetry span's (trace id, span id)."""
+_log = logging.getLogger("costar.capture.otel")
 MAX_OPEN = 100_000
 """Most started, unended spans remembered; past it the oldest are forgotten (an agent that never
 ends its spans cannot grow this without bound)."""
@@ -62,19 +65,20 @@ def capturing_otel() -> Iterator[None]:
 def readable_to_pb(span: ReadableSpan) -> PbSpan:
     """An OpenTelemetry SDK span as the OTLP protobuf span an exporter would send."""
     ctx = span.get_span_context()
-    pb = PbSpan(name=span.name, start_time_unix_nano=span.start_time or 0, end_time_unix_nano=span.end_time or 0,
+    pb = PbSpan(name=valid_unicode(span.name), start_time_unix_nano=span.start_time or 0,
+                end_time_unix_nano=span.end_time or 0,
                 # The SDK's kinds start at INTERNAL = 0; OTLP's at UNSPECIFIED = 0, INTERNAL = 1.
                 kind=span.kind.value + 1,  # type: ignore[arg-type]  # an int the enum accepts
                 attributes=to_key_values(dict(span.attributes or {})),
                 status=PbStatus(code=span.status.status_code.value,  # type: ignore[arg-type]
-                                message=span.status.description or ""))
+                                message=valid_unicode(span.status.description or "")))
     if ctx is not None:
         pb.trace_id = ctx.trace_id.to_bytes(16, "big")
         pb.span_id = ctx.span_id.to_bytes(8, "big")
     if span.parent is not None:
         pb.parent_span_id = span.parent.span_id.to_bytes(8, "big")
     for event in span.events:
-        pb.events.add(time_unix_nano=event.timestamp, name=event.name,
+        pb.events.add(time_unix_nano=event.timestamp, name=valid_unicode(event.name),
                       attributes=to_key_values(dict(event.attributes or {})))
     for link in span.links:
         pb.links.add(trace_id=link.context.trace_id.to_bytes(16, "big"),
@@ -125,7 +129,11 @@ class _RecordingProcessor(SpanProcessor):
         if entry is None:
             return
         recording, parent_id = entry
-        mapped = span_from_pb(readable_to_pb(span))
+        try:
+            mapped = span_from_pb(readable_to_pb(span))
+        except Exception as exc:  # on_end runs inside the agent's span.end(): never raise into its code
+            _log.warning("coSTAR could not record the OpenTelemetry span %r: %s", span.name, exc)
+            return
         mapped.trace_id = recording.trace_id
         if parent_id is not None:
             mapped.parent_id = parent_id

@@ -419,18 +419,26 @@ def compute_totals(spans: list[Span], latency_s: float) -> Totals:
     return t
 
 
+MAX_SPAN_COST_USD = 1e12
+"""The most one span's reported cost counts for: a hostile or broken span cannot overflow a trace's
+total to infinity (which no budget check could compare) by reporting 1e308 a few times."""
+
+
 def _int(v: Any) -> int:
-    # Attribute values are untrusted: a count outside 64 bits (or not a number) counts as nothing.
+    # Attribute values are untrusted: a count that is negative, beyond 64 bits or not a number counts
+    # as nothing (a negative count would let a trace slip under a token budget).
     try:
         n = int(v or 0)
     except (TypeError, ValueError, OverflowError):
         return 0
-    return n if -INT64_MAX <= n <= INT64_MAX else 0
+    return n if 0 <= n <= INT64_MAX else 0
 
 
 def _float(v: Any) -> float:
+    # The same for a cost: a negative or non-finite one counts as nothing, a huge one as the most a
+    # span may cost, so that totals stay finite and never fall below what the honest spans cost.
     try:
         x = float(v or 0.0)
     except (TypeError, ValueError, OverflowError):
         return 0.0
-    return x if math.isfinite(x) else 0.0
+    return min(x, MAX_SPAN_COST_USD) if x > 0 and math.isfinite(x) else 0.0

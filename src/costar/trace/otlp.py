@@ -90,7 +90,8 @@ class ReceivedSpan:
 
 
 def to_any_value(value: Any) -> AnyValue:
-    """Python value -> AnyValue. None is the empty AnyValue; tuples become arrays."""
+    """Python value -> AnyValue. None is the empty AnyValue; tuples become arrays; lone surrogates in
+    text (which protobuf cannot encode) become U+FFFD."""
     if value is None:
         return AnyValue()
     if isinstance(value, bool):
@@ -102,7 +103,7 @@ def to_any_value(value: Any) -> AnyValue:
     if isinstance(value, float):
         return AnyValue(double_value=value)
     if isinstance(value, str):
-        return AnyValue(string_value=value)
+        return AnyValue(string_value=valid_unicode(value))  # protobuf refuses lone surrogates
     if isinstance(value, bytes | bytearray):
         return AnyValue(bytes_value=bytes(value))
     if isinstance(value, Mapping):
@@ -113,7 +114,7 @@ def to_any_value(value: Any) -> AnyValue:
 
 
 def to_key_values(attrs: Mapping[Any, Any]) -> list[KeyValue]:
-    return [KeyValue(key=str(k), value=to_any_value(v)) for k, v in attrs.items()]
+    return [KeyValue(key=valid_unicode(str(k)), value=to_any_value(v)) for k, v in attrs.items()]
 
 
 def from_any_value(value: AnyValue) -> Any:
