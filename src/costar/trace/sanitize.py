@@ -96,6 +96,7 @@ class Limits:
     max_events: int = 512  # per span
     max_spans: int = 200_000  # per trace
     max_depth: int = 64  # nesting of lists and dicts in one value
+    max_value: int = 4 * 1024 * 1024  # characters of one list or dict attribute value, as JSON
 
 
 @dataclass
@@ -128,7 +129,7 @@ class Sanitizer:
             raw = orjson.dumps(list(attrs.values()), option=orjson.OPT_STRICT_INTEGER)
         except TypeError:
             return False
-        if len(raw) > self.limits.max_string or b"null" in raw:
+        if len(raw) > min(self.limits.max_string, self.limits.max_value) or b"null" in raw:
             return False  # a string may be too long; NaN and Infinity dump as null
         if raw.count(b"[") + raw.count(b"{") > self.limits.max_depth:
             return False  # it may nest deeper than the limit
@@ -228,7 +229,24 @@ class Sanitizer:
         elif attrs and self._quick_clean(attrs):
             return attrs
         sanitized: dict[str, Any] = self.value(attrs)
-        return sanitized
+        return self._bound_values(sanitized)
+
+    def _bound_values(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Each string is bounded on its own; a list or dict value is bounded as a whole too (20,000
+        strings of a few KB each would otherwise be stored whole): past ``max_value`` characters of
+        JSON it is kept as its JSON text, bounded like any string."""
+        out = attrs
+        for k, v in attrs.items():
+            if isinstance(v, dict | list):
+                try:
+                    raw = orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS, default=str)
+                except TypeError:  # a key JSON has no form for: the store writes it another way
+                    continue
+                if len(raw) > self.limits.max_value:
+                    if out is attrs:
+                        out = dict(attrs)
+                    out[k] = self.text(raw.decode())
+        return out
 
     def span(self, s: Span) -> Span:
         s = bound_span(s)
