@@ -7,6 +7,8 @@ class CostarError(Exception):
     """Base class for errors shown to the user as a single line (exit code 2 from the CLI)."""
 
     exit_code = 2
+    http_status = 400
+    """What the server's API and the web app answer for it: the request has to change."""
 
 
 class ConfigError(CostarError):
@@ -31,9 +33,20 @@ class ScenarioError(ConfigError):
 class StoreError(CostarError):
     """The store cannot be opened, read or written."""
 
+    http_status = 503  # the store, not the request, is at fault: the same request may work later
+
 
 class NotInStoreError(StoreError):
     """The run or trace asked for is not in the store (a web page or API answers 404)."""
+
+    http_status = 404
+
+
+class BadReferenceError(StoreError):
+    """A run or trace reference that is malformed (``branch:``) or names several (an ambiguous
+    prefix): the caller must change it, so a web page or API answers 400, not 503."""
+
+    http_status = 400
 
 
 class AgentConfigError(ConfigError):

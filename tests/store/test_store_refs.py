@@ -1,4 +1,4 @@
-"""MCP snapshots and run selectors in the store, on both backends (the ``store`` fixture)."""
+"""MCP snapshots, run selectors and id prefixes in the store, on both backends (the ``store`` fixture)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from costar.errors import StoreError
+from costar.errors import BadReferenceError, NotInStoreError, StoreError
 from costar.store.base import Run, UnknownSnapshotError
+from costar.trace.model import Trace
 from costar.trace.tool_definition import ToolDefinition
 from costar.trace.tools import McpSnapshot, ServerInfo
 
@@ -77,3 +78,45 @@ def test_run_selectors_that_match_nothing(store: Any, ref: str, message: str) ->
     store.create_run(_run(1.0, "main", ["nightly"]))
     with pytest.raises(StoreError, match=message):
         store.resolve_run_id(ref)
+
+
+def test_an_ambiguous_or_malformed_run_reference_is_a_bad_reference_not_a_missing_run(store: Any) -> None:
+    store.create_run(Run(run_id="20261201-090000-ab1234"))
+    store.create_run(Run(run_id="20261202-090000-cd1234"))
+    with pytest.raises(BadReferenceError, match=r"run id '2026120' is ambiguous \(20261201-090000-ab1234, "
+                                                r"20261202-090000-cd1234\); give more of it"):
+        store.resolve_run_id("2026120")
+    with pytest.raises(BadReferenceError, match="write tag:NAME or tag:NAME~N"):
+        store.get_run("tag:")
+
+
+@pytest.mark.parametrize("ref", ["2026120_-090000-cd1234", "2026120%", "20261202_", "%", "_"])
+def test_a_run_id_prefix_is_literal_not_a_like_pattern(store: Any, ref: str) -> None:
+    store.create_run(Run(run_id="20261201-090000-ab1234"))
+    store.create_run(Run(run_id="20261202-090000-cd1234"))
+    with pytest.raises(NotInStoreError, match=f"no run {ref!r}"):
+        store.resolve_run_id(ref)
+
+
+def test_run_ids_holding_like_wildcards_and_escapes_are_found_by_their_prefix(store: Any) -> None:
+    odd = ["a_b%c!d\\e-1", "axbycxd\\e-2", "a_b%c!!d-3"]
+    for run_id in odd:
+        store.create_run(Run(run_id=run_id))
+    assert store.resolve_run_id("a_b%c!d") == "a_b%c!d\\e-1"
+    assert store.resolve_run_id("a_b%c!d\\") == "a_b%c!d\\e-1"
+    assert store.resolve_run_id("axb") == "axbycxd\\e-2"
+    assert store.resolve_run_id("a_b%c!!") == "a_b%c!!d-3"
+    with pytest.raises(BadReferenceError, match="ambiguous"):
+        store.resolve_run_id("a_b%c!")
+
+
+def test_a_trace_id_prefix_is_literal_and_an_ambiguous_one_is_a_bad_reference(store: Any) -> None:
+    store.create_run(Run(run_id="r1"))
+    store.write_traces([Trace(trace_id=tid, run_id="r1", scenario_id=tid, trial=0)
+                        for tid in ("t_1/a", "tx1/b", "t%2/c")])
+    assert store.get_trace("t_").trace_id == "t_1/a"  # '_' matched any character: 't_1/a' and 'tx1/b'
+    assert store.get_trace("t%").trace_id == "t%2/c"
+    with pytest.raises(NotInStoreError):
+        store.get_trace("t_x")
+    with pytest.raises(BadReferenceError, match="trace id 't' is the start of several trace ids; give more of it"):
+        store.get_trace("t")

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from costar._util.server import BackgroundServer
-from costar.errors import ConfigError
+from costar.errors import ConfigError, StoreError
 from costar.server.auth import SESSION_COOKIE, create_token, revoke_token
 from costar.ui.app import create_ui_app, serve_ui
 from costar.ui.security import CSP, local_path
@@ -147,6 +147,28 @@ def test_unknown_things_are_clear_errors(ui: str) -> None:
         r = client.get("/judges/no-such-judge")
         assert r.status_code == 404
         assert "no judge &#39;no-such-judge&#39;" in r.text  # escaped like all text
+
+
+@pytest.mark.parametrize(("path", "message"), [
+    ("/runs/2026120", "run id &#39;2026120&#39; is ambiguous"),
+    ("/runs/branch:", "bad run reference &#39;branch:&#39;"),
+    ("/compare?base=2026120&head=latest", "run id &#39;2026120&#39; is ambiguous"),
+    ("/traces/ab1234-revenue", "is the start of several trace ids; give more of it"),
+])
+def test_a_bad_or_ambiguous_reference_is_a_400_page(ui: str, path: str, message: str) -> None:
+    r = httpx.get(ui + path)
+    assert r.status_code == 400
+    assert message in r.text
+
+
+def test_a_store_that_fails_is_a_503_page(seeded: Seeded, ui: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def unavailable(ref: str) -> str:
+        raise StoreError("the store is locked by another process; retry in a moment")
+
+    monkeypatch.setattr(seeded.store, "resolve_run_id", unavailable)
+    r = httpx.get(ui + "/runs/latest")
+    assert r.status_code == 503
+    assert "the store is locked by another process; retry in a moment" in r.text
 
 
 def test_the_app_answers_loopback_names_only(ui: str) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, Protocol, TypeVar
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict
 
-from costar.errors import CostarError, NotInStoreError, StoreError
+from costar.errors import CostarError
 from costar.server.auth import SESSION_COOKIE, Authenticator, AuthFailure, Caller
 from costar.server.views_api import add_view_routes
 from costar.store.base import Run, SpanQuery, Store
@@ -194,11 +194,8 @@ def build_router(server: ApiHost) -> APIRouter:
     async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         try:
             return await asyncio.to_thread(fn, *args, **kwargs)
-        except StoreError as exc:
-            status = 404 if isinstance(exc, NotInStoreError) else 503
-            raise HTTPException(status, str(exc)) from None
-        except CostarError as exc:
-            raise HTTPException(400, str(exc)) from None
+        except CostarError as exc:  # its type says whose fault: 404 missing, 400 bad request, 503 store
+            raise HTTPException(exc.http_status, str(exc)) from None
 
     @router.get("/server", response_model=ServerInfo)
     async def server_info() -> ServerInfo:
@@ -226,14 +223,18 @@ def build_router(server: ApiHost) -> APIRouter:
         nxt = _encode_cursor((rows[limit - 1].completed_at, rows[limit - 1].trace_id)) if len(rows) > limit else None
         return Page[ServerTrace](items=rows[:limit], next=nxt)
 
-    @router.get("/traces/{trace_id}", response_model=TraceHead)
-    async def trace(trace_id: str) -> TraceHead:
+    # Trace ids may hold '/' (a client sends it as %2F, which arrives decoded), so every trace route
+    # takes a :path and the catch-all GET /traces/{trace_id} comes after the routes with a suffix.
+    @router.get("/traces/{trace_id:path}/spans/{span_id:path}", response_model=Span)
+    async def span(trace_id: str, span_id: str) -> Span:
+        """One span whole: attributes (messages, tool arguments and results) and events."""
         head = await run(server.store.get_trace, trace_id, spans=False)
-        total = await run(server.store.count_spans, head.trace_id)
-        info = (await run(server.tables.server_traces, [head.trace_id])).get(head.trace_id)
-        return TraceHead(trace=head, spans_total=total, server=info)
+        found = await run(server.store.get_span, head.trace_id, span_id)
+        if found is None:
+            raise HTTPException(404, f"no span {span_id!r} in trace {head.trace_id}")
+        return found
 
-    @router.get("/traces/{trace_id}/spans", response_model=Page[Span])
+    @router.get("/traces/{trace_id:path}/spans", response_model=Page[Span])
     async def spans(trace_id: str, kind: SpanKind | None = None, name: str | None = None,
                     status: StatusCode | None = None, parent_id: str | None = None,
                     offset: Annotated[int, Query(ge=0)] = 0,
@@ -245,15 +246,6 @@ def build_router(server: ApiHost) -> APIRouter:
         items = await run(server.store.query_spans, head.trace_id, q)
         nxt = str(offset + limit) if offset + len(items) < total else None
         return Page[Span](items=items, next=nxt, total=total)
-
-    @router.get("/traces/{trace_id:path}/spans/{span_id:path}", response_model=Span)
-    async def span(trace_id: str, span_id: str) -> Span:
-        """One span whole: attributes (messages, tool arguments and results) and events."""
-        head = await run(server.store.get_trace, trace_id, spans=False)
-        found = await run(server.store.get_span, head.trace_id, span_id)
-        if found is None:
-            raise HTTPException(404, f"no span {span_id!r} in trace {head.trace_id}")
-        return found
 
     @router.get("/traces/{trace_id:path}/tree", response_model=TreePage)
     async def tree(trace_id: str, offset: Annotated[int, Query(ge=0)] = 0,
@@ -278,10 +270,17 @@ def build_router(server: ApiHost) -> APIRouter:
             raise HTTPException(404, f"no span {span_id!r} in trace {head.trace_id}")
         return found
 
-    @router.get("/traces/{trace_id}/verdicts", response_model=list[Verdict])
+    @router.get("/traces/{trace_id:path}/verdicts", response_model=list[Verdict])
     async def verdicts(trace_id: str, latest: bool = True) -> list[Verdict]:
         head = await run(server.store.get_trace, trace_id, spans=False)
         return await run(server.store.verdicts, trace_ids=[head.trace_id], latest=latest)
+
+    @router.get("/traces/{trace_id:path}", response_model=TraceHead)
+    async def trace(trace_id: str) -> TraceHead:
+        head = await run(server.store.get_trace, trace_id, spans=False)
+        total = await run(server.store.count_spans, head.trace_id)
+        info = (await run(server.tables.server_traces, [head.trace_id])).get(head.trace_id)
+        return TraceHead(trace=head, spans_total=total, server=info)
 
     @router.get("/runs", response_model=list[Run])
     async def runs(limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[Run]:

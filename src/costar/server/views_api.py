@@ -77,7 +77,7 @@ def add_view_routes(router: APIRouter, store: Callable[[], Store], run: Runner) 
         """``costar traces list RUN --json``: a run's traces with outcomes and totals."""
         return _json(await run(trace_list, store(), run_ref))
 
-    @router.get("/views/traces/{trace_id}", response_model=TraceDetail)
+    @router.get("/views/traces/{trace_id:path}", response_model=TraceDetail)  # ids may hold '/'
     async def trace(trace_id: str, max_spans: Annotated[int, Query(ge=1, le=100_000)] = 500,
                     artifact_chars: Annotated[int, Query(ge=0, le=1_000_000)] = SHOWN_ARTIFACT_CHARS) -> Response:
         """``costar traces show ID --json``: one trace's spans (every attribute), artifacts and verdicts."""

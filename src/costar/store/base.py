@@ -10,7 +10,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from costar.errors import CostarError, NotInStoreError, StoreError
+from costar.errors import BadReferenceError, CostarError, NotInStoreError, StoreError
 from costar.labels import GoldenSet, GoldenSetInfo, ValueType
 from costar.store.lease import RunHolder
 from costar.trace.model import AgentInfo, Span, SpanKind, StatusCode, Trace
@@ -131,7 +131,7 @@ def parse_run_selector(ref: str) -> tuple[str, str, int] | None:
         return None
     value, tilde, back = rest.partition("~")
     if not value or (tilde and back and not back.isdigit()):
-        raise StoreError(f"bad run reference {ref!r}: write {kind}:NAME or {kind}:NAME~N")
+        raise BadReferenceError(f"bad run reference {ref!r}: write {kind}:NAME or {kind}:NAME~N")
     return kind, value, (int(back) if back else 1) if tilde else 0
 
 
@@ -208,13 +208,14 @@ class Store(Protocol):
         """Replace a run's record (its status, finish time...) with ``run``."""
 
     def get_run(self, run_id: str) -> Run:
-        """The run named by ``run_id`` (anything :meth:`resolve_run_id` accepts). Raises StoreError
-        when there is no such run or the reference is ambiguous."""
+        """The run named by ``run_id`` (anything :meth:`resolve_run_id` accepts). Raises NotInStoreError
+        when there is no such run, BadReferenceError when the reference is malformed or ambiguous."""
 
     def resolve_run_id(self, ref: str) -> str:
         """The full id of the run ``ref`` names: an id, a unique prefix, ``latest``/``last``, or a
-        selector (``branch:NAME``, ``tag:NAME``, each with ``~N`` for an older run). Raises StoreError
-        when no run matches (or none exists yet) and when the prefix is ambiguous."""
+        selector (``branch:NAME``, ``tag:NAME``, each with ``~N`` for an older run); a prefix is
+        literal (``_`` and ``%`` are no wildcards). Raises NotInStoreError when no run matches (or none
+        exists yet), BadReferenceError when the prefix is ambiguous or the selector malformed."""
 
     def list_runs(self, limit: int = 50) -> list[Run]:
         """The newest ``limit`` runs, newest first. A ``running`` run whose lease holder is known to
@@ -256,8 +257,8 @@ class Store(Protocol):
 
     def get_trace(self, trace_id: str, *, spans: bool = True) -> Trace:
         """The trace with this id (or unique prefix), with its spans unless ``spans`` is False (a
-        trace's head is much cheaper). Raises StoreError when there is no such trace, or the stored one
-        is invalid."""
+        trace's head is much cheaper). Raises NotInStoreError when there is no such trace,
+        BadReferenceError when the prefix starts several, StoreError when the stored one is invalid."""
 
     def iter_traces(self, run_id: str | None = None, *, spans: bool = True) -> Iterator[Trace]:
         """Every trace of a run (of the store when ``run_id`` is None), by scenario and trial, read in

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from costar._util.gcpause import gc_paused
 from costar._version import __version__
-from costar.errors import NotInStoreError, StoreError
+from costar.errors import BadReferenceError, NotInStoreError, StoreError
 from costar.labels import (
     GoldenSet,
     GoldenSetError,
@@ -290,8 +290,8 @@ class SQLStore(ABC):
         with self._read() as c:
             if ref in ("latest", "last", "@latest"):
                 return self._latest_run_id(c)
-            rows = c.execute("SELECT run_id FROM runs WHERE run_id = ? OR run_id LIKE ? ORDER BY run_id LIMIT 3",
-                             (ref, _like_prefix(ref))).fetchall()
+            rows = c.execute("SELECT run_id FROM runs WHERE run_id = ? OR run_id LIKE ? ESCAPE '!' "
+                             "ORDER BY run_id LIMIT 3", (ref, _like_prefix(ref))).fetchall()
         exact = [r[0] for r in rows if r[0] == ref]
         if exact:
             return str(exact[0])
@@ -299,7 +299,7 @@ class SQLStore(ABC):
             return str(rows[0][0])
         if not rows:
             raise NotInStoreError(f"no run {ref!r} in {self.location}; 'costar runs' lists the runs")
-        raise StoreError(f"run id {ref!r} is ambiguous ({', '.join(r[0] for r in rows)}); give more of it")
+        raise BadReferenceError(f"run id {ref!r} is ambiguous ({', '.join(r[0] for r in rows)}); give more of it")
 
     def _latest_run_id(self, c: Any) -> str:
         """The newest run that is not one of refinement's internal runs (those say so in their
@@ -492,13 +492,14 @@ class SQLStore(ABC):
         with self._snapshot() as c:
             row = c.execute("SELECT data FROM traces WHERE trace_id=?", (trace_id,)).fetchone()
             if row is None:
-                rows = c.execute("SELECT data FROM traces WHERE trace_id LIKE ? LIMIT 2",
+                rows = c.execute("SELECT data FROM traces WHERE trace_id LIKE ? ESCAPE '!' LIMIT 2",
                                  (_like_prefix(trace_id),)).fetchall() if trace_id else []
                 if not rows:
                     raise NotInStoreError(f"no trace {trace_id!r} in {self.location}; 'costar traces list RUN' "
                                           "lists a run's trace ids")
                 if len(rows) > 1:
-                    raise StoreError(f"trace id {trace_id!r} is the start of several trace ids; give more of it")
+                    raise BadReferenceError(f"trace id {trace_id!r} is the start of several trace ids; "
+                                            "give more of it")
                 row = rows[0]
             t = self._trace_from(row[0], None)
             if spans:
@@ -864,8 +865,9 @@ class SQLStore(ABC):
                 count = None if rows else c.execute("SELECT count(*) FROM mcp_snapshots WHERE name=?",
                                                     (base,)).fetchone()[0]
                 if not rows and back == 0:
-                    rows = c.execute("SELECT data FROM mcp_snapshots WHERE snapshot_id=? OR snapshot_id LIKE ? "
-                                     "ORDER BY snapshot_id LIMIT 2", (base, _like_prefix(base))).fetchall()
+                    rows = c.execute("SELECT data FROM mcp_snapshots WHERE snapshot_id=? "
+                                     "OR snapshot_id LIKE ? ESCAPE '!' ORDER BY snapshot_id LIMIT 2",
+                                     (base, _like_prefix(base))).fetchall()
                     if len(rows) > 1:
                         raise UnknownSnapshotError(f"snapshot id {ref!r} is ambiguous; give more of it")
         if rows:
@@ -904,8 +906,11 @@ class SQLStore(ABC):
 
 
 def _like_prefix(text: str) -> str:
-    """A LIKE pattern for strings that start with ``text`` (``%`` and ``\\`` dropped: never wildcards)."""
-    return text.replace("\\", "").replace("%", "") + "%"
+    """A pattern for ``LIKE ? ESCAPE '!'`` matching strings that start with ``text`` literally: its
+    ``%`` and ``_`` are escaped, else ``2026120_`` would name run ``20261202-…``. The escape is ``!``
+    because SQLite has no default one and PostgreSQL's backslash, written in a literal, depends on
+    ``standard_conforming_strings``."""
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
 
 
 def _same_label(a: Verdict, b: Verdict) -> bool:

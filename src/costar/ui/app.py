@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from costar._util.web import HostGuard, loopback_names, same_origin
-from costar.errors import CostarError, NotInStoreError
+from costar.errors import CostarError
 from costar.server.api import ApiHost, StoreHost, build_router, request_caller
 from costar.server.auth import SESSION_COOKIE, AuthFailure, Caller
 from costar.store.base import Store
@@ -129,9 +129,7 @@ class WebApp:
 
         @app.exception_handler(CostarError)
         async def costar_error(request: Request, exc: CostarError) -> Response:
-            message = str(exc)
-            status = 404 if isinstance(exc, NotInStoreError) else 400
-            return self.render(request, "error.html", None, status=status, message=message)
+            return self.render(request, "error.html", None, status=exc.http_status, message=str(exc))
 
         @app.exception_handler(HTTPException)
         async def http_error(request: Request, exc: HTTPException) -> Response:
