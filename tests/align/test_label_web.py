@@ -107,6 +107,9 @@ def test_pages_are_escaped_and_locked_down(server: str, traces: list[str]) -> No
         assert " onerror=" not in page.text.replace("onerror=alert(1)&gt;", "")  # only ever as escaped text
         assert "<script" not in page.text
         assert client.get("/traces/nope").status_code == 404
+        ambiguous = client.get("/traces/trace-")  # starts trace-a and trace-b: the reader must give more
+        assert ambiguous.status_code == 400
+        assert "is the start of several trace ids; give more of it" in ambiguous.text
         css = client.get("/assets/label.css")
         assert css.headers["content-type"].startswith("text/css")
         assert ".label-panel" in css.text
@@ -162,6 +165,8 @@ def test_json_api(store: SQLiteStore, server: str, traces: list[str]) -> None:
         assert body["span_count"] == 3
         assert body["labels"] == []
         assert client.get("/api/traces/nope").status_code == 404
+        assert client.get("/api/traces/trace-").status_code == 400
+        assert client.get("/api/traces/trace-").json()["error"].endswith("give more of it")
 
         post = {"trace_id": traces[2], "value": "fail", "labeler": "bo", "rationale": "script in the output"}
         created = client.post("/api/labels", json=post)

@@ -34,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from costar._util.server import BackgroundServer
 from costar._util.web import FORM_TYPE, LOOPBACK_HOSTS, SAFE_HEADERS, hostname, media_type, read_body, same_origin
 from costar.align.labeling import QueueItem, TraceFacts, format_value, label_queue, new_label
-from costar.errors import ConfigError, CostarError, StoreError
+from costar.errors import ConfigError, CostarError, NotInStoreError, StoreError
 from costar.labels import LabelConflictError, LabelError, UnknownTraceError, ValueType, ValueTypeLike
 from costar.report.html import CharBudget, HtmlLimits, Safe, el, esc, join, trace_details, value_block
 from costar.store.base import Store
@@ -231,8 +231,8 @@ def _trace_page(app: _App, trace_id: str, who: str | None, *, error: str | None 
                 rationale: str | None = None, status: int = 200) -> HTMLResponse:
     try:
         trace = app.store.get_trace(trace_id)
-    except StoreError:
-        return _not_found(trace_id)
+    except StoreError as exc:
+        return _store_error(exc)
     items = app.items(who)
     by_order = sorted(items, key=lambda i: i.position)
     item = next((i for i in items if i.trace_id == trace.trace_id), None)
@@ -262,10 +262,12 @@ def _trace_page(app: _App, trace_id: str, who: str | None, *, error: str | None 
     return response
 
 
-def _not_found(trace_id: str) -> HTMLResponse:
-    response = _document("not found", el("nav", el("a", "← queue", href="/"), class_="top"),
-                         el("p", f"no trace {trace_id!r} in the store", class_="error"))
-    response.status_code = 404
+def _store_error(exc: StoreError) -> HTMLResponse:
+    """A trace that could not be read: its error's own status (404 missing, 400 an ambiguous prefix,
+    503 the store) and message."""
+    response = _document("not found" if exc.http_status == 404 else "error",
+                         el("nav", el("a", "← queue", href="/"), class_="top"), el("p", str(exc), class_="error"))
+    response.status_code = exc.http_status
     return response
 
 
@@ -377,7 +379,7 @@ def create_label_app(store: Store, name: str, *, run_id: str | None = None, queu
             await run_in_threadpool(_save, state, trace_id, fields.get("value", ""), who, rationale, True)
         except CostarError as exc:
             if isinstance(exc, UnknownTraceError):
-                return _not_found(trace_id)
+                return _store_error(NotInStoreError(f"no trace {trace_id!r} in the store"))
             return await run_in_threadpool(_trace_page, state, trace_id, who, error=str(exc), rationale=rationale,
                                            status=_error_status(exc))
         nxt = await run_in_threadpool(_next_trace, state, trace_id, str(who))
@@ -399,8 +401,8 @@ def create_label_app(store: Store, name: str, *, run_id: str | None = None, queu
     def api_trace(trace_id: str) -> JSONResponse:
         try:
             trace = store.get_trace(trace_id, spans=False)
-        except StoreError:
-            return JSONResponse({"error": f"no trace {trace_id!r} in the store"}, status_code=404)
+        except StoreError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=exc.http_status)
         verdict = next((v for v in store.verdicts(trace_ids=[trace.trace_id]) if v.name == name), None)
         return JSONResponse({
             "trace": trace.model_dump(mode="json", exclude={"spans"}), "span_count": store.count_spans(trace.trace_id),
