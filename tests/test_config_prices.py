@@ -13,7 +13,7 @@ import pytest
 from costar.config import load_config
 from costar.errors import ConfigError
 from costar.pricing import BUILTIN
-from tests.support.cli import child_env, costar_cmd
+from tests.support.cli import child_env, costar_cmd, one_line_error
 
 
 def project(root: Path, prices: str) -> Path:
@@ -34,6 +34,27 @@ BAD = [
     ("prices:\n  acme-llm: 4\n", 4, "prices.acme-llm: must be {input: <USD per 1M tokens>"),
     ("prices: [4, 16]\n", 3, "prices: must be a price file path (relative to costar.yaml) or a mapping"),
     ("prices: 12\n", 3, "prices: must be a price file path"),
+    # a price no float holds (inline, in the list form) or beyond the documented bound
+    ("prices:\n  acme-llm: {input: 1" + "0" * 400 + ", output: 16}\n", 4,
+     "prices.acme-llm.input: 'input' must be at most 1,000,000 USD per 1M tokens ($1 a token), got an integer of "
+     "401 digits; write the price in USD per million tokens"),
+    ("prices:\n  acme-llm: [1" + "0" * 400 + ", 2]\n", 4,
+     "prices.acme-llm.input: 'input' must be at most 1,000,000 USD per 1M tokens"),
+    ("prices:\n  acme-llm:\n    input: 1.0e+306\n    output: 1\n", 5,
+     "prices.acme-llm.input: 'input' must be at most 1,000,000 USD per 1M tokens ($1 a token), got 1e+306"),
+    # YAML 1.1 reads 1e306 (no dot) as text; it is still a number, and still too large
+    ("prices:\n  acme-llm: {input: 1e306, output: 1}\n", 4,
+     "prices.acme-llm.input: 'input' must be at most 1,000,000 USD per 1M tokens ($1 a token), got '1e306'"),
+    # an integer longer than Python turns into a number
+    ("prices:\n  acme-llm: {input: 1" + "0" * 5000 + ", output: 16}\n", 4,
+     "invalid YAML: a number of 5001 digits (more than 4300); write a smaller number, or quote it to make it text"),
+    # a model name YAML reads as a number, null or boolean
+    ("prices:\n  gpt-4o: [1, 2]\n  1: [1, 2]\n", 5, "prices: the model name 1 reads as a number, not text; "
+     "quote it: '1':"),
+    ("prices:\n  1.5: {input: 1, output: 2}\n", 4, "prices: the model name 1.5 reads as a number, not text; "
+     "quote it: '1.5':"),
+    ("prices:\n  ~: [1, 2]\n", 4, "prices: the model name ~ reads as null, not text; quote it: '~':"),
+    ("prices:\n  yes: [1, 2]\n", 4, "prices: the model name yes reads as a boolean, not text; quote it: 'yes':"),
 ]
 
 
@@ -60,6 +81,40 @@ def test_a_bad_entry_in_the_price_file_names_its_line_and_the_project_setting(tm
     assert message.endswith(f"(the price file of prices: at {file}:3)")
 
 
+PRICE_FILES = [
+    # (name, content, the line of the price file the error names, what it must say)
+    ("acme.yaml", "models:\n  acme-llm: {input: 4, output: 16}\n  other: {input: 1, output\n    bad: [\n", 4,
+     "invalid YAML: expected ',' or '}', but got ':'"),
+    ("acme.yaml", "acme-llm: [1, 2]\nacme-llm: [3, 4]\n", 2, "invalid YAML: duplicate key 'acme-llm'"),
+    ("acme.yaml", "acme-llm: [1, 2]\n---\nother: [3, 4]\n", 3, "a second YAML document starts here ('---')"),
+    ("acme.yaml", "models:\n  acme-llm: [1, 2]\n  2: [1, 2]\n", 3,
+     "price for '2': the model name 2 reads as a number, not text; quote it: '2':"),
+    ("acme.yaml", "models:\n  acme-llm:\n    input: 1" + "0" * 400 + "\n    output: 2\n", 3,
+     "price for 'acme-llm': 'input' must be at most 1,000,000 USD per 1M tokens"),
+    ("acme.json", '{"acme-llm": {"input": 1,\n "output": 1' + "0" * 400 + "}}", 2,
+     "price for 'acme-llm': 'output' must be at most 1,000,000 USD per 1M tokens"),
+    ("acme.json", '{"acme-llm": {"input": 1,\n "output": 1' + "0" * 5000 + "}}", 2,
+     "invalid JSON: a number of 5001 digits (more than 4300); write a smaller number"),
+    ("acme.json", '{"acme-llm": {"input": 1,\n "output" 2}}', 2,
+     "invalid JSON: Expecting ':' delimiter (column 11)"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "line", "says"), PRICE_FILES)
+def test_a_bad_price_file_names_its_own_line_and_the_project_setting(tmp_path: Path, name: str, content: str,
+                                                                    line: int, says: str) -> None:
+    file = project(tmp_path, f"prices: prices/{name}\n")
+    (tmp_path / "prices").mkdir()
+    (tmp_path / "prices" / name).write_text(content)
+    with pytest.raises(ConfigError) as err:
+        load_config(file)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"{tmp_path / 'prices' / name}:{line}: {says}"), message
+    assert message.endswith(f"(the price file of prices: at {file}:3)")
+    assert len(message) < 400
+
+
 def test_a_json_price_file_and_an_inline_mapping_extend_the_built_in_table(tmp_path: Path) -> None:
     (tmp_path / "prices.json").write_text('{"acme-llm": {"input": 4, "output": 16, "cache_read": 0.4}}')
     table = load_config(project(tmp_path / "a", "prices: ../prices.json\n")).price_table()
@@ -81,6 +136,19 @@ def test_costar_run_with_bad_prices_starts_no_run_and_writes_nothing(tmp_path: P
     assert done.stderr.strip() == (f"error: {file}:4: prices.acme-llm.input: 'input' must be a non-negative number "
                                    "of USD per 1M tokens, got 'cheap'")
     assert not (tmp_path / ".costar").exists()
+
+
+@pytest.mark.parametrize("prices", [
+    "prices:\n  acme-llm: {input: 1" + "0" * 400 + ", output: 16}\n",
+    "prices:\n  acme-llm: [1" + "0" * 400 + ", 16]\n",
+])
+def test_costar_model_prices_with_a_price_no_float_holds_is_a_one_line_error(tmp_path: Path, prices: str) -> None:
+    file = project(tmp_path, prices)
+    listed = subprocess.run([*costar_cmd(), "model", "prices", "--json"], cwd=tmp_path, env=child_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert one_line_error(listed) == (f"error: {file}:4: prices.acme-llm.input: 'input' must be at most 1,000,000 "
+                                      "USD per 1M tokens ($1 a token), got an integer of 401 digits; write the price "
+                                      "in USD per million tokens")
 
 
 def test_costar_model_prices_lists_the_effective_table_with_sources(tmp_path: Path) -> None:

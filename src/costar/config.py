@@ -11,8 +11,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from costar._util.yamlfile import YamlDocument, YamlSyntaxError, load_yaml_file
-from costar.errors import ConfigError
-from costar.pricing import PriceError, PriceTable, load_price_table
+from costar.errors import ConfigError, ConfigFileError
+from costar.pricing import PriceError, PriceTable, load_price_table, model_name_problem
 
 CONFIG_NAMES = ("costar.yaml", "costar.yml")
 
@@ -139,7 +139,9 @@ class ProjectConfig(BaseModel):
     # Judge-written code (the agentic judges' run_python) runs in a bubblewrap sandbox; where there is
     # none, it is refused unless this is true (then it runs with resource limits only, and verdicts say so).
     allow_unsandboxed_code: bool = False
-    prices: str | dict[str, Any] | None = None
+    # Keys are checked when the prices are parsed, not here, so a model name YAML read as a number
+    # (``1:``) is refused with its line and the fix (quote it) rather than pydantic's "prices.str".
+    prices: str | dict[Any, Any] | None = None
     """Model prices that extend or override the built-in table: a price file (YAML/JSON, relative to
     this file) or a mapping in the price-file format (model -> {input, output, cache_read, …} in USD per
     1M tokens). Every cost of the project's runs uses them: SDK capture, spans received over
@@ -263,26 +265,42 @@ def _check_prices(cfg: ProjectConfig, file: Path, doc: YamlDocument | None) -> N
         cfg.price_table()
     except PriceError as exc:
         if isinstance(cfg.prices, dict):
-            loc = ("prices", exc.model, *((exc.field,) if exc.field else ()))
+            loc = ("prices", exc.key, *((exc.field,) if exc.field else ()))
             where = doc.line_of(loc) if doc is not None else "?"
-            raise ConfigError(f"{file}:{where}: {'.'.join(loc)}: {exc.problem}") from None
+            problem = _name_problem(exc, doc, loc[:2])
+            if problem is not None:
+                raise ConfigError(f"{file}:{where}: prices: {problem}") from None
+            raise ConfigError(f"{file}:{where}: {'.'.join(map(str, loc))}: {exc.problem}") from None
         assert cfg.prices is not None
         price_file = cfg.path(cfg.prices)
-        raise ConfigError(f"{price_file}:{_price_file_line(price_file, exc)}: price for '{exc.model}': {exc.problem} "
+        at, problem = _price_file_place(price_file, exc)
+        raise ConfigError(f"{price_file}:{at}: price for '{exc.model}': {problem} "
+                          f"(the price file of prices: at {file}:{line})") from None
+    except ConfigFileError as exc:
+        raise ConfigError(f"{exc.path}:{exc.line or '?'}: {exc.problem} "
                           f"(the price file of prices: at {file}:{line})") from None
     except ConfigError as exc:
         raise ConfigError(f"{file}:{line}: prices: {exc}") from None
 
 
-def _price_file_line(path: Path, exc: PriceError) -> int | str:
-    """The line of the bad entry in a price file (YAML or JSON), when the file parses with lines."""
+def _name_problem(exc: PriceError, doc: YamlDocument | None, loc: tuple[Any, ...]) -> str | None:
+    """The problem of a model name that is not text, showing the key as the file writes it."""
+    if isinstance(exc.key, str) or doc is None or loc not in doc.key_texts:
+        return None
+    return model_name_problem(exc.key, doc.key_texts[loc])
+
+
+def _price_file_place(path: Path, exc: PriceError) -> tuple[int | str, str]:
+    """The line of the bad entry in a price file (YAML or JSON), when the file parses with lines, and
+    the problem (a model name shown as the file writes it)."""
     try:
         docs = load_yaml_file(path)
     except (OSError, YamlSyntaxError):
-        return "?"
+        return "?", exc.problem
     if not docs:
-        return "?"
+        return "?", exc.problem
     doc = docs[0]
     field = (exc.field,) if exc.field else ()
     nested = isinstance(doc.data, dict) and isinstance(doc.data.get("models"), dict)
-    return doc.line_of((*(("models",) if nested else ()), exc.model, *field))
+    entry = (*(("models",) if nested else ()), exc.key)
+    return doc.line_of((*entry, *field)), _name_problem(exc, doc, entry) or exc.problem

@@ -15,6 +15,19 @@ class ConfigError(CostarError):
     """A scenario, judge, agent or project configuration is invalid."""
 
 
+class ConfigFileError(ConfigError):
+    """A settings file another file names (a price file, a rules file) is not valid YAML or JSON."""
+
+    def __init__(self, what: str, path: str, line: int | None, problem: str) -> None:
+        self.path = path
+        """The file that does not parse."""
+        self.line = line
+        """The line of the problem in it (None: unknown)."""
+        self.problem = problem
+        """What is wrong and how to fix it, without the place."""
+        super().__init__(f"{what} {path}:{line or '?'}: {problem}")
+
+
 class ScenarioError(ConfigError):
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
                  field: str | None = None) -> None:

@@ -19,10 +19,43 @@ from typing import Any
 from costar._util.yamlfile import read_config_file
 from costar.errors import ConfigError
 
-__all__ = ["BUILTIN", "BUILTIN_PRICES", "FREE_PROVIDERS", "Price", "PriceError", "PriceTable", "load_price_table"]
+__all__ = ["BUILTIN", "BUILTIN_PRICES", "FREE_PROVIDERS", "MAX_PRICE_PER_MTOK", "Price", "PriceError", "PriceTable",
+           "load_price_table", "model_name_problem"]
 
 BUILTIN = "built-in"
 """The source of the prices coSTAR ships (:meth:`PriceTable.source_of`)."""
+
+MAX_PRICE_PER_MTOK = 1_000_000.0
+"""The highest price accepted, in USD per million tokens ($1 a token): far above any real model's
+price, and low enough that no call's cost can overflow a float (see :meth:`Price.cost`)."""
+
+# A token count above this (the largest 64-bit integer, what spans and stores hold) is counted as this.
+_MAX_TOKENS = 2**63 - 1
+
+
+def _usd(value: Any) -> float | None:
+    """A non-negative number as a float (inf for an integer too large for a float); None otherwise."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of 309 digits or more: a number, far above any limit
+        return math.inf if isinstance(value, int) and value > 0 else None
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _shown(value: Any) -> str:
+    """``value`` for an error message: its repr, with a huge integer told by its length, not its digits."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**16:
+        try:
+            digits = len(str(abs(value)))
+        except ValueError:  # more digits than Python turns into text
+            digits = int(math.log10(abs(value))) + 1
+        return f"{'a negative' if value < 0 else 'an'} integer of {digits} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass(frozen=True)
@@ -47,21 +80,37 @@ class Price:
     cache_write_1h_per_mtok: float | None = None
     """Prompt tokens written to a 1-hour cache entry (None: the cache write price)."""
 
+    def __post_init__(self) -> None:
+        for name in ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok",
+                     "cache_write_1h_per_mtok"):
+            value = getattr(self, name)
+            if value is None and name.startswith("cache_"):
+                continue
+            number = _usd(value) if isinstance(value, int | float) else None  # not text: cost() multiplies it
+            if number is None or number > MAX_PRICE_PER_MTOK:
+                raise ValueError(f"Price.{name} must be a number of USD per 1M tokens from 0 to "
+                                 f"{MAX_PRICE_PER_MTOK:,.0f}, got {_shown(value)}")
+
     def cost(self, input_tokens: int, output_tokens: int, *, cache_read: int = 0, cache_write: int = 0,
              cache_write_1h: int = 0) -> float:
         """The price of one call. ``input_tokens`` is the whole prompt, cached parts included (the
         OpenTelemetry GenAI convention); ``cache_read`` and ``cache_write`` are the parts read from
         and written to the cache, ``cache_write_1h`` the part of ``cache_write`` kept for an hour.
-        Counts that do not add up (cached parts larger than the prompt) are clamped, never negative."""
-        read = max(0, cache_read)
-        write = max(0, cache_write)
-        write_1h = min(max(0, cache_write_1h), write)
-        plain = max(0, input_tokens - read - write)
+        Counts that do not add up (cached parts larger than the prompt) are clamped, never negative; a count
+        beyond 64 bits counts as the largest 64-bit one, so the cost is always finite (at most about 5e19)."""
+        read = _tokens(cache_read)
+        write = _tokens(cache_write)
+        write_1h = min(_tokens(cache_write_1h), write)
+        plain = max(0, _tokens(input_tokens) - read - write)
         read_price = self.input_per_mtok if self.cache_read_per_mtok is None else self.cache_read_per_mtok
         write_price = self.input_per_mtok if self.cache_write_per_mtok is None else self.cache_write_per_mtok
         write_1h_price = write_price if self.cache_write_1h_per_mtok is None else self.cache_write_1h_per_mtok
         return (plain * self.input_per_mtok + read * read_price + (write - write_1h) * write_price
-                + write_1h * write_1h_price + max(0, output_tokens) * self.output_per_mtok) / 1_000_000
+                + write_1h * write_1h_price + _tokens(output_tokens) * self.output_per_mtok) / 1_000_000
+
+
+def _tokens(count: int) -> int:
+    return min(max(0, count), _MAX_TOKENS)
 
 
 def _openai(input_per_mtok: float, output_per_mtok: float, cached_input_per_mtok: float | None = None) -> Price:
@@ -210,12 +259,18 @@ _SHAPE = ("{input: <USD per 1M tokens>, output: <USD per 1M tokens>, optionally 
           "cache_write_1h}")
 
 
+_NAME = object()  # PriceError's key defaults to its model name (None is a key YAML can read: ``~:``)
+
+
 class PriceError(ConfigError):
     """A price entry is malformed. ``model`` and ``field`` say where, so the project file can name its line."""
 
-    def __init__(self, model: str, field: str | None, problem: str, source: str) -> None:
+    def __init__(self, model: str, field: str | None, problem: str, source: str, *, key: Any = _NAME) -> None:
         self.model = model
         """The model whose entry is wrong."""
+        self.key = model if key is _NAME else key
+        """The entry's key as it was read (not a string when YAML read the model name as a number, null
+        or a boolean), to find its line."""
         self.field = field
         """The entry's field that is wrong (None: the entry as a whole)."""
         self.problem = problem
@@ -223,9 +278,27 @@ class PriceError(ConfigError):
         super().__init__(f"price for '{model}' in {source}: {problem}")
 
 
-def _parse_prices(raw: Mapping[str, Any], *, source: str) -> dict[str, Price]:
+def model_name_problem(key: Any, written: str | None = None) -> str:
+    """Why ``key``, a model name YAML read as something other than text, is refused, and the fix;
+    ``written`` is the key as the file spells it, when known."""
+    if key is None:
+        kind, text = "null", "~"
+    elif isinstance(key, bool):
+        kind, text = "a boolean", str(key).lower()
+    elif isinstance(key, int | float):
+        kind, text = "a number", str(key)
+    else:
+        kind, text = f"a {type(key).__name__}", str(key)
+    text = written if written is not None else text
+    quoted = "'" + text.replace("'", "''") + "'"
+    return f"the model name {text} reads as {kind}, not text; quote it: {quoted}:"
+
+
+def _parse_prices(raw: Mapping[Any, Any], *, source: str) -> dict[str, Price]:
     out: dict[str, Price] = {}
     for name, entry in raw.items():
+        if not isinstance(name, str):
+            raise PriceError(str(name), None, model_name_problem(name), source, key=name)
         if isinstance(entry, Price):
             out[str(name)] = entry
         elif isinstance(entry, Mapping):
@@ -252,16 +325,9 @@ def _price_entry(name: str, entry: Mapping[str, Any], source: str) -> Price:
         number = _usd(value)
         if number is None:
             raise PriceError(name, str(key), f"'{key}' must be a non-negative number of USD per 1M tokens, "
-                             f"got {value!r}", source)
+                             f"got {_shown(value)}", source)
+        if number > MAX_PRICE_PER_MTOK:
+            raise PriceError(name, str(key), f"'{key}' must be at most {MAX_PRICE_PER_MTOK:,.0f} USD per 1M tokens "
+                             f"($1 a token), got {_shown(value)}; write the price in USD per million tokens", source)
         values[_FIELDS[str(key)]] = number
     return Price(**values)
-
-
-def _usd(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number >= 0 else None

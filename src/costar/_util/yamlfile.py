@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,14 @@ def field_path(loc: Sequence[Any]) -> str:
 
 
 class YamlDocument:
-    def __init__(self, data: Any, lines: dict[Loc, int], start_line: int) -> None:
+    def __init__(self, data: Any, lines: dict[Loc, int], start_line: int,
+                 key_texts: dict[Loc, str] | None = None) -> None:
         self.data = data
         self.lines = lines
         self.start_line = start_line
+        self.key_texts = key_texts or {}
+        """The source text of mapping keys that YAML read as something other than a string
+        (``1``, ``~``, ``yes``), so an error can show the key as it was written."""
 
     def line_of(self, loc: Loc) -> int:
         """The line of the deepest known prefix of ``loc`` (1-based)."""
@@ -58,8 +64,9 @@ def load_yaml_documents(text: str) -> list[YamlDocument]:
             if node is None:
                 continue
             lines: dict[Loc, int] = {}
-            data = _construct(loader, node, (), lines)
-            docs.append(YamlDocument(data, lines, node.start_mark.line + 1))
+            key_texts: dict[Loc, str] = {}
+            data = _construct(loader, node, (), lines, key_texts)
+            docs.append(YamlDocument(data, lines, node.start_mark.line + 1, key_texts))
     except yaml.reader.ReaderError as exc:
         raise _reader_error(exc, text) from None
     except yaml.MarkedYAMLError as exc:
@@ -88,12 +95,29 @@ def load_yaml_file(path: Path) -> list[YamlDocument]:
     return load_yaml_documents(decode_utf8(path.read_bytes()))
 
 
-def _construct(loader: yaml.SafeLoader, node: yaml.Node, loc: Loc, lines: dict[Loc, int]) -> Any:
+def _value(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    """The node's value; a ConstructorError with the node's line for a scalar Python refuses to make
+    (an integer longer than Python converts, a date like 2024-13-45) instead of a bare ValueError."""
+    try:
+        return loader.construct_object(node, deep=True)
+    except ValueError as exc:
+        text = node.value if isinstance(node, yaml.ScalarNode) else ""
+        if node.tag == "tag:yaml.org,2002:int" and isinstance(text, str):
+            problem = (f"a number of {len(re.sub(r'[^0-9]', '', text))} digits (more than "
+                       f"{sys.get_int_max_str_digits()}); write a smaller number, or quote it to make it text")
+        else:
+            shown = text if len(text) <= 40 else text[:37] + "..."
+            problem = f"cannot read {shown!r}: {exc}; fix the value, or quote it to make it text"
+        raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
+
+
+def _construct(loader: yaml.SafeLoader, node: yaml.Node, loc: Loc, lines: dict[Loc, int],
+               key_texts: dict[Loc, str]) -> Any:
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key = _value(loader, key_node)
             if isinstance(key, list | dict):
                 raise yaml.constructor.ConstructorError(
                     None, None, "mapping keys must be plain values", key_node.start_mark
@@ -104,34 +128,65 @@ def _construct(loader: yaml.SafeLoader, node: yaml.Node, loc: Loc, lines: dict[L
                 )
             sub = (*loc, key)
             lines[sub] = key_node.start_mark.line + 1
-            out[key] = _construct(loader, value_node, sub, lines)
+            if not isinstance(key, str) and isinstance(key_node, yaml.ScalarNode):
+                key_texts[sub] = key_node.value
+            out[key] = _construct(loader, value_node, sub, lines, key_texts)
         return out
     if isinstance(node, yaml.SequenceNode):
         items = []
         for i, item in enumerate(node.value):
             sub = (*loc, i)
             lines[sub] = item.start_mark.line + 1
-            items.append(_construct(loader, item, sub, lines))
+            items.append(_construct(loader, item, sub, lines, key_texts))
         return items
-    return loader.construct_object(node, deep=True)
+    return _value(loader, node)
 
 
 def read_config_file(path: Path, what: str) -> Any:
-    """A small YAML (or ``.json``) settings file as data; errors name ``what`` and the file."""
-    from costar.errors import ConfigError
+    """A small YAML (or ``.json``) settings file as data. A file that cannot be read is a ConfigError
+    naming ``what`` and the file; one that does not parse a ConfigFileError with the line and problem."""
+    from costar.errors import ConfigError, ConfigFileError
 
     try:
         text = decode_utf8(path.read_bytes())
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}; fix the path") from exc
     except YamlSyntaxError as exc:
-        raise ConfigError(f"{what} {path}:{exc.line}: {exc}") from None
-    is_json = path.suffix == ".json"
+        raise ConfigFileError(what, str(path), exc.line, str(exc)) from None
+    if path.suffix == ".json":
+        return _read_json(text, path, what)
     try:
-        return json.loads(text) if is_json else yaml.safe_load(text)
-    except yaml.reader.ReaderError as exc:
-        err = _reader_error(exc, text)
-        raise ConfigError(f"{what} {path}:{err.line}: {err}") from None
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{what} {path} is not valid {'JSON' if is_json else 'YAML'}: "
-                          f"{str(exc).splitlines()[0]}") from exc
+        docs = load_yaml_documents(text)
+    except YamlSyntaxError as exc:
+        raise ConfigFileError(what, str(path), exc.line, str(exc)) from None
+    if len(docs) > 1:
+        raise ConfigFileError(what, str(path), docs[1].start_line,
+                              "a second YAML document starts here ('---'); keep one document in the file")
+    return docs[0].data if docs else None
+
+
+class _LongInteger(ValueError):
+    def __init__(self, digits: str) -> None:
+        super().__init__(digits)
+        self.digits = digits
+
+
+def _json_int(digits: str) -> int:
+    # json would raise Python's own message (about sys.set_int_max_str_digits) with no line.
+    if len(digits.lstrip("-")) > sys.get_int_max_str_digits():
+        raise _LongInteger(digits)
+    return int(digits)
+
+
+def _read_json(text: str, path: Path, what: str) -> Any:
+    from costar.errors import ConfigFileError
+
+    try:
+        return json.loads(text, parse_int=_json_int)
+    except json.JSONDecodeError as exc:
+        raise ConfigFileError(what, str(path), exc.lineno, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+    except _LongInteger as exc:
+        at = text.find(exc.digits)
+        line = text.count("\n", 0, at) + 1 if at >= 0 else None
+        raise ConfigFileError(what, str(path), line, f"invalid JSON: a number of {len(exc.digits.lstrip('-'))} "
+                              f"digits (more than {sys.get_int_max_str_digits()}); write a smaller number") from None

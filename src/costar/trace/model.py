@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from enum import StrEnum
 from typing import Any, Literal, TypeVar
 
@@ -409,7 +410,7 @@ def compute_totals(spans: list[Span], latency_s: float) -> Totals:
             t.llm_calls += 1
             t.input_tokens += _int(a.get("gen_ai.usage.input_tokens"))
             t.output_tokens += _int(a.get("gen_ai.usage.output_tokens"))
-            t.cost_usd += _float(a.get("costar.usage.cost_usd"))
+            t.cost_usd = _add_cost(t.cost_usd, a.get("costar.usage.cost_usd"))
             t.retries += _int(a.get("costar.retries"))
         elif s.kind == SpanKind.TOOL:
             t.tool_calls += 1
@@ -417,11 +418,6 @@ def compute_totals(spans: list[Span], latency_s: float) -> Totals:
             t.error_spans += 1
     t.total_tokens = t.input_tokens + t.output_tokens
     return t
-
-
-MAX_SPAN_COST_USD = 1e12
-"""The most one span's reported cost counts for: a hostile or broken span cannot overflow a trace's
-total to infinity (which no budget check could compare) by reporting 1e308 a few times."""
 
 
 def _int(v: Any) -> int:
@@ -434,11 +430,21 @@ def _int(v: Any) -> int:
     return n if 0 <= n <= INT64_MAX else 0
 
 
-def _float(v: Any) -> float:
-    # The same for a cost: a negative or non-finite one counts as nothing, a huge one as the most a
-    # span may cost, so that totals stay finite and never fall below what the honest spans cost.
+def _add_cost(total: float, v: Any) -> float:
+    # A cost too large for a float (an attribute "inf", as the store keeps an infinite float, or a sum
+    # that overflows) counts as the largest float: a trial's cost never becomes inf, which the store
+    # would clamp to $0 and max_cost would pass. A cost that is negative or not a number counts as
+    # nothing: a span reporting -$50 must not pull a trial under max_cost.
     try:
         x = float(v or 0.0)
-    except (TypeError, ValueError, OverflowError):
-        return 0.0
-    return min(x, MAX_SPAN_COST_USD) if x > 0 and math.isfinite(x) else 0.0
+    except (TypeError, ValueError):
+        return total
+    except OverflowError:  # an integer beyond a float
+        x = math.inf if v > 0 else math.nan
+    if math.isnan(x) or x <= 0:
+        return total
+    s = total + min(x, _FLOAT_MAX)
+    return s if math.isfinite(s) else _FLOAT_MAX
+
+
+_FLOAT_MAX = sys.float_info.max
