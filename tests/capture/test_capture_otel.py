@@ -12,12 +12,13 @@ import pytest
 
 pytest.importorskip("opentelemetry.sdk", reason="the OpenTelemetry SDK is a dev dependency (scripts/setup --dev)")
 
+from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Link, Status
 from opentelemetry.trace import SpanKind as OtelKind
 from opentelemetry.trace import StatusCode as OtelStatus
 
-from costar.capture.otel import capturing_otel, instrument_otel, readable_to_pb
+from costar.capture.otel import UNENDED, capturing_otel, instrument_otel, readable_to_pb
 from costar.store.sqlite import SQLiteStore
 from costar.trace.model import SpanKind, StatusCode
 from costar.trace.otlp import span_from_pb
@@ -137,16 +138,41 @@ def test_spans_never_ended_are_forgotten_past_the_bound(monkeypatch: pytest.Monk
     instrument_otel()
     monkeypatch.setattr(otel, "MAX_OPEN", 3)
     tracer = TracerProvider().get_tracer("leaky")
-    with Recording("trial") as rec, capturing_otel():
-        leaked = [tracer.start_span(f"never ended {i}") for i in range(5)]
-        with tracer.start_as_current_span("ended"):
-            pass
-    assert otel._processor is not None
-    assert len(otel._processor._open) == 2  # at most 3 at once; "ended" pushed out a third and left
-    assert [s.name for s in rec.spans() if s.name != "trial"] == ["ended"]
-    for s in leaked:
-        s.end()  # the three forgotten first ones are not recorded late; the rest are
-    assert [s.name for s in rec.spans() if s.name.startswith("never")] == ["never ended 3", "never ended 4"]
+    with Recording("trial") as rec:
+        with capturing_otel():
+            leaked = [tracer.start_span(f"never ended {i}") for i in range(5)]
+            with tracer.start_as_current_span("ended"):
+                pass
+            assert otel._processor is not None
+            assert len(otel._processor._open) == 2  # at most 3 at once; "ended" pushed out a third and left
+        # The two still remembered are recorded unended when the agent's call is over; the three
+        # forgotten first ones are not recorded at all, and ending any of them later changes nothing.
+        assert not otel._processor._open
+        for s in leaked:
+            s.end()
+    spans = {s.name: s for s in rec.spans() if s.name != "trial"}
+    assert sorted(spans) == ["ended", "never ended 3", "never ended 4"]
+    assert spans["never ended 3"].end_ns is None
+    assert spans["never ended 3"].attributes[UNENDED] is True
+    assert UNENDED not in spans["ended"].attributes
+
+
+def test_a_span_the_agent_never_ends_is_recorded_unended_with_its_children_inside() -> None:
+    instrument_otel()
+    tracer = TracerProvider().get_tracer("agent")
+    with Recording("trial") as rec:
+        with capturing_otel():
+            outer = tracer.start_span("handle request")  # the agent forgets outer.end()
+            with otel_trace.use_span(outer), tracer.start_as_current_span("execute_tool lookup", attributes=TOOL):
+                pass
+        other_trial_open = tracer.start_span("outside any capture")  # not this recording's: not recorded
+    spans = {s.name: s for s in rec.spans()}
+    assert sorted(spans) == ["execute_tool lookup", "handle request", "trial"]
+    assert spans["execute_tool lookup"].parent_id == spans["handle request"].span_id  # not a dangling parent
+    assert spans["handle request"].parent_id == spans["trial"].span_id
+    assert spans["handle request"].end_ns is None
+    assert spans["handle request"].attributes[UNENDED] is True
+    other_trial_open.end()
 
 
 def test_lone_surrogates_in_an_agents_spans_are_recorded_not_raised(caplog: pytest.LogCaptureFixture) -> None:

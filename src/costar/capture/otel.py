@@ -36,11 +36,13 @@ from costar.trace.otlp import span_from_pb, to_key_values
 from costar.trace.recorder import Recording, current_span
 from costar.trace.sanitize import valid_unicode
 
-__all__ = ["capturing_otel", "instrument_otel", "readable_to_pb"]
+__all__ = ["UNENDED", "capturing_otel", "instrument_otel", "readable_to_pb"]
 
 _Key = tuple[int, int]
 """An OpenTelemetry span's (trace id, span id)."""
 _log = logging.getLogger("costar.capture.otel")
+UNENDED = "costar.unended"
+"""Set (True) on a span the agent started and had not ended when its call returned."""
 MAX_OPEN = 100_000
 """Most started, unended spans remembered; past it the oldest are forgotten (an agent that never
 ends its spans cannot grow this without bound)."""
@@ -54,12 +56,17 @@ _capturing: ContextVar[bool] = ContextVar("costar_otel_capturing", default=False
 @contextlib.contextmanager
 def capturing_otel() -> Iterator[None]:
     """Record the OpenTelemetry spans started in this block (and the tasks and threads it hands its
-    context to) into the coSTAR recording current there."""
+    context to) into the coSTAR recording current there. Spans still open when the block ends are
+    recorded as they are then, with no end time and ``costar.unended`` set: an agent that forgets to
+    end a span still shows it, and the spans inside it keep their parent."""
     token = _capturing.set(True)
+    owner = current_span()
     try:
         yield
     finally:
         _capturing.reset(token)
+        if owner is not None and _processor is not None:
+            _processor.record_unended(owner.recording)
 
 
 def readable_to_pb(span: ReadableSpan) -> PbSpan:
@@ -101,8 +108,8 @@ class _RecordingProcessor(SpanProcessor):
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        # Started, not yet ended: whose recording each belongs to and the parent it gets there.
-        self._open: dict[_Key, tuple[Recording, str | None]] = {}
+        # Started, not yet ended: whose recording each belongs to, the parent it gets there, the span.
+        self._open: dict[_Key, tuple[Recording, str | None, SdkSpan]] = {}
 
     def on_start(self, span: SdkSpan, parent_context: Context | None = None) -> None:
         if not _capturing.get():
@@ -116,7 +123,7 @@ class _RecordingProcessor(SpanProcessor):
         with self._lock:
             found = None if parent is None else self._open.get((parent.trace_id, parent.span_id))
             inside = found is not None and found[0] is recording
-            self._open[key] = (recording, None if inside else owner.span_id)
+            self._open[key] = (recording, None if inside else owner.span_id, span)
             if len(self._open) > MAX_OPEN:
                 del self._open[next(iter(self._open))]
 
@@ -126,18 +133,17 @@ class _RecordingProcessor(SpanProcessor):
             return
         with self._lock:
             entry = self._open.pop(key, None)
-        if entry is None:
-            return
-        recording, parent_id = entry
-        try:
-            mapped = span_from_pb(readable_to_pb(span))
-        except Exception as exc:  # on_end runs inside the agent's span.end(): never raise into its code
-            _log.warning("coSTAR could not record the OpenTelemetry span %r: %s", span.name, exc)
-            return
-        mapped.trace_id = recording.trace_id
-        if parent_id is not None:
-            mapped.parent_id = parent_id
-        recording.add_spans([mapped])
+        if entry is not None:
+            recording, parent_id, _ = entry
+            _record(span, recording, parent_id)
+
+    def record_unended(self, recording: Recording) -> None:
+        """Record the spans of ``recording`` that are still open, as they are now (no end time)."""
+        with self._lock:
+            keys = [k for k, entry in self._open.items() if entry[0] is recording]
+            unended = [self._open.pop(k) for k in keys]
+        for _, parent_id, span in unended:
+            _record(span, recording, parent_id, unended=True)
 
     def shutdown(self) -> None:
         """Nothing is buffered: spans reach their recording as they end."""
@@ -145,6 +151,21 @@ class _RecordingProcessor(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Nothing is buffered, so there is nothing to flush."""
         return True
+
+
+def _record(span: ReadableSpan, recording: Recording, parent_id: str | None, *, unended: bool = False) -> None:
+    try:
+        mapped = span_from_pb(readable_to_pb(span))
+    except Exception as exc:  # on_end runs inside the agent's span.end(): never raise into its code
+        _log.warning("coSTAR could not record the OpenTelemetry span %r: %s", span.name, exc)
+        return
+    mapped.trace_id = recording.trace_id
+    if parent_id is not None:
+        mapped.parent_id = parent_id
+    if unended:
+        mapped.end_ns = None
+        mapped.attributes = {**mapped.attributes, UNENDED: True}
+    recording.add_spans([mapped])
 
 
 def _attach(provider: TracerProvider, processor: _RecordingProcessor) -> None:
