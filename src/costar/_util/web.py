@@ -41,6 +41,7 @@ class HostGuard:
                 return
         await self.app(scope, receive, send)
 
+
 SAFE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
