@@ -16,6 +16,7 @@ from costar.store.sqlite import SQLiteStore
 from costar.trace.model import (
     CLAMPED,
     INT64_MAX,
+    MAX_COST_USD,
     AgentInfo,
     Span,
     SpanKind,
@@ -85,7 +86,8 @@ def test_a_span_with_times_beyond_64_bits_does_not_take_down_the_run(tmp_path: P
         assert evil.attributes[CLAMPED] == ["start_ns", "end_ns"]
         assert evil.events[0].time_ns == INT64_MAX
         assert evil.events[0].attributes[CLAMPED] == ["time_ns"]
-        assert t.totals.cost_usd == 0.0  # an infinite cost counts as unknown, never poisons the totals
+        # An infinite cost counts as the most a trace may cost: max_cost fails, sums over runs stay finite.
+        assert t.totals.cost_usd == MAX_COST_USD
         # Two spans of 2^63-1 tokens each: the sum is clamped and named.
         assert t.totals.input_tokens == INT64_MAX
         assert "totals.input_tokens" in t.metadata[CLAMPED]

@@ -1,11 +1,10 @@
 """A trace's totals come from its spans, whose numbers are untrusted: negative or non-numeric counts and
-costs count as nothing, and a cost too large for a float counts as the largest float, so max_cost fails
-(an infinite cost used to be stored as the text "inf" and counted as $0)."""
+costs count as nothing, and a trace's cost counts for at most MAX_COST_USD, so max_cost fails on an
+infinite one (it used to be stored as the text "inf" and counted as $0) and sums stay finite."""
 
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any
 
 import pytest
@@ -14,7 +13,7 @@ from costar.judges.base import JudgeContext
 from costar.judges.checks import MaxCost
 from costar.pricing import MAX_PRICE_PER_MTOK, PriceTable
 from costar.trace.finalize import price_llm_spans
-from costar.trace.model import Span, SpanKind, Trace, compute_totals
+from costar.trace.model import MAX_COST_USD, Span, SpanKind, Trace, compute_totals
 
 INT64 = 2**63 - 1
 
@@ -25,13 +24,13 @@ def llm(span_id: str, **attributes: Any) -> Span:
 
 
 @pytest.mark.parametrize(("costs", "total"), [
-    (["inf"], sys.float_info.max),  # a float inf as the store keeps it
-    ([math.inf, 1.0], sys.float_info.max),
-    ([1e308, 1e308], sys.float_info.max),  # a sum that overflows
-    ([10**400], sys.float_info.max),  # an integer beyond a float
+    (["inf"], MAX_COST_USD),  # a float inf as the store keeps it
+    ([math.inf, 1.0], MAX_COST_USD),
+    ([1e308, 1e308], MAX_COST_USD),  # a sum that overflows
+    ([10**400], MAX_COST_USD),  # an integer beyond a float
     ([0.5, math.nan, "nan", "-inf", -math.inf, "free", None, 0.25], 0.75),  # not a number: nothing
 ])
-def test_a_cost_too_large_for_a_float_counts_as_the_largest_one(costs: list[Any], total: float) -> None:
+def test_a_cost_too_large_for_any_budget_counts_as_the_most_a_trace_may_cost(costs: list[Any], total: float) -> None:
     spans = [llm(f"{i:016x}", **{"costar.usage.cost_usd": c}) for i, c in enumerate(costs)]
     totals = compute_totals(spans, 0.0)
     assert totals.cost_usd == total
@@ -46,7 +45,7 @@ def test_spans_priced_at_the_highest_price_with_the_largest_counts_cost_a_finite
     price_llm_spans(spans, table.cost)
     costs = [s.attributes["costar.usage.cost_usd"] for s in spans]
     assert all(math.isfinite(c) and c == 2.0 * INT64 for c in costs)
-    assert compute_totals(spans, 0.0).cost_usd == pytest.approx(6.0 * INT64)
+    assert compute_totals(spans, 0.0).cost_usd == MAX_COST_USD  # 6 * (2^63 - 1) dollars: beyond any budget
 
 
 def _llm(i: int, **attrs: Any) -> Span:

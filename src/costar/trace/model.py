@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from enum import StrEnum
 from typing import Any, Literal, TypeVar
 
@@ -430,11 +429,16 @@ def _int(v: Any) -> int:
     return n if 0 <= n <= INT64_MAX else 0
 
 
+MAX_COST_USD = 1e15
+"""The most a trace's cost counts for: a cost beyond any budget, so ``max_cost`` fails on it, and small
+enough that sums over millions of traces (a run's total, metric means) stay finite."""
+
+
 def _add_cost(total: float, v: Any) -> float:
-    # A cost too large for a float (an attribute "inf", as the store keeps an infinite float, or a sum
-    # that overflows) counts as the largest float: a trial's cost never becomes inf, which the store
-    # would clamp to $0 and max_cost would pass. A cost that is negative or not a number counts as
-    # nothing: a span reporting -$50 must not pull a trial under max_cost.
+    # A cost too large for a float or for any budget (an attribute "inf", as the store keeps an infinite
+    # float) counts as MAX_COST_USD: a trial's cost never becomes inf, which the store would clamp to $0
+    # and max_cost would pass. A cost that is negative or not a number counts as nothing: a span
+    # reporting -$50 must not pull a trial under max_cost.
     try:
         x = float(v or 0.0)
     except (TypeError, ValueError):
@@ -443,8 +447,4 @@ def _add_cost(total: float, v: Any) -> float:
         x = math.inf if v > 0 else math.nan
     if math.isnan(x) or x <= 0:
         return total
-    s = total + min(x, _FLOAT_MAX)
-    return s if math.isfinite(s) else _FLOAT_MAX
-
-
-_FLOAT_MAX = sys.float_info.max
+    return min(total + min(x, MAX_COST_USD), MAX_COST_USD)
