@@ -94,7 +94,7 @@ def pages(s: Seeded) -> list[str]:
 
 
 def test_every_page_renders_with_the_security_headers(seeded: Seeded, ui: str) -> None:
-    with httpx.Client(base_url=ui) as client:
+    with httpx.Client(base_url=ui, timeout=60) as client:
         for url in pages(seeded):
             r = client.get(url)
             assert r.status_code == 200, (url, r.text[:500])
@@ -122,7 +122,7 @@ def test_the_policy_forbids_inline_script_eval_and_other_origins() -> None:
 
 
 def test_assets_are_served_by_the_app_with_their_types(ui: str) -> None:
-    with httpx.Client(base_url=ui) as client:
+    with httpx.Client(base_url=ui, timeout=60) as client:
         for path, kind in [("/static/app.css", "text/css"), ("/static/js/trace.js", "javascript"),
                            ("/static/js/charts.js", "javascript"), ("/static/vendor/uplot/uPlot.iife.min.js", "javascript"),
                            ("/static/vendor/uplot/uPlot.min.css", "text/css"), ("/static/vendor/uplot/LICENSE", "")]:
@@ -134,7 +134,7 @@ def test_assets_are_served_by_the_app_with_their_types(ui: str) -> None:
 
 
 def test_unknown_things_are_clear_errors(ui: str) -> None:
-    with httpx.Client(base_url=ui) as client:
+    with httpx.Client(base_url=ui, timeout=60) as client:
         r = client.get("/traces/no-such-trace")
         assert r.status_code == 404
         assert "no trace" in r.text
@@ -172,7 +172,7 @@ def test_a_store_that_fails_is_a_503_page(seeded: Seeded, ui: str, monkeypatch: 
 
 
 def test_the_app_answers_loopback_names_only(ui: str) -> None:
-    with httpx.Client(base_url=ui) as client:
+    with httpx.Client(base_url=ui, timeout=60) as client:
         assert client.get("/runs", headers={"host": "attacker.example"}).status_code == 421
         assert client.get("/api/v1/runs", headers={"host": "attacker.example"}).status_code == 421
         assert client.get("/runs", headers={"host": "localhost:1234"}).status_code == 200
@@ -193,7 +193,7 @@ def test_costar_ui_refuses_to_serve_beyond_loopback(seeded: Seeded) -> None:
 
 def test_pages_carry_the_same_data_as_the_cli_json(seeded: Seeded, ui: str) -> None:
     project = seeded.store.root.parent
-    with httpx.Client(base_url=ui) as client:
+    with httpx.Client(base_url=ui, timeout=60) as client:
         compare_page = client.get(f"/compare?base={seeded.base_run}&head={seeded.head_run}").text
         assert page_data(compare_page) == cli_json(project, "compare", seeded.base_run, seeded.head_run)
         run_page = client.get(f"/runs/{seeded.head_run}").text
@@ -217,7 +217,7 @@ def test_pages_carry_the_same_data_as_the_cli_json(seeded: Seeded, ui: str) -> N
 
 
 def test_runs_filter_sort_and_pick_two(seeded: Seeded, ui: str) -> None:
-    with httpx.Client(base_url=ui) as client:
+    with httpx.Client(base_url=ui, timeout=60) as client:
         rows = page_data(client.get("/runs").text)["runs"]  # type: ignore[index]
         assert [r["run_id"] for r in rows] == [seeded.head_run, seeded.base_run]
         assert rows[0]["agent"]["version"] == "1.1"
@@ -235,7 +235,7 @@ def test_runs_filter_sort_and_pick_two(seeded: Seeded, ui: str) -> None:
 
 
 def test_scenarios_flag_flaky_ones(seeded: Seeded, ui: str) -> None:
-    with httpx.Client(base_url=ui) as client:
+    with httpx.Client(base_url=ui, timeout=60) as client:
         data = page_data(client.get("/scenarios").text)
     by_id = {s["scenario_id"]: s for s in data["scenarios"]}  # type: ignore[index]
     assert by_id["revenue-total"]["flaky"] is False  # passed every trial of both runs
@@ -253,7 +253,7 @@ def test_scenarios_flag_flaky_ones(seeded: Seeded, ui: str) -> None:
 def test_hostile_trace_content_is_escaped_everywhere(seeded: Seeded, ui: str) -> None:
     tid = seeded.hostile_trace
     assert tid is not None
-    with httpx.Client(base_url=ui) as client:
+    with httpx.Client(base_url=ui, timeout=60) as client:
         for url in [f"/traces/{quote(tid, safe='')}", f"/runs/{seeded.head_run}", "/runs",
                     f"/judges/{JUDGE}/label/{quote(tid, safe='')}", f"/judges/{JUDGE}/label",
                     f"/traces/{quote(tid, safe='')}?span={quote('tool-' + HOSTILE_LINK)}"]:
@@ -290,7 +290,7 @@ def test_hostile_trace_content_is_escaped_everywhere(seeded: Seeded, ui: str) ->
 def test_tree_api_pages_locates_and_opens_spans(seeded: Seeded, ui: str) -> None:
     tid = seeded.traces[seeded.head_run][0]
     base = f"/api/v1/traces/{quote(tid, safe='')}"
-    with httpx.Client(base_url=ui) as client:
+    with httpx.Client(base_url=ui, timeout=60) as client:
         page = client.get(f"{base}/tree?limit=4").json()
         assert page["visible"] == page["spans_total"] == 7
         assert [r["depth"] for r in page["rows"]] == [0, 1, 1, 1]
@@ -314,7 +314,7 @@ def test_tree_api_pages_locates_and_opens_spans(seeded: Seeded, ui: str) -> None
         assert client.get(f"{base}/tree", params={"limit": 5000}).status_code == 422
     hostile = seeded.hostile_trace
     assert hostile is not None
-    with httpx.Client(base_url=ui) as client:  # an id with "/" and markup in it is one path segment
+    with httpx.Client(base_url=ui, timeout=60) as client:  # an id with "/" and markup in it is one path segment
         rows = client.get(f"/api/v1/traces/{quote(hostile, safe='')}/tree").json()["rows"]
         assert len(rows) == 3
 
@@ -331,7 +331,7 @@ def csrf_of(html: str) -> str:
 def test_labeling_in_place_is_same_origin_and_token_checked(seeded: Seeded, ui: str) -> None:
     target = seeded.traces[seeded.head_run][2]
     before = len(seeded.store.labels(name=JUDGE))
-    with httpx.Client(base_url=ui) as client:
+    with httpx.Client(base_url=ui, timeout=60) as client:
         token = csrf_of(client.get(f"/judges/{JUDGE}/label/{quote(target)}").text)
         form = {"csrf": token, "trace_id": target, "labeler": "bo", "value": "fail", "rationale": "<b>no total</b>"}
         url = f"/judges/{JUDGE}/labels"

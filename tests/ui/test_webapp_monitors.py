@@ -59,7 +59,7 @@ def test_the_monitor_pages_render_with_the_security_headers(seeded: tuple[Seeded
             f"/monitors/{MONITOR}/traces?judge={GOLDEN_JUDGE}&window=1h&at={at!r}",
             f"/monitors/{MONITOR}/traces?window=1h&at={at!r}",
             f"/monitors/{MONITOR}/traces?judge={GOLDEN_JUDGE}&window=1h&at={at!r}&outcome=fail"]
-    with httpx.Client(base_url=ui) as client:
+    with httpx.Client(base_url=ui, timeout=60) as client:
         for url in urls:
             r = client.get(url)
             assert r.status_code == 200, (url, r.text[:500])
@@ -74,7 +74,7 @@ def test_the_monitor_pages_render_with_the_security_headers(seeded: tuple[Seeded
 
 def test_the_pages_carry_the_same_data_as_the_cli_json(seeded: tuple[Seeded, MonitorSeed], ui: str) -> None:
     cwd = project(seeded)
-    with httpx.Client(base_url=ui) as client:
+    with httpx.Client(base_url=ui, timeout=60) as client:
         listing = page_data(client.get("/monitors").text)
         monitor = page_data(client.get(f"/monitors/{MONITOR}?range=all").text)
         daily = page_data(client.get(f"/monitors/{MONITOR}?window=1d&range=all").text)
@@ -102,7 +102,7 @@ def test_the_pages_carry_the_same_data_as_the_cli_json(seeded: tuple[Seeded, Mon
 
 
 def test_the_pages_show_the_numbers_they_carry(seeded: tuple[Seeded, MonitorSeed], ui: str) -> None:
-    with httpx.Client(base_url=ui) as client:
+    with httpx.Client(base_url=ui, timeout=60) as client:
         listing = client.get("/monitors").text
         page = client.get(f"/monitors/{MONITOR}").text
     status = page_data(page)["status"]  # type: ignore[index]
@@ -134,7 +134,7 @@ def test_a_points_traces_are_those_of_its_window(seeded: tuple[Seeded, MonitorSe
     tables = MonitorTables(s.store)
     points = tables.points(MONITOR, judge=GOLDEN_JUDGE, window=3600.0, metric="pass_rate")
     worst = min((p for p in points if p.n), key=lambda p: (p.value, -p.n))  # a window of the bad hour
-    with httpx.Client(base_url=ui) as client:
+    with httpx.Client(base_url=ui, timeout=60) as client:
         page = client.get(f"/monitors/{MONITOR}/traces?judge={GOLDEN_JUDGE}&window=1h&at={worst.at!r}").text
         fails = client.get(f"/monitors/{MONITOR}/traces?judge={GOLDEN_JUDGE}&window=1h&at={worst.at!r}"
                            "&outcome=fail").text
@@ -170,7 +170,7 @@ def test_a_points_traces_are_those_of_its_window(seeded: tuple[Seeded, MonitorSe
 def test_hostile_monitor_content_is_escaped(seeded: tuple[Seeded, MonitorSeed], ui: str) -> None:
     tables = MonitorTables(seeded[0].store)
     at = tables.points(HOSTILE_MONITOR, judge=HOSTILE_JUDGE, window=3600.0, metric="pass_rate")[-1].at
-    with httpx.Client(base_url=ui) as client:
+    with httpx.Client(base_url=ui, timeout=60) as client:
         pages = [client.get("/monitors").text, client.get(f"/monitors/{HOSTILE_MONITOR}").text,
                  client.get(f"/monitors/{HOSTILE_MONITOR}?judge={quote(HOSTILE_JUDGE)}").text,
                  client.get(f"/monitors/{HOSTILE_MONITOR}/traces?judge={quote(HOSTILE_JUDGE)}&window=1h&at={at!r}").text]
@@ -191,7 +191,7 @@ def test_hostile_monitor_content_is_escaped(seeded: tuple[Seeded, MonitorSeed], 
 
 
 def test_bad_parameters_are_one_line_errors(ui: str) -> None:
-    with httpx.Client(base_url=ui) as client:
+    with httpx.Client(base_url=ui, timeout=60) as client:
         missing = client.get("/monitors/nope")
         assert missing.status_code == 404
         assert "no monitor &#39;nope&#39; (monitors: lab-watch, support)" in missing.text
