@@ -13,6 +13,8 @@ from typing import Any, Protocol, cast
 
 import re2
 
+from costar._util.text import valid_unicode
+
 __all__ = ["LinearMatch", "LinearRegex", "LinearRegexError"]
 
 _RE2_LACKS = "RE2 syntax, which runs in linear time: no lookaround (?=…) (?<=…) and no backreferences \\1"
@@ -50,23 +52,19 @@ class LinearRegex:
         try:
             return cast("LinearMatch | None", self._rx.search(text))
         except UnicodeEncodeError:  # RE2 reads UTF-8, which has no lone surrogates
-            return cast("LinearMatch | None", self._rx.search(_encodable(text)))
+            return cast("LinearMatch | None", self._rx.search(valid_unicode(text)))
 
     def match(self, text: str) -> LinearMatch | None:
         """A match at the start of ``text``."""
         try:
             return cast("LinearMatch | None", self._rx.match(text))
         except UnicodeEncodeError:
-            return cast("LinearMatch | None", self._rx.match(_encodable(text)))
+            return cast("LinearMatch | None", self._rx.match(valid_unicode(text)))
 
     def sub(self, replacement: str, text: str) -> str:
         """``text`` with every match replaced by ``replacement`` (backslash escapes expanded as ``re`` does)."""
         try:
             return cast(str, self._rx.sub(replacement, text))
         except UnicodeEncodeError:
-            return cast(str, self._rx.sub(replacement, _encodable(text)))
+            return cast(str, self._rx.sub(replacement, valid_unicode(text)))
 
-
-def _encodable(text: str) -> str:
-    """``text`` with each lone surrogate replaced by U+FFFD: same length, so offsets still hold."""
-    return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)

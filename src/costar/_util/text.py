@@ -1,6 +1,19 @@
-"""Text helpers for messages: excerpts that keep what matters at both ends."""
+"""Text helpers: excerpts for messages that keep what matters at both ends, and text any encoder takes."""
 
 from __future__ import annotations
+
+import re
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_unicode(s: str) -> str:
+    """``s`` with lone surrogates (from JSON escapes or surrogateescape decoding; no UTF-8 file, database
+    or protobuf message can hold them) replaced by U+FFFD, one for one, so offsets still hold; the same
+    object when there are none."""
+    if s.isascii():
+        return s
+    return _SURROGATE.sub("\ufffd", s) if _SURROGATE.search(s) else s
 
 
 def head_and_tail_lines(text: str, *, head: int = 3, tail: int = 3, max_chars: int = 800,

@@ -32,7 +32,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Red
 from starlette.concurrency import run_in_threadpool
 
 from costar._util.server import BackgroundServer
-from costar._util.web import FORM_TYPE, LOOPBACK_HOSTS, SAFE_HEADERS, hostname, media_type, read_body, same_origin
+from costar._util.web import FORM_TYPE, LOOPBACK_HOSTS, SAFE_HEADERS, HostGuard, media_type, read_body, same_origin
 from costar.align.labeling import QueueItem, TraceFacts, format_value, label_queue, new_label
 from costar.errors import ConfigError, CostarError, NotInStoreError, StoreError
 from costar.labels import LabelConflictError, LabelError, UnknownTraceError, ValueType, ValueTypeLike
@@ -335,16 +335,16 @@ def create_label_app(store: Store, name: str, *, run_id: str | None = None, queu
     @api.middleware("http")
     async def guard(request: Request, call_next: Callable[[Request], Any]) -> Response:
         response: Response
-        hosts = state.allowed_hosts
-        if hosts is not None and hostname(request.headers.get("host", "")) not in hosts:
-            response = PlainTextResponse("unexpected Host header; open the page via 127.0.0.1", status_code=421)
-        elif request.method not in ("GET", "HEAD") and not same_origin(request):
+        if request.method not in ("GET", "HEAD") and not same_origin(request):
             response = PlainTextResponse("cross-site request refused", status_code=403)
         else:
             response = await call_next(request)
         for key, value in _HEADERS.items():
             response.headers.setdefault(key, value)
         return response
+
+    if state.allowed_hosts is not None:
+        api.add_middleware(HostGuard, names=state.allowed_hosts)  # the outermost: before any route
 
     @api.get("/assets/label.css")
     def stylesheet() -> Response:

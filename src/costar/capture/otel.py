@@ -32,9 +32,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Status as PbStatus
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace import Span as SdkSpan
 
+from costar._util.text import valid_unicode
 from costar.trace.otlp import span_from_pb, to_key_values
 from costar.trace.recorder import Recording, current_span
-from costar.trace.sanitize import valid_unicode
 
 __all__ = ["UNENDED", "capturing_otel", "instrument_otel", "readable_to_pb"]
 

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from costar._util.linear_regex import LinearRegex
+from costar._util.text import valid_unicode
 from costar.server.config import RedactionRules
 from costar.trace.model import INT64_MAX, Span
 from costar.trace.otlp import span_from_row, span_row
-from costar.trace.sanitize import REDACTED, Sanitizer, valid_unicode
+from costar.trace.sanitize import REDACTED, Sanitizer
 
 _NAME_MAX = 1024
 

@@ -33,6 +33,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Status
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
+from costar._util.text import valid_unicode
 from costar.trace.genai import infer_kind, message_text, normalize_attributes
 from costar.trace.model import (
     AgentInfo,
@@ -45,7 +46,6 @@ from costar.trace.model import (
     compute_totals,
     make_span,
 )
-from costar.trace.sanitize import valid_unicode
 
 SCOPE_NAME = "costar"
 TRACE_PREFIX = "costar.trace."

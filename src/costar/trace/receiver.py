@@ -22,8 +22,8 @@ from fastapi.responses import JSONResponse, Response
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from costar._util.server import BackgroundServer
+from costar._util.text import valid_unicode
 from costar.trace.otlp import OtlpDecodeError, ReceivedSpan, parse_export_request
-from costar.trace.sanitize import valid_unicode
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 # What may wait in memory between a trial's posts and the harness taking its spans, in payload bytes

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from costar._util.text import valid_unicode
 from costar.trace.model import (
     INT64_MAX,
     Artifact,
@@ -51,17 +52,6 @@ _ASSIGNMENT = re.compile(
 _SECRETS = re.compile("|".join(f"(?:{p})" for p in _SECRET_PATTERNS))
 _SECRETS_BYTES = re.compile("|".join(f"(?:{p})" for p in _SECRET_PATTERNS).encode())
 # Cheap pre-filter: most strings contain none of these, and skip both regexes.
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def valid_unicode(s: str) -> str:
-    """``s`` with lone surrogates (from JSON escapes or surrogateescape decoding; no UTF-8 file or
-    database can hold them) replaced by U+FFFD; the same object when there are none."""
-    if s.isascii():
-        return s
-    return _SURROGATE.sub("\ufffd", s) if _SURROGATE.search(s) else s
-
-
 def _id(s: str | None) -> str | None:
     return s if s is None else valid_unicode(s)
 
