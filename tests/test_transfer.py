@@ -7,7 +7,6 @@ import hashlib
 import json
 import re
 import shutil
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -19,13 +18,8 @@ from costar.store.sqlite import SQLiteStore
 from costar.trace.model import AgentInfo, Artifact, Span, SpanKind, Trace
 from costar.trace.otlp import traces_to_otlp_json
 from costar.transfer import BLOBS_KEY
-from tests.support.cli import child_env, costar_cmd, one_line_error
+from tests.support.cli import costar, one_line_error
 from tests.support.paths import EXTERNAL
-
-
-def costar(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*costar_cmd(), *args], cwd=cwd, capture_output=True, text=True, timeout=120,
-                          env=child_env())
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,11 @@ from costar.store.base import Run
 from costar.store.sqlite import SQLiteStore
 from costar.testing import Rule
 from tests.align.test_align_optimizers import GUIDELINE, JUDGE, OUTPUT_HAS_TODO, both, build_world, judge_says
-from tests.support.cli import child_env, costar_cmd
+from tests.support.cli import costar as run_costar
 
 
 def costar(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*costar_cmd(), *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env=child_env())
+    return run_costar(*args, cwd=cwd, timeout=300)
 
 
 def aligned_world(tmp_path: Path, scripted_model_server: Any) -> SQLiteStore:

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from costar.store.sqlite import SQLiteStore
-from tests.support.cli import child_env, costar_cmd
+from tests.support.cli import costar
 from tests.support.paths import EXTERNAL
-
-
-def costar(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*costar_cmd(), *args], cwd=cwd, capture_output=True, text=True, timeout=120,
-                          env=child_env())
 
 
 @pytest.fixture(scope="module")

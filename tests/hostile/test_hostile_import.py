@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,24 +13,10 @@ from costar.errors import ConfigError
 from costar.store.sqlite import SQLiteStore
 from costar.trace.formats import FORMATS, import_file
 from costar.trace.model import SpanKind
-from tests.support.cli import child_env, costar_cmd
+from tests.support.cli import costar, one_line_error
 from tests.support.paths import EXTERNAL
 
 WHOWHEN = EXTERNAL / "whowhen"
-
-
-def costar(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*costar_cmd(), *args], cwd=cwd, capture_output=True, text=True, timeout=120,
-                          env=child_env())
-
-
-def one_line_error(res: subprocess.CompletedProcess[str]) -> str:
-    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
-    err = res.stderr.strip()
-    assert err.startswith("error: "), res.stderr
-    assert len(err.splitlines()) == 1, res.stderr
-    assert "Traceback" not in res.stderr, res.stderr
-    return err
 
 
 @pytest.mark.parametrize("name", ["10.json", "11.json"])

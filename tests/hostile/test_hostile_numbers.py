@@ -27,7 +27,7 @@ from costar.trace.model import (
     make_span,
 )
 from costar.trace.recorder import Recording
-from tests.support.cli import child_env, costar_cmd
+from tests.support.cli import costar as run_costar
 
 BIG = 2**63
 
@@ -49,8 +49,7 @@ print("posted", r.status_code, sys.stdin.read())
 
 
 def costar(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*costar_cmd(), *args], cwd=cwd, capture_output=True, text=True, timeout=180,
-                          env=child_env())
+    return run_costar(*args, cwd=cwd, timeout=180)
 
 
 def make_project(root: Path, agent: str, scenario: str, extra: str = "") -> Path:

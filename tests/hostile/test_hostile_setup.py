@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import textwrap
 from pathlib import Path
 
@@ -18,12 +17,7 @@ from costar.scenario import load_scenario_file
 from costar.store.base import Run
 from costar.store.sqlite import SQLiteStore
 from costar.trace.model import Trace
-from tests.support.cli import child_env, costar_cmd
-
-
-def costar(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*costar_cmd(), *args], cwd=cwd, capture_output=True, text=True, timeout=120,
-                          env=child_env())
+from tests.support.cli import costar
 
 
 @pytest.fixture

@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from costar.errors import ConfigError, ScenarioError
-from tests.support.cli import child_env, costar_cmd
-
-
-def costar(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*costar_cmd(), *args], cwd=cwd, capture_output=True, text=True, timeout=120,
-                          env=child_env())
-
-
-def one_line_error(res: subprocess.CompletedProcess[str]) -> str:
-    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
-    err = res.stderr.strip()
-    assert err.startswith("error: "), res.stderr
-    assert len(err.splitlines()) == 1, res.stderr
-    assert "Traceback" not in res.stderr
-    return err
-
+from tests.support.cli import costar, one_line_error
 
 SCENARIO = "id: a\nprompt: hello\ndescription: fine\n"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 
 def costar_cmd() -> list[str]:
@@ -26,3 +27,9 @@ def one_line_error(res: subprocess.CompletedProcess[str]) -> str:
     assert len(err.splitlines()) == 1, res.stderr
     assert "Traceback" not in res.stderr
     return err
+
+
+def costar(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """``costar ARGS`` run in ``cwd`` the way a user runs it: a child process with plain output."""
+    return subprocess.run([*costar_cmd(), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=child_env())
