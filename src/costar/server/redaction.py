@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from costar._util.linear_regex import LinearRegex
-from costar._util.text import valid_unicode
 from costar.server.config import RedactionRules
 from costar.trace.model import INT64_MAX, Span
 from costar.trace.otlp import span_from_row, span_row
@@ -38,8 +37,6 @@ class Redactor(Sanitizer):
         self._anchored = any(re.search(r"\^|\$|\\[AZz]", p) for p in self.rules.patterns.values())
 
     def text(self, s: str) -> str:
-        if self._patterns:
-            s = valid_unicode(s)  # RE2 reads UTF-8, which cannot hold a lone surrogate
         for pattern, replacement in self._patterns:
             s = pattern.sub(replacement, s)
         return super().text(s)
