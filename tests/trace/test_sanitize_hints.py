@@ -1,0 +1,37 @@
+"""The sanitizer's credential pre-filter (``_hinted``): short text is tested hint by hint, long text
+with one RE2 pass; both must find every hint in any case, or a secret would be stored unredacted."""
+
+from __future__ import annotations
+
+import pytest
+
+from costar.trace.sanitize import _HINTS, _LONG_TEXT, REDACTED, Sanitizer, _hinted
+
+_LENGTHS = (20, _LONG_TEXT + 100)
+
+
+@pytest.mark.parametrize("length", _LENGTHS)
+@pytest.mark.parametrize("hint", [*_HINTS, "api_key", "API-KEY", "apikey"])
+def test_every_hint_is_found_in_short_and_long_text_in_any_case(hint: str, length: int) -> None:
+    for spelled in (hint, hint.upper(), hint.title()):
+        text = "é" * (length - len(spelled)) + spelled
+        assert _hinted(text), (spelled, len(text))
+
+
+@pytest.mark.parametrize("length", _LENGTHS)
+def test_text_without_a_hint_is_not_hinted(length: int) -> None:
+    assert not _hinted(("the order ships on Friday. " * 40)[:length])
+    assert not _hinted(("api\nkey " * 200)[:length])  # "." in api.?key does not cross a line
+
+
+def test_long_text_with_lone_surrogates_is_searched() -> None:
+    assert _hinted("\ud800x" * _LONG_TEXT + "Bearer")
+    assert not _hinted("\ud800x" * _LONG_TEXT)
+
+
+def test_a_secret_deep_in_long_text_is_redacted() -> None:
+    key = "sk-" + "A1b2C3d4E5" * 4
+    text = "the order ships on Friday. " * 200 + f"OPENAI_API_KEY={key} " + "and more text " * 50
+    clean = Sanitizer().text(text)
+    assert key not in clean
+    assert REDACTED in clean
