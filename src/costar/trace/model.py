@@ -402,21 +402,24 @@ def new_span_id() -> str:
 
 def compute_totals(spans: list[Span], latency_s: float) -> Totals:
     """Totals are derived from the spans so every capture path (recorder, OTLP, import) agrees."""
-    t = Totals(latency_s=latency_s)
+    # Summed in locals: each assignment to a model's field costs more than the addition.
+    llm_calls = input_tokens = output_tokens = retries = tool_calls = error_spans = 0
+    cost_usd = 0.0
     for s in spans:
         a = s.attributes
         if s.kind == SpanKind.LLM:
-            t.llm_calls += 1
-            t.input_tokens += _int(a.get("gen_ai.usage.input_tokens"))
-            t.output_tokens += _int(a.get("gen_ai.usage.output_tokens"))
-            t.cost_usd = _add_cost(t.cost_usd, a.get("costar.usage.cost_usd"))
-            t.retries += _int(a.get("costar.retries"))
+            llm_calls += 1
+            input_tokens += _int(a.get("gen_ai.usage.input_tokens"))
+            output_tokens += _int(a.get("gen_ai.usage.output_tokens"))
+            cost_usd = _add_cost(cost_usd, a.get("costar.usage.cost_usd"))
+            retries += _int(a.get("costar.retries"))
         elif s.kind == SpanKind.TOOL:
-            t.tool_calls += 1
+            tool_calls += 1
         if s.status.code == StatusCode.ERROR:
-            t.error_spans += 1
-    t.total_tokens = t.input_tokens + t.output_tokens
-    return t
+            error_spans += 1
+    return Totals(input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=input_tokens + output_tokens,
+                  cost_usd=cost_usd, latency_s=latency_s, llm_calls=llm_calls, tool_calls=tool_calls,
+                  error_spans=error_spans, retries=retries)
 
 
 def _int(v: Any) -> int:

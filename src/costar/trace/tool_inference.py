@@ -233,11 +233,22 @@ def infer_tool_spans(spans: Sequence[Span]) -> list[Span]:
     llms = _llm_spans(spans)
     if not llms:
         return []
-    by_id, anonymous = _results_by_id(llms)
     emitted = _Emitted(spans)
+    results: tuple[dict[str, SeenResult], list[tuple[Span, list[SeenResult]]]] | None = None
     used: set[int] = set()
     out: list[Span] = []
     for call in requested_tool_calls(llms):
+        if call.call_id is not None and call.call_id in emitted.by_id:
+            covering = emitted.by_id[call.call_id]
+            if covering.attributes.get("gen_ai.tool.call.result") is not None:
+                # The common case (the agent recorded the run, with its result): the model's side of the
+                # exchange has nothing to add but what _complete reads from the call, so the results in
+                # the messages are not read.
+                _complete(covering, call, None)
+                continue
+        if results is None:
+            results = _results_by_id(llms)
+        by_id, anonymous = results
         result = by_id.get(call.call_id) if call.call_id is not None else _match_anonymous(call, anonymous, used)
         if result is not None and result.llm.span_id == call.llm.span_id:
             result = None
