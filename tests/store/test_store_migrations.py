@@ -154,6 +154,12 @@ def test_sqlite_store_of_schema_1_is_upgraded_and_reads_back_every_row(tmp_path:
         with store._read() as c:
             digests = [r[0] for r in c.execute("SELECT digest FROM verdicts ORDER BY id")]
         assert digests == [verdict_digest(v.model_dump_json()) for v in content["verdicts"]]
+        with store._read() as c:  # schema 7: spans moved to a rowid table, its index kept
+            spans_sql = c.execute("SELECT sql FROM sqlite_master WHERE name='spans'").fetchone()[0]
+            indexes = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE tbl_name='spans' "
+                                               "AND type='index'")}
+        assert "WITHOUT ROWID" not in spans_sql
+        assert "spans_id" in indexes
         # and it is a normal store from now on
         store.write_verdicts([Verdict(name="correct", passed=True, trace_id="t2")])
         assert len(store.verdicts(trace_ids=["t2"])) == 2

@@ -112,6 +112,7 @@ class SQLiteStore(SQLStore):
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+                conn.execute("PRAGMA cache_size=-32768")
             self._local.conn = conn
             self._local.virtual = self._virtual
             self._connections.append(conn)
