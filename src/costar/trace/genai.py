@@ -411,6 +411,11 @@ def openai_messages_to_parts(messages: Any) -> list[dict[str, Any]]:
     return [m for m in map(to_parts_message, messages) if m is not None]
 
 
+def _owned_parts_message(msg: Any) -> dict[str, Any] | None:
+    """:func:`to_parts_message` for a message nobody else holds (just parsed): a canonical one is kept."""
+    return msg if _canonical_message(msg) else _to_parts_message(msg)
+
+
 _NOT_CONTENT = ("tool_call", "tool_call_response", "reasoning")
 
 
@@ -702,10 +707,14 @@ def _system_instructions(out: dict[str, Any], request: Mapping[str, Any]) -> Non
 
 
 def _message_list(value: Any) -> list[dict[str, Any]]:
-    value = _parse_loose(value)
-    if isinstance(value, dict):
-        value = value.get("messages", [value] if "role" in value or "parts" in value else None)
-    return openai_messages_to_parts(value) if isinstance(value, list) else []
+    parsed = _parse_loose(value)
+    if isinstance(parsed, dict):
+        parsed = parsed.get("messages", [parsed] if "role" in parsed or "parts" in parsed else None)
+    if not isinstance(parsed, list):
+        return []
+    if isinstance(value, str):  # parsed from text just now: the messages need no defensive copy
+        return [m for m in map(_owned_parts_message, parsed) if m is not None]
+    return openai_messages_to_parts(parsed)
 
 
 def _input_messages(out: dict[str, Any], kind: SpanKind, request: Mapping[str, Any], *,
