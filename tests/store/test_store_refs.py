@@ -120,3 +120,15 @@ def test_a_trace_id_prefix_is_literal_and_an_ambiguous_one_is_a_bad_reference(st
         store.get_trace("t_x")
     with pytest.raises(BadReferenceError, match="trace id 't' is the start of several trace ids; give more of it"):
         store.get_trace("t")
+
+
+def test_an_id_prefix_keeps_its_case_and_counts_characters_on_every_backend(store: Any) -> None:
+    store.create_run(Run(run_id="run-abc"))
+    store.write_traces([Trace(trace_id=tid, run_id="run-abc", scenario_id=tid, trial=0) for tid in ("abc123", "éa/1")])
+    assert store.get_trace("abc").trace_id == "abc123"
+    assert store.get_trace("éa").trace_id == "éa/1"
+    with pytest.raises(NotInStoreError):
+        store.get_trace("ABC")  # SQLite's LIKE found it: the same reference named a trace on one backend only
+    assert store.resolve_run_id("run-a") == "run-abc"
+    with pytest.raises(NotInStoreError):
+        store.resolve_run_id("RUN-A")

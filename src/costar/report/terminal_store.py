@@ -105,8 +105,9 @@ def render_trace_list(listing: TraceList, console: Console) -> None:
 
 
 def _span_label(s: SpanRow) -> Text:
-    label = Text.assemble((s.kind.value, "cyan"), " ", one_line(s.name, 120),
-                          (f"  {fmt_seconds(s.duration_ms / 1000)}", "dim"))
+    # A span with no end (an agent that never ended it) is "open", as the web app says, not 0ms.
+    duration = "open" if s.end_ns is None else fmt_seconds(s.duration_ms / 1000)
+    label = Text.assemble((s.kind.value, "cyan"), " ", one_line(s.name, 120), (f"  {duration}", "dim"))
     facts = []
     if s.model:
         facts.append(one_line(s.model, 60))

@@ -290,8 +290,8 @@ class SQLStore(ABC):
         with self._read() as c:
             if ref in ("latest", "last", "@latest"):
                 return self._latest_run_id(c)
-            rows = c.execute("SELECT run_id FROM runs WHERE run_id = ? OR run_id LIKE ? ESCAPE '!' "
-                             "ORDER BY run_id LIMIT 3", (ref, _like_prefix(ref))).fetchall()
+            rows = c.execute(f"SELECT run_id FROM runs WHERE run_id = ? OR {_STARTS_WITH.format('run_id')} "
+                             "ORDER BY run_id LIMIT 3", (ref, ref, ref)).fetchall()
         exact = [r[0] for r in rows if r[0] == ref]
         if exact:
             return str(exact[0])
@@ -492,8 +492,8 @@ class SQLStore(ABC):
         with self._snapshot() as c:
             row = c.execute("SELECT data FROM traces WHERE trace_id=?", (trace_id,)).fetchone()
             if row is None:
-                rows = c.execute("SELECT data FROM traces WHERE trace_id LIKE ? ESCAPE '!' LIMIT 2",
-                                 (_like_prefix(trace_id),)).fetchall() if trace_id else []
+                rows = c.execute(f"SELECT data FROM traces WHERE {_STARTS_WITH.format('trace_id')} LIMIT 2",
+                                 (trace_id, trace_id)).fetchall() if trace_id else []
                 if not rows:
                     raise NotInStoreError(f"no trace {trace_id!r} in {self.location}; 'costar traces list RUN' "
                                           "lists a run's trace ids")
@@ -866,8 +866,8 @@ class SQLStore(ABC):
                                                     (base,)).fetchone()[0]
                 if not rows and back == 0:
                     rows = c.execute("SELECT data FROM mcp_snapshots WHERE snapshot_id=? "
-                                     "OR snapshot_id LIKE ? ESCAPE '!' ORDER BY snapshot_id LIMIT 2",
-                                     (base, _like_prefix(base))).fetchall()
+                                     f"OR {_STARTS_WITH.format('snapshot_id')} ORDER BY snapshot_id LIMIT 2",
+                                     (base, base, base)).fetchall()
                     if len(rows) > 1:
                         raise UnknownSnapshotError(f"snapshot id {ref!r} is ambiguous; give more of it")
         if rows:
@@ -905,12 +905,10 @@ class SQLStore(ABC):
         return f"{type(self).__name__}({self.location!r})"
 
 
-def _like_prefix(text: str) -> str:
-    """A pattern for ``LIKE ? ESCAPE '!'`` matching strings that start with ``text`` literally: its
-    ``%`` and ``_`` are escaped, else ``2026120_`` would name run ``20261202-…``. The escape is ``!``
-    because SQLite has no default one and PostgreSQL's backslash, written in a literal, depends on
-    ``standard_conforming_strings``."""
-    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
+_STARTS_WITH = "substr({}, 1, length(CAST(? AS TEXT))) = ?"
+"""SQL true when the column starts with the text given twice as parameters: literally (``%`` and
+``_`` are no wildcards: ``2026120_`` must not name run ``20261202-…``) and with the same case on
+both backends (SQLite's ``LIKE`` ignores ASCII case, PostgreSQL's does not)."""
 
 
 def _same_label(a: Verdict, b: Verdict) -> bool:
