@@ -35,3 +35,21 @@ def test_a_secret_deep_in_long_text_is_redacted() -> None:
     clean = Sanitizer().text(text)
     assert key not in clean
     assert REDACTED in clean
+
+
+@pytest.mark.parametrize("around", ['"', "\n", "\\", "\t", "\x01", "é", "\u212a"])
+def test_a_secret_next_to_characters_json_escapes_is_redacted_in_attributes(around: str) -> None:
+    # The quick check looks for hints in the values' JSON text, where these characters are escaped.
+    key = "ghp_" + "a1B2c3D4e5" * 4
+    attrs = {"plain": "nothing here", "nested": {"list": ["x", f"{around}token={around}{key}{around}"]},
+             "header": f"{around}Authorization: Bearer {key}{around}"}
+    clean = Sanitizer().attributes(attrs)
+    assert key not in repr(clean)
+    assert clean["plain"] == "nothing here"
+    assert REDACTED in clean["header"]
+
+
+def test_attributes_without_a_hint_are_returned_as_they_are() -> None:
+    attrs = {"gen_ai.input.messages": [{"role": "user", "parts": [{"type": "text", "content": 'say "hi"\n'}]}],
+             "n": 3}
+    assert Sanitizer().attributes(attrs) is attrs

@@ -35,6 +35,7 @@ class Redactor(Sanitizer):
         globs = self.rules.attributes
         self._names = re.compile("|".join(fnmatch.translate(g) for g in globs)) if globs else None
         self._anchored = any(re.search(r"\^|\$|\\[AZz]", p) for p in self.rules.patterns.values())
+        self._hints_only = self._hints_only and not self._patterns
 
     def text(self, s: str) -> str:
         for pattern, replacement in self._patterns:

@@ -61,8 +61,9 @@ def _id(s: str | None) -> str | None:
 _HINTS = ("sk-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat", "xox", "akia", "aiza", "dapi", "hf_", "eyj",
           "private key", "bearer", "authorization", "token", "secret", "passw")
 _API_KEY = re.compile(r"api.?key")
-# Past this length one RE2 pass over the text beats a substring test per hint (each scans it all).
-_LONG_TEXT = 512
+# Past this length one RE2 pass over the text beats a substring test per hint (each scans it all; RE2's
+# call costs about as much as the tests on 60 characters).
+_LONG_TEXT = 64
 _HINTS_RE2 = re2.compile(("(?i)" + "|".join(map(re2.escape, _HINTS)) + "|api.?key").encode())
 
 
@@ -115,6 +116,8 @@ class Sanitizer:
                                if literals else None)
         # The quick check below reads values as JSON text; a literal that JSON escapes could hide there.
         self._quick = not any(c in lit for lit in literals for c in '"\\' + "".join(map(chr, range(32))))
+        self._hints_only = self._literal is None
+        """Whether only the credential hints decide if a text needs redacting (no literals, no patterns)."""
 
     def _needs_walk(self, text: str) -> bool:
         """Whether any string in the values dumped as ``text`` (JSON, unescaped) may need redacting."""
@@ -135,6 +138,10 @@ class Sanitizer:
             return False  # a string may be too long; NaN and Infinity dump as null
         if raw.count(b"[") + raw.count(b"{") > self.limits.max_depth:
             return False  # it may nest deeper than the limit
+        if self._hints_only:
+            # Every hint is made of letters, digits, "-", "_" and " ", which JSON never escapes, so a hint
+            # in a string is in its JSON text too: no decoding or unescaping needed.
+            return _HINTS_RE2.search(raw) is None
         text = raw.decode()
         if "\\" in text:
             text = _ESCAPE.sub(_unescape, text)
