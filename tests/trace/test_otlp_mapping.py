@@ -251,6 +251,11 @@ def test_spans_to_export_request_feeds_the_receiver() -> None:
      "wrong shape"),
     (b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "x", "traceId": "abcd", '
      b'"spanId": "0011223344556677"}]}]}]}', "application/json", "traceId must be 16 bytes"),
+    (b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "x", "traceId": "00112233445566778899aabbccddeeff", '
+     b'"spanId": "0011"}]}]}]}', "application/json", "span 'x': spanId must be 8 bytes"),
+    (b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "x", "traceId": "00112233445566778899aabbccddeeff", '
+     b'"spanId": "0011223344556677", "parentSpanId": "00"}]}]}]}', "application/json",
+     "span 'x': parentSpanId must be 8 bytes, got 1"),
     (b"", "text/plain", "unsupported content type"),
 ])
 def test_malformed_bodies_raise_a_clear_error(body: bytes, content_type: str, message: str) -> None:

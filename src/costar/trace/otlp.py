@@ -132,7 +132,13 @@ def from_any_value(value: AnyValue) -> Any:
 
 
 def from_key_values(values: Iterable[KeyValue]) -> dict[str, Any]:
-    return {kv.key: from_any_value(kv.value) for kv in values}
+    out: dict[str, Any] = {}
+    for kv in values:
+        value = kv.value
+        # Most attributes are strings: read those without the general conversion's call (the hot path
+        # of ingest; a later key wins, as in a dict display).
+        out[kv.key] = value.string_value if value.WhichOneof("value") == "string_value" else from_any_value(value)
+    return out
 
 
 # --------------------------------------------------------------------------- ids
@@ -423,13 +429,25 @@ def _resource_received(rs: ResourceSpans, *, normalize: bool) -> list[ReceivedSp
             for ss in rs.scope_spans for pb in ss.spans]
 
 
+_ORIGINAL_TRACE_ID = ORIGINAL_ID_ATTR + "trace_id"
+_ORIGINAL_SPAN_ID = ORIGINAL_ID_ATTR + "span_id"
+_ORIGINAL_PARENT_ID = ORIGINAL_ID_ATTR + "parent_id"
+
+
 def _restore_ids(pb: PbSpan, attrs: dict[str, Any]) -> tuple[str, str, str | None]:
-    trace_id = _decode_id(pb.trace_id, 16, "traceId", pb.name)
-    span_id = _decode_id(pb.span_id, 8, "spanId", pb.name)
-    parent_id = _decode_id(pb.parent_span_id, 8, "parentSpanId", pb.name, optional=True)
-    trace_id = attrs.pop(ORIGINAL_ID_ATTR + "trace_id", trace_id)
-    span_id = attrs.pop(ORIGINAL_ID_ATTR + "span_id", span_id)
-    parent_id = attrs.pop(ORIGINAL_ID_ATTR + "parent_id", parent_id)
+    raw_trace, raw_span, raw_parent = pb.trace_id, pb.span_id, pb.parent_span_id
+    if len(raw_trace) != 16 or len(raw_span) != 8 or (raw_parent and len(raw_parent) != 8):
+        name = pb.name  # read only for the error: each read of a protobuf string builds a new one
+        _decode_id(raw_trace, 16, "traceId", name)
+        _decode_id(raw_span, 8, "spanId", name)
+        _decode_id(raw_parent, 8, "parentSpanId", name, optional=True)
+    trace_id: Any = raw_trace.hex()
+    span_id: Any = raw_span.hex()
+    parent_id: Any = raw_parent.hex() if raw_parent else None
+    if attrs:
+        trace_id = attrs.pop(_ORIGINAL_TRACE_ID, trace_id)
+        span_id = attrs.pop(_ORIGINAL_SPAN_ID, span_id)
+        parent_id = attrs.pop(_ORIGINAL_PARENT_ID, parent_id)
     return str(trace_id), str(span_id), None if parent_id is None else str(parent_id)
 
 
