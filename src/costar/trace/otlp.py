@@ -463,11 +463,12 @@ def _links_from_pb(links: Sequence[PbSpan.Link]) -> list[dict[str, Any]]:
              "attributes": from_key_values(lk.attributes)} for lk in links]
 
 
-def _pb_parts(pb: PbSpan, normalize: bool) -> tuple[str, str, str | None, SpanKind, dict[str, Any]]:
-    """The ids, kind and (normalised) attributes of an OTLP span: the mapping both span forms share."""
+def _pb_parts(pb: PbSpan, normalize: bool) -> tuple[str, str, str | None, str, SpanKind, dict[str, Any]]:
+    """The ids, name, kind and (normalised) attributes of an OTLP span: the mapping both span forms share."""
     attrs = from_key_values(pb.attributes)
     trace_id, span_id, parent_id = _restore_ids(pb, attrs)
-    kind = infer_kind(attrs, pb.name)
+    name = pb.name
+    kind = infer_kind(attrs, name)
     attrs.pop(KIND_ATTR, None)
     _drop_added(attrs)
     if normalize:
@@ -478,15 +479,15 @@ def _pb_parts(pb: PbSpan, normalize: bool) -> tuple[str, str, str | None, SpanKi
         attrs[OTLP_KIND_ATTR] = _OTLP_KIND_NAMES.get(pb.kind, "SPAN_KIND_UNSPECIFIED")
     if pb.links:
         attrs[LINKS_ATTR] = _links_from_pb(pb.links)
-    return trace_id, span_id, parent_id, kind, attrs
+    return trace_id, span_id, parent_id, name, kind, attrs
 
 
 def span_from_pb(pb: PbSpan, *, normalize: bool = True) -> Span:
     """OTLP span -> coSTAR span. ``normalize=False`` is for spans coSTAR itself exported."""
-    trace_id, span_id, parent_id, kind, attrs = _pb_parts(pb, normalize)
+    trace_id, span_id, parent_id, name, kind, attrs = _pb_parts(pb, normalize)
     # Protobuf already typed every field, so the span is assembled without validating it again.
     status = pb.status
-    return make_span(trace_id, span_id, parent_id, pb.name, kind, pb.start_time_unix_nano,
+    return make_span(trace_id, span_id, parent_id, name, kind, pb.start_time_unix_nano,
                      pb.end_time_unix_nano or None, _STATUS_FROM_PB.get(status.code, StatusCode.UNSET),
                      status.message or None, attrs,
                      [SpanEvent.model_construct(name=e.name, time_ns=e.time_unix_nano,
@@ -515,10 +516,10 @@ _CODES_BY_VALUE = {c.value: c for c in StatusCode}
 
 def span_row_from_pb(pb: PbSpan, *, normalize: bool = True) -> list[Any]:
     """OTLP span -> a row (see above), with the mapping of :func:`span_from_pb`."""
-    trace_id, span_id, parent_id, kind, attrs = _pb_parts(pb, normalize)
+    trace_id, span_id, parent_id, name, kind, attrs = _pb_parts(pb, normalize)
     status = pb.status
     events = [[e.name, e.time_unix_nano, from_key_values(e.attributes)] for e in pb.events] if pb.events else None
-    return [trace_id, span_id, parent_id, pb.name, kind.value, pb.start_time_unix_nano, pb.end_time_unix_nano or None,
+    return [trace_id, span_id, parent_id, name, kind.value, pb.start_time_unix_nano, pb.end_time_unix_nano or None,
             _STATUS_VALUES_FROM_PB.get(status.code, "UNSET"), status.message or None, attrs, events]
 
 

@@ -239,12 +239,12 @@ def infer_tool_spans(spans: Sequence[Span]) -> list[Span]:
     out: list[Span] = []
     for call in requested_tool_calls(llms):
         if call.call_id is not None and call.call_id in emitted.by_id:
-            covering = emitted.by_id[call.call_id]
-            if covering.attributes.get("gen_ai.tool.call.result") is not None:
+            recorded = emitted.by_id[call.call_id]
+            if recorded.attributes.get("gen_ai.tool.call.result") is not None:
                 # The common case (the agent recorded the run, with its result): the model's side of the
                 # exchange has nothing to add but what _complete reads from the call, so the results in
                 # the messages are not read.
-                _complete(covering, call, None)
+                _complete(recorded, call, None)
                 continue
         if results is None:
             results = _results_by_id(llms)
