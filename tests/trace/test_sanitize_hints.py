@@ -24,6 +24,13 @@ def test_text_without_a_hint_is_not_hinted(length: int) -> None:
     assert not _hinted(("api\nkey " * 200)[:length])  # "." in api.?key does not cross a line
 
 
+@pytest.mark.parametrize("text", ["DAP\u0130", "AP\u0130KEY", "aP\u0130-key", "to\u212aen"])
+def test_what_lower_turns_into_a_hint_is_hinted_in_long_text_too(text: str) -> None:
+    short = _hinted(text)
+    long = _hinted("x" * _LONG_TEXT + text)
+    assert long or not short, text
+
+
 def test_long_text_with_lone_surrogates_is_searched() -> None:
     assert _hinted("\ud800x" * _LONG_TEXT + "Bearer")
     assert not _hinted("\ud800x" * _LONG_TEXT)

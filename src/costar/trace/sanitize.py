@@ -64,14 +64,16 @@ _API_KEY = re.compile(r"api.?key")
 # Past this length one RE2 pass over the text beats a substring test per hint (each scans it all; RE2's
 # call costs about as much as the tests on 60 characters).
 _LONG_TEXT = 64
-_HINTS_RE2 = re2.compile(("(?i)" + "|".join(map(re2.escape, _HINTS)) + "|api.?key").encode())
+# lower() turns only two non-ASCII letters into ASCII ones: the Kelvin sign, which RE2 folds to k, and
+# "İ", which becomes "i" + U+0307 and so can complete "dapi" or "api.?key"; those two are spelled out.
+_HINTS_RE2 = re2.compile(("(?i)" + "|".join(map(re2.escape, _HINTS)) + "|api.?key|dap\u0130|ap\u0130.?key").encode())
 
 
 def _hinted(text: str) -> bool:
     """Whether ``text`` holds any hint of a credential (case-insensitive)."""
     if len(text) > _LONG_TEXT:
-        # RE2's case folding finds at least what lower() would (it also folds the Kelvin sign and
-        # long s): a pre-filter may say yes too often, never too rarely.
+        # Finds at least what the tests below find on lower() (RE2 also folds the long s): a pre-filter
+        # may say yes too often, never too rarely.
         return _HINTS_RE2.search(text.encode("utf-8", "surrogatepass")) is not None
     low = text.lower()
     # Spelled out: a generator over _HINTS costs more than the tests themselves on short text.
