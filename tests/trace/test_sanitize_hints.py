@@ -60,3 +60,17 @@ def test_attributes_without_a_hint_are_returned_as_they_are() -> None:
     attrs = {"gen_ai.input.messages": [{"role": "user", "parts": [{"type": "text", "content": 'say "hi"\n'}]}],
              "n": 3}
     assert Sanitizer().attributes(attrs) is attrs
+
+
+@pytest.mark.parametrize("value", [
+    "api\tkey authorızation=abcdefghijklmnop",
+    'api"key authorİzation: abcdefghijklmnopqr',
+    "x" * 80 + " api\\key apı_key=abcdefghijklmnopqr",
+    "name\tapi\tkey\nAuthorızation=Zm9vYmFyYmF6cXV4MTIz",
+])
+def test_attributes_are_redacted_as_their_text_is_when_the_api_key_hint_spans_a_json_escape(value: str) -> None:
+    # The quick check reads the values' JSON, where api.?key's free character may be an escape (\t, \");
+    # it must send the value on to the redaction that Sanitizer.text applies to the same string.
+    sanitizer = Sanitizer()
+    assert sanitizer.attributes({"msg": value})["msg"] == sanitizer.text(value)
+    assert REDACTED in sanitizer.text(value)

@@ -66,7 +66,10 @@ _API_KEY = re.compile(r"api.?key")
 _LONG_TEXT = 64
 # lower() turns only two non-ASCII letters into ASCII ones: the Kelvin sign, which RE2 folds to k, and
 # "İ", which becomes "i" + U+0307 and so can complete "dapi" or "api.?key"; those two are spelled out.
-_HINTS_RE2 = re2.compile(("(?i)" + "|".join(map(re2.escape, _HINTS)) + "|api.?key|dap\u0130|ap\u0130.?key").encode())
+_HINT_PATTERN = "(?i)" + "|".join(map(re2.escape, _HINTS)) + "|api.?key|dap\u0130|ap\u0130.?key"
+_HINTS_RE2 = re2.compile(_HINT_PATTERN.encode())
+# The same over JSON text, where the one character api.?key allows may be written as an escape (\t, \").
+_HINTS_JSON_RE2 = re2.compile((_HINT_PATTERN + r'|api\\["\\/bfrt]key').encode())
 
 
 def _hinted(text: str) -> bool:
@@ -142,8 +145,9 @@ class Sanitizer:
             return False  # it may nest deeper than the limit
         if self._hints_only:
             # Every hint is made of letters, digits, "-", "_" and " ", which JSON never escapes, so a hint
-            # in a string is in its JSON text too: no decoding or unescaping needed.
-            return _HINTS_RE2.search(raw) is None
+            # in a string is in its JSON text too (api.?key's one free character aside, which the JSON
+            # pattern also takes escaped): no decoding or unescaping needed.
+            return _HINTS_JSON_RE2.search(raw) is None
         text = raw.decode()
         if "\\" in text:
             text = _ESCAPE.sub(_unescape, text)
