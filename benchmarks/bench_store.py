@@ -12,6 +12,7 @@ figures measure coSTAR's work and the protocol, not the disk. SQLite runs as coS
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -78,7 +79,7 @@ def _writer(args: tuple[str, str, int, Any]) -> tuple[float, float]:
     traces first, then all start writing together (a barrier); returns (start, end) times."""
     kind, where, n, barrier = args
     store: Any = SQLiteStore(where) if kind == "sqlite" else PostgresStore(where, local_dir=tempfile.mkdtemp())
-    traces = prepared_traces("r", n)
+    traces = prepared_traces(f"r-{os.getpid()}", n)  # its own run: a (run, scenario, trial) is stored once
     barrier.wait()
     start = time.time()
     write_throughput(store, traces)

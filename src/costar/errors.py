@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 
+def _rebuilt(cls: type[CostarError], args: tuple[object, ...], state: dict[str, object]) -> CostarError:
+    error = cls.__new__(cls)  # not __init__: a subclass builds its message from other arguments
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 class CostarError(Exception):
     """Base class for errors shown to the user as a single line (exit code 2 from the CLI)."""
 
     exit_code = 2
     http_status = 400
     """What the server's API and the web app answer for it: the request has to change."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickling (a process pool, a Ray worker) calls cls(*args) by default: a subclass whose
+        # __init__ takes other arguments came back with a garbled message, or not at all.
+        return (_rebuilt, (type(self), self.args, dict(self.__dict__)))
 
 
 class ConfigError(CostarError):
