@@ -9,6 +9,7 @@ import os
 import sqlite3
 import tempfile
 import threading
+import time
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -109,7 +110,7 @@ class SQLiteStore(SQLStore):
             else:
                 conn = sqlite3.connect(self.db_path, timeout=self._busy_ms / 1000, isolation_level=None,
                                        check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
+                self._use_wal(conn)
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
                 conn.execute("PRAGMA cache_size=-32768")
@@ -117,6 +118,21 @@ class SQLiteStore(SQLStore):
             self._local.virtual = self._virtual
             self._connections.append(conn)
         return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Put the database in WAL mode (recorded in the file, so usually it is already). Setting it
+        takes a lock that SQLite refuses at once, without the busy wait, while another process
+        writes (two processes creating one store): that is retried for the busy timeout."""
+        deadline = time.monotonic() + self._busy_ms / 1000
+        while True:
+            try:
+                if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc).lower() or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
 
     def _adopt(self) -> None:
         """Another process (or another store object) created the store since this one was opened:
