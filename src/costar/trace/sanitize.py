@@ -52,7 +52,8 @@ _ASSIGNMENT = re.compile(
 )
 _SECRETS = re.compile("|".join(f"(?:{p})" for p in _SECRET_PATTERNS))
 _SECRETS_BYTES = re.compile("|".join(f"(?:{p})" for p in _SECRET_PATTERNS).encode())
-# Cheap pre-filter: most strings contain none of these, and skip both regexes.
+
+
 def _id(s: str | None) -> str | None:
     return s if s is None else valid_unicode(s)
 
@@ -60,31 +61,24 @@ def _id(s: str | None) -> str | None:
 # Cheap pre-filter: most strings contain none of these, and skip both regexes.
 _HINTS = ("sk-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat", "xox", "akia", "aiza", "dapi", "hf_", "eyj",
           "private key", "bearer", "authorization", "token", "secret", "passw")
-_API_KEY = re.compile(r"api.?key")
-# Past this length one RE2 pass over the text beats a substring test per hint (each scans it all; RE2's
-# call costs about as much as the tests on 60 characters).
+# Short text: one alternation over its lower-cased form. Past _LONG_TEXT characters one RE2 pass is
+# cheaper (Python's engine tries every alternative at every position; RE2's call has a fixed cost).
 _LONG_TEXT = 64
-# lower() turns only two non-ASCII letters into ASCII ones: the Kelvin sign, which RE2 folds to k, and
-# "İ", which becomes "i" + U+0307 and so can complete "dapi" or "api.?key"; those two are spelled out.
-_HINT_PATTERN = "(?i)" + "|".join(map(re2.escape, _HINTS)) + "|api.?key|dap\u0130|ap\u0130.?key"
-_HINTS_RE2 = re2.compile(_HINT_PATTERN.encode())
-# The same over JSON text, where the one character api.?key allows may be written as an escape (\t, \").
-_HINTS_JSON_RE2 = re2.compile((_HINT_PATTERN + r'|api\\["\\/bfrt]key').encode())
+_HINTS_LOWER = re.compile("|".join(map(re.escape, _HINTS)) + "|api.?key")
+# Long text and JSON text, case-insensitive. lower() turns only two non-ASCII letters into ASCII ones:
+# the Kelvin sign, which RE2 folds to k, and "İ", which becomes "i" + U+0307 and so can complete "dapi"
+# or "api.?key" (spelled out). In JSON text api.?key's one free character may be an escape (\t, \").
+_HINTS_RE2 = re2.compile(("(?i)" + "|".join(map(re2.escape, _HINTS))
+                          + "|api.?key|dap\u0130|ap\u0130.?key" + r'|api\\["\\/bfrt]key').encode())
 
 
 def _hinted(text: str) -> bool:
     """Whether ``text`` holds any hint of a credential (case-insensitive)."""
     if len(text) > _LONG_TEXT:
-        # Finds at least what the tests below find on lower() (RE2 also folds the long s): a pre-filter
-        # may say yes too often, never too rarely.
+        # Finds at least what the short path finds (RE2 also folds the long s): a pre-filter may say
+        # yes too often, never too rarely.
         return _HINTS_RE2.search(text.encode("utf-8", "surrogatepass")) is not None
-    low = text.lower()
-    # Spelled out: a generator over _HINTS costs more than the tests themselves on short text.
-    return ("sk-" in low or "ghp_" in low or "gho_" in low or "ghu_" in low or "ghs_" in low or "ghr_" in low
-            or "github_pat" in low or "xox" in low or "akia" in low or "aiza" in low or "dapi" in low
-            or "hf_" in low or "eyj" in low or "private key" in low or "bearer" in low or "authorization" in low
-            or "token" in low or "secret" in low or "passw" in low
-            or ("api" in low and _API_KEY.search(low) is not None))
+    return _HINTS_LOWER.search(text.lower()) is not None
 
 
 # JSON's two-character escapes, undone so patterns see each string as it is ("\\u" ones are rare:
@@ -147,7 +141,7 @@ class Sanitizer:
             # Every hint is made of letters, digits, "-", "_" and " ", which JSON never escapes, so a hint
             # in a string is in its JSON text too (api.?key's one free character aside, which the JSON
             # pattern also takes escaped): no decoding or unescaping needed.
-            return _HINTS_JSON_RE2.search(raw) is None
+            return _HINTS_RE2.search(raw) is None
         text = raw.decode()
         if "\\" in text:
             text = _ESCAPE.sub(_unescape, text)
