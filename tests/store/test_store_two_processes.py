@@ -4,6 +4,8 @@ that lock at once, without the busy wait)."""
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import Manager
 from pathlib import Path
@@ -41,9 +43,6 @@ def test_two_processes_create_and_write_one_new_store_at_once(tmp_path: Path) ->
 
 
 def test_putting_a_connection_in_wal_mode_waits_while_another_one_writes(tmp_path: Path) -> None:
-    import sqlite3
-    import threading
-
     db = tmp_path / "x.db"
     holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
     holder.execute("CREATE TABLE t (x)")
