@@ -372,7 +372,7 @@ def stage_costs(templates: list[Any], repeat: int = 5) -> dict[str, float]:
     from costar.server.wal import decode, encode
     from costar.store.server_tables import ServerTables
     from costar.store.sqlite import SQLiteStore
-    from costar.trace.otlp import parse_export_rows
+    from costar.trace.otlp import decode_request
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-server-stages-"))
     store = SQLiteStore(workdir / "store")
@@ -389,13 +389,13 @@ def stage_costs(templates: list[Any], repeat: int = 5) -> dict[str, float]:
             for template, offsets in templates:
                 body = fresh_ids(template, offsets)  # fresh trace ids, as the load sends
                 t0 = clock()
-                received = parse_export_rows(body, "application/x-protobuf")
+                routed = ingestor._routed(decode_request(body, "application/x-protobuf"))
                 t1 = clock()
-                groups = ingestor._groups(received, None)
+                groups = ingestor._redacted(routed, None)
                 t2 = clock()
                 payload = encode(groups)
                 t3 = clock()
-                n = sum(len(rows) for _, rows in received)
+                n = sum(len(rows) for _, _, rows in routed)
                 (row,) = tables.append_batches([(n, payload)])
                 t4 = clock()
                 again = decode(payload)

@@ -8,55 +8,22 @@ import contextlib
 import gzip
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-from costar._util.server import BackgroundServer
 from costar.errors import ConfigError
 from costar.server.app import CostarServer
 from costar.server.auth import create_token, revoke_token
 from costar.server.config import ServerConfig, load_server_config
 from costar.server.retention import prune
 from costar.verdict import Verdict
+from tests.server.conftest import Running
 from tests.support.paths import REPO
-from tests.support.server import PROTOBUF, agent_spans, encode, span_ids, trace_ids, wait_for
-
-
-@dataclass
-class Running:
-    server: CostarServer
-    url: str
-
-    def post(self, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
-        return httpx.post(self.url + "/v1/traces", content=body, headers={**PROTOBUF, **(headers or {})}, timeout=30)
-
-    def api(self, path: str, **kw: Any) -> httpx.Response:
-        return httpx.get(self.url + "/api/v1" + path, timeout=30, **kw)
-
-    def stored(self, trace_id: str) -> Any:
-        return self.server.tables.server_traces([trace_id]).get(trace_id)
-
-
-@pytest.fixture
-def make_server(store):
-    servers: list[BackgroundServer] = []
-
-    def make(**settings: Any) -> Running:
-        cfg = ServerConfig.model_validate({"idle": 0.3, **settings})
-        srv = CostarServer(cfg, store)
-        bg = BackgroundServer(srv.app, "127.0.0.1", 0, lifespan="on").start()
-        servers.append(bg)
-        return Running(srv, bg.url)
-
-    yield make
-    for bg in servers:
-        bg.stop()
+from tests.support.server import agent_spans, encode, span_ids, trace_ids, wait_for
 
 
 def test_spans_are_acknowledged_assembled_and_readable_through_the_api(make_server) -> None:

@@ -158,11 +158,10 @@ def test_store_prune_applies_retention_from_server_yaml(store, location: str, tm
     from costar.server.app import CostarServer
     from costar.server.config import ServerConfig
     from costar.server.wal import encode as wal_encode
-    from costar.trace.otlp import parse_export_rows
 
     srv = CostarServer(ServerConfig(assembly="thread"), store)  # stored on demand, in this process
     spans = agent_spans(4, resource={"costar.project": "shop"})
-    groups = srv.ingestor._groups(parse_export_rows(encode(spans), "application/x-protobuf"), None)
+    groups = srv.ingestor._groups(encode(spans), "application/x-protobuf", None)
     row = srv.tables.append_batches([(12, wal_encode(groups))])[0]
     srv.assembler.add(row, groups)
     srv.assembler.store_due(force=True)

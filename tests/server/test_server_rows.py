@@ -153,7 +153,7 @@ def test_ingest_rows_of_a_request_are_routed_and_redacted(store) -> None:
         "projects": {"*": {"redact": {"patterns": {"order": r"order \d+"}}}}}), store)
     body = _request()
     body.resource_spans[0].scope_spans[0].spans[0].attributes.extend(to_key_values({"note": "order 1234 for me"}))
-    groups = srv.ingestor._groups(parse_export_rows(body.SerializeToString(), PROTOBUF), None)
+    groups = srv.ingestor._groups(body.SerializeToString(), PROTOBUF, None)
     assert [(g.project, len(g.spans)) for g in groups] == [("default", 6), ("elsewhere", 2)]
     payload = encode(groups)
     assert b"order 1234" not in payload

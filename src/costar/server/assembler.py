@@ -96,6 +96,8 @@ class AssemblerStats:
     duplicates: int = 0
     """Traces whose late spans were all stored already (nothing to amend)."""
     commit_errors: int = 0
+    build_errors: int = 0
+    """Traces whose finalisation failed on their content; each was stored as received, flagged."""
     last_error: str | None = None
 
 
@@ -343,7 +345,10 @@ class Assembler:
                 spans = [s for s in old.spans if s.span_id not in new_ids and not s.attributes.get(INFERRED)] + spans
                 if prev is not None and reason is not None and prev.incomplete is False:
                     reason = None  # a late span does not make a complete trace incomplete
-            trace = self._build(ot, spans, old, reason)
+            try:
+                trace = self._build(ot, spans, old, reason)
+            except Exception as exc:  # the content of one trace must not keep every other trace out
+                trace = self._unfinished(ot, spans, old, exc)
             amended = (prev.amended + 1) if prev is not None else 0
             trace.metadata[SERVER_KEY] = {**trace.metadata.get(SERVER_KEY, {}), "amended": amended,
                                           **({"incomplete": reason} if reason else {})}
@@ -384,6 +389,23 @@ class Assembler:
         metadata[PROJECT_KEY] = ot.project
         trace.metadata = metadata
         return trace
+
+    def _unfinished(self, ot: _Open, spans: list[Span], old: Trace | None, exc: Exception) -> Trace:
+        """The trace as received, without finalisation or derived facts, when building it failed
+        (a bug meeting an unusual span): stored and flagged rather than retried forever."""
+        self.stats.build_errors += 1
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        self.stats.last_error = error
+        log.exception("trace %s could not be finalised; stored as received", ot.trace_id)
+        metadata = dict(old.metadata) if old is not None else {}
+        metadata[PROJECT_KEY] = ot.project
+        metadata[SERVER_KEY] = {**metadata.get(SERVER_KEY, {}), "build_error": error}
+        if ot.resource:
+            metadata["otel.resource"] = dict(ot.resource)
+        spans = sorted(spans, key=lambda s: s.start_ns)
+        start = min((s.start_ns for s in spans), default=0)
+        end = max(((s.end_ns or s.start_ns) for s in spans), default=0)
+        return Trace(trace_id=ot.trace_id, start_ns=start, end_ns=end, spans=spans, metadata=metadata)
 
     # ------------------------------------------------------------------ recovery and the thread
 

@@ -26,7 +26,9 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from costar._util.web import same_origin
 from costar.server.assembler import Assembler
 from costar.server.assembly_process import AssemblerProcess
 from costar.server.auth import Authenticator, AuthFailure
@@ -34,10 +36,9 @@ from costar.server.config import PROJECT_ATTRIBUTE, PROJECT_HEADER, ServerConfig
 from costar.server.redaction import Redactor
 from costar.server.wal import SpanGroup, encode
 from costar.store.server_tables import ServerTables
-from costar.trace.otlp import OtlpDecodeError, ResourceRows, parse_export_rows
+from costar.trace.otlp import OtlpDecodeError, PayloadTooLarge, decode_request, from_key_values, span_row_from_pb
 from costar.trace.receiver import (
     SUPPORTED_TYPES,
-    PayloadTooLarge,
     otlp_error,
     otlp_success,
     read_body,
@@ -45,6 +46,10 @@ from costar.trace.receiver import (
 )
 
 log = logging.getLogger("costar.server")
+
+_REDACTORS_KEPT = 256
+_Routed = tuple[str, dict[str, Any], list[list[Any]]]
+"""A resource's project, its attributes and its spans as rows."""
 
 
 @dataclass
@@ -77,6 +82,8 @@ class GroupCommitter:
         self.stats = stats
         self.max_rows = max_rows
         self._pending: list[tuple[int, bytes, asyncio.Future[int]]] = []
+        self._committing: list[tuple[int, bytes, asyncio.Future[int]]] = []
+        """The batch in the transaction now (stop() answers its requests too)."""
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -92,10 +99,11 @@ class GroupCommitter:
             except asyncio.CancelledError:
                 pass
             self._task = None
-        for _, _, fut in self._pending:
+        for _, _, fut in [*self._committing, *self._pending]:
             if not fut.done():
                 fut.set_exception(RuntimeError("the server is stopping"))
         self._pending.clear()
+        self._committing = []
 
     async def commit(self, spans: int, payload: bytes) -> int:
         """Commit one row; returns its id once it is durable."""
@@ -112,6 +120,7 @@ class GroupCommitter:
             self._wakeup.clear()
             while self._pending:
                 batch, self._pending = self._pending[:self.max_rows], self._pending[self.max_rows:]
+                self._committing = batch
                 try:
                     ids = await asyncio.to_thread(self.tables.append_batches, [(n, data) for n, data, _ in batch])
                 except Exception as exc:
@@ -144,6 +153,8 @@ class Ingestor:
     def redactor(self, project: str) -> Redactor:
         r = self._redactors.get(project)
         if r is None:
+            if len(self._redactors) >= _REDACTORS_KEPT:  # project names come from requests: keep a bounded few
+                self._redactors.pop(next(iter(self._redactors)))
             r = self._redactors[project] = Redactor(rules=self.config.redaction(project))
         return r
 
@@ -176,6 +187,10 @@ class Ingestor:
                 if request.headers.get("authorization") or self.auth.required else None
         except AuthFailure as exc:
             return self._refuse(exc.status, exc.message, is_json)
+        if not same_origin(request):
+            # An exporter sends no Origin; a web page can post here without a CORS preflight.
+            return self._refuse(403, "cross-site requests are refused: send spans from an OpenTelemetry exporter, "
+                                     "not from a web page", is_json)
         header_project = request.headers.get(PROJECT_HEADER)
         pinned = caller.project if caller is not None and caller.project else None
         if header_project:
@@ -197,20 +212,29 @@ class Ingestor:
         except _Overloaded as exc:
             return self._refuse(503, str(exc), is_json, self._retry_after())
         self.stats.inflight_bytes += size
+        counted = size
+        if not size:  # no Content-Length (chunked): count the bytes as they arrive, refused past the limit
+
+            def count(n: int) -> None:
+                nonlocal counted
+                others = self.stats.inflight_bytes - counted
+                if others > 0 and others + counted + n > self.config.limits.max_inflight_bytes:
+                    raise _Overloaded("the server is busy with other requests; retry later")
+                self.stats.inflight_bytes += n
+                counted += n
+        n = 0
         try:
             try:
-                body = await read_body(request, self.config.limits.max_body)
-                if not size:  # no Content-Length (chunked): count what was read
-                    size = len(body)
-                    self.stats.inflight_bytes += size
-                received = parse_export_rows(body, ctype)
+                body = await read_body(request, self.config.limits.max_body, None if size else count)
+                # Decoding a large request takes a while: off the event loop, the server answers others.
+                groups = await asyncio.to_thread(self._groups, body, ctype, pinned)
             except PayloadTooLarge as exc:
                 return self._refuse(413, str(exc), is_json)
             except OtlpDecodeError as exc:
                 return self._refuse(400, f"malformed OTLP payload: {exc}", is_json)
+            except _Overloaded as exc:
+                return self._refuse(503, str(exc), is_json, self._retry_after())
             del body
-            groups = self._groups(received, pinned)
-            del received
             n = sum(len(g.spans) for g in groups)
             if n:
                 payload = encode(groups)
@@ -221,19 +245,34 @@ class Ingestor:
                                         is_json, self._retry_after())
                 self.assembler.take(row_id, groups, payload)
         finally:
-            self.stats.inflight_bytes -= size
+            self.stats.inflight_bytes -= counted
         self.stats.accepted += 1
         self.stats.spans_accepted += n
         self.stats.ack_latencies.append(time.perf_counter() - started)
         return otlp_success(is_json)
 
-    def _groups(self, received: ResourceRows, pinned: str | None) -> list[SpanGroup]:
-        """The spans of each resource (as rows), routed to a project and redacted with its rules."""
-        groups: list[SpanGroup] = []
-        for resource, rows in received:
-            if not rows:
-                continue
+    def _groups(self, body: bytes, content_type: str, pinned: str | None) -> list[SpanGroup]:
+        """A request body's spans: decoded, routed to a project and redacted with its rules."""
+        req = decode_request(body, content_type, max_bytes=self.config.limits.max_body)
+        return self._redacted(self._routed(req, pinned), pinned)
+
+    def _routed(self, req: ExportTraceServiceRequest, pinned: str | None = None) -> list[_Routed]:
+        """Each resource's project, its attributes and its spans as rows, normalised after the project's
+        attribute-name rules were applied (normalisation copies values under other keys)."""
+        out: list[_Routed] = []
+        for rs in req.resource_spans:
+            resource = from_key_values(rs.resource.attributes)
             project = pinned or self._route(resource)
+            hook = self.redactor(project).before_normalize
+            rows = [span_row_from_pb(pb, before_normalize=hook) for ss in rs.scope_spans for pb in ss.spans]
+            if rows:
+                out.append((project, resource, rows))
+        return out
+
+    def _redacted(self, routed: list[_Routed], pinned: str | None) -> list[SpanGroup]:
+        """The spans of each resource (as rows) redacted with their project's rules."""
+        groups: list[SpanGroup] = []
+        for project, resource, rows in routed:
             red = self.redactor(project)
             groups.append(SpanGroup(project=project, pinned=pinned is not None, resource=red.resource(resource),
                                     spans=[red.row(f) for f in rows]))

@@ -17,10 +17,8 @@ from typing import Any
 from costar._util.linear_regex import LinearRegex
 from costar.server.config import RedactionRules
 from costar.trace.model import INT64_MAX, Span
-from costar.trace.otlp import span_from_row, span_row
-from costar.trace.sanitize import REDACTED, Sanitizer
-
-_NAME_MAX = 1024
+from costar.trace.otlp import AttributeHook, span_from_row, span_row
+from costar.trace.sanitize import NAME_MAX, REDACTED, Sanitizer
 
 
 @dataclass
@@ -56,11 +54,21 @@ class Redactor(Sanitizer):
     def _hidden(self, key: Any) -> bool:
         return self._names is not None and isinstance(key, str) and self._names.match(key) is not None
 
+    def _hide_named(self, v: dict[Any, Any]) -> dict[Any, Any]:
+        """``v`` with the values of keys the rules name redacted (a copy when any is)."""
+        hidden = [k for k, x in v.items() if x is not None and x != REDACTED and self._hidden(k)]
+        return {k: (REDACTED if k in hidden else x) for k, x in v.items()} if hidden else v
+
+    @property
+    def before_normalize(self) -> AttributeHook | None:
+        """For the attributes as received, before GenAI normalisation copies values under canonical
+        keys (``input.value`` into ``gen_ai.input.messages``…): a value the rules name by its key
+        must be gone before it is copied. None when the rules name no attribute."""
+        return self._hide_named if self._names is not None else None
+
     def _dict(self, v: dict[Any, Any], depth: int) -> dict[Any, Any]:
         if self._names is not None:
-            hidden = [k for k, x in v.items() if x is not None and x != REDACTED and self._hidden(k)]
-            if hidden:
-                v = {k: (REDACTED if k in hidden else x) for k, x in v.items()}
+            v = self._hide_named(v)
         return super()._dict(v, depth)
 
     def row(self, f: list[Any]) -> list[Any]:
@@ -74,7 +82,7 @@ class Redactor(Sanitizer):
         f[9] = self.attributes(f[9])
         if f[8]:
             f[8] = self.text(f[8])
-        name = self.text(f[3])[:_NAME_MAX]
+        name = self.text(f[3])[:NAME_MAX]
         if name != f[3]:
             f[3] = name
         return f

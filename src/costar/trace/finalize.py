@@ -25,7 +25,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from costar.trace.genai import CACHE_CREATION_1H_TOKENS, CACHE_CREATION_TOKENS, CACHE_READ_TOKENS, parse_json
+from costar.trace.genai import (
+    CACHE_CREATION_1H_TOKENS,
+    CACHE_CREATION_TOKENS,
+    CACHE_READ_TOKENS,
+    parse_json,
+    string_items,
+)
 from costar.trace.model import Span, SpanKind, StatusCode
 from costar.trace.tool_inference import with_inferred_tools
 from costar.trace.tools import is_mcp_call, tool_name_matches
@@ -87,7 +93,7 @@ def merge_duplicate_llm_spans(spans: list[Span]) -> list[Span]:
         dropped[c.span_id] = target.span_id
         merged = {k: v for k, v in c.attributes.items() if k != CAPTURE}
         merged.update({k: v for k, v in target.attributes.items() if v is not None and v != "" and v != []})
-        merged[MERGED] = sorted({*target.attributes.get(MERGED, []), "sdk"})
+        merged[MERGED] = sorted({*string_items(target.attributes.get(MERGED)), "sdk"})
         target.attributes = merged
     if not dropped:
         return spans
@@ -147,8 +153,8 @@ def merge_duplicate_tool_spans(spans: list[Span]) -> list[Span]:
         dropped[inner.span_id] = target.span_id
         merged = {k: v for k, v in inner.attributes.items() if k not in (CAPTURE, MERGED)}
         merged.update({k: v for k, v in target.attributes.items() if v is not None and v != "" and v != {}})
-        recorders = [*inner.attributes.get(MERGED, []), str(inner.attributes.get(CAPTURE) or "mcp")]
-        merged[MERGED] = sorted({*target.attributes.get(MERGED, []), *recorders})
+        recorders = [*string_items(inner.attributes.get(MERGED)), str(inner.attributes.get(CAPTURE) or "mcp")]
+        merged[MERGED] = sorted({*string_items(target.attributes.get(MERGED)), *recorders})
         target.attributes = merged
         if inner.status.code == StatusCode.ERROR and target.status.code != StatusCode.ERROR:
             target.status = inner.status.model_copy()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from operator import methodcaller
 from typing import Any
@@ -87,7 +88,6 @@ _TOKEN_SOURCES = {
     "gen_ai.usage.reasoning.output_tokens": ("llm.token_count.completion_details.reasoning",),
 }
 
-_LOOSE_PARSE_LIMIT = 1 << 20
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -115,10 +115,25 @@ def parse_json(value: Any) -> Any:
 def _parse_loose(value: Any) -> Any:
     """Like ``parse_json`` but also accepts Python reprs, which old ``gen_ai.prompt`` emitters wrote."""
     parsed = parse_json(value)
-    if isinstance(parsed, str) and len(parsed) < _LOOSE_PARSE_LIMIT and parsed.strip().startswith(("{", "[")):
+    if isinstance(parsed, str) and _looks_like_repr(parsed):
         with contextlib.suppress(ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
             return ast.literal_eval(parsed.strip())
     return parsed
+
+
+_REPR_START = re.compile(r"\s*[\[{(][\s\[{(]*['\"]")
+# Python's parser takes about as long per node as the whole ingest path per span, and a few MB of
+# memory per thousand: a repr is only parsed when it is small and mostly text, as messages are.
+_REPR_MAX_CHARS = 64 * 1024
+_REPR_MAX_NODES = 2000
+
+
+def _looks_like_repr(text: str) -> bool:
+    """Whether ``text`` may be the repr of a list or dict of strings, cheap enough to parse."""
+    if len(text) > _REPR_MAX_CHARS or not _REPR_START.match(text):
+        return False
+    nodes = text.count(",") + text.count(":")
+    return nodes <= min(_REPR_MAX_NODES, max(64, len(text) // 16))
 
 
 def _as_int(value: Any) -> int | None:
@@ -132,6 +147,13 @@ def _as_int(value: Any) -> int | None:
         with contextlib.suppress(ValueError):
             return int(value.strip())
     return None
+
+
+def string_items(value: Any) -> list[str]:
+    """The strings of a list attribute coSTAR writes (``costar.merged``…). Attributes also arrive from
+    outside, so anything but a list there (a number, a string) counts as empty, and non-strings in it
+    are skipped."""
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def as_dict(value: Any) -> dict[str, Any]:

@@ -76,6 +76,10 @@ class OtlpDecodeError(ValueError):
     """The body is not a valid OTLP trace export request (the receiver answers 400)."""
 
 
+class PayloadTooLarge(OtlpDecodeError):
+    """The body is, or inflates to, more than the receiver takes (it answers 413)."""
+
+
 @dataclass
 class ReceivedSpan:
     """A decoded span plus the context OTLP carried with it."""
@@ -318,17 +322,17 @@ def _as_dict(value: Any, what: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- parsing
 
 
-def _maybe_gunzip(body: bytes) -> bytes:
+def _maybe_gunzip(body: bytes, max_bytes: int) -> bytes:
     # A gzip stream can never be a valid protobuf or JSON body, so sniffing the magic is safe.
     if body[:2] != b"\x1f\x8b":
         return body
     try:
         d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        out = d.decompress(body, MAX_DECOMPRESSED_BYTES)
+        out = d.decompress(body, max_bytes + 1)
     except zlib.error as exc:
         raise OtlpDecodeError(f"OTLP body is corrupt gzip: {exc}") from None
-    if d.unconsumed_tail:
-        raise OtlpDecodeError(f"OTLP body inflates beyond {MAX_DECOMPRESSED_BYTES} bytes; refused")
+    if d.unconsumed_tail or len(out) > max_bytes:
+        raise PayloadTooLarge(f"OTLP body inflates beyond the {max_bytes}-byte limit; refused")
     if not d.eof:
         raise OtlpDecodeError("OTLP body is corrupt gzip: the stream is truncated")
     return out
@@ -406,16 +410,20 @@ def _load_json(body: bytes) -> Any:
         raise OtlpDecodeError(f"OTLP JSON body is not valid JSON: {_one_line(exc)}") from None
 
 
-def decode_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
-    body = _maybe_gunzip(bytes(body))
+def decode_request(body: bytes, content_type: str, *,
+                   max_bytes: int = MAX_DECOMPRESSED_BYTES) -> ExportTraceServiceRequest:
+    """An OTLP/HTTP trace export body (protobuf or JSON; gzip even without its header, inflated to at
+    most ``max_bytes``: :class:`PayloadTooLarge` beyond) -> the request message."""
+    body = _maybe_gunzip(bytes(body), max_bytes)
     if _is_json(content_type):
         return request_from_json(_load_json(body))
     return request_from_protobuf(body)
 
 
-def parse_export_request(body: bytes, content_type: str) -> list[ReceivedSpan]:
+def parse_export_request(body: bytes, content_type: str, *,
+                         max_bytes: int = MAX_DECOMPRESSED_BYTES) -> list[ReceivedSpan]:
     """An OTLP/HTTP trace export body -> received spans with normalised ``gen_ai.*`` attributes."""
-    return received_spans(decode_request(body, content_type))
+    return received_spans(decode_request(body, content_type, max_bytes=max_bytes))
 
 
 def received_spans(req: ExportTraceServiceRequest, *, normalize: bool = True) -> list[ReceivedSpan]:
@@ -445,10 +453,22 @@ def _restore_ids(pb: PbSpan, attrs: dict[str, Any]) -> tuple[str, str, str | Non
     span_id: Any = raw_span.hex()
     parent_id: Any = raw_parent.hex() if raw_parent else None
     if attrs:
-        trace_id = attrs.pop(_ORIGINAL_TRACE_ID, trace_id)
-        span_id = attrs.pop(_ORIGINAL_SPAN_ID, span_id)
-        parent_id = attrs.pop(_ORIGINAL_PARENT_ID, parent_id)
+        trace_id = _original_id(attrs.pop(_ORIGINAL_TRACE_ID, None), trace_id)
+        span_id = _original_id(attrs.pop(_ORIGINAL_SPAN_ID, None), span_id)
+        parent_id = _original_id(attrs.pop(_ORIGINAL_PARENT_ID, None), parent_id)
     return str(trace_id), str(span_id), None if parent_id is None else str(parent_id)
+
+
+MAX_ORIGINAL_ID = 256
+"""Characters of an id restored from its attribute: the sender chooses it, and a database index
+refuses keys of a few KB (one such trace would fail every commit it is in)."""
+
+
+def _original_id(value: Any, wire: Any) -> Any:
+    if value is None:
+        return wire
+    text = str(value)
+    return text if 0 < len(text) <= MAX_ORIGINAL_ID else wire
 
 
 def _drop_added(attrs: dict[str, Any]) -> None:
@@ -463,7 +483,13 @@ def _links_from_pb(links: Sequence[PbSpan.Link]) -> list[dict[str, Any]]:
              "attributes": from_key_values(lk.attributes)} for lk in links]
 
 
-def _pb_parts(pb: PbSpan, normalize: bool) -> tuple[str, str, str | None, str, SpanKind, dict[str, Any]]:
+AttributeHook = Callable[[dict[str, Any]], dict[str, Any]]
+"""Applied to a span's attributes as received, before normalisation (ingest's attribute-name
+redaction: a value normalisation would copy under a canonical key must be gone before it is)."""
+
+
+def _pb_parts(pb: PbSpan, normalize: bool, before_normalize: AttributeHook | None = None
+              ) -> tuple[str, str, str | None, str, SpanKind, dict[str, Any]]:
     """The ids, name, kind and (normalised) attributes of an OTLP span: the mapping both span forms share."""
     attrs = from_key_values(pb.attributes)
     trace_id, span_id, parent_id = _restore_ids(pb, attrs)
@@ -471,6 +497,8 @@ def _pb_parts(pb: PbSpan, normalize: bool) -> tuple[str, str, str | None, str, S
     kind = infer_kind(attrs, name)
     attrs.pop(KIND_ATTR, None)
     _drop_added(attrs)
+    if before_normalize is not None:
+        attrs = before_normalize(attrs)
     if normalize:
         attrs = normalize_attributes(attrs, kind)
     default_otlp = PbSpan.SPAN_KIND_CLIENT if kind in _CLIENT_KINDS else PbSpan.SPAN_KIND_INTERNAL
@@ -514,9 +542,9 @@ _KINDS_BY_VALUE = {k.value: k for k in SpanKind}
 _CODES_BY_VALUE = {c.value: c for c in StatusCode}
 
 
-def span_row_from_pb(pb: PbSpan, *, normalize: bool = True) -> list[Any]:
+def span_row_from_pb(pb: PbSpan, *, normalize: bool = True, before_normalize: AttributeHook | None = None) -> list[Any]:
     """OTLP span -> a row (see above), with the mapping of :func:`span_from_pb`."""
-    trace_id, span_id, parent_id, name, kind, attrs = _pb_parts(pb, normalize)
+    trace_id, span_id, parent_id, name, kind, attrs = _pb_parts(pb, normalize, before_normalize)
     status = pb.status
     events = [[e.name, e.time_unix_nano, from_key_values(e.attributes)] for e in pb.events] if pb.events else None
     return [trace_id, span_id, parent_id, name, kind.value, pb.start_time_unix_nano, pb.end_time_unix_nano or None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from costar._util.server import BackgroundServer
 from costar._util.text import valid_unicode
-from costar.trace.otlp import OtlpDecodeError, ReceivedSpan, parse_export_request
+from costar.trace.otlp import OtlpDecodeError, PayloadTooLarge, ReceivedSpan, parse_export_request
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 # What may wait in memory between a trial's posts and the harness taking its spans, in payload bytes
@@ -33,10 +34,6 @@ DEFAULT_MAX_TOTAL_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_TRIAL_SPANS = 200_000
 MAX_ERRORS_KEPT = 20  # per trial; the rest are counted
 TRIAL_KEY_ATTR = "costar.trial.key"
-
-
-class PayloadTooLarge(Exception):
-    pass
 
 
 @dataclass
@@ -74,14 +71,17 @@ def request_content_type(request: Request) -> str:
     return request.headers.get("content-type", "application/x-protobuf").split(";")[0].strip().lower()
 
 
-async def read_body(request: Request, max_body: int) -> bytes:
+async def read_body(request: Request, max_body: int, on_chunk: Callable[[int], None] | None = None) -> bytes:
     """An OTLP/HTTP request body, inflated when gzip-encoded; at most ``max_body`` bytes either way
-    (:class:`PayloadTooLarge` beyond it, read no further), :class:`OtlpDecodeError` for bad gzip."""
+    (:class:`PayloadTooLarge` beyond it, read no further), :class:`OtlpDecodeError` for bad gzip.
+    ``on_chunk`` is told the size of each chunk as it arrives (and may raise to stop reading)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_body:
         raise PayloadTooLarge(f"payload of {declared} bytes exceeds the {max_body}-byte limit")
     chunks = bytearray()
     async for chunk in request.stream():
+        if on_chunk is not None:
+            on_chunk(len(chunk))
         chunks += chunk
         if len(chunks) > max_body:
             raise PayloadTooLarge(f"payload exceeds the {max_body}-byte limit")
@@ -300,7 +300,7 @@ class OtlpReceiver:
             return _error(415, "use application/x-protobuf or application/json", is_json)
         try:
             body = await read_body(request, self.max_body)
-            spans = parse_export_request(body, ctype)
+            spans = parse_export_request(body, ctype, max_bytes=self.max_body)
         except PayloadTooLarge as exc:
             self._reject(key, str(exc))
             return _error(413, str(exc), is_json)

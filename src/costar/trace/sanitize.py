@@ -64,6 +64,8 @@ _HINTS = ("sk-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat", "xox", "a
 # Short text: one alternation over its lower-cased form. Past _LONG_TEXT characters one RE2 pass is
 # cheaper (Python's engine tries every alternative at every position; RE2's call has a fixed cost).
 _LONG_TEXT = 64
+NAME_MAX = 1024
+"""Characters kept of a span's or an event's name."""
 _HINTS_LOWER = re.compile("|".join(map(re.escape, _HINTS)) + "|api.?key")
 # Long text and JSON text, case-insensitive. lower() turns only two non-ASCII letters into ASCII ones:
 # the Kelvin sign, which RE2 folds to k, and "İ", which becomes "i" + U+0307 and so can complete "dapi"
@@ -269,15 +271,17 @@ class Sanitizer:
             for e in events:
                 e = bound_event(e)
                 ea = self.attributes(e.attributes)
-                new_events.append(e if ea is e.attributes else
-                                  SpanEvent.model_construct(name=e.name, time_ns=e.time_ns, attributes=ea))
+                # An event's name is text the agent chose (an exception message, a log line): redacted too.
+                en = self.text(e.name)[:NAME_MAX]
+                new_events.append(e if ea is e.attributes and en == e.name else
+                                  SpanEvent.model_construct(name=en, time_ns=e.time_ns, attributes=ea))
             if len(events) != len(s.events) or any(a is not b for a, b in zip(new_events, events, strict=True)):
                 update["events"] = new_events
         if s.status.message:
             message = self.text(s.status.message)
             if message is not s.status.message:
                 update["status"] = s.status.model_copy(update={"message": message})
-        name = self.text(s.name)[:1024]
+        name = self.text(s.name)[:NAME_MAX]
         if name != s.name:
             update["name"] = name
         if not (s.span_id.isascii() and s.trace_id.isascii() and (s.parent_id is None or s.parent_id.isascii())):
@@ -285,10 +289,6 @@ class Sanitizer:
                 value = getattr(s, key)
                 if value is not None and _id(value) is not value:
                     update[key] = _id(value)
-        evs = update.get("events", s.events)
-        if evs and not all(e.name.isascii() for e in evs):
-            update["events"] = [e if valid_unicode(e.name) is e.name
-                                else e.model_copy(update={"name": valid_unicode(e.name)}) for e in evs]
         return s.model_copy(update=update) if update else s
 
     def tool(self, d: ToolDefinition) -> ToolDefinition:

@@ -40,7 +40,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from costar.trace.genai import parse_json
+from costar.trace.genai import parse_json, string_items
 from costar.trace.model import Span, SpanKind, StatusCode, make_span
 from costar.trace.tools import is_mcp_call, tool_name_matches
 
@@ -214,7 +214,7 @@ def _complete(span: Span, call: RequestedCall, result: SeenResult | None) -> Non
         a["gen_ai.tool.call.result"] = result.response
         added.append("gen_ai.tool.call.result")
     if added:
-        a["costar.completed_from_messages"] = sorted({*a.get("costar.completed_from_messages", []), *added})
+        a["costar.completed_from_messages"] = sorted({*string_items(a.get("costar.completed_from_messages")), *added})
 
 
 def _span_id(trace_id: str, call: RequestedCall) -> str:
