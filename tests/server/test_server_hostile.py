@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from costar.server import assembler as assembler_module
 from costar.server.config import RedactionRules, ServerConfig
@@ -255,3 +256,40 @@ def test_a_request_is_decoded_off_the_event_loop(make_server, monkeypatch) -> No
     monkeypatch.setattr(ingestor, "_groups", groups)
     assert srv.post(encode(agent_spans(2))).status_code == 200
     assert loops == [False]
+
+
+def test_nul_characters_anywhere_in_a_span_do_not_stop_storage(make_server) -> None:
+    # PostgreSQL refuses NUL in text and JSON; one such span must neither fail nor block the commits.
+    srv: Running = make_server()
+    tid = "55" * 16
+    span = make_span(tid, "aa" * 8, None, "tool\x00name", SpanKind.TOOL, 1, 5, StatusCode.ERROR, "bad\x00 status",
+                     {"gen_ai.tool.name": "look\x00up", "nested": {"k\x00ey": ["v\x00"]}, "input.value": "\x00"},
+                     [SpanEvent(name="ev\x00ent", time_ns=2, attributes={"a": "b\x00"})])
+    assert srv.post(_body(span, resource={"service.name": "svc\x00"})).status_code == 200
+    fine = agent_spans(1)
+    assert srv.post(encode(fine)).status_code == 200
+    for t in [tid, *trace_ids(fine)]:
+        wait_for(lambda t=t: srv.stored(t), what=f"trace {t}")
+    stored = srv.server.store.get_trace(tid).spans[0]
+    assert stored.name.replace("\x00", "") == "toolname"
+    assert srv.server.assembler.stats.commit_errors == 0
+
+
+@pytest.mark.parametrize("assembly", ["process", "thread"])
+def test_a_late_span_routed_elsewhere_is_redacted_with_the_rules_of_the_project_its_trace_is_in(
+        make_server, assembly: str) -> None:
+    # The late span carries no costar.project, so ingest routes it to the default project and redacts it
+    # with the default's rules; it joins a trace stored in "secure", whose rules must apply to it too.
+    srv: Running = make_server(assembly=assembly, projects={"secure": {"redact": {"patterns": {"ssn": r"\d{3}-\d{2}-\d{4}"}}}})
+    spans = agent_spans(1, resource={"costar.project": "secure"})
+    tid = next(iter(trace_ids(spans)))
+    assert srv.post(encode(spans)).status_code == 200
+    wait_for(lambda: srv.stored(tid), what="the trace")
+    late = make_span(tid, "ab" * 8, None, "lookup", SpanKind.TOOL, 10, 20, StatusCode.OK, None,
+                     {"gen_ai.tool.name": "lookup", "gen_ai.tool.call.result": "SSN 123-45-6789"}, [])
+    assert srv.post(_body(late)).status_code == 200
+    wait_for(lambda: (srv.stored(tid).amended or 0) >= 1, what="the amendment")
+    trace = srv.server.store.get_trace(tid)
+    assert trace.metadata["costar.project"] == "secure"
+    result = next(s for s in trace.spans if s.span_id == "ab" * 8).attributes["gen_ai.tool.call.result"]
+    assert result == "SSN [REDACTED:ssn]"

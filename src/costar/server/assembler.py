@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from costar.server.config import ServerConfig
-from costar.server.redaction import RedactedAtIngest
+from costar.server.redaction import RedactedAtIngest, Redactor
 from costar.server.wal import SpanGroup, decode, span_from_fields
 from costar.store.server_tables import ServerTables, ServerTrace
 from costar.trace.finalize import Pricer, finalize_spans
@@ -65,7 +65,8 @@ Listener = Callable[[Sequence[CompletedTrace]], None]
 def assembler_settings(config: ServerConfig) -> dict[str, Any]:
     """The :class:`Assembler`'s keyword arguments from server.yaml (JSON-ready, for a child process too)."""
     return {"idle": config.idle, "root_wait": max(60.0, config.idle), "max_open": config.max_open,
-            "max_open_spans": config.limits.max_open_spans, "max_open_traces": config.limits.max_open_traces}
+            "max_open_spans": config.limits.max_open_spans, "max_open_traces": config.limits.max_open_traces,
+            "projects": {name: rules.model_dump(mode="json") for name, rules in config.projects.items()}}
 
 
 @dataclass(slots=True)
@@ -81,6 +82,8 @@ class _Open:
     batches: set[int] = field(default_factory=set)
     has_root: bool = False
     stored_before: bool = False
+    redacted_as: set[str] = field(default_factory=set)
+    """The projects whose redaction rules ingest applied to the spans (routing can differ per request)."""
 
 
 @dataclass
@@ -107,8 +110,12 @@ class Assembler:
 
     def __init__(self, tables: ServerTables, *, idle: float = 5.0, root_wait: float = 60.0, max_open: float = 3600.0,
                  max_open_spans: int = 500_000, max_open_traces: int = 100_000, price: Pricer | None = None,
-                 max_commit_spans: int = 20_000, clock: Callable[[], float] = time.monotonic) -> None:
+                 max_commit_spans: int = 20_000, clock: Callable[[], float] = time.monotonic,
+                 projects: dict[str, Any] | None = None) -> None:
         self.tables = tables
+        self._rules = ServerConfig.model_validate({"projects": projects or {}})
+        """server.yaml's projects: a trace's spans routed to another project are redacted with its rules."""
+        self._redactors: dict[str, Redactor] = {}
         self.idle = idle
         self.root_wait = max(root_wait, idle)
         self.max_open = max_open
@@ -177,6 +184,7 @@ class Assembler:
                             self._refuse(s, ot.project, g.project)
                             continue
                         ot.project, ot.pinned = g.project, True  # a token's word beats a resource attribute
+                    ot.redacted_as.add(g.project)
                     if s.span_id not in ot.spans:
                         self.stats.open_spans += 1
                     ot.spans[s.span_id] = s
@@ -284,6 +292,7 @@ class Assembler:
                         self._refs[b] -= 1
                 cur.batches |= ot.batches
                 cur.has_root = cur.has_root or ot.has_root
+                cur.redacted_as |= ot.redacted_as
                 cur.first_seen = min(cur.first_seen, ot.first_seen)
 
     # ------------------------------------------------------------------ storing
@@ -345,6 +354,7 @@ class Assembler:
                 spans = [s for s in old.spans if s.span_id not in new_ids and not s.attributes.get(INFERRED)] + spans
                 if prev is not None and reason is not None and prev.incomplete is False:
                     reason = None  # a late span does not make a complete trace incomplete
+            spans = self._redacted_for(ot, spans)
             try:
                 trace = self._build(ot, spans, old, reason)
             except Exception as exc:  # the content of one trace must not keep every other trace out
@@ -389,6 +399,21 @@ class Assembler:
         metadata[PROJECT_KEY] = ot.project
         trace.metadata = metadata
         return trace
+
+    def _redacted_for(self, ot: _Open, spans: list[Span]) -> list[Span]:
+        """The spans redacted with the rules of the project the trace is stored in, where ingest routed
+        some of them to a project with other rules (a late span without the project's attribute)."""
+        if len(ot.redacted_as) == 1 and ot.project in ot.redacted_as:
+            return spans  # the common case: every span was routed where the trace is stored
+        rules = self._rules.redaction(ot.project)
+        if all(self._rules.redaction(p) == rules for p in ot.redacted_as):
+            return spans
+        red = self._redactors.get(ot.project)
+        if red is None:
+            if len(self._redactors) >= 256:
+                self._redactors.pop(next(iter(self._redactors)))
+            red = self._redactors[ot.project] = Redactor(rules=rules)
+        return [red.span(s) for s in spans]
 
     def _unfinished(self, ot: _Open, spans: list[Span], old: Trace | None, exc: Exception) -> Trace:
         """The trace as received, without finalisation or derived facts, when building it failed
