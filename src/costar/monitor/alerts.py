@@ -3,7 +3,9 @@ against the recent past; with the state that makes an alert fire once and then r
 
 A rule is checked on a window's newest value. The answer is one of three: the condition holds
 (``firing``), it does not (``clear``), or the window holds too little to say (fewer than
-``min_samples`` observations, or for an anomaly too short a history), which changes nothing. A
+``min_samples`` observations, or for an anomaly too short a history), which changes nothing. The
+count series (``traces``, ``sampled``) are exact at any number of traces, so ``min_samples`` does
+not apply to them. A
 rule fires when its condition starts to hold, stays quiet while it keeps holding (one alert, however
 many evaluations see it), and sends a recovery message when it clears.
 
@@ -107,13 +109,23 @@ def _describe_point(monitor: str, judge: str, p: SeriesPoint) -> str:
     return f"{monitor}: {what}{of} over {format_duration(p.window)} is {shown}{interval} (n={p.n})"
 
 
+COUNT_METRICS = frozenset({"traces", "sampled"})
+"""Series whose value is a count of the window's traces: exact at any n (0 included), so
+``min_samples`` does not apply to them. Otherwise a rule like ``traces below 1`` could never fire when
+traffic stops, nor recover once it had fired."""
+
+
+def _too_few(rule: AlertRule, point: SeriesPoint) -> bool:
+    return point.metric not in COUNT_METRICS and point.n < rule.min_samples
+
+
 def check_threshold(rule: AlertRule, monitor: str, point: SeriesPoint) -> RuleCheck:
     base: dict[str, Any] = {"rule": rule, "monitor": monitor, "judge": point.judge, "window": point.window,
                             "value": point.value, "n": point.n}
     which = rule.compared
     x = {"value": point.value, "lower": point.low, "upper": point.high}[which]
     head = _describe_point(monitor, point.judge, point)
-    if point.n < rule.min_samples or x is None:
+    if _too_few(rule, point) or x is None:
         return RuleCheck(**base, state="insufficient", compared=x,
                          message=f"{head}: fewer than {rule.min_samples} observations, not judged")
     limit = rule.below if rule.below is not None else rule.above
@@ -135,7 +147,7 @@ def check_anomaly(rule: AlertRule, monitor: str, point: SeriesPoint, history: Se
     base: dict[str, Any] = {"rule": rule, "monitor": monitor, "judge": point.judge, "window": point.window,
                             "value": point.value, "compared": point.value, "n": point.n}
     head = _describe_point(monitor, point.judge, point)
-    if point.n < rule.min_samples or point.value is None:
+    if _too_few(rule, point) or point.value is None:
         return RuleCheck(**base, state="insufficient",
                          message=f"{head}: fewer than {rule.min_samples} observations, not judged")
     if len(history) < spec.min_history:

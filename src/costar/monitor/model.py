@@ -12,6 +12,7 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
+import httpx
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
 from costar._util import units
@@ -109,9 +110,76 @@ class Webhook(BaseModel):
     @field_validator("url")
     @classmethod
     def _http(cls, v: str) -> str:
-        if "${" not in v and not re.match(r"^https?://[^\s/]+", v):
-            raise ValueError(f"{v!r} is not an http(s) URL")
+        # Checked here as far as the file allows (a ${VAR} is checked once expanded, at delivery): a URL
+        # that httpx refuses would otherwise only show up as a failed delivery when an alert fires.
+        problem = url_problem(v)
+        if problem is not None:
+            raise ValueError(problem)
         return v
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if not _TOKEN.match(name):
+                raise ValueError(f"header name {name!r} is not a valid HTTP header name (letters, digits and "
+                                 "!#$%&'*+-.^_`|~ only)")
+            problem = header_problem(value)
+            if problem is not None:
+                raise ValueError(f"header {name}: {problem}")
+        return v
+
+
+_VAR = re.compile(r"\$\{[^}]*\}")
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_BAD_CHAR = re.compile(r"[\x00-\x20\x7f]")
+
+
+def url_problem(url: str, shown: str | None = None) -> str | None:
+    """Why ``url`` cannot be a webhook's URL (one line saying how to fix it), or None. ``${VAR}``
+    references are left unchecked (their values are checked once expanded); the text around them is.
+    ``shown`` names the URL in the message (default: the URL itself; an expanded URL may hold a secret)."""
+    name = repr(url) if shown is None else shown
+    literal = _VAR.sub("x", url)  # stands for a variable's value, so the rest parses as written
+    bad = _BAD_CHAR.search(literal)
+    if bad is not None:
+        return (f"{name} contains {'a space' if bad.group() == ' ' else 'a control character'} "
+                f"({bad.group()!r}); remove it")
+    if url.startswith("${"):
+        return None  # the scheme and host come from the variable: checked once expanded
+    if not re.match(r"^https?://", literal, re.IGNORECASE):
+        return f"{name} is not an http(s) URL; write it as http://host/path or https://host/path"
+    authority = re.split(r"[/?#]", literal.split("://", 1)[1], maxsplit=1)[0]
+    host = authority.rsplit("@", 1)[-1]
+    if not host:
+        return f"{name} has no host; write it as http://host/path or https://host/path"
+    if host.count("[") != host.count("]") or ("[" in host and not re.match(r"^\[[^\[\]]+\](:\d*)?$", host)):
+        return f"{name} has unbalanced brackets in its host; an IPv6 host is written http://[::1]:8080/path"
+    try:
+        httpx.URL(literal)
+    except httpx.InvalidURL as exc:
+        return f"{name} is not a valid URL ({exc})"
+    return None
+
+
+def header_problem(value: str) -> str | None:
+    """Why ``value`` cannot be an HTTP header's value, or None. ``${VAR}`` references are checked once
+    expanded. Header values are ASCII without control characters: httpx refuses others, and a newline
+    would split the request. The message never quotes the value's text (it may be a token)."""
+    literal = _VAR.sub("x", value)
+    for i, ch in enumerate(literal):
+        if ch == "\t":
+            continue
+        if ord(ch) < 32 or ord(ch) == 127:
+            return f"the value has a control character ({ch!r} at position {i}); remove it"
+        if ord(ch) > 126:
+            return f"the value has a non-ASCII character at position {i}; HTTP header values are ASCII"
+    return None
+
+
+def variables(text: str) -> list[str]:
+    """The ``${VAR}`` references in ``text``, as written."""
+    return _VAR.findall(text)
 
 
 class Anomaly(BaseModel):
@@ -171,7 +239,9 @@ class AlertRule(BaseModel):
     anomaly: Anomaly | None = None
     """Fire on a robust anomaly against the recent past instead of a threshold."""
     min_samples: int = Field(10, ge=1)
-    """Fewer observations in the window (decided verdicts, or traces) leave the rule as it is."""
+    """Fewer observations in the window (decided verdicts, or traces) leave the rule as it is. Not
+    applied to the count metrics ``traces`` and ``sampled``: a count is exact at any number of traces,
+    so ``traces below 1`` fires when traffic stops."""
     notify: list[str] | None = None
     """Webhook names of the monitor (default: all of them). Every alert is also logged."""
 

@@ -272,9 +272,12 @@ class Scorer:
         return stats
 
     def _latest(self, ids: Sequence[str]) -> dict[tuple[str, str], Verdict]:
+        """The newest verdict per (trace, judge) that may stand for a fresh one. A judge error is left
+        out: it says the judge could not decide (a timeout, a rate limit), not what it would decide, so
+        the judge runs again, as ``costar assess`` does (``Store.latest_fingerprints``, ``find_verdict``)."""
         names = set(self.mj.judge_names())
         return {(str(v.trace_id), v.name): v for v in self.store.verdicts(trace_ids=ids, latest=True)
-                if v.name in names}
+                if v.name in names and v.outcome != "error"}
 
     def _result(self, row: ConsideredTrace, judge: str, verdict: Verdict, now: float, *, cost: float) -> JudgeResult:
         return JudgeResult(self.mj.name, row.trace_id, judge, verdict.fingerprint, verdict.outcome, row.trace_time,

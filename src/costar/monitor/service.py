@@ -40,15 +40,17 @@ from costar.monitor.matching import matches
 from costar.monitor.sampling import sampled
 from costar.monitor.scoring import MonitorJudges, Scorer, ScoreStats, considered_row
 from costar.monitor.series import OPS, GoldenFit, golden_fit, judge_points, ops_points, step_of
-from costar.monitor.webhooks import deliver, log_alert, payload_for
+from costar.monitor.webhooks import deliver, log_alert, one_line, payload_for, retryable_error
 from costar.store.base import Store
-from costar.store.monitor_tables import ConsideredTrace, MonitorTables, SeriesPoint
+from costar.store.monitor_tables import AlertRecord, ConsideredTrace, DeliveryRecord, MonitorTables, SeriesPoint
 from costar.trace.model import Trace
 
 log = logging.getLogger("costar.monitor")
 
 MAX_FILL = 5000
 """The most points a backfill stores per window."""
+REDELIVER_MAX_RETRIES = 30
+"""The most later tries of one failed delivery (the default waits fit about 29 into a day)."""
 
 
 @dataclass
@@ -71,6 +73,14 @@ class ServiceOptions:
     """How far before its last stop a sweep starts again, for traces stored late."""
     fit_ttl: float = 300.0
     """Seconds a judge's golden-set fit is reused before it is measured again."""
+    redeliver_after: float = 60.0
+    """Seconds after a failed webhook delivery before an evaluation tries it again; the wait doubles
+    after each further failure, up to ``redeliver_max_wait``."""
+    redeliver_max_wait: float = 3600.0
+    """The longest wait between two later tries of a failed delivery."""
+    redeliver_for: float = 86400.0
+    """How long after its alert a failed delivery is still tried (at most ``REDELIVER_MAX_RETRIES``
+    later tries); then it stays failed."""
 
 
 @dataclass
@@ -96,7 +106,7 @@ class ServiceStats:
     alerts_resolved: int = 0
     """Alerts that recovered."""
     deliveries_failed: int = 0
-    """Webhook deliveries that failed after their retries."""
+    """Webhook deliveries that failed after their attempts (a later retry that fails counts again)."""
     worker_errors: int = 0
     """Errors of the workers (the work is retried)."""
     last_error: str | None = None
@@ -307,6 +317,8 @@ class MonitorService:
             except Exception as exc:  # keep working; the traces stay pending and are scored later
                 self._failed(exc)
                 await asyncio.sleep(1.0)
+                if self._queue:  # what was put back is taken again without waiting for the next offer
+                    self._wake.set()
 
     async def _evaluate_loop(self) -> None:
         assert self._wake is not None
@@ -319,9 +331,7 @@ class MonitorService:
             await asyncio.sleep(self.options.evaluate_every)
 
     def _failed(self, exc: BaseException) -> None:
-        self.stats.worker_errors += 1
-        self.stats.last_error = f"{type(exc).__name__}: {exc}"
-        log.error("monitors: %s", self.stats.last_error)
+        self._worker_error(f"{type(exc).__name__}: {exc}")
 
     async def process_queue(self) -> ScoreStats:
         """Record and score everything offered so far (what the workers do; callable directly)."""
@@ -334,11 +344,27 @@ class MonitorService:
             by_monitor: dict[str, list[_Offer]] = {}
             for o in batch:
                 by_monitor.setdefault(o.monitor, []).append(o)
-            for name, offers in by_monitor.items():
+            groups = list(by_monitor.items())
+            for i, (name, offers) in enumerate(groups):
                 rows = [o.row for o in offers]
-                await asyncio.to_thread(self.tables.record_considered, rows)
-                force = [o.row.trace_id for o in offers if o.amended]
-                total.add(await self._score(name, [r for r in rows if r.sampled], force=force))
+                try:
+                    await asyncio.to_thread(self.tables.record_considered, rows)
+                    force = [o.row.trace_id for o in offers if o.amended]
+                    total.add(await self._score(name, [r for r in rows if r.sampled], force=force))
+                except BaseException:
+                    # The batch left the queue before it was saved: put back this group and those not
+                    # reached yet (e.g. 'database is locked'), so the next round takes them again.
+                    self._requeue([o for _, left in groups[i:] for o in left])
+                    raise
+
+    def _requeue(self, offers: Sequence[_Offer]) -> None:
+        """Put offers back at the head of the queue, in their order. Past ``queue_size`` they are left
+        to a sweep instead, as new offers are."""
+        with self._queue_lock:
+            if len(self._queue) + len(offers) > self.options.queue_size:
+                self._needs_sweep = True
+                return
+            self._queue.extendleft(reversed(offers))
 
     # ------------------------------------------------------------------ scoring
 
@@ -444,24 +470,30 @@ class MonitorService:
         return rows
 
     async def backfill(self, name: str, since: float, until: float | None = None) -> BackfillReport:
-        """Score the stored traces ``name`` matches that started since ``since`` (Unix seconds; already
-        scored ones are kept, verdicts are reused by fingerprint) and fill its series over the period.
-        Backfill raises no alerts: the next evaluation judges the current windows."""
+        """Score the stored traces ``name`` matches that started from ``since`` to ``until`` (Unix
+        seconds, default now; already scored ones are kept, verdicts are reused by fingerprint) and fill
+        its series over the period. Backfill raises no alerts: the next evaluation judges the current
+        windows."""
         mj = self.require(name)
         now = self.clock()
         until = now if until is None else until
         report = BackfillReport(monitor=name, since=since, until=until)
         after: tuple[int, str] | None = None
         since_ns = max(0, int(since * 1e9))
+        until_ns = int(until * 1e9)
         while True:
             page = await asyncio.to_thread(self.tables.traces_since, since_ns=since_ns, after=after)
-            if not page:
+            # Pages come oldest first: the traces that started after ``until`` end the period.
+            inside = [(tid, start) for tid, start in page if start <= until_ns]
+            if not inside:
                 break
             after = page[-1][1], page[-1][0]
-            report.read += len(page)
-            rows = await self._consider(mj, [tid for tid, _ in page], now, keep_scored=True)
+            report.read += len(inside)
+            rows = await self._consider(mj, [tid for tid, _ in inside], now, keep_scored=True)
             report.matched += len(rows)
             report.sampled += sum(r.sampled for r in rows)
+            if len(inside) < len(page):
+                break
         report.score = await self.score_pending([name])
         report.points = await self.fill_series(name, since, until)
         return report
@@ -519,7 +551,7 @@ class MonitorService:
         now = self.clock() if now is None else now
         ev = Evaluation(at=now)
         async with httpx.AsyncClient(follow_redirects=False) as client:
-            await self._redeliver(client)
+            await self._redeliver(client, now)
             for name in self._names(names):
                 mj = self.active[name]
                 for window in mj.definition.windows:
@@ -585,29 +617,93 @@ class MonitorService:
         return event
 
     async def _send(self, client: httpx.AsyncClient, delivery_id: int, hook: Any, target: str, alert_id: int,
-                    status: str, at: float, message: str, data: dict[str, Any], series: str) -> bool:
-        payload = payload_for(hook, alert_id, status, at, message, data, series)
-        ok, attempts, error = await deliver(client, hook, payload)
-        await asyncio.to_thread(self.tables.update_delivery, delivery_id, "delivered" if ok else "failed", attempts,
-                                error)
+                    status: str, at: float, message: str, data: dict[str, Any], series: str, *,
+                    retry_of: DeliveryRecord | None = None) -> bool:
+        """Deliver one alert to one webhook and record the outcome. Never raises: the alert is already
+        recorded, and an exception here would stop this evaluation and, through ``_redeliver``, every
+        later one. ``retry_of``: a later try of that failed delivery (one attempt, counted on top of its
+        earlier ones)."""
+        try:
+            payload = payload_for(hook, alert_id, status, at, message, data, series)
+            ok, attempts, error = await deliver(client, hook, payload, attempts=None if retry_of is None else 1)
+        except Exception as exc:  # deliver catches its own; this guards the payload and anything unforeseen
+            ok, attempts, error = False, 0, one_line(f"delivery failed: {type(exc).__name__}: {exc}")
+        if retry_of is not None:
+            # Every later try counts, even one refused before any request (0 attempts), so the retry
+            # bound and the backoff, both read from the stored attempts, always advance.
+            attempts = retry_of.attempts + max(1, attempts)
+        try:
+            await asyncio.to_thread(self.tables.update_delivery, delivery_id, "delivered" if ok else "failed",
+                                    attempts, error)
+        except Exception as exc:  # e.g. 'database is locked': it stays pending and the next evaluation resends
+            self._worker_error(f"alert {alert_id}: recording the delivery to webhook {target!r} failed: "
+                               f"{type(exc).__name__}: {exc}")
         if not ok:
             self.stats.deliveries_failed += 1
             log.error("alert %d: delivery to webhook %r failed after %d attempt(s): %s", alert_id, target, attempts,
                       error)
         return ok
 
-    async def _redeliver(self, client: httpx.AsyncClient) -> None:
-        """Deliveries a stopped process left pending are sent now (at least once)."""
+    def _worker_error(self, text: str) -> None:
+        self.stats.worker_errors += 1
+        self.stats.last_error = one_line(text)
+        log.error("monitors: %s", self.stats.last_error)
+
+    async def _redeliver(self, client: httpx.AsyncClient, now: float) -> None:
+        """Deliveries a stopped process left pending are sent now (at least once); failed ones are
+        tried again, one attempt per evaluation once their wait is over (``redeliver_after`` doubling
+        per try, at most ``redeliver_max_wait``), while their alert is younger than ``redeliver_for``
+        and they have had fewer than ``REDELIVER_MAX_RETRIES`` later tries. Delivered ones are never
+        sent again; a final HTTP answer (4xx other than 429) is not retried; nor is a failed delivery
+        whose alert a newer one of the same rule and series superseded (a stale "firing" after its
+        "resolved" would mislead). One delivery's trouble never stops the others or the evaluation."""
         for name, mj in self.active.items():
-            pending = await asyncio.to_thread(self.tables.pending_deliveries, name)
-            for delivery, alert in pending:
+            try:
+                pending = await asyncio.to_thread(self.tables.pending_deliveries, name)
+                failed = await asyncio.to_thread(self._due_retries, name, now)
+            except Exception as exc:
+                self._worker_error(f"monitor {name}: reading its deliveries failed: {type(exc).__name__}: {exc}")
+                continue
+            for delivery, alert, retry in [(d, a, False) for d, a in pending] + [(d, a, True) for d, a in failed]:
                 hook = mj.definition.webhooks.get(delivery.target)
-                if hook is None:
-                    await asyncio.to_thread(self.tables.update_delivery, delivery.id, "failed", delivery.attempts,
-                                            f"the monitor no longer has a webhook named {delivery.target!r}")
+                try:
+                    if hook is None:
+                        if not retry:
+                            await asyncio.to_thread(
+                                self.tables.update_delivery, delivery.id, "failed", delivery.attempts,
+                                f"the monitor no longer has a webhook named {delivery.target!r}")
+                        continue
+                    await self._send(client, delivery.id, hook, delivery.target, alert.id, alert.status, alert.at,
+                                     alert.message, alert.data, alert.series, retry_of=delivery if retry else None)
+                except Exception as exc:
+                    self._worker_error(f"alert {alert.id}: redelivery to webhook {delivery.target!r} failed: "
+                                       f"{type(exc).__name__}: {exc}")
+
+    def _due_retries(self, name: str, now: float) -> list[tuple[DeliveryRecord, AlertRecord]]:
+        """The failed deliveries of monitor ``name`` due for a later try (see ``_redeliver``)."""
+        o = self.options
+        hooks = self.active[name].definition.webhooks
+        wall = time.time()  # updated_at is the store's wall clock, whatever clock the service runs on
+        newest: set[tuple[str, str]] = set()
+        out = []
+        # Newest first, so the first alert seen of a rule and series is the one that stands.
+        for alert in self.tables.alerts(monitor=name, since=now - o.redeliver_for, limit=100_000):
+            key = (alert.rule, alert.series)
+            superseded = key in newest
+            newest.add(key)
+            if superseded:
+                continue
+            for d in alert.deliveries:
+                hook = hooks.get(d.target)
+                if d.status != "failed" or hook is None or not retryable_error(d.last_error):
                     continue
-                await self._send(client, delivery.id, hook, delivery.target, alert.id, alert.status, alert.at,
-                                 alert.message, alert.data, alert.series)
+                retries = max(0, d.attempts - hook.attempts)  # later tries make one attempt each
+                if retries >= REDELIVER_MAX_RETRIES:
+                    continue
+                wait = min(o.redeliver_max_wait, o.redeliver_after * 2 ** min(retries, 60))
+                if wall - d.updated_at >= wait:
+                    out.append((d, alert))
+        return out
 
     # ------------------------------------------------------------------ one-shot
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,7 +30,7 @@ import httpx
 
 from costar.config import expand_vars
 from costar.errors import ConfigError
-from costar.monitor.model import Webhook
+from costar.monitor.model import Webhook, header_problem, url_problem, variables
 
 log = logging.getLogger("costar.monitor")
 
@@ -84,32 +85,89 @@ def _retry_after(response: httpx.Response) -> float | None:
 Sleep = Callable[[float], Awaitable[None]]
 
 
+def one_line(text: str, limit: int = ERROR_MAX) -> str:
+    """``text`` on one line (runs of whitespace, newlines included, become one space), cut to ``limit``:
+    a delivery's error is logged and shown in tables, where a multi-line receiver answer would break them."""
+    return " ".join(text.split())[:limit]
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _request(client: httpx.AsyncClient, hook: Webhook, payload: dict[str, Any]) -> httpx.Request:
+    """The request to post, with ``${VAR}`` expanded and the result checked; a ConfigError names what is
+    wrong and which variable to fix, without quoting its value (a Slack URL or a token is a secret).
+    Built once, before any attempt: a bad URL or header is final, however often it is tried."""
+    url = expand_vars(hook.url, "webhook url")
+    refs = variables(hook.url)
+    problem = url_problem(url, shown=f"the URL read from {', '.join(refs)}" if refs else None)
+    if problem is not None:
+        raise ConfigError(f"webhook url: {problem}" + (f" from the value of {', '.join(refs)}" if refs else ""))
+    headers = {}
+    for name, value in hook.headers.items():
+        expanded = expand_vars(value, f"webhook header {name}")
+        problem = header_problem(expanded)
+        if problem is not None:
+            refs = variables(value)
+            raise ConfigError(f"webhook header {name}: {problem}"
+                              + (f" (fix the value of {', '.join(refs)})" if refs else ""))
+        headers[name] = expanded
+    return client.build_request("POST", url, json=payload, headers=headers, timeout=hook.timeout)
+
+
 async def deliver(client: httpx.AsyncClient, hook: Webhook, payload: dict[str, Any], *,
-                  sleep: Sleep = asyncio.sleep) -> tuple[bool, int, str | None]:
-    """Post ``payload`` to the webhook; returns (delivered, attempts, last error)."""
+                  sleep: Sleep = asyncio.sleep, attempts: int | None = None) -> tuple[bool, int, str | None]:
+    """Post ``payload`` to the webhook; returns (delivered, attempts, last error). ``attempts`` overrides
+    the hook's (a later retry of a failed delivery makes one).
+
+    Never raises (cancellation aside): the caller has already recorded the alert, and an exception here
+    would stop the evaluation that follows every later one. A request that cannot be built (a URL or
+    header that is invalid once ``${VAR}`` is expanded) fails at once with 0 attempts."""
+    tries = hook.attempts if attempts is None else max(1, attempts)
     try:
-        url = expand_vars(hook.url, "webhook url")
-        headers = {k: expand_vars(v, f"webhook header {k}") for k, v in hook.headers.items()}
+        request = _request(client, hook, payload)
     except ConfigError as exc:
-        return False, 0, str(exc)
+        return False, 0, one_line(str(exc))
+    except Exception as exc:  # httpx.InvalidURL, UnicodeEncodeError, …: the same request would fail again
+        return False, 0, one_line(f"invalid webhook request: {_describe(exc)}")
     error: str | None = None
     wait = BACKOFF_START
-    for attempt in range(1, hook.attempts + 1):
+    for attempt in range(1, tries + 1):
         retry_after = None
         try:
-            response = await client.post(url, json=payload, headers=headers, timeout=hook.timeout)
+            response = await client.send(request)
             if response.status_code < 300:
                 return True, attempt, None
             error = f"HTTP {response.status_code}: {response.text[:200]}"
-            if response.status_code != 429 and response.status_code < 500:
-                return False, attempt, error[:ERROR_MAX]
+            if not retryable_status(response.status_code):
+                return False, attempt, one_line(error)
             retry_after = _retry_after(response)
         except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        if attempt < hook.attempts:
+            error = _describe(exc)
+        except Exception as exc:  # not a transport failure: trying again would not help
+            return False, attempt, one_line(f"webhook request failed: {_describe(exc)}")
+        if attempt < tries:
             await sleep(retry_after if retry_after is not None else wait)
             wait = min(BACKOFF_MAX, wait * 2)
-    return False, hook.attempts, (error or "failed")[:ERROR_MAX]
+    return False, tries, one_line(error or "failed")
+
+
+def retryable_status(status: int) -> bool:
+    """Whether an HTTP answer may succeed when tried again: 429 and 5xx; any other 4xx says the request
+    itself is wrong."""
+    return status == 429 or status >= 500
+
+
+_FINAL_ERROR = re.compile(r"^HTTP (\d{3})\b")
+
+
+def retryable_error(error: str | None) -> bool:
+    """Whether a failed delivery, by its recorded error, is worth trying again later: everything but a
+    final HTTP answer (a 4xx other than 429). Connection errors, timeouts and bad ``${VAR}`` values
+    (fixed in the environment before a restart) may all clear."""
+    m = _FINAL_ERROR.match(error or "")
+    return m is None or retryable_status(int(m.group(1)))
 
 
 def log_alert(status: str, message: str) -> None:
