@@ -69,6 +69,7 @@ def test_a_trace_that_cannot_be_finalised_is_stored_as_received_and_flagged(make
     assert stored.metadata["costar.project"] == "default"
     assert [s.span_id for s in stored.spans] == ["aa" * 8]
     assert srv.server.assembler.stats.build_errors == 1
+    assert "costar_traces_build_errors_total 1" in httpx.get(srv.url + "/metrics", timeout=30).text
     good = srv.server.store.get_trace(next(iter(trace_ids(fine))))
     assert "build_error" not in good.metadata["costar.server"]
     assert good.totals.input_tokens == 120

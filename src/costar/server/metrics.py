@@ -28,6 +28,8 @@ _HELP = {
     "costar_spans_refused_total": ("counter", "Spans refused after acknowledgement: a token of one project "
                                               "sent spans of another project's trace."),
     "costar_store_commit_errors_total": ("counter", "Failed attempts to store assembled traces (retried)."),
+    "costar_traces_build_errors_total": ("counter", "Traces whose finalisation failed on their content, "
+                                                    "stored as received and flagged."),
     "costar_wal_recovered_spans": ("gauge", "Spans replayed from the write-ahead log at start."),
     "costar_monitor_traces_offered_total": ("counter", "Stored traces offered to the monitors."),
     "costar_monitor_traces_sampled_total": ("counter", "Offered traces a monitor matched and sampled."),
@@ -95,6 +97,7 @@ def server_metrics(server: Any) -> dict[str, Any]:
         "costar_spans_stored_total": asm.spans_stored,
         "costar_spans_refused_total": asm.spans_refused,
         "costar_store_commit_errors_total": asm.commit_errors,
+        "costar_traces_build_errors_total": asm.build_errors,
         "costar_wal_recovered_spans": server.recovered_spans,
         **_monitor_metrics(server),
     }
