@@ -59,3 +59,14 @@ def test_backfill_scores_only_the_traces_up_to_until(sqlite_store: Any) -> None:
     report = asyncio.run(svc.backfill("m", since=NOW - 6 * 3600, until=NOW - 2 * 3600))
     assert (report.read, report.matched, report.score.traces) == (4, 4, 4)
     assert set(svc.tables.considered("m", [f"new{i}" for i in range(3)])) == set()  # after until: untouched
+
+
+def test_backfill_counts_the_earliest_trace_in_its_series(sqlite_store: Any) -> None:
+    # Windows exclude their start; the fill started at the earliest trace's time, so that trace was in
+    # no point of a period longer than the window.
+    sqlite_store.write_traces([make_trace("first", at=NOW - 5 * 3600, output="good")])
+    svc = service(sqlite_store)
+    report = asyncio.run(svc.backfill("m", since=0, until=NOW))
+    assert report.score.traces == 1
+    counts = [p.value for p in svc.tables.points("m", window=3600.0) if p.metric == "traces"]
+    assert max(c or 0 for c in counts) == 1

@@ -504,7 +504,9 @@ class MonitorService:
         span = await asyncio.to_thread(self.tables.time_range, name)
         if span is None:
             return 0
-        since = max(since, span[0])  # nothing to show before the first trace ("--since all")
+        # Nothing to show before the first trace ("--since all"); a window excludes its start, so the
+        # first point's window starts just before that trace, not at it.
+        since = max(since, span[0] - 1e-3)
         stored = 0
         for window in mj.definition.windows:
             # At most MAX_FILL points per window: a long period gets sparser points, never millions.
