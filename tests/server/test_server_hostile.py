@@ -6,7 +6,9 @@ both stores."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
+import json
 import threading
 import time
 from typing import Any
@@ -294,3 +296,34 @@ def test_a_late_span_routed_elsewhere_is_redacted_with_the_rules_of_the_project_
     assert trace.metadata["costar.project"] == "secure"
     result = next(s for s in trace.spans if s.span_id == "ab" * 8).attributes["gen_ai.tool.call.result"]
     assert result == "SSN [REDACTED:ssn]"
+
+
+def test_the_api_serves_no_cdn_script_page_and_its_answers_are_not_sniffed_or_cached(make_server) -> None:
+    srv: Running = make_server()
+    assert httpx.get(srv.url + "/api/docs", timeout=30).status_code == 404
+    assert httpx.get(srv.url + "/api/openapi.json", timeout=30).json()["info"]["title"] == "coSTAR server"
+    r = srv.api("/traces")
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("parts", [["x", "y"], [{"a": 1}, "y"], [True, "y"], [1.0, 2], [1.0]])
+def test_a_forged_cursor_is_a_400_not_a_500(make_server, parts: list[Any]) -> None:
+    srv: Running = make_server()
+    cursor = base64.urlsafe_b64encode(json.dumps(parts).encode()).decode()
+    r = srv.api("/traces", params={"cursor": cursor})
+    assert r.status_code == 400
+    assert "bad cursor" in r.text
+
+
+def test_readiness_does_not_tell_strangers_the_stores_error(make_server, monkeypatch) -> None:
+    srv: Running = make_server()
+    wait_for(lambda: httpx.get(srv.url + "/readyz", timeout=30).status_code == 200, what="ready")
+
+    def down() -> None:
+        raise ConnectionError("connection to server at db.internal (10.0.0.5), user costar_admin failed")
+
+    monkeypatch.setattr(srv.server.tables, "pending_counts", down)
+    r = httpx.get(srv.url + "/readyz", timeout=30)
+    assert r.status_code == 503
+    assert r.json() == {"status": "store unavailable", "detail": "ConnectionError"}

@@ -215,7 +215,8 @@ def build_router(server: ApiHost) -> APIRouter:
         before = None
         if cursor:
             parts = _decode_cursor(cursor)
-            if len(parts) != 2:
+            if (len(parts) != 2 or isinstance(parts[0], bool) or not isinstance(parts[0], int | float)
+                    or not isinstance(parts[1], str)):
                 raise HTTPException(400, "bad cursor; pass back the 'next' value of the previous page")
             before = (float(parts[0]), str(parts[1]))
         rows = await run(server.tables.list_traces, project=project, service=service, since=since, limit=limit + 1,

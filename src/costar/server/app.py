@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -131,7 +131,9 @@ class CostarServer:
             finally:
                 await self.shutdown()
 
-        app = FastAPI(title="coSTAR server", version=self.version, lifespan=lifespan, docs_url="/api/docs",
+        # No Swagger page: FastAPI's loads its script from a CDN, which would run on this origin with the
+        # session of whoever opens it. The OpenAPI description is served; any viewer can read it.
+        app = FastAPI(title="coSTAR server", version=self.version, lifespan=lifespan, docs_url=None,
                       openapi_url="/api/openapi.json", redoc_url=None)
 
         @app.post("/v1/traces", include_in_schema=False)
@@ -152,7 +154,9 @@ class CostarServer:
             try:
                 await asyncio.to_thread(self.tables.pending_counts)
             except Exception as exc:
-                return JSONResponse({"status": "store unavailable", "detail": str(exc)}, status_code=503)
+                # The probe needs no token: the error (a database's host and user) goes to the log only.
+                log.warning("readiness: the store does not answer: %s", exc)
+                return JSONResponse({"status": "store unavailable", "detail": type(exc).__name__}, status_code=503)
             return JSONResponse({"status": "ready"})
 
         @app.get("/metrics", include_in_schema=False)
@@ -167,6 +171,16 @@ class CostarServer:
             return PlainTextResponse(prometheus_text(self.metrics()), media_type="text/plain; version=0.0.4")
 
         app.include_router(build_router(self))
+
+        @app.middleware("http")
+        async def api_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+            response = await call_next(request)
+            # Trace content in JSON must never be sniffed as HTML, nor kept by a shared cache.
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            if request.url.path.startswith("/api/"):
+                response.headers.setdefault("Cache-Control", "no-store")
+            return response
+
         if not self.auth.required:
             # No tokens: only this machine may call, and a page elsewhere rebinding its DNS name to
             # 127.0.0.1 must not either (its requests carry its own Host name). Covers ingest, the API
