@@ -410,6 +410,16 @@ def test_server_pages_need_a_login_that_trades_a_token_for_a_session(seeded: See
 
         assert client.get("/runs").status_code == 200
         assert client.get(f"/api/v1/traces/{quote(seeded.traces[seeded.head_run][0])}/tree").status_code == 200
+        # Logged in, a label is the token's: a name typed in the form could overwrite another person's label.
+        target = seeded.traces[seeded.head_run][1]
+        form_page = client.get(f"/judges/{JUDGE}/label/{quote(target)}").text
+        assert 'value="browser"' in form_page
+        assert "readonly" in form_page
+        saved = client.post(f"/judges/{JUDGE}/labels", follow_redirects=False, data={
+            "csrf": csrf_of(form_page), "trace_id": target, "labeler": "ana", "value": "pass", "rationale": ""})
+        assert saved.status_code == 303
+        assert seeded.store.labels(name=JUDGE, trace_ids=[target], labeler="ana") == []
+        assert [v.value for v in seeded.store.labels(name=JUDGE, trace_ids=[target], labeler="browser")] == [True]
         page = client.get("/runs").text
         assert "Log out" in page
         # Logging out is a form post with the session's token.

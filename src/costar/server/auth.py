@@ -128,6 +128,8 @@ class Session:
     """The SHA-256 of the API token it was opened with: each request checks that token again, so
     revoking the token ends the session from the next request on."""
     token_id: str
+    name: str
+    """The token's name: who is logged in (the web app labels as them)."""
     csrf: str
     """The token every form of this session carries (the web app checks it on each POST)."""
     created_at: float
@@ -147,7 +149,7 @@ class Sessions:
     def open(self, record: TokenRecord) -> Session:
         now = time.time()
         session = Session(session_id=secrets.token_urlsafe(32), token_digest=record.digest, token_id=record.token_id,
-                          csrf=secrets.token_urlsafe(32), created_at=now, expires_at=now + self.ttl)
+                          name=record.name or record.token_id, csrf=secrets.token_urlsafe(32), created_at=now, expires_at=now + self.ttl)
         with self._lock:
             self._sessions[session.session_id] = session
             while len(self._sessions) > self.max_sessions:

@@ -109,7 +109,7 @@ def register(web: WebApp) -> None:
         from costar.align.labeling import label_queue
 
         run_id = request.query_params.get("run") or None
-        labeler = _labeler(request)
+        labeler = _labeler(request, caller)
         items = await web.run(label_queue, web.store, name, run_id=run_id, labeler=labeler)
         todo = [i for i in items if not i.done]
         return web.render(request, "label_queue.html", caller, section="judges", name=name, items=items[:500],
@@ -157,7 +157,8 @@ def register(web: WebApp) -> None:
 
         caller, fields = await web.check_post(request)
         trace_id = fields.get("trace_id", "")
-        labeler = fields.get("labeler", "").strip()[:200]
+        # Logged in, a person labels as their token's name: a typed name could overwrite someone else's label.
+        labeler = caller.session.name if caller.session is not None else fields.get("labeler", "").strip()[:200]
         rationale = fields.get("rationale", "")[:20_000]
         run_id = fields.get("run") or None
         try:
@@ -180,9 +181,11 @@ def register(web: WebApp) -> None:
         return response
 
 
-def _labeler(request: Request) -> str | None:
+def _labeler(request: Request, caller: Caller) -> str | None:
     from urllib.parse import unquote
 
+    if caller.session is not None:
+        return caller.session.name
     return unquote(request.cookies.get("costar_labeler") or "").strip()[:200] or None
 
 
@@ -194,12 +197,13 @@ async def _label_page(web: WebApp, request: Request, caller: Caller, name: str, 
         view = await web.run(trace_detail, web.store, trace_id, max_spans=0)
     except StoreError:
         raise HTTPException(404, f"no trace {trace_id!r} in the store") from None
-    labeler = _labeler(request)
+    labeler = _labeler(request, caller)
     mine = await web.run(web.store.labels, name=name, trace_ids=[view.trace_id], labeler=labeler) if labeler else []
     others = await web.run(web.store.labels, name=name, trace_ids=[view.trace_id])
     verdict = next((v for v in view.verdicts if v.name == name), None)
     return web.render(request, "label.html", caller, section="judges", status=status, name=name, view=view,
-                      verdict=verdict, labeler=labeler, mine=mine[0] if mine else None,
+                      verdict=verdict, labeler=labeler, labeler_fixed=caller.session is not None,
+                      mine=mine[0] if mine else None,
                       others=len([x for x in others if x.source_id != labeler]), error=error,
                       rationale=rationale if rationale is not None else (mine[0].rationale if mine else ""),
                       run_id=request.query_params.get("run"), saved=request.query_params.get("saved"))
