@@ -78,3 +78,40 @@ def test_span_rows_read_untrusted_attributes_as_the_tree_does() -> None:
     assert row.duration_ms == 2.0
     assert row.attributes is None
     assert row.model_dump(exclude={"span_id", "parent_id", "duration_ms", "attributes"}) == span_facts(odd)
+
+
+def test_a_trace_page_reads_the_start_of_a_few_artifacts_not_every_byte_of_all(tmp_path: Path) -> None:
+    from costar.trace.model import Artifact, Trace
+    from costar.views import MAX_ARTIFACT_PREVIEWS, trace_detail
+
+    store = SQLiteStore(tmp_path / "store")
+    big = ("line of text\n" * 400_000).encode()  # 5 MB: the agent decides how large its files are
+    arts = []
+    for i in range(MAX_ARTIFACT_PREVIEWS + 5):
+        data = big if i == 0 else f"file {i}\n".encode()
+        arts.append(Artifact(path=f"f{i}.txt", sha256=store.put_blob(data), size=len(data)))
+    store.write_traces([Trace(trace_id="t" * 32, artifacts=arts)])
+    read: list[int] = []
+    real = store.read_blob
+
+    def counting(sha256: str) -> object:
+        found = real(sha256)
+        assert found is not None
+        size, chunks = found
+
+        def counted() -> object:
+            for chunk in chunks:
+                read.append(len(chunk))
+                yield chunk
+        return size, counted()
+
+    store.read_blob = counting  # type: ignore[method-assign,assignment]
+    store.get_blob = None  # type: ignore[method-assign,assignment]  # never the whole blob
+    view = trace_detail(store, "t" * 32, max_spans=0, artifact_chars=4000)
+    assert [a.text is not None for a in view.artifacts] == [True] * MAX_ARTIFACT_PREVIEWS + [False] * 5
+    first = view.artifacts[0]
+    assert first.text == big[:4000].decode()
+    assert first.text_truncated
+    assert sum(read) <= (1 << 20) * MAX_ARTIFACT_PREVIEWS  # one chunk of each, not 5 MB
+    assert view.artifacts[1].text == "file 1\n"
+    assert not view.artifacts[1].text_truncated

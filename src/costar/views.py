@@ -336,7 +336,8 @@ def trace_detail(store: Store, trace_id: str, *, max_spans: int = 500, attribute
         agent=head.agent, status=head.status.value, error=head.error, input=head.input, output=head.output,
         start_ns=head.start_ns, end_ns=head.end_ns, totals=head.totals, metadata=head.metadata,
         spans_total=total, spans=[SpanRow.of(s, attributes=attributes) for s in spans],
-        artifacts=[artifact_row(store, a, artifact_chars) for a in head.artifacts],
+        artifacts=[artifact_row(store, a, artifact_chars if i < MAX_ARTIFACT_PREVIEWS else 0)
+                   for i, a in enumerate(head.artifacts)],
         verdicts=store.verdicts(trace_ids=[head.trace_id]))
 
 
@@ -351,23 +352,45 @@ def artifact_row(store: Store, artifact: Artifact, chars: int) -> ArtifactRow:
     return row
 
 
+MAX_ARTIFACT_PREVIEWS = 20
+"""Artifacts of a trace whose text a page shows (the agent decides how many files it leaves)."""
+
+
+def _blob_head(store: Store, sha256: str, n: int) -> tuple[bytes, int] | None:
+    """The first ``n`` bytes of a blob and its size, without reading the rest (a blob may be GBs)."""
+    found = store.read_blob(sha256)
+    if found is None:
+        return None
+    size, chunks = found
+    head = bytearray()
+    try:
+        for chunk in chunks:
+            head += chunk
+            if len(head) >= n:
+                break
+    finally:
+        chunks.close()
+    return bytes(head[:n]), size
+
+
 def artifact_text(store: Store, artifact: Artifact, chars: int) -> tuple[str | None, bool, bool]:
     """(the first ``chars`` characters of a text artifact, whether there is more, whether it is
     binary). A file with a NUL byte in its first 8 KiB, or that is not UTF-8, is binary."""
-    data = store.get_blob(artifact.sha256)
-    if data is None:
+    found = _blob_head(store, artifact.sha256, max(8192, chars * 4))  # a character is at most 4 bytes
+    if found is None:
         return None, False, False
+    data, size = found
     if b"\x00" in data[:8192]:
         return None, False, True
-    head = data[: chars * 4]  # a character is at most 4 bytes
+    head = data[: chars * 4]
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as exc:
-        cut_mid_character = len(head) < len(data) and exc.start >= len(head) - 3
+        cut_mid_character = len(head) < size and exc.start >= len(head) - 3
         if not cut_mid_character:
             return None, False, True
         text = head[: exc.start].decode("utf-8")
-    return text[:chars], len(text) > chars or len(head) < len(data), False
+    return text[:chars], len(text) > chars or len(head) < size, False
 
 
 # --------------------------------------------------------------------------- reports

@@ -149,7 +149,8 @@ class Sessions:
     def open(self, record: TokenRecord) -> Session:
         now = time.time()
         session = Session(session_id=secrets.token_urlsafe(32), token_digest=record.digest, token_id=record.token_id,
-                          name=record.name or record.token_id, csrf=secrets.token_urlsafe(32), created_at=now, expires_at=now + self.ttl)
+                          name=record.name or record.token_id, csrf=secrets.token_urlsafe(32), created_at=now,
+                          expires_at=now + self.ttl)
         with self._lock:
             self._sessions[session.session_id] = session
             while len(self._sessions) > self.max_sessions:

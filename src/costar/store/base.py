@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -300,6 +300,9 @@ class Store(Protocol):
 
     def get_blob(self, sha256: str) -> bytes | None:
         """A blob's bytes; None when it is absent or ``sha256`` is not a valid key."""
+
+    def read_blob(self, sha256: str) -> tuple[int, Generator[bytes, None, None]] | None:
+        """(size, chunks) of a stored blob, read lazily (close the chunks to stop early); None when absent."""
 
     def blob_path(self, sha256: str) -> Path:
         """A local file with a blob's bytes (a database store caches it under ``root``); for a blob the
