@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from costar.capture.sdk import PRICES_ENV
-from costar.errors import CostarError
+from costar.errors import ConfigError, StoreError
 from costar.pricing import PriceTable
 from costar.run.agents import Agent, AgentResult, AgentTask, RunContext
 from costar.run.workspace import (
@@ -82,6 +82,11 @@ def safe_name(text: str) -> str:
 
 PRICES_FILE = "~prices.json"
 """The run's price table for command agents, in the workspace root (no scenario's folder has a ``~``)."""
+
+
+def _crashed(exc: BaseException, rec: Recording) -> AgentResult:
+    rec.root.record_exception(exc)
+    return AgentResult(status=TraceStatus.ERROR, error=f"{type(exc).__name__}: {exc}")
 
 
 def _is_empty(folder: Path) -> bool:
@@ -187,22 +192,33 @@ class TrialRunner:
                 outcome = AgentResult(status=TraceStatus.ERROR, error=f"setup failed: {exc}")
                 rec.root.add_event("setup failed", {"command": exc.command, "stdout": exc.stdout,
                                                     "stderr": exc.stderr})
-            except CostarError:
-                raise
-            except Exception as exc:  # the agent under test crashed: record it, keep running the suite
-                outcome = AgentResult(status=TraceStatus.ERROR, error=f"{type(exc).__name__}: {exc}")
-                rec.root.record_exception(exc)
+            except (StoreError, ConfigError):
+                raise  # coSTAR's own store or configuration: no trial can run, so the run stops
+            except asyncio.CancelledError as exc:
+                current = asyncio.current_task()
+                if current is None or current.cancelling():
+                    raise  # the run itself is being cancelled
+                # The agent's own code leaked a cancellation (an inner task it cancelled): its failure.
+                outcome = _crashed(exc, rec)
+            except (Exception, KeyboardInterrupt, SystemExit) as exc:
+                # The agent under test crashed, exited (sys.exit in a Python agent) or raised a model
+                # error of its own: record it, keep running the suite.
+                outcome = _crashed(exc, rec)
             if outcome.status != TraceStatus.OK and rec.root.status_code != StatusCode.ERROR:
                 rec.root.set_status(StatusCode.ERROR, outcome.error)
             rec.root.set_attribute("output.value", outcome.output or "")
         latency = time.perf_counter() - t0
         if ws is not None:
-            if _is_empty(ws.path):  # nothing to store: skip the hop to a thread
-                artifacts, notes = [], []
-                if not self.options.keep_workspaces:
-                    ws.remove()
-            else:
-                artifacts, notes = await asyncio.to_thread(self._harvest, ws)
+            try:
+                if _is_empty(ws.path):  # nothing to store: skip the hop to a thread
+                    artifacts, notes = [], []
+                    if not self.options.keep_workspaces:
+                        ws.remove()
+                else:
+                    artifacts, notes = await asyncio.to_thread(self._harvest, ws)
+            except OSError as exc:  # the agent removed its workspace or made it unreadable
+                artifacts, notes = [], [f"the workspace could not be read ({type(exc).__name__}: "
+                                        f"{exc.strerror or exc}); no files stored"]
         # One span per model call, a cost on each, a TOOL span per tool run the messages prove.
         spans = finalize_spans(rec.spans(), price=self._prices.cost)
         return Trace(

@@ -255,7 +255,11 @@ def collect_artifacts(ws: Workspace, store: BlobSink, limits: ArtifactLimits | N
         if total + st.st_size > limits.max_total_bytes:
             notes.append(f"{rel}: workspace exceeds {limits.max_total_bytes} bytes; not stored")
             continue
-        stored = _store_file(p, rel, st.st_size, store, secrets, limits)
+        try:
+            stored = _store_file(p, rel, st.st_size, store, secrets, limits)
+        except OSError as exc:  # the agent left a file nobody may read, or removed it meanwhile
+            notes.append(f"{rel}: could not be read ({type(exc).__name__}: {exc.strerror or exc}); not stored")
+            continue
         if isinstance(stored, str):
             notes.append(stored)
             continue
