@@ -120,7 +120,7 @@ def test_receiver_accepts_json_and_gzip_and_routes_by_path_or_resource() -> None
         for rs in as_json["resourceSpans"]:
             for ss in rs["scopeSpans"]:
                 for sp in ss["spans"]:
-                    sp["traceId"], sp["spanId"] = "1" * 32, "2" * 16
+                    sp["traceId"], sp["spanId"] = "1" * 32, "3" * 16  # another span: a repeat counts once
         r2 = httpx.post(rx.endpoint_for("k1") + "/v1/traces", content=json.dumps(as_json),
                         headers={"Content-Type": "application/json"})
         assert r2.status_code == 200
@@ -138,3 +138,23 @@ def test_receiver_accepts_json_and_gzip_and_routes_by_path_or_resource() -> None
         assert [rs.span.span_id for rs in got2] == ["2" * 16]
         assert rx.take("k1") == []
         assert rx.stats.rejected == 1
+
+
+def test_a_batch_the_exporter_sends_again_is_counted_once() -> None:
+    # An exporter whose answer got lost re-sends the batch; the model call must not count twice.
+    from costar.trace.model import Span
+    from costar.trace.otlp import spans_to_export_request
+
+    spans = [Span(trace_id="1" * 32, span_id=f"{i:016x}", name="chat m", kind=SpanKind.LLM, start_ns=1, end_ns=2,
+                  attributes={"gen_ai.operation.name": "chat", "gen_ai.usage.input_tokens": 1000}) for i in (1, 2)]
+    once = spans_to_export_request(spans[:1], {}).SerializeToString()
+    both = spans_to_export_request(spans, {}).SerializeToString()
+    with OtlpReceiver(max_body=1 << 20) as rx:
+        url = rx.endpoint_for("k") + "/v1/traces"
+        for body in (once, once, both):
+            r = httpx.post(url, content=body, headers={"Content-Type": "application/x-protobuf"})
+            assert r.status_code == 200
+        assert sorted(rs.span.span_id for rs in rx.take("k")) == [f"{1:016x}", f"{2:016x}"]
+        # Also after the harness took them (a retry that arrives late, during the next turn).
+        assert httpx.post(url, content=both, headers={"Content-Type": "application/x-protobuf"}).status_code == 200
+        assert rx.take("k") == []

@@ -55,6 +55,9 @@ class _Trial:
     more_errors: int = 0
     dropped_spans: int = 0
     dropped_bytes: int = 0
+    seen: set[tuple[str, str]] = field(default_factory=set)
+    """(trace id, span id) of every span taken in: an exporter that re-sends a batch it had delivered
+    (its retry after a lost answer) must not count its model calls twice."""
 
     def note(self, message: str) -> None:
         if len(self.errors) < MAX_ERRORS_KEPT:
@@ -119,6 +122,14 @@ def _error(status: int, message: str, json_body: bool) -> Response:
 def _trace_key(trace_id: str) -> str:
     # Trial keys are path segments (no slash); a trace's key can never collide with one.
     return f"trace/{trace_id}"
+
+
+def _unique(spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
+    """The spans with one of each (trace id, span id): a payload may itself hold a span twice."""
+    if len({(rs.span.trace_id, rs.span.span_id) for rs in spans}) == len(spans):
+        return spans
+    last = {(rs.span.trace_id, rs.span.span_id): rs for rs in spans}
+    return list(last.values())
 
 
 def _mb(n: int) -> str:
@@ -267,7 +278,10 @@ class OtlpReceiver:
                                    f"this trial, {_mb(self._buffered)} of {_mb(self.max_total_bytes)} in all); "
                                    f"{len(group)} spans dropped")
                     continue
-                trial.spans.extend(group)
+                fresh = [rs for rs in group if (rs.span.trace_id, rs.span.span_id) not in trial.seen]
+                trial.seen.update((rs.span.trace_id, rs.span.span_id) for rs in fresh)
+                # A repeat is acknowledged like the first delivery (the exporter must not retry it).
+                trial.spans.extend(_unique(fresh))
                 trial.bytes += share
                 self._buffered += share
             self.stats.spans += len(spans) - refused
