@@ -153,3 +153,21 @@ def test_sdk_calls_outside_a_recording_pass_through() -> None:
             model="m", messages=[{"role": "user", "content": "hi"}])
     assert r.choices[0].message.content == "hello from the model"
     assert current_span() is None  # nothing was recording, and nothing started to
+
+
+def test_a_command_agent_stopped_at_its_timeout_still_reports_its_model_calls(project: Path,
+                                                                             store: SQLiteStore) -> None:
+    # The harness ends a timed-out agent with SIGTERM, which skips atexit, where the captured calls
+    # were sent: the trial showed 0 calls and $0 for what was in fact a runaway loop.
+    (project / "agent.py").write_text(textwrap.dedent(SDK_AGENT) + "import time\ntime.sleep(120)\n")
+    with ScriptedModelServer(RULES) as srv:
+        a = make_agent({"type": "command", "command": [sys.executable, "agent.py"],
+                        "env": {"MODEL_URL": srv.base_url}})
+        run = Run(agent=a.info)
+        store.create_run(run)
+        sc = Scenario(id="slow", prompt="go", timeout=8)
+        res = asyncio.run(Harness(a, store, HarnessOptions()).run([sc], run))
+    t = store.get_trace(res.trace_ids[0])
+    assert t.status.value == "timeout"
+    assert t.totals.llm_calls == 2
+    assert t.totals.input_tokens > 40
