@@ -509,3 +509,26 @@ def test_costar_server_serves_the_pages_beside_its_api(seeded: Seeded) -> None:
         assert f'href="/traces/{quote(seeded.traces[seeded.head_run][0], safe="")}"' in page.text
         assert srv.get("/healthz").status_code == 200
         assert srv.get("/api/v1/runs").status_code == 200
+
+
+def test_the_label_queue_reads_each_trace_head_once_per_process(seeded: Seeded, monkeypatch) -> None:
+    # A trace head carries the agent's whole input and output; the queue (every stored trace when no
+    # run is chosen) read all of them again on each view and after each saved label.
+    read: list[int] = []
+    real = seeded.store.get_traces
+
+    def counting(ids: object, **kw: object) -> object:
+        listed = list(ids)  # type: ignore[call-overload]
+        read.append(len(listed))
+        return real(listed, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(seeded.store, "get_traces", counting)
+    with BackgroundServer(create_ui_app(seeded.store, project_dir=str(seeded.store.root.parent))) as srv:
+        first = httpx.get(f"{srv.url}/judges/{JUDGE}/label", timeout=60)
+        assert first.status_code == 200
+        assert sum(read) == len(seeded.store.trace_ids())
+        read.clear()
+        again = httpx.get(f"{srv.url}/judges/{JUDGE}/label", timeout=60)
+        assert again.status_code == 200
+        assert again.text == first.text
+        assert sum(read) == 0

@@ -16,7 +16,7 @@ import secrets
 import time
 import webbrowser
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -30,6 +30,9 @@ from costar.store.base import Store
 from costar.ui.security import HEADERS, local_path, read_form, token_matches
 from costar.ui.templating import build_environment
 
+if TYPE_CHECKING:
+    from costar.align.labeling import TraceFacts
+
 NAV = (("runs", "/runs", "Runs"), ("scenarios", "/scenarios", "Scenarios"), ("compare", "/compare", "Compare"),
        ("judges", "/judges", "Judges"), ("monitors", "/monitors", "Monitors"))
 """The navigation bar: (section, path, label)."""
@@ -37,6 +40,9 @@ NAV = (("runs", "/runs", "Runs"), ("scenarios", "/scenarios", "Scenarios"), ("co
 
 class LoginRequired(Exception):
     """Raised by a page handler when the reader must log in first."""
+
+
+LABEL_FACTS_KEPT = 200_000
 
 
 class WebApp:
@@ -48,9 +54,18 @@ class WebApp:
         self.title = title
         # The form token where nobody logs in (costar ui, loopback): one per process.
         self.app_csrf = secrets.token_urlsafe(32)
+        self.label_facts: dict[str, TraceFacts] = {}
+        """Scenario, trial and status of traces a labeling queue listed: reading them again is most of a
+        queue's cost (each trace head carries the agent's whole input and output)."""
         self.env = build_environment()
         self.app = FastAPI(title="coSTAR web app", docs_url=None, redoc_url=None, openapi_url=None)
         self._install()
+
+    def facts_cache(self) -> dict[str, TraceFacts]:
+        """:attr:`label_facts`, emptied once it holds more than ``LABEL_FACTS_KEPT`` traces."""
+        if len(self.label_facts) > LABEL_FACTS_KEPT:
+            self.label_facts.clear()
+        return self.label_facts
 
     @property
     def store(self) -> Store:

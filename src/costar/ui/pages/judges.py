@@ -110,7 +110,8 @@ def register(web: WebApp) -> None:
 
         run_id = request.query_params.get("run") or None
         labeler = _labeler(request, caller)
-        items = await web.run(label_queue, web.store, name, run_id=run_id, labeler=labeler)
+        items = await web.run(label_queue, web.store, name, run_id=run_id, labeler=labeler,
+                              facts_cache=web.facts_cache())
         todo = [i for i in items if not i.done]
         return web.render(request, "label_queue.html", caller, section="judges", name=name, items=items[:500],
                           total=len(items), todo=len(todo), run_id=run_id, labeler=labeler,
@@ -171,7 +172,8 @@ def register(web: WebApp) -> None:
             status = 404 if isinstance(exc, UnknownTraceError) else 400
             return await _label_page(web, request, caller, name, trace_id, error=str(exc), rationale=rationale,
                                      status=status)
-        items = await web.run(label_queue, web.store, name, run_id=run_id, labeler=labeler)
+        items = await web.run(label_queue, web.store, name, run_id=run_id, labeler=labeler,
+                              facts_cache=web.facts_cache())
         todo = [i for i in items if not i.done]
         target = (f"/judges/{path_part(name)}/label/{path_part(todo[0].trace_id)}" if todo
                   else f"/judges/{path_part(name)}/label")
