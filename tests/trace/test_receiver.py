@@ -18,6 +18,7 @@ from costar.store.base import Run
 from costar.store.sqlite import SQLiteStore
 from costar.trace.model import SpanKind, TraceStatus
 from costar.trace.receiver import OtlpReceiver
+from tests.support.waiting import wait_for
 
 OTEL_AGENT = """
 import json, sys
@@ -158,3 +159,42 @@ def test_a_batch_the_exporter_sends_again_is_counted_once() -> None:
         # Also after the harness took them (a retry that arrives late, during the next turn).
         assert httpx.post(url, content=both, headers={"Content-Type": "application/x-protobuf"}).status_code == 200
         assert rx.take("k") == []
+
+
+def test_bodies_still_arriving_count_against_the_receivers_buffer() -> None:
+    import threading
+
+    from costar.trace.model import Span
+    from costar.trace.otlp import spans_to_export_request
+
+    span = Span(trace_id="1" * 32, span_id="2" * 16, name="s", kind=SpanKind.TOOL, start_ns=1, end_ns=2,
+                attributes={"padding": "x" * 3000})
+    body = spans_to_export_request([span], {}).SerializeToString()
+    release = threading.Event()
+    status: dict[str, int] = {}
+
+    def slow() -> object:
+        yield body[:2500]
+        release.wait(30)
+        yield body[2500:]
+
+    with OtlpReceiver(max_body=1 << 20, max_total_bytes=4000) as rx:
+        url = rx.endpoint_for("k") + "/v1/traces"
+
+        def post_slowly() -> None:
+            status["slow"] = httpx.post(url, content=slow(), headers={"Content-Type": "application/x-protobuf"},
+                                        timeout=60).status_code
+
+        sender = threading.Thread(target=post_slowly)
+        sender.start()
+        try:
+            wait_for(lambda: rx._arriving >= 2500, what="the first bytes counted")
+            r = httpx.post(url, content=body, headers={"Content-Type": "application/x-protobuf"}, timeout=60)
+            assert r.status_code == 413
+            assert "buffer is full" in r.text
+        finally:
+            release.set()
+            sender.join(60)
+        assert status["slow"] == 200
+        assert rx._arriving == 0
+        assert [s.span.span_id for s in rx.take("k")] == ["2" * 16]

@@ -150,6 +150,7 @@ class OtlpReceiver:
         self._lock = threading.Lock()
         self._trials: dict[str, _Trial] = {}
         self._buffered = 0
+        self._arriving = 0  # bytes of request bodies being read now
         self.stats = ReceiverStats()
         self._server = BackgroundServer(self._app(), host, port)
 
@@ -312,9 +313,26 @@ class OtlpReceiver:
         if ctype not in SUPPORTED_TYPES:
             self._reject(key, f"unsupported content type {ctype!r}")
             return _error(415, "use application/x-protobuf or application/json", is_json)
+        counted = 0
+
+        def count(n: int) -> None:
+            # Bodies still arriving count against the buffer too: many slow uploads at once would
+            # otherwise each hold up to max_body unaccounted.
+            nonlocal counted
+            with self._lock:
+                if self._buffered + self._arriving + n > self.max_total_bytes:
+                    raise PayloadTooLarge(f"the span buffer is full ({_mb(self._buffered + self._arriving)} of "
+                                          f"{_mb(self.max_total_bytes)} with the requests arriving); try again later")
+                self._arriving += n
+                counted += n
+
         try:
-            body = await read_body(request, self.max_body)
-            spans = parse_export_request(body, ctype, max_bytes=self.max_body)
+            try:
+                body = await read_body(request, self.max_body, count)
+                spans = parse_export_request(body, ctype, max_bytes=self.max_body)
+            finally:
+                with self._lock:
+                    self._arriving -= counted
         except PayloadTooLarge as exc:
             self._reject(key, str(exc))
             return _error(413, str(exc), is_json)
