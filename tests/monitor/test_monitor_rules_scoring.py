@@ -111,3 +111,30 @@ def test_a_no_traffic_rule_fires_when_traffic_stops_and_recovers_when_it_returns
     clock.t += 1
     ev = run(svc.run_once())
     assert [e.status for e in ev.evaluation.events] == ["resolved"]
+
+
+def test_the_budget_keeps_counting_what_was_spent_but_not_stored_across_refreshes() -> None:
+    # A batch's costs reach the store when the batch ends; the periodic refresh forgot them, so a
+    # batch that ran longer than the refresh period could spend the budget again.
+    from types import SimpleNamespace
+
+    from costar.monitor.scoring import BudgetGuard
+
+    stored = {"usd": 0.0}
+    now = {"t": 1000.0}
+    tables = SimpleNamespace(spend_since=lambda name, since: stored["usd"])
+    definition = SimpleNamespace(name="m", budget=SimpleNamespace(usd=1.0, per=86400.0))
+    guard = BudgetGuard(tables, definition, clock=lambda: now["t"], refresh=30.0)  # type: ignore[arg-type]
+    assert not guard.exhausted()
+    guard.spent(0.6)
+    now["t"] += 31  # a refresh while the batch still runs: nothing stored yet
+    assert not guard.exhausted()
+    guard.spent(0.6)
+    now["t"] += 31
+    assert guard.exhausted()  # 1.2 spent, none of it stored yet
+    stored["usd"] = 1.2  # the batch ends: its results are written
+    guard.stored(1.2)
+    assert guard.exhausted()  # counted once, from the store
+    stored["usd"] = 0.0  # the period rolled over
+    now["t"] += 31
+    assert not guard.exhausted()

@@ -152,8 +152,8 @@ class ScoreStats:
 
 class BudgetGuard:
     """A monitor's spending over its budget period: the stored spend, refreshed now and then, plus
-    what this process spent since. Judges in flight when the cap is reached still finish, so the
-    overshoot is at most one round of concurrent judge calls."""
+    what this process spent and has not stored yet. Judges in flight when the cap is reached still
+    finish, so the overshoot is at most one round of concurrent judge calls."""
 
     def __init__(self, tables: MonitorTables, definition: MonitorDefinition, clock: Callable[[], float] = time.time,
                  refresh: float = 30.0) -> None:
@@ -172,14 +172,20 @@ class BudgetGuard:
             return False
         now = self.clock()
         if self._read_at is None or now - self._read_at >= self.refresh:
+            # What this process spent stays counted until it is stored (``stored()``): a batch's
+            # costs are written when the batch ends, so forgetting them here let a batch overspend.
             self._stored = self.tables.spend_since(self.definition.name, now - budget.per)
-            self._local = 0.0
             self._read_at = now
         return self._stored + self._local >= budget.usd
 
     def spent(self, usd: float) -> None:
         """Count what a judge call in this process just cost."""
         self._local += usd
+
+    def stored(self, usd: float) -> None:
+        """What :meth:`spent` counted and is now in the store (read back at the next refresh)."""
+        self._local = max(0.0, self._local - usd)
+        self._read_at = None  # read the store at the next check, which now holds it
 
 
 class Scorer:
@@ -268,6 +274,7 @@ class Scorer:
         if fresh:
             await asyncio.to_thread(_write_by_run, self.store, fresh, traces)
         await asyncio.to_thread(self.tables.write_results, name, results, done, now)
+        self.budget.stored(stats.cost_usd)
         stats.by_monitor[name] = stats.traces
         return stats
 
