@@ -23,9 +23,13 @@ from costar.trace.receiver import OtlpReceiver
 PB = {"Content-Type": "application/x-protobuf"}
 
 
+_posted = iter(range(1, 1 << 62))
+
+
 def body_of(size: int, *, key: str | None = None, n: int = 1) -> bytes:
-    spans = [Span(trace_id="1" * 32, span_id=f"{i:016x}", name="chat m", kind=SpanKind.LLM, start_ns=1, end_ns=2,
-                  attributes={"blob": "x" * (size // n)}) for i in range(n)]
+    # Fresh span ids each time: the receiver takes a span it has seen once only (an exporter's retry).
+    spans = [Span(trace_id="1" * 32, span_id=f"{next(_posted):016x}", name="chat m", kind=SpanKind.LLM, start_ns=1, end_ns=2,
+                  attributes={"blob": "x" * (size // n)}) for _ in range(n)]
     resource = {"costar.trial.key": key} if key else {}
     return spans_to_export_request(spans, resource).SerializeToString()
 

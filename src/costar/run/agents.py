@@ -12,16 +12,18 @@ import contextvars
 import hashlib
 import importlib.util
 import inspect
+import itertools
 import json
+import logging
 import os
 import shlex
+import stat
 import subprocess
 import sys
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +41,8 @@ from costar.scenario import Scenario
 from costar.trace.model import AgentInfo, SpanKind, StatusCode, TraceStatus
 from costar.trace.recorder import Recording
 from costar.trace.sanitize import redact_env
+
+log = logging.getLogger("costar.run")
 
 SITE_DIR = str(Path(__file__).resolve().parents[1] / "capture" / "site")
 
@@ -87,14 +91,77 @@ class AgentResult:
 
 
 class RunContext:
-    """Resources shared by all trials of a run (thread pool, OTLP receiver)."""
+    """Resources shared by all trials of a run (the in-process agent's threads, OTLP receiver)."""
 
     def __init__(self, concurrency: int) -> None:
-        self.executor = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="costar-agent")
         self.receiver: Any = None
         self.fixed_receivers: dict[tuple[str, int], Any] = {}  # for agents that run outside the harness
         self.abandoned = 0  # timed-out in-process calls whose threads could not be stopped
+        # Threads of timed-out in-process calls still running (they cannot be killed). Each call gets
+        # a thread of its own, so these take no slot from later trials; past the bound no more calls
+        # are started, so an agent that hangs on every trial cannot pile up threads without end.
+        self.max_stuck_threads = max(32, 4 * max(1, concurrency))
+        self._stuck: set[_ThreadCall] = set()
+        self._calls = itertools.count()
         self._lock = threading.Lock()
+
+    @property
+    def stuck_threads(self) -> int:
+        """How many timed-out in-process calls are still running."""
+        with self._lock:
+            return len(self._stuck)
+
+    async def call_in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call ``fn(*args)`` in a new daemon thread, in a copy of the caller's context (the trial's
+        recording is current there), and await its result. Cancelled (the trial timed out), the call
+        is left running: its thread is the only one it holds, and a daemon thread does not keep
+        coSTAR from exiting."""
+        with self._lock:
+            if len(self._stuck) >= self.max_stuck_threads:
+                raise _TooManyStuck(len(self._stuck))
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        call = _ThreadCall()
+        run_in_context = contextvars.copy_context().run
+
+        def settle(result: Any, exc: BaseException | None) -> None:
+            if fut.done():  # cancelled: nobody waits for it any more
+                return
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(result)
+
+        def work() -> None:
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = run_in_context(fn, *args)
+            except StopIteration as exc:  # a future cannot hold StopIteration (asyncio does the same)
+                error = RuntimeError(f"the agent raised StopIteration: {exc}")
+            except BaseException as exc:  # handed to the awaiting trial, as an executor would
+                error = exc
+            with self._lock:
+                call.done = True
+                self._stuck.discard(call)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the run is over
+                loop.call_soon_threadsafe(settle, result, error)
+
+        thread = threading.Thread(target=work, name=f"costar-agent-{next(self._calls)}", daemon=True)
+        thread.start()
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            with self._lock:
+                if not call.done:
+                    self._stuck.add(call)
+                    stuck = len(self._stuck)
+                else:
+                    stuck = 0
+            if stuck:
+                log.warning("in-process agent call in thread %s timed out and keeps running (%d such threads); "
+                            "later trials get threads of their own", thread.name, stuck)
+            raise
 
     def ensure_receiver(self, address: tuple[str, int] | None = None) -> Any:
         """The run's OTLP receiver: on a free port, or on ``address`` for an agent server the harness
@@ -115,15 +182,28 @@ class RunContext:
             return self.receiver
 
     def close(self) -> None:
-        """Stop the receivers and release the thread pool (without waiting on abandoned threads)."""
+        """Stop the receivers. Threads of timed-out in-process calls are daemons: not waited on."""
         for receiver in self.fixed_receivers.values():
             receiver.stop()
         self.fixed_receivers.clear()
         if self.receiver is not None:
             self.receiver.stop()
             self.receiver = None
-        # Worker threads running a timed-out in-process agent cannot be killed; do not wait on them.
-        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class _ThreadCall:
+    """One in-process agent call in its thread: whether it returned (under ``RunContext._lock``)."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = False
+
+
+class _TooManyStuck(Exception):
+    def __init__(self, stuck: int) -> None:
+        super().__init__(stuck)
+        self.stuck = stuck
 
 
 class Agent(ABC):
@@ -236,9 +316,13 @@ class PythonAgent(Agent):
             if inspect.iscoroutinefunction(self.fn):
                 result = await self.fn(arg)
             else:
-                # The recording's root span is current in this task's context; carry it to the thread.
-                call = contextvars.copy_context().run
-                result = await asyncio.get_running_loop().run_in_executor(ctx.executor, call, self.fn, arg)
+                # A thread per call, the recording's root span current in it (see call_in_thread).
+                try:
+                    result = await ctx.call_in_thread(self.fn, arg)
+                except _TooManyStuck as exc:
+                    return AgentResult(status=TraceStatus.ERROR, error=(
+                        f"not started: {exc.stuck} earlier calls of this agent timed out and are still running "
+                        "in coSTAR's process; run it as a command agent to have hung calls killed"))
         return _coerce_result(result)
 
 
@@ -345,7 +429,17 @@ class CommandAgent(Agent):
                 env["PYTHONPATH"] = os.pathsep.join(p for p in (SITE_DIR, env.get("PYTHONPATH")) if p)
         output: str | None = None
         meta: dict[str, Any] = {}
+        # The scenario's timeout is for the whole trial: the turns share one deadline, each getting
+        # what the turns before it left (not the full timeout each, which let N turns take N times it).
+        deadline = time.monotonic() + task.timeout
+        timed_out = f"timed out after {task.timeout:g}s"
+        if len(task.turns) > 1:
+            timed_out += f" (the scenario's timeout, shared by its {len(task.turns)} turns)"
         for i, turn in enumerate(task.turns):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return AgentResult(output=output, status=TraceStatus.TIMEOUT, metadata=meta,
+                                   error=f"{timed_out}; turn {i + 1} was not started")
             env_turn = {**env, "COSTAR_TURN": str(i), self.cfg.prompt_env: turn}
             argv = self._argv(turn)
             with recording.start_span(f"turn {i + 1}" if len(task.turns) > 1 else "command", SpanKind.CHAIN,
@@ -354,7 +448,7 @@ class CommandAgent(Agent):
                 try:
                     res = await run_command(argv, cwd=task.workspace, env=env_turn,
                                             stdin=turn.encode() if self.cfg.prompt_via == "stdin" else None,
-                                            timeout=task.timeout, max_output=self.cfg.max_output_bytes)
+                                            timeout=remaining, max_output=self.cfg.max_output_bytes)
                 except FileNotFoundError as exc:
                     sp.set_status(StatusCode.ERROR, str(exc))
                     return AgentResult(status=TraceStatus.ERROR,
@@ -364,8 +458,21 @@ class CommandAgent(Agent):
                         rejected = _attach_otlp(recording, receiver, key, parent=sp.span_id)
                         if rejected:
                             meta.setdefault("otlp_rejected", []).extend(rejected)
-                output = (res.stdout if self.cfg.output == "stdout"
-                          else _read_output_file(task.workspace, self.cfg.output))
+                refused: str | None = None
+                if self.cfg.output == "stdout":
+                    output = res.stdout
+                else:
+                    # In a thread: reading the agent's file must never hold up the event loop (and the
+                    # other trials) however hostile the file is.
+                    got = await asyncio.to_thread(_read_output_file, task.workspace, self.cfg.output,
+                                                  self.cfg.max_output_bytes)
+                    output, refused = got.text, got.refused
+                    if got.dropped:
+                        sp.set_attribute("costar.output_file_dropped_bytes", got.dropped)
+                        meta["output_file_dropped_bytes"] = meta.get("output_file_dropped_bytes", 0) + got.dropped
+                    if refused:
+                        sp.set_attribute("costar.output_file_refused", refused)
+                        meta["output_file_refused"] = refused
                 sp.set_attributes({"output.value": output or "", "process.exit_code": res.returncode,
                                    "costar.stderr": res.stderr[-8192:]})
                 if res.stdout_dropped:
@@ -374,13 +481,16 @@ class CommandAgent(Agent):
                 if res.timed_out:
                     sp.set_status(StatusCode.ERROR, "timed out")
                     return AgentResult(output=output, status=TraceStatus.TIMEOUT, metadata=meta,
-                                       error=f"timed out after {task.timeout:g}s; the process group was killed")
+                                       error=f"{timed_out}; the process group was killed")
                 if res.returncode != 0:
                     # The cause is usually near the top of stderr and the context at the bottom.
                     excerpt = head_and_tail_lines(res.stderr) or "(nothing on stderr)"
                     sp.set_status(StatusCode.ERROR, f"exit code {res.returncode}")
                     return AgentResult(output=output, status=TraceStatus.ERROR, metadata=meta,
                                        error=f"agent exited with code {res.returncode}: {excerpt}")
+                if refused:
+                    sp.set_status(StatusCode.ERROR, refused)
+                    return AgentResult(output=None, status=TraceStatus.ERROR, metadata=meta, error=refused)
         return AgentResult(output=output, metadata=meta)
 
 
@@ -393,12 +503,63 @@ def _looks_like_path(arg: str) -> bool:
     return "/" in arg or arg.endswith(_SCRIPT_SUFFIXES)
 
 
-def _read_output_file(workspace: Path, spec: str) -> str | None:
-    path = workspace / spec.removeprefix("file:")
+@dataclass
+class _OutputFile:
+    """What reading an agent's ``file:`` answer gave: its text (None when there is no such file),
+    why it was refused (it is not a regular file of the workspace), and how many bytes were not read."""
+
+    text: str | None = None
+    refused: str | None = None
+    dropped: int = 0
+
+
+def _read_output_file(workspace: Path, spec: str, limit: int) -> _OutputFile:
+    """Read at most ``limit`` bytes of the agent's answer file. The agent chose what is at that path:
+    a symlink (to /dev/zero, to a file outside the workspace), a FIFO, a device or a directory is
+    refused rather than read, and a huge file is cut at ``limit``. Blocking I/O: call it off the loop."""
+    rel = spec.removeprefix("file:")
+    path = workspace / rel
+    if os.path.islink(path):
+        return _OutputFile(refused=f"agent.output {spec} is a symlink; not followed")
+    # A symlinked folder on the way (or an absolute path) could lead anywhere; the answer must be in the workspace.
+    real, root = os.path.realpath(path), os.path.realpath(workspace)
+    if os.path.commonpath([real, root]) != root:
+        return _OutputFile(refused=f"agent.output {spec} leads outside the trial's workspace; not read")
+    # O_NOFOLLOW: the file itself may not be a symlink. O_NONBLOCK: opening a FIFO returns at once
+    # (without it, open waits for a writer that may never come) and then fstat shows what it is.
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return _OutputFile()
+    except OSError as exc:  # ELOOP: it became a symlink since the check above
+        return _OutputFile(refused=f"agent.output {spec} cannot be read: {exc.strerror or exc}")
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            what = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
+                    else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device" if
+                    stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+            return _OutputFile(refused=f"agent.output {spec} is {what}, not a regular file; not read")
+        chunks: list[bytes] = []
+        got = 0
+        while got < limit:
+            chunk = os.read(fd, min(limit - got, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        # The file may still be growing (an escaped child writing it): count what lies past the bound.
+        dropped = max(os.fstat(fd).st_size - got, 0) if got >= limit else 0
+    except OSError as exc:
+        return _OutputFile(refused=f"agent.output {spec} cannot be read: {exc.strerror or exc}")
+    finally:
+        os.close(fd)
+    text = b"".join(chunks).decode("utf-8", errors="replace")
+    if dropped:
+        # Like stdout past the bound: the answer says it was cut, so a judge does not take it as whole.
+        text += f"\n…[{dropped} more bytes of {rel} not read: past agent.max_output_bytes]…\n"
+    return _OutputFile(text=text, dropped=dropped)
 
 
 def _attach_otlp(recording: Recording, receiver: Any, key: str, parent: str) -> list[str]:

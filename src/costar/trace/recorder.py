@@ -5,7 +5,8 @@ task copies its context). Threads do not inherit context in Python; spans opened
 with no context at all attach to the process's single *fallback* recording when there is exactly
 one (a recording that owns the process's agent code: the capture of a command agent's own process,
 or an in-process agent's trial), and ``propagate`` carries context explicitly when several
-recordings run concurrently.
+recordings run concurrently. A context that belonged to a recording that has ended (the thread of
+an in-process agent call abandoned at its trial's timeout) records nowhere: it never falls back.
 
 Work that is not the agent's (judges scoring traces while later trials run, the harness's own
 bookkeeping) runs under :func:`unrecorded`: nothing opened there is recorded, and it never falls
@@ -216,6 +217,11 @@ def current_span() -> LiveSpan | None:
         return None
     if s is not None and s.end_ns is None:
         return s
+    if s is not None and s.recording.root.end_ns is not None:
+        # This context was a recording's (an in-process agent's call, carried into its thread) and
+        # that recording has ended: the call outlived its trial (it timed out and was abandoned).
+        # What it does now belongs to no trace; falling back would put it in another trial's.
+        return None
     # A thread that did not inherit context: fall back to the only active recording's root.
     with _active_lock:
         if len(_active) == 1:
