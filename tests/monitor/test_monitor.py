@@ -26,17 +26,7 @@ from costar.stats import wilson_interval
 from costar.store.monitor_tables import SeriesPoint
 from costar.trace.model import SpanKind, TraceStatus
 from costar.verdict import Verdict, VerdictCost, VerdictSource
-from tests.support.monitor import WebhookReceiver, make_trace, span
-
-NOW = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self, t: float = NOW) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+from tests.support.monitor import NOW, Clock, WebhookReceiver, make_trace, span
 
 
 def monitor(data: dict[str, Any], source: str = "test") -> Monitor:

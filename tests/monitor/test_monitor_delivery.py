@@ -17,17 +17,7 @@ from costar.monitor.files import Monitor
 from costar.monitor.model import MonitorDefinition, Webhook
 from costar.monitor.service import REDELIVER_MAX_RETRIES, MonitorService, ServiceOptions
 from costar.monitor.webhooks import deliver
-from tests.support.monitor import WebhookReceiver, make_trace
-
-NOW = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self, t: float = NOW) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+from tests.support.monitor import NOW, Clock, WebhookReceiver, make_trace
 
 
 def service(store: Any, definition: dict[str, Any], clock: Clock | None = None, **options: Any) -> MonitorService:

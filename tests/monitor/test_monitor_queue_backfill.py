@@ -15,9 +15,8 @@ from costar.monitor.files import Monitor
 from costar.monitor.model import MonitorDefinition
 from costar.monitor.service import MonitorService, ServiceOptions
 from costar.store.sqlite import SQLiteStore
-from tests.support.monitor import make_trace
+from tests.support.monitor import NOW, make_trace
 
-NOW = 1_800_000_000.0
 DEFINITION = {"name": "m", "checks": [{"output_contains": "good", "name": "good"}], "windows": ["1h"]}
 
 

@@ -14,17 +14,7 @@ from costar.monitor.model import AlertRule, MonitorDefinition
 from costar.monitor.service import MonitorService, ServiceOptions
 from costar.store.monitor_tables import SeriesPoint
 from costar.verdict import Verdict, VerdictSource
-from tests.support.monitor import make_trace
-
-NOW = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self, t: float = NOW) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+from tests.support.monitor import NOW, Clock, make_trace
 
 
 def service(store: Any, *defs: dict[str, Any], clock: Clock | None = None, registry: JudgeRegistry | None = None,

@@ -87,3 +87,17 @@ class WebhookReceiver:
                 return got
             time.sleep(0.05)
         raise AssertionError(f"the webhook did not receive what was expected within {timeout}s; got {got}")
+
+
+NOW = 1_800_000_000.0
+"""The tests' "now" (Unix seconds), far from any real clock."""
+
+
+class Clock:
+    """A clock the test moves by hand (``clock.t += 60``)."""
+
+    def __init__(self, t: float = NOW) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
