@@ -24,6 +24,11 @@ AGENTS = """
             raise KeyboardInterrupt
         return "ok"
 
+    async def exits_async(task):
+        if task.trial == 0:
+            sys.exit(4)
+        return "ok"
+
     async def cancels(task):
         if task.trial == 0:
             raise asyncio.CancelledError()  # leaked out of a library's inner task
@@ -49,7 +54,8 @@ def _scenario(project: Path) -> Scenario:
 def test_an_agent_that_exits_interrupts_or_cancels_ends_only_its_own_trial(project: Path,
                                                                            store: SQLiteStore) -> None:
     write_module(project, "hostile_agents", AGENTS)
-    for target, error in (("exits", "SystemExit: 3"), ("interrupts", "KeyboardInterrupt"),
+    for target, error in (("exits", "SystemExit: 3"), ("exits_async", "SystemExit: 4"),
+                          ("interrupts", "KeyboardInterrupt"),
                           ("cancels", "CancelledError"), ("rate_limited", "ModelRateLimitError: 429"),
                           ("removes_its_workspace", None)):
         traces = run_harness(store, [_scenario(project)], {"type": "python", "target": f"hostile_agents:{target}"},

@@ -314,7 +314,10 @@ class PythonAgent(Agent):
         arg: Any = task.prompt if self._wants_prompt else task
         with self._otel_scope():
             if inspect.iscoroutinefunction(self.fn):
-                result = await self.fn(arg)
+                try:
+                    result = await self.fn(arg)
+                except SystemExit as exc:  # sys.exit() in the agent's code: its failure, not the run's
+                    return _exited(exc, recording)
             else:
                 # A thread per call, the recording's root span current in it (see call_in_thread).
                 try:
@@ -323,7 +326,16 @@ class PythonAgent(Agent):
                     return AgentResult(status=TraceStatus.ERROR, error=(
                         f"not started: {exc.stuck} earlier calls of this agent timed out and are still running "
                         "in coSTAR's process; run it as a command agent to have hung calls killed"))
+                except (KeyboardInterrupt, SystemExit) as exc:
+                    # Raised in the agent's thread (sys.exit, a KeyboardInterrupt of its own): a Ctrl-C of
+                    # the person running coSTAR never arrives this way, and still stops the run.
+                    return _exited(exc, recording)
         return _coerce_result(result)
+
+
+def _exited(exc: BaseException, recording: Recording) -> AgentResult:
+    recording.root.record_exception(exc)
+    return AgentResult(status=TraceStatus.ERROR, error=f"{type(exc).__name__}: {exc}")
 
 
 def _coerce_result(result: Any) -> AgentResult:

@@ -200,9 +200,10 @@ class TrialRunner:
                     raise  # the run itself is being cancelled
                 # The agent's own code leaked a cancellation (an inner task it cancelled): its failure.
                 outcome = _crashed(exc, rec)
-            except (Exception, KeyboardInterrupt, SystemExit) as exc:
-                # The agent under test crashed, exited (sys.exit in a Python agent) or raised a model
-                # error of its own: record it, keep running the suite.
+            except Exception as exc:
+                # The agent under test crashed or raised a model error of its own: record it, keep
+                # running the suite. (Its sys.exit is turned into a result where it runs: a
+                # KeyboardInterrupt here is the person's Ctrl-C, which stops the run.)
                 outcome = _crashed(exc, rec)
             if outcome.status != TraceStatus.OK and rec.root.status_code != StatusCode.ERROR:
                 rec.root.set_status(StatusCode.ERROR, outcome.error)
