@@ -317,7 +317,7 @@ class PythonAgent(Agent):
                 try:
                     result = await self.fn(arg)
                 except SystemExit as exc:  # sys.exit() in the agent's code: its failure, not the run's
-                    return _exited(exc, recording)
+                    return failed_with(exc, recording)
             else:
                 # A thread per call, the recording's root span current in it (see call_in_thread).
                 try:
@@ -329,11 +329,12 @@ class PythonAgent(Agent):
                 except (KeyboardInterrupt, SystemExit) as exc:
                     # Raised in the agent's thread (sys.exit, a KeyboardInterrupt of its own): a Ctrl-C of
                     # the person running coSTAR never arrives this way, and still stops the run.
-                    return _exited(exc, recording)
+                    return failed_with(exc, recording)
         return _coerce_result(result)
 
 
-def _exited(exc: BaseException, recording: Recording) -> AgentResult:
+def failed_with(exc: BaseException, recording: Recording) -> AgentResult:
+    """The result of an agent call that raised ``exc`` (recorded on the trial's root span)."""
     recording.root.record_exception(exc)
     return AgentResult(status=TraceStatus.ERROR, error=f"{type(exc).__name__}: {exc}")
 

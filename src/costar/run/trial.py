@@ -18,7 +18,7 @@ from typing import Any
 from costar.capture.sdk import PRICES_ENV
 from costar.errors import ConfigError, StoreError
 from costar.pricing import PriceTable
-from costar.run.agents import Agent, AgentResult, AgentTask, RunContext
+from costar.run.agents import Agent, AgentResult, AgentTask, RunContext, failed_with
 from costar.run.workspace import (
     ArtifactLimits,
     BlobSink,
@@ -82,11 +82,6 @@ def safe_name(text: str) -> str:
 
 PRICES_FILE = "~prices.json"
 """The run's price table for command agents, in the workspace root (no scenario's folder has a ``~``)."""
-
-
-def _crashed(exc: BaseException, rec: Recording) -> AgentResult:
-    rec.root.record_exception(exc)
-    return AgentResult(status=TraceStatus.ERROR, error=f"{type(exc).__name__}: {exc}")
 
 
 def _is_empty(folder: Path) -> bool:
@@ -199,12 +194,12 @@ class TrialRunner:
                 if current is None or current.cancelling():
                     raise  # the run itself is being cancelled
                 # The agent's own code leaked a cancellation (an inner task it cancelled): its failure.
-                outcome = _crashed(exc, rec)
+                outcome = failed_with(exc, rec)
             except Exception as exc:
                 # The agent under test crashed or raised a model error of its own: record it, keep
                 # running the suite. (Its sys.exit is turned into a result where it runs: a
                 # KeyboardInterrupt here is the person's Ctrl-C, which stops the run.)
-                outcome = _crashed(exc, rec)
+                outcome = failed_with(exc, rec)
             if outcome.status != TraceStatus.OK and rec.root.status_code != StatusCode.ERROR:
                 rec.root.set_status(StatusCode.ERROR, outcome.error)
             rec.root.set_attribute("output.value", outcome.output or "")

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from costar.server.config import ServerConfig
-from costar.server.redaction import RedactedAtIngest, Redactor
+from costar.server.redaction import ProjectRedactors, RedactedAtIngest
 from costar.server.wal import SpanGroup, decode, span_from_fields
 from costar.store.server_tables import ServerTables, ServerTrace
 from costar.trace.finalize import Pricer, finalize_spans
@@ -115,7 +115,7 @@ class Assembler:
         self.tables = tables
         self._rules = ServerConfig.model_validate({"projects": projects or {}})
         """server.yaml's projects: a trace's spans routed to another project are redacted with its rules."""
-        self._redactors: dict[str, Redactor] = {}
+        self._redactors = ProjectRedactors(self._rules)
         self.idle = idle
         self.root_wait = max(root_wait, idle)
         self.max_open = max_open
@@ -409,10 +409,6 @@ class Assembler:
         if all(self._rules.redaction(p) == rules for p in ot.redacted_as):
             return spans
         red = self._redactors.get(ot.project)
-        if red is None:
-            if len(self._redactors) >= 256:
-                self._redactors.pop(next(iter(self._redactors)))
-            red = self._redactors[ot.project] = Redactor(rules=rules)
         return [red.span(s) for s in spans]
 
     def _unfinished(self, ot: _Open, spans: list[Span], old: Trace | None, exc: Exception) -> Trace:

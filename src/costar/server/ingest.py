@@ -33,7 +33,7 @@ from costar.server.assembler import Assembler
 from costar.server.assembly_process import AssemblerProcess
 from costar.server.auth import Authenticator, AuthFailure
 from costar.server.config import PROJECT_ATTRIBUTE, PROJECT_HEADER, ServerConfig, check_project_name
-from costar.server.redaction import Redactor
+from costar.server.redaction import ProjectRedactors, Redactor
 from costar.server.wal import SpanGroup, encode
 from costar.store.server_tables import ServerTables
 from costar.trace.otlp import OtlpDecodeError, PayloadTooLarge, decode_request, from_key_values, span_row_from_pb
@@ -47,7 +47,6 @@ from costar.trace.receiver import (
 
 log = logging.getLogger("costar.server")
 
-_REDACTORS_KEPT = 256
 _Routed = tuple[str, dict[str, Any], list[list[Any]]]
 """A resource's project, its attributes and its spans as rows."""
 
@@ -148,15 +147,10 @@ class Ingestor:
         self.auth = auth
         self.stats = IngestStats()
         self.committer = GroupCommitter(tables, self.stats)
-        self._redactors: dict[str, Redactor] = {}
+        self._redactors = ProjectRedactors(config)
 
     def redactor(self, project: str) -> Redactor:
-        r = self._redactors.get(project)
-        if r is None:
-            if len(self._redactors) >= _REDACTORS_KEPT:  # project names come from requests: keep a bounded few
-                self._redactors.pop(next(iter(self._redactors)))
-            r = self._redactors[project] = Redactor(rules=self.config.redaction(project))
-        return r
+        return self._redactors.get(project)
 
     def _retry_after(self) -> dict[str, str]:
         return {"Retry-After": str(max(1, round(self.config.limits.retry_after)))}

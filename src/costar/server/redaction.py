@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from costar._util.linear_regex import LinearRegex
-from costar.server.config import RedactionRules
+from costar.server.config import RedactionRules, ServerConfig
 from costar.trace.model import INT64_MAX, Span
 from costar.trace.otlp import AttributeHook, span_from_row, span_row
 from costar.trace.sanitize import NAME_MAX, REDACTED, Sanitizer
@@ -90,6 +90,27 @@ class Redactor(Sanitizer):
     def resource(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """Resource attributes, redacted like span attributes."""
         return self.attributes(attrs)
+
+
+class ProjectRedactors:
+    """Each project's :class:`Redactor` (server.yaml's rules), made once. Project names come from
+    requests, so only the most recently made ``kept`` are held."""
+
+    def __init__(self, config: ServerConfig, kept: int = 256) -> None:
+        self.config = config
+        self.kept = kept
+        self._made: dict[str, Redactor] = {}
+
+    def get(self, project: str) -> Redactor:
+        red = self._made.get(project)
+        if red is None:
+            if len(self._made) >= self.kept:
+                self._made.pop(next(iter(self._made)))
+            red = self._made[project] = Redactor(rules=self.config.redaction(project))
+        return red
+
+    def __len__(self) -> int:
+        return len(self._made)
 
 
 class RedactedAtIngest(Sanitizer):
