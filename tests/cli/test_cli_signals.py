@@ -17,7 +17,7 @@ import pytest
 
 from costar.store.sqlite import SQLiteStore
 from tests._util.test_process_control import kill_all, wait_dead
-from tests.support.cli import child_env, costar_cmd
+from tests.support.cli import as_in_a_terminal, child_env, costar_cmd
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process control is tested on Linux")
 
@@ -59,10 +59,16 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def start(project: Path, *args: str) -> subprocess.Popen[str]:
+def start(project: Path, *args: str, nohup: bool = False) -> subprocess.Popen[str]:
     # A session of its own: the signals of the test go to coSTAR only, as a CI runner's would.
+    def signals() -> None:
+        as_in_a_terminal()
+        if nohup:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
     return subprocess.Popen([*costar_cmd(), "run", "--no-progress", *args], cwd=project, env=child_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=signals)
 
 
 def pids(project: Path) -> list[int]:
@@ -109,6 +115,26 @@ def test_sigterm_and_sighup_stop_a_run_like_ctrl_c(project: Path, sig: signal.Si
         assert wait_dead(agents) == [], "agents survived coSTAR's shutdown"
         [run] = runs(project)
         assert run.status == "interrupted"
+    finally:
+        kill_all(agents)
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_a_run_started_under_nohup_outlives_its_terminal(project: Path) -> None:
+    """``nohup costar run``: a closed terminal's SIGHUP stays ignored, as the person asked; SIGTERM still stops it."""
+    proc = start(project, nohup=True)
+    agents: list[int] = []
+    try:
+        agents = wait_for_agents(project, proc, 2)
+        proc.send_signal(signal.SIGHUP)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=3)
+        assert all(Path(f"/proc/{pid}").exists() for pid in agents)
+        proc.send_signal(signal.SIGTERM)
+        code, _, err = finish(proc, 30)
+        assert code == 128 + signal.SIGTERM, err
+        assert "interrupted by SIGTERM: " in err
     finally:
         kill_all(agents)
         if proc.poll() is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,13 @@ from pathlib import Path
 
 def costar_cmd() -> list[str]:
     return [sys.executable, "-m", "costar.cli"]
+
+
+def as_in_a_terminal() -> None:
+    """``preexec_fn`` for a child the test stops with SIGINT: Ctrl-C at its default, as in a terminal's
+    foreground job. A test run started in the background (``pytest &`` in a script) ignores SIGINT,
+    children inherit that, and Python then leaves it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def child_env(**extra: str) -> dict[str, str]:

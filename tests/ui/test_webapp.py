@@ -24,7 +24,7 @@ from costar.errors import ConfigError, StoreError
 from costar.server.auth import SESSION_COOKIE, create_token, revoke_token
 from costar.ui.app import create_ui_app, serve_ui
 from costar.ui.security import CSP, local_path
-from tests.support.cli import costar_cmd
+from tests.support.cli import as_in_a_terminal, costar_cmd
 from tests.support.waiting import wait_for
 from tests.support.webapp_seed import (
     HOSTILE_IMG,
@@ -456,7 +456,7 @@ def costar_ui(project: Path, *args: str, env: dict[str, str] | None = None) -> I
     """``costar ui --port 0 ARGS`` in its own process group: the base URL it announces; Ctrl-C at the end."""
     proc = subprocess.Popen([*costar_cmd(), "ui", "--port", "0", *args], cwd=project, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                            env={**os.environ, "NO_COLOR": "1", **(env or {})})
+                            preexec_fn=as_in_a_terminal, env={**os.environ, "NO_COLOR": "1", **(env or {})})
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()  # blocks until the app announces itself (or the process ends)

@@ -5,6 +5,9 @@ terminal sends SIGHUP. Python's default for both is to die on the spot: no ``fin
 run stays "running" and its agents are orphaned. Inside :func:`terminations_interrupt` they raise
 :class:`Terminated`, a ``KeyboardInterrupt``, so they take the path Ctrl-C takes: the running
 coroutine is cancelled, process groups are killed, the run is marked interrupted.
+
+A signal the process was started with ignored stays ignored, the way Python leaves an ignored
+SIGINT alone: ``nohup costar run`` means the run should outlive its terminal.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ def interruption(interrupt: KeyboardInterrupt) -> str:
 @contextlib.contextmanager
 def terminations_interrupt() -> Iterator[None]:
     """Within this block (in the main thread; elsewhere it does nothing), SIGTERM and SIGHUP raise
-    :class:`Terminated` in the main thread; the previous handlers come back afterwards."""
+    :class:`Terminated` in the main thread, unless they are ignored (``nohup``); the previous
+    handlers come back afterwards."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -54,7 +58,7 @@ def terminations_interrupt() -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         raise Terminated(signum)
 
-    previous = {s: signal.signal(s, handler) for s in SIGNALS}
+    previous = {s: signal.signal(s, handler) for s in SIGNALS if signal.getsignal(s) != signal.SIG_IGN}
     try:
         yield
     finally:
