@@ -134,6 +134,7 @@ def _client(args: tuple[str, dict[str, str], list[Any], float, float, Any, Any])
     import httpx
 
     barrier.wait()
+    cpu_at_start = time.process_time()
     acked_total = 0
     acked_window = 0
     latencies: list[float] = []
@@ -168,7 +169,7 @@ def _client(args: tuple[str, dict[str, str], list[Any], float, float, Any, Any])
                 errors += 1
                 break
     return {"acked_total": acked_total, "acked_window": acked_window, "latencies": latencies,
-            "refused": refused, "errors": errors}
+            "refused": refused, "errors": errors, "cpu_s": time.process_time() - cpu_at_start}
 
 
 def _tree(pid: int) -> list[int]:
@@ -241,6 +242,8 @@ def drive(url: str, headers: dict[str, str], templates: list[Any], *, seconds: f
         "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] if latencies else float("nan"),
         "refused": sum(r["refused"] for r in results),
         "errors": sum(r["errors"] for r in results),
+        "client_cpu_us_per_span": 1e6 * sum(r["cpu_s"] for r in results)
+        / max(1, sum(r["acked_total"] for r in results)),
         "rss_median_mb": statistics.median(rss) / 1e6 if rss else float("nan"),
         "rss_peak_mb": max(rss) / 1e6 if rss else float("nan"),
         "load_end": stop_at, "load_start": start_at_holder, "cpu_start": cpu_start, "cpu_start_own": cpu_start_own,
@@ -477,7 +480,8 @@ def main() -> None:
                 print(f"run {r + 1} {kind:<10} acked {out['acked_per_s']:>9,.0f} spans/s  stored "
                       f"{out['stored_per_s']:>9,.0f} spans/s  p50 {out['p50_ms']:7.1f} ms  p99 {out['p99_ms']:7.1f} ms"
                       f"  cpu {out['cpu_us_per_span']:5.0f} us/span (ingest process "
-                      f"{out.get('ingest_cpu_us_per_span', float('nan')):.0f})  rss {out['rss_median_mb']:6.0f} MB "
+                      f"{out.get('ingest_cpu_us_per_span', float('nan')):.0f}; load generator "
+                      f"{out['client_cpu_us_per_span']:.0f})  rss {out['rss_median_mb']:6.0f} MB "
                       f"(peak {out['rss_peak_mb']:.0f})  refused "
                       f"{out['refused']}  errors {out['errors']}  stored {out['stored']:,}/{out['acked_total']:,}",
                       flush=True)

@@ -83,6 +83,10 @@ class CostarServer:
         # A server takes writes: its store exists from the start (`costar server traces` and the
         # token commands can open it before the first span arrives).
         await asyncio.to_thread(self.tables.store.create_if_missing)
+        if self.config.assembly == "process":  # the assembler process, which writes most, checkpoints
+            self.tables.store.defer_checkpoints()
+        else:
+            self.tables.store.checkpoint_in_background()
         self.recovered_spans = await asyncio.to_thread(self.assembler.recover)
         if self.recovered_spans:
             log.info("recovered %d span(s) from the write-ahead log", self.recovered_spans)

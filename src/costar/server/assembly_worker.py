@@ -113,6 +113,7 @@ def _open(settings: dict[str, Any]) -> Assembler:
     store = open_store(settings["store"], local_dir=settings.get("local_dir"))
     if not isinstance(store, SQLStore):
         raise TypeError(f"costar server needs a SQL store, not {type(store).__name__}")
+    store.checkpoint_in_background()
     return Assembler(ServerTables(store), price=PriceTable().cost, **settings["assembler"])
 
 

@@ -118,6 +118,17 @@ class SQLStore(ABC):
         #: What migrations run by this object changed in the data (e.g. duplicates removed), for people.
         self.migration_notes: list[str] = []
 
+    def defer_checkpoints(self) -> None:
+        """For a process that writes all the time (the server) while another runs
+        :meth:`checkpoint_in_background`: its commits leave the database's housekeeping to that one.
+        Nothing to do here; see SQLite's."""
+        return None
+
+    def checkpoint_in_background(self) -> None:
+        """For a process that writes all the time (the server): keep the database's housekeeping off
+        the writers' path where the backend leaves it to them. Nothing to do here; see SQLite's."""
+        return None
+
     # ------------------------------------------------------------------ backend hooks
 
     @abstractmethod
