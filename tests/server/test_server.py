@@ -22,6 +22,7 @@ from costar.server.config import ServerConfig, load_server_config
 from costar.server.retention import prune
 from costar.verdict import Verdict
 from tests.server.conftest import Running
+from tests.server.test_retention_blobs import age_blob
 from tests.support.paths import REPO
 from tests.support.server import agent_spans, encode, span_ids, trace_ids, wait_for
 
@@ -419,6 +420,7 @@ def test_retention_by_age_and_size_keeps_labeled_traces_and_deletes_verdicts_and
             c.execute("UPDATE server_traces SET completed_at=? WHERE trace_id=?", (time.time() - 5400, tid))
     # One old trace carries a verdict and an artifact; another a human label.
     blob = store.put_blob(b"a file only this trace has")
+    age_blob(store, blob, 2 * 86400)  # retention spares blobs stored within its grace period
     t0 = store.get_trace(old[0])
     from costar.trace.model import Artifact
 

@@ -264,3 +264,34 @@ def test_concurrent_openers_of_an_old_store_migrate_it_once(pg_empty_url: str, t
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], outs
     assert {o[0].strip() for o in outs} == {f"{SCHEMA_VERSION} {len(content['verdicts'])}"}
+
+
+def test_postgres_blobs_of_schema_7_get_a_stored_time_of_the_migration(pg_empty_url: str, tmp_path: Path) -> None:
+    """Schema 8: blobs record when they were stored, and retention spares recent ones. Blobs from
+    before count as stored by the migration: none is deleted until a grace period after it."""
+    import hashlib
+    import time
+
+    import psycopg
+
+    data = b"an artifact stored by an older coSTAR"
+    sha = hashlib.sha256(data).hexdigest()
+    with psycopg.connect(pg_empty_url) as conn:
+        for step in MIGRATIONS[:7]:
+            for statement in step.postgresql:
+                conn.execute(statement)
+        conn.execute("INSERT INTO meta VALUES ('schema_version', '7')")
+        conn.execute("INSERT INTO blobs (sha256, size, chunks) VALUES (%s, %s, 1)", (sha, len(data)))
+        conn.execute("INSERT INTO blob_chunks (sha256, seq, data) VALUES (%s, 0, %s)", (sha, data))
+    from costar.store.postgres import PostgresStore
+
+    before = time.time()
+    with PostgresStore(pg_empty_url, local_dir=tmp_path / "local") as store:
+        assert store.schema_version() == SCHEMA_VERSION
+        assert store.get_blob(sha) == data
+        assert store.blobs_stored_before([sha], before - 60) == []
+        assert store.blobs_stored_before([sha], time.time() + 60) == [sha]
+        assert store.delete_blob(sha, stored_before=before - 60) is False
+        assert store.put_blob(data) == sha  # an existing blob is stamped again, not stored twice
+        with store._read() as c:
+            assert c.execute("SELECT count(*) FROM blob_chunks").fetchone()[0] == 1

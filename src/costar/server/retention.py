@@ -1,7 +1,9 @@
 """Retention: each project's traces are kept for ``max_age`` and within ``max_size``
 (``projects:`` in server.yaml). Deleting a trace deletes its spans, verdicts and the blobs no other
-trace uses. Never deleted: traces a person labeled (they may be in a golden set), runs' traces
-(only traces the server ingested are subject to retention), and the monitors' metric series.
+trace uses, unless they were stored in the last day (a writer may be about to store a trace that
+uses them: :data:`~costar.store.server_tables.BLOB_GRACE_S`). Never deleted: traces a person
+labeled (they may be in a golden set), runs' traces (only traces the server ingested are subject
+to retention), and the monitors' metric series.
 
 The server applies the rules every ``retention_interval``; ``costar store prune`` applies them once.
 """

@@ -292,7 +292,8 @@ class Store(Protocol):
     # artifacts
     def put_blob(self, data: bytes) -> str:
         """Store bytes content-addressed; returns their sha256, the key. Storing the same bytes again
-        is a no-op. Raises StoreError when the disk is full."""
+        only refreshes when they were stored (retention spares recent blobs). Raises StoreError when
+        the disk is full."""
 
     def put_file(self, path: Path) -> tuple[str, int]:
         """Store a file's bytes content-addressed, streamed; returns (sha256, size). Raises StoreError

@@ -299,6 +299,14 @@ MIGRATIONS: tuple[Migration, ...] = (
          "ALTER TABLE spans_v7 RENAME TO spans",
          "CREATE INDEX spans_id ON spans (trace_id, span_id)"),
         ()),  # PostgreSQL tables are heaps already
+    Migration(
+        8, "blobs record when they were last stored (PostgreSQL; SQLite's blob files have their mtime)",
+        # A writer stores a trial's files before the trace that refers to them, so retention spares
+        # blobs stored (or stored again) recently (costar.store.server_tables.BLOB_GRACE_S). Blobs
+        # already there count as stored now: the default fills them in without rewriting the table.
+        (),
+        ("ALTER TABLE blobs ADD COLUMN stored_at DOUBLE PRECISION NOT NULL"
+         " DEFAULT CAST(extract(epoch FROM now()) AS DOUBLE PRECISION)",)),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

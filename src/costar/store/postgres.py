@@ -359,9 +359,12 @@ class PostgresStore(SQLStore):
         """Store a blob unless it is there; ``chunks`` are read only when it is not."""
         n_chunks = (size + _CHUNK_BYTES - 1) // _CHUNK_BYTES
         with self._write() as c:
+            if self._restamp(c, sha):
+                return
             # The key row first: a concurrent writer of the same blob waits here, then finds it.
-            if c.execute("INSERT INTO blobs (sha256, size, chunks) VALUES (?,?,?) ON CONFLICT (sha256) DO NOTHING "
-                         "RETURNING sha256", (sha, size, n_chunks)).fetchone() is None:
+            if c.execute(f"INSERT INTO blobs (sha256, size, chunks, stored_at) VALUES (?,?,?,{self._NOW}) "
+                         "ON CONFLICT (sha256) DO NOTHING RETURNING sha256", (sha, size, n_chunks)).fetchone() is None:
+                self._restamp(c, sha)
                 return
             h = hashlib.sha256()
             with c.raw.cursor() as cur, cur.copy("COPY blob_chunks (sha256, seq, data) FROM STDIN "
@@ -388,8 +391,9 @@ class PostgresStore(SQLStore):
                 h.update(chunk)
                 size += len(chunk)
         sha = h.hexdigest()
-        if self.has_blob(sha):
-            return sha, size
+        with self._write() as c:
+            if self._restamp(c, sha):
+                return sha, size
         with open(path, "rb") as f:
             self._insert_blob(sha, size, iter(lambda: f.read(_CHUNK_BYTES), b""))
         return sha, size
@@ -470,8 +474,9 @@ class PostgresStore(SQLStore):
         """Store a blob from another store unless it is here; its bytes must match its key.
         Returns whether it was written."""
         check_blob_key(sha256)
-        if self.has_blob(sha256):
-            return False
+        with self._write() as c:
+            if self._restamp(c, sha256):
+                return False
         try:
             self._insert_blob(sha256, size, chunks)
         except StoreError as exc:
@@ -481,15 +486,31 @@ class PostgresStore(SQLStore):
                              "digest); repair or remove it in the source store") from None
         return True
 
-    def delete_blob(self, sha256: str) -> bool:
-        """Remove a blob (retention, once no trace refers to it) and its cached copy; False when it
-        was not there."""
+    def _restamp(self, c: _Conn, sha: str) -> bool:
+        """Whether the blob is there, its time set to now: its writer may be about to store a trace
+        that refers to it, and retention spares recently stored blobs (:meth:`delete_blob`)."""
+        return bool(c.execute(f"UPDATE blobs SET stored_at = {self._NOW} WHERE sha256=?", (sha,)).rowcount)
+
+    def blobs_stored_before(self, keys: Sequence[str], when: float) -> list[str]:
+        out: list[str] = []
+        with self._read() as c:
+            for chunk in self._chunks(sorted({k for k in keys if valid_blob_key(k)})):
+                out += [r[0] for r in c.execute("SELECT sha256 FROM blobs WHERE sha256 = ANY(?) AND stored_at < ?",
+                                                (chunk, when))]
+        return out
+
+    def delete_blob(self, sha256: str, *, stored_before: float) -> bool:
+        """See :meth:`SQLStore.delete_blob`; also removes this machine's cached copy."""
         if not valid_blob_key(sha256):
             return False
         with self._write() as c:
-            deleted = c.execute("DELETE FROM blobs WHERE sha256=?", (sha256,)).rowcount
-        with contextlib.suppress(OSError):
-            (self.root / "cache" / "blobs" / sha256[:2] / sha256[2:]).unlink()
+            # A restamp is an UPDATE of this row: whichever of the two comes second waits for the
+            # other's row lock, then sees the row as the first left it (restamped, or gone).
+            deleted = c.execute("DELETE FROM blobs WHERE sha256=? AND stored_at < ?",
+                                (sha256, stored_before)).rowcount
+        if deleted:
+            with contextlib.suppress(OSError):
+                (self.root / "cache" / "blobs" / sha256[:2] / sha256[2:]).unlink()
         return bool(deleted)
 
     def blob_keys(self) -> Iterator[str]:

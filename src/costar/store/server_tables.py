@@ -14,6 +14,7 @@ connections and transactions, so the server never writes SQL of its own.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -24,6 +25,12 @@ from pydantic import BaseModel, ConfigDict
 from costar.store.sql import SQLStore
 from costar.trace.model import Trace
 from costar.trace.sanitize import Sanitizer
+
+BLOB_GRACE_S = 86400.0
+"""Retention deletes a blob only if nobody stored it (or stored the same bytes again) for this long.
+A writer stores a trial's files before the trace that refers to them, and identical bytes share one
+blob, so a blob no trace refers to may be one a trace is about to; this must exceed the longest time
+any writer takes from storing its files to storing their trace."""
 
 
 class ServerTrace(BaseModel):
@@ -311,7 +318,7 @@ class ServerTables:
 
     def delete_traces(self, trace_ids: Sequence[str]) -> PruneCounts:
         """Delete traces with their spans, verdicts and server records in one transaction, then the
-        blobs (artifacts) no remaining trace refers to."""
+        blobs (artifacts) no remaining trace refers to and nobody stored within :data:`BLOB_GRACE_S`."""
         st = self.store
         counts = PruneCounts()
         if not trace_ids:
@@ -328,17 +335,37 @@ class ServerTables:
                 counts.verdicts += c.execute(f"DELETE FROM verdicts WHERE {where}", args).rowcount
                 counts.traces += c.execute(f"DELETE FROM traces WHERE {where}", args).rowcount
                 c.execute(f"DELETE FROM server_traces WHERE {where}", args)
-        for sha in sorted(blobs):
-            if not self._blob_referenced(sha):
-                counts.blobs += int(st.delete_blob(sha))  # type: ignore[attr-defined]
+        if blobs:
+            counts.blobs = self._delete_blobs(sorted(blobs))
         return counts
 
-    def _blob_referenced(self, sha: str) -> bool:
+    def _delete_blobs(self, keys: Sequence[str]) -> int:
         st = self.store
-        column = "data::text" if st.backend == "postgresql" else "data"
         with st._read() as c:
-            row = c.execute(f"SELECT 1 FROM traces WHERE {column} LIKE ? LIMIT 1", (f"%{sha}%",)).fetchone()
-        return row is not None
+            cutoff = float(c.execute(f"SELECT {st._NOW}").fetchone()[0]) - BLOB_GRACE_S
+        # The cutoff is fixed before looking for references: a trace the look misses is stored after
+        # it, by a writer that stored its blobs less than BLOB_GRACE_S before, so after the cutoff.
+        stale = st.blobs_stored_before(keys, cutoff)
+        unused = sorted(set(stale) - self._referenced(stale)) if stale else []
+        return sum(st.delete_blob(sha, stored_before=cutoff) for sha in unused)
+
+    def _referenced(self, keys: Sequence[str]) -> set[str]:
+        """Those of ``keys`` that some trace's artifacts name, in one pass over the traces (only those
+        whose record mentions an artifact's key are parsed)."""
+        st = self.store
+        if st.backend == "postgresql":
+            sql = ("SELECT DISTINCT a ->> 'sha256' FROM traces t, json_array_elements(CASE WHEN "
+                   "json_typeof(t.data -> 'artifacts') = 'array' THEN t.data -> 'artifacts' END) a "
+                   "WHERE strpos(t.data::text, '\"sha256\"') > 0 AND a ->> 'sha256' = ANY(?)")
+            args: list[Any] = [list(keys)]
+        else:
+            sql = ("SELECT DISTINCT sha FROM (SELECT CASE WHEN a.type = 'object' THEN json_extract(a.value, "
+                   "'$.sha256') END AS sha FROM traces t, json_each(CASE WHEN json_valid(t.data) THEN t.data END, "
+                   "'$.artifacts') a WHERE instr(t.data, '\"sha256\"') > 0) WHERE sha IN (SELECT value FROM "
+                   "json_each(?))")
+            args = [json.dumps(list(keys))]
+        with st._read() as c:
+            return {r[0] for r in c.execute(sql, args)}
 
 
 def _artifact_keys(data: str) -> list[str]:

@@ -176,7 +176,8 @@ class SQLStore(ABC):
 
     @abstractmethod
     def put_blob(self, data: bytes) -> str:
-        """Store bytes content-addressed; returns their sha256 (the key). Storing them again is a no-op."""
+        """Store bytes content-addressed; returns their sha256 (the key). Storing them again only
+        refreshes the time they were stored (see :meth:`delete_blob`)."""
 
     @abstractmethod
     def put_file(self, path: Path) -> tuple[str, int]:
@@ -208,6 +209,16 @@ class SQLStore(ABC):
     @abstractmethod
     def blob_keys(self) -> Iterator[str]:
         """Every stored blob's key (for copying a store), in key order."""
+
+    @abstractmethod
+    def blobs_stored_before(self, keys: Sequence[str], when: float) -> list[str]:
+        """Those of ``keys`` last stored (or stored again) before ``when``, on the store's clock (:attr:`_NOW`)."""
+
+    @abstractmethod
+    def delete_blob(self, sha256: str, *, stored_before: float) -> bool:
+        """Remove a blob unless it was stored (again) since ``stored_before``; whether it was removed.
+        Atomic with respect to writers: one that stores it from then on finds it gone and stores it
+        anew. Only retention deletes blobs, once no trace refers to them (ServerTables.delete_traces)."""
 
     def _chunks(self, values: Sequence[Any]) -> Iterator[list[Any]]:
         values = list(values)

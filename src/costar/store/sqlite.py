@@ -56,6 +56,16 @@ class _DamagedBlob(Exception):
     pass
 
 
+def _restamp(path: Path) -> bool:
+    """Whether the blob is there, its time set to now: its writer may be about to store a trace that
+    refers to it, and retention spares recently stored blobs (:meth:`SQLiteStore.delete_blob`)."""
+    try:
+        os.utime(path)
+    except OSError:  # absent, or not ours to stamp: storing it anew stamps it
+        return False
+    return True
+
+
 def _empty_database() -> sqlite3.Connection:
     """An in-memory database with the current schema: what a store that does not exist yet reads as."""
     conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
@@ -319,7 +329,7 @@ class SQLiteStore(SQLStore):
             with self._guard():
                 self._materialize()
         dest = self.blob_path(sha)
-        if dest.exists():
+        if _restamp(dest):
             return
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -384,8 +394,7 @@ class SQLiteStore(SQLStore):
     def import_blob(self, sha256: str, size: int, chunks: Iterator[bytes]) -> bool:
         """Store a blob from another store unless it is here; its bytes must match its key.
         Returns whether it was written."""
-        check_blob_key(sha256)
-        if self.has_blob(sha256):
+        if _restamp(self.blob_path(sha256)):
             return False
         h = hashlib.sha256()
 
@@ -403,14 +412,31 @@ class SQLiteStore(SQLStore):
                              "digest); repair or remove it in the source store") from None
         return True
 
-    def delete_blob(self, sha256: str) -> bool:
-        """Remove a blob (retention, once no trace refers to it); False when it was not there."""
-        if not valid_blob_key(sha256):
+    def blobs_stored_before(self, keys: Sequence[str], when: float) -> list[str]:
+        out = []
+        for sha in keys:
+            if valid_blob_key(sha):
+                with contextlib.suppress(OSError):  # absent, or unreadable: not deleted
+                    if self.blob_path(sha).stat().st_mtime < when:
+                        out.append(sha)
+        return out
+
+    def delete_blob(self, sha256: str, *, stored_before: float) -> bool:
+        if sha256 not in self.blobs_stored_before([sha256], stored_before):
             return False
+        path = self.blob_path(sha256)
+        # Moved aside before its time is read again: a writer that stamps it from now on finds it gone
+        # and stores it anew; one that stamped it before the move shows in the moved file's time.
+        aside = path.with_name(f".del-{os.getpid()}-{threading.get_ident()}-{path.name}")
         try:
-            self.blob_path(sha256).unlink()
-        except FileNotFoundError:
-            return False
+            try:
+                os.rename(path, aside)
+            except FileNotFoundError:
+                return False
+            if aside.stat().st_mtime >= stored_before:
+                os.replace(aside, path)  # the same bytes as any copy a writer stored meanwhile
+                return False
+            aside.unlink()
         except OSError as exc:
             raise StoreError(f"cannot delete a blob in {self.root}: {exc.strerror}; fix its permissions") from None
         return True
