@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from costar.align.golden import create_golden_set, extend_golden_set
 from costar.align.labeling import new_label
 from costar.errors import StoreError
 from costar.scenario import Scenario
+from costar.store import copy as copy_module
 from costar.store.base import Run
 from costar.store.copy import CopyConflictError, copy_store, store_contents
 from costar.store.postgres import PostgresStore
@@ -178,3 +181,108 @@ def test_copy_into_itself_is_refused(tmp_path: Path) -> None:
     with SQLiteStore(tmp_path / "a") as a, SQLiteStore(tmp_path / "a") as same, \
             pytest.raises(StoreError, match="same store"):
         copy_store(a, same)
+
+
+class _Recording:
+    """A connection that notes the SQL it runs."""
+
+    def __init__(self, conn: Any, seen: list[str]) -> None:
+        self.conn, self.seen = conn, seen
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        self.seen.append(sql)
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+
+def recorded_reads(monkeypatch: pytest.MonkeyPatch, *stores: Any) -> list[str]:
+    """The SQL the reads of these stores run from now on."""
+    seen: list[str] = []
+    for store in stores:
+        @contextlib.contextmanager
+        def recorded(read: Any = store._read) -> Iterator[_Recording]:
+            with read() as c:
+                yield _Recording(c, seen)
+
+        monkeypatch.setattr(store, "_read", recorded)
+    return seen
+
+
+def add_ties(store: Any) -> None:
+    """Rows that share the first column their table is read in order of, so that batches end
+    between equal values: runs created at one instant, one run's many scenarios, labels and MCP
+    snapshots made at one time."""
+    for k in range(5):
+        store.create_run(Run(run_id=f"tie{k}", created_at=5.0))
+    store.save_scenarios("tie0", [Scenario(id=f"t{k}", prompt=f"p{k}") for k in range(7)])
+    ids = store.trace_ids()
+    store.write_labels([new_label(t, "tied", k % 3 == 0, labeler=f"l{k % 2}", created_at=50.0)
+                        for k, t in enumerate(ids)])
+    store.write_labels([new_label(t, "tied", True, labeler="l2", created_at=50.0) for t in ids[:5]])
+    for k in range(4):
+        store.write_mcp_snapshot(McpSnapshot(name=f"srv{k % 2}", created_at=2000.0,
+                                             server=ServerInfo(name="srv", version=str(k))))
+
+
+def test_copying_in_small_batches_copies_every_row_once_and_never_pages_by_offset(
+        tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = SQLiteStore(tmp_path / "a")
+    fill(src)
+    add_ties(src)
+    pg = PostgresStore(pg_url, local_dir=tmp_path / "pg-local")
+    back = SQLiteStore(tmp_path / "b")
+    try:
+        original = store_contents(src)  # read in one batch per table
+        monkeypatch.setattr(copy_module, "_BATCH", 2)
+        seen = recorded_reads(monkeypatch, src, pg, back)
+        first = copy_store(src, pg)
+        copy_store(pg, back)
+        assert store_contents(pg) == original
+        assert store_contents(back) == original
+        assert back.labels(name="tied") == src.labels(name="tied")
+        # Every row is found in the destination across batch boundaries: nothing copied twice.
+        again = copy_store(pg, back)
+        assert sum(c.copied for c in again.tables.values()) == 0
+        assert {k: v.present for k, v in again.tables.items()} == {k: v.copied for k, v in first.tables.items()}
+        assert first.tables["labels"].copied == len(original["labels"]) == 33
+        # An OFFSET re-reads every row before it: a copy paged that way reads N²/batch rows.
+        assert sum("LIMIT" in sql for sql in seen) > 100
+        assert [sql for sql in seen if "OFFSET" in sql.upper()] == []
+    finally:
+        for st in (src, pg, back):
+            st.close()
+
+
+def test_a_row_without_its_key_stops_the_copy_rather_than_losing_the_rows_after_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with SQLiteStore(tmp_path / "a") as src, SQLiteStore(tmp_path / "b") as dst:
+        src.create_run(Run(run_id="r1", created_at=1.0))
+        with src._write() as c:  # SQLite lets a TEXT PRIMARY KEY be NULL
+            c.execute("INSERT INTO runs (run_id, created_at, status, data) VALUES (NULL, 1.0, 'running', '{}')")
+        monkeypatch.setattr(copy_module, "_BATCH", 1)
+        with pytest.raises(StoreError, match=r"a row of runs .* has no created_at/run_id"):
+            copy_store(src, dst)
+
+
+def test_a_blob_already_in_the_destination_counts_as_stored_now(tmp_path: Path) -> None:
+    """Its traces arrive before it in a copy, and a live destination's retention spares only recent
+    blobs: an old copy of the same bytes there is marked stored now, not merely skipped."""
+    import os
+    import time
+
+    src, dst = SQLiteStore(tmp_path / "a"), SQLiteStore(tmp_path / "b")
+    try:
+        sha = src.put_blob(b"the same bytes in both stores")
+        assert dst.put_blob(b"the same bytes in both stores") == sha
+        two_days_ago = time.time() - 2 * 86400
+        os.utime(dst.blob_path(sha), (two_days_ago, two_days_ago))
+        report = copy_store(src, dst, merge=True)
+        assert report.tables["blobs"].present == 1
+        assert report.tables["blobs"].copied == 0
+        assert dst.blob_path(sha).stat().st_mtime > time.time() - 600
+        assert dst.get_blob(sha) == b"the same bytes in both stores"
+    finally:
+        src.close()
+        dst.close()

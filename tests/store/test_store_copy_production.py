@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 
+from costar.store import copy as copy_module
 from costar.store.copy import CopyConflictError, copy_store, store_contents
 from costar.store.monitor_tables import ConsideredTrace, JudgeResult, MonitorTables, SeriesPoint
 from costar.store.postgres import PostgresStore
 from costar.store.server_tables import ServerTables, ServerTrace, TokenRecord
 from costar.store.sqlite import SQLiteStore
 from costar.trace.model import Span, SpanKind, Trace
+from tests.store.test_store_copy import recorded_reads
 
 
 def fill_production(store: Any) -> None:
@@ -124,3 +126,39 @@ def test_a_differing_alert_is_a_conflict_and_merge_keeps_the_destinations(tmp_pa
     finally:
         src.close()
         dst.close()
+
+
+def test_production_tables_copy_in_small_batches_every_row_once_without_offset(
+        tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = SQLiteStore(tmp_path / "a")
+    fill_production(src)
+    # Many rows of one monitor, judge and series, at equal times: batches end between equal values.
+    monitors = MonitorTables(src)
+    ids = [f"{i:032x}" for i in range(10, 19)]
+    monitors.record_considered([ConsideredTrace("quality", t, 70.0, True, "pending", 70.0) for t in ids])
+    monitors.write_results("quality", [JudgeResult("quality", t, judge, "fp", "pass", 70.0, 0.0, 71.0)
+                                       for t in ids for judge in ("has-answer", "polite")], [], 71.0)
+    monitors.write_points([SeriesPoint("quality", "has-answer", 60.0, metric, 60.0 * k, 1, 0.5, 0.1, 0.9, {})
+                           for k in range(5) for metric in ("pass_rate", "cost")])
+    for k in range(3):
+        for status in ("firing", "resolved"):
+            monitors.record_alert("quality", "floor", "polite/1h", status, 80.0 + k, status, {}, ["log", "slack"])
+    pg = PostgresStore(pg_url, local_dir=tmp_path / "pg-local")
+    back = SQLiteStore(tmp_path / "b")
+    try:
+        original = store_contents(src)
+        assert len(original["monitor_results"]) == 21
+        monkeypatch.setattr(copy_module, "_BATCH", 2)
+        seen = recorded_reads(monkeypatch, src, pg, back)
+        copy_store(src, pg)
+        copy_store(pg, back)
+        assert store_contents(pg) == original
+        assert store_contents(back) == original
+        assert alert_history(back) == alert_history(src)
+        again = copy_store(src, back)
+        assert sum(c.copied for c in again.tables.values()) == 0
+        assert again.tables["monitor_deliveries"].present == 3 + 6 * 2
+        assert [sql for sql in seen if "OFFSET" in sql.upper()] == []
+    finally:
+        for st in (src, pg, back):
+            st.close()

@@ -37,49 +37,55 @@ class _Table:
     name: str
     columns: tuple[str, ...]
     key: tuple[str, ...]
-    order: str  # the order rows are read (and so inserted) in
+    # The order rows are read (and so inserted) in: unique and never NULL, so that a batch can start
+    # after the previous batch's last row. ``@insert`` is the backend's insertion order.
+    order: tuple[str, ...]
 
-    def select(self, store: SQLStore) -> str:
-        order = self.order.replace("@insert", store._INSERT_ORDER)
-        return f"SELECT {', '.join(self.columns)} FROM {self.name} ORDER BY {order}"
+    def order_of(self, store: SQLStore) -> tuple[str, ...]:
+        return tuple(store._INSERT_ORDER if col == "@insert" else col for col in self.order)
 
 
-RUNS = _Table("runs", ("run_id", "created_at", "status", "data"), ("run_id",), "created_at, run_id")
+RUNS = _Table("runs", ("run_id", "created_at", "status", "data"), ("run_id",), ("created_at", "run_id"))
+# On PostgreSQL insertion order is an identity column without a unique constraint: the primary key
+# after it makes the order unique whatever the ids hold (here and for labels).
 SCENARIOS = _Table("scenarios", ("run_id", "scenario_id", "source", "data"), ("run_id", "scenario_id"),
-                   "run_id, @insert")
+                   ("run_id", "@insert", "scenario_id"))
 TRACES = _Table("traces", ("trace_id", "run_id", "scenario_id", "trial", "status", "start_ns", "data"),
-                ("trace_id",), "trace_id")
+                ("trace_id",), ("trace_id",))
+# (trace_id, digest) is no unique key (and digest may be NULL): the id is.
 VERDICTS = _Table("verdicts", ("trace_id", "run_id", "name", "fingerprint", "outcome", "data", "retired", "digest"),
-                  ("trace_id", "digest"), "id")
+                  ("trace_id", "digest"), ("id",))
+# Insertion order (which orders labels of equal times) rather than time: on SQLite it has an index.
 LABELS = _Table("labels", ("name", "trace_id", "labeler", "created_at", "data"), ("name", "trace_id", "labeler"),
-                "created_at, @insert")
+                ("@insert", "name", "trace_id", "labeler"))
 GOLDEN = _Table("golden_sets", ("name", "version", "judge_name", "created_at", "size", "note", "data"),
-                ("name", "version"), "name, version")
+                ("name", "version"), ("name", "version"))
 SNAPSHOTS = _Table("mcp_snapshots", ("snapshot_id", "name", "created_at", "data"), ("snapshot_id",),
-                   "created_at, snapshot_id")
+                   ("created_at", "snapshot_id"))
 SERVER_TRACES = _Table("server_traces", ("trace_id", "project", "service", "start_ns", "completed_at", "amended",
-                                         "incomplete", "spans", "bytes"), ("trace_id",), "trace_id")
+                                         "incomplete", "spans", "bytes"), ("trace_id",), ("trace_id",))
 SERVER_TOKENS = _Table("server_tokens", ("token_id", "kind", "project", "name", "digest", "created_at", "revoked_at",
-                                         "last_used_at"), ("token_id",), "token_id")
+                                         "last_used_at"), ("token_id",), ("token_id",))
 # A batch has no key but its contents: two identical batches received at the same instant are one.
-INGEST = _Table("ingest_batches", ("received_at", "spans", "data"), ("received_at", "spans", "data"), "id")
-MONITORS = _Table("monitors", ("name", "created_at", "updated_at", "data"), ("name",), "name")
+INGEST = _Table("ingest_batches", ("received_at", "spans", "data"), ("received_at", "spans", "data"), ("id",))
+MONITORS = _Table("monitors", ("name", "created_at", "updated_at", "data"), ("name",), ("name",))
 MONITOR_TRACES = _Table("monitor_traces", ("monitor", "trace_id", "trace_time", "sampled", "state", "considered_at",
                                            "scored_at", "total_tokens", "cost_usd", "latency_s", "error"),
-                        ("monitor", "trace_id"), "monitor, trace_id")
+                        ("monitor", "trace_id"), ("monitor", "trace_id"))
 MONITOR_RESULTS = _Table("monitor_results", ("monitor", "trace_id", "judge", "fingerprint", "outcome", "trace_time",
                                              "cost_usd", "scored_at"), ("monitor", "trace_id", "judge"),
-                         "monitor, trace_id, judge")
+                         ("monitor", "trace_id", "judge"))
 MONITOR_POINTS = _Table("monitor_points", ("monitor", "judge", "window_s", "metric", "at", "n", "value", "low", "high",
                                            "data"), ("monitor", "judge", "window_s", "metric", "at"),
-                        "monitor, judge, window_s, metric, at")
-MONITOR_SWEEPS = _Table("monitor_sweeps", ("monitor", "start_ns", "trace_id", "updated_at"), ("monitor",), "monitor")
+                        ("monitor", "judge", "window_s", "metric", "at"))
+MONITOR_SWEEPS = _Table("monitor_sweeps", ("monitor", "start_ns", "trace_id", "updated_at"), ("monitor",),
+                        ("monitor",))
 ALERTS = _Table("monitor_alerts", ("id", "monitor", "rule", "series", "status", "at", "message", "data"),
-                ("monitor", "rule", "series", "status", "at"), "id")
+                ("monitor", "rule", "series", "status", "at"), ("id",))
 DELIVERIES = _Table("monitor_deliveries", ("id", "alert_id", "target", "status", "attempts", "last_error",
-                                           "updated_at"), ("alert_id", "target"), "id")
+                                           "updated_at"), ("alert_id", "target"), ("id",))
 ALERT_STATE = _Table("monitor_alert_state", ("monitor", "rule", "series", "firing", "since", "alert_id"),
-                     ("monitor", "rule", "series"), "monitor, rule, series")
+                     ("monitor", "rule", "series"), ("monitor", "rule", "series"))
 #: Tables copied row for row (the alert tables are copied with their ids translated).
 _PLAIN_SERVER_TABLES = (SERVER_TRACES, SERVER_TOKENS, INGEST, MONITORS, MONITOR_TRACES, MONITOR_RESULTS,
                         MONITOR_POINTS, MONITOR_SWEEPS)
@@ -166,37 +172,52 @@ def _copy(src: SQLStore, dst: SQLStore, report: CopyReport, *, write: bool, say:
 # ----------------------------------------------------------------------------- rows
 
 
-def _batches(store: SQLStore, sql: str) -> Iterator[list[tuple[Any, ...]]]:
-    """All rows of ``sql`` in batches, paged by offset on a stable order (so memory stays bounded)."""
-    offset = 0
+Row = tuple[Any, ...]
+
+
+def _batches(store: SQLStore, table: _Table) -> Iterator[list[Row]]:
+    """All rows of ``table`` in its order, in batches (so memory stays bounded). Each batch starts
+    after the previous one's last row, where an index on the order goes straight to it; an OFFSET
+    reads and skips every earlier row again, so a copy of N rows read N²/batch of them."""
+    order = table.order_of(store)
+    n = len(table.columns)
+    select = f"SELECT {', '.join((*table.columns, *order))} FROM {table.name}"
+    after = f" WHERE ({', '.join(order)}) > ({', '.join('?' * len(order))})"
+    rest = f" ORDER BY {', '.join(order)} LIMIT ?"
+    last: Row = ()
     while True:
         with store._read() as c:
-            rows = [tuple(r) for r in c.execute(f"{sql} LIMIT ? OFFSET ?", (_BATCH, offset)).fetchall()]
+            rows = [tuple(r) for r in c.execute(select + (after if last else "") + rest, (*last, _BATCH)).fetchall()]
         if not rows:
             return
-        yield rows
-        offset += len(rows)
-
-
-Row = tuple[Any, ...]
+        last = rows[-1][n:]
+        if None in last:  # nothing compares greater than NULL: the rows after it would be lost
+            raise StoreError(f"a row of {table.name} in {store.location} has no {'/'.join(order)}; "
+                             "remove or repair it, then copy again")
+        yield [r[:n] for r in rows]
 
 
 def _existing(store: SQLStore, table: _Table, keys: Sequence[Row]) -> dict[Row, Row]:
     """The rows of ``table`` in ``store`` with these keys, by key."""
     out: dict[Row, Row] = {}
-    if not keys:
-        return out
-    first = table.key[0]
-    cols = ", ".join(table.columns)
-    wanted = set(keys)
+    wanted = list(set(keys))
+    cols = ", ".join(f"t.{col}" for col in table.columns)
+    # A join on the whole key, one index lookup per key on both databases. Matching the first key
+    # column alone fetched all of a monitor's or a judge's rows again for every batch: quadratic.
+    size = max(1, store._CHUNK // len(table.key))  # keys per query: bounds the parameters
     with store._read() as c:
-        for chunk in store._chunks(sorted({k[0] for k in keys})):
-            where, args = store._in(first, chunk)
-            for r in c.execute(f"SELECT {cols} FROM {table.name} WHERE {where}", args):
+        for chunk in (wanted[i:i + size] for i in range(0, len(wanted), size)):
+            on = []
+            for i, col in enumerate(table.key):
+                match = f"t.{col} = k.column{i + 1}"
+                if any(k[i] is None for k in chunk):  # = never holds for NULL
+                    match = f"({match} OR t.{col} IS NULL AND k.column{i + 1} IS NULL)"
+                on.append(match)
+            values = ", ".join([f"({', '.join('?' * len(table.key))})"] * len(chunk))
+            sql = f"SELECT {cols} FROM {table.name} t JOIN (VALUES {values}) AS k ON {' AND '.join(on)}"
+            for r in c.execute(sql, [v for k in chunk for v in k]):
                 row = tuple(r)
-                k = tuple(row[table.columns.index(col)] for col in table.key)
-                if k in wanted:
-                    out[k] = row
+                out[_key(table, row)] = row
     return out
 
 
@@ -207,7 +228,7 @@ def _key(table: _Table, row: tuple[Any, ...]) -> tuple[Any, ...]:
 def _copy_rows(src: SQLStore, dst: SQLStore, table: _Table, report: CopyReport, *, write: bool,
                say: Callable[[str, int], None]) -> None:
     count = report.tables[table.name]
-    for rows in _batches(src, table.select(src)):
+    for rows in _batches(src, table):
         there = _existing(dst, table, [_key(table, r) for r in rows])
         new = []
         for row in rows:
@@ -248,7 +269,7 @@ def _spans_of(store: SQLStore, trace_ids: Sequence[str]) -> dict[str, list[tuple
 def _copy_traces(src: SQLStore, dst: SQLStore, report: CopyReport, *, write: bool,
                  say: Callable[[str, int], None]) -> None:
     traces, spans = report.tables["traces"], report.tables["spans"]
-    for rows in _batches(src, TRACES.select(src)):
+    for rows in _batches(src, TRACES):
         ids = [r[0] for r in rows]
         there = _existing(dst, TRACES, [(t,) for t in ids])
         src_spans = _spans_of(src, ids)
@@ -279,7 +300,7 @@ def _copy_verdicts(src: SQLStore, dst: SQLStore, report: CopyReport, *, write: b
                    say: Callable[[str, int], None]) -> None:
     count = report.tables["verdicts"]
     retired = VERDICTS.columns.index("retired")
-    for rows in _batches(src, VERDICTS.select(src)):
+    for rows in _batches(src, VERDICTS):
         there = _existing(dst, VERDICTS, [_key(VERDICTS, r) for r in rows])
         new = []
         for row in rows:
@@ -310,7 +331,7 @@ def _copy_alerts(src: SQLStore, dst: SQLStore, report: CopyReport, *, write: boo
     ids = _copy_alert_events(src, dst, report, write=write)
     say("monitor_alerts", report.tables["monitor_alerts"].copied)
     count = report.tables["monitor_deliveries"]
-    for rows in _batches(src, DELIVERIES.select(src)):
+    for rows in _batches(src, DELIVERIES):
         # Deliveries have no key of their own: one per alert and target.
         mine = [(ids[r[1]], *r[2:]) for r in rows if r[1] in ids]
         there = _deliveries_of(dst, [m[0] for m in mine if m[0] != _NEW])
@@ -329,7 +350,7 @@ def _copy_alerts(src: SQLStore, dst: SQLStore, report: CopyReport, *, write: boo
         count.copied += len(new)
     count = report.tables["monitor_alert_state"]
     last = ALERT_STATE.columns.index("alert_id")
-    for rows in _batches(src, ALERT_STATE.select(src)):
+    for rows in _batches(src, ALERT_STATE):
         mine = [(*r[:last], None if r[last] is None else ids.get(r[last], _NEW)) for r in rows]
         there = _existing(dst, ALERT_STATE, [_key(ALERT_STATE, r) for r in mine])
         new = []
@@ -351,7 +372,7 @@ def _copy_alert_events(src: SQLStore, dst: SQLStore, report: CopyReport, *, writ
     """Copy the alert events; the destination's id of each source alert (``_NEW`` in a dry run)."""
     count = report.tables["monitor_alerts"]
     ids: dict[Any, int] = {}
-    for rows in _batches(src, ALERTS.select(src)):
+    for rows in _batches(src, ALERTS):
         there = _existing(dst, ALERTS, [_key(ALERTS, r) for r in rows])
         new = []
         for row in rows:
@@ -395,19 +416,26 @@ def _copy_blobs(src: SQLStore, dst: SQLStore, report: CopyReport, *, write: bool
                 say: Callable[[str, int], None]) -> None:
     count = report.tables["blobs"]
     for sha in src.blob_keys():
-        if dst.has_blob(sha):
+        if not write:
+            if dst.has_blob(sha):
+                count.present += 1
+            else:
+                count.copied += 1
+            continue
+        found = src.read_blob(sha)
+        if found is None:
+            continue
+        size, chunks = found
+        try:
+            # Even a blob that is there goes through import_blob, which then only marks it stored now:
+            # its traces were copied before it, and retention in the destination spares recent blobs only.
+            written = dst.import_blob(sha, size, chunks)
+        finally:
+            with contextlib.suppress(Exception):
+                chunks.close()
+        if not written:
             count.present += 1
             continue
-        if write:
-            found = src.read_blob(sha)
-            if found is None:
-                continue
-            size, chunks = found
-            try:
-                dst.import_blob(sha, size, chunks)
-            finally:
-                with contextlib.suppress(Exception):
-                    chunks.close()
         count.copied += 1
         say("blobs", count.copied)
 
@@ -480,19 +508,19 @@ def store_contents(store: SQLStore) -> dict[str, list[tuple[Any, ...]]]:
     files: two stores with equal contents hold the same data (a round-trip copy checks this)."""
     out: dict[str, list[tuple[Any, ...]]] = {}
     for table in (RUNS, SCENARIOS, TRACES, VERDICTS, LABELS, GOLDEN, SNAPSHOTS, *_PLAIN_SERVER_TABLES):
-        out[table.name] = [row for rows in _batches(store, table.select(store)) for row in rows]
+        out[table.name] = [row for rows in _batches(store, table) for row in rows]
     spans: list[tuple[Any, ...]] = []
     with store._read() as c:
         spans = [tuple(r) for r in c.execute(f"SELECT {', '.join(SPAN_COLUMNS)} FROM spans ORDER BY trace_id, seq")]
     out["spans"] = spans
     # Alert ids differ between stores: an alert is known by its key, and what points at it by that.
-    alerts = [row for rows in _batches(store, ALERTS.select(store)) for row in rows]
+    alerts = [row for rows in _batches(store, ALERTS) for row in rows]
     key_of = {row[0]: _key(ALERTS, row) for row in alerts}
     out["monitor_alerts"] = [row[1:] for row in alerts]
-    out["monitor_deliveries"] = sorted(((key_of.get(r[1]), *r[2:]) for rows in _batches(store, DELIVERIES.select(store))
+    out["monitor_deliveries"] = sorted(((key_of.get(r[1]), *r[2:]) for rows in _batches(store, DELIVERIES)
                                         for r in rows), key=repr)
     out["monitor_alert_state"] = [(*r[:-1], None if r[-1] is None else key_of.get(r[-1]))
-                                  for rows in _batches(store, ALERT_STATE.select(store)) for r in rows]
+                                  for rows in _batches(store, ALERT_STATE) for r in rows]
     out["blobs"] = [(sha, store.get_blob(sha)) for sha in store.blob_keys()]
     out["judge_versions"] = [(str(rel), (store.root / "judges" / rel).read_bytes()) for rel in _judge_files(store.root)]
     return out
