@@ -14,10 +14,12 @@ def costar_cmd() -> list[str]:
 
 
 def as_in_a_terminal() -> None:
-    """``preexec_fn`` for a child the test stops with SIGINT: Ctrl-C at its default, as in a terminal's
-    foreground job. A test run started in the background (``pytest &`` in a script) ignores SIGINT,
-    children inherit that, and Python then leaves it ignored."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    """``preexec_fn`` for a child the test stops with a signal: SIGINT, SIGHUP and SIGTERM at their
+    defaults, as in a terminal's foreground job. A test run started in the background (``nohup
+    pytest &`` in a script) ignores SIGINT and SIGHUP, children inherit that, and Python and coSTAR
+    then leave them ignored."""
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def child_env(**extra: str) -> dict[str, str]:
